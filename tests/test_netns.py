@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from tuner.errors import KnobError, NetnsNotFoundError
+from tuner.knobs import SysctlTree, get_knob
+from tuner.netns import run_in_netns
+
+pytestmark = pytest.mark.root
+
+
+def _somaxconn_after_write(value: int) -> int:
+    tree = SysctlTree()
+    tree.write(get_knob("net.core.somaxconn"), value)
+    return tree.read(get_knob("net.core.somaxconn"))
+
+
+def test_a_write_inside_a_namespace_does_not_reach_the_host(netns):
+    host_before = SysctlTree().read(get_knob("net.core.somaxconn"))
+    assert run_in_netns(netns, _somaxconn_after_write, 77) == 77
+    assert SysctlTree().read(get_knob("net.core.somaxconn")) == host_before
+
+
+def _raise_knob_error():
+    raise KnobError("net.core.somaxconn", "too big", value=5, hint="smaller")
+
+
+def test_errors_come_back_with_their_type_and_fields(netns):
+    with pytest.raises(KnobError) as info:
+        run_in_netns(netns, _raise_knob_error)
+    assert info.value.knob == "net.core.somaxconn" and info.value.value == 5 and info.value.hint == "smaller"
+
+
+def test_the_parent_stays_in_its_own_namespace(netns):
+    before = os.readlink("/proc/self/ns/net")
+    child = run_in_netns(netns, os.readlink, "/proc/self/ns/net")
+    assert child != before
+    assert os.readlink("/proc/self/ns/net") == before
+
+
+def test_a_missing_namespace_is_reported_by_name():
+    with pytest.raises(NetnsNotFoundError, match="tuner-does-not-exist"):
+        run_in_netns("tuner-does-not-exist", os.getpid)

@@ -1,0 +1,15 @@
+"""The knob catalogue: what can be tuned, how values are validated, read and written."""
+
+from tuner.knobs.catalogue import CATALOGUE, Kind, Knob, Scope, get_knob, knobs_by_scope
+from tuner.knobs.constraints import CONSTRAINTS, KernelFacts, check_assignment, violations
+from tuner.knobs.domains import INT_MAX, Algorithm, Domain, Flag, IntChoice, IntRange, OrderedTuple, Value
+from tuner.knobs.sysctl import PROC_SYS, SysctlTree
+
+Assignment = dict[str, Value]
+
+__all__ = [
+    "Assignment", "CATALOGUE", "CONSTRAINTS", "INT_MAX", "PROC_SYS",
+    "Algorithm", "Domain", "Flag", "IntChoice", "IntRange", "KernelFacts", "Kind", "Knob", "OrderedTuple",
+    "Scope", "SysctlTree", "Value",
+    "check_assignment", "get_knob", "knobs_by_scope", "violations",
+]

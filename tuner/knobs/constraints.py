@@ -1,0 +1,103 @@
+"""Constraints that couple knobs, and the live checks of what this kernel offers.
+
+Pure functions over an assignment (knob name -> canonical value). The single-knob rules (ranges,
+ordered triples) live in the domains; here are the rules that need two knobs or the kernel.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Mapping
+
+from tuner.errors import KnobError
+from tuner.knobs.catalogue import get_knob
+from tuner.knobs.domains import Value
+from tuner.knobs.sysctl import PROC_SYS, SysctlTree
+
+__all__ = ["Constraint", "CONSTRAINTS", "KernelFacts", "check_assignment", "violations"]
+
+Assignment = Mapping[str, Value]
+
+
+@dataclass(frozen=True)
+class Constraint:
+    knobs: tuple[str, str]
+    holds: Callable[[Value, Value], bool]
+    message: str
+    hint: str
+
+
+def _max_part(v: Value) -> int:
+    return v[-1] if isinstance(v, tuple) else int(v)
+
+
+CONSTRAINTS: tuple[Constraint, ...] = (
+    Constraint(("SO_RCVBUF", "net.core.rmem_max"), lambda a, b: a <= b,
+               "SO_RCVBUF is silently capped at net.core.rmem_max", "raise net.core.rmem_max or lower SO_RCVBUF"),
+    Constraint(("SO_SNDBUF", "net.core.wmem_max"), lambda a, b: a <= b,
+               "SO_SNDBUF is silently capped at net.core.wmem_max", "raise net.core.wmem_max or lower SO_SNDBUF"),
+    Constraint(("net.core.rmem_default", "net.core.rmem_max"), lambda a, b: a <= b,
+               "net.core.rmem_default is above net.core.rmem_max", "keep rmem_default <= rmem_max"),
+    Constraint(("net.core.wmem_default", "net.core.wmem_max"), lambda a, b: a <= b,
+               "net.core.wmem_default is above net.core.wmem_max", "keep wmem_default <= wmem_max"),
+    Constraint(("net.ipv4.tcp_rmem", "net.core.rmem_max"), lambda a, b: _max_part(a) <= b,
+               "tcp_rmem max is above net.core.rmem_max", "keep tcp_rmem max <= rmem_max"),
+    Constraint(("net.ipv4.tcp_wmem", "net.core.wmem_max"), lambda a, b: _max_part(a) <= b,
+               "tcp_wmem max is above net.core.wmem_max", "keep tcp_wmem max <= wmem_max"),
+    Constraint(("backlog", "net.core.somaxconn"), lambda a, b: a <= b,
+               "the listen backlog is silently capped at net.core.somaxconn", "raise net.core.somaxconn too"),
+)
+
+_ALGORITHM_KNOBS = ("net.ipv4.tcp_congestion_control", "TCP_CONGESTION")
+
+
+@dataclass(frozen=True)
+class KernelFacts:
+    """What the running kernel offers, as far as validation needs it."""
+
+    congestion_available: frozenset[str]
+    congestion_allowed: frozenset[str]
+
+    @classmethod
+    def read(cls, root=PROC_SYS) -> "KernelFacts":
+        tree = SysctlTree(root)
+
+        def names(knob_path: str) -> frozenset[str]:
+            try:
+                return frozenset(tree.root.joinpath(*knob_path.split(".")).read_text().split())
+            except OSError:
+                return frozenset()
+
+        return cls(names("net.ipv4.tcp_available_congestion_control"),
+                   names("net.ipv4.tcp_allowed_congestion_control"))
+
+
+def violations(assignment: Assignment, facts: KernelFacts | None = None) -> list[KnobError]:
+    """Every coupled-constraint and kernel-support problem of ``assignment`` (values already validated)."""
+    problems: list[KnobError] = []
+    for c in CONSTRAINTS:
+        a, b = c.knobs
+        if a in assignment and b in assignment and not c.holds(assignment[a], assignment[b]):
+            problems.append(KnobError(a, f"{c.message} ({assignment[a]!r} vs {b} = {assignment[b]!r})",
+                                      value=assignment[a], hint=c.hint))
+    if facts is not None and facts.congestion_available:
+        for name in _ALGORITHM_KNOBS:
+            algo = assignment.get(name)
+            if algo is not None and algo not in facts.congestion_available:
+                offered = " ".join(sorted(facts.congestion_available))
+                problems.append(KnobError(name, f"congestion control {algo!r} is not available on this kernel",
+                                          value=algo, hint=f"this kernel offers: {offered} "
+                                                           f"(or load the module tcp_{algo})"))
+    return problems
+
+
+def check_assignment(assignment: Mapping[str, object], facts: KernelFacts | None = None) -> dict[str, Value]:
+    """Validate every value against its knob and the coupled constraints; return canonical values.
+
+    Raises the first :class:`KnobError` found.
+    """
+    canonical = {name: get_knob(name).validate(value) for name, value in assignment.items()}
+    problems = violations(canonical, facts)
+    if problems:
+        raise problems[0]
+    return canonical

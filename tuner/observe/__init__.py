@@ -1,0 +1,1 @@
+"""Observation of live workloads: sockets, kernel counters, processes -> a workload signature."""

@@ -1,0 +1,164 @@
+"""Measurement: what a probe returns, and the statistics of repeated samples.
+
+A Measurement is plain data (``to_dict``/``from_dict`` round-trip through JSON and TOML), so it can be
+journaled by a study and stored as a profile's evidence.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, Mapping, Sequence
+
+from tuner.workload import Path, Workload
+
+__all__ = ["Better", "MetricInfo", "METRICS", "Stat", "summarize", "Measurement"]
+
+
+class Better(Enum):
+    LOWER = "lower"
+    HIGHER = "higher"
+
+
+@dataclass(frozen=True)
+class MetricInfo:
+    name: str
+    unit: str
+    better: Better
+    description: str
+
+
+def _m(name: str, unit: str, better: Better, description: str) -> tuple[str, MetricInfo]:
+    return name, MetricInfo(name, unit, better, description)
+
+
+L, H = Better.LOWER, Better.HIGHER
+METRICS: Mapping[str, MetricInfo] = dict([
+    _m("tps", "1/s", H, "transactions per second"),
+    _m("latency_p50_ms", "ms", L, "median request latency"),
+    _m("latency_p90_ms", "ms", L, "90th percentile request latency"),
+    _m("latency_p99_ms", "ms", L, "99th percentile request latency"),
+    _m("latency_max_ms", "ms", L, "largest request latency"),
+    _m("goodput_mbps", "Mbit/s", H, "application bytes delivered per second"),
+    _m("retransmits", "segments", L, "TCP segments retransmitted"),
+    _m("sndbuf_limited_pct", "%", L, "share of time the sender was limited by its send buffer"),
+    _m("rwnd_limited_pct", "%", L, "share of time the sender was limited by the receive window"),
+    _m("connect_p50_ms", "ms", L, "median connect time"),
+    _m("connect_p99_ms", "ms", L, "99th percentile connect time"),
+    _m("connect_max_ms", "ms", L, "largest connect time"),
+    _m("connect_failed", "connections", L, "connects that failed"),
+    _m("connect_rate", "1/s", H, "connections established per second"),
+    _m("delivered_fraction", "", H, "share of datagrams the reader received"),
+    _m("reader_latency_ms", "ms", L, "median time from send to read"),
+    _m("detect_s", "s", L, "time until the survivor noticed the dead peer"),
+    _m("keepalive_packets_per_conn_hour", "packets", L, "keepalive probes per connection-hour"),
+    _m("bytes_per_conn", "bytes", L, "kernel socket memory per connection"),
+])
+
+
+@dataclass(frozen=True)
+class Stat:
+    """Median of repeated samples with a confidence interval of the median."""
+
+    median: float
+    lo: float
+    hi: float
+    samples: tuple[float, ...] = ()
+
+    @property
+    def spread(self) -> float:
+        """Half-width of the interval relative to the median (0.05 = +-5%)."""
+        if self.median == 0:
+            return 0.0 if self.hi == self.lo else math.inf
+        return (self.hi - self.lo) / 2 / abs(self.median)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"median": self.median, "lo": self.lo, "hi": self.hi, "samples": list(self.samples)}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "Stat":
+        return cls(float(d["median"]), float(d["lo"]), float(d["hi"]), tuple(float(x) for x in d.get("samples", ())))
+
+
+def summarize(samples: Sequence[float]) -> Stat:
+    """Median and a distribution-free ~95% interval of the median (order statistics).
+
+    With fewer than 6 samples no such interval exists at 95%; the range min..max is given instead
+    (a conservative interval, about 75-94% for 3-5 samples).
+    """
+    xs = sorted(float(x) for x in samples)
+    if not xs:
+        raise ValueError("no samples")
+    n = len(xs)
+    med = statistics.median(xs)
+    if n < 6:
+        return Stat(med, xs[0], xs[-1], tuple(samples))
+    # normal approximation of the binomial rank interval
+    half = 1.96 * math.sqrt(n) / 2
+    lo_rank = max(0, math.floor(n / 2 - half))
+    hi_rank = min(n - 1, math.ceil(n / 2 + half) - 1)
+    return Stat(med, xs[lo_rank], xs[hi_rank], tuple(samples))
+
+
+@dataclass(frozen=True)
+class Measurement:
+    workload: Workload
+    path: Path
+    assignment: Mapping[str, Any]
+    metrics: Mapping[str, Stat] = field(default_factory=dict)
+    counters: Mapping[str, Mapping[str, int]] = field(default_factory=dict)  # side -> counter deltas
+    backend: str = "none"                    # path backend: none, netem, tun
+    health: Mapping[str, float] = field(default_factory=dict)
+    repeats: int = 0
+    duration: float = 0.0                    # seconds per repeat, warm-up excluded
+    valid: bool = True
+    invalid_reason: str | None = None        # e.g. "sandbox: 12 packets dropped at the TUN ring"
+    failed: bool = False
+    error: str | None = None
+
+    def value(self, metric: str) -> float:
+        return self.metrics[metric].median
+
+    @property
+    def usable(self) -> bool:
+        return self.valid and not self.failed
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "workload": self.workload.to_dict(),
+            "path": self.path.to_dict(),
+            "assignment": {k: list(v) if isinstance(v, tuple) else v for k, v in self.assignment.items()},
+            "metrics": {k: s.to_dict() for k, s in self.metrics.items()},
+            "counters": {side: dict(c) for side, c in self.counters.items()},
+            "backend": self.backend,
+            "health": dict(self.health),
+            "repeats": self.repeats,
+            "duration": self.duration,
+            "valid": self.valid,
+            "failed": self.failed,
+        }
+        if self.invalid_reason is not None:
+            d["invalid_reason"] = self.invalid_reason
+        if self.error is not None:
+            d["error"] = self.error
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "Measurement":
+        return cls(
+            workload=Workload.from_dict(d["workload"]),
+            path=Path.from_dict(d["path"]),
+            assignment={k: tuple(v) if isinstance(v, list) else v for k, v in d.get("assignment", {}).items()},
+            metrics={k: Stat.from_dict(s) for k, s in d.get("metrics", {}).items()},
+            counters={side: dict(c) for side, c in d.get("counters", {}).items()},
+            backend=d.get("backend", "none"),
+            health=dict(d.get("health", {})),
+            repeats=int(d.get("repeats", 0)),
+            duration=float(d.get("duration", 0.0)),
+            valid=bool(d.get("valid", True)),
+            invalid_reason=d.get("invalid_reason"),
+            failed=bool(d.get("failed", False)),
+            error=d.get("error"),
+        )

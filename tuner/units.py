@@ -1,0 +1,80 @@
+"""Parsing of human quantities used on the command line and in files: durations, rates, sizes, ratios.
+
+All parsers raise :class:`~tuner.errors.InputError` naming the text and the accepted forms.
+"""
+
+from __future__ import annotations
+
+import re
+
+from tuner.errors import InputError
+
+__all__ = ["parse_duration", "parse_rate", "parse_size", "parse_ratio", "format_size", "format_duration"]
+
+_NUM = r"([0-9]+(?:\.[0-9]*)?|\.[0-9]+)"
+_DURATION = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
+_RATE = {"bit": 1, "kbit": 1e3, "mbit": 1e6, "gbit": 1e9, "bps": 8, "kbps": 8e3, "mbps": 8e6, "gbps": 8e9}
+_SIZE = {"": 1, "b": 1, "k": 1024, "kib": 1024, "kb": 1000, "m": 1 << 20, "mib": 1 << 20, "mb": 10**6,
+         "g": 1 << 30, "gib": 1 << 30, "gb": 10**9}
+
+
+def _split(text: str, what: str, forms: str) -> tuple[float, str]:
+    m = re.fullmatch(_NUM + r"\s*([a-zA-Z%]*)", text.strip())
+    if not m:
+        raise InputError(f"cannot read {what} {text!r}", hint=f"use {forms}")
+    return float(m.group(1)), m.group(2).lower()
+
+
+def parse_duration(text: str) -> float:
+    """'50ms' -> 0.05 seconds; a bare number is seconds."""
+    forms = "a number with us, ms, s, m or h (e.g. 50ms, 2s)"
+    value, unit = _split(text, "duration", forms)
+    if unit not in _DURATION:
+        raise InputError(f"unknown duration unit in {text!r}", hint=f"use {forms}")
+    return value * _DURATION[unit]
+
+
+def parse_rate(text: str) -> float:
+    """'100mbit' -> 1e8 bits per second (tc's units: bit, kbit, mbit, gbit; bps variants are bytes)."""
+    forms = "a number with bit, kbit, mbit or gbit (e.g. 100mbit)"
+    value, unit = _split(text, "rate", forms)
+    if unit not in _RATE:
+        raise InputError(f"unknown rate unit in {text!r}", hint=f"use {forms}")
+    return value * _RATE[unit]
+
+
+def parse_size(text: str) -> int:
+    """'64KiB' / '64k' -> 65536 bytes; a bare number is bytes."""
+    forms = "a number of bytes, optionally with k/KiB, m/MiB, g/GiB (e.g. 64KiB)"
+    value, unit = _split(text, "size", forms)
+    if unit not in _SIZE:
+        raise InputError(f"unknown size unit in {text!r}", hint=f"use {forms}")
+    return int(value * _SIZE[unit])
+
+
+def parse_ratio(text: str) -> float:
+    """'0.5%' -> 0.005; a bare number between 0 and 1 is a fraction."""
+    forms = "a percentage (0.5%) or a fraction (0.005)"
+    value, unit = _split(text, "ratio", forms)
+    if unit == "%":
+        value /= 100.0
+    elif unit:
+        raise InputError(f"unknown unit in {text!r}", hint=f"use {forms}")
+    if not 0.0 <= value <= 1.0:
+        raise InputError(f"{text!r} is not between 0 and 100%", hint=f"use {forms}")
+    return value
+
+
+def format_size(n: float) -> str:
+    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if abs(n) >= scale:
+            return f"{n / scale:.3g} {unit}"
+    return f"{int(n)} B"
+
+
+def format_duration(seconds: float) -> str:
+    if seconds < 1e-3:
+        return f"{seconds * 1e6:.0f} us"
+    if seconds < 1:
+        return f"{seconds * 1e3:.3g} ms"
+    return f"{seconds:.3g} s"

@@ -1,0 +1,162 @@
+"""Workload and Path: what traffic to reproduce and over what network conditions.
+
+Both are plain, immutable data shared by observe, probe, search, profiles and the daemon.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields, replace
+from enum import Enum
+from typing import Any, Mapping
+
+from tuner.errors import InputError
+
+__all__ = ["WorkloadKind", "WritePattern", "Direction", "Workload", "Path", "DEFAULT_WORKLOADS"]
+
+
+class WorkloadKind(Enum):
+    RR = "rr"                # TCP request/response (echo service)
+    BULK = "bulk"            # long TCP streams
+    BURST = "burst"          # many short connections at once against a listener
+    UDP = "udp"              # UDP sender into a reader with a service rate
+    KEEPALIVE = "keepalive"  # idle connections whose peer silently disappears
+    MEMORY = "memory"        # many mostly idle connections: kernel memory per connection
+
+
+class WritePattern(Enum):
+    SINGLE = "single"  # the request in one write
+    SPLIT = "split"    # a header write, then a body write (write-write-read: the Nagle trap)
+
+
+class Direction(Enum):
+    UPLOAD = "upload"      # client sends to server
+    DOWNLOAD = "download"  # server sends to client
+
+
+@dataclass(frozen=True)
+class Workload:
+    """A kind of traffic and its shape. Fields a kind does not use are ignored by its probe."""
+
+    kind: WorkloadKind
+    # rr
+    request_size: int = 100
+    response_size: int = 100
+    write_pattern: WritePattern = WritePattern.SINGLE
+    connections: int = 1
+    think_time: float = 0.0          # seconds between requests on one connection
+    # bulk
+    streams: int = 1
+    direction: Direction = Direction.UPLOAD
+    # burst
+    burst_connections: int = 2000
+    burst_threads: int = 256
+    accept_rate: float = 2000.0      # accepts per second the server performs
+    # udp
+    udp_rate: float = 50000.0        # datagrams per second offered
+    udp_size: int = 1200             # bytes per datagram
+    udp_burst: int = 64              # datagrams sent back to back
+    service_rate: float = 20000.0    # datagrams per second the reader processes
+    # keepalive / memory
+    idle_connections: int = 100
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        return {k: (v.value if isinstance(v, Enum) else v) for k, v in d.items()}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "Workload":
+        known = {f.name: f for f in fields(cls)}
+        unknown = set(data) - set(known)
+        if unknown:
+            raise InputError(f"unknown workload field(s): {', '.join(sorted(unknown))}",
+                             hint=f"known fields: {', '.join(known)}")
+        if "kind" not in data:
+            raise InputError("a workload needs a kind", hint=f"one of {', '.join(k.value for k in WorkloadKind)}")
+        kwargs: dict[str, Any] = {}
+        for name, value in data.items():
+            kwargs[name] = _coerce(name, value, known[name].type)
+        return cls(**kwargs)
+
+    def with_(self, **changes: Any) -> "Workload":
+        return replace(self, **changes)
+
+
+_ENUMS = {"WorkloadKind": WorkloadKind, "WritePattern": WritePattern, "Direction": Direction}
+
+
+def _coerce(name: str, value: Any, type_name: Any) -> Any:
+    tname = type_name if isinstance(type_name, str) else getattr(type_name, "__name__", str(type_name))
+    if tname in _ENUMS:
+        enum = _ENUMS[tname]
+        try:
+            return enum(value)
+        except ValueError:
+            raise InputError(f"workload {name}: {value!r} is not valid",
+                             hint=f"one of {', '.join(e.value for e in enum)}") from None
+    if tname == "int":
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise InputError(f"workload {name}: expected a non-negative integer, got {value!r}")
+        return value
+    if tname == "float":
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            raise InputError(f"workload {name}: expected a non-negative number, got {value!r}")
+        return float(value)
+    return value
+
+
+@dataclass(frozen=True)
+class Path:
+    """Network conditions between the two peers. ``rate_bps`` None means uncapped; ``queue_packets`` is
+    the bottleneck queue (None: about one bandwidth-delay product, at least 100 packets)."""
+
+    rtt: float = 0.0                  # seconds, round trip
+    rate_bps: float | None = None     # bits per second
+    loss: float = 0.0                 # probability per packet, each direction
+    jitter: float = 0.0               # seconds (only where the backend supports it)
+    queue_packets: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.rtt < 0 or self.jitter < 0:
+            raise InputError("path rtt and jitter must not be negative")
+        if self.rate_bps is not None and self.rate_bps <= 0:
+            raise InputError("path rate must be positive")
+        if not 0.0 <= self.loss <= 1.0:
+            raise InputError("path loss must be between 0 and 100%")
+        if self.queue_packets is not None and self.queue_packets < 1:
+            raise InputError("path queue must hold at least one packet")
+
+    @property
+    def is_plain(self) -> bool:
+        """No emulation needed: a bare veth pair serves."""
+        return self.rtt == 0 and self.rate_bps is None and self.loss == 0 and self.jitter == 0
+
+    def describe(self) -> str:
+        parts = [f"rtt {self.rtt * 1e3:g} ms"]
+        parts.append(f"rate {self.rate_bps / 1e6:g} Mbit/s" if self.rate_bps else "rate uncapped")
+        if self.loss:
+            parts.append(f"loss {self.loss * 100:g}%")
+        if self.jitter:
+            parts.append(f"jitter {self.jitter * 1e3:g} ms")
+        return ", ".join(parts)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "Path":
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise InputError(f"unknown path field(s): {', '.join(sorted(unknown))}",
+                             hint=f"known fields: {', '.join(sorted(known))}")
+        return cls(**dict(data))
+
+
+DEFAULT_WORKLOADS: Mapping[WorkloadKind, Workload] = {
+    WorkloadKind.RR: Workload(WorkloadKind.RR, write_pattern=WritePattern.SPLIT),
+    WorkloadKind.BULK: Workload(WorkloadKind.BULK),
+    WorkloadKind.BURST: Workload(WorkloadKind.BURST),
+    WorkloadKind.UDP: Workload(WorkloadKind.UDP),
+    WorkloadKind.KEEPALIVE: Workload(WorkloadKind.KEEPALIVE, idle_connections=4),
+    WorkloadKind.MEMORY: Workload(WorkloadKind.MEMORY, idle_connections=500),
+}
