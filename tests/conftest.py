@@ -1,6 +1,6 @@
 """Shared fixtures: root detection, test-owned network namespaces, a fake /proc/sys tree.
 
-Every namespace a test creates is named ``tuner-t<pid>-<n>`` and deleted in the fixture's
+Every namespace a test creates is named ``tuner-<pid>-t<n>`` and deleted in the fixture's
 finalizer, whatever the test's outcome.
 """
 
@@ -29,7 +29,7 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture
 def netns():
     """A fresh, empty network namespace with loopback up; deleted afterwards."""
-    name = f"tuner-t{os.getpid()}-{next(_counter)}"
+    name = f"tuner-{os.getpid()}-t{next(_counter)}"
     subprocess.run(["ip", "netns", "add", name], check=True)
     try:
         subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True)
