@@ -1,0 +1,81 @@
+"""Fixtures for the search tests.
+
+``SyntheticMeasure`` is a test double for the *probe*, used only to exercise the search mechanics
+(ask/tell, journal, resume, failures, confirmation, verdicts, constraints): it is a deterministic,
+clearly labelled function of the assignment with seeded noise, never presented as a real measurement.
+Tests of what the search finds on real traffic use the real probe in a real sandbox.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import Callable, Mapping
+
+import pytest
+
+from tuner.knobs import KernelFacts
+from tuner.probe.measurement import Measurement, summarize
+from tuner.workload import DEFAULT_WORKLOADS, Path, WorkloadKind
+
+# Live values as a stock kernel shows them (what build_space gets from the sandbox namespace and host).
+STOCK = {
+    "net.core.somaxconn": 4096,
+    "net.ipv4.tcp_rmem": (4096, 131072, 6291456),
+    "net.ipv4.tcp_wmem": (4096, 16384, 4194304),
+    "net.ipv4.tcp_max_syn_backlog": 512,
+    "net.ipv4.tcp_congestion_control": "cubic",
+    "net.ipv4.tcp_syncookies": 1,
+    "net.ipv4.tcp_slow_start_after_idle": True,
+    "net.ipv4.tcp_notsent_lowat": 4294967295,
+    "net.core.rmem_max": 212992,
+    "net.core.wmem_max": 212992,
+    "net.core.rmem_default": 212992,
+    "net.core.wmem_default": 212992,
+}
+FACTS = KernelFacts(frozenset({"reno", "cubic", "bbr"}), frozenset({"reno", "cubic", "bbr"}))
+
+
+@dataclass
+class SyntheticMeasure:
+    """Test double of the probe: ``metric_fn(assignment)`` -> {metric: true value}; each of ``repeats``
+    samples gets multiplicative seeded noise of +-``noise``. Counts calls and records assignments."""
+
+    kind: WorkloadKind
+    metric_fn: Callable[[Mapping[str, object]], dict[str, float]]
+    noise: float = 0.02
+    repeats: int = 3
+    seed: int = 0
+    fail_when: Callable[[Mapping[str, object]], bool] | None = None
+    calls: list[dict] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._rng = random.Random(self.seed)
+
+    def __call__(self, assignment):
+        self.calls.append(dict(assignment))
+        if self.fail_when is not None and self.fail_when(assignment):
+            raise RuntimeError("synthetic probe failure")
+        truth = self.metric_fn(assignment)
+        metrics = {name: summarize([v * (1 + self._rng.uniform(-self.noise, self.noise))
+                                    for _ in range(self.repeats)]) for name, v in truth.items()}
+        return Measurement(workload=DEFAULT_WORKLOADS[self.kind], path=Path(), assignment=dict(assignment),
+                           metrics=metrics, backend="none", repeats=self.repeats, duration=0.1)
+
+
+def rr_truth(a):
+    """Nagle trap: ~44 ms without TCP_NODELAY; a small buffer hurts a little."""
+    lat = 0.2 if a.get("TCP_NODELAY") else 44.0
+    if a.get("SO_SNDBUF", 1 << 20) < 64 * 1024:
+        lat *= 1.5
+    return {"latency_p99_ms": lat, "tps": 1000.0 / lat}
+
+
+@pytest.fixture
+def facts():
+    return FACTS
+
+
+@pytest.fixture
+def stock():
+    return dict(STOCK)

@@ -1,0 +1,110 @@
+"""The search space: derived from the catalogue, baseline included, candidates repaired and checked."""
+
+from __future__ import annotations
+
+import pytest
+
+from tuner.errors import InputError, KnobError
+from tuner.knobs import check_assignment
+from tuner.search.space import KIND_KNOBS, build_space, knob_cost
+from tuner.workload import WorkloadKind
+
+from search_doubles import FACTS, STOCK
+
+
+@pytest.mark.parametrize("kind", list(WorkloadKind))
+def test_every_kind_has_a_space_whose_baseline_point_is_the_empty_assignment(kind):
+    space = build_space(kind, STOCK, facts=FACTS)
+    assert space.knobs == KIND_KNOBS[kind]
+    cand = space.candidate(space.baseline_point())
+    assert dict(cand.assignment) == {}
+
+
+def test_buffer_levels_are_on_a_log_scale_and_include_the_baseline():
+    space = build_space(WorkloadKind.BULK, STOCK, facts=FACTS)
+    rmem = next(d for d in space.dimensions if d.knob == "net.ipv4.tcp_rmem")
+    assert rmem.part == 2
+    assert 6291456 in rmem.levels
+    sizes = [v for v in rmem.levels if v != 6291456]
+    ratios = {b / a for a, b in zip(sizes, sizes[1:])}
+    assert all(r >= 4 for r in ratios)
+
+
+def test_every_point_of_every_space_gives_a_valid_assignment_or_is_rejected():
+    for kind in WorkloadKind:
+        space = build_space(kind, STOCK, facts=FACTS, add=())
+        for point in space.points():
+            try:
+                cand = space.candidate(point)
+            except KnobError:
+                continue
+            assert check_assignment(cand.assignment, FACTS) == dict(cand.assignment)
+            effective = {**STOCK, **cand.assignment}
+            # a socket value capped by a sysctl in the kernel never sits above its (effective) cap
+            for sock, cap in (("SO_RCVBUF", "net.core.rmem_max"), ("SO_SNDBUF", "net.core.wmem_max"),
+                              ("backlog", "net.core.somaxconn")):
+                if sock in cand.assignment:
+                    assert cand.assignment[sock] <= effective[cap]
+
+
+def test_a_socket_buffer_above_the_host_cap_raises_the_cap():
+    space = build_space(WorkloadKind.UDP, STOCK, facts=FACTS)
+    point = tuple(d.levels.index(16 * 1024 * 1024) if d.knob == "SO_RCVBUF" else d.levels.index(212992)
+                  for d in space.dimensions)
+    cand = space.candidate(point)
+    assert cand.assignment["SO_RCVBUF"] == 16 * 1024 * 1024
+    assert cand.assignment["net.core.rmem_max"] == 16 * 1024 * 1024
+    assert cand.repairs
+
+
+def test_a_backlog_above_somaxconn_raises_somaxconn_to_a_level_of_its_dimension():
+    space = build_space(WorkloadKind.BURST, STOCK, facts=FACTS)
+    dims = {d.knob: d for d in space.dimensions}
+    point = list(space.baseline_point())
+    names = [d.knob for d in space.dimensions]
+    point[names.index("backlog")] = dims["backlog"].levels.index(8192)
+    point[names.index("net.core.somaxconn")] = dims["net.core.somaxconn"].levels.index(1024)
+    cand = space.candidate(point)
+    assert cand.assignment["backlog"] == 8192
+    assert cand.assignment["net.core.somaxconn"] == 16384
+    assert cand.point[names.index("net.core.somaxconn")] == dims["net.core.somaxconn"].levels.index(16384)
+
+
+def test_a_max_below_the_live_default_keeps_the_triple_ordered():
+    live = {**STOCK, "net.ipv4.tcp_wmem": (4096, 2 * 1024 * 1024, 4194304)}
+    space = build_space(WorkloadKind.BULK, live, facts=FACTS)
+    dims = {d.knob: d for d in space.dimensions}
+    point = list(space.baseline_point())
+    names = [d.knob for d in space.dimensions]
+    point[names.index("net.ipv4.tcp_wmem")] = dims["net.ipv4.tcp_wmem"].levels.index(1024 * 1024)
+    cand = space.candidate(point)
+    lo, default, hi = cand.assignment["net.ipv4.tcp_wmem"]
+    assert lo <= default <= hi == 1024 * 1024
+
+
+def test_congestion_levels_are_what_this_kernel_allows():
+    from tuner.knobs import KernelFacts
+
+    facts = KernelFacts(frozenset({"reno", "cubic", "bbr"}), frozenset({"reno", "bbr"}))
+    space = build_space(WorkloadKind.BULK, {**STOCK, "net.ipv4.tcp_congestion_control": "bbr"}, facts=facts)
+    cc = next(d for d in space.dimensions if d.knob == "net.ipv4.tcp_congestion_control")
+    assert set(cc.levels) == {"reno", "bbr"}
+
+
+def test_knob_flags_widen_and_narrow_the_space():
+    space = build_space(WorkloadKind.RR, STOCK, facts=FACTS, add=["net.ipv4.tcp_wmem"], remove=["SO_RCVBUF"])
+    assert space.knobs == ("TCP_NODELAY", "TCP_QUICKACK", "SO_SNDBUF", "net.ipv4.tcp_wmem")
+    with pytest.raises(KnobError):
+        build_space(WorkloadKind.RR, STOCK, add=["TCP_NODELAYY"])
+    with pytest.raises(InputError):
+        build_space(WorkloadKind.RR, STOCK, remove=["net.core.somaxconn"])
+    with pytest.raises(InputError):
+        build_space(WorkloadKind.RR, STOCK, add=["net.ipv4.tcp_mem"])
+
+
+def test_cost_prefers_smaller_buffers_fewer_probes_and_fewer_changes():
+    assert knob_cost("SO_RCVBUF", 64 * 1024 * 1024, None) > knob_cost("SO_RCVBUF", 256 * 1024, None)
+    assert knob_cost("TCP_KEEPIDLE", 1, None) > knob_cost("TCP_KEEPIDLE", 30, None)
+    space = build_space(WorkloadKind.RR, STOCK, facts=FACTS)
+    assert space.cost({}) == 0
+    assert space.cost({"TCP_NODELAY": True}) < space.cost({"TCP_NODELAY": True, "TCP_QUICKACK": True})

@@ -1,0 +1,232 @@
+"""Objectives: turn a Measurement into one score, per workload kind, overridable by the user.
+
+A :class:`Score` keeps the objective's own units (milliseconds, Mbit/s, a fraction) and its direction,
+with one value per repeat so that a study can put a confidence interval on a gain. Samplers minimise a
+*loss*: the log of the score, negated for objectives to maximise (the log evens out scores that span
+orders of magnitude, such as 44 ms against 0.05 ms). Pure functions only.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass
+from enum import Enum
+from typing import Mapping, Protocol, Sequence
+
+from tuner.errors import InputError
+from tuner.probe.measurement import METRICS, Better, Measurement
+from tuner.workload import WorkloadKind
+
+__all__ = [
+    "Direction", "Score", "Objective", "MetricObjective", "KeepaliveObjective", "MemoryObjective",
+    "default_objective", "parse_objective", "gain", "KEEPALIVE_PACKET_COST_S", "MEMORY_THROUGHPUT_FLOOR",
+]
+
+# Keepalive: 100 probe packets per connection-hour are worth one second of detection time.
+KEEPALIVE_PACKET_COST_S = 0.01
+# Memory: a setting must keep at least this share of the baseline's throughput to count.
+MEMORY_THROUGHPUT_FLOOR = 0.9
+_THROUGHPUT_METRICS = ("tps", "goodput_mbps", "connect_rate")
+_EPS = 1e-9
+
+
+class Direction(Enum):
+    MIN = "min"
+    MAX = "max"
+
+
+@dataclass(frozen=True)
+class Score:
+    """An objective's value for one measurement: the median over repeats and the per-repeat values."""
+
+    value: float
+    samples: tuple[float, ...]
+    direction: Direction
+    feasible: bool = True
+    reason: str | None = None
+
+    @property
+    def loss(self) -> float:
+        """What a sampler minimises (log scale; larger is worse). Infinite when infeasible."""
+        if not self.feasible or not math.isfinite(self.value):
+            return math.inf
+        v = math.log(max(self.value, _EPS))
+        return v if self.direction is Direction.MIN else -v
+
+    def better_than(self, other: "Score") -> bool:
+        return self.loss < other.loss
+
+    def to_dict(self) -> dict:
+        d = {"value": self.value, "samples": list(self.samples), "direction": self.direction.value,
+             "feasible": self.feasible}
+        if self.reason:
+            d["reason"] = self.reason
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> "Score":
+        return cls(float(d["value"]), tuple(float(x) for x in d.get("samples", ())), Direction(d["direction"]),
+                   bool(d.get("feasible", True)), d.get("reason"))
+
+    @classmethod
+    def pooled(cls, scores: Sequence["Score"]) -> "Score":
+        """One score from several measurements of the same setting: every repeat's value together."""
+        if not scores:
+            raise ValueError("no scores to pool")
+        samples = tuple(x for s in scores for x in s.samples)
+        feasible = all(s.feasible for s in scores)
+        reason = next((s.reason for s in scores if s.reason), None)
+        return cls(statistics.median(samples), samples, scores[0].direction, feasible, reason)
+
+
+def gain(baseline: float, candidate: float, direction: Direction) -> float:
+    """How many times better ``candidate`` is than ``baseline`` (1.0: the same; > 1: better)."""
+    num, den = (baseline, candidate) if direction is Direction.MIN else (candidate, baseline)
+    if den <= 0:
+        return 1.0 if num <= 0 else math.inf
+    return num / den
+
+
+class Objective(Protocol):
+    """Turns a measurement into a score; ``baseline`` is given for objectives relative to it."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def direction(self) -> Direction: ...
+    @property
+    def metrics(self) -> tuple[str, ...]: ...
+    def score(self, m: Measurement, baseline: Measurement | None = None) -> Score: ...
+    def describe(self) -> str: ...
+
+
+def _samples(m: Measurement, metric: str) -> tuple[float, ...]:
+    if metric not in m.metrics:
+        raise KeyError(metric)
+    stat = m.metrics[metric]
+    return tuple(stat.samples) if stat.samples else (stat.median,)
+
+
+def _missing(m: Measurement, metric: str, direction: Direction) -> Score:
+    return Score(math.inf if direction is Direction.MIN else 0.0, (), direction, False,
+                 f"the measurement has no {metric}")
+
+
+@dataclass(frozen=True)
+class MetricObjective:
+    """One metric of the measurement, minimised or maximised."""
+
+    metric: str
+    direction: Direction
+
+    @property
+    def name(self) -> str:
+        return f"{self.metric}:{self.direction.value}"
+
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        return (self.metric,)
+
+    def score(self, m: Measurement, baseline: Measurement | None = None) -> Score:
+        if self.metric not in m.metrics:
+            return _missing(m, self.metric, self.direction)
+        xs = _samples(m, self.metric)
+        return Score(m.metrics[self.metric].median, xs, self.direction)
+
+    def describe(self) -> str:
+        word = "minimise" if self.direction is Direction.MIN else "maximise"
+        return f"{word} {self.metric} ({METRICS[self.metric].description})"
+
+
+@dataclass(frozen=True)
+class KeepaliveObjective:
+    """Detection time of a dead peer plus a cost for the keepalive packets that buy it."""
+
+    packet_cost_s: float = KEEPALIVE_PACKET_COST_S
+
+    name = "detect_s+keepalive_cost:min"
+    direction = Direction.MIN
+    metrics = ("detect_s", "keepalive_packets_per_conn_hour")
+
+    def score(self, m: Measurement, baseline: Measurement | None = None) -> Score:
+        for metric in self.metrics:
+            if metric not in m.metrics:
+                return _missing(m, metric, Direction.MIN)
+        detect = _samples(m, "detect_s")
+        packets = _samples(m, "keepalive_packets_per_conn_hour")
+        if len(packets) != len(detect):  # not aligned per repeat: combine each detection with the median
+            packets = (m.value("keepalive_packets_per_conn_hour"),) * len(detect)
+        xs = tuple(d + self.packet_cost_s * p for d, p in zip(detect, packets))
+        return Score(statistics.median(xs), xs, Direction.MIN)
+
+    def describe(self) -> str:
+        return (f"minimise detect_s + {self.packet_cost_s:g} s per keepalive packet per connection-hour "
+                f"(100 probes an hour cost as much as {100 * self.packet_cost_s:g} s of detection)")
+
+
+@dataclass(frozen=True)
+class MemoryObjective:
+    """Kernel memory per connection, for settings that keep the baseline's throughput (within a floor)."""
+
+    floor: float = MEMORY_THROUGHPUT_FLOOR
+
+    name = "bytes_per_conn:min"
+    direction = Direction.MIN
+    metrics = ("bytes_per_conn",)
+
+    def score(self, m: Measurement, baseline: Measurement | None = None) -> Score:
+        if "bytes_per_conn" not in m.metrics:
+            return _missing(m, "bytes_per_conn", Direction.MIN)
+        xs = _samples(m, "bytes_per_conn")
+        value = m.value("bytes_per_conn")
+        if baseline is not None:
+            for metric in _THROUGHPUT_METRICS:
+                if metric in m.metrics and metric in baseline.metrics:
+                    need = self.floor * baseline.value(metric)
+                    if m.value(metric) < need:
+                        return Score(value, xs, Direction.MIN, False,
+                                     f"{metric} {m.value(metric):.4g} is below the floor {need:.4g} "
+                                     f"({self.floor:.0%} of the baseline)")
+                    break
+        return Score(value, xs, Direction.MIN)
+
+    def describe(self) -> str:
+        return (f"minimise bytes_per_conn, keeping at least {self.floor:.0%} of the baseline's throughput")
+
+
+_DEFAULT_METRIC: Mapping[WorkloadKind, tuple[str, Direction]] = {
+    WorkloadKind.RR: ("latency_p99_ms", Direction.MIN),
+    WorkloadKind.BULK: ("goodput_mbps", Direction.MAX),
+    WorkloadKind.BURST: ("connect_p99_ms", Direction.MIN),
+    WorkloadKind.UDP: ("delivered_fraction", Direction.MAX),
+}
+
+
+def default_objective(kind: WorkloadKind) -> Objective:
+    if kind is WorkloadKind.KEEPALIVE:
+        return KeepaliveObjective()
+    if kind is WorkloadKind.MEMORY:
+        return MemoryObjective()
+    metric, direction = _DEFAULT_METRIC[kind]
+    return MetricObjective(metric, direction)
+
+
+def parse_objective(text: str | None, kind: WorkloadKind) -> Objective:
+    """``None`` -> the kind's default; ``METRIC[:min|max]`` -> that metric (direction from the metric)."""
+    if text is None or text == "" or text == "default":
+        return default_objective(kind)
+    metric, _, word = text.partition(":")
+    metric = metric.strip()
+    if metric not in METRICS:
+        raise InputError(f"--objective {text}: unknown metric {metric!r}",
+                         hint=f"one of: {', '.join(METRICS)} (optionally with :min or :max)")
+    if word:
+        try:
+            direction = Direction(word.strip().lower())
+        except ValueError:
+            raise InputError(f"--objective {text}: {word!r} is neither min nor max",
+                             hint="write METRIC:min or METRIC:max") from None
+    else:
+        direction = Direction.MIN if METRICS[metric].better is Better.LOWER else Direction.MAX
+    return MetricObjective(metric, direction)

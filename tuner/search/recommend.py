@@ -1,0 +1,238 @@
+"""`recommend`: search the knobs of a workload in a sandbox and write the result as a profile with evidence.
+
+    rec = recommend(workload, path, SearchConfig(budget=10), progress=print)
+    rec.profile            # tuner.profiles.Profile; [evidence] holds the proof
+    rec.verdict.text       # "latency_p99_ms 180x better than the baseline (...)" or "keep the defaults"
+
+One sandbox serves every trial of a search (the probe resets it between trials); it is removed when the
+search ends, fails or is interrupted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import platform
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+from tuner import __version__
+from tuner.errors import TunerError
+from tuner.knobs import CATALOGUE, KernelFacts, Kind, Scope, SysctlTree, Value
+from tuner.logs import get_logger
+from tuner.probe.measurement import METRICS, Better, Measurement
+from tuner.profiles import Profile, render_socket_snippets
+from tuner.search.journal import Journal
+from tuner.search.objective import Direction, Objective, parse_objective
+from tuner.search.samplers import make_sampler
+from tuner.search.space import Space, build_space
+from tuner.search.stats import CONFIDENCE, gain_interval
+from tuner.search.study import Measure, SearchConfig, Study, StudyResult, Trial, TrialEvent, Verdict
+from tuner.workload import Path, Workload
+
+__all__ = ["Recommendation", "recommend", "machine_info", "metric_comparison", "profile_name"]
+
+log = get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    workload: Workload
+    path: Path
+    baseline: Measurement          # pooled baseline measurements
+    best: Measurement              # pooled measurements of the recommended setting (the baseline if none)
+    assignment: Mapping[str, Value]   # the recommended changes; {} means "keep the defaults"
+    trials: tuple[Trial, ...]
+    verdict: Verdict
+    profile: Profile
+    snippets: str                  # what the application owner must do for the socket settings
+    space: Space
+    objective: str
+    result: StudyResult
+
+    @property
+    def changed(self) -> dict[str, tuple[Value | None, Value]]:
+        """knob -> (baseline value or None when unset, recommended value)."""
+        return {k: (self.space.baseline.get(k), v) for k, v in self.assignment.items()}
+
+
+def machine_info() -> dict[str, Any]:
+    """The machine a measurement was taken on: kernel, CPU model, cores."""
+    model = "unknown"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.lower().startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return {"kernel": platform.release(), "cpu_model": model, "cores": os.cpu_count() or 0,
+            "machine": platform.machine()}
+
+
+def profile_name(workload: Workload, path: Path) -> str:
+    parts = [workload.kind.value]
+    if path.rtt:
+        parts.append(f"rtt{path.rtt * 1e3:g}ms")
+    if path.rate_bps:
+        parts.append(f"{path.rate_bps / 1e6:g}mbit")
+    if path.loss:
+        parts.append(f"loss{path.loss * 100:g}pct")
+    return "-".join(parts).replace(".", "_")
+
+
+def _netns_values() -> dict[str, Value]:
+    """Live per-namespace sysctls of the calling process's namespace (run inside a sandbox side)."""
+    tree = SysctlTree()
+    out: dict[str, Value] = {}
+    for knob in CATALOGUE.values():
+        if knob.kind is Kind.SYSCTL and knob.scope is Scope.NETNS:
+            value = tree.read(knob)
+            if value is not None:
+                out[knob.name] = value
+    return out
+
+
+def host_values() -> dict[str, Value]:
+    """Live host-wide sysctls (read only)."""
+    tree = SysctlTree()
+    out: dict[str, Value] = {}
+    for knob in CATALOGUE.values():
+        if knob.kind is Kind.SYSCTL and knob.scope is Scope.HOST:
+            value = tree.read(knob)
+            if value is not None:
+                out[knob.name] = value
+    return out
+
+
+def _toml(value: Any) -> Any:
+    """TOML has no null and no tuples: make evidence values TOML-able."""
+    if value is None:
+        return "unset"
+    if isinstance(value, tuple):
+        return [_toml(v) for v in value]
+    if isinstance(value, list):
+        return [_toml(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _toml(v) for k, v in value.items()}
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return value
+
+
+def metric_comparison(baseline: Measurement, best: Measurement, *, seed: int = 0) -> dict[str, dict[str, Any]]:
+    """Per metric present in both: medians, the ratio recommended/baseline, the gain (times better)
+    with its bootstrap interval, and whether the change is beyond noise."""
+    out: dict[str, dict[str, Any]] = {}
+    for name in baseline.metrics:
+        if name not in best.metrics:
+            continue
+        b, r = baseline.metrics[name], best.metrics[name]
+        info = METRICS.get(name)
+        direction = Direction.MIN if info is None or info.better is Better.LOWER else Direction.MAX
+        ratio = (r.median / b.median) if b.median else (1.0 if r.median == b.median else math.inf)
+        iv = gain_interval(b.samples or (b.median,), r.samples or (r.median,), direction, seed=seed)
+        out[name] = {"baseline": b.median, "recommended": r.median, "ratio": ratio, "gain": iv.gain,
+                     "gain_lo": iv.lo, "gain_hi": iv.hi, "significant": iv.excludes_one}
+    return out
+
+
+def _measurement_evidence(m: Measurement) -> dict[str, Any]:
+    return {
+        "metrics": {k: {"median": s.median, "lo": s.lo, "hi": s.hi, "n": len(s.samples)} for k, s in m.metrics.items()},
+        "counters": {side: dict(c) for side, c in m.counters.items()},
+        "repeats": m.repeats,
+    }
+
+
+def _evidence(result: StudyResult, space: Space, objective: Objective, config: SearchConfig,
+              workload: Workload, path: Path) -> dict[str, Any]:
+    iv = result.verdict.interval
+    changed = {k: {"from": space.baseline.get(k), "to": v} for k, v in result.assignment.items()}
+    evidence: dict[str, Any] = {
+        "verdict": result.verdict.text,
+        "significant": result.verdict.significant,
+        "objective": objective.name,
+        "objective_description": objective.describe(),
+        "score_baseline": result.baseline_score.value,
+        "score_recommended": result.best_score.value,
+        "gain": iv.gain, "gain_lo": iv.lo, "gain_hi": iv.hi, "confidence": CONFIDENCE,
+        "trials": result.search_trials,
+        "failed_trials": result.failed_trials,
+        "measurements": sum(1 for t in result.trials if t.measurement is not None),
+        "stop_reason": result.stop_reason,
+        "sampler": config.sampler, "seed": config.seed, "budget": config.budget,
+        "repeats": config.repeats, "duration_s": config.duration,
+        "elapsed_s": round(result.elapsed, 1),
+        "backend": result.baseline.backend,
+        "path": path.describe(),
+        "machine": machine_info(),
+        "tuner_version": __version__,
+        "space": {d.knob: list(d.levels) for d in space.dimensions},
+        "changed": changed,
+        "baseline": _measurement_evidence(result.baseline),
+        "recommended": _measurement_evidence(result.best),
+        "metrics": metric_comparison(result.baseline, result.best, seed=config.seed),
+    }
+    if not result.verdict.significant and result.leader:
+        evidence["best_candidate"] = {"assignment": dict(result.leader),
+                                      "gain": result.leader_interval.gain if result.leader_interval else 1.0}
+    return _toml(evidence)
+
+
+def _probe_measure(workload: Workload, path: Path, config: SearchConfig, sandbox: Any) -> Measure:
+    from tuner.probe import run_probe  # noqa: PLC0415 - the probe package loads its workers lazily
+
+    def measure(assignment: Mapping[str, Value]) -> Measurement:
+        return run_probe(workload, path, assignment, repeats=config.repeats, duration=config.duration,
+                         sandbox=sandbox)
+
+    return measure
+
+
+def recommend(workload: Workload, path: Path, config: SearchConfig,
+              progress: Callable[[TrialEvent], None] | None = None, *,
+              measure: Measure | None = None, live: Mapping[str, Value] | None = None) -> Recommendation:
+    """Search ``workload`` over ``path`` and return the recommendation with its profile.
+
+    ``measure`` and ``live`` replace the probe and the live values (tests of the search mechanics);
+    by default every trial runs the real probe in one sandbox, and the baseline is what that sandbox's
+    namespaces and this host have set.
+    """
+    objective = parse_objective(config.objective, workload.kind)
+    facts = KernelFacts.read()
+    with contextlib.ExitStack() as stack:
+        if measure is None:
+            from tuner.sandbox import Sandbox, Side  # noqa: PLC0415 - only needed for real probes
+
+            sandbox = stack.enter_context(Sandbox(path))
+            live = {**host_values(), **sandbox.run(Side.CLIENT, _netns_values)}
+            measure = _probe_measure(workload, path, config, sandbox)
+        elif live is None:
+            live = {**host_values(), **_netns_values()}
+        space = build_space(workload.kind, live, facts=facts, add=config.knobs, remove=config.no_knobs)
+        sampler = make_sampler(config.sampler, space, seed=config.seed, budget=config.budget)
+        journal = None
+        if config.journal is not None:
+            header = {"workload": workload.to_dict(), "path": path.to_dict(), "space": space.to_dict(),
+                      "objective": objective.name, "sampler": config.sampler, "seed": config.seed}
+            journal = (Journal.resume if config.resume else Journal.create)(config.journal, header)
+        log.info("search.started", workload=workload.kind.value, path=path.describe(), knobs=list(space.knobs),
+                 points=space.size, sampler=config.sampler, budget=config.budget)
+        study = Study(space, objective, sampler, measure, config=config, journal=journal, progress=progress)
+        result = study.run()
+    name = config.name or profile_name(workload, path)
+    description = (f"{workload.kind.value} workload over {path.describe()}: {result.verdict.text}")
+    try:
+        profile = Profile.from_assignment(name, result.assignment, description=description, workload=workload,
+                                          path=path, evidence=_evidence(result, space, objective, config,
+                                                                        workload, path))
+    except TunerError:
+        log.error("search.profile_invalid", assignment=dict(result.assignment))
+        raise
+    log.info("search.finished", verdict=result.verdict.text, changed=dict(result.assignment),
+             trials=result.search_trials, elapsed=round(result.elapsed, 2))
+    return Recommendation(workload, path, result.baseline, result.best, dict(result.assignment), result.trials,
+                          result.verdict, profile, render_socket_snippets(profile), space, objective.name, result)

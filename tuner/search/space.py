@@ -1,0 +1,377 @@
+"""The search space of a workload kind, derived from the knob catalogue.
+
+Every dimension is one knob searched over a short, ordered list of *levels*: buffer sizes and queue
+lengths on a log scale, flags, modes and algorithms as they are. ``None`` as a level means "the
+application does not set it" (a socket option left alone). The baseline value of each knob (what runs
+when nothing is set: the live values of the sandbox namespace and the host) is always one of its levels,
+so the baseline is a point of the space.
+
+A point (one level index per dimension) becomes a :class:`Candidate`: the *changes* from the baseline,
+repaired so that every catalogue rule holds (ordered triples stay ordered, a socket value capped by a
+sysctl gets that sysctl raised) and then checked with :func:`tuner.knobs.check_assignment`. A point that
+cannot be repaired is rejected; nothing unchecked ever reaches a probe. Building the space is pure.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Mapping, Sequence
+
+from tuner.errors import InputError, KnobError
+from tuner.knobs import (
+    CONSTRAINTS, Algorithm, Flag, IntChoice, IntRange, KernelFacts, Kind, OrderedTuple, Scope, Value,
+    check_assignment, get_knob,
+)
+from tuner.probe.sockopts import EMULATED_HOST_KNOBS
+from tuner.workload import WorkloadKind
+
+__all__ = ["Dimension", "Candidate", "Space", "assignment_key", "KIND_KNOBS", "OPTIONAL_KNOBS", "build_space", "knob_cost"]
+
+KiB = 1024
+MiB = 1024 * KiB
+UINT_MAX = 2**32 - 1
+
+# The knobs searched by default for each kind, and those a user may add with --knob.
+KIND_KNOBS: Mapping[WorkloadKind, tuple[str, ...]] = {
+    WorkloadKind.RR: ("TCP_NODELAY", "TCP_QUICKACK", "SO_SNDBUF", "SO_RCVBUF"),
+    WorkloadKind.BURST: ("backlog", "net.core.somaxconn", "net.ipv4.tcp_max_syn_backlog",
+                         "net.ipv4.tcp_syncookies"),
+    WorkloadKind.BULK: ("net.ipv4.tcp_rmem", "net.ipv4.tcp_wmem", "net.ipv4.tcp_congestion_control",
+                        "net.ipv4.tcp_slow_start_after_idle"),
+    WorkloadKind.UDP: ("SO_RCVBUF", "net.core.rmem_default"),
+    WorkloadKind.KEEPALIVE: ("SO_KEEPALIVE", "TCP_KEEPIDLE", "TCP_KEEPINTVL", "TCP_KEEPCNT", "TCP_USER_TIMEOUT"),
+    WorkloadKind.MEMORY: ("net.ipv4.tcp_rmem", "net.ipv4.tcp_wmem"),
+}
+OPTIONAL_KNOBS: Mapping[WorkloadKind, tuple[str, ...]] = {
+    WorkloadKind.RR: ("net.ipv4.tcp_rmem", "net.ipv4.tcp_wmem", "TCP_CONGESTION"),
+    WorkloadKind.BURST: ("net.ipv4.tcp_fastopen", "net.ipv4.tcp_tw_reuse", "net.ipv4.ip_local_port_range"),
+    WorkloadKind.BULK: ("SO_RCVBUF", "SO_SNDBUF", "net.ipv4.tcp_notsent_lowat", "TCP_CONGESTION",
+                        "net.ipv4.tcp_mtu_probing"),
+    WorkloadKind.UDP: ("net.core.rmem_max",),
+    WorkloadKind.KEEPALIVE: ("net.ipv4.tcp_keepalive_time", "net.ipv4.tcp_keepalive_intvl",
+                             "net.ipv4.tcp_keepalive_probes"),
+    WorkloadKind.MEMORY: ("SO_RCVBUF", "SO_SNDBUF"),
+}
+
+# Level lists where the kind needs a particular resolution (the baseline value is always added).
+# Everything else is derived from the knob's domain (see _default_levels).
+_LEVELS: Mapping[tuple[WorkloadKind | None, str], tuple[Value | None, ...]] = {
+    (WorkloadKind.RR, "SO_SNDBUF"): (None, 16 * KiB, 256 * KiB, 4 * MiB),
+    (WorkloadKind.RR, "SO_RCVBUF"): (None, 16 * KiB, 256 * KiB, 4 * MiB),
+    (WorkloadKind.BURST, "backlog"): (None, 128, 1024, 8192),
+    (WorkloadKind.BURST, "net.core.somaxconn"): (1024, 4096, 16384, 65535),
+    (WorkloadKind.BURST, "net.ipv4.tcp_max_syn_backlog"): (256, 2048, 16384),
+    (WorkloadKind.BULK, "net.ipv4.tcp_rmem"): (1 * MiB, 8 * MiB, 64 * MiB),
+    (WorkloadKind.BULK, "net.ipv4.tcp_wmem"): (1 * MiB, 16 * MiB, 64 * MiB),
+    (WorkloadKind.BULK, "SO_RCVBUF"): (None, 1 * MiB, 8 * MiB, 64 * MiB),
+    (WorkloadKind.BULK, "SO_SNDBUF"): (None, 1 * MiB, 8 * MiB, 64 * MiB),
+    (WorkloadKind.BULK, "net.ipv4.tcp_notsent_lowat"): (16 * KiB, 1 * MiB, UINT_MAX),
+    (WorkloadKind.UDP, "SO_RCVBUF"): (None, 256 * KiB, 1 * MiB, 4 * MiB, 16 * MiB, 64 * MiB),
+    (WorkloadKind.UDP, "net.core.rmem_default"): (1 * MiB, 4 * MiB, 16 * MiB),
+    (WorkloadKind.UDP, "net.core.rmem_max"): (4 * MiB, 16 * MiB, 64 * MiB),
+    (WorkloadKind.KEEPALIVE, "TCP_KEEPIDLE"): (None, 1, 5, 30),
+    (WorkloadKind.KEEPALIVE, "TCP_KEEPINTVL"): (None, 1, 5),
+    (WorkloadKind.KEEPALIVE, "TCP_KEEPCNT"): (None, 2, 5),
+    (WorkloadKind.KEEPALIVE, "TCP_USER_TIMEOUT"): (None, 3000, 20000),
+    (WorkloadKind.MEMORY, "net.ipv4.tcp_rmem"): (64 * KiB, 1 * MiB, 8 * MiB),
+    (WorkloadKind.MEMORY, "net.ipv4.tcp_wmem"): (64 * KiB, 1 * MiB, 8 * MiB),
+    (WorkloadKind.MEMORY, "SO_RCVBUF"): (None, 16 * KiB, 256 * KiB),
+    (WorkloadKind.MEMORY, "SO_SNDBUF"): (None, 16 * KiB, 256 * KiB),
+}
+
+# Knobs whose value is a queue length: like buffers, a larger one holds more memory.
+_QUEUE_KNOBS = frozenset({"backlog", "net.core.somaxconn", "net.ipv4.tcp_max_syn_backlog",
+                          "net.core.netdev_max_backlog"})
+
+
+def _log_levels(lo: int, hi: int, factor: int) -> tuple[int, ...]:
+    out, v = [], lo
+    while v < hi:
+        out.append(v)
+        v *= factor
+    out.append(hi)
+    return tuple(out)
+
+
+def _default_levels(name: str, facts: KernelFacts | None) -> tuple[Value | None, ...]:
+    knob = get_knob(name)
+    d = knob.domain
+    unset: tuple[None, ...] = (None,) if knob.scope is Scope.SOCKET and not isinstance(d, Flag) else ()
+    if isinstance(d, Flag):
+        return (False, True)
+    if isinstance(d, IntChoice):
+        return unset + d.values
+    if isinstance(d, Algorithm):
+        if facts is None:
+            return unset + ("cubic", "reno", "bbr")
+        # a namespace may only select algorithms the host allows; a socket (as root) any built one
+        offered = facts.congestion_allowed if knob.kind is Kind.SYSCTL else facts.congestion_available
+        return unset + tuple(sorted(offered & facts.congestion_available or offered))
+    if isinstance(d, IntRange):
+        lo, hi = d.bounds
+        if d.log:
+            return unset + _log_levels(lo, hi, 16 if d.unit == "bytes" else 8)
+        return unset + tuple(sorted({lo, (lo + hi) // 2, hi}))
+    if isinstance(d, OrderedTuple):
+        if not d.search_parts:
+            raise InputError(f"{name} cannot be searched (no part of it is tunable)",
+                             hint="set it in a profile by hand instead")
+        lo = d.search_lo if d.search_lo is not None else d.lo
+        hi = d.search_hi if d.search_hi is not None else d.hi
+        return _log_levels(lo, hi, 16) if d.log else tuple(sorted({lo, (lo + hi) // 2, hi}))
+    raise InputError(f"{name} cannot be searched", hint="set it in a profile by hand instead")
+
+
+def _sort_key(v: Value | None) -> tuple[int, Any]:
+    if v is None:
+        return (0, 0)
+    if isinstance(v, bool):
+        return (1, int(v))
+    if isinstance(v, (int, float)):
+        return (1, v)
+    return (2, str(v))
+
+
+@dataclass(frozen=True)
+class Dimension:
+    """One searched knob. ``part`` names the searched part of an ordered tuple (tcp_rmem: 2, the max)."""
+
+    knob: str
+    levels: tuple[Value | None, ...]
+    ordered: bool = True
+    part: int | None = None
+
+    def index_of(self, value: Value | None) -> int | None:
+        try:
+            return self.levels.index(value)
+        except ValueError:
+            return None
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"knob": self.knob, "levels": list(self.levels), "ordered": self.ordered}
+        if self.part is not None:
+            d["part"] = self.part
+        return d
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A point of the space as the probe will run it: the changes from the baseline, checked."""
+
+    point: tuple[int, ...]
+    assignment: Mapping[str, Value]           # only knobs that differ from the baseline
+    repairs: tuple[str, ...] = ()             # what was adjusted to satisfy the catalogue's rules
+
+    @property
+    def key(self) -> str:
+        """A stable identity of the assignment (two points may repair to the same one)."""
+        return assignment_key(self.assignment)
+
+
+def assignment_key(assignment: Mapping[str, Value]) -> str:
+    """A stable text identity of an assignment, equal for equal assignments."""
+    return repr(sorted((k, list(v) if isinstance(v, tuple) else v) for k, v in assignment.items()))
+
+
+def _max_part(v: Value) -> int:
+    return v[-1] if isinstance(v, tuple) else int(v)
+
+
+@dataclass(frozen=True)
+class Space:
+    """The dimensions searched for one workload kind, with the baseline they are measured against."""
+
+    kind: WorkloadKind
+    dimensions: tuple[Dimension, ...]
+    baseline: Mapping[str, Value] = field(default_factory=dict)   # knob -> value in effect when not set
+    facts: KernelFacts | None = None
+
+    @property
+    def knobs(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(d.knob for d in self.dimensions))
+
+    @property
+    def size(self) -> int:
+        return math.prod(len(d.levels) for d in self.dimensions)
+
+    def _baseline_level(self, dim: Dimension) -> Value | None:
+        base = self.baseline.get(dim.knob)
+        if base is None:
+            return False if isinstance(get_knob(dim.knob).domain, Flag) else None
+        return base[dim.part] if dim.part is not None else base  # type: ignore[index]
+
+    def baseline_point(self) -> tuple[int, ...]:
+        point = []
+        for dim in self.dimensions:
+            idx = dim.index_of(self._baseline_level(dim))
+            if idx is None:  # build_space always adds the baseline level; a hand-made space may not
+                raise InputError(f"the baseline value of {dim.knob} is not one of its levels")
+            point.append(idx)
+        return tuple(point)
+
+    def points(self) -> Iterator[tuple[int, ...]]:
+        """Every point of the space, in lexicographic order of level indices."""
+        return itertools.product(*(range(len(d.levels)) for d in self.dimensions))
+
+    def values(self, point: Sequence[int]) -> dict[str, Value | None]:
+        """The full value of every searched knob at ``point`` (``None``: not set), before repair."""
+        if len(point) != len(self.dimensions):
+            raise ValueError(f"point {tuple(point)} has {len(point)} coordinates, the space {len(self.dimensions)}")
+        out: dict[str, Value | None] = {}
+        for dim, idx in zip(self.dimensions, point):
+            level = dim.levels[idx]
+            if dim.part is None:
+                out[dim.knob] = level
+                continue
+            base = out.get(dim.knob) or self.baseline.get(dim.knob)
+            if not isinstance(base, tuple):
+                raise InputError(f"the baseline value of {dim.knob} is unknown", hint="read it from the namespace")
+            parts = list(base)
+            parts[dim.part] = int(level)  # type: ignore[arg-type]
+            for i in range(dim.part - 1, -1, -1):        # keep min <= default <= max
+                parts[i] = min(parts[i], parts[i + 1])
+            for i in range(dim.part + 1, len(parts)):
+                parts[i] = max(parts[i], parts[i - 1])
+            out[dim.knob] = tuple(parts)
+        return out
+
+    def candidate(self, point: Sequence[int]) -> Candidate:
+        """The checked assignment for ``point``; raises :class:`KnobError` when no repair makes it valid."""
+        values = self.values(point)
+        changes: dict[str, Value] = {}
+        for name, v in values.items():
+            base = self.baseline.get(name)
+            if base is None and isinstance(get_knob(name).domain, Flag):
+                base = False
+            if v is not None and v != base:
+                changes[name] = v
+        repairs: list[str] = []
+        dims = {d.knob: d for d in self.dimensions if d.part is None}
+        for _ in range(len(CONSTRAINTS) + 1):
+            moved = False
+            for c in CONSTRAINTS:
+                a, b = c.knobs
+                if a not in changes:
+                    continue
+                # a socket value capped by a sysctl is capped in the kernel: the cap must be raised
+                binding = get_knob(a).scope is Scope.SOCKET
+                current = changes.get(b, self.baseline.get(b) if binding else None)
+                if current is None or c.holds(changes[a], current):
+                    continue
+                need = _max_part(changes[a])
+                if b in dims:
+                    higher = [v for v in dims[b].levels if isinstance(v, int) and not isinstance(v, bool)
+                              and v >= need]
+                    if not higher:
+                        raise KnobError(a, f"{c.message}, and no level of {b} is high enough", value=changes[a],
+                                        hint=c.hint)
+                    need = min(higher)
+                changes[b] = get_knob(b).validate(need)
+                repairs.append(f"{b} raised to {need} ({c.message})")
+                moved = True
+            if not moved:
+                break
+        checked = check_assignment(changes, self.facts)
+        return Candidate(self.point_of(checked) or tuple(point), checked, tuple(repairs))
+
+    def point_of(self, assignment: Mapping[str, Value]) -> tuple[int, ...] | None:
+        """The point whose levels give ``assignment`` (knobs not in it at their baseline), if any."""
+        point = []
+        for dim in self.dimensions:
+            if dim.knob in assignment:
+                v = assignment[dim.knob]
+                level = v[dim.part] if dim.part is not None else v  # type: ignore[index]
+            else:
+                level = self._baseline_level(dim)
+            idx = dim.index_of(level)
+            if idx is None:
+                return None
+            point.append(idx)
+        return tuple(point)
+
+    def cost(self, assignment: Mapping[str, Value]) -> float:
+        """How much a setting costs to run: see :func:`knob_cost`; the baseline costs 0."""
+        return sum(knob_cost(name, value, self.baseline.get(name)) for name, value in assignment.items())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind.value,
+            "dimensions": [d.to_dict() for d in self.dimensions],
+            "baseline": {k: list(v) if isinstance(v, tuple) else v for k, v in sorted(self.baseline.items())},
+        }
+
+
+def knob_cost(name: str, value: Value, baseline: Value | None) -> float:
+    """The cost ordering used to prefer the cheaper of two settings that perform the same within noise.
+
+    Each changed knob costs 0.5 (something to deploy and keep), plus a resource term: buffers and
+    queues cost log2 of how many times larger than the baseline they are (memory held); keepalive and
+    user timers cost log2 of how many times shorter they are (more probe packets, earlier give-up);
+    turning keepalive on costs 1 (probe traffic). Smaller buffers, fewer probes, fewer changes: cheaper.
+    """
+    knob = get_knob(name)
+    cost = 0.5
+    d = knob.domain
+    unit = getattr(d, "unit", "")
+    if isinstance(d, (IntRange, OrderedTuple)) and (unit == "bytes" or name in _QUEUE_KNOBS):
+        v = _max_part(value)
+        ref = _max_part(baseline) if baseline is not None else (d.bounds[0] if isinstance(d, IntRange) else d.lo)
+        cost += max(0.0, math.log2(max(v, 1) / max(ref, 1)))
+    elif isinstance(d, IntRange) and unit in ("s", "ms"):
+        ref = int(baseline) if baseline is not None else d.bounds[1]  # type: ignore[arg-type]
+        cost += max(0.0, math.log2(max(ref, 1) / max(int(value), 1)))  # type: ignore[arg-type]
+    elif isinstance(d, Flag) and name == "SO_KEEPALIVE" and value:
+        cost += 1.0
+    return cost
+
+
+def build_space(kind: WorkloadKind, baseline: Mapping[str, Value], *, facts: KernelFacts | None = None,
+                add: Sequence[str] = (), remove: Sequence[str] = ()) -> Space:
+    """The space for ``kind``: its default knobs plus ``add`` minus ``remove``.
+
+    ``baseline`` holds the value in effect for each knob when nothing is set (sysctls: the live value
+    in the sandbox namespace or on the host; socket options: absent). It is always one of the levels.
+    """
+    for name in [*add, *remove]:
+        get_knob(name)  # unknown names fail here with a suggestion
+    unknown_removed = [n for n in remove if n not in KIND_KNOBS[kind] and n not in add]
+    if unknown_removed:
+        raise InputError(f"--no-knob {', '.join(unknown_removed)}: not in the {kind.value} search space",
+                         hint=f"the space holds: {', '.join(KIND_KNOBS[kind])}")
+    names = [n for n in dict.fromkeys([*KIND_KNOBS[kind], *add]) if n not in remove]
+    if not names:
+        raise InputError("the search space is empty", hint="keep at least one knob (drop a --no-knob)")
+    dims: list[Dimension] = []
+    for name in names:
+        knob = get_knob(name)
+        if knob.scope is Scope.HOST and name not in EMULATED_HOST_KNOBS:
+            raise InputError(f"{name} cannot be searched: it is host-wide and a probe cannot emulate it",
+                             hint=f"searchable host knobs: {', '.join(EMULATED_HOST_KNOBS)}")
+        levels = list(_LEVELS.get((kind, name)) or _default_levels(name, facts))
+        part = None
+        if isinstance(knob.domain, OrderedTuple):
+            part = knob.domain.search_parts[-1] if knob.domain.search_parts else None
+            if part is None:
+                raise InputError(f"{name} cannot be searched (no part of it is tunable)")
+        if isinstance(knob.domain, Algorithm) and facts is not None:
+            offered = facts.congestion_allowed if knob.kind is Kind.SYSCTL else facts.congestion_available
+            levels = [v for v in levels if v is None or v in offered]
+        base = baseline.get(name)
+        if base is not None:
+            base_level = base[part] if part is not None else base  # type: ignore[index]
+            if base_level not in levels:
+                levels.append(base_level)
+        elif isinstance(knob.domain, Flag):
+            pass
+        elif knob.scope is Scope.SOCKET and None not in levels:
+            levels.insert(0, None)
+        elif knob.scope is not Scope.SOCKET:
+            raise InputError(f"the live value of {name} is unknown, so it cannot be searched",
+                             hint="this kernel or namespace may lack it; drop it with --no-knob")
+        levels = sorted(dict.fromkeys(levels), key=_sort_key)
+        ordered = not isinstance(knob.domain, (Algorithm, IntChoice))
+        dims.append(Dimension(name, tuple(levels), ordered, part))
+    return Space(kind, tuple(dims), dict(baseline), facts)
+

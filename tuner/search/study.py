@@ -1,0 +1,497 @@
+"""The Study: one search, from the baseline to a verdict a sceptical engineer would accept.
+
+1. The baseline (nothing set: the live / kernel-default values) is measured first.
+2. The sampler proposes points; each becomes a checked candidate (see :mod:`tuner.search.space`) and is
+   measured through ``measure``. A candidate that breaks a catalogue rule never reaches ``measure``.
+   A trial that raises, or whose measurement failed or is invalid, is recorded and the search goes on.
+3. The search stops on the trial budget, the time budget, or convergence (the sampler keeps proposing
+   settings already measured, has nothing left, or ``patience`` trials brought nothing better).
+4. The leading candidates and the baseline are measured again, interleaved, so the winner is judged on
+   fresh samples taken side by side; the gain gets a bootstrap confidence interval. Among the settings
+   that perform like the best within noise, the cheapest wins (see :func:`tuner.search.space.knob_cost`).
+   When even that one is not clearly better than the baseline the verdict is: keep the defaults.
+
+Every trial is appended to the journal (fsynced) before the next starts, so an interrupted study resumes.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any, Callable, Mapping, Protocol, Sequence
+
+from tuner.errors import InputError, KnobError, SearchError
+from tuner.knobs import Value
+from tuner.logs import get_logger
+from tuner.probe.measurement import Measurement, Stat, summarize
+from tuner.search.journal import Journal
+from tuner.search.objective import Objective, Score
+from tuner.search.samplers import Sampler
+from tuner.search.space import Space, assignment_key
+from tuner.search.stats import GainInterval, gain_interval
+
+__all__ = [
+    "Measure", "SearchConfig", "TrialRole", "TrialState", "Trial", "TrialEvent", "Verdict", "StudyResult",
+    "Study", "pool_measurements", "DEFAULT_BUDGET",
+]
+
+log = get_logger(__name__)
+
+DEFAULT_BUDGET = 10
+_MAX_REJECTED_IN_ROW = 50
+_MAX_DUPLICATES_IN_ROW = 3
+
+
+class Measure(Protocol):
+    """Runs the workload under an assignment and returns its measurement (the probe, in a sandbox)."""
+
+    def __call__(self, assignment: Mapping[str, Value]) -> Measurement: ...
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """How to search. ``time_budget`` is in seconds; ``duration`` is seconds per repeat of a probe."""
+
+    budget: int = DEFAULT_BUDGET
+    time_budget: float | None = None
+    sampler: str = "skopt"
+    seed: int = 0
+    repeats: int = 3
+    duration: float = 0.5
+    objective: str | None = None
+    knobs: tuple[str, ...] = ()
+    no_knobs: tuple[str, ...] = ()
+    journal: Path | None = None
+    resume: bool = False
+    confirm: int = 2               # leading candidates measured again before the winner is declared
+    patience: int | None = None    # stop after this many search trials without a better score
+    min_gain: float = 0.05         # a gain below 5% is not worth recommending
+    name: str | None = None        # profile name (default: derived from the workload)
+
+    def __post_init__(self) -> None:
+        if self.budget < 1:
+            raise InputError(f"--budget {self.budget}: a search needs at least one trial")
+        if self.time_budget is not None and self.time_budget <= 0:
+            raise InputError("--time must be positive")
+        if self.repeats < 1:
+            raise InputError(f"--repeats {self.repeats}: at least one repeat is needed")
+        if self.duration <= 0:
+            raise InputError("--duration must be positive")
+        if self.confirm < 0:
+            raise InputError("confirm must not be negative")
+        if self.patience is not None and self.patience < 1:
+            raise InputError("patience must be at least 1")
+        if self.resume and self.journal is None:
+            raise InputError("--resume needs --journal FILE", hint="name the journal of the interrupted search")
+
+
+class TrialRole(Enum):
+    BASELINE = "baseline"
+    SEARCH = "search"
+    CONFIRM = "confirm"
+
+
+class TrialState(Enum):
+    COMPLETE = "complete"
+    FAILED = "failed"        # measure raised, or returned a failed measurement
+    INVALID = "invalid"      # the measurement ran but cannot be trusted (a sandbox or load bottleneck)
+    REJECTED = "rejected"    # the candidate broke a catalogue rule; never measured
+
+
+@dataclass(frozen=True)
+class Trial:
+    number: int
+    role: TrialRole
+    state: TrialState
+    assignment: Mapping[str, Value]
+    point: tuple[int, ...] | None = None       # the point measured (after repair)
+    asked: tuple[int, ...] | None = None       # the point the sampler proposed
+    measurement: Measurement | None = None
+    score: Score | None = None
+    error: str | None = None
+    started: float = 0.0                       # unix time
+    elapsed: float = 0.0                       # seconds
+
+    @property
+    def key(self) -> str:
+        return assignment_key(self.assignment)
+
+    @property
+    def usable(self) -> bool:
+        return self.state is TrialState.COMPLETE and self.score is not None
+
+    def to_record(self) -> dict[str, Any]:
+        r: dict[str, Any] = {
+            "number": self.number, "role": self.role.value, "state": self.state.value,
+            "assignment": {k: list(v) if isinstance(v, tuple) else v for k, v in self.assignment.items()},
+            "started": self.started, "elapsed": self.elapsed,
+        }
+        if self.point is not None:
+            r["point"] = list(self.point)
+        if self.asked is not None:
+            r["asked"] = list(self.asked)
+        if self.measurement is not None:
+            r["measurement"] = self.measurement.to_dict()
+        if self.score is not None:
+            r["score"] = self.score.to_dict()
+        if self.error is not None:
+            r["error"] = self.error
+        return r
+
+    @classmethod
+    def from_record(cls, r: Mapping[str, Any]) -> "Trial":
+        return cls(
+            number=int(r["number"]), role=TrialRole(r["role"]), state=TrialState(r["state"]),
+            assignment={k: tuple(v) if isinstance(v, list) else v for k, v in r.get("assignment", {}).items()},
+            point=tuple(r["point"]) if r.get("point") is not None else None,
+            asked=tuple(r["asked"]) if r.get("asked") is not None else None,
+            measurement=Measurement.from_dict(r["measurement"]) if r.get("measurement") else None,
+            score=Score.from_dict(r["score"]) if r.get("score") else None,
+            error=r.get("error"), started=float(r.get("started", 0.0)), elapsed=float(r.get("elapsed", 0.0)),
+        )
+
+
+@dataclass(frozen=True)
+class TrialEvent:
+    """Progress of a study, sent after every trial (and once at the end, with ``phase`` "done")."""
+
+    phase: str                  # "baseline", "search", "confirm", "done"
+    trial: Trial | None
+    done: int                   # search trials measured so far
+    total: int                  # the trial budget
+    best: Score | None          # best score so far (search trials and baseline)
+    baseline: Score | None
+    elapsed: float              # seconds since the study started (including before a resume)
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class Verdict:
+    significant: bool
+    interval: GainInterval      # gain of the recommended setting over the baseline
+    text: str
+
+
+@dataclass(frozen=True)
+class StudyResult:
+    baseline: Measurement               # the baseline's confirmation measurement (else all its measurements)
+    best: Measurement                   # the recommended setting's, measured side by side (baseline if none)
+    assignment: Mapping[str, Value]     # the recommended changes ({} when the verdict is "keep the defaults")
+    baseline_score: Score
+    best_score: Score
+    verdict: Verdict
+    trials: tuple[Trial, ...]
+    stop_reason: str
+    leader: Mapping[str, Value] = field(default_factory=dict)   # the best candidate found, even if not chosen
+    leader_interval: GainInterval | None = None
+    elapsed: float = 0.0
+
+    @property
+    def search_trials(self) -> int:
+        return sum(1 for t in self.trials if t.role is TrialRole.SEARCH and t.state is not TrialState.REJECTED)
+
+    @property
+    def failed_trials(self) -> int:
+        return sum(1 for t in self.trials if t.state in (TrialState.FAILED, TrialState.INVALID))
+
+
+def pool_measurements(ms: Sequence[Measurement]) -> Measurement:
+    """One measurement from several of the same setting: all repeats' samples per metric together,
+    counter deltas summed, health of the last run."""
+    if not ms:
+        raise ValueError("nothing to pool")
+    if len(ms) == 1:
+        return ms[0]
+    names = [n for n in ms[0].metrics if all(n in m.metrics for m in ms)]
+    metrics: dict[str, Stat] = {}
+    for n in names:
+        samples = [x for m in ms for x in (m.metrics[n].samples or (m.metrics[n].median,))]
+        metrics[n] = summarize(samples)
+    counters: dict[str, dict[str, int]] = {}
+    for m in ms:
+        for side, c in m.counters.items():
+            dst = counters.setdefault(side, {})
+            for k, v in c.items():
+                dst[k] = dst.get(k, 0) + int(v)
+    last = ms[-1]
+    return Measurement(workload=last.workload, path=last.path, assignment=dict(last.assignment), metrics=metrics,
+                       counters=counters, backend=last.backend, health=dict(last.health),
+                       repeats=sum(m.repeats for m in ms), duration=last.duration,
+                       valid=all(m.valid for m in ms), failed=False)
+
+
+class Study:
+    def __init__(self, space: Space, objective: Objective, sampler: Sampler, measure: Measure, *,
+                 config: SearchConfig, journal: Journal | None = None,
+                 progress: Callable[[TrialEvent], None] | None = None) -> None:
+        self.space = space
+        self.objective = objective
+        self.sampler = sampler
+        self.measure = measure
+        self.config = config
+        self.journal = journal
+        self.progress = progress
+        self.trials: list[Trial] = []
+        self._by_key: dict[str, list[Trial]] = {}
+        self._losses: list[float] = []
+        self._start = time.monotonic()
+        self._prior_elapsed = 0.0
+        self._best: Score | None = None
+        self._baseline: Trial | None = None
+
+    # --- bookkeeping --------------------------------------------------------------------------
+
+    def elapsed(self) -> float:
+        return self._prior_elapsed + time.monotonic() - self._start
+
+    def _search_done(self) -> int:
+        return sum(1 for t in self.trials if t.role is TrialRole.SEARCH and t.state is not TrialState.REJECTED)
+
+    def _penalty(self) -> float:
+        finite = [x for x in self._losses if math.isfinite(x)]
+        return (max(finite) if finite else 0.0) + 1.0
+
+    def _tell(self, points: Sequence[tuple[int, ...] | None], loss: float) -> None:
+        if not math.isfinite(loss):
+            loss = self._penalty()
+        for p in dict.fromkeys(p for p in points if p is not None):
+            self.sampler.tell(p, loss)
+
+    def _record(self, trial: Trial, *, write: bool = True) -> None:
+        self.trials.append(trial)
+        if trial.state is not TrialState.REJECTED:
+            self._by_key.setdefault(trial.key, []).append(trial)
+        if trial.role is TrialRole.BASELINE and trial.usable:
+            self._baseline = self._baseline or trial
+        if trial.usable and trial.role is not TrialRole.CONFIRM:
+            assert trial.score is not None
+            self._losses.append(trial.score.loss)
+            if trial.score.feasible and (self._best is None or trial.score.better_than(self._best)):
+                self._best = trial.score
+        if write and self.journal is not None:
+            self.journal.append(trial.to_record())
+
+    def _emit(self, phase: str, trial: Trial | None, message: str = "") -> None:
+        if self.progress is None:
+            return
+        base = self._baseline.score if self._baseline else None
+        self.progress(TrialEvent(phase, trial, self._search_done(), self.config.budget, self._best, base,
+                                 self.elapsed(), message))
+
+    # --- running trials -----------------------------------------------------------------------
+
+    def _run(self, role: TrialRole, assignment: Mapping[str, Value], point: tuple[int, ...] | None,
+             asked: tuple[int, ...] | None = None) -> Trial:
+        number = len(self.trials)
+        started, t0 = time.time(), time.monotonic()
+        log.info("trial.started", number=number, role=role.value, assignment=dict(assignment))
+        measurement: Measurement | None = None
+        score: Score | None = None
+        error: str | None = None
+        try:
+            measurement = self.measure(dict(assignment))
+        except Exception as exc:  # noqa: BLE001 - any failure of one trial is recorded; the search goes on
+            state, error = TrialState.FAILED, f"{type(exc).__name__}: {exc}"
+        else:
+            if measurement.failed:
+                state, error = TrialState.FAILED, measurement.error or "the probe reported a failure"
+            elif not measurement.valid:
+                state, error = TrialState.INVALID, measurement.invalid_reason or "the measurement is invalid"
+            else:
+                state = TrialState.COMPLETE
+                base_m = self._baseline.measurement if self._baseline else None
+                score = self.objective.score(measurement, base_m if role is not TrialRole.BASELINE else None)
+        trial = Trial(number, role, state, dict(assignment), point, asked, measurement, score, error, started,
+                      time.monotonic() - t0)
+        if state is TrialState.COMPLETE:
+            log.info("trial.finished", number=number, role=role.value, score=score.value if score else None,
+                     elapsed=round(trial.elapsed, 3))
+        else:
+            log.warning("trial.failed", number=number, role=role.value, state=state.value, error=error)
+        self._record(trial)
+        self._emit(role.value, trial)
+        return trial
+
+    def _replay(self, records: Sequence[Mapping[str, Any]]) -> None:
+        for r in records:
+            trial = Trial.from_record(r)
+            if trial.number != len(self.trials):
+                raise SearchError(f"the journal's trials are out of order at trial {trial.number}",
+                                  hint="start a new search with another --journal")
+            self._record(trial, write=False)
+            self._prior_elapsed += trial.elapsed
+            if trial.role is TrialRole.CONFIRM:
+                continue
+            loss = trial.score.loss if trial.usable and trial.score else math.inf
+            self._tell([trial.asked, trial.point], loss)
+        if records:
+            log.info("study.resumed", trials=len(records), search_trials=self._search_done())
+
+    # --- the phases ---------------------------------------------------------------------------
+
+    def run(self) -> StudyResult:
+        self._start = time.monotonic()
+        if self.journal is not None:
+            self._replay(self.journal.records)
+        self._measure_baseline()
+        stop_reason = self._search()
+        log.info("study.search_stopped", reason=stop_reason, trials=self._search_done())
+        self._confirm()
+        result = self._decide(stop_reason)
+        self._emit("done", None, result.verdict.text)
+        return result
+
+    def _measure_baseline(self) -> None:
+        if self._baseline is not None:
+            return
+        point = self.space.baseline_point()
+        for _ in range(2):  # one retry: a baseline is needed to judge anything
+            trial = self._run(TrialRole.BASELINE, {}, point, point)
+            if trial.usable:
+                assert trial.score is not None
+                self._tell([point], trial.score.loss)
+                return
+        raise SearchError(f"the baseline measurement failed twice: {trial.error}",
+                          hint="check the workload and path (`tuner probe`), or the sandbox (`tuner sandbox`)")
+
+    def _search(self) -> str:
+        cfg = self.config
+        rejected = duplicates = since_best = 0
+        best = self._best
+        while True:
+            if self._search_done() >= cfg.budget:
+                return "trial budget"
+            if cfg.time_budget is not None and self.elapsed() >= cfg.time_budget:
+                return "time budget"
+            if cfg.patience is not None and since_best >= cfg.patience:
+                return f"converged: no better score in {cfg.patience} trials"
+            asked = self.sampler.ask()
+            if asked is None:
+                return "every point of the space was measured"
+            try:
+                cand = self.space.candidate(asked)
+            except KnobError as exc:
+                log.info("candidate.rejected", point=list(asked), knob=exc.knob, reason=exc.message)
+                proposed = {k: v for k, v in self.space.values(asked).items() if v is not None}
+                trial = Trial(len(self.trials), TrialRole.SEARCH, TrialState.REJECTED, proposed, None, asked,
+                              error=exc.message, started=time.time())
+                self._record(trial)
+                self._tell([asked], math.inf)
+                rejected += 1
+                if rejected >= _MAX_REJECTED_IN_ROW:
+                    return "the sampler proposed only settings the catalogue rejects"
+                continue
+            rejected = 0
+            known = [t for t in self._by_key.get(cand.key, ()) if t.role is not TrialRole.CONFIRM]
+            if known:
+                prior = known[-1]
+                self._tell([asked, cand.point], prior.score.loss if prior.usable and prior.score else math.inf)
+                duplicates += 1
+                if duplicates >= _MAX_DUPLICATES_IN_ROW:
+                    return "converged: the sampler keeps proposing settings already measured"
+                continue
+            duplicates = 0
+            trial = self._run(TrialRole.SEARCH, cand.assignment, cand.point, asked)
+            self._tell([asked, cand.point], trial.score.loss if trial.usable and trial.score else math.inf)
+            if self._best is not best:
+                best, since_best = self._best, 0
+            else:
+                since_best += 1
+
+    def _arms(self) -> dict[str, list[Trial]]:
+        """Usable trials per assignment. Where an assignment was confirmed, only its confirmation
+        trials count: they were measured side by side, after the choice, so the winner's luck in the
+        search (the best of many noisy draws looks better than it is) does not inflate its gain."""
+        out = {}
+        for k, ts in self._by_key.items():
+            usable = [t for t in ts if t.usable]
+            confirmed = [t for t in usable if t.role is TrialRole.CONFIRM]
+            out[k] = confirmed or usable
+        return out
+
+    def _leaders(self) -> list[str]:
+        """Keys of the best distinct feasible candidates (not the baseline), best first."""
+        base_key = assignment_key({})
+        scored = []
+        for key, ts in self._by_key.items():
+            ts = [t for t in ts if t.role is TrialRole.SEARCH and t.usable]
+            if key == base_key or not ts:
+                continue
+            pooled = Score.pooled([t.score for t in ts if t.score is not None])
+            if pooled.feasible:
+                scored.append((pooled.loss, key))
+        scored.sort()
+        return [k for _, k in scored[: self.config.confirm]]
+
+    def _confirm(self) -> None:
+        if self.config.confirm == 0:
+            return
+        leaders = self._leaders()
+        if not leaders:
+            return
+        confirmed = {t.key for t in self.trials if t.role is TrialRole.CONFIRM}
+        base_key = assignment_key({})
+        for key in [base_key, *leaders]:
+            if key in confirmed:
+                continue
+            ref = self._by_key[key][0]
+            self._run(TrialRole.CONFIRM, ref.assignment, ref.point)
+
+    def _decide(self, stop_reason: str) -> StudyResult:
+        arms = self._arms()
+        base_key = assignment_key({})
+        base_trials = arms.get(base_key, [])
+        if not base_trials:
+            raise SearchError("no usable baseline measurement", hint="see the failed trials in the journal")
+        base_score = Score.pooled([t.score for t in base_trials if t.score is not None])
+        base_m = pool_measurements([t.measurement for t in base_trials if t.measurement is not None])
+        direction = base_score.direction
+        leaders = self._leaders()
+        # judge only on what was measured side by side when the leaders were confirmed
+        pooled = {k: Score.pooled([t.score for t in arms[k] if t.score is not None]) for k in leaders if arms.get(k)}
+        seed = self.config.seed
+
+        def beats(a: Score, b: Score) -> bool:
+            """``a`` is better than ``b`` beyond noise."""
+            return gain_interval(b.samples, a.samples, direction, seed=seed).lo > 1.0
+
+        elapsed = self.elapsed()
+        keep = Verdict(False, GainInterval(1.0, 1.0, 1.0), "no significant gain, keep the defaults")
+        if not pooled:
+            return StudyResult(base_m, base_m, {}, base_score, base_score, keep, tuple(self.trials), stop_reason,
+                               elapsed=elapsed)
+        best_key = min(pooled, key=lambda k: pooled[k].loss)
+        best_trial = arms[best_key][0]
+        leader_interval = gain_interval(base_score.samples, pooled[best_key].samples, direction, seed=seed)
+        # among the settings the best does not beat beyond noise, the cheapest wins (the baseline costs 0)
+        candidates = {k: s for k, s in pooled.items() if not beats(pooled[best_key], s)}
+        if not beats(pooled[best_key], base_score):
+            candidates[base_key] = base_score
+        chosen = min(candidates, key=lambda k: (self.space.cost(arms[k][0].assignment) if k != base_key else 0.0,
+                                                candidates[k].loss))
+        if chosen == base_key:
+            text = (f"no significant gain, keep the defaults (the best candidate was "
+                    f"{leader_interval.gain:.3g}x the baseline, {leader_interval.lo:.3g}x..{leader_interval.hi:.3g}x "
+                    f"at {leader_interval.confidence:.0%} confidence: within noise)")
+            verdict = Verdict(False, leader_interval, text)
+            return StudyResult(base_m, base_m, {}, base_score, base_score, verdict, tuple(self.trials), stop_reason,
+                               dict(best_trial.assignment), leader_interval, elapsed)
+        chosen_score = pooled[chosen]
+        interval = gain_interval(base_score.samples, chosen_score.samples, direction, seed=seed)
+        chosen_m = pool_measurements([t.measurement for t in arms[chosen] if t.measurement is not None])
+        if interval.lo > 1.0 and interval.gain >= 1.0 + self.config.min_gain:
+            text = (f"{self.objective.name.split(':')[0]} {interval.gain:.3g}x better than the baseline "
+                    f"({interval.lo:.3g}x..{interval.hi:.3g}x at {interval.confidence:.0%} confidence)")
+            verdict = Verdict(True, interval, text)
+            assignment = dict(arms[chosen][0].assignment)
+            return StudyResult(base_m, chosen_m, assignment, base_score, chosen_score, verdict, tuple(self.trials),
+                               stop_reason, dict(best_trial.assignment), leader_interval, elapsed)
+        text = (f"no significant gain, keep the defaults (best {interval.gain:.3g}x, "
+                f"{interval.lo:.3g}x..{interval.hi:.3g}x at {interval.confidence:.0%} confidence; "
+                f"a gain below {self.config.min_gain:.0%} is not worth a change)")
+        verdict = Verdict(False, interval, text)
+        return StudyResult(base_m, base_m, {}, base_score, base_score, verdict, tuple(self.trials), stop_reason,
+                           dict(best_trial.assignment), leader_interval, elapsed)
