@@ -1,0 +1,259 @@
+"""`tuner apply`, `tuner verify`, `tuner rollback`, `tuner render`: deploying a profile.
+
+Every verb validates the profile completely before it touches anything (bad input: exit 2, nothing
+written). With ``--netns NS`` the same plan/apply/verify/rollback code runs inside that namespace; its
+journal still goes to the state directory, keyed by target. Host-wide knobs do not apply inside a
+namespace: the plan lists them as "not applicable" with the reason, and they are not written.
+Socket settings are printed for the application owner, never applied.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from tuner.apply import Applier, Change, FileWrite, Plan, Target, check_file_target, make_plan, run_in_target
+from tuner.apply.plan import json_value
+from tuner.cli.output import print_json, print_table, require_root
+from tuner.errors import UnsafeFileError
+from tuner.knobs import KernelFacts, SysctlTree, Value
+from tuner.profiles import Profile, check_trusted, load_profile, render_socket_snippets, render_sysctl_d
+
+__all__ = ["register", "DEFAULT_STATE_DIR", "state_dir_from"]
+
+DEFAULT_STATE_DIR = Path("/var/lib/tuner")
+
+
+def state_dir_from(args: argparse.Namespace) -> Path:
+    """--state-dir, else $TUNER_STATE_DIR, else /var/lib/tuner."""
+    if getattr(args, "state_dir", None):
+        return Path(args.state_dir)
+    return Path(os.environ.get("TUNER_STATE_DIR") or DEFAULT_STATE_DIR)
+
+
+def _show(value: Value | None) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, tuple):
+        return " ".join(str(v) for v in value)
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def _target(args: argparse.Namespace) -> Target:
+    target = Target(args.netns)
+    if not target.is_host:
+        require_root(f"working inside network namespace {args.netns}")
+    return target
+
+
+def _load(args: argparse.Namespace, target: Target, *, trusted_only: bool) -> Profile:
+    facts = run_in_target(target, KernelFacts.read)
+    return load_profile(args.profile, facts=facts, trusted_only=trusted_only, in_netns=not target.is_host)
+
+
+def _plan_rows(plan: Plan, done: list[Change] | None, dry_run: bool) -> list[tuple[str, str, str, str]]:
+    changed = {c.knob for c in done} if done is not None else None
+    rows = []
+    for c in plan.changes:
+        action = "would change" if dry_run else ("changed" if changed is None or c.knob in changed else "already set")
+        rows.append((c.knob, _show(c.old), _show(c.new), action))
+    rows += [(s.knob, _show(s.value), _show(s.value), "already set") for s in plan.unchanged]
+    rows += [(n.knob, "-", _show(n.value), f"not applicable: {n.reason}") for n in plan.not_applicable]
+    return rows
+
+
+def _print_socket(profile: Profile) -> None:
+    if profile.socket:
+        print()
+        print(render_socket_snippets(profile), end="")
+
+
+# --- apply -----------------------------------------------------------------------------------------
+
+
+def _plan_in_target(profile: Profile, target: Target) -> Plan:
+    return make_plan(profile, SysctlTree(), target=target)
+
+
+def _apply_in_target(profile: Profile, target: Target, state_dir: Path, files: list[FileWrite],
+                     reason: str) -> tuple[Plan, list[Change], tuple[Path, ...], Path]:
+    tree = SysctlTree()
+    plan = make_plan(profile, tree, target=target)
+    applier = Applier(state_dir, tree, target=target)
+    changes = applier.apply(plan, reason, files=files)
+    return plan, changes, applier.written_files, applier.journal_path
+
+
+def cmd_apply(args: argparse.Namespace) -> int:
+    target = _target(args)
+    if not args.dry_run:
+        require_root("tuner apply")
+    profile = _load(args, target, trusted_only=target.is_host and not args.dry_run)
+    persist = Path(args.persist).absolute() if args.persist else None
+    files = []
+    if persist is not None:
+        check_file_target(persist)
+        files.append(FileWrite(persist, render_sysctl_d(profile).encode()))
+    if args.dry_run:
+        plan = run_in_target(target, _plan_in_target, profile, target)
+        warning = None
+        if target.is_host:
+            try:
+                check_trusted(args.profile, os.stat(args.profile))
+            except UnsafeFileError as err:
+                warning = f"{err.message} ({err.hint})"
+        return _report_apply(args, profile, plan, None, (), None, persist, warning)
+    state_dir = state_dir_from(args)
+    reason = f"tuner apply {args.profile}"
+    plan, done, written, journal = run_in_target(target, _apply_in_target, profile, target, state_dir, files, reason)
+    return _report_apply(args, profile, plan, done, written, journal, persist, None)
+
+
+def _report_apply(args: argparse.Namespace, profile: Profile, plan: Plan, done: list[Change] | None,
+                  written: tuple[Path, ...], journal: Path | None, persist: Path | None, warning: str | None) -> int:
+    target = plan.target
+    if warning:
+        print(f"tuner apply: note: a real apply would refuse this file: {warning}", file=sys.stderr)
+    if args.json:
+        data = plan.to_dict()
+        data.update({
+            "dry_run": args.dry_run,
+            "changed": [c.to_dict() for c in done] if done is not None else [],
+            "persist": str(persist) if persist else None,
+            "persisted": bool(written),
+            "journal": str(journal) if journal else None,
+        })
+        print_json(data)
+        return 0
+    print(f"Profile {profile.name} on {target.describe()}:")
+    rows = _plan_rows(plan, done, args.dry_run)
+    if rows:
+        print_table(("KNOB", "LIVE", "PROFILE", "ACTION"), rows)
+    else:
+        print("  (the profile sets no kernel settings)")
+    applicable = len(plan.changes) + len(plan.unchanged)
+    if args.dry_run:
+        print(f"Dry run: {len(plan.changes)} of {applicable} applicable settings would change; nothing was written.")
+        if persist:
+            print(f"Would write {persist}.")
+    elif done:
+        print(f"Changed {len(done)} of {applicable} applicable settings (originals saved in {journal}); "
+              f"undo with `tuner rollback{target.cli_flag()}`.")
+    else:
+        print(f"Nothing to change: all {applicable} applicable settings already match.")
+    if persist and not args.dry_run:
+        print(f"Wrote {persist}." if written else f"{persist} is already up to date.")
+    _print_socket(profile)
+    return 0
+
+
+# --- verify ----------------------------------------------------------------------------------------
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    target = _target(args)
+    profile = _load(args, target, trusted_only=False)
+    plan = run_in_target(target, _plan_in_target, profile, target)
+    ok = plan.empty
+    if args.json:
+        print_json({"ok": ok, "profile": profile.name, "target": target.netns or "host",
+                    "drift": [{"knob": c.knob, "expected": json_value(c.new), "live": json_value(c.old)}
+                              for c in plan.changes],
+                    "matched": [s.to_dict() for s in plan.unchanged],
+                    "not_applicable": [n.to_dict() for n in plan.not_applicable]})
+        return 0 if ok else 1
+    na = f", {len(plan.not_applicable)} not applicable" if plan.not_applicable else ""
+    if ok:
+        print(f"OK: {profile.name} matches {target.describe()} ({len(plan.unchanged)} settings{na}).")
+    else:
+        print(f"DRIFT: {len(plan.changes)} of {len(plan.changes) + len(plan.unchanged)} settings of "
+              f"{profile.name} differ on {target.describe()}:")
+        print_table(("KNOB", "EXPECTED", "LIVE"), [(c.knob, _show(c.new), _show(c.old)) for c in plan.changes])
+    for n in plan.not_applicable:
+        print(f"  {n.knob}: not applicable ({n.reason})")
+    return 0 if ok else 1
+
+
+# --- rollback --------------------------------------------------------------------------------------
+
+
+def _rollback_in_target(target: Target, state_dir: Path) -> tuple[list[Change], tuple[Path, ...]]:
+    applier = Applier(state_dir, SysctlTree(), target=target)
+    restored = applier.rollback()
+    return restored, applier.restored_files
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    target = _target(args)
+    require_root("tuner rollback")
+    state_dir = state_dir_from(args)
+    restored, files = run_in_target(target, _rollback_in_target, target, state_dir)
+    if args.json:
+        print_json({"target": target.netns or "host", "restored": [c.to_dict() for c in restored],
+                    "files": [str(f) for f in files]})
+        return 0
+    if not restored and not files:
+        print(f"Nothing to roll back on {target.describe()}.")
+        return 0
+    print(f"Rolled back on {target.describe()} (newest first):")
+    if restored:
+        print_table(("KNOB", "WAS", "RESTORED"), [(c.knob, _show(c.old), _show(c.new)) for c in restored])
+    for f in files:
+        print(f"  restored {f}")
+    return 0
+
+
+# --- render ----------------------------------------------------------------------------------------
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    profile = load_profile(args.profile)
+    if args.format == "sysctl":
+        print(render_sysctl_d(profile), end="")
+    else:
+        print(render_socket_snippets(profile), end="")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    state_help = "directory of the journal of originals (default: $TUNER_STATE_DIR or /var/lib/tuner)"
+
+    p = sub.add_parser("apply", help="apply a profile's kernel settings (all or nothing, reversible)",
+                       description="Show the plan (knob, live value, new value) and apply it. Originals are "
+                                   "journaled before each write; if a write fails, everything written is "
+                                   "restored. Applying twice changes nothing the second time. Socket settings "
+                                   "are printed for the application, never applied.")
+    p.add_argument("profile", metavar="PROFILE", help="profile file (.toml)")
+    p.add_argument("--netns", metavar="NS", help="apply inside this network namespace (host-wide knobs are "
+                                                 "reported as not applicable there)")
+    p.add_argument("--dry-run", action="store_true", help="show the plan, write nothing")
+    p.add_argument("--persist", metavar="PATH", help="also write the settings as a sysctl.d file (atomically) "
+                                                     "so they survive a reboot, e.g. /etc/sysctl.d/90-tuner.conf")
+    p.add_argument("--state-dir", metavar="DIR", help=state_help)
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_apply)
+
+    p = sub.add_parser("verify", help="check that live values match a profile (exit 1 on drift)",
+                       description="Compare live values with a profile: exit 0 when they match, 1 with a per-key "
+                                   "diff when they do not. Knobs absent here are reported as not applicable.")
+    p.add_argument("profile", metavar="PROFILE", help="profile file (.toml)")
+    p.add_argument("--netns", metavar="NS", help="check inside this network namespace")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser("rollback", help="restore what tuner apply changed, newest first",
+                       description="Restore the original values of every apply not yet rolled back, newest "
+                                   "first, including applies cut short by a crash.")
+    p.add_argument("--netns", metavar="NS", help="roll back inside this network namespace")
+    p.add_argument("--state-dir", metavar="DIR", help=state_help)
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_rollback)
+
+    p = sub.add_parser("render", help="print a profile as a sysctl.d file or as socket settings",
+                       description="Print a profile's kernel settings as a sysctl.d file, or its socket settings "
+                                   "as Python setsockopt lines and nginx listen parameters.")
+    p.add_argument("profile", metavar="PROFILE", help="profile file (.toml)")
+    p.add_argument("--format", choices=("sysctl", "socket"), default="sysctl", help="what to print (default: sysctl)")
+    p.set_defaults(func=cmd_render)

@@ -1,0 +1,295 @@
+"""Loading and validating a profile file.
+
+Validation is strict and names the file, the key (as a TOML key path) and the line: the schema version
+first, then every section, every knob against the catalogue and its domain, then the coupled
+constraints and what the kernel offers. Only exact catalogue names reach a Profile, so no path under
+``/proc/sys`` other than a catalogue sysctl can ever be derived from a profile.
+
+Knob names in ``[sysctl]`` are dotted; the canonical form quotes them (``"net.core.somaxconn" = 4096``)
+so each is one TOML key. Written unquoted (``net.core.somaxconn = 4096``), TOML reads nested tables;
+these are accepted and flattened, but strictly: every part must be a plain lower-case name and the
+joined name must be exactly a catalogue sysctl. Anything else is refused with the key and its line.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from datetime import datetime
+from pathlib import Path as FilePath
+from typing import Any, Mapping, NoReturn
+
+from tuner.errors import InputError, KnobError, ProfileError, TunerError
+from tuner.knobs import CATALOGUE, KernelFacts, Kind, Scope, Value, get_knob, violations
+from tuner.profiles.files import read_profile_bytes
+from tuner.profiles.locate import KeyLines, key_path_text
+from tuner.profiles.model import NAME_RE, SCHEMA_VERSION, Profile
+from tuner.workload import Path, Workload
+
+__all__ = ["load_profile", "parse_profile"]
+
+SECTIONS = ("profile", "workload", "path", "sysctl", "socket", "evidence")
+_PROFILE_FIELDS = {"name": True, "description": False, "created": True, "tuner_version": True, "kernel": True}
+_PATH_FLOATS = ("rtt", "rate_bps", "loss", "jitter")
+_PATH_INTS = ("queue_packets",)
+_NESTED_PART = re.compile(r"[a-z0-9_]+")
+_SCHEMA_HINT = "a profile has `version = 1` and the sections [profile], [workload], [path], [sysctl], " \
+               "[socket], [evidence]"
+
+
+def load_profile(file: FilePath | str, *, facts: KernelFacts | None = None, trusted_only: bool = False,
+                 in_netns: bool = False) -> Profile:
+    """Read and validate a profile file.
+
+    ``facts``: what the target kernel offers (congestion-control algorithms); ``None`` skips that check.
+    ``trusted_only``: refuse a file not owned by root or writable by group/others (host apply).
+    ``in_netns``: the profile is for a network namespace, where the default congestion control can
+    only be one the host allows (``net.ipv4.tcp_allowed_congestion_control``).
+    Raises :class:`ProfileError` (or :class:`UnsafeFileError`) naming the file, key and line.
+    """
+    data = read_profile_bytes(file, trusted_only=trusted_only)
+    return parse_profile(data, file, facts=facts, in_netns=in_netns)
+
+
+def parse_profile(data: bytes, file: FilePath | str = "<profile>", *, facts: KernelFacts | None = None,
+                  in_netns: bool = False) -> Profile:
+    """Validate the bytes of a profile; ``file`` is only used in messages."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise ProfileError(file, f"is not UTF-8 text (byte {exc.start})", line=line,
+                           hint="a profile is a TOML text file") from None
+    if not text.strip():
+        raise ProfileError(file, "is empty", key="version", hint="a profile starts with `version = 1`")
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        m = re.search(r"\(at line (\d+), column \d+\)", str(exc))
+        message = re.sub(r"\s*\(at line \d+, column \d+\)", "", str(exc)) if m else str(exc)
+        raise ProfileError(file, f"is not valid TOML: {message}", line=int(m.group(1)) if m else None,
+                           hint="see https://toml.io for the syntax") from None
+    return _Validator(file, KeyLines(text), facts, in_netns).profile(doc)
+
+
+class _Validator:
+    def __init__(self, file: FilePath | str, lines: KeyLines, facts: KernelFacts | None, in_netns: bool) -> None:
+        self.file = file
+        self.lines = lines
+        self.facts = facts
+        self.in_netns = in_netns
+        self.where: dict[tuple[str, str], tuple[str, ...]] = {}  # (section, knob) -> key path in the file
+
+    def fail(self, message: str, *path: str, hint: str | None = None) -> NoReturn:
+        raise ProfileError(self.file, message, key=key_path_text(*path) if path else None,
+                           line=self.lines.line_of(*path) if path else None, hint=hint)
+
+    # --- the document -------------------------------------------------------------------------
+
+    def profile(self, doc: dict[str, Any]) -> Profile:
+        self.version(doc)
+        for key in doc:
+            if key != "version" and key not in SECTIONS:
+                self.fail(f"unknown {'section' if isinstance(doc[key], dict) else 'key'} {key!r}", key,
+                          hint=_SCHEMA_HINT)
+        for key in SECTIONS:
+            if key in doc and not isinstance(doc[key], dict):
+                self.fail(f"must be a table ([{key}]), not {_type(doc[key])}", key, hint=_SCHEMA_HINT)
+        if "profile" not in doc:
+            self.fail("the [profile] section is missing", "profile",
+                      hint="add [profile] with name, created, tuner_version and kernel")
+        meta = self.metadata(doc["profile"])
+        workload = self.workload(doc["workload"]) if "workload" in doc else None
+        path = self.path(doc["path"]) if "path" in doc else None
+        sysctl = self.sysctl(doc.get("sysctl", {}))
+        socket = self.socket(doc.get("socket", {}))
+        self.coupled(sysctl, socket)
+        try:
+            return Profile(**meta, workload=workload, path=path, sysctl=sysctl, socket=socket,
+                           evidence=doc.get("evidence", {}))
+        except TunerError as exc:  # every check above should have caught it first
+            self.fail(exc.message, hint=exc.hint)
+
+    def version(self, doc: Mapping[str, Any]) -> None:
+        hint = "a profile starts with `version = 1`"
+        if "version" not in doc:
+            self.fail("the schema version is missing", "version", hint=hint)
+        v = doc["version"]
+        if isinstance(v, bool) or not isinstance(v, int):
+            self.fail(f"must be an integer, not {_type(v)} {v!r}", "version", hint=hint)
+        if v > SCHEMA_VERSION:
+            self.fail(f"schema version {v} is newer than this tuner reads (version {SCHEMA_VERSION})", "version",
+                      hint="upgrade tuner to use this profile")
+        if v != SCHEMA_VERSION:
+            self.fail(f"{v} is not a schema version", "version", hint=hint)
+
+    def metadata(self, section: Mapping[str, Any]) -> dict[str, Any]:
+        for key in section:
+            if key not in _PROFILE_FIELDS:
+                self.fail(f"unknown key {key!r}", "profile", key,
+                          hint=f"[profile] has: {', '.join(_PROFILE_FIELDS)}")
+        for key, required in _PROFILE_FIELDS.items():
+            if required and key not in section:
+                self.fail(f"[profile] {key} is missing", "profile", key,
+                          hint=f"[profile] needs {', '.join(k for k, r in _PROFILE_FIELDS.items() if r)}")
+        meta: dict[str, Any] = {}
+        name = section["name"]
+        if not isinstance(name, str) or not NAME_RE.fullmatch(name):
+            self.fail(f"profile name {name!r} is not valid", "profile", "name",
+                      hint="1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit")
+        meta["name"] = name
+        created = section["created"]
+        if not isinstance(created, datetime):
+            self.fail(f"must be a date and time, not {_type(created)} {created!r}", "profile", "created",
+                      hint="write it as TOML offset date-time, e.g. 2025-01-31T12:00:00Z")
+        if created.tzinfo is None:
+            self.fail("needs a UTC offset", "profile", "created", hint="e.g. 2025-01-31T12:00:00Z")
+        meta["created"] = created
+        for key, limit, multiline in (("description", 4000, True), ("tuner_version", 64, False),
+                                      ("kernel", 256, False)):
+            if key in section:
+                meta[key] = self.text(section[key], limit, multiline, "profile", key)
+        return meta
+
+    def text(self, value: object, limit: int, multiline: bool, *path: str) -> str:
+        if not isinstance(value, str):
+            self.fail(f"must be a string, not {_type(value)} {value!r}", *path)
+        if len(value) > limit:
+            self.fail(f"is {len(value)} characters; at most {limit} are allowed", *path)
+        allowed = "\n\t" if multiline else ""
+        if any(not ch.isprintable() and ch not in allowed for ch in value):
+            self.fail("contains control characters", *path, hint="use plain printable text")
+        return value
+
+    def workload(self, section: Mapping[str, Any]) -> Workload:
+        known = Workload.__dataclass_fields__
+        for key in section:
+            if key not in known:
+                self.fail(f"unknown workload field {key!r}", "workload", key,
+                          hint=f"workload fields: {', '.join(known)}")
+        if "kind" not in section:
+            self.fail("[workload] kind is missing", "workload", "kind",
+                      hint="e.g. kind = \"rr\" (rr, bulk, burst, udp, keepalive, memory)")
+        for key in section:  # one field at a time, so the message can name it
+            try:
+                Workload.from_dict({"kind": section["kind"], key: section[key]})
+            except InputError as exc:
+                self.fail(exc.message, "workload", key, hint=exc.hint)
+        return Workload.from_dict(section)
+
+    def path(self, section: Mapping[str, Any]) -> Path:
+        values: dict[str, Any] = {}
+        for key, value in section.items():
+            if key in _PATH_FLOATS:
+                if isinstance(value, bool) or not isinstance(value, (int, float)):
+                    self.fail(f"must be a number, not {_type(value)} {value!r}", "path", key,
+                              hint="rtt and jitter in seconds, rate_bps in bits per second, loss a fraction")
+                values[key] = float(value)
+            elif key in _PATH_INTS:
+                if isinstance(value, bool) or not isinstance(value, int):
+                    self.fail(f"must be an integer, not {_type(value)} {value!r}", "path", key)
+                values[key] = value
+            else:
+                self.fail(f"unknown path field {key!r}", "path", key,
+                          hint=f"path fields: {', '.join(_PATH_FLOATS + _PATH_INTS)}")
+        try:
+            return Path(**values)
+        except InputError as exc:
+            field = next((k for k in values if k in exc.message), None)
+            self.fail(exc.message, *(("path", field) if field else ("path",)),
+                      hint=exc.hint or "rtt and jitter in seconds (>= 0), rate_bps in bits per second (> 0), "
+                                       "loss a fraction between 0 and 1")
+
+    # --- settings -------------------------------------------------------------------------------
+
+    def sysctl(self, section: Mapping[str, Any]) -> dict[str, Value]:
+        out: dict[str, Value] = {}
+        for parts, value in self._flatten(section, ()):
+            path = ("sysctl", *parts)
+            name = ".".join(parts)
+            knob = CATALOGUE.get(name)
+            if knob is None:
+                self._unknown(name, path)
+            if knob.kind is not Kind.SYSCTL:
+                self.fail(f"{name} is a socket setting, set by the application", *path, hint="put it in [socket]")
+            if name in out:
+                self.fail(f"{name} is set twice (once quoted, once as nested keys)", *path,
+                          hint="keep one: \"" + name + "\" = ...")
+            out[name] = self.value(knob.name, value, path)
+            self.where[("sysctl", name)] = path
+        return out
+
+    def _flatten(self, table: Mapping[str, Any], prefix: tuple[str, ...]):
+        for key, value in table.items():
+            if isinstance(value, dict):
+                if key in CATALOGUE and not prefix:
+                    self.fail(f"expected a value for {key}, not a table", "sysctl", key,
+                              hint=f"allowed: {CATALOGUE[key].domain.describe()}")
+                if not _NESTED_PART.fullmatch(key):
+                    self.fail(f"{key!r} is not part of a knob name", "sysctl", *prefix, key,
+                              hint='write knob names quoted: "net.core.somaxconn" = 4096')
+                yield from self._flatten(value, (*prefix, key))
+            else:
+                if prefix and not _NESTED_PART.fullmatch(key):
+                    self.fail(f"{key!r} is not part of a knob name", "sysctl", *prefix, key,
+                              hint='write knob names quoted: "net.core.somaxconn" = 4096')
+                yield (*prefix, key), value
+
+    def socket(self, section: Mapping[str, Any]) -> dict[str, Value]:
+        out: dict[str, Value] = {}
+        for name, value in section.items():
+            path = ("socket", name)
+            knob = CATALOGUE.get(name)
+            if knob is None:
+                self._unknown(name, path)
+            if knob.scope is not Scope.SOCKET:
+                self.fail(f"{name} is a kernel setting (sysctl), not a socket setting", *path,
+                          hint="put it in [sysctl]")
+            if isinstance(value, dict):
+                self.fail(f"expected a value for {name}, not a table", *path,
+                          hint=f"allowed: {knob.domain.describe()}")
+            out[name] = self.value(name, value, path)
+            self.where[("socket", name)] = path
+        return out
+
+    def _unknown(self, name: str, path: tuple[str, ...]) -> NoReturn:
+        try:
+            get_knob(name)
+        except KnobError as exc:
+            self.fail(f"{key_path_text(name)} is not a knob tuner knows; a profile may only set catalogue knobs",
+                      *path, hint=exc.hint)
+        raise AssertionError("unreachable")
+
+    def value(self, name: str, value: object, path: tuple[str, ...]) -> Value:
+        try:
+            return CATALOGUE[name].validate(value)
+        except KnobError as exc:
+            self.fail(_strip_knob(exc, name), *path,
+                      hint=exc.hint or f"allowed: {CATALOGUE[name].domain.describe()}")
+
+    def coupled(self, sysctl: dict[str, Value], socket: dict[str, Value]) -> None:
+        merged = {**sysctl, **socket}
+        for problem in violations(merged, self.facts):
+            section = "sysctl" if problem.knob in sysctl else "socket"
+            self.fail(_strip_knob(problem, problem.knob), *self.where[(section, problem.knob)], hint=problem.hint)
+        algo = sysctl.get("net.ipv4.tcp_congestion_control")
+        if self.in_netns and self.facts is not None and self.facts.congestion_allowed and algo is not None \
+                and algo not in self.facts.congestion_allowed:
+            allowed = " ".join(sorted(self.facts.congestion_allowed))
+            self.fail(f"congestion control {algo!r} is not allowed inside a network namespace "
+                      f"(allowed: {allowed})", *self.where[("sysctl", "net.ipv4.tcp_congestion_control")],
+                      hint=f"on the host, add it to net.ipv4.tcp_allowed_congestion_control, or use one of {allowed}")
+
+
+def _strip_knob(exc: KnobError, name: str) -> str:
+    """The message of a KnobError without its leading ``knob:`` (the key path already names it)."""
+    prefix = f"{exc.knob}: "
+    message = exc.message[len(prefix):] if exc.message.startswith(prefix) else exc.message
+    if exc.knob.startswith(name + "[") and exc.knob.endswith("]"):
+        message = f"{exc.knob[len(name) + 1:-1]}: {message}"
+    return message
+
+
+def _type(value: object) -> str:
+    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "an array",
+            dict: "a table", datetime: "a date-time"}.get(type(value), type(value).__name__)

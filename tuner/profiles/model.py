@@ -1,0 +1,122 @@
+"""The Profile: the deliverable of a search, as plain validated data.
+
+A Profile holds canonical values only (see :mod:`tuner.knobs.domains`): constructing one validates
+every setting against the catalogue, the section it belongs in, and the coupled constraints, so a
+Profile in memory can always be saved, rendered and applied.
+"""
+
+from __future__ import annotations
+
+import platform
+import re
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timezone
+from typing import Any, Mapping
+
+from tuner import __version__
+from tuner.errors import InputError, KnobError
+from tuner.knobs import Kind, Scope, Value, get_knob, violations
+from tuner.workload import Path, Workload
+
+__all__ = ["SCHEMA_VERSION", "Profile", "split_assignment", "section_for", "check_name"]
+
+SCHEMA_VERSION = 1
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+def section_for(knob_name: str) -> str:
+    """The profile section a knob belongs in: ``sysctl`` for kernel settings, ``socket`` for the rest."""
+    return "sysctl" if get_knob(knob_name).kind is Kind.SYSCTL else "socket"
+
+
+def split_assignment(assignment: Mapping[str, object]) -> tuple[dict[str, object], dict[str, object]]:
+    """Split an assignment (knob name -> value) into the ``sysctl`` and ``socket`` parts of a profile."""
+    sysctl: dict[str, object] = {}
+    socket: dict[str, object] = {}
+    for name, value in assignment.items():
+        (sysctl if section_for(name) == "sysctl" else socket)[name] = value
+    return sysctl, socket
+
+
+def check_name(name: object) -> str:
+    if not isinstance(name, str) or not NAME_RE.fullmatch(name):
+        raise InputError(f"profile name {name!r} is not valid",
+                         hint="1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit")
+    return name
+
+
+def _canonical(section: str, settings: Mapping[str, object]) -> dict[str, Value]:
+    out: dict[str, Value] = {}
+    for name, value in settings.items():
+        knob = get_knob(name)
+        if section == "sysctl" and knob.kind is not Kind.SYSCTL:
+            raise KnobError(name, "is a socket setting, not a sysctl", hint="put it in [socket]")
+        if section == "socket" and knob.scope is not Scope.SOCKET:
+            raise KnobError(name, "is a sysctl, not a socket setting", hint="put it in [sysctl]")
+        out[name] = knob.validate(value)
+    return out
+
+
+def _toml_data(value: Any, where: str) -> Any:
+    """``value`` as plain TOML data (tuples become arrays); refuses what TOML cannot hold (None, objects)."""
+    if isinstance(value, Mapping):
+        out = {}
+        for k, v in value.items():
+            if not isinstance(k, str):
+                raise InputError(f"{where}: key {k!r} is not a string", hint="evidence is TOML data")
+            out[k] = _toml_data(v, f"{where}.{k}")
+        return out
+    if isinstance(value, (list, tuple)):
+        return [_toml_data(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, (str, int, float, bool, datetime, date, time)):
+        return value
+    raise InputError(f"{where}: {type(value).__name__} {value!r} cannot be stored in TOML",
+                     hint="evidence holds tables, arrays, strings, numbers, booleans and dates only")
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc).replace(microsecond=0)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Profile:
+    """Settings for a workload, with where they came from. ``evidence`` is free-form TOML-able data."""
+
+    name: str
+    description: str = ""
+    created: datetime = field(default_factory=_now)
+    tuner_version: str = __version__
+    kernel: str = field(default_factory=platform.release)
+    workload: Workload | None = None
+    path: Path | None = None
+    sysctl: dict[str, Value] = field(default_factory=dict)
+    socket: dict[str, Value] = field(default_factory=dict)
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        check_name(self.name)
+        if not isinstance(self.created, datetime):
+            raise InputError(f"profile created must be a datetime, got {self.created!r}")
+        for attr in ("description", "tuner_version", "kernel"):
+            if not isinstance(getattr(self, attr), str):
+                raise InputError(f"profile {attr} must be a string, got {getattr(self, attr)!r}")
+        if not isinstance(self.evidence, Mapping):
+            raise InputError(f"profile evidence must be a table, got {type(self.evidence).__name__}")
+        sysctl = _canonical("sysctl", self.sysctl)
+        socket = _canonical("socket", self.socket)
+        problems = violations({**sysctl, **socket})
+        if problems:
+            raise problems[0]
+        object.__setattr__(self, "sysctl", sysctl)
+        object.__setattr__(self, "socket", socket)
+        object.__setattr__(self, "evidence", _toml_data(self.evidence, "evidence"))
+
+    @property
+    def assignment(self) -> dict[str, Value]:
+        """Every setting of the profile, kernel and socket, as one assignment."""
+        return {**self.sysctl, **self.socket}
+
+    @classmethod
+    def from_assignment(cls, name: str, assignment: Mapping[str, object], **fields: Any) -> "Profile":
+        sysctl, socket = split_assignment(assignment)
+        return cls(name=name, sysctl=sysctl, socket=socket, **fields)
