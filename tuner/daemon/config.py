@@ -1,0 +1,297 @@
+"""The daemon's configuration: /etc/tuner/tuner.toml over the documented defaults in tuner/data/tuner.toml.
+
+The shipped file is the single source of the defaults: a user's file is merged over it key by key, and
+the result is validated once. Every problem is a :class:`~tuner.errors.ConfigError` naming the file and
+the dotted key.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import tomllib
+from dataclasses import dataclass, replace
+from enum import Enum
+from importlib import resources
+from pathlib import Path
+from typing import Any, Mapping
+
+from tuner.errors import ConfigError, InputError
+from tuner.knobs import CATALOGUE, Kind
+from tuner.units import parse_duration
+
+__all__ = [
+    "DEFAULT_CONFIG_PATH", "Mode", "OnStop", "ServiceSelection", "ObserveConfig", "SearchPolicy",
+    "ApplyConfig", "GuardConfig", "DaemonConfig", "default_config_text", "load_config", "parse_config",
+]
+
+DEFAULT_CONFIG_PATH = Path("/etc/tuner/tuner.toml")
+_MAX_CONFIG_BYTES = 1 << 20
+_COUNTER_NAME = re.compile(r"[A-Za-z][A-Za-z0-9]*\.[A-Za-z][A-Za-z0-9_]*")
+
+
+class Mode(Enum):
+    RECOMMEND = "recommend"
+    APPLY = "apply"
+
+
+class OnStop(Enum):
+    KEEP = "keep"
+    ROLLBACK = "rollback"
+
+
+class ServiceSelection(Enum):
+    WITH_SYMPTOMS = "with-symptoms"
+    ALL = "all"
+
+
+@dataclass(frozen=True)
+class ObserveConfig:
+    interval: float
+    services: ServiceSelection
+    settle: int
+    rtt_change: float
+    rtt_floor: float
+    rate_change: float
+    loss_change: float
+
+
+@dataclass(frozen=True)
+class SearchPolicy:
+    budget: int
+    time: float
+    repeats: int
+    duration: float
+    min_interval: float
+    nice: int
+    io_class: str
+    stop_grace: float
+
+
+@dataclass(frozen=True)
+class ApplyConfig:
+    allow: frozenset[str]
+    on_stop: OnStop
+
+
+@dataclass(frozen=True)
+class GuardConfig:
+    window: float
+    new_symptoms: bool
+    counters: tuple[str, ...]
+    max_counter_increase: float
+    counter_floor: float
+    max_retrans_increase: float
+    max_rtt_increase: float
+    rtt_floor: float
+
+
+@dataclass(frozen=True)
+class DaemonConfig:
+    enabled: bool
+    mode: Mode
+    state_dir: Path
+    observe: ObserveConfig
+    search: SearchPolicy
+    apply: ApplyConfig
+    guard: GuardConfig
+    source: str = "(defaults)"  # the file it came from, for messages and `tuner status`
+
+    def with_state_dir(self, state_dir: Path) -> "DaemonConfig":
+        return replace(self, state_dir=state_dir)
+
+
+def default_config_text() -> str:
+    """The documented default configuration shipped with the package."""
+    return resources.files("tuner").joinpath("data", "tuner.toml").read_text()
+
+
+def _parse_toml(text: str, file: str) -> dict[str, Any]:
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(file, f"not valid TOML: {exc}", hint="fix the syntax; the default file documents "
+                                                               "every key (tuner/data/tuner.toml)") from None
+
+
+def _merge(base: Mapping[str, Any], override: Mapping[str, Any], file: str, prefix: str = "") -> dict[str, Any]:
+    out = dict(base)
+    for key, value in override.items():
+        dotted = f"{prefix}{key}"
+        if key not in base:
+            close = difflib.get_close_matches(key, list(base), n=1)
+            hint = f"did you mean {prefix}{close[0]}?" if close else \
+                f"known keys here: {', '.join(prefix + k for k in base)}"
+            raise ConfigError(file, "unknown key", key=dotted, hint=hint)
+        if isinstance(base[key], dict):
+            if not isinstance(value, dict):
+                raise ConfigError(file, "must be a table", key=dotted, hint=f"write it as [{dotted}]")
+            out[key] = _merge(base[key], value, file, prefix=f"{dotted}.")
+        else:
+            if isinstance(value, dict):
+                raise ConfigError(file, "must be a value, not a table", key=dotted)
+            out[key] = value
+    return out
+
+
+class _Reader:
+    """Typed access to the merged table; every failure names the file and the dotted key."""
+
+    def __init__(self, data: Mapping[str, Any], file: str) -> None:
+        self.data = data
+        self.file = file
+
+    def _get(self, key: str) -> Any:
+        node: Any = self.data
+        for part in key.split("."):
+            node = node[part]
+        return node
+
+    def fail(self, key: str, message: str, hint: str | None = None) -> ConfigError:
+        return ConfigError(self.file, message, key=key, hint=hint)
+
+    def boolean(self, key: str) -> bool:
+        v = self._get(key)
+        if not isinstance(v, bool):
+            raise self.fail(key, f"expected true or false, got {v!r}")
+        return v
+
+    def integer(self, key: str, lo: int, hi: int) -> int:
+        v = self._get(key)
+        if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+            raise self.fail(key, f"expected an integer {lo}..{hi}, got {v!r}")
+        return v
+
+    def number(self, key: str, lo: float, hi: float = float("inf")) -> float:
+        v = self._get(key)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not lo <= v <= hi:
+            bound = f"{lo:g}..{hi:g}" if hi != float("inf") else f">= {lo:g}"
+            raise self.fail(key, f"expected a number {bound}, got {v!r}")
+        return float(v)
+
+    def duration(self, key: str, lo: float, hi: float = float("inf")) -> float:
+        v = self._get(key)
+        if isinstance(v, bool) or not isinstance(v, (int, float, str)):
+            raise self.fail(key, f"expected a duration such as \"10s\", got {v!r}")
+        if isinstance(v, str):
+            try:
+                seconds = parse_duration(v)
+            except InputError as exc:
+                raise self.fail(key, exc.message, hint=exc.hint) from None
+        else:
+            seconds = float(v)
+        if not lo <= seconds <= hi:
+            bound = f"between {lo:g} s and {hi:g} s" if hi != float("inf") else f"at least {lo:g} s"
+            raise self.fail(key, f"{v!r} is out of range", hint=f"use a duration {bound}")
+        return seconds
+
+    def choice(self, key: str, enum: type[Enum]) -> Any:
+        v = self._get(key)
+        try:
+            return enum(v)
+        except ValueError:
+            raise self.fail(key, f"{v!r} is not allowed",
+                            hint=f"one of: {', '.join(repr(e.value) for e in enum)}") from None
+
+    def string_list(self, key: str) -> list[str]:
+        v = self._get(key)
+        if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
+            raise self.fail(key, f"expected a list of strings, got {v!r}")
+        return v
+
+
+def _allowed_knobs(r: _Reader) -> frozenset[str]:
+    names = r.string_list("apply.allow")
+    for name in names:
+        knob = CATALOGUE.get(name)
+        if knob is None:
+            close = difflib.get_close_matches(name, [k for k, v in CATALOGUE.items() if v.kind is Kind.SYSCTL], n=2)
+            raise r.fail("apply.allow", f"{name!r} is not a knob tuner knows",
+                         hint=f"did you mean {' or '.join(close)}?" if close else "list them with `tuner knobs`")
+        if knob.kind is not Kind.SYSCTL:
+            raise r.fail("apply.allow", f"{name!r} is a socket setting; only the application can set it",
+                         hint="the daemon applies sysctls only; socket settings are in each profile's [socket]")
+    return frozenset(names)
+
+
+def _counters(r: _Reader) -> tuple[str, ...]:
+    names = r.string_list("guard.counters")
+    for name in names:
+        if not _COUNTER_NAME.fullmatch(name):
+            raise r.fail("guard.counters", f"{name!r} is not a counter name",
+                         hint="use Group.Name as in /proc/net/netstat and /proc/net/snmp, e.g. TcpExt.ListenOverflows")
+    return tuple(names)
+
+
+def parse_config(text: str | None = None, *, file: str = "(defaults)") -> DaemonConfig:
+    """Validate a configuration text merged over the shipped defaults (``None``: the defaults alone)."""
+    defaults = _parse_toml(default_config_text(), "tuner/data/tuner.toml")
+    data = defaults if text is None else _merge(defaults, _parse_toml(text, file), file)
+    r = _Reader(data, file)
+    state_dir = data["state_dir"]
+    if not isinstance(state_dir, str) or not state_dir.startswith("/"):
+        raise r.fail("state_dir", f"expected an absolute path, got {state_dir!r}")
+    interval = r.duration("observe.interval", 0.1, 24 * 3600)
+    io_class = r._get("search.io_class")
+    if io_class not in ("idle", "best-effort"):
+        raise r.fail("search.io_class", f"{io_class!r} is not allowed", hint="one of: 'idle', 'best-effort'")
+    return DaemonConfig(
+        enabled=r.boolean("enabled"),
+        mode=r.choice("mode", Mode),
+        state_dir=Path(state_dir),
+        observe=ObserveConfig(
+            interval=interval,
+            services=r.choice("observe.services", ServiceSelection),
+            settle=r.integer("observe.settle", 1, 1000),
+            rtt_change=r.number("observe.rtt_change", 0.0),
+            rtt_floor=r.duration("observe.rtt_floor", 0.0),
+            rate_change=r.number("observe.rate_change", 0.0),
+            loss_change=r.number("observe.loss_change", 0.0, 1.0),
+        ),
+        search=SearchPolicy(
+            budget=r.integer("search.budget", 1, 10000),
+            time=r.duration("search.time", 1.0),
+            repeats=r.integer("search.repeats", 1, 100),
+            duration=r.duration("search.duration", 0.05, 600),
+            min_interval=r.duration("search.min_interval", 0.0),
+            nice=r.integer("search.nice", 0, 19),
+            io_class=io_class,
+            stop_grace=r.duration("search.stop_grace", 0.5, 60),
+        ),
+        apply=ApplyConfig(allow=_allowed_knobs(r), on_stop=r.choice("apply.on_stop", OnStop)),
+        guard=GuardConfig(
+            window=r.duration("guard.window", 0.1),
+            new_symptoms=r.boolean("guard.new_symptoms"),
+            counters=_counters(r),
+            max_counter_increase=r.number("guard.max_counter_increase", 0.0),
+            counter_floor=r.number("guard.counter_floor", 0.0),
+            max_retrans_increase=r.number("guard.max_retrans_increase", 0.0, 1.0),
+            max_rtt_increase=r.number("guard.max_rtt_increase", 0.0),
+            rtt_floor=r.duration("guard.rtt_floor", 0.0),
+        ),
+        source=file,
+    )
+
+
+def load_config(path: Path | None = None) -> DaemonConfig:
+    """Load ``path`` (default /etc/tuner/tuner.toml) over the defaults.
+
+    A missing default file means the defaults; a missing file that was named explicitly is an error.
+    """
+    explicit = path is not None
+    path = path if path is not None else DEFAULT_CONFIG_PATH
+    try:
+        raw = path.read_bytes()[: _MAX_CONFIG_BYTES + 1]
+    except FileNotFoundError:
+        if explicit:
+            raise ConfigError(path, "no such file", hint="create it, or leave out --config to run on the defaults")
+        return parse_config(None)
+    except OSError as exc:
+        raise ConfigError(path, f"cannot read: {exc.strerror}") from None
+    if len(raw) > _MAX_CONFIG_BYTES:
+        raise ConfigError(path, "larger than 1 MiB; not a configuration file")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(path, "not UTF-8 text", hint="a configuration is a TOML text file") from None
+    return parse_config(text, file=str(path))

@@ -1,0 +1,193 @@
+"""The guard of apply mode: which knobs of a profile may be applied, and whether the result regressed.
+
+Pure decisions over plain data:
+
+- :func:`select_knobs` keeps the profile's sysctls the daemon may write (allow-listed, not manual,
+  not set by a sysctl.d file, not held by another applied profile, writable in the target);
+- :func:`signals` turns counter readings and an observation into :class:`Signals`;
+- :func:`judge` compares the signals after an apply with those before it;
+- :class:`GuardWatch` is one verification window: it ends PASSED at its deadline or REGRESSED at the
+  first sample :func:`judge` rejects.
+
+The writes themselves go through tuner.apply's Applier (see tuner.daemon.target).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, Iterable, Mapping
+
+from tuner.daemon.config import GuardConfig
+from tuner.knobs import CATALOGUE, Kind, Scope
+
+__all__ = ["NAMESPACE", "Selection", "select_knobs", "Signals", "counter_rates", "retrans_share", "signals", "combine", "judge",
+           "Phase", "GuardWatch"]
+
+_MIN_SEGMENTS = 200  # below this many segments sent in an interval, a retransmit share means nothing
+
+
+@dataclass(frozen=True)
+class Selection:
+    apply: dict[str, Any]                 # knob -> value to write
+    skipped: dict[str, str]               # knob -> why it is left alone
+
+
+def select_knobs(sysctls: Mapping[str, Any], *, allow: Iterable[str], manual: Iterable[str],
+                 admin_files: Mapping[str, str], held: Mapping[str, str], in_netns: bool) -> Selection:
+    """Split a profile's ``[sysctl]`` into what the daemon writes and what it leaves, with reasons.
+
+    ``admin_files``: knob -> the sysctl.d line that sets it; ``held``: knob -> the profile of another
+    service that the daemon applied it for; ``in_netns``: the target is a network namespace, where
+    host-only knobs are read-only.
+    """
+    allow, manual = set(allow), set(manual)
+    out: dict[str, Any] = {}
+    skipped: dict[str, str] = {}
+    for knob, value in sysctls.items():
+        entry = CATALOGUE.get(knob)
+        if entry is None or entry.kind is not Kind.SYSCTL:
+            skipped[knob] = "not a sysctl"
+        elif knob not in allow:
+            skipped[knob] = "not in [apply] allow"
+        elif knob in manual:
+            skipped[knob] = "manually managed"
+        elif knob in admin_files:
+            skipped[knob] = f"set by the administrator ({admin_files[knob]})"
+        elif knob in held:
+            skipped[knob] = f"held by profile {held[knob]}"
+        elif in_netns and entry.scope is Scope.HOST:
+            skipped[knob] = "host-only knob; not writable in a network namespace"
+        else:
+            out[knob] = value
+    return Selection(out, skipped)
+
+
+@dataclass(frozen=True)
+class Signals:
+    """The live signals the guard compares: per-second counter rates over one interval, the share of
+    retransmitted segments, each service's median rtt and the symptoms seen."""
+
+    counter_rates: Mapping[str, float] = field(default_factory=dict)
+    retrans_share: float | None = None
+    rtt: Mapping[str, float] = field(default_factory=dict)           # service key -> seconds
+    symptoms: frozenset[tuple[str, str]] = frozenset()               # (service key, symptom name)
+
+    @property
+    def services(self) -> frozenset[str]:
+        return frozenset(self.rtt) | frozenset(k for k, _ in self.symptoms)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"counter_rates": dict(self.counter_rates), "retrans_share": self.retrans_share,
+                "rtt": dict(self.rtt), "symptoms": sorted([k, s] for k, s in self.symptoms)}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "Signals":
+        share = d.get("retrans_share")
+        return cls({str(k): float(v) for k, v in d.get("counter_rates", {}).items()},
+                   None if share is None else float(share),
+                   {str(k): float(v) for k, v in d.get("rtt", {}).items()},
+                   frozenset((str(k), str(s)) for k, s in d.get("symptoms", ())))
+
+
+NAMESPACE = "(namespace)"  # the key of symptoms observe could not blame on one service
+
+
+def counter_rates(deltas: Mapping[str, int], seconds: float, names: Iterable[str]) -> dict[str, float]:
+    """Events per second of each counter in ``names`` from its delta over ``seconds`` (0 where absent)."""
+    if seconds <= 0:
+        return {n: 0.0 for n in names}
+    return {n: max(0, deltas.get(n, 0)) / seconds for n in names}
+
+
+def retrans_share(deltas: Mapping[str, int]) -> float | None:
+    """Retransmitted / sent TCP segments over an interval; None when too little was sent to tell."""
+    sent = deltas.get("Tcp.OutSegs", 0)
+    if sent < _MIN_SEGMENTS:
+        return None
+    return max(0, deltas.get("Tcp.RetransSegs", 0)) / sent
+
+
+def signals(deltas: Mapping[str, int], seconds: float, names: Iterable[str], rtt: Mapping[str, float],
+            symptoms: Iterable[tuple[str, str]]) -> Signals:
+    """The guard's view of one observation interval (counter deltas over ``seconds``)."""
+    return Signals(counter_rates(deltas, seconds, names), retrans_share(deltas), dict(rtt), frozenset(symptoms))
+
+
+def combine(samples: Iterable[Signals]) -> Signals:
+    """The most lenient baseline of several intervals: the highest rate, share and rtt seen and every
+    symptom seen (so ordinary fluctuation before an apply is not taken for a regression after it)."""
+    items = list(samples)
+    if not items:
+        return Signals()
+    rates: dict[str, float] = {}
+    rtt: dict[str, float] = {}
+    for s in items:
+        for k, v in s.counter_rates.items():
+            rates[k] = max(rates.get(k, 0.0), v)
+        for k, v in s.rtt.items():
+            rtt[k] = max(rtt.get(k, 0.0), v)
+    shares = [s.retrans_share for s in items if s.retrans_share is not None]
+    return Signals(rates, max(shares) if shares else None, rtt,
+                   frozenset().union(*(s.symptoms for s in items)))
+
+
+def judge(baseline: Signals, current: Signals, cfg: GuardConfig) -> list[str]:
+    """Why ``current`` is a regression against ``baseline`` (empty list: it is not)."""
+    reasons: list[str] = []
+    if cfg.new_symptoms:
+        known = baseline.services | {NAMESPACE}
+        for key, name in sorted(current.symptoms - baseline.symptoms):
+            if key in known:
+                reasons.append(f"new symptom {name} on {key}")
+    for name in cfg.counters:
+        b = baseline.counter_rates.get(name, 0.0)
+        n = current.counter_rates.get(name, 0.0)
+        if n - b > cfg.counter_floor and n > b * (1.0 + cfg.max_counter_increase):
+            reasons.append(f"{name} {b:.3g}/s -> {n:.3g}/s")
+    if baseline.retrans_share is not None and current.retrans_share is not None and \
+            current.retrans_share - baseline.retrans_share > cfg.max_retrans_increase:
+        reasons.append(f"retransmitted share {baseline.retrans_share:.2%} -> {current.retrans_share:.2%}")
+    for key in sorted(baseline.rtt.keys() & current.rtt.keys()):
+        b, n = baseline.rtt[key], current.rtt[key]
+        if n - b > cfg.rtt_floor and n > b * (1.0 + cfg.max_rtt_increase):
+            reasons.append(f"rtt of {key} {b * 1e3:.3g} ms -> {n * 1e3:.3g} ms")
+    return reasons
+
+
+class Phase(Enum):
+    WATCHING = "watching"
+    PASSED = "passed"
+    REGRESSED = "regressed"
+
+
+@dataclass
+class GuardWatch:
+    """One verification window after an apply (persisted, so a restarted daemon keeps watching)."""
+
+    apply_id: str
+    profile: str
+    started: float            # wall-clock seconds
+    deadline: float
+    baseline: Signals
+    samples: int = 0
+
+    def step(self, current: Signals | None, now: float, cfg: GuardConfig) -> tuple[Phase, list[str]]:
+        """Judge one sample (None: no usable sample this time) taken at ``now``."""
+        if current is not None:
+            self.samples += 1
+            reasons = judge(self.baseline, current, cfg)
+            if reasons:
+                return Phase.REGRESSED, reasons
+        if now >= self.deadline and self.samples > 0:
+            return Phase.PASSED, []
+        return Phase.WATCHING, []
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"apply_id": self.apply_id, "profile": self.profile, "started": self.started,
+                "deadline": self.deadline, "baseline": self.baseline.to_dict(), "samples": self.samples}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "GuardWatch":
+        return cls(str(d["apply_id"]), str(d["profile"]), float(d["started"]), float(d["deadline"]),
+                   Signals.from_dict(d.get("baseline", {})), int(d.get("samples", 0)))

@@ -1,0 +1,252 @@
+"""The daemon's persistent state: one JSON file, written atomically, read by `tuner status`.
+
+A state file that cannot be read (truncated, garbage, an unknown schema) is renamed aside as
+``state.json.corrupt-<time>`` and the daemon starts from an empty state; that is reported, not fatal.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from tuner.daemon.guard import GuardWatch
+from tuner.daemon.watch import SearchQueue, ServiceRecord
+from tuner.logs import get_logger
+from tuner.profiles.files import atomic_write
+
+__all__ = ["STATE_VERSION", "STATE_FILE", "AppliedRecord", "OwnedKnob", "ManualKnob", "ProfileRecord",
+           "SearchActivity", "DaemonState", "load_state", "read_state", "save_state", "jsonable"]
+
+log = get_logger(__name__)
+STATE_VERSION = 1
+STATE_FILE = "state.json"
+_KEEP_PROFILES = 200
+_KEEP_APPLIED = 200
+
+
+def jsonable(value: Any) -> Any:
+    """Knob values and the like as JSON data (tuples become lists)."""
+    if isinstance(value, tuple):
+        return [jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [jsonable(v) for v in value]
+    return value
+
+
+@dataclass
+class AppliedRecord:
+    apply_id: str
+    profile: str                       # profile name
+    file: str                          # the profile file
+    service: str | None
+    at: float
+    changes: dict[str, dict[str, Any]]  # knob -> {"old": ..., "new": ...}
+    skipped: dict[str, str]
+    outcome: str                       # guarding | kept | rolled back | failed | rolled back on stop
+    reasons: list[str] = field(default_factory=list)
+    journal: str = ""                  # the Applier's state directory of this apply
+    ended: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"apply_id": self.apply_id, "profile": self.profile, "file": self.file, "service": self.service,
+                "at": self.at, "changes": jsonable(self.changes), "skipped": dict(self.skipped),
+                "outcome": self.outcome, "reasons": list(self.reasons), "journal": self.journal,
+                "ended": self.ended}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "AppliedRecord":
+        return cls(str(d["apply_id"]), str(d["profile"]), str(d["file"]), d.get("service"), float(d["at"]),
+                   {str(k): dict(v) for k, v in d.get("changes", {}).items()},
+                   {str(k): str(v) for k, v in d.get("skipped", {}).items()}, str(d["outcome"]),
+                   [str(r) for r in d.get("reasons", [])], str(d.get("journal", "")),
+                   None if d.get("ended") is None else float(d["ended"]))
+
+
+@dataclass
+class OwnedKnob:
+    """A value the daemon wrote and still answers for."""
+
+    value: Any
+    apply_id: str
+    profile: str
+    at: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"value": jsonable(self.value), "apply_id": self.apply_id, "profile": self.profile, "at": self.at}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "OwnedKnob":
+        return cls(d["value"], str(d["apply_id"]), str(d["profile"]), float(d["at"]))
+
+
+@dataclass
+class ManualKnob:
+    """A knob someone else changed after the daemon set it: left alone until released."""
+
+    since: float
+    expected: Any
+    found: Any
+    writer: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"since": self.since, "expected": jsonable(self.expected), "found": jsonable(self.found),
+                "writer": self.writer}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "ManualKnob":
+        return cls(float(d["since"]), d.get("expected"), d.get("found"), str(d.get("writer", "")))
+
+
+@dataclass
+class ProfileRecord:
+    name: str
+    file: str
+    service: str | None
+    created: float
+    reason: str
+    summary: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "file": self.file, "service": self.service, "created": self.created,
+                "reason": self.reason, "summary": jsonable(self.summary)}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "ProfileRecord":
+        return cls(str(d["name"]), str(d["file"]), d.get("service"), float(d["created"]), str(d.get("reason", "")),
+                   dict(d.get("summary", {})))
+
+
+@dataclass
+class SearchActivity:
+    service: str
+    reason: str
+    pid: int
+    started: float
+    trial: int = 0
+    budget: int = 0
+    detail: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"service": self.service, "reason": self.reason, "pid": self.pid, "started": self.started,
+                "trial": self.trial, "budget": self.budget, "detail": self.detail}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "SearchActivity":
+        return cls(str(d["service"]), str(d.get("reason", "")), int(d["pid"]), float(d["started"]),
+                   int(d.get("trial", 0)), int(d.get("budget", 0)), str(d.get("detail", "")))
+
+
+@dataclass
+class DaemonState:
+    pid: int = 0
+    started: float = 0.0
+    updated: float = 0.0
+    mode: str = ""
+    enabled: bool = True
+    config: str = ""
+    netns: str | None = None
+    activity: str = ""
+    services: dict[str, ServiceRecord] = field(default_factory=dict)
+    queue: SearchQueue = field(default_factory=SearchQueue)
+    search: SearchActivity | None = None
+    profiles: list[ProfileRecord] = field(default_factory=list)
+    applied: list[AppliedRecord] = field(default_factory=list)
+    owned: dict[str, OwnedKnob] = field(default_factory=dict)
+    manual: dict[str, ManualKnob] = field(default_factory=dict)
+    guard: GuardWatch | None = None
+    pending: list[dict[str, Any]] = field(default_factory=list)  # profiles waiting for apply: file, service, reason
+    rejected: dict[str, str] = field(default_factory=dict)     # profile file -> why it is never applied again
+    last_observation: dict[str, Any] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)          # recent problems worth showing in status
+
+    def note_problem(self, message: str, *, keep: int = 20) -> None:
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime())
+        self.problems = (self.problems + [f"{stamp} {message}"])[-keep:]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "version": STATE_VERSION, "pid": self.pid, "started": self.started, "updated": self.updated,
+            "mode": self.mode, "enabled": self.enabled, "config": self.config, "netns": self.netns,
+            "activity": self.activity,
+            "services": {k: r.to_dict() for k, r in self.services.items()},
+            "queue": self.queue.to_list(),
+            "search": self.search.to_dict() if self.search else None,
+            "profiles": [p.to_dict() for p in self.profiles[-_KEEP_PROFILES:]],
+            "applied": [a.to_dict() for a in self.applied[-_KEEP_APPLIED:]],
+            "owned": {k: o.to_dict() for k, o in self.owned.items()},
+            "manual": {k: m.to_dict() for k, m in self.manual.items()},
+            "guard": self.guard.to_dict() if self.guard else None,
+            "pending": [dict(p) for p in self.pending],
+            "rejected": dict(self.rejected),
+            "last_observation": jsonable(self.last_observation),
+            "problems": list(self.problems),
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "DaemonState":
+        if not isinstance(d, dict):
+            raise ValueError("the state is not a JSON object")
+        if d.get("version") != STATE_VERSION:
+            raise ValueError(f"unknown state version {d.get('version')!r}")
+        return cls(
+            pid=int(d.get("pid", 0)), started=float(d.get("started", 0.0)), updated=float(d.get("updated", 0.0)),
+            mode=str(d.get("mode", "")), enabled=bool(d.get("enabled", True)), config=str(d.get("config", "")),
+            netns=d.get("netns"), activity=str(d.get("activity", "")),
+            services={str(k): ServiceRecord.from_dict(v) for k, v in d.get("services", {}).items()},
+            queue=SearchQueue.from_list(d.get("queue", [])),
+            search=SearchActivity.from_dict(d["search"]) if d.get("search") else None,
+            profiles=[ProfileRecord.from_dict(p) for p in d.get("profiles", [])],
+            applied=[AppliedRecord.from_dict(a) for a in d.get("applied", [])],
+            owned={str(k): OwnedKnob.from_dict(v) for k, v in d.get("owned", {}).items()},
+            manual={str(k): ManualKnob.from_dict(v) for k, v in d.get("manual", {}).items()},
+            guard=GuardWatch.from_dict(d["guard"]) if d.get("guard") else None,
+            pending=[dict(p) for p in d.get("pending", [])],
+            rejected={str(k): str(v) for k, v in d.get("rejected", {}).items()},
+            last_observation=dict(d.get("last_observation", {})),
+            problems=[str(p) for p in d.get("problems", [])],
+        )
+
+
+def save_state(state: DaemonState, path: Path) -> None:
+    state.updated = time.time()
+    atomic_write(path, json.dumps(state.to_dict(), indent=1, sort_keys=False).encode() + b"\n")
+
+
+def read_state(path: Path) -> DaemonState:
+    """Parse a state file; raises ``ValueError`` (or OSError) if it cannot be used."""
+    raw = path.read_bytes()
+    try:
+        data = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"not valid JSON ({exc})") from None
+    try:
+        return DaemonState.from_dict(data)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise ValueError(f"unexpected content ({type(exc).__name__}: {exc})") from None
+
+
+def load_state(path: Path) -> tuple[DaemonState, str | None]:
+    """The state in ``path`` (an empty state if there is none) and a problem message if it was corrupt.
+
+    A corrupt file is renamed aside, never deleted, so that it can be inspected.
+    """
+    if not path.exists():
+        return DaemonState(), None
+    try:
+        return read_state(path), None
+    except (ValueError, OSError) as exc:
+        aside = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}")
+        try:
+            os.replace(path, aside)
+        except OSError as move_exc:
+            problem = f"state file {path} is unusable ({exc}) and could not be set aside ({move_exc}); starting empty"
+        else:
+            problem = f"state file {path} was unusable ({exc}); set aside as {aside.name}, starting empty"
+        log.error("state.corrupt", file=str(path), error=str(exc), set_aside=str(aside))
+        return DaemonState(), problem
