@@ -199,3 +199,20 @@ def test_a_last_line_cut_short_is_dropped_on_resume_and_damage_elsewhere_is_an_e
     file.write_bytes(b"\n".join(lines))
     with pytest.raises(StateError, match="line 2"):
         Journal.resume(file, _header(space, config))
+
+
+def test_the_best_candidate_is_simplified_to_the_knobs_that_matter():
+    space = build_space(RR, STOCK, facts=FACTS)
+    names = [d.knob for d in space.dimensions]
+    dims = {d.knob: d for d in space.dimensions}
+    point = [0] * len(names)
+    point[names.index("TCP_NODELAY")] = 1
+    point[names.index("TCP_QUICKACK")] = 1
+    point[names.index("SO_RCVBUF")] = dims["SO_RCVBUF"].levels.index(4 * 1024 * 1024)
+    truth = lambda a: {"latency_p99_ms": 0.2 if a.get("TCP_NODELAY") else 44.0}  # noqa: E731
+    measure = SyntheticMeasure(RR, truth, noise=0.05)
+    result = Study(space, parse_objective(None, RR), _FixedSampler([tuple(point)]), measure,
+                   config=SearchConfig(budget=3)).run()
+    assert result.assignment == {"TCP_NODELAY": True}
+    simplify = [t for t in result.trials if t.role is TrialRole.SIMPLIFY]
+    assert len(simplify) == 2 and all(t.assignment.get("TCP_NODELAY") for t in simplify)

@@ -309,7 +309,8 @@ def knob_cost(name: str, value: Value, baseline: Value | None) -> float:
     Each changed knob costs 0.5 (something to deploy and keep), plus a resource term: buffers and
     queues cost log2 of how many times larger than the baseline they are (memory held); keepalive and
     user timers cost log2 of how many times shorter they are (more probe packets, earlier give-up);
-    turning keepalive on costs 1 (probe traffic). Smaller buffers, fewer probes, fewer changes: cheaper.
+    turning keepalive on costs 1 (probe traffic); TCP_QUICKACK costs 1 (re-armed after every read).
+    Smaller buffers, fewer probes, fewer changes, fewer system calls: cheaper.
     """
     knob = get_knob(name)
     cost = 0.5
@@ -324,6 +325,8 @@ def knob_cost(name: str, value: Value, baseline: Value | None) -> float:
         cost += max(0.0, math.log2(max(ref, 1) / max(int(value), 1)))  # type: ignore[arg-type]
     elif isinstance(d, Flag) and name == "SO_KEEPALIVE" and value:
         cost += 1.0
+    elif isinstance(d, Flag) and name == "TCP_QUICKACK" and value:
+        cost += 1.0  # not sticky: the application must set it again after every read (a system call each)
     return cost
 
 

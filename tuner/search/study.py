@@ -67,6 +67,7 @@ class SearchConfig:
     journal: Path | None = None
     resume: bool = False
     confirm: int = 2               # leading candidates measured again before the winner is declared
+    simplify: bool = True          # try the best candidate with fewer changed knobs (backward elimination)
     patience: int | None = None    # stop after this many search trials without a better score
     min_gain: float = 0.05         # a gain below 5% is not worth recommending
     name: str | None = None        # profile name (default: derived from the workload)
@@ -91,6 +92,7 @@ class SearchConfig:
 class TrialRole(Enum):
     BASELINE = "baseline"
     SEARCH = "search"
+    SIMPLIFY = "simplify"    # the best candidate with one changed knob put back to the baseline
     CONFIRM = "confirm"
 
 
@@ -241,6 +243,7 @@ class Study:
         self._prior_elapsed = 0.0
         self._best: Score | None = None
         self._baseline: Trial | None = None
+        self._simplified: str | None = None
 
     # --- bookkeeping --------------------------------------------------------------------------
 
@@ -339,6 +342,7 @@ class Study:
         self._measure_baseline()
         stop_reason = self._search()
         log.info("study.search_stopped", reason=stop_reason, trials=self._search_done())
+        self._simplify()
         self._confirm()
         result = self._decide(stop_reason)
         self._emit("done", None, result.verdict.text)
@@ -412,19 +416,78 @@ class Study:
             out[k] = confirmed or usable
         return out
 
-    def _leaders(self) -> list[str]:
-        """Keys of the best distinct feasible candidates (not the baseline), best first."""
+    def _ranked(self) -> list[str]:
+        """Keys of the distinct feasible candidates measured in the search (not the baseline), best first."""
         base_key = assignment_key({})
         scored = []
         for key, ts in self._by_key.items():
-            ts = [t for t in ts if t.role is TrialRole.SEARCH and t.usable]
+            ts = [t for t in ts if t.role in (TrialRole.SEARCH, TrialRole.SIMPLIFY) and t.usable]
             if key == base_key or not ts:
                 continue
             pooled = Score.pooled([t.score for t in ts if t.score is not None])
             if pooled.feasible:
                 scored.append((pooled.loss, key))
         scored.sort()
-        return [k for _, k in scored[: self.config.confirm]]
+        return [k for _, k in scored]
+
+    def _leaders(self) -> list[str]:
+        """The candidates to confirm: the simplified best (if any), then the best ones, best first."""
+        ranked = self._ranked()
+        first = [self._simplified] if self._simplified in ranked else []
+        return list(dict.fromkeys(first + ranked[: self.config.confirm]))
+
+    def _search_score(self, key: str) -> Score:
+        return Score.pooled([t.score for t in self._by_key[key]
+                             if t.usable and t.score is not None and t.role is not TrialRole.CONFIRM])
+
+    def _simplify(self) -> None:
+        """Backward elimination from the best candidate: put its changed knobs back to their baseline
+        level one at a time, the biggest cost saving first, and keep each reduction that performs like
+        the best within noise (or within ``min_gain``). The profile then holds only knobs that matter."""
+        if not self.config.simplify or self.config.confirm == 0:
+            return
+        ranked = self._ranked()
+        if not ranked:
+            return
+        best_key = ranked[0]
+        best = self._search_score(best_key)
+        current = self._by_key[best_key][0]
+        base_point = self.space.baseline_point()
+        direction = best.direction
+        while current.point is not None:
+            changed = [i for i, (a, b) in enumerate(zip(current.point, base_point)) if a != b]
+            if len(changed) <= 1:
+                break  # without its last change it is the baseline, which the confirmation judges
+            options = []
+            for i in changed:
+                reduced = list(current.point)
+                reduced[i] = base_point[i]
+                try:
+                    cand = self.space.candidate(tuple(reduced))
+                except KnobError:
+                    continue
+                options.append((self.space.cost(cand.assignment), cand))
+            options.sort(key=lambda o: o[0])
+            accepted = None
+            for _, cand in options:
+                if self.config.time_budget is not None and self.elapsed() >= self.config.time_budget:
+                    return
+                known = [t for t in self._by_key.get(cand.key, ()) if t.role is not TrialRole.CONFIRM]
+                trial = known[0] if known else self._run(TrialRole.SIMPLIFY, cand.assignment, cand.point)
+                if not trial.usable:
+                    continue
+                score = self._search_score(trial.key)
+                worse = gain_interval(score.samples, best.samples, direction, seed=self.config.seed)
+                if worse.lo <= 1.0 or worse.gain < 1.0 + self.config.min_gain:
+                    accepted = trial
+                    break
+            if accepted is None:
+                break
+            log.info("study.simplified", removed=sorted(set(current.assignment) - set(accepted.assignment)),
+                     assignment=dict(accepted.assignment))
+            current = accepted
+        if current.key != best_key:
+            self._simplified = current.key
 
     def _confirm(self) -> None:
         if self.config.confirm == 0:
