@@ -50,9 +50,13 @@ METRICS: Mapping[str, MetricInfo] = dict([
     _m("connect_max_ms", "ms", L, "largest connect time"),
     _m("connect_failed", "connections", L, "connects that failed"),
     _m("connect_rate", "1/s", H, "connections established per second"),
+    _m("listen_overflows", "events", L, "accept-queue overflows at the listener (TcpExt.ListenOverflows)"),
+    _m("listen_drops", "events", L, "connection attempts the listener dropped (TcpExt.ListenDrops)"),
     _m("delivered_fraction", "", H, "share of datagrams the reader received"),
     _m("reader_latency_ms", "ms", L, "median time from send to read"),
+    _m("rcvbuf_errors", "datagrams", L, "datagrams dropped for a full receive buffer (Udp.RcvbufErrors)"),
     _m("detect_s", "s", L, "time until the survivor noticed the dead peer"),
+    _m("detected_fraction", "", H, "share of connections whose dead peer was noticed within the window"),
     _m("keepalive_packets_per_conn_hour", "packets", L, "keepalive probes per connection-hour"),
     _m("bytes_per_conn", "bytes", L, "kernel socket memory per connection"),
 ])
@@ -117,6 +121,7 @@ class Measurement:
     invalid_reason: str | None = None        # e.g. "sandbox: 12 packets dropped at the TUN ring"
     failed: bool = False
     error: str | None = None
+    notes: tuple[str, ...] = ()              # what a reader should know (e.g. a metric derived, not measured)
 
     def value(self, metric: str) -> float:
         return self.metrics[metric].median
@@ -143,6 +148,8 @@ class Measurement:
             d["invalid_reason"] = self.invalid_reason
         if self.error is not None:
             d["error"] = self.error
+        if self.notes:
+            d["notes"] = list(self.notes)
         return d
 
     @classmethod
@@ -161,4 +168,5 @@ class Measurement:
             invalid_reason=d.get("invalid_reason"),
             failed=bool(d.get("failed", False)),
             error=d.get("error"),
+            notes=tuple(d.get("notes", ())),
         )

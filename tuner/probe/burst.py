@@ -1,0 +1,186 @@
+"""burst: many short connections arriving at once at a listener that accepts at a given speed.
+
+The server listens with the assignment's ``backlog`` (an application that does not choose gets
+:data:`~tuner.probe.rr.DEFAULT_BACKLOG`, capped by ``net.core.somaxconn`` as always) and accepts
+``accept_rate`` connections per second, closing each at once. The client opens ``burst_connections``
+connections from ``burst_threads`` threads that all start together, each timing its blocking
+``connect()`` and resetting the connection right after (no TIME_WAIT left to exhaust ports). A connect
+that has not completed after the connect timeout counts as failed, at its elapsed time. One connection
+before the burst warms the path (ARP, routes) and is not counted.
+
+Metrics per repeat: ``connect_p50/p99/max_ms``, ``connect_failed``, ``connect_rate`` (established
+connections per second from the first attempt to the last success); the runner adds
+``listen_overflows`` and ``listen_drops`` from the server namespace's counters.
+
+Capacity on the development machine (2 cores, plain veth sandbox, measured with
+``python3 bench/probes.py``): ~6-9k connects/s against a listener that keeps up; 256 threads issue
+their first connects within ~20-40 ms. A repeat is invalid ("load generator: ...") when the first wave
+of connects took longer to start than the server needs to accept it (then the arrivals were not a
+burst), or when the client process was busy 90% or more of the time and started fewer connects per
+second than the server accepts (then the client, not the listener, set the pace).
+"""
+
+from __future__ import annotations
+
+import itertools
+import socket
+import struct
+import threading
+import time
+from dataclasses import dataclass
+
+from tuner.probe.base import RepeatEnv, Sample, latency_metrics, start_server, stop_server
+from tuner.probe.board import Board
+from tuner.probe.rr import DEFAULT_BACKLOG
+from tuner.probe.sockopts import SocketOptions
+from tuner.probe.cpu import SATURATED, CpuMeter
+from tuner.workload import Workload
+
+__all__ = ["COUNTER_METRICS", "ServerReport", "ClientReport", "serve", "drive", "run_repeat", "connect_timeout"]
+
+_RESET = struct.pack("ii", 1, 0)
+
+# metrics the runner takes from kernel counter deltas of one repeat: name -> (side, counter)
+COUNTER_METRICS = {"listen_overflows": ("server", "TcpExt.ListenOverflows"),
+                   "listen_drops": ("server", "TcpExt.ListenDrops")}
+
+
+def connect_timeout(duration: float) -> float:
+    """How long one connect may take before it counts as failed: three times the probe duration, at
+    least 3 s (a SYN dropped by a full queue is retransmitted after 1 s, then 2 s later)."""
+    return max(3.0, 3.0 * duration)
+
+
+@dataclass(frozen=True)
+class ServerReport:
+    accepted: int
+    backlog: int
+    cpu_share: float
+
+
+def serve(workload: Workload, options: SocketOptions, board: Board, host: str) -> ServerReport:
+    """Accept ``accept_rate`` connections per second until ``board["stop"]``."""
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    options.listener(listener)
+    listener.bind((host, 0))
+    backlog = options.listen(listener, DEFAULT_BACKLOG)
+    listener.settimeout(0.05)
+    interval = 1.0 / workload.accept_rate if workload.accept_rate > 0 else 0.0
+    accepted = 0
+    due = 0.0
+    meter = CpuMeter()
+    meter.start()
+    board["port"] = listener.getsockname()[1]
+    while not board["stop"]:
+        now = time.monotonic()
+        if due > now:
+            time.sleep(due - now)
+        try:
+            conn, _ = listener.accept()
+        except TimeoutError:
+            continue
+        done = time.monotonic()
+        due = max(due, done - interval) + interval  # a slow acceptor: at most accept_rate per second
+        options.accepted(conn, dead_peer=False)
+        conn.close()
+        accepted += 1
+    listener.close()
+    return ServerReport(accepted, backlog, meter.stop())
+
+
+@dataclass(frozen=True)
+class ClientReport:
+    times: list[float]       # seconds per connect attempt (failed ones at their elapsed time)
+    failed: int
+    span: float              # first attempt to last success, seconds
+    attempt_rate: float      # connect attempts started per second, first to last attempt
+    first_wave_spread: float # seconds between the first and the last thread's first connect
+    cpu_share: float
+    errors: dict[str, int]
+
+
+def drive(workload: Workload, options: SocketOptions, host: str, port: int, timeout: float) -> ClientReport:
+    target = (host, port)
+    warm = socket.create_connection(target, timeout=timeout)  # path warm-up, not counted
+    warm.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET)
+    warm.close()
+    total = workload.burst_connections
+    counter = itertools.count()
+    start = threading.Barrier(max(1, min(workload.burst_threads, total)) + 1)
+    results: list[tuple[float, float, bool]] = []   # (start, elapsed, ok)
+    first_starts: list[float] = []
+    errors: dict[str, int] = {}
+
+    def connector() -> None:
+        start.wait()
+        first = True
+        while next(counter) < total:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            try:
+                options.client(sock, dead_peer=False)
+                sock.settimeout(timeout)
+                t0 = time.monotonic()
+                if first:
+                    first_starts.append(t0)
+                    first = False
+                try:
+                    sock.connect(target)
+                    ok = True
+                except OSError as exc:
+                    ok = False
+                    name = type(exc).__name__
+                    errors[name] = errors.get(name, 0) + 1
+                results.append((t0, time.monotonic() - t0, ok))
+                if ok:
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET)
+            finally:
+                sock.close()
+
+    threads = [threading.Thread(target=connector, daemon=True)
+               for _ in range(max(1, min(workload.burst_threads, total)))]
+    for t in threads:
+        t.start()
+    meter = CpuMeter()
+    meter.start()
+    start.wait()
+    for t in threads:
+        t.join()
+    share = meter.stop()
+    oks = [(s, e) for s, e, ok in results if ok]
+    first = min((s for s, _, _ in results), default=0.0)
+    last_ok = max((s + e for s, e in oks), default=first)
+    spread = (max(first_starts) - min(first_starts)) if first_starts else 0.0
+    last_start = max((s for s, _, _ in results), default=first)
+    attempt_rate = len(results) / (last_start - first) if last_start > first else float("inf")
+    return ClientReport([e for _, e, _ in results], sum(1 for *_, ok in results if not ok), last_ok - first,
+                        attempt_rate, spread, share, errors)
+
+
+def run_repeat(env: RepeatEnv) -> Sample:
+    board = Board("port", "stop")
+    w = env.workload
+    server = start_server(env, board, serve, w, env.options, board, env.server_host)
+    try:
+        client: ClientReport = env.sandbox.run(env.client_side, drive, w, env.options, env.server_host,
+                                               int(board["port"]), connect_timeout(env.duration))
+    finally:
+        server_report: ServerReport = stop_server(server, board)
+    sample = Sample()
+    sample.metrics.update(latency_metrics("connect", client.times))
+    sample.metrics.pop("connect_p90_ms", None)
+    sample.metrics["connect_failed"] = float(client.failed)
+    ok = len(client.times) - client.failed
+    sample.metrics["connect_rate"] = ok / client.span if client.span > 0 else 0.0
+    if client.errors:
+        sample.notes.append("connect errors: " + ", ".join(f"{k} x{v}" for k, v in sorted(client.errors.items())))
+    wave = min(w.burst_threads, w.burst_connections)
+    if w.accept_rate > 0 and client.first_wave_spread > max(wave / w.accept_rate, 0.05):
+        sample.bottleneck(
+            "first wave", f"load generator: the first {wave} connects took {client.first_wave_spread * 1e3:.0f} ms to start, "
+            f"longer than the server needs to accept them ({wave / w.accept_rate * 1e3:.0f} ms)")
+    if client.cpu_share >= SATURATED and client.attempt_rate < w.accept_rate:
+        sample.bottleneck("client cpu", f"load generator: the burst client, busy {client.cpu_share:.0%} of a core, "
+                                        f"started {client.attempt_rate:.0f} connects/s, fewer than the server accepts "
+                                        f"({w.accept_rate:.0f}/s)")
+    return sample

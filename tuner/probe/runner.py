@@ -1,0 +1,189 @@
+"""run_probe: one Measurement of a Workload over a Path under an Assignment, in a Sandbox.
+
+    m = run_probe(workload, path, assignment, repeats=3, duration=1.0, sandbox=None)
+
+- The assignment is validated through the knob catalogue. Per-namespace sysctls go to BOTH namespaces
+  (a fleet whose peers all run the profile); socket options go on the probe's own sockets (see
+  :mod:`tuner.probe.sockopts`); the host-only buffer limits are emulated per socket, never written.
+  Host knobs that cannot be emulated (``tcp_mem``, ``netdev_max_backlog``, ...) make the
+  measurement invalid: it would not reflect them.
+- Each repeat runs the workload's own warm-up before its measured window of ``duration`` seconds;
+  the metrics are the median of the repeats with an interval (:func:`summarize`).
+- ``counters`` holds the kernel counter deltas of each namespace summed over the repeats, read with
+  :func:`tuner.observe.counters.read_counters` inside the namespace before and after each repeat (so
+  they include each repeat's connection setup and warm-up).
+- ``valid=False`` with ``invalid_reason`` when the path (sandbox health) or the load generator was the
+  bottleneck; ``failed=True`` with ``error`` when the run could not complete (a server crashed, the
+  sandbox could not be built). It never raises for a failed run, and leaves no process or namespace.
+  With a caller's ``sandbox``, the sysctls it changed are put back afterwards.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from types import ModuleType
+from typing import Any, Mapping
+
+from tuner.errors import TunerError
+from tuner.knobs import Kind, Scope, SysctlTree, Value, check_assignment, get_knob
+from tuner.logs import get_logger
+from tuner.observe.counters import Counters, delta, read_counters
+from tuner.probe import bulk, burst, keepalive, memory, rr, udp
+from tuner.probe.base import RepeatEnv, Sample, ServerCrashed
+from tuner.probe.measurement import METRICS, Measurement, summarize
+from tuner.probe.sockopts import HostLimits, SocketOptions
+from tuner.workload import Path, Workload, WorkloadKind
+
+__all__ = ["run_probe", "PROBES", "netns_part", "default_warmup"]
+
+log = get_logger(__name__)
+
+PROBES: Mapping[WorkloadKind, ModuleType] = {
+    WorkloadKind.RR: rr, WorkloadKind.BULK: bulk, WorkloadKind.BURST: burst,
+    WorkloadKind.UDP: udp, WorkloadKind.KEEPALIVE: keepalive, WorkloadKind.MEMORY: memory,
+}
+_SIDES = ("client", "server")
+
+
+def netns_part(assignment: Mapping[str, Value]) -> dict[str, Value]:
+    """The per-namespace sysctls of an assignment."""
+    return {name: value for name, value in assignment.items()
+            if get_knob(name).kind is Kind.SYSCTL and get_knob(name).scope is Scope.NETNS}
+
+
+def default_warmup(duration: float, path: Path) -> float:
+    """Run before each measured window: a fifth of the window (0.1..0.5 s) plus two round trips."""
+    return min(0.5, max(0.1, 0.2 * duration)) + 2 * path.rtt
+
+
+def _read_sysctls(names: list[str]) -> dict[str, Value | None]:
+    tree = SysctlTree()
+    return {name: tree.read(get_knob(name)) for name in names}
+
+
+def _health_dict(health: Any) -> dict[str, float]:
+    return {k: v for k, v in health.to_dict().items() if isinstance(v, (int, float))}
+
+
+def _error_text(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    if isinstance(exc, ServerCrashed) and exc.__context__ is not None and exc.__context__ is not exc.__cause__:
+        text += f" (the client saw {type(exc.__context__).__name__}: {exc.__context__})"
+    elif not isinstance(exc, TunerError):
+        text = f"{type(exc).__name__}: {text}"
+    return text
+
+
+def run_probe(workload: Workload, path: Path, assignment: Mapping[str, Any], *, repeats: int = 3,
+              duration: float = 1.0, sandbox: Any = None) -> Measurement:
+    """Measure ``workload`` over ``path`` under ``assignment``; see the module documentation."""
+    t0 = time.monotonic()
+    base = Measurement(workload=workload, path=path, assignment=dict(assignment), repeats=0, duration=duration)
+
+    def failed(error: str, **fields: Any) -> Measurement:
+        log.warning("probe.failed", kind=workload.kind.value, error=error)
+        return replace(base, failed=True, valid=False, error=error, **fields)
+
+    if repeats < 1 or duration <= 0:
+        return failed(f"repeats ({repeats}) and duration ({duration:g} s) must be positive")
+    try:
+        canonical = check_assignment(assignment)
+    except TunerError as exc:
+        return failed(f"invalid assignment: {exc}" + (f" ({exc.hint})" if exc.hint else ""))
+    base = Measurement(workload=workload, path=path, assignment=canonical, repeats=0, duration=duration)
+    log.info("probe.started", kind=workload.kind.value, path=path.describe(), assignment=canonical,
+             repeats=repeats, duration=duration)
+    try:
+        options = SocketOptions.from_assignment(canonical, HostLimits.read())
+        sysctls = netns_part(canonical)
+        if sandbox is None:
+            from tuner.sandbox import Sandbox
+            with Sandbox(path, client_sysctls=sysctls, server_sysctls=sysctls) as sb:
+                m = _measure(sb, base, options, repeats, duration)
+        else:
+            m = _measure_in(sandbox, base, options, sysctls, repeats, duration)
+    except KeyboardInterrupt:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a probe reports failures, it does not raise them
+        return failed(_error_text(exc))
+    log.info("probe.finished", kind=workload.kind.value, valid=m.valid, failed=m.failed,
+             reason=m.invalid_reason or m.error, seconds=round(time.monotonic() - t0, 3),
+             **{k: round(s.median, 4) for k, s in m.metrics.items()})
+    return m
+
+
+def _measure_in(sb: Any, base: Measurement, options: SocketOptions, sysctls: dict[str, Value], repeats: int,
+                duration: float) -> Measurement:
+    """In the caller's sandbox: apply the sysctls to both sides, measure, put the old values back."""
+    from tuner.sandbox import Side
+    originals = {side: sb.run(side, _read_sysctls, list(sysctls)) for side in (Side.CLIENT, Side.SERVER)}
+    try:
+        for side in (Side.CLIENT, Side.SERVER):
+            sb.apply_sysctls(side, sysctls)
+        return _measure(sb, base, options, repeats, duration)
+    finally:
+        for side, values in originals.items():
+            restore = {k: v for k, v in values.items() if v is not None}
+            if restore:
+                sb.apply_sysctls(side, restore)
+
+
+def _measure(sb: Any, base: Measurement, options: SocketOptions, repeats: int, duration: float) -> Measurement:
+    from tuner.sandbox import Side
+    sides = {"client": Side.CLIENT, "server": Side.SERVER}
+    workload, path = base.workload, base.path
+    probe = PROBES[workload.kind]
+    counter_metrics: Mapping[str, tuple[str, str]] = getattr(probe, "COUNTER_METRICS", {})
+    env = RepeatEnv(sb, workload, path, options, duration, default_warmup(duration, path), Side.CLIENT, Side.SERVER)
+    samples: list[Sample] = []
+    totals: dict[str, Counters] = {side: {} for side in _SIDES}
+    fields: dict[str, Any] = {"backend": sb.backend}
+    sb.reset_health()
+    try:
+        for i in range(repeats):
+            before = {name: sb.run(side, read_counters) for name, side in sides.items()}
+            sample = probe.run_repeat(env)
+            after = {name: sb.run(side, read_counters) for name, side in sides.items()}
+            for name in _SIDES:
+                d = delta(before[name], after[name])
+                for key, value in d.items():
+                    totals[name][key] = totals[name].get(key, 0) + value
+                for metric, (side_name, counter) in counter_metrics.items():
+                    if side_name == name:
+                        sample.metrics[metric] = float(d.get(counter, 0))
+            samples.append(sample)
+            log.debug("probe.repeat", kind=workload.kind.value, repeat=i + 1, metrics=sample.metrics,
+                      bottlenecks=sample.bottlenecks)
+    except Exception as exc:  # noqa: BLE001 - the run failed: report it with what was measured so far
+        log.warning("probe.failed", kind=workload.kind.value, repeat=len(samples) + 1, error=_error_text(exc))
+        return replace(base, **fields, health=_health_dict(sb.health()), repeats=len(samples),
+                       counters={k: dict(sorted(v.items())) for k, v in totals.items()},
+                       failed=True, valid=False, error=_error_text(exc))
+    health = sb.health()
+    return _combine(base, samples, totals, health, fields)
+
+
+def _combine(base: Measurement, samples: list[Sample], totals: dict[str, Counters], health: Any,
+             fields: dict[str, Any]) -> Measurement:
+    names = [n for n in METRICS if any(n in s.metrics for s in samples)]
+    metrics = {n: summarize([s.metrics[n] for s in samples if n in s.metrics]) for n in names}
+    reasons: list[str] = []
+    if not health.valid:
+        reasons.append(health.reason or "sandbox: the path was unhealthy")
+    unemulated = SocketOptions.unemulated(base.assignment)
+    if unemulated:
+        reasons.append(f"probe: host knob(s) {', '.join(unemulated)} cannot be emulated in a sandbox; "
+                       "the measurement does not reflect them")
+    first: dict[str, str] = {}
+    count: dict[str, int] = {}
+    for s in samples:
+        for key, reason in s.bottlenecks.items():
+            first.setdefault(key, reason)
+            count[key] = count.get(key, 0) + 1
+    reasons += [f"{first[k]} ({count[k]} of {len(samples)} repeats)" if len(samples) > 1 else first[k] for k in first]
+    notes = tuple(dict.fromkeys(n for s in samples for n in s.notes))
+    return replace(base, **fields, metrics=metrics, repeats=len(samples),
+                   counters={k: dict(sorted(v.items())) for k, v in totals.items()},
+                   health=_health_dict(health), valid=not reasons,
+                   invalid_reason="; ".join(reasons) if reasons else None, notes=notes)
