@@ -275,6 +275,16 @@ def test_a_second_applier_on_the_same_target_is_refused_while_the_first_works(tr
             Applier(state, tree).apply(make_plan(PROFILE, tree), "test")
 
 
+def test_rollback_with_no_journal_does_nothing_and_creates_no_state(tree, state):
+    assert rollback(state, tree) == []
+    assert not state.exists()
+
+
+def test_a_plan_is_only_applied_to_the_target_it_was_made_for(tree, state):
+    with pytest.raises(ValueError, match="cannot be applied"):
+        Applier(state, tree).apply(make_plan(PROFILE, tree, target=Target("ns-a")), "test")
+
+
 def test_targets_keep_separate_journals(tree, state):
     Applier(state, tree, target=Target("ns-a")).apply(make_plan(PROFILE, tree, target=Target("ns-a")), "test")
     assert (state / "netns-ns-a.journal").stat().st_size > 0

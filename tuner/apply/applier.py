@@ -25,9 +25,10 @@ from typing import Sequence
 
 from tuner.apply.journal import FileStep, Journal, SetStep
 from tuner.apply.plan import Change, Plan, read_live
+from tuner.apply.plan import show_value as _show
 from tuner.apply.target import HOST, Target
 from tuner.errors import ApplyError, InputError
-from tuner.knobs import CATALOGUE, SysctlTree, Value
+from tuner.knobs import CATALOGUE, SysctlTree
 from tuner.logs import get_logger
 from tuner.profiles import MAX_PROFILE_BYTES, atomic_write
 
@@ -65,10 +66,6 @@ def check_file_target(path: Path) -> bytes | None:
     return path.read_bytes()
 
 
-def _show(value: Value | None) -> str:
-    return " ".join(map(str, value)) if isinstance(value, tuple) else str(value)
-
-
 class Applier:
     """Applies plans to one target and rolls them back, keeping its journal under ``state_dir``."""
 
@@ -88,6 +85,8 @@ class Applier:
     def apply(self, plan: Plan, reason: str, *, files: Sequence[FileWrite] = ()) -> list[Change]:
         """Make the live values match ``plan`` (and put ``files`` in place); returns what changed."""
         self.written_files = ()
+        if plan.target != self.target:
+            raise ValueError(f"a plan for {plan.target.describe()} cannot be applied to {self.target.describe()}")
         previous = {f.path: check_file_target(f.path) for f in files}
         if plan.empty and all(previous[f.path] == f.content for f in files):
             log.info("apply.nothing_to_change", profile=plan.profile, target=self.target.key)
@@ -181,6 +180,9 @@ class Applier:
         (``old`` = the value before the rollback, ``new`` = the original). Files go to ``restored_files``."""
         restored: list[Change] = []
         files: list[Path] = []
+        self.restored_files = ()
+        if not self.journal_path.exists():
+            return []  # nothing was ever applied here: do not even create the state directory
         with Journal(self.state_dir, self.target) as journal:
             for txn in reversed([t for t in journal.transactions() if t.outstanding]):
                 failed: list[str] = []

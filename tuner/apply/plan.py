@@ -16,7 +16,7 @@ from tuner.errors import EnvironmentProblem
 from tuner.knobs import CATALOGUE, Scope, SysctlTree, Value
 from tuner.profiles import Profile
 
-__all__ = ["Change", "Setting", "NotApplicable", "Plan", "make_plan", "read_live", "json_value",
+__all__ = ["Change", "Setting", "NotApplicable", "Plan", "make_plan", "read_live", "json_value", "show_value",
            "HOST_ONLY_REASON", "ABSENT_REASON"]
 
 HOST_ONLY_REASON = "host-wide setting, cannot be set inside a network namespace; apply it on the host"
@@ -25,6 +25,15 @@ ABSENT_REASON = "not available on this kernel"
 
 def json_value(value: Value | None) -> Any:
     return list(value) if isinstance(value, tuple) else value
+
+
+def show_value(value: Value | None) -> str:
+    """A value as people read it in tables and logs: ``4096 131072 6291456``, ``true``, ``-`` for none."""
+    if value is None:
+        return "-"
+    if isinstance(value, tuple):
+        return " ".join(str(v) for v in value)
+    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 @dataclass(frozen=True)

@@ -16,9 +16,10 @@ from pathlib import Path
 
 from tuner.apply import Applier, Change, FileWrite, Plan, Target, check_file_target, make_plan, run_in_target
 from tuner.apply.plan import json_value
+from tuner.apply.plan import show_value as _show
 from tuner.cli.output import print_json, print_table, require_root
 from tuner.errors import UnsafeFileError
-from tuner.knobs import KernelFacts, SysctlTree, Value
+from tuner.knobs import KernelFacts, SysctlTree
 from tuner.profiles import Profile, check_trusted, load_profile, render_socket_snippets, render_sysctl_d
 
 __all__ = ["register", "DEFAULT_STATE_DIR", "state_dir_from"]
@@ -31,14 +32,6 @@ def state_dir_from(args: argparse.Namespace) -> Path:
     if getattr(args, "state_dir", None):
         return Path(args.state_dir)
     return Path(os.environ.get("TUNER_STATE_DIR") or DEFAULT_STATE_DIR)
-
-
-def _show(value: Value | None) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, tuple):
-        return " ".join(str(v) for v in value)
-    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def _target(args: argparse.Namespace) -> Target:
@@ -217,38 +210,39 @@ def cmd_render(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    state_help = "directory of the journal of originals (default: $TUNER_STATE_DIR or /var/lib/tuner)"
+def _common(p: argparse.ArgumentParser, netns_help: str, *, state: bool) -> None:
+    p.add_argument("--netns", metavar="NS", help=netns_help)
+    if state:
+        p.add_argument("--state-dir", metavar="DIR",
+                       help="directory of the journal of originals (default: $TUNER_STATE_DIR or /var/lib/tuner)")
+    p.add_argument("--json", action="store_true", help="print JSON")
 
+
+def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("apply", help="apply a profile's kernel settings (all or nothing, reversible)",
                        description="Show the plan (knob, live value, new value) and apply it. Originals are "
                                    "journaled before each write; if a write fails, everything written is "
                                    "restored. Applying twice changes nothing the second time. Socket settings "
                                    "are printed for the application, never applied.")
     p.add_argument("profile", metavar="PROFILE", help="profile file (.toml)")
-    p.add_argument("--netns", metavar="NS", help="apply inside this network namespace (host-wide knobs are "
-                                                 "reported as not applicable there)")
     p.add_argument("--dry-run", action="store_true", help="show the plan, write nothing")
     p.add_argument("--persist", metavar="PATH", help="also write the settings as a sysctl.d file (atomically) "
                                                      "so they survive a reboot, e.g. /etc/sysctl.d/90-tuner.conf")
-    p.add_argument("--state-dir", metavar="DIR", help=state_help)
-    p.add_argument("--json", action="store_true", help="print JSON")
+    _common(p, "apply inside this network namespace (host-wide knobs are reported as not applicable there)",
+            state=True)
     p.set_defaults(func=cmd_apply)
 
     p = sub.add_parser("verify", help="check that live values match a profile (exit 1 on drift)",
                        description="Compare live values with a profile: exit 0 when they match, 1 with a per-key "
                                    "diff when they do not. Knobs absent here are reported as not applicable.")
     p.add_argument("profile", metavar="PROFILE", help="profile file (.toml)")
-    p.add_argument("--netns", metavar="NS", help="check inside this network namespace")
-    p.add_argument("--json", action="store_true", help="print JSON")
+    _common(p, "check inside this network namespace", state=False)
     p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser("rollback", help="restore what tuner apply changed, newest first",
                        description="Restore the original values of every apply not yet rolled back, newest "
                                    "first, including applies cut short by a crash.")
-    p.add_argument("--netns", metavar="NS", help="roll back inside this network namespace")
-    p.add_argument("--state-dir", metavar="DIR", help=state_help)
-    p.add_argument("--json", action="store_true", help="print JSON")
+    _common(p, "roll back inside this network namespace", state=True)
     p.set_defaults(func=cmd_rollback)
 
     p = sub.add_parser("render", help="print a profile as a sysctl.d file or as socket settings",
