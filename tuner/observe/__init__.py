@@ -17,7 +17,7 @@ from typing import Any
 _EXPORTS = {
     "tuner.observe.counters": ("Counters", "delta", "parse_counter_table", "read_counters"),
     "tuner.observe.observer": ("Observer", "collect_interval", "observe"),
-    "tuner.observe.signature": ("SYMPTOM_KNOBS", "Observation", "Role", "ServiceClass", "ServiceShape",
+    "tuner.observe.classify": ("SYMPTOM_KNOBS", "Observation", "Role", "ServiceClass", "ServiceShape",
                                 "ServiceSignature", "Symptom", "Thresholds", "signature"),
     "tuner.observe.snapshot": ("Snapshot", "take_snapshot"),
     "tuner.observe.sockets": ("Owner", "Proto", "SocketMemory", "SocketRecord", "TcpInfo", "TcpState", "Timer"),

@@ -10,7 +10,7 @@ from tuner.adapters.procs import SocketOwners
 from tuner.errors import InputError
 from tuner.logs import get_logger
 from tuner.netns import run_in_netns
-from tuner.observe.signature import Observation, Thresholds, signature
+from tuner.observe.classify import Observation, Thresholds, signature
 from tuner.observe.snapshot import Snapshot, read_host_sysctls, attribute, collect, sample_listeners
 
 __all__ = ["observe", "Observer", "collect_interval"]

@@ -520,8 +520,12 @@ def _listener_symptoms(groups: list[_Group], counters: Counters, peaks: Mapping[
             unblamed.append(_symptom("listen-overflow", (
                 f"TcpExt.ListenOverflows +{overflows} in {duration:.3g} s, but no listener was seen full")))
     if syn_drops or cookies:
-        text = (f"{syn_drops} SYNs dropped beyond accept-queue overflows (TcpExt.ListenDrops, TCPReqQFullDrop)"
-                + (f"; {cookies} SYN cookies sent (SYN queue full)" if cookies else ""))
+        parts = []
+        if syn_drops:
+            parts.append(f"{syn_drops} SYNs dropped beyond accept-queue overflows (TcpExt.ListenDrops, TCPReqQFullDrop)")
+        if cookies:
+            parts.append(f"{cookies} SYN cookies sent (TcpExt.SyncookiesSent): the SYN queue was full")
+        text = "; ".join(parts) + f" in {duration:.3g} s"
         blamed = servers if len(servers) == 1 else []
         for g in blamed:
             per_group.setdefault(g.key, []).append(_symptom("syn-drops", f"{text} on {g.endpoint}"))

@@ -1,0 +1,146 @@
+"""The sock_diag decoder against pyroute2's own decoder, on real dumps from a namespace the test creates."""
+
+from __future__ import annotations
+
+import socket
+import struct
+import time
+
+import pytest
+
+from tuner.adapters import netlink
+from tuner.adapters.netlink import SockDiag, decode_dump, decode_dump_with_pyroute2
+from tuner.errors import EnvironmentProblem
+from tuner.netns import run_in_netns
+from tuner.observe.sockets import Proto, TcpInfo, TcpState
+
+pytestmark = pytest.mark.root
+
+_TCPI_FIELDS = {  # TcpInfo field -> pyroute2's tcp_info key
+    "rtt_us": "tcpi_rtt", "rttvar_us": "tcpi_rttvar", "min_rtt_us": "tcpi_min_rtt", "cwnd": "tcpi_snd_cwnd",
+    "total_retrans": "tcpi_total_retrans", "bytes_acked": "tcpi_bytes_acked",
+    "bytes_received": "tcpi_bytes_received", "delivery_rate": "tcpi_delivery_rate", "segs_out": "tcpi_segs_out",
+    "segs_in": "tcpi_segs_in", "busy_time_us": "tcpi_busy_time", "rwnd_limited_us": "tcpi_rwnd_limited",
+    "sndbuf_limited_us": "tcpi_sndbuf_limited", "last_data_sent_ms": "tcpi_last_data_sent",
+    "last_data_recv_ms": "tcpi_last_data_recv", "data_segs_out": "tcpi_data_segs_out", "snd_wnd": "tcpi_snd_wnd",
+    "bytes_sent": "tcpi_bytes_sent", "ato_us": "tcpi_ato", "rcv_space": "tcpi_rcv_space",
+}
+
+
+def _traffic_and_raw_dumps() -> dict[tuple[int, str], list[bytes]]:
+    """Sockets of every kind in both families, then the raw dumps (taken while they are all open)."""
+    keep = []
+    for family, host in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
+        ls = socket.socket(family)
+        ls.bind((host, 7000))
+        ls.listen(5)
+        c = socket.create_connection((host, 7000))
+        s, _ = ls.accept()
+        c.sendall(b"y" * 50_000)
+        got = 0
+        while got < 50_000:
+            got += len(s.recv(1 << 16))
+        s.sendall(b"z" * 10)
+        u = socket.socket(family, socket.SOCK_DGRAM)
+        u.bind((host, 7001))
+        tw = socket.create_connection((host, 7000))
+        tw_peer, _ = ls.accept()
+        tw.close()
+        time.sleep(0.02)
+        tw_peer.close()
+        keep += [ls, c, s, u]
+    time.sleep(0.05)
+    with SockDiag() as diag:
+        return {(fam, proto.value): diag.dump_raw(fam, proto) for fam in (4, 6) for proto in (Proto.TCP, Proto.UDP)}
+
+
+def test_the_fast_decoder_agrees_with_pyroute2_field_by_field(netns):
+    dumps = run_in_netns(netns, _traffic_and_raw_dumps)
+    states_seen = set()
+    for (family, proto), chunks in dumps.items():
+        ours = decode_dump(chunks, Proto(proto))
+        ref = decode_dump_with_pyroute2(chunks)
+        assert len(ours) == len(ref) > 0
+        for o, r in zip(ours, ref):
+            states_seen.add(o.state)
+            assert o.family == family
+            assert (o.local, o.local_port) == (r["idiag_src"], r["idiag_sport"])
+            assert (o.remote, o.remote_port) == (r["idiag_dst"], r["idiag_dport"])
+            assert (int(o.state), o.timer.value, o.rqueue, o.wqueue, o.inode, o.uid, o.cookie, o.timer_expires_ms) \
+                == (r["idiag_state"], r["idiag_timer"], r["idiag_rqueue"], r["idiag_wqueue"], r["idiag_inode"],
+                    r["idiag_uid"], r["idiag_cookie"], r["idiag_expires"])
+            if "INET_DIAG_INFO" in r:
+                for ours_name, ref_name in _TCPI_FIELDS.items():
+                    assert getattr(o.tcp, ours_name) == r["INET_DIAG_INFO"][ref_name], ours_name
+            else:
+                assert o.tcp is None
+            if "INET_DIAG_SKMEMINFO" in r:
+                raw = bytes.fromhex(r["INET_DIAG_SKMEMINFO"].replace(":", ""))
+                mem = struct.unpack("=9I", raw[:36])
+                assert (o.memory.rmem_alloc, o.memory.rcvbuf, o.memory.wmem_alloc, o.memory.sndbuf,
+                        o.memory.wmem_queued, o.memory.drops) == (mem[0], mem[1], mem[2], mem[3], mem[5], mem[8])
+            if "INET_DIAG_CONG" in r:
+                assert o.congestion == r["INET_DIAG_CONG"]
+    assert {TcpState.LISTEN, TcpState.ESTABLISHED, TcpState.TIME_WAIT, TcpState.CLOSE} <= states_seen
+
+
+def _one_tcp_message(chunks: list[bytes]) -> bytes:
+    data = chunks[0]
+    length = struct.unpack_from("=I", data, 0)[0]
+    return bytes(data[:length])
+
+
+def _truncate_tcp_info(msg: bytes, keep: int) -> bytes:
+    """The same message with its INET_DIAG_INFO payload cut to ``keep`` bytes (an older kernel's tcp_info)."""
+    out = bytearray(msg[:88])
+    a = 88
+    while a + 4 <= len(msg):
+        alen, atype = struct.unpack_from("=HH", msg, a)
+        step = (alen + 3) & ~3
+        if atype == 2:
+            out += struct.pack("=HH", 4 + keep, 2) + msg[a + 4:a + 4 + keep] + bytes(((keep + 3) & ~3) - keep)
+        else:
+            out += msg[a:a + step]
+        a += step
+    struct.pack_into("=I", out, 0, len(out))
+    return bytes(out)
+
+
+def test_a_shorter_tcp_info_from_an_older_kernel_reads_as_zero_beyond_its_end(netns):
+    dumps = run_in_netns(netns, _traffic_and_raw_dumps)
+    full = _one_tcp_message(dumps[(4, "tcp")])
+    (whole,) = decode_dump([full], Proto.TCP)
+    (short,) = decode_dump([_truncate_tcp_info(full, 104)], Proto.TCP)   # up to tcpi_total_retrans
+    assert short.tcp.rtt_us == whole.tcp.rtt_us and short.tcp.cwnd == whole.tcp.cwnd
+    assert short.tcp.bytes_acked == 0 and short.tcp.min_rtt_us == 0 and short.tcp.busy_time_us == 0
+    assert (short.inode, short.local_port, short.memory) == (whole.inode, whole.local_port, whole.memory)
+
+
+def test_a_message_of_a_known_length_but_another_layout_is_not_misread(netns):
+    dumps = run_in_netns(netns, _traffic_and_raw_dumps)
+    full = _one_tcp_message(dumps[(4, "tcp")])
+    (first,) = decode_dump([full], Proto.TCP)
+    # same length, attributes in another order: the cached layout must not apply
+    attrs, a = [], 88
+    while a + 4 <= len(full):
+        alen = struct.unpack_from("=H", full, a)[0]
+        step = (alen + 3) & ~3
+        attrs.append(full[a:a + step])
+        a += step
+    reordered = full[:88] + b"".join(reversed(attrs))
+    assert len(reordered) == len(full)
+    (again,) = decode_dump([reordered], Proto.TCP)
+    assert again == first
+
+
+def test_sock_diag_errors_name_the_cause():
+    err = netlink._diag_error(2, 4, Proto.UDP)
+    assert isinstance(err, EnvironmentProblem) and "modprobe udp_diag" in err.hint
+    assert isinstance(netlink._diag_error(1, 6, Proto.TCP), EnvironmentProblem)
+
+
+def test_tcp_info_fields_follow_the_kernel_layout_order():
+    # TcpInfo is built positionally from one struct unpack: its fields must be pyroute2's order
+    order = [name for name, _ in netlink._inet_diag_msg.tcp_info.fields]
+    positions = [order.index(netlink._TCPI_NAMES[f]) for f in TcpInfo.__slots__]
+    assert positions == sorted(positions)
