@@ -2,6 +2,7 @@
 
 The parent never switches namespace itself: :func:`run_in_netns` forks, the child enters the
 namespace (``setns``), runs the function and sends back its result or its exception (pickled).
+:class:`NetnsChild` is the same mechanism kept as a handle, for children that run in the background.
 Named namespaces are the files ``ip netns`` keeps under ``/run/netns``.
 """
 
@@ -10,14 +11,16 @@ from __future__ import annotations
 import ctypes
 import os
 import pickle
+import select
 import signal
+import time
 import traceback
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
 from tuner.errors import NetnsNotFoundError, TunerError
 
-__all__ = ["NETNS_DIR", "netns_exists", "enter_netns", "run_in_netns", "ChildFailed"]
+__all__ = ["NETNS_DIR", "netns_exists", "enter_netns", "run_in_netns", "NetnsChild", "ChildFailed", "ChildTimeout"]
 
 NETNS_DIR = Path("/run/netns")
 CLONE_NEWNET = 0x40000000
@@ -54,11 +57,156 @@ def enter_netns(name: str) -> None:
         os.close(fd)
 
 
-def _read_all(fd: int) -> bytes:
-    chunks = []
-    while chunk := os.read(fd, 1 << 16):
-        chunks.append(chunk)
-    return b"".join(chunks)
+_PR_SET_PDEATHSIG = 1
+
+
+class ChildTimeout(TunerError, TimeoutError):
+    """A child did not report its result within the time asked for (it is still running)."""
+
+    def __init__(self, pid: int, timeout: float) -> None:
+        super().__init__(f"child {pid} gave no result within {timeout:g} s")
+        self.pid = pid
+        self.timeout = timeout
+
+
+def _child_main(netns: str | None, fn: Callable[..., Any], args: tuple, kwargs: dict, w: int,
+                parent: int, die_with_parent: bool) -> None:
+    """Body of a forked child: enter ``netns``, run ``fn``, pickle the outcome into ``w``, exit."""
+    status = 0
+    try:
+        signal.pthread_sigmask(signal.SIG_SETMASK, set())
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        if die_with_parent:
+            _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+            if os.getppid() != parent:  # the parent died before prctl took effect
+                os._exit(1)
+        if netns is not None:
+            enter_netns(netns)
+        payload = ("ok", fn(*args, **kwargs))
+    except BaseException as exc:  # noqa: BLE001 - everything goes back to the parent
+        payload = ("err", exc, traceback.format_exc())
+    try:
+        data = pickle.dumps(payload)
+    except Exception as exc:  # noqa: BLE001 - unpicklable result or exception
+        data = pickle.dumps(("err", ChildFailed(f"child result could not be sent: {exc}"), ""))
+    try:
+        with os.fdopen(w, "wb") as f:
+            f.write(data)
+    except OSError:
+        status = 1
+    os._exit(status)
+
+
+class NetnsChild:
+    """A forked child running one function inside a namespace; its result comes back through a pipe.
+
+    :func:`run_in_netns` is ``start(...).result()``; sandbox jobs keep the handle and collect later.
+    """
+
+    def __init__(self, netns: str | None, fn: Callable[..., Any], args: tuple = (), kwargs: dict | None = None,
+                 *, die_with_parent: bool = False) -> None:
+        if netns is not None and not netns_exists(netns):
+            raise NetnsNotFoundError(netns)
+        self.netns = netns
+        parent = os.getpid()
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # child
+            os.close(r)
+            _child_main(netns, fn, args, kwargs or {}, w, parent, die_with_parent)
+        os.close(w)
+        self.pid = pid
+        self._fd: int | None = r
+        self._chunks: list[bytes] = []
+        self._status: int | None = None
+
+    def _reap(self, block: bool) -> bool:
+        if self._status is not None:
+            return True
+        try:
+            pid, status = os.waitpid(self.pid, 0 if block else os.WNOHANG)
+        except ChildProcessError:  # reaped by someone else
+            self._status = -1
+            return True
+        if pid == 0:
+            return False
+        self._status = status
+        return True
+
+    def alive(self) -> bool:
+        return not self._reap(block=False)
+
+    def _drain(self, timeout: float | None) -> bool:
+        """Read the pipe until EOF; False if ``timeout`` ran out first."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self._fd is not None:
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0 or not select.select([self._fd], [], [], left)[0]:
+                    return False
+            chunk = os.read(self._fd, 1 << 16)
+            if chunk:
+                self._chunks.append(chunk)
+            else:
+                os.close(self._fd)
+                self._fd = None
+        return True
+
+    def result(self, timeout: float | None = None) -> Any:
+        """Wait for the child's outcome: its return value, or its exception raised here.
+
+        Raises :class:`ChildTimeout` if ``timeout`` runs out (the child keeps running) and
+        :class:`ChildFailed` if the child died without reporting.
+        """
+        if not self._drain(timeout):
+            raise ChildTimeout(self.pid, timeout or 0.0)
+        self._reap(block=True)
+        data = b"".join(self._chunks)
+        if not data:
+            raise ChildFailed(f"child for namespace {self.netns!r} exited without a result "
+                              f"({_describe_status(self._status)})", exit_status=self._status)
+        payload = pickle.loads(data)
+        if payload[0] == "ok":
+            return payload[1]
+        exc = payload[1]
+        if isinstance(exc, BaseException):
+            raise exc
+        raise ChildFailed(str(exc), remote_traceback=payload[2])
+
+    def kill(self, sig: int = signal.SIGKILL, *, grace: float = 0.0) -> None:
+        """Signal the child (``sig``), wait up to ``grace`` seconds, then SIGKILL it; always reaped."""
+        if not self._reap(block=False):
+            try:
+                os.kill(self.pid, sig)
+            except ProcessLookupError:
+                pass
+            deadline = time.monotonic() + grace
+            while sig != signal.SIGKILL and time.monotonic() < deadline:
+                if self._reap(block=False):
+                    break
+                time.sleep(0.005)
+            else:
+                if not self._reap(block=False):
+                    try:
+                        os.kill(self.pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+            self._reap(block=True)
+        self.close()
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+def _describe_status(status: int | None) -> str:
+    if status is None or status < 0:
+        return "status unknown"
+    if os.WIFSIGNALED(status):
+        return f"killed by signal {os.WTERMSIG(status)}"
+    return f"exit status {os.waitstatus_to_exitcode(status)}"
 
 
 def run_in_netns(netns: str | None, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -67,43 +215,8 @@ def run_in_netns(netns: str | None, fn: Callable[..., T], *args: Any, **kwargs: 
     ``netns=None`` runs it in a child in the current namespace. Exceptions raised by ``fn`` are
     re-raised in the parent with their type and fields intact.
     """
-    if netns is not None and not netns_exists(netns):
-        raise NetnsNotFoundError(netns)
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # child
-        os.close(r)
-        status = 0
-        try:
-            signal.signal(signal.SIGINT, signal.SIG_DFL)
-            if netns is not None:
-                enter_netns(netns)
-            payload = ("ok", fn(*args, **kwargs))
-        except BaseException as exc:  # noqa: BLE001 - everything goes back to the parent
-            payload = ("err", exc, traceback.format_exc())
-        try:
-            data = pickle.dumps(payload)
-        except Exception as exc:  # noqa: BLE001 - unpicklable result or exception
-            data = pickle.dumps(("err", ChildFailed(f"child result could not be sent: {exc}"), ""))
-        try:
-            with os.fdopen(w, "wb") as f:
-                f.write(data)
-        except OSError:
-            status = 1
-        os._exit(status)
-    os.close(w)
+    child = NetnsChild(netns, fn, args, kwargs)
     try:
-        data = _read_all(r)
+        return child.result()
     finally:
-        os.close(r)
-        _, wstatus = os.waitpid(pid, 0)
-    if not data:
-        raise ChildFailed(f"child for namespace {netns!r} exited without a result (status {wstatus})",
-                          exit_status=wstatus)
-    payload = pickle.loads(data)
-    if payload[0] == "ok":
-        return payload[1]
-    exc = payload[1]
-    if isinstance(exc, BaseException):
-        raise exc
-    raise ChildFailed(str(exc), remote_traceback=payload[2])
+        child.close()

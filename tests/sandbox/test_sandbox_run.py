@@ -1,0 +1,75 @@
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+
+from conftest import alive
+from tuner.errors import KnobError
+from tuner.netns import ChildFailed, ChildTimeout
+from tuner.sandbox import Sandbox, Side
+
+pytestmark = pytest.mark.root
+
+
+def _netns_inode() -> str:
+    return os.readlink("/proc/self/ns/net")
+
+
+def _raise():
+    raise KnobError("net.core.somaxconn", "too big", value=5, hint="smaller")
+
+
+def _closure_result(factor: int):
+    return lambda x: x * factor  # not picklable: only results cross the pipe
+
+
+def test_code_runs_in_each_namespace_while_the_parent_stays_home():
+    home = _netns_inode()
+    with Sandbox() as sb:
+        client, server = sb.run(Side.CLIENT, _netns_inode), sb.run(Side.SERVER, _netns_inode)
+        assert len({home, client, server}) == 3
+        captured = 21
+        assert sb.run(Side.CLIENT, lambda: captured * 2) == 42  # forked: closures need no pickling
+    assert _netns_inode() == home
+
+
+def test_an_exception_comes_back_with_its_type_and_fields():
+    with Sandbox() as sb:
+        with pytest.raises(KnobError) as info:
+            sb.run(Side.SERVER, _raise)
+        assert info.value.value == 5 and info.value.hint == "smaller"
+        with pytest.raises(ChildFailed):
+            sb.run(Side.SERVER, _closure_result, 3)
+
+
+def test_a_job_runs_in_the_background_and_reports_its_result():
+    with Sandbox() as sb:
+        job = sb.spawn(Side.SERVER, lambda: (time.sleep(0.2), _netns_inode())[1])
+        assert job.alive()
+        with pytest.raises(ChildTimeout):
+            job.result(timeout=0.01)
+        assert job.result(timeout=5) == sb.run(Side.SERVER, _netns_inode)
+        assert not job.alive()
+
+
+def test_a_job_that_dies_raises_child_failed_and_terminate_stops_a_job():
+    with Sandbox() as sb:
+        dying = sb.spawn(Side.CLIENT, lambda: os.kill(os.getpid(), signal.SIGKILL))
+        with pytest.raises(ChildFailed, match="signal 9"):
+            dying.result(5)
+        sleeper = sb.spawn(Side.CLIENT, time.sleep, 60)
+        sleeper.terminate()
+        assert not alive(sleeper.pid)
+        with pytest.raises(ChildFailed, match="signal 15"):
+            sleeper.result(1)
+
+
+def test_every_job_is_killed_and_reaped_when_the_sandbox_exits():
+    with Sandbox() as sb:
+        jobs = [sb.spawn(side, time.sleep, 60) for side in Side]
+        assert all(j.alive() for j in jobs)
+        pids = [j.pid for j in jobs]
+    assert not any(alive(p) for p in pids)

@@ -1,0 +1,412 @@
+"""The emulated link between a sandbox's two namespaces: three backends behind one interface.
+
+- ``none``: a bare veth pair (the Path asks for nothing).
+- ``netem``: the veth pair with the kernel's netem qdisc on each end (delay, loss, rate, limit).
+- ``tun``: a TUN device in each namespace joined by the userspace delay line
+  (:mod:`tuner.sandbox.delayline`), for kernels without ``sch_netem``.
+
+:func:`plan_link` decides (purely) which backend serves a Path and with what effective settings.
+A link is built in two halves: :meth:`PathLink.prepare` runs in a child *inside* each namespace
+(client first, then server), :meth:`PathLink.collect` in the parent right after it; then
+:meth:`PathLink.start` in the parent. Defaults, documented once:
+
+- the delay line always has a rate cap (uncapped, the TUN ring overflows and the run is invalid):
+  :data:`DEFAULT_RATE_BPS` when the Path sets none;
+- the bottleneck queue, when the Path sets none, holds one bandwidth-delay product, at least
+  :data:`MIN_QUEUE_PACKETS` packets (MTU-sized).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import socket
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, Protocol
+
+from tuner.adapters import netlink as nl
+from tuner.errors import SandboxError
+from tuner.netns import ChildFailed, NetnsChild
+from tuner.sandbox.delayline import LATE_BUCKETS, DirectionSnapshot, LineParams, LineStats, late_percentile, run_line
+from tuner.sandbox.health import LATE_MS, PathHealth, judge
+from tuner.sandbox.layout import ADDRESSES, DEAD_MAC, IFNAME, MACS, PREFIXLEN, Side, peer_of
+from tuner.sandbox.tun import open_tun, read_dev_counters
+from tuner.workload import Path
+
+__all__ = ["BACKENDS", "DEFAULT_RATE_BPS", "MIN_QUEUE_PACKETS", "MTU", "TUN_TXQLEN", "LinkPlan", "PathLink",
+           "plan_link", "default_queue", "netem_settings", "make_link", "netem_probe"]
+
+BACKENDS = ("none", "netem", "tun")
+DEFAULT_RATE_BPS = 200e6     # the delay line's cap when the Path has none (what it holds on 2 cores)
+MIN_QUEUE_PACKETS = 100
+MTU = 1500
+TUN_TXQLEN = 5000            # packets the TUN ring holds while the delay line is descheduled
+_NETEM_MAX_LIMIT = 1_000_000
+_NETEM_UNCAPPED_BPS = 10e9   # what "uncapped" means when sizing netem's packet limit
+
+Runner = Callable[..., Any]  # run(side, fn, *args) -> fn's result, in a child inside that side's namespace
+
+
+@dataclass(frozen=True)
+class LinkPlan:
+    """What the link will actually do: the backend and its effective settings."""
+
+    backend: str
+    one_way_delay: float = 0.0      # seconds, each direction
+    rate_bps: float | None = None   # each direction; None = uncapped
+    loss: float = 0.0               # each direction
+    jitter: float = 0.0
+    queue_packets: int = 0
+
+    def describe(self) -> str:
+        if self.backend == "none":
+            return "none (plain veth)"
+        rate = f"{self.rate_bps / 1e6:g} Mbit/s" if self.rate_bps else "uncapped"
+        text = (f"{self.backend}: rtt {2 * self.one_way_delay * 1e3:g} ms, rate {rate}, "
+                f"loss {self.loss * 100:g}%, queue {self.queue_packets} packets")
+        return text + (f", jitter {self.jitter * 1e3:g} ms" if self.jitter else "")
+
+
+def default_queue(rate_bps: float, rtt: float) -> int:
+    """One bandwidth-delay product in MTU-sized packets, at least :data:`MIN_QUEUE_PACKETS`."""
+    return max(MIN_QUEUE_PACKETS, math.ceil(rate_bps * rtt / 8 / MTU))
+
+
+def plan_link(path: Path | None, *, netem: bool, backend: str | None = None) -> LinkPlan:
+    """The backend and settings for ``path``. ``netem``: whether the kernel has sch_netem;
+    ``backend`` forces one (an explicit choice the kernel cannot honour is an error)."""
+    if backend is not None and backend not in BACKENDS:
+        raise SandboxError(f"unknown sandbox backend {backend!r}", hint=f"one of {', '.join(BACKENDS)}")
+    plain = path is None or path.is_plain
+    if backend == "none" or (backend is None and plain):
+        if not plain:
+            raise SandboxError(f"the plain veth backend cannot emulate {path.describe()}",
+                               hint="leave the backend to tuner, or ask for netem or tun")
+        return LinkPlan("none")
+    chosen = backend or ("netem" if netem else "tun")
+    if chosen == "netem" and not netem:
+        raise SandboxError("this kernel has no netem qdisc (sch_netem)",
+                           hint="use the userspace delay line (backend tun), or load sch_netem "
+                                "(modprobe sch_netem; on Debian it ships with the kernel image)")
+    path = path or Path()
+    rate = path.rate_bps
+    if chosen == "tun" and rate is None:
+        rate = DEFAULT_RATE_BPS
+    queue = path.queue_packets or default_queue(rate or DEFAULT_RATE_BPS, path.rtt)
+    jitter = path.jitter if chosen == "netem" else 0.0
+    return LinkPlan(chosen, path.rtt / 2, rate, path.loss, jitter, queue)
+
+
+def netem_settings(plan: LinkPlan) -> nl.NetemSettings:
+    """One direction's netem qdisc. netem's ``limit`` counts every packet it holds (queued for the
+    rate *and* in flight for the delay), so it is the queue plus the packets one delay holds."""
+    in_flight = math.ceil((plan.rate_bps or _NETEM_UNCAPPED_BPS) * plan.one_way_delay / 8 / MTU)
+    return nl.NetemSettings(
+        delay_us=round(plan.one_way_delay * 1e6),
+        loss_percent=plan.loss * 100,
+        rate_bps=int(plan.rate_bps) if plan.rate_bps else None,
+        limit=min(_NETEM_MAX_LIMIT, plan.queue_packets + in_flight),
+        jitter_us=round(plan.jitter * 1e6),
+    )
+
+
+def netem_probe() -> bool:
+    """Inside a namespace (a child's): whether the kernel accepts a netem qdisc (tried on a scratch
+    veth pair that is deleted again)."""
+    nl.add_veth_pair("tnrprobe0", "tnrprobe1")
+    try:
+        return nl.netem_supported("tnrprobe0")
+    finally:
+        nl.delete_link("tnrprobe0")
+
+
+class PathLink(Protocol):
+    backend: str
+    plan: LinkPlan
+
+    def prepare(self, side: Side) -> None:
+        """Build this side's half; runs in a child inside ``side``'s namespace."""
+
+    def collect(self, side: Side) -> None:
+        """In the parent, right after :meth:`prepare` for ``side`` returned."""
+
+    def start(self) -> None:
+        """In the parent, once both sides are prepared."""
+
+    def helper_pids(self) -> list[int]: ...
+
+    def health(self) -> PathHealth: ...
+
+    def reset_health(self) -> None: ...
+
+    def set_partitioned(self, on: bool) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+# --- veth: the plain link, and netem on top of it ---------------------------------------------
+
+
+@dataclass(frozen=True)
+class _VethCounters:
+    tx_packets: int
+    tx_ip_bytes: int
+    dropped: int
+
+
+def _veth_counters() -> _VethCounters:
+    c = nl.link_counters(IFNAME)
+    return _VethCounters(c.tx_packets, c.tx_bytes - 14 * c.tx_packets, c.tx_dropped + c.rx_dropped)
+
+
+class VethLink:
+    """A veth pair with static neighbour entries (no ARP); a partition points them at a dead MAC."""
+
+    backend = "none"
+
+    def __init__(self, plan: LinkPlan, netns: Mapping[Side, str], run: Runner) -> None:
+        self.plan = plan
+        self._netns = dict(netns)
+        self._run = run
+        self._base: dict[Side, Any] = {}
+        self._t0 = time.monotonic()
+
+    def prepare(self, side: Side) -> None:
+        peer = peer_of(side)
+        if side is Side.CLIENT:
+            nl.add_veth_pair(IFNAME, IFNAME, self._netns[Side.SERVER], local_mac=MACS[Side.CLIENT],
+                             peer_mac=MACS[Side.SERVER])
+        nl.add_ipv4(IFNAME, ADDRESSES[side], PREFIXLEN)
+        nl.set_link(IFNAME)
+        nl.set_neighbour(IFNAME, ADDRESSES[peer], MACS[peer])
+        self._prepare_qdisc(side)
+
+    def _prepare_qdisc(self, side: Side) -> None:
+        pass
+
+    def collect(self, side: Side) -> None:
+        pass
+
+    def start(self) -> None:
+        self.reset_health()
+
+    def helper_pids(self) -> list[int]:
+        return []
+
+    def _counters(self) -> dict[Side, Any]:
+        return {side: self._run(side, _veth_counters) for side in Side}
+
+    def reset_health(self) -> None:
+        self._base = self._counters()
+        self._t0 = time.monotonic()
+
+    def health(self) -> PathHealth:
+        now = self._counters()
+        d = {s: _VethCounters(*(a - b for a, b in zip(vars(now[s]).values(), vars(self._base[s]).values())))
+             for s in Side}
+        drops = sum(x.dropped for x in d.values())
+        valid, reason = judge(drops, 0.0)
+        return PathHealth(
+            backend=self.backend, packets=sum(x.tx_packets for x in d.values()), dropped_loss=0, dropped_queue=0,
+            tun_drops=drops, late_packets=0, late_p99_ms=0.0, late_max_ms=0.0, cpu_seconds=0.0,
+            valid=valid, reason=reason, bytes_to_server=d[Side.CLIENT].tx_ip_bytes,
+            bytes_to_client=d[Side.SERVER].tx_ip_bytes, elapsed=time.monotonic() - self._t0)
+
+    def set_partitioned(self, on: bool) -> None:
+        for side in Side:
+            peer = peer_of(side)
+            self._run(side, nl.set_neighbour, IFNAME, ADDRESSES[peer], DEAD_MAC if on else MACS[peer])
+
+    def stop(self) -> None:
+        pass  # the veth pair goes with the namespaces
+
+
+@dataclass(frozen=True)
+class _NetemCounters:
+    packets: int
+    sent: int
+    sent_bytes: int
+    drops: int
+
+
+def _netem_counters() -> _NetemCounters:
+    q = nl.netem_counters(IFNAME)
+    # netem counts bytes at the qdisc (Ethernet frames on veth): report IP bytes like the delay line
+    return _NetemCounters(q.packets + q.drops + q.backlog, q.packets, q.bytes - 14 * q.packets, q.drops)
+
+
+class NetemLink(VethLink):
+    """The veth pair with a netem qdisc on each end's egress: the kernel does delay, loss and rate."""
+
+    backend = "netem"
+
+    def _prepare_qdisc(self, side: Side) -> None:
+        nl.add_netem(IFNAME, netem_settings(self.plan))
+
+    def _counters(self) -> dict[Side, Any]:
+        return {side: self._run(side, _netem_counters) for side in Side}
+
+    def health(self) -> PathHealth:
+        now = self._counters()
+        d = {s: _NetemCounters(*(a - b for a, b in zip(vars(now[s]).values(), vars(self._base[s]).values())))
+             for s in Side}
+        valid, reason = judge(0, 0.0)
+        return PathHealth(
+            backend=self.backend, packets=sum(x.packets for x in d.values()),
+            # netem counts its random loss and its limit overflows together
+            dropped_loss=sum(x.drops for x in d.values()), dropped_queue=0, tun_drops=0, late_packets=0,
+            late_p99_ms=0.0, late_max_ms=0.0, cpu_seconds=0.0, valid=valid, reason=reason,
+            bytes_to_server=d[Side.CLIENT].sent_bytes, bytes_to_client=d[Side.SERVER].sent_bytes,
+            elapsed=time.monotonic() - self._t0)
+
+
+# --- tun: the userspace delay line --------------------------------------------------------------
+
+
+def _schedstat_seconds(pid: int) -> float:
+    """CPU time of ``pid`` in seconds from /proc/PID/schedstat (exact, not tick-sampled)."""
+    try:
+        with open(f"/proc/{pid}/schedstat") as f:
+            return int(f.read().split()[0]) / 1e9
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+class TunLink:
+    """A TUN device per namespace, one forwarder process per direction.
+
+    The forwarder of direction client->server lives in the client namespace and reads the client's
+    TUN device (and vice versa), so /proc/PID/net/dev of each forwarder shows the device it drains.
+    The TUN devices exist exactly as long as the forwarders hold their file descriptors.
+    """
+
+    backend = "tun"
+
+    def __init__(self, plan: LinkPlan, netns: Mapping[Side, str], run: Runner) -> None:
+        self.plan = plan
+        self._netns = dict(netns)
+        self._parent_sock, self._child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self._fds: dict[Side, int] = {}
+        self._stats: dict[Side, LineStats] = {}
+        self._forwarders: dict[Side, NetnsChild] = {}
+        self._dead_reason: str | None = None
+        self._base_dev = 0
+        self._base_cpu = 0.0
+        self._t0 = time.monotonic()
+
+    def prepare(self, side: Side) -> None:
+        fd = open_tun(IFNAME)
+        nl.add_ipv4(IFNAME, ADDRESSES[side], PREFIXLEN)
+        nl.set_link(IFNAME, txqlen=TUN_TXQLEN, mtu=MTU)
+        socket.send_fds(self._child_sock, [side.value.encode()], [fd])
+
+    def collect(self, side: Side) -> None:
+        msg, fds, _, _ = socket.recv_fds(self._parent_sock, 64, 1)
+        if msg.decode() != side.value or len(fds) != 1:
+            for fd in fds:
+                _close(fd)
+            raise SandboxError(f"the {side.value} TUN device was not handed over")
+        self._fds[side] = fds[0]
+
+    def start(self) -> None:
+        self._parent_sock.close()
+        self._child_sock.close()
+        params = LineParams(self.plan.one_way_delay, float(self.plan.rate_bps or DEFAULT_RATE_BPS),
+                            self.plan.loss, self.plan.queue_packets)
+        try:
+            for side in Side:
+                self._stats[side] = LineStats()
+                rfd, wfd = self._fds[side], self._fds[peer_of(side)]
+                self._forwarders[side] = NetnsChild(self._netns[side], run_line,
+                                                    (rfd, wfd, params, self._stats[side]), die_with_parent=True)
+        finally:
+            for fd in self._fds.values():  # the forwarders hold them now: the devices live as long
+                _close(fd)
+            self._fds.clear()
+        self.reset_health()
+
+    def helper_pids(self) -> list[int]:
+        return [f.pid for f in self._forwarders.values()]
+
+    def _dev_drops(self) -> int:
+        total = 0
+        for f in self._forwarders.values():
+            c = read_dev_counters(f.pid, IFNAME)
+            if c is not None:
+                total += c.tx_dropped + c.rx_dropped
+        return total
+
+    def _cpu(self) -> float:
+        return sum(_schedstat_seconds(f.pid) for f in self._forwarders.values())
+
+    def reset_health(self) -> None:
+        for st in self._stats.values():
+            st.request_reset()
+        self._base_dev = self._dev_drops()
+        self._base_cpu = self._cpu()
+        self._t0 = time.monotonic()
+
+    def _alive(self) -> bool:
+        for side, f in self._forwarders.items():
+            if not f.alive():
+                if self._dead_reason is None:
+                    try:
+                        f.result(timeout=0)
+                        self._dead_reason = "exited"
+                    except (ChildFailed, Exception) as exc:  # noqa: BLE001 - only its text is kept
+                        self._dead_reason = f"{type(exc).__name__}: {exc}"
+                return False
+        return True
+
+    def health(self) -> PathHealth:
+        alive = self._alive()
+        snaps: dict[Side, DirectionSnapshot] = {s: st.snapshot() for s, st in self._stats.items()}
+        hist = [sum(s.late_hist[i] for s in snaps.values()) for i in range(LATE_BUCKETS)]
+        p99 = late_percentile(hist, 0.99) * 1e3
+        late_packets = sum(hist[int(LATE_MS * 100):])  # fine buckets are 10 us wide
+        tun_drops = self._dev_drops() - self._base_dev + sum(s.write_errors for s in snaps.values())
+        valid, reason = judge(tun_drops, p99, alive)
+        if not alive and self._dead_reason:
+            reason = f"{reason} ({self._dead_reason})"
+        return PathHealth(
+            backend=self.backend,
+            packets=sum(s.packets for s in snaps.values()),
+            dropped_loss=sum(s.dropped_loss for s in snaps.values()),
+            dropped_queue=sum(s.dropped_queue for s in snaps.values()),
+            tun_drops=tun_drops, late_packets=late_packets, late_p99_ms=p99,
+            late_max_ms=max(s.late_max for s in snaps.values()) * 1e3 if snaps else 0.0,
+            cpu_seconds=self._cpu() - self._base_cpu, valid=valid, reason=reason,
+            dropped_partition=sum(s.dropped_partition for s in snaps.values()),
+            bytes_to_server=snaps[Side.CLIENT].sent_bytes if snaps else 0,
+            bytes_to_client=snaps[Side.SERVER].sent_bytes if snaps else 0,
+            elapsed=time.monotonic() - self._t0)
+
+    def set_partitioned(self, on: bool) -> None:
+        for st in self._stats.values():
+            st.set_partitioned(on)
+
+    def stop(self) -> None:
+        for f in self._forwarders.values():
+            f.kill()
+        self._forwarders.clear()
+        for fd in self._fds.values():
+            _close(fd)
+        self._fds.clear()
+        for st in self._stats.values():
+            st.close()
+        self._stats.clear()
+        for s in (self._parent_sock, self._child_sock):
+            s.close()
+
+
+def _close(fd: int) -> None:
+    try:
+        os.close(fd)
+    except OSError:
+        pass
+
+
+def make_link(plan: LinkPlan, netns: Mapping[Side, str], run: Runner) -> PathLink:
+    cls = {"none": VethLink, "netem": NetemLink, "tun": TunLink}[plan.backend]
+    return cls(plan, netns, run)

@@ -1,0 +1,315 @@
+"""Sandbox: a client and a server network namespace joined by an emulated path; always destroyed.
+
+    with Sandbox(Path(rtt=0.05, rate_bps=100e6), server_sysctls={"net.core.somaxconn": 4096}) as sb:
+        job = sb.spawn(Side.SERVER, serve)
+        sb.run(Side.CLIENT, load, sb.address(Side.SERVER))
+        sb.health()
+
+Each namespace gets: loopback up, IPv6 off, ``net.ipv4.tcp_no_metrics_save=1`` (no cached
+ssthresh/RTT leaking between trials), then the caller's per-namespace sysctls, all written through
+:class:`tuner.knobs.SysctlTree` by a child inside the namespace. The parent process never enters a
+namespace: everything namespace-local runs in forked children (:class:`tuner.netns.NetnsChild`), and
+those children die with their owner (PR_SET_PDEATHSIG).
+"""
+
+from __future__ import annotations
+
+import errno
+import itertools
+import os
+import time
+from pathlib import Path as FsPath
+from typing import Any, Callable, Mapping, TypeVar
+
+from tuner.adapters import netlink as nl
+from tuner.errors import KnobError, NotRootError, SandboxError, TunerError
+from tuner.knobs import Kind, Knob, Scope, SysctlTree, Value, get_knob
+from tuner.logs import get_logger
+from tuner.netns import NETNS_DIR, NetnsChild
+from tuner.sandbox import guard
+from tuner.sandbox.health import PathHealth
+from tuner.sandbox.job import Job
+from tuner.sandbox.layout import ADDRESSES, Side
+from tuner.sandbox.links import LinkPlan, PathLink, make_link, netem_probe, plan_link
+from tuner.sandbox.registry import ProcessId, Registry, SandboxRecord, reap_stale
+from tuner.workload import Path
+
+__all__ = ["Sandbox", "netns_assignment", "netem_available", "SETUP_SYSCTLS"]
+
+log = get_logger(__name__)
+T = TypeVar("T")
+
+# written in every sandbox namespace before the caller's own sysctls (which may override them)
+SETUP_SYSCTLS: Mapping[str, Value] = {"net.ipv4.tcp_no_metrics_save": True}
+_IPV6_OFF = ("net/ipv6/conf/all/disable_ipv6", "net/ipv6/conf/default/disable_ipv6")
+
+_counter = itertools.count()
+_reaped_in: int | None = None       # pid of the process that already reaped stale sandboxes
+_netem: bool | None = None          # cached: does this kernel have sch_netem?
+
+
+def netns_assignment(assignment: Mapping[str, Value]) -> list[tuple[Knob, Value]]:
+    """Validate an Assignment for a sandbox namespace: per-namespace sysctls only, canonical values."""
+    out: list[tuple[Knob, Value]] = []
+    for name, value in assignment.items():
+        knob = get_knob(name)
+        if knob.kind is not Kind.SYSCTL or knob.scope is not Scope.NETNS:
+            hint = ("host-wide sysctls are never written by a sandbox: emulate them per socket "
+                    "(SO_RCVBUFFORCE/SO_SNDBUFFORCE)" if knob.scope is Scope.HOST
+                    else "socket options are set by the application on its sockets")
+            raise KnobError(name, f"is a {knob.scope.value} {knob.kind.value} setting, not a per-namespace "
+                                  "sysctl a sandbox can set", value=value, hint=hint)
+        out.append((knob, knob.validate(value)))
+    return out
+
+
+def _write_sysctls(items: list[tuple[Knob, Value]], where: str) -> None:
+    """In a child inside the namespace: write each value through the one sysctl writer."""
+    tree = SysctlTree()
+    for knob, value in items:
+        try:
+            tree.write(knob, value)
+        except OSError as exc:
+            if exc.errno == errno.EPERM and knob.name == "net.ipv4.tcp_congestion_control":
+                hint = ("a namespace may only select algorithms in net.ipv4.tcp_allowed_congestion_control "
+                        "(host-wide); try it per socket with TCP_CONGESTION instead")
+            elif exc.errno == errno.EPERM:
+                hint = "the kernel does not let a network namespace set this value"
+            else:
+                hint = "check the value against `tuner knobs` and `tuner doctor`"
+            raise KnobError(knob.name, f"the kernel refused {knob.domain.to_kernel(value)!r} in the {where} "
+                                       f"namespace: {exc.strerror or exc}", value=value, hint=hint) from None
+
+
+def _prepare_side(side: Side, items: list[tuple[Knob, Value]], prepare: Callable[[Side], None]) -> None:
+    """In a child inside ``side``'s fresh namespace: basics, sysctls, then the link's half."""
+    for rel in _IPV6_OFF:  # namespace setup, not a tuning knob: IPv6 would only add noise (RS/DAD)
+        f = FsPath("/proc/sys") / rel
+        if f.exists():
+            f.write_text("1\n")
+    nl.set_link("lo")
+    _write_sysctls(items, side.value)
+    prepare(side)
+
+
+def _next_name() -> str:
+    pid = os.getpid()
+    while True:
+        name = f"tuner-{pid}-{next(_counter)}"
+        if not any((NETNS_DIR / f"{name}-{s}").exists() for s in ("c", "s")):
+            return name
+
+
+def _reap_once() -> None:
+    global _reaped_in
+    if _reaped_in == os.getpid():
+        return
+    _reaped_in = os.getpid()
+    try:
+        reap_stale()
+    except (OSError, TunerError) as exc:
+        log.warning("sandbox.reap_failed", error=str(exc))
+
+
+def netem_available(sandbox: "Sandbox | None" = None) -> bool:
+    """Whether this kernel has the netem qdisc; tried once per process inside a sandbox namespace."""
+    global _netem
+    if _netem is None:
+        if sandbox is not None:
+            _netem = bool(sandbox.run(Side.CLIENT, netem_probe))
+        else:
+            with Sandbox() as sb:
+                _netem = bool(sb.run(Side.CLIENT, netem_probe))
+    return _netem
+
+
+class Sandbox:
+    """Two network namespaces (client, server) joined by a link that emulates ``path``.
+
+    ``backend`` forces "none", "netem" or "tun"; by default: "none" for a plain path, netem where the
+    kernel has it, the userspace delay line ("tun") otherwise.
+    """
+
+    def __init__(self, path: Path | None = None, *, client_sysctls: Mapping[str, Value] = {},
+                 server_sysctls: Mapping[str, Value] = {}, backend: str | None = None) -> None:
+        self.path = path
+        self._sysctls = {Side.CLIENT: netns_assignment(client_sysctls),
+                         Side.SERVER: netns_assignment(server_sysctls)}
+        self._backend_request = backend
+        self.name = ""
+        self._netns: dict[Side, str] = {}
+        self._created: list[str] = []
+        self._link: PathLink | None = None
+        self._jobs: list[Job] = []
+        self._owner: ProcessId | None = None
+        self._registry = Registry()
+        self._state = "new"
+        self._opened_at = 0.0
+
+    # --- lifecycle --------------------------------------------------------------------------
+
+    def __enter__(self) -> "Sandbox":
+        return self.open()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def open(self) -> "Sandbox":
+        if self._state != "new":
+            raise SandboxError(f"sandbox {self.name or '(unnamed)'} was already opened",
+                               hint="create a new Sandbox for each use")
+        if os.geteuid() != 0:
+            raise NotRootError("creating a sandbox (network namespaces)")
+        t0 = time.monotonic()
+        _reap_once()
+        self.name = _next_name()
+        self._netns = {Side.CLIENT: f"{self.name}-c", Side.SERVER: f"{self.name}-s"}
+        self._owner = ProcessId.of(os.getpid())
+        self._state = "opening"
+        guard.track(self)
+        try:
+            self._write_record()  # before anything exists: a crash from here on is reapable
+            for ns in self._netns.values():
+                nl.create_netns(ns)
+                self._created.append(ns)
+            plan = self._plan()
+            self._link = make_link(plan, self._netns, self.run)
+            for side in (Side.CLIENT, Side.SERVER):
+                self.run(side, _prepare_side, side, [(get_knob(k), v) for k, v in SETUP_SYSCTLS.items()]
+                         + self._sysctls[side], self._link.prepare)
+                self._link.collect(side)
+            self._link.start()
+            self._write_record()
+        except BaseException as exc:
+            self.close()
+            if isinstance(exc, OSError):
+                raise SandboxError(f"could not create sandbox {self.name}: {exc}",
+                                   hint="run `tuner doctor` to see what this machine supports") from exc
+            raise
+        self._state = "open"
+        self._opened_at = time.monotonic()
+        log.info("sandbox.created", sandbox=self.name, backend=plan.backend, link=plan.describe(),
+                 seconds=round(self._opened_at - t0, 4))
+        if self.path is not None and self.path.jitter and not plan.jitter:
+            log.warning("sandbox.jitter_ignored", sandbox=self.name, backend=plan.backend,
+                        jitter=self.path.jitter, reason="the delay line keeps packets in order")
+        return self
+
+    def _plan(self) -> LinkPlan:
+        needs_netem_answer = not (self.path is None or self.path.is_plain) and self._backend_request in (None, "netem")
+        netem = netem_available(self) if needs_netem_answer else bool(_netem)
+        return plan_link(self.path, netem=netem, backend=self._backend_request)
+
+    def close(self) -> None:
+        """Kill every job, stop the link, remove the namespaces and the record. Idempotent."""
+        if self._state in ("new", "closed"):
+            return
+        if self._owner is not None and self._owner.pid != os.getpid():
+            return  # a forked child holding a copy: only the owner tears down
+        t0 = time.monotonic()
+        with guard.signals_deferred():
+            self._state = "closed"
+            for job in self._jobs:
+                job.kill()
+            self._jobs.clear()
+            if self._link is not None:
+                self._link.stop()
+            for ns in self._created:
+                try:
+                    nl.remove_netns(ns)
+                except OSError as exc:
+                    if exc.errno != errno.ENOENT and (NETNS_DIR / ns).exists():
+                        log.warning("sandbox.remove_failed", netns=ns, error=str(exc))
+            self._created.clear()
+            self._registry.remove(self.name)
+            guard.untrack(self)
+        log.info("sandbox.destroyed", sandbox=self.name, seconds=round(time.monotonic() - t0, 4))
+
+    def _write_record(self) -> None:
+        assert self._owner is not None
+        helpers = []
+        for pid in (self._link.helper_pids() if self._link else []) + [j.pid for j in self._jobs if j.alive()]:
+            try:
+                helpers.append(ProcessId.of(pid))
+            except ProcessLookupError:
+                continue
+        self._registry.write(SandboxRecord(self.name, self._owner, tuple(self._netns.values()), tuple(helpers)))
+
+    def _require_open(self) -> None:
+        if self._state not in ("open", "opening"):
+            raise SandboxError(f"sandbox {self.name or '(unnamed)'} is not open",
+                               hint="use it inside `with Sandbox(...) as sb:`")
+
+    # --- what the sandbox is ------------------------------------------------------------------
+
+    def netns(self, side: Side) -> str:
+        self._require_open()
+        return self._netns[side]
+
+    def address(self, side: Side) -> str:
+        return ADDRESSES[side]
+
+    @property
+    def backend(self) -> str:
+        return self.plan.backend
+
+    @property
+    def plan(self) -> LinkPlan:
+        """The effective emulation (backend, one-way delay, rate, loss, queue)."""
+        self._require_open()
+        assert self._link is not None
+        return self._link.plan
+
+    def helper_pids(self) -> list[int]:
+        """Processes this sandbox runs: the link's helpers and the jobs still alive."""
+        self._require_open()
+        assert self._link is not None
+        return self._link.helper_pids() + [j.pid for j in self._jobs if j.alive()]
+
+    # --- using it -------------------------------------------------------------------------------
+
+    def apply_sysctls(self, side: Side, assignment: Mapping[str, Value]) -> None:
+        """Write per-namespace sysctls in ``side``'s namespace (validated first; host knobs refused)."""
+        items = netns_assignment(assignment)
+        self.run(side, _write_sysctls, items, side.value)
+        log.info("sandbox.sysctls", sandbox=self.name, side=side.value,
+                 values={k.name: v for k, v in items})
+
+    def run(self, side: Side, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """``fn(*args, **kwargs)`` in a child inside ``side``'s namespace; its exception is re-raised here."""
+        self._require_open()
+        child = NetnsChild(self._netns[side], fn, args, kwargs, die_with_parent=True)
+        try:
+            return child.result()
+        finally:
+            child.close()
+
+    def spawn(self, side: Side, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Job:
+        """``fn`` in a background child inside ``side``'s namespace; killed when the sandbox closes."""
+        self._require_open()
+        job = Job(NetnsChild(self._netns[side], fn, args, kwargs, die_with_parent=True), side)
+        self._jobs = [j for j in self._jobs if j.alive()] + [job]
+        self._write_record()
+        return job
+
+    # --- the path ---------------------------------------------------------------------------
+
+    def health(self) -> PathHealth:
+        self._require_open()
+        assert self._link is not None
+        return self._link.health()
+
+    def reset_health(self) -> None:
+        self._require_open()
+        assert self._link is not None
+        self._link.reset_health()
+
+    def set_partitioned(self, on: bool) -> None:
+        """Drop every packet both ways (a silently dead peer) while ``on``; False heals the path."""
+        self._require_open()
+        assert self._link is not None
+        self._link.set_partitioned(on)
+        log.info("sandbox.partitioned" if on else "sandbox.healed", sandbox=self.name)
+
+    def __repr__(self) -> str:
+        return f"Sandbox({self.name or '(unnamed)'}, {self._state})"
