@@ -24,7 +24,7 @@ CORPUS = sorted(BAD.iterdir())
 
 def expectations(file: Path) -> tuple[str | None, int | None]:
     """(key the message must name, line it must point at) as the corpus file declares them."""
-    text = file.read_bytes().decode("latin-1")
+    text = file.read_bytes().decode("utf-8", errors="replace")
     key = re.search(r"^# expect-key: (.*)$", text, re.M)
     line = next((n for n, raw in enumerate(text.splitlines(), start=1) if "# <-" in raw), None)
     return (key.group(1) if key else None), line

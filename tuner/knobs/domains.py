@@ -128,7 +128,7 @@ _ALGO_NAME = re.compile(r"[a-z][a-z0-9_]{0,15}")
 @dataclass(frozen=True)
 class Algorithm:
     """A congestion-control algorithm name. Whether this kernel offers it is a separate, live check
-    (see :func:`tuner.knobs.constraints.check_kernel_support`); here only the form is checked."""
+    (see :func:`tuner.knobs.constraints.violations`); here only the form is checked."""
 
     candidates: tuple[str, ...] = ("cubic", "reno", "bbr", "htcp", "dctcp", "vegas", "westwood")
 

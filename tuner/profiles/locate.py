@@ -49,7 +49,7 @@ def _quote(part: str) -> str:
     for ch in part:
         if ch in _SHORT_ESCAPES:
             escaped.append(_SHORT_ESCAPES[ch])
-        elif ch.isprintable():
+        elif ch.isprintable() and ch.isascii():  # escape the rest, so look-alike letters show
             escaped.append(ch)
         else:
             escaped.append(f"\\u{ord(ch):04x}" if ord(ch) <= 0xFFFF else f"\\U{ord(ch):08x}")
