@@ -135,7 +135,7 @@ class Applier:
                         log.warning("journal.abort_not_recorded", error=close_exc.strerror)
                 if not isinstance(exc, (OSError, _Refused)):
                     raise  # not a write failure (e.g. interrupted): undone as far as possible, re-raised
-                why = str(exc) if isinstance(exc, _Refused) else (exc.strerror or str(exc))
+                why = str(exc) if isinstance(exc, _Refused) else _os_reason(exc)
                 log.error("apply.failed", knob=current[0], value=current[1], error=why, restored=restored,
                           target=self.target.key)
                 hint = None if restored else f"run `tuner rollback{self.target.cli_flag()}`"
@@ -221,6 +221,10 @@ class Applier:
             return None
         log.info("knob.restored", knob=knob.name, old=_show(live), new=_show(step.old), target=self.target.key)
         return Change(knob.name, live, step.old)
+
+
+def _os_reason(exc: OSError) -> str:
+    return f"{exc.strerror or exc} ({exc.filename})" if exc.filename else str(exc.strerror or exc)
 
 
 def rollback(state_dir: Path, tree: SysctlTree, *, target: Target = HOST) -> list[Change]:

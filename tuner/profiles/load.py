@@ -23,7 +23,7 @@ from tuner.errors import InputError, KnobError, ProfileError, TunerError
 from tuner.knobs import CATALOGUE, KernelFacts, Kind, Scope, Value, get_knob, violations
 from tuner.profiles.files import read_profile_bytes
 from tuner.profiles.locate import KeyLines, key_path_text
-from tuner.profiles.model import NAME_RE, SCHEMA_VERSION, Profile
+from tuner.profiles.model import SCHEMA_VERSION, Profile, check_name
 from tuner.workload import Path, Workload
 
 __all__ = ["load_profile", "parse_profile"]
@@ -133,11 +133,10 @@ class _Validator:
                 self.fail(f"[profile] {key} is missing", "profile", key,
                           hint=f"[profile] needs {', '.join(k for k, r in _PROFILE_FIELDS.items() if r)}")
         meta: dict[str, Any] = {}
-        name = section["name"]
-        if not isinstance(name, str) or not NAME_RE.fullmatch(name):
-            self.fail(f"profile name {name!r} is not valid", "profile", "name",
-                      hint="1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit")
-        meta["name"] = name
+        try:
+            meta["name"] = check_name(section["name"])
+        except InputError as exc:
+            self.fail(exc.message, "profile", "name", hint=exc.hint)
         created = section["created"]
         if not isinstance(created, datetime):
             self.fail(f"must be a date and time, not {_type(created)} {created!r}", "profile", "created",
@@ -170,7 +169,7 @@ class _Validator:
         if "kind" not in section:
             self.fail("[workload] kind is missing", "workload", "kind",
                       hint="e.g. kind = \"rr\" (rr, bulk, burst, udp, keepalive, memory)")
-        for key in section:  # one field at a time, so the message can name it
+        for key in sorted(section, key=lambda k: k != "kind"):  # kind first, then one field at a time
             try:
                 Workload.from_dict({"kind": section["kind"], key: section[key]})
             except InputError as exc:
@@ -192,13 +191,14 @@ class _Validator:
             else:
                 self.fail(f"unknown path field {key!r}", "path", key,
                           hint=f"path fields: {', '.join(_PATH_FLOATS + _PATH_INTS)}")
-        try:
-            return Path(**values)
-        except InputError as exc:
-            field = next((k for k in values if k in exc.message), None)
-            self.fail(exc.message, *(("path", field) if field else ("path",)),
-                      hint=exc.hint or "rtt and jitter in seconds (>= 0), rate_bps in bits per second (> 0), "
-                                       "loss a fraction between 0 and 1")
+        for key, value in values.items():  # one field at a time, so the message can name it
+            try:
+                Path(**{key: value})
+            except InputError as exc:
+                self.fail(exc.message, "path", key,
+                          hint=exc.hint or "rtt and jitter in seconds (>= 0), rate_bps in bits per second (> 0), "
+                                           "loss a fraction between 0 and 1")
+        return Path(**values)
 
     # --- settings -------------------------------------------------------------------------------
 
