@@ -62,9 +62,10 @@ def serve(workload: Workload, options: SocketOptions, board: Board, host: str, s
     try:
         left = {c: max(workload.response_size, 0) for c in conns}
         _push(left, settle)
+        mem = _measure(conns)   # before the client may reset the connections
         board["filled"] = time.monotonic()
         board.wait("measured", timeout=60.0, alive=lambda: not board["stop"])
-        return _measure(conns)
+        return mem
     finally:
         for c in conns:
             c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET)
@@ -132,6 +133,6 @@ def run_repeat(env: RepeatEnv) -> Sample:
     sample.metrics["goodput_mbps"] = floor.metrics["goodput_mbps"]
     for key, reason in floor.bottlenecks.items():
         sample.bottleneck(key, reason)
-    sample.notes.append(f"{(client.queued + server_mem.queued) / n:.0f} bytes of each response were queued in "
-                        f"the kernel per connection (response_size {w.response_size})")
+    sample.notes.append(f"the kernel's queues held {(client.queued + server_mem.queued) / n:.0f} bytes (truesize) "
+                        f"per connection of a {w.response_size}-byte pending response")
     return sample

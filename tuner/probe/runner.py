@@ -68,8 +68,10 @@ def _health_dict(health: Any) -> dict[str, float]:
 
 def _error_text(exc: BaseException) -> str:
     text = str(exc) or type(exc).__name__
-    if isinstance(exc, ServerCrashed) and exc.__context__ is not None and exc.__context__ is not exc.__cause__:
-        text += f" (the client saw {type(exc.__context__).__name__}: {exc.__context__})"
+    inner = exc.__cause__ or exc.__context__
+    client = inner.__context__ if inner is not None else None
+    if isinstance(exc, ServerCrashed) and client is not None:
+        text += f"; the client saw {type(client).__name__}: {client}"
     elif not isinstance(exc, TunerError):
         text = f"{type(exc).__name__}: {text}"
     return text

@@ -1,0 +1,130 @@
+"""The effects the probes exist to show, measured in real sandboxes (large, robust effects only)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+
+import pytest
+
+from tuner.probe import rr, run_probe
+from tuner.workload import Path, Workload, WorkloadKind, WritePattern
+
+pytestmark = pytest.mark.root
+
+PLAIN = Path()
+KiB, MiB = 1024, 1024 * 1024
+
+
+def test_rr_split_writes_are_10x_faster_with_tcp_nodelay(leaves_nothing_behind):
+    w = Workload(WorkloadKind.RR, write_pattern=WritePattern.SPLIT)
+    nagle = run_probe(w, PLAIN, {"TCP_NODELAY": False}, repeats=1, duration=0.5)
+    nodelay = run_probe(w, PLAIN, {"TCP_NODELAY": True}, repeats=1, duration=0.5)
+    assert not nagle.failed and not nodelay.failed, (nagle.error, nodelay.error)
+    assert nagle.value("latency_p50_ms") > 20          # Nagle + delayed ACK: tens of ms
+    assert nodelay.value("latency_p50_ms") * 10 <= nagle.value("latency_p50_ms")
+    assert nodelay.value("tps") > 10 * nagle.value("tps")
+
+
+def test_burst_against_a_small_backlog_overflows_and_connects_10x_slower(leaves_nothing_behind):
+    w = Workload(WorkloadKind.BURST, burst_connections=512, burst_threads=256, accept_rate=2000)
+    small = run_probe(w, PLAIN, {"backlog": 8}, repeats=1, duration=0.5)
+    large = run_probe(w, PLAIN, {"backlog": 4096, "net.core.somaxconn": 4096}, repeats=1, duration=0.5)
+    assert not small.failed and not large.failed, (small.error, large.error)
+    assert large.value("connect_p99_ms") * 10 <= small.value("connect_p99_ms")
+    assert small.value("listen_overflows") > 0
+    assert small.counters["server"].get("TcpExt.ListenOverflows", 0) > 0
+    assert large.value("listen_overflows") == 0
+    assert large.counters["server"].get("TcpExt.ListenOverflows", 0) == 0
+
+
+def test_udp_into_a_slow_reader_delivers_more_with_a_large_receive_buffer(leaves_nothing_behind):
+    # bursts of 500 datagrams at 10k/s on average into a reader that serves 20k/s: only the buffer
+    # decides whether a burst fits. The small buffer comes from an emulated host default.
+    w = Workload(WorkloadKind.UDP, udp_rate=10000, udp_burst=500, service_rate=20000)
+    small = run_probe(w, PLAIN, {"net.core.rmem_default": 32 * KiB}, repeats=1, duration=0.5)
+    large = run_probe(w, PLAIN, {"SO_RCVBUF": 4 * MiB, "net.core.rmem_max": 8 * MiB}, repeats=1, duration=0.5)
+    assert not small.failed and not large.failed, (small.error, large.error)
+    assert large.value("delivered_fraction") >= 0.9
+    assert large.value("delivered_fraction") >= small.value("delivered_fraction") + 0.4
+    assert small.counters["server"].get("Udp.RcvbufErrors", 0) > 0
+    assert large.counters["server"].get("Udp.RcvbufErrors", 0) == 0
+
+
+def test_bulk_over_a_long_fat_path_is_5x_faster_with_large_buffers(leaves_nothing_behind):
+    w = Workload(WorkloadKind.BULK)
+    path = Path(rtt=0.05, rate_bps=100e6)
+    small = run_probe(w, path, {"SO_RCVBUF": 64 * KiB}, repeats=1, duration=0.6)
+    large = run_probe(w, path, {"net.ipv4.tcp_rmem": (4096, 131072, 32 * MiB),
+                                "net.ipv4.tcp_wmem": (4096, 65536, 32 * MiB)}, repeats=1, duration=0.6)
+    assert not small.failed and not large.failed, (small.error, large.error)
+    assert small.backend == large.backend != "none"
+    assert large.value("goodput_mbps") >= 5 * small.value("goodput_mbps")
+    assert small.value("rwnd_limited_pct") > large.value("rwnd_limited_pct")
+
+
+def test_keepalive_1s_1s_3_notices_a_dead_peer_within_5s_and_not_without_keepalive(leaves_nothing_behind):
+    w = Workload(WorkloadKind.KEEPALIVE, idle_connections=4)
+    on = run_probe(w, PLAIN, {"SO_KEEPALIVE": True, "TCP_KEEPIDLE": 1, "TCP_KEEPINTVL": 1, "TCP_KEEPCNT": 3},
+                   repeats=1, duration=0.6)
+    off = run_probe(w, PLAIN, {}, repeats=1, duration=0.5)
+    assert not on.failed and not off.failed, (on.error, off.error)
+    assert on.value("detected_fraction") == 1.0
+    assert on.value("detect_s") <= 5.5
+    assert on.value("keepalive_packets_per_conn_hour") == 3600
+    assert on.counters["server"].get("TcpExt.TCPKeepAlive", 0) >= 3 * 4   # three probes per connection
+    assert off.value("detected_fraction") == 0.0
+    assert off.value("detect_s") == pytest.approx(5.0)                    # the window: 10 x duration
+    assert off.value("keepalive_packets_per_conn_hour") == 0
+
+
+def _crashing_serve(*args, **kwargs):
+    """The real echo server, killed by SIGKILL shortly after it starts serving."""
+    threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGKILL)).start()
+    return _real_serve(*args, **kwargs)
+
+
+_real_serve = rr.serve
+
+
+def test_a_server_that_crashes_gives_a_failed_measurement_and_leaves_nothing(monkeypatch, leaves_nothing_behind):
+    monkeypatch.setattr(rr, "serve", _crashing_serve)
+    w = Workload(WorkloadKind.RR, write_pattern=WritePattern.SPLIT)
+    m = run_probe(w, PLAIN, {"TCP_NODELAY": True}, repeats=2, duration=1.0)
+    assert m.failed and not m.valid
+    assert "server crashed" in m.error and "signal" in m.error
+    assert m.repeats == 0
+
+
+def _serve_raises(*args, **kwargs):
+    raise RuntimeError("cannot serve: disk on fire")
+
+
+def test_a_server_that_raises_before_listening_reports_its_own_error(monkeypatch, leaves_nothing_behind):
+    monkeypatch.setattr(rr, "serve", _serve_raises)
+    m = run_probe(Workload(WorkloadKind.RR), PLAIN, {}, repeats=1, duration=0.2)
+    assert m.failed
+    assert "server crashed" in m.error and "disk on fire" in m.error
+
+
+def test_memory_counts_the_pending_response_per_connection_and_a_throughput_floor(leaves_nothing_behind):
+    w = Workload(WorkloadKind.MEMORY, idle_connections=50, response_size=256 * KiB)
+    small = run_probe(w, PLAIN, {"SO_RCVBUF": 16 * KiB, "SO_SNDBUF": 16 * KiB}, repeats=1, duration=0.3)
+    large = run_probe(w, PLAIN, {}, repeats=1, duration=0.3)
+    assert not small.failed and not large.failed, (small.error, large.error)
+    # a quarter MiB waits on each connection: the default buffers hold most of it, 16 KiB ones little
+    assert large.value("bytes_per_conn") > 100 * KiB
+    assert large.value("bytes_per_conn") >= 3 * small.value("bytes_per_conn")
+    assert small.value("goodput_mbps") > 0 and large.value("goodput_mbps") > 0
+
+
+def test_an_invalid_assignment_is_a_failed_measurement_not_an_exception():
+    m = run_probe(Workload(WorkloadKind.RR), PLAIN, {"SO_RCVBUF": "lots"}, repeats=1, duration=0.2)
+    assert m.failed and "SO_RCVBUF" in m.error
+
+
+def test_a_host_knob_that_cannot_be_emulated_makes_the_measurement_invalid(leaves_nothing_behind):
+    m = run_probe(Workload(WorkloadKind.RR), PLAIN, {"net.core.netdev_max_backlog": 5000}, repeats=1, duration=0.2)
+    assert not m.failed and not m.valid
+    assert "net.core.netdev_max_backlog" in m.invalid_reason

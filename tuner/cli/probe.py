@@ -1,0 +1,139 @@
+"""`tuner probe`: one measurement of a workload in a sandbox, printed readably (or as JSON).
+
+    tuner probe rr --write-pattern split --set TCP_NODELAY=on
+    tuner probe bulk --rtt 50ms --rate 100mbit --set SO_RCVBUF=64KiB --repeats 3
+    tuner probe burst --set backlog=8 --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+
+from tuner.cli.output import Progress, print_json, print_table, require_root
+from tuner.cli.workload_args import (add_path_arguments, add_settings_argument, add_workload_arguments,
+                                     assignment_from_args, path_from_args, workload_from_args)
+from tuner.errors import InputError
+from tuner.probe import METRICS, Measurement, run_probe
+from tuner.units import parse_duration
+
+__all__ = ["register", "cmd_probe", "render_measurement", "KEY_COUNTERS"]
+
+# counters worth showing by default (all of them are in --json)
+KEY_COUNTERS = (
+    "TcpExt.ListenOverflows", "TcpExt.ListenDrops", "Tcp.RetransSegs", "TcpExt.TCPTimeouts",
+    "TcpExt.TCPSynRetrans", "TcpExt.DelayedACKs", "TcpExt.TCPKeepAlive", "Udp.RcvbufErrors",
+    "Udp.SndbufErrors", "Udp.InErrors", "TcpExt.TCPAbortOnTimeout", "TcpExt.TCPBacklogDrop",
+)
+
+
+def _fmt(value: float, unit: str) -> str:
+    if math.isnan(value):
+        return "-"
+    if unit == "":
+        return f"{value * 100:.1f}%"
+    if unit == "%":
+        return f"{value:.1f}%"
+    if abs(value) >= 1000 or value == int(value):
+        return f"{value:,.0f}"
+    return f"{value:.3g}"
+
+
+def _show(value: object) -> str:
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, (tuple, list)):
+        return ",".join(str(v) for v in value)
+    return str(value)
+
+
+def render_measurement(m: Measurement, file=None) -> None:
+    """A measurement as a person reads it: what, where, the metrics, the evidence, the verdict."""
+    file = file or sys.stdout
+    w = m.workload
+    settings = ", ".join(f"{k}={_show(v)}" for k, v in m.assignment.items())
+    print(f"workload  {w.kind.value}", file=file)
+    print(f"path      {m.path.describe()} (backend: {m.backend})", file=file)
+    print(f"settings  {settings or 'kernel and application defaults'}", file=file)
+    print(f"runs      {m.repeats} repeats of {m.duration:g} s (warm-up excluded)", file=file)
+    if m.metrics:
+        print(file=file)
+        rows = []
+        for name, stat in m.metrics.items():
+            info = METRICS[name]
+            interval = f"{_fmt(stat.lo, info.unit)} .. {_fmt(stat.hi, info.unit)}" if m.repeats > 1 else "-"
+            unit = info.unit if info.unit not in ("", "%") else ""
+            rows.append((name, _fmt(stat.median, info.unit), interval, unit, info.better.value))
+        print_table(("METRIC", "MEDIAN", "INTERVAL", "UNIT", "BETTER"), rows, file=file)
+    counters = [(side, key, value) for side, values in m.counters.items() for key, value in values.items()
+                if key in KEY_COUNTERS]
+    if counters:
+        print(file=file)
+        print_table(("SIDE", "COUNTER", "DELTA"), counters, file=file)
+    h = m.health
+    if h:
+        print(file=file)
+        print(f"path health  {int(h.get('packets', 0))} packets, {int(h.get('dropped_loss', 0))} lost (emulated), "
+              f"{int(h.get('dropped_queue', 0))} queue drops, {int(h.get('tun_drops', 0))} TUN drops, "
+              f"late p99 {h.get('late_p99_ms', 0.0):.2f} ms, link CPU {h.get('cpu_seconds', 0.0):.2f} s", file=file)
+    for note in m.notes:
+        print(f"note         {note}", file=file)
+    print(file=file)
+    if m.failed:
+        print(f"FAILED: {m.error}", file=file)
+    elif not m.valid:
+        print(f"INVALID: {m.invalid_reason}", file=file)
+    else:
+        print("valid: neither the path nor the load generator was the bottleneck", file=file)
+
+
+def cmd_probe(args: argparse.Namespace) -> int:
+    from tuner.cli import EXIT_FAILED
+
+    workload = workload_from_args(args)
+    path = path_from_args(args)
+    assignment = assignment_from_args(args)
+    if args.repeats < 1:
+        raise InputError(f"--repeats {args.repeats}: need at least one repeat")
+    require_root("running a probe (network namespaces)")
+    progress = Progress()
+    progress.update(0, f"measuring {workload.kind.value}: {args.repeats} x {args.duration:g} s over {path.describe()}")
+    m = run_probe(workload, path, assignment, repeats=args.repeats, duration=args.duration)
+    progress.close()
+    if args.json:
+        print_json(m.to_dict())
+    else:
+        render_measurement(m)
+    return EXIT_FAILED if m.failed else 0
+
+
+def _duration(text: str) -> float:
+    try:
+        value = parse_duration(text)
+    except InputError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be positive")
+    return value
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "probe", help="measure a workload in a sandbox under given settings",
+        description="Run one workload in a fresh sandbox (two namespaces joined by an emulated path) under the "
+                    "given settings and print the measurement: metrics as median and interval over the "
+                    "repeats, kernel counters of both sides, the path's health, and whether the run is valid. "
+                    "Exit 1 if the run failed.",
+        epilog="examples: tuner probe rr --write-pattern split --set TCP_NODELAY=on | "
+               "tuner probe bulk --rtt 50ms --rate 100mbit --set SO_RCVBUF=64KiB | "
+               "tuner probe burst --set backlog=8")
+    add_workload_arguments(p)
+    add_path_arguments(p)
+    add_settings_argument(p)
+    p.add_argument("--repeats", type=int, default=3, metavar="N", help="measured repeats (default 3)")
+    p.add_argument("--duration", type=_duration, default=1.0, metavar="DURATION",
+                   help="measured seconds per repeat, warm-up excluded (default 1s; keepalive waits 10x this "
+                        "for a dead peer)")
+    p.add_argument("--json", action="store_true", help="print the measurement as JSON")
+    p.set_defaults(func=cmd_probe)
