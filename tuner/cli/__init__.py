@@ -27,6 +27,7 @@ EXIT_INTERRUPTED = 130
 # a handler takes the parsed arguments and returns an exit code.
 _COMMAND_MODULES = (
     "tuner.cli.knobs",
+    "tuner.cli.probe",
     "tuner.cli.observe",
     "tuner.cli.daemon",
     "tuner.cli.apply",
