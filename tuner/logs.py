@@ -17,9 +17,24 @@ __all__ = ["configure", "get_logger"]
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 
 
+class _CurrentStderr:
+    """Writes to whatever ``sys.stderr`` is at the time of writing (it may be replaced after configure)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+    def isatty(self) -> bool:
+        return sys.stderr.isatty()
+
+
 def configure(level: str = "info", *, json: bool | None = None, stream=None) -> None:
-    """Configure structlog. ``json=None`` means: JSON unless stderr is a terminal."""
-    stream = stream or sys.stderr
+    """Configure structlog. ``json=None`` means: JSON unless stderr is a terminal.
+
+    Without ``stream``, events go to the *current* ``sys.stderr`` at each write."""
+    stream = stream or _CurrentStderr()
     if json is None:
         json = not stream.isatty() or "INVOCATION_ID" in os.environ  # systemd sets INVOCATION_ID
     renderer = structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=stream.isatty())
