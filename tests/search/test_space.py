@@ -62,12 +62,12 @@ def test_a_backlog_above_somaxconn_raises_somaxconn_to_a_level_of_its_dimension(
     dims = {d.knob: d for d in space.dimensions}
     point = list(space.baseline_point())
     names = [d.knob for d in space.dimensions]
-    point[names.index("backlog")] = dims["backlog"].levels.index(8192)
+    point[names.index("backlog")] = dims["backlog"].levels.index(32768)
     point[names.index("net.core.somaxconn")] = dims["net.core.somaxconn"].levels.index(1024)
     cand = space.candidate(point)
-    assert cand.assignment["backlog"] == 8192
-    assert cand.assignment["net.core.somaxconn"] == 16384
-    assert cand.point[names.index("net.core.somaxconn")] == dims["net.core.somaxconn"].levels.index(16384)
+    assert cand.assignment["backlog"] == 32768
+    assert cand.assignment["net.core.somaxconn"] == 65535
+    assert cand.point[names.index("net.core.somaxconn")] == dims["net.core.somaxconn"].levels.index(65535)
 
 
 def test_a_max_below_the_live_default_keeps_the_triple_ordered():

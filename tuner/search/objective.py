@@ -23,8 +23,9 @@ __all__ = [
     "default_objective", "parse_objective", "gain", "KEEPALIVE_PACKET_COST_S", "MEMORY_THROUGHPUT_FLOOR",
 ]
 
-# Keepalive: 100 probe packets per connection-hour are worth one second of detection time.
-KEEPALIVE_PACKET_COST_S = 0.01
+# Keepalive: 1000 probe packets per connection-hour (one every 3.6 s) cost as much as one second of
+# detection time; the best keepalive idle time under this cost alone is sqrt(3600 * cost) ~ 2 s.
+KEEPALIVE_PACKET_COST_S = 0.001
 # Memory: a setting must keep at least this share of the baseline's throughput to count.
 MEMORY_THROUGHPUT_FLOOR = 0.9
 _THROUGHPUT_METRICS = ("tps", "goodput_mbps", "connect_rate")
@@ -162,7 +163,7 @@ class KeepaliveObjective:
 
     def describe(self) -> str:
         return (f"minimise detect_s + {self.packet_cost_s:g} s per keepalive packet per connection-hour "
-                f"(100 probes an hour cost as much as {100 * self.packet_cost_s:g} s of detection)")
+                f"(1000 probes an hour cost as much as {1000 * self.packet_cost_s:g} s of detection)")
 
 
 @dataclass(frozen=True)

@@ -29,11 +29,29 @@ from tuner.search.samplers import make_sampler
 from tuner.search.space import Space, build_space
 from tuner.search.stats import CONFIDENCE, gain_interval
 from tuner.search.study import Measure, SearchConfig, Study, StudyResult, Trial, TrialEvent, Verdict
-from tuner.workload import Path, Workload
+from tuner.workload import Path, Workload, WorkloadKind
 
-__all__ = ["Recommendation", "recommend", "machine_info", "metric_comparison", "profile_name"]
+__all__ = ["Recommendation", "recommend", "machine_info", "metric_comparison", "profile_name", "PROBE_DEFAULTS",
+           "probe_settings"]
 
 log = get_logger(__name__)
+
+# (repeats, seconds per repeat) of each probe in a search, unless the user chooses: short enough that
+# the default budget finishes in about a minute, long enough for a stable median. Keepalive repeats
+# last up to ten durations (the detection window), so they are fewer and longer.
+PROBE_DEFAULTS: Mapping[WorkloadKind, tuple[int, float]] = {
+    WorkloadKind.RR: (3, 0.5),
+    WorkloadKind.BURST: (3, 0.5),
+    WorkloadKind.BULK: (3, 1.0),
+    WorkloadKind.UDP: (3, 0.5),
+    WorkloadKind.KEEPALIVE: (2, 1.0),
+    WorkloadKind.MEMORY: (3, 0.5),
+}
+
+
+def probe_settings(kind: WorkloadKind, config: SearchConfig) -> tuple[int, float]:
+    repeats, duration = PROBE_DEFAULTS[kind]
+    return (config.repeats or repeats, config.duration or duration)
 
 
 @dataclass(frozen=True)
@@ -154,6 +172,7 @@ def _evidence(result: StudyResult, space: Space, objective: Objective, config: S
     evidence: dict[str, Any] = {
         "verdict": result.verdict.text,
         "significant": result.verdict.significant,
+        "confirmed": result.confirmed,
         "objective": objective.name,
         "objective_description": objective.describe(),
         "score_baseline": result.baseline_score.value,
@@ -164,7 +183,7 @@ def _evidence(result: StudyResult, space: Space, objective: Objective, config: S
         "measurements": sum(1 for t in result.trials if t.measurement is not None),
         "stop_reason": result.stop_reason,
         "sampler": config.sampler, "seed": config.seed, "budget": config.budget,
-        "repeats": config.repeats, "duration_s": config.duration,
+        "repeats": probe_settings(workload.kind, config)[0], "duration_s": probe_settings(workload.kind, config)[1],
         "elapsed_s": round(result.elapsed, 1),
         "backend": result.baseline.backend,
         "path": path.describe(),
@@ -185,9 +204,10 @@ def _evidence(result: StudyResult, space: Space, objective: Objective, config: S
 def _probe_measure(workload: Workload, path: Path, config: SearchConfig, sandbox: Any) -> Measure:
     from tuner.probe import run_probe  # noqa: PLC0415 - the probe package loads its workers lazily
 
+    repeats, duration = probe_settings(workload.kind, config)
+
     def measure(assignment: Mapping[str, Value]) -> Measurement:
-        return run_probe(workload, path, assignment, repeats=config.repeats, duration=config.duration,
-                         sandbox=sandbox)
+        return run_probe(workload, path, assignment, repeats=repeats, duration=duration, sandbox=sandbox)
 
     return measure
 

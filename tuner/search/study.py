@@ -59,8 +59,8 @@ class SearchConfig:
     time_budget: float | None = None
     sampler: str = "skopt"
     seed: int = 0
-    repeats: int = 3
-    duration: float = 0.5
+    repeats: int | None = None     # per probe; None: the kind's default (see tuner.search.recommend)
+    duration: float | None = None  # seconds per repeat; None: the kind's default
     objective: str | None = None
     knobs: tuple[str, ...] = ()
     no_knobs: tuple[str, ...] = ()
@@ -77,9 +77,9 @@ class SearchConfig:
             raise InputError(f"--budget {self.budget}: a search needs at least one trial")
         if self.time_budget is not None and self.time_budget <= 0:
             raise InputError("--time must be positive")
-        if self.repeats < 1:
+        if self.repeats is not None and self.repeats < 1:
             raise InputError(f"--repeats {self.repeats}: at least one repeat is needed")
-        if self.duration <= 0:
+        if self.duration is not None and self.duration <= 0:
             raise InputError("--duration must be positive")
         if self.confirm < 0:
             raise InputError("confirm must not be negative")
@@ -190,6 +190,7 @@ class StudyResult:
     leader: Mapping[str, Value] = field(default_factory=dict)   # the best candidate found, even if not chosen
     leader_interval: GainInterval | None = None
     elapsed: float = 0.0
+    confirmed: bool = False             # the recommendation and the baseline were judged on confirmation runs
 
     @property
     def search_trials(self) -> int:
@@ -472,7 +473,7 @@ class Study:
             for _, cand in options:
                 if self.config.time_budget is not None and self.elapsed() >= self.config.time_budget:
                     return
-                known = [t for t in self._by_key.get(cand.key, ()) if t.role is not TrialRole.CONFIRM]
+                known = [t for t in self._by_key.get(cand.key, ()) if t.role is not TrialRole.CONFIRM and t.usable]
                 trial = known[0] if known else self._run(TrialRole.SIMPLIFY, cand.assignment, cand.point)
                 if not trial.usable:
                     continue
@@ -495,13 +496,15 @@ class Study:
         leaders = self._leaders()
         if not leaders:
             return
-        confirmed = {t.key for t in self.trials if t.role is TrialRole.CONFIRM}
         base_key = assignment_key({})
         for key in [base_key, *leaders]:
-            if key in confirmed:
+            tried = [t for t in self._by_key[key] if t.role is TrialRole.CONFIRM]
+            if any(t.usable for t in tried) or len(tried) >= 2:
                 continue
             ref = self._by_key[key][0]
-            self._run(TrialRole.CONFIRM, ref.assignment, ref.point)
+            for _ in range(2 - len(tried)):  # one more try when a confirmation run fails or is invalid
+                if self._run(TrialRole.CONFIRM, ref.assignment, ref.point).usable:
+                    break
 
     def _decide(self, stop_reason: str) -> StudyResult:
         arms = self._arms()
@@ -546,12 +549,15 @@ class Study:
         interval = gain_interval(base_score.samples, chosen_score.samples, direction, seed=seed)
         chosen_m = pool_measurements([t.measurement for t in arms[chosen] if t.measurement is not None])
         if interval.lo > 1.0 and interval.gain >= 1.0 + self.config.min_gain:
+            confirmed = all(t.role is TrialRole.CONFIRM for t in [*arms[chosen], *base_trials])
             text = (f"{self.objective.name.split(':')[0]} {interval.gain:.3g}x better than the baseline "
                     f"({interval.lo:.3g}x..{interval.hi:.3g}x at {interval.confidence:.0%} confidence)")
+            if not confirmed:
+                text += " - not confirmed side by side (a confirmation run failed): judged on the search's runs"
             verdict = Verdict(True, interval, text)
             assignment = dict(arms[chosen][0].assignment)
             return StudyResult(base_m, chosen_m, assignment, base_score, chosen_score, verdict, tuple(self.trials),
-                               stop_reason, dict(best_trial.assignment), leader_interval, elapsed)
+                               stop_reason, dict(best_trial.assignment), leader_interval, elapsed, confirmed)
         text = (f"no significant gain, keep the defaults (best {interval.gain:.3g}x, "
                 f"{interval.lo:.3g}x..{interval.hi:.3g}x at {interval.confidence:.0%} confidence; "
                 f"a gain below {self.config.min_gain:.0%} is not worth a change)")

@@ -1,0 +1,203 @@
+"""`tuner recommend`: search the knobs of a workload in a sandbox, prove the gain, write a profile.
+
+    tuner recommend rr --write-pattern split -o rr.toml
+    tuner recommend bulk --rtt 100ms --rate 200mbit --budget 12 --journal bulk.jsonl
+    tuner recommend bulk --rtt 100ms --rate 200mbit --budget 12 --journal bulk.jsonl --resume
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path as FsPath
+from typing import Any
+
+from tuner.cli.output import Progress, print_json, print_table, require_root
+from tuner.cli.workload_args import add_path_arguments, add_workload_arguments, path_from_args, workload_from_args
+from tuner.errors import InputError
+from tuner.probe.measurement import METRICS
+from tuner.profiles import dump_profile, save_profile
+from tuner.search.objective import Score
+from tuner.search.recommend import PROBE_DEFAULTS, Recommendation, metric_comparison, recommend
+from tuner.search.samplers import SAMPLERS
+from tuner.search.space import KIND_KNOBS
+from tuner.search.study import DEFAULT_BUDGET, SearchConfig, TrialEvent
+from tuner.units import parse_duration
+
+__all__ = ["register", "cmd_recommend", "render_recommendation"]
+
+
+def _show(value: Any) -> str:
+    if value is None:
+        return "(unset)"
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, (tuple, list)):
+        return " ".join(str(v) for v in value)
+    return str(value)
+
+
+def _num(value: float, unit: str = "") -> str:
+    if isinstance(value, float) and not math.isfinite(value):
+        return "inf"
+    if unit == "":
+        return f"{value:.4g}"
+    if abs(value) >= 1000:
+        return f"{value:,.0f}"
+    return f"{value:.3g}"
+
+
+def _score(score: Score | None) -> str:
+    return "-" if score is None else _num(score.value, "x")
+
+
+class _ProgressView:
+    """The live display: trial i of N, current and best score, elapsed (output.Progress adds elapsed)."""
+
+    def __init__(self, budget: int, objective: str) -> None:
+        self.progress = Progress(total=budget)
+        self.objective = objective
+
+    def __call__(self, event: TrialEvent) -> None:
+        if event.phase == "done":
+            return
+        t = event.trial
+        if t is None:
+            return
+        current = _score(t.score) if t.usable else t.state.value
+        label = {"baseline": "baseline", "search": f"trial {event.done} of {event.total}",
+                 "simplify": "simplifying", "confirm": "confirming"}.get(event.phase, event.phase)
+        self.progress.update(event.done, f"{label}: {self.objective} {current} "
+                                         f"(best {_score(event.best)}, baseline {_score(event.baseline)})")
+
+    def close(self) -> None:
+        self.progress.close()
+
+
+def render_recommendation(rec: Recommendation, file=None) -> None:
+    file = file or sys.stdout
+    r = rec.result
+    ev = rec.profile.evidence
+    failed = f", {r.failed_trials} failed" if r.failed_trials else ""
+    print(f"workload   {rec.workload.kind.value}", file=file)
+    print(f"path       {rec.path.describe()} (backend: {rec.baseline.backend})", file=file)
+    print(f"search     {ev['sampler']}, {r.search_trials} trials{failed} over {len(rec.space.knobs)} knobs "
+          f"({rec.space.size} settings); stopped: {r.stop_reason}; {r.elapsed:.0f} s", file=file)
+    print(f"objective  {ev['objective_description']}", file=file)
+    print(f"verdict    {rec.verdict.text}", file=file)
+    print(file=file)
+    rows = []
+    for name, c in metric_comparison(rec.baseline, rec.best, seed=ev.get("seed", 0)).items():
+        unit = METRICS[name].unit if name in METRICS else ""
+        conf = (f"{_num(c['gain'])}x ({_num(c['gain_lo'])}..{_num(c['gain_hi'])})"
+                + (" *" if c["significant"] else ""))
+        rows.append((name, _num(c["baseline"], unit or "x"), _num(c["recommended"], unit or "x"), unit,
+                     _num(c["ratio"]), conf))
+    print_table(("METRIC", "BASELINE", "RECOMMENDED", "UNIT", "RATIO", "GAIN (95% CI)"), rows, file=file)
+    print("  ratio = recommended / baseline; gain = times better; * = beyond noise at 95% confidence",
+          file=file)
+    print(file=file)
+    if rec.assignment:
+        print_table(("KNOB", "BASELINE", "RECOMMENDED"),
+                    [(k, _show(old), _show(new)) for k, (old, new) in rec.changed.items()], file=file)
+    else:
+        print("no knob changed: keep the defaults", file=file)
+    if rec.profile.socket:
+        print(file=file)
+        print(rec.snippets.rstrip(), file=file)
+
+
+def _duration(text: str) -> float:
+    try:
+        value = parse_duration(text)
+    except InputError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be positive")
+    return value
+
+
+def cmd_recommend(args: argparse.Namespace) -> int:
+    workload = workload_from_args(args)
+    path = path_from_args(args)
+    config = SearchConfig(
+        budget=args.budget, time_budget=args.time, sampler=args.sampler, seed=args.seed,
+        repeats=args.repeats, duration=args.duration, objective=args.objective,
+        knobs=tuple(args.knob), no_knobs=tuple(args.no_knob),
+        journal=FsPath(args.journal) if args.journal else None, resume=args.resume, name=args.name,
+    )
+    if args.output and FsPath(args.output).is_dir():
+        raise InputError(f"-o {args.output} is a directory", hint="name the profile file, e.g. -o rr.toml")
+    require_root("searching in sandboxes (network namespaces)")
+    view = _ProgressView(config.budget, (config.objective or "score").split(":")[0])
+    try:
+        rec = recommend(workload, path, config, view)
+    except KeyboardInterrupt:
+        view.close()
+        if config.journal is not None:
+            print(f"tuner recommend: the journal {config.journal} keeps every finished trial; continue with the "
+                  f"same command and --resume", file=sys.stderr)
+        raise
+    view.close()
+    if args.output:
+        save_profile(rec.profile, FsPath(args.output))
+    if args.json:
+        print_json({
+            "verdict": rec.verdict.text, "significant": rec.verdict.significant,
+            "assignment": {k: list(v) if isinstance(v, tuple) else v for k, v in rec.assignment.items()},
+            "baseline": rec.baseline.to_dict(), "recommended": rec.best.to_dict(),
+            "metrics": metric_comparison(rec.baseline, rec.best, seed=config.seed),
+            "trials": [t.to_record() for t in rec.trials],
+            "profile": dump_profile(rec.profile),
+            "profile_file": args.output,
+        })
+        return 0
+    render_recommendation(rec)
+    print()
+    if args.output:
+        print(f"profile written to {args.output} (apply it with `tuner apply {args.output}`)")
+    else:
+        print("write the profile with -o FILE")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    kinds = "; ".join(f"{k.value}: {', '.join(v)}" for k, v in KIND_KNOBS.items())
+    defaults = ", ".join(f"{k.value} {r}x{d:g}s" for k, (r, d) in PROBE_DEFAULTS.items())
+    p = sub.add_parser(
+        "recommend", help="search the best settings for a workload and write a profile with evidence",
+        description="Search the knobs that matter for a workload with Bayesian optimisation, measuring every "
+                    "candidate in a sandbox (two namespaces joined by an emulated path). The baseline is "
+                    "measured first; the leading candidates are measured again beside it, and the gain gets a "
+                    "95% confidence interval. Prints baseline vs recommended for every metric and the knobs "
+                    "that changed; -o writes the profile (settings, workload, path and evidence).",
+        epilog=f"knobs searched by default: {kinds}. Probe repeats x duration per kind: {defaults}. "
+               "Examples: tuner recommend rr --write-pattern split -o rr.toml | "
+               "tuner recommend bulk --rtt 100ms --rate 200mbit --journal bulk.jsonl")
+    add_workload_arguments(p)
+    add_path_arguments(p)
+    g = p.add_argument_group("search")
+    g.add_argument("--budget", type=int, default=DEFAULT_BUDGET, metavar="N",
+                   help=f"search trials, not counting the baseline and the confirmation (default {DEFAULT_BUDGET})")
+    g.add_argument("--time", type=_duration, metavar="DURATION", help="stop searching after this long, e.g. 5m")
+    g.add_argument("--sampler", choices=SAMPLERS, default="skopt",
+                   help="skopt: Bayesian optimisation (default); random; grid: every setting in turn")
+    g.add_argument("--knob", action="append", default=[], metavar="KNOB", help="add a knob to the search (repeatable)")
+    g.add_argument("--no-knob", action="append", default=[], metavar="KNOB",
+                   help="leave a knob out of the search (repeatable)")
+    g.add_argument("--objective", metavar="METRIC[:min|max]",
+                   help="what to optimise (default per kind: rr latency_p99_ms, bulk goodput_mbps, burst "
+                        "connect_p99_ms, udp delivered_fraction, keepalive detect_s plus a cost per probe "
+                        "packet, memory bytes_per_conn above a throughput floor)")
+    g.add_argument("--seed", type=int, default=0, metavar="N", help="seed of the sampler (default 0)")
+    g.add_argument("--repeats", type=int, metavar="N", help="repeats per measurement (default per kind)")
+    g.add_argument("--duration", type=_duration, metavar="DURATION",
+                   help="measured seconds per repeat (default per kind)")
+    g.add_argument("--journal", metavar="FILE", help="append every trial to this JSON-lines file")
+    g.add_argument("--resume", action="store_true", help="continue the interrupted search in --journal")
+    out = p.add_argument_group("output")
+    out.add_argument("-o", "--output", metavar="PROFILE", help="write the profile (TOML) to this file")
+    out.add_argument("--name", metavar="NAME", help="profile name (default: from the workload and path)")
+    out.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=cmd_recommend)
