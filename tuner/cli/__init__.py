@@ -31,6 +31,8 @@ _COMMAND_MODULES = (
     "tuner.cli.observe",
     "tuner.cli.daemon",
     "tuner.cli.apply",
+    "tuner.cli.sandbox",
+    "tuner.cli.recommend",
 )
 
 
