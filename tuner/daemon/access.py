@@ -41,18 +41,18 @@ def _originals(journal: Path, target: Target) -> tuple[list[str], dict[str, Valu
     return [t.txn for t in txns], originals
 
 
-def _rollback(journal: Path, target: Target, keep: frozenset[str], reason: str) -> list[Change]:
+def _rollback(journal: Path, target: Target, only: frozenset[str] | None, reason: str) -> list[Change]:
     tree = SysctlTree()
     txns, originals = _originals(journal, target)
-    if not keep & originals.keys():
+    if only is None or originals.keys() <= only:
         return rollback(journal, tree, target=target)
-    # Some knob is the administrator's now: restore the others only. The plan is built from the
-    # journal's originals and applied by the Applier (journaled in its own directory), then the
-    # original transactions are closed as rolled back.
+    # Some knob is not the daemon's any more (the administrator changed it): restore the others only.
+    # The plan is built from the journal's originals and applied by the Applier (journaled in its own
+    # directory), then the original transactions are closed as rolled back.
     changes = []
     for knob, old in originals.items():
         live = read_live(tree, knob)
-        if knob not in keep and live is not None and live != old:
+        if knob in only and live is not None and live != old:
             changes.append(Change(knob, live, old))
     plan = Plan(f"rollback of {journal.name}", target, tuple(changes), (), ())
     done = Applier(journal / "partial-rollback", tree, target=target).apply(plan, reason) if changes else []
@@ -85,8 +85,11 @@ class KnobAccess:
                          path=profile.path, sysctl=dict(settings))
         return run_in_target(self.target, _apply, subset, journal, self.target, reason)
 
-    def rollback(self, journal: Path, *, keep: Collection[str] = (), reason: str = "tuner daemon rollback") -> list[Change]:
-        """Undo the apply journaled in ``journal``, leaving the knobs in ``keep`` as they are now."""
+    def rollback(self, journal: Path, *, only: Collection[str] | None = None,
+                 reason: str = "tuner daemon rollback") -> list[Change]:
+        """Undo the apply journaled in ``journal``; with ``only``, restore just those knobs and leave
+        the others as they are now (knobs that became the administrator's)."""
         if not (journal / f"{self.target.key}.journal").exists():
             return []
-        return run_in_target(self.target, _rollback, journal, self.target, frozenset(keep), reason)
+        return run_in_target(self.target, _rollback, journal, self.target,
+                             None if only is None else frozenset(only), reason)

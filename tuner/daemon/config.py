@@ -58,6 +58,7 @@ class ObserveConfig:
 
 @dataclass(frozen=True)
 class SearchPolicy:
+    enabled: bool
     budget: int
     time: float
     repeats: int
@@ -249,6 +250,7 @@ def parse_config(text: str | None = None, *, file: str = "(defaults)") -> Daemon
             loss_change=r.number("observe.loss_change", 0.0, 1.0),
         ),
         search=SearchPolicy(
+            enabled=r.boolean("search.enabled"),
             budget=r.integer("search.budget", 1, 10000),
             time=r.duration("search.time", 1.0),
             repeats=r.integer("search.repeats", 1, 100),

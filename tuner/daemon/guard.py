@@ -72,14 +72,12 @@ class Signals:
     retrans_share: float | None = None
     rtt: Mapping[str, float] = field(default_factory=dict)           # service key -> seconds
     symptoms: frozenset[tuple[str, str]] = frozenset()               # (service key, symptom name)
-
-    @property
-    def services(self) -> frozenset[str]:
-        return frozenset(self.rtt) | frozenset(k for k, _ in self.symptoms)
+    services: frozenset[str] = frozenset()                           # every service seen
 
     def to_dict(self) -> dict[str, Any]:
         return {"counter_rates": dict(self.counter_rates), "retrans_share": self.retrans_share,
-                "rtt": dict(self.rtt), "symptoms": sorted([k, s] for k, s in self.symptoms)}
+                "rtt": dict(self.rtt), "symptoms": sorted([k, s] for k, s in self.symptoms),
+                "services": sorted(self.services)}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "Signals":
@@ -87,7 +85,8 @@ class Signals:
         return cls({str(k): float(v) for k, v in d.get("counter_rates", {}).items()},
                    None if share is None else float(share),
                    {str(k): float(v) for k, v in d.get("rtt", {}).items()},
-                   frozenset((str(k), str(s)) for k, s in d.get("symptoms", ())))
+                   frozenset((str(k), str(s)) for k, s in d.get("symptoms", ())),
+                   frozenset(str(k) for k in d.get("services", ())))
 
 
 NAMESPACE = "(namespace)"  # the key of symptoms observe could not blame on one service
@@ -109,9 +108,11 @@ def retrans_share(deltas: Mapping[str, int]) -> float | None:
 
 
 def signals(deltas: Mapping[str, int], seconds: float, names: Iterable[str], rtt: Mapping[str, float],
-            symptoms: Iterable[tuple[str, str]]) -> Signals:
+            symptoms: Iterable[tuple[str, str]], services: Iterable[str] = ()) -> Signals:
     """The guard's view of one observation interval (counter deltas over ``seconds``)."""
-    return Signals(counter_rates(deltas, seconds, names), retrans_share(deltas), dict(rtt), frozenset(symptoms))
+    symptoms = frozenset(symptoms)
+    seen = frozenset(services) | frozenset(rtt) | frozenset(k for k, _ in symptoms)
+    return Signals(counter_rates(deltas, seconds, names), retrans_share(deltas), dict(rtt), symptoms, seen)
 
 
 def combine(samples: Iterable[Signals]) -> Signals:
@@ -129,7 +130,8 @@ def combine(samples: Iterable[Signals]) -> Signals:
             rtt[k] = max(rtt.get(k, 0.0), v)
     shares = [s.retrans_share for s in items if s.retrans_share is not None]
     return Signals(rates, max(shares) if shares else None, rtt,
-                   frozenset().union(*(s.symptoms for s in items)))
+                   frozenset().union(*(s.symptoms for s in items)),
+                   frozenset().union(*(s.services for s in items)))
 
 
 def judge(baseline: Signals, current: Signals, cfg: GuardConfig) -> list[str]:

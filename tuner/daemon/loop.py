@@ -32,7 +32,7 @@ from tuner.daemon.runner import CHILD_ARGV, SearchEvent, SearchJob, SearchRunner
 from tuner.daemon.sample import LiveSource, SampleSource
 from tuner.daemon.state import (STATE_FILE, AppliedRecord, DaemonState, ManualKnob, OwnedKnob, ProfileRecord,
                                 SearchActivity, load_state, save_state)
-from tuner.daemon.watch import track
+from tuner.daemon.watch import prune, track
 from tuner.errors import ConfigError, EnvironmentProblem, TunerError
 from tuner.logs import get_logger
 
@@ -48,11 +48,15 @@ PROFILES_DIR = "profiles"    # profiles the daemon wrote (one per service, kept 
 APPLIED_DIR = "applied"      # the Applier's journal of each guarded apply
 _BASELINE_INTERVALS = 3
 _SEARCH_OVERRUN = 1.5        # a search running this much past its time budget (+60 s) is stopped
+_REFRESH = 30.0              # seconds between rewrites of an unchanged state (fresh last observation)
+_VOLATILE = ("current", "last_seen", "streak", "workload", "path", "process")
+_FORGET_AFTER = 7 * 86400.0  # a service unseen this long, with no profile, is forgotten
+_MAX_SERVICES = 500          # at most this many service records are kept (least recently seen go)
 
 
 def profile_name_for(service_key: str) -> str:
     """A profile name (letters, digits, '.', '_', '-') for a service key such as ``nginx:443``."""
-    name = re.sub(r"[^A-Za-z0-9._-]+", "-", service_key).strip("-._")
+    name = re.sub(r"[^A-Za-z0-9.]+", "-", service_key).strip("-.")
     return (name or "service")[:64]
 
 
@@ -96,6 +100,8 @@ class Daemon:
         self._lock_fd: int | None = None
         self._wake_r = self._wake_w = -1
         self._status = ""
+        self._saved: dict[str, Any] | None = None
+        self._saved_at = 0.0
 
     # --- configuration ------------------------------------------------------------------------
 
@@ -257,7 +263,7 @@ class Daemon:
         self.state.activity = "stopped"
         self.state.pid = 0
         try:
-            self._save()
+            self._save(force=True)
         except OSError as exc:
             log.error("state.save_failed", error=str(exc))
         signal.set_wakeup_fd(-1)
@@ -267,9 +273,21 @@ class Daemon:
         self.notifier.close()
         log.info("daemon.stopped")
 
-    def _save(self) -> None:
+    def _save(self, *, force: bool = False) -> None:
+        """Write the state file when something changed, or to refresh the last observation at most
+        every ``_REFRESH`` seconds (an idle daemon does not rewrite and fsync it every interval)."""
         self.state.activity = self._status_line()
+        material = self.state.to_dict()
+        material.pop("updated")
+        material["last_observation"] = bool(material["last_observation"])
+        for rec in material["services"].values():  # what changes with every observation
+            for volatile in _VOLATILE:
+                rec.pop(volatile, None)
+        now = time.monotonic()
+        if not force and material == self._saved and now - self._saved_at < _REFRESH:
+            return
         save_state(self.state, self.state_dir / STATE_FILE)
+        self._saved, self._saved_at = material, now
 
     # --- one observation ------------------------------------------------------------------------
 
@@ -291,7 +309,7 @@ class Daemon:
             return
         wall = self.clock()
         result = track(self.state.services, sample.services, wall, self.config.observe)
-        self.state.services = result.records
+        self.state.services = prune(result.records, wall, max_age=_FORGET_AFTER, max_count=_MAX_SERVICES)
         for trig in result.triggers:
             log.info("service.changed", service=trig.key, reason=trig.reason.value, detail=trig.detail)
         for trig in result.to_search:
@@ -300,7 +318,7 @@ class Daemon:
         self.state.last_observation = {"at": sample.wall, "duration": sample.duration,
                                        "services": sample.summary}
         current = signals(sample.counters, sample.duration, self.config.guard.counters, sample.rtt,
-                          sample.symptoms)
+                          sample.symptoms, [o.signature.key for o in sample.services])
         self._recent = (self._recent + [current])[-_BASELINE_INTERVALS:]
         self._check_manual()
         if self.state.guard is not None:
@@ -309,12 +327,12 @@ class Daemon:
             self._apply_next()
         self._maybe_start_search()
         self._save()
-        self.notifier.status(self._status_line())
+        self._set_status(self._status_line())
 
     # --- searches -------------------------------------------------------------------------------
 
     def _maybe_start_search(self) -> None:
-        if self.runner is not None or self._stop:
+        if self.runner is not None or self._stop or not self.config.search.enabled:
             return
         policy = self.config.search
         last = {k: r.last_search for k, r in self.state.services.items()}
@@ -364,7 +382,7 @@ class Daemon:
             self._search_failed(runner.job.service, f"the search process exited with status {status}")
         self.runner = None
         self._save()
-        self.notifier.status(self._status_line())
+        self._set_status(self._status_line())
 
     def _on_search_event(self, event: SearchEvent) -> None:
         act = self.state.search
@@ -372,7 +390,7 @@ class Daemon:
             act.trial = int(event.data.get("trial", act.trial))
             act.budget = int(event.data.get("budget", act.budget))
             act.detail = str(event.data.get("detail", ""))
-            self.notifier.status(self._status_line())
+            self._set_status(self._status_line())
         elif event.kind == "done":
             self._search_done(event.data)
         elif event.kind == "failed" and not self._stop:  # a stop re-queues it instead (_stop_search)
@@ -558,10 +576,8 @@ class Daemon:
         self.state.applied.append(record)
         self.state.guard = GuardWatch(apply_id, profile.name, now, now + self.config.guard.window,
                                       combine(self._recent))
-        for c in changes:
-            log.info("knob.changed", knob=c.knob, old=c.old, new=c.new, reason=f"profile {profile.name}",
-                     apply_id=apply_id)
-        log.info("guard.started", profile=profile.name, apply_id=apply_id, window=self.config.guard.window)
+        log.info("guard.started", profile=profile.name, apply_id=apply_id, window=self.config.guard.window,
+                 knobs=[c.knob for c in changes])  # each write was logged by the Applier (knob.changed)
 
     def _record(self, apply_id: str) -> AppliedRecord | None:
         return next((a for a in reversed(self.state.applied) if a.apply_id == apply_id), None)
@@ -591,18 +607,21 @@ class Daemon:
             live = self.target.read(list(mine)) if mine else {}
             for knob, (expected, found) in find_overrides(mine, live).items():
                 self._mark_manual(knob, expected, found)
-            keep = set(self.state.manual)
-            restored = self.target.rollback(Path(record.journal), keep=keep)
+            still_mine = [k for k, o in self.state.owned.items() if o.apply_id == record.apply_id]
+            restored = self.target.rollback(Path(record.journal), only=still_mine,
+                                            reason=f"tuner daemon: {outcome} ({record.profile})")
         except TunerError as exc:
             log.error("rollback.failed", apply_id=record.apply_id, error=exc.message, hint=exc.hint)
             self.state.note_problem(f"rollback of {record.profile} failed: {exc.message}")
             record.reasons = list(reasons) + [f"rollback failed: {exc.message}"]
             return
-        for c in restored:
-            log.info("knob.changed", knob=c.knob, old=c.old, new=c.new, reason=f"{outcome}: {record.profile}")
-        for knob in [k for k, o in self.state.owned.items() if o.apply_id == record.apply_id]:
+        log.info("apply.undone", apply_id=record.apply_id, profile=record.profile, outcome=outcome,
+                 restored=[c.knob for c in restored])
+        for knob in still_mine:
             del self.state.owned[knob]
-        record.outcome, record.reasons, record.ended = outcome, list(reasons), self.clock()
+        left = sorted(set(record.changes) - set(still_mine))
+        notes = [f"left as the administrator set them: {', '.join(left)}"] if left else []
+        record.outcome, record.reasons, record.ended = outcome, list(reasons) + notes, self.clock()
 
     def _rollback_all(self, outcome: str) -> None:
         for record in reversed(self.state.applied):

@@ -18,7 +18,7 @@ from tuner.daemon.config import ObserveConfig, ServiceSelection
 
 __all__ = [
     "Signature", "TriggerReason", "Trigger", "ServiceRecord", "Observed", "compare", "track", "Tracked",
-    "QueuedSearch", "SearchQueue",
+    "prune", "QueuedSearch", "SearchQueue",
 ]
 
 
@@ -195,6 +195,16 @@ def track(records: Mapping[str, ServiceRecord], observed: Iterable[Observed], no
         if key not in seen:
             out[key] = replace(old, streak=0)
     return Tracked(out, triggers, to_search)
+
+
+def prune(records: Mapping[str, ServiceRecord], now: float, *, max_age: float, max_count: int) -> dict[str, ServiceRecord]:
+    """Forget services unseen for ``max_age`` seconds (unless a profile was written for them), then keep
+    at most ``max_count``, the most recently seen first (a host talking to many remotes stays bounded)."""
+    kept = {k: r for k, r in records.items() if r.streak > 0 or r.profile or now - r.last_seen <= max_age}
+    if len(kept) > max_count:
+        newest = sorted(kept.values(), key=lambda r: (r.streak > 0, r.last_seen), reverse=True)[:max_count]
+        kept = {r.key: r for r in newest}
+    return kept
 
 
 @dataclass(frozen=True)

@@ -126,3 +126,18 @@ def test_queue_round_trips():
     q = SearchQueue()
     q.offer("a", "x", 1.0)
     assert SearchQueue.from_list(q.to_list()) == q
+
+
+def test_prune_forgets_old_services_without_profiles_and_caps_the_count():
+    from tuner.daemon.watch import ServiceRecord, prune
+    day = 86400.0
+    recs = {
+        "old": ServiceRecord("old", sig("old"), last_seen=0.0),
+        "old-with-profile": ServiceRecord("old-with-profile", sig("old-with-profile"), last_seen=0.0, profile="/p"),
+        "recent": ServiceRecord("recent", sig("recent"), last_seen=9 * day),
+        "present": ServiceRecord("present", sig("present"), last_seen=1.0, streak=3),
+    }
+    kept = prune(recs, 10 * day, max_age=7 * day, max_count=10)
+    assert set(kept) == {"old-with-profile", "recent", "present"}
+    capped = prune(recs, 10 * day, max_age=7 * day, max_count=2)
+    assert set(capped) == {"present", "recent"}  # present first, then the most recently seen

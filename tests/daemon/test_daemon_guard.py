@@ -39,7 +39,7 @@ def test_host_knobs_are_selected_on_the_host():
 
 def base(**kw):
     d = dict(counter_rates={"TcpExt.ListenOverflows": 0.0}, retrans_share=0.001, rtt={"svc": 0.010},
-             symptoms=frozenset())
+             symptoms=frozenset(), services=frozenset({"svc", "churner"}))
     d.update(kw)
     return Signals(**d)
 
@@ -62,6 +62,8 @@ def test_new_symptom_on_a_known_service_is_a_regression_but_not_on_a_new_one():
     assert judge(base(), base(symptoms=frozenset({("svc", "listen-overflow")})), G)
     assert judge(base(), base(symptoms=frozenset({("newcomer", "listen-overflow")})), G) == []
     assert judge(base(), base(symptoms=frozenset({(NAMESPACE, "syn-drops")})), G)
+    # a service without an rtt estimate (short connections) is known too
+    assert judge(base(), base(symptoms=frozenset({("churner", "ephemeral-port-exhaustion")})), G)
     assert judge(base(), base(symptoms=frozenset({("svc", "x")})), replace(G, new_symptoms=False)) == []
 
 
@@ -77,6 +79,7 @@ def test_signals_from_counter_deltas():
                 ["TcpExt.ListenOverflows", "Udp.RcvbufErrors"], {"svc": 0.01}, [("svc", "x")])
     assert s.counter_rates == {"TcpExt.ListenOverflows": 10.0, "Udp.RcvbufErrors": 0.0}
     assert s.retrans_share == 0.01
+    assert s.services == {"svc"}
     assert retrans_share({"Tcp.OutSegs": 10, "Tcp.RetransSegs": 5}) is None  # too few to tell
 
 

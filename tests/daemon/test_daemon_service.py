@@ -1,0 +1,166 @@
+"""The real daemon in the foreground, in a test-created namespace, with a fake NOTIFY_SOCKET.
+
+Every write goes to the test's namespace (``--netns``) or tmp_path; searches run in their own sandboxes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+
+import pytest
+
+from daemon_helpers import group_members, maps_of, ns_set_sysctl, ns_sysctl, sandboxes_of, wait_for
+from tuner.daemon.priority import io_priority
+from tuner.profiles import Profile, load_profile, save_profile
+
+pytestmark = pytest.mark.root
+
+HEAVY = ("numpy", "scipy", "sklearn", "skopt")
+
+
+def _nice(pid: int) -> int:
+    with open(f"/proc/{pid}/stat") as f:
+        return int(f.read().rsplit(")", 1)[1].split()[16])
+
+
+def test_ready_then_a_new_workload_is_searched_in_a_low_priority_child_and_a_profile_written(
+        run_daemon, workload, notify):
+    workload("nagle", 5000)
+    d = run_daemon()
+    ready = notify.wait(lambda m: "READY=1" in m, 20, "READY=1")
+    assert "STATUS=" in ready and f"MAINPID={d.pid}" in ready
+
+    # the search runs in a child at nice 19 and idle I/O; numpy is loaded there, never in the daemon
+    s = d.wait_state(lambda s: s["search"] and s["search"]["trial"] >= 1, 40, "a search with a finished trial")
+    child = s["search"]["pid"]
+    assert s["search"]["service"].startswith("tcp client -> 127.0.0.1:5000")
+    if os.path.exists(f"/proc/{child}"):
+        assert _nice(child) == 19
+        assert io_priority(child)[0] == "idle"
+        assert "numpy" in maps_of(child)  # the positive control for the check below
+    notify.wait(lambda m: "STATUS=" in m and "searching tcp client" in m, 5, "a STATUS line about the search")
+
+    s = d.wait_state(lambda s: s["profiles"], 60, "a written profile")
+    rec = s["profiles"][0]
+    profile = load_profile(rec["file"])
+    assert rec["file"].startswith(str(d.state_dir / "profiles"))
+    assert profile.evidence["daemon"]["service"] == rec["service"]
+    assert "baseline" in json.dumps(profile.evidence)
+    assert rec["summary"]["gain"]
+    assert not any(h in maps_of(d.pid) for h in HEAVY), "the daemon itself loaded the search stack"
+
+    status = d.cli("status", "--json", "--state-dir", str(d.state_dir))
+    data = json.loads(status.stdout)
+    assert data["running"] is True and data["profiles"][0]["file"] == rec["file"]
+    assert any(svc["key"].startswith("tcp client") for svc in data["last_observation"]["services"])
+    text = d.cli("status", "--state-dir", str(d.state_dir)).stdout
+    assert "PROFILES WRITTEN" in text and rec["name"] in text and "running" in text
+    code, took = d.stop()
+    assert code == 0 and took < 10
+
+
+def test_sigterm_mid_search_exits_within_10s_leaving_no_namespace_or_process(run_daemon, workload, notify):
+    workload("nagle", 5001)
+    d = run_daemon('[search]\nbudget = 60\nduration = "1s"\n')
+    s = d.wait_state(lambda s: s["search"] and s["search"]["trial"] >= 1, 40, "a running search")
+    child = s["search"]["pid"]
+    wait_for(lambda: sandboxes_of(child), 10, "the search's sandbox namespaces")
+    code, took = d.stop()
+    assert code == 0
+    assert took < 10, f"stopping took {took:.1f} s"
+    assert sandboxes_of(child) == []
+    assert group_members(child) == []
+    notify.wait(lambda m: "STOPPING=1" in m, 2, "STOPPING=1")
+    final = d.state()
+    assert final["search"] is None and final["pid"] == 0
+    assert any(q["key"] == s["search"]["service"] for q in final["queue"])  # searched again next time
+
+
+def test_apply_mode_guard_rolls_back_a_harmful_profile(run_daemon, workload, netns, tmp_path):
+    workload("churn", 5002)
+    original = ns_sysctl(netns, "net.ipv4.ip_local_port_range")
+    d = run_daemon('mode = "apply"\n[search]\nenabled = false\n'
+                   '[apply]\nallow = ["net.ipv4.ip_local_port_range"]\n[guard]\nwindow = "30s"\n')
+    d.wait_state(lambda s: any(k.startswith("tcp client") and r["streak"] >= 2 for k, r in s["services"].items()),
+                 20, "the churning client being watched")
+    harmful = Profile(name="harmful-ports", sysctl={"net.ipv4.ip_local_port_range": (40000, 40009)})
+    save_profile(harmful, tmp_path / "harmful.toml")
+    out = d.cli("daemon", "--config", str(d.config_path), "--stage", str(tmp_path / "harmful.toml")).stdout
+    assert "staged harmful-ports" in out
+
+    s = d.wait_state(lambda s: s["applied"] and s["applied"][-1]["outcome"] == "rolled back", 20,
+                     "the guard's rollback")
+    record = s["applied"][-1]
+    assert record["changes"]["net.ipv4.ip_local_port_range"]["new"] == [40000, 40009]
+    assert any("ephemeral-port-exhaustion" in r for r in record["reasons"]), record["reasons"]
+    assert ns_sysctl(netns, "net.ipv4.ip_local_port_range") == original
+    assert s["owned"] == {} and s["guard"] is None
+    assert record["file"] in s["rejected"]
+
+
+def test_out_of_band_change_marks_the_knob_manual_and_it_is_never_fought(run_daemon, netns, tmp_path):
+    fin_before = ns_sysctl(netns, "net.ipv4.tcp_fin_timeout")
+    d = run_daemon('mode = "apply"\n[search]\nenabled = false\n'
+                   '[apply]\nallow = ["net.ipv4.tcp_keepalive_time", "net.ipv4.tcp_fin_timeout"]\n'
+                   'on_stop = "rollback"\n[guard]\nwindow = "1s"\n')
+    d.wait_state(lambda s: s["last_observation"], 20, "a first observation")
+    save_profile(Profile(name="benign", sysctl={"net.ipv4.tcp_keepalive_time": 600, "net.ipv4.tcp_fin_timeout": 17}),
+                 tmp_path / "benign.toml")
+    d.cli("daemon", "--config", str(d.config_path), "--stage", str(tmp_path / "benign.toml"))
+    d.wait_state(lambda s: s["applied"] and s["applied"][-1]["outcome"] == "kept", 20, "the profile kept")
+    assert ns_sysctl(netns, "net.ipv4.tcp_keepalive_time") == "600"
+
+    ns_set_sysctl(netns, "net.ipv4.tcp_keepalive_time", "1234")  # the administrator, behind the daemon's back
+    s = d.wait_state(lambda s: "net.ipv4.tcp_keepalive_time" in s["manual"], 10, "the knob marked manual")
+    manual = s["manual"]["net.ipv4.tcp_keepalive_time"]
+    assert manual["expected"] == 600 and manual["found"] == 1234 and manual["writer"]
+    assert "net.ipv4.tcp_keepalive_time" not in s["owned"]
+    text = d.cli("status", "--state-dir", str(d.state_dir)).stdout
+    assert "MANUAL KNOBS" in text and "net.ipv4.tcp_keepalive_time" in text
+
+    time.sleep(1.5)  # a few more observations: the daemon leaves the value alone
+    assert ns_sysctl(netns, "net.ipv4.tcp_keepalive_time") == "1234"
+    out = d.cli("daemon", "--config", str(d.config_path), "--release", "net.ipv4.tcp_keepalive_time").stdout
+    assert "requested" in out
+    d.wait_state(lambda s: s["manual"] == {}, 10, "the knob released")
+
+    # on_stop = rollback restores what the daemon still owns, and leaves the administrator's value
+    code, took = d.stop()
+    assert code == 0 and took < 10
+    assert ns_sysctl(netns, "net.ipv4.tcp_fin_timeout") == fin_before
+    assert ns_sysctl(netns, "net.ipv4.tcp_keepalive_time") == "1234"
+
+
+def test_sighup_with_a_broken_config_keeps_the_old_one(run_daemon, notify):
+    d = run_daemon('[search]\nenabled = false\n')
+    notify.wait(lambda m: "READY=1" in m, 20, "READY=1")
+    d.config_path.write_text("mode = \n")  # broken TOML
+    os.kill(d.pid, signal.SIGHUP)
+    msg = notify.wait(lambda m: "configuration rejected" in m, 10, "the rejection on STATUS")
+    assert "READY=1" in msg
+    s = d.wait_state(lambda s: any("configuration rejected" in p for p in s["problems"]), 10, "the problem noted")
+    assert s["mode"] == "recommend" and d.proc.poll() is None
+    # the daemon still works on the old configuration, and a good one is taken on the next SIGHUP
+    d.write_config('mode = "apply"\n[search]\nenabled = false\n')
+    os.kill(d.pid, signal.SIGHUP)
+    d.wait_state(lambda s: s["mode"] == "apply", 10, "the new configuration")
+    assert "config.rejected" in d.log_text() and "config.reloaded" in d.log_text()
+
+
+def test_corrupt_state_file_is_set_aside_and_the_daemon_runs_and_pings_the_watchdog(run_daemon, notify):
+    def corrupt(d):
+        d.state_dir.mkdir()
+        (d.state_dir / "state.json").write_bytes(b'{"version": 1, "services": [\x00\xff')
+
+    d = run_daemon('[search]\nenabled = false\n', prepare=corrupt, env={"WATCHDOG_USEC": "1000000"})
+    ready = notify.wait(lambda m: "READY=1" in m, 20, "READY=1")
+    assert "unusable" in ready
+    # systemd's watchdog (1 s here) is pinged at half its period
+    wait_for(lambda: sum(m == "WATCHDOG=1\n" for m in notify.messages) >= 3, 5, "three WATCHDOG=1 pings")
+    s = d.wait_state(lambda s: s["last_observation"], 20, "a normal observation")
+    assert any("set aside" in p for p in s["problems"])
+    assert list(d.state_dir.glob("state.json.corrupt-*"))
+    assert d.proc.poll() is None
