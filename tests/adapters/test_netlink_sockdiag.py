@@ -144,3 +144,39 @@ def test_tcp_info_fields_follow_the_kernel_layout_order():
     order = [name for name, _ in netlink._inet_diag_msg.tcp_info.fields]
     positions = [order.index(netlink._TCPI_NAMES[f]) for f in TcpInfo.__slots__]
     assert positions == sorted(positions)
+
+
+def _two_incremental_dumps() -> tuple:
+    ls = socket.socket()
+    ls.bind(("127.0.0.1", 7100))
+    ls.listen(8)
+    idle = socket.create_connection(("127.0.0.1", 7100))
+    idle.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)   # a timer that counts down between dumps
+    idle_peer, _ = ls.accept()
+    busy = socket.create_connection(("127.0.0.1", 7100))
+    busy_peer, _ = ls.accept()
+    with SockDiag(incremental=True) as diag:
+        first = diag.dump()
+        time.sleep(0.05)
+        busy.sendall(b"q" * 5000)
+        busy_peer.recv(10000)
+        late = socket.create_connection(("127.0.0.1", 7100))   # waits in the accept queue
+        time.sleep(0.05)
+        second = diag.dump()
+    ports = {"idle": idle.getsockname()[1], "busy": busy.getsockname()[1], "late": late.getsockname()[1]}
+    return first, second, ports
+
+
+def test_an_incremental_dump_keeps_the_records_of_idle_sockets_and_rereads_the_rest(netns):
+    first, second, ports = run_in_netns(netns, _two_incremental_dumps)
+    # both lists come back in one pickle, which keeps shared objects shared: identity survives
+    def find(records, **kw):
+        return next(r for r in records if all(getattr(r, k) == v for k, v in kw.items()))
+
+    idle1, idle2 = (find(r, local_port=ports["idle"]) for r in (first, second))
+    assert idle2 is idle1                                                      # carried over
+    busy1, busy2 = (find(r, local_port=ports["busy"]) for r in (first, second))
+    assert busy2 is not busy1 and busy2.observed_at > busy1.observed_at and busy2.tcp.bytes_acked == busy1.tcp.bytes_acked + 5000
+    l1, l2 = (find(r, local_port=7100, state=TcpState.LISTEN) for r in (first, second))
+    assert (l1.rqueue, l2.rqueue) == (0, 1) and l2.observed_at > l1.observed_at
+    assert any(r.local_port == ports["late"] for r in second)

@@ -7,6 +7,12 @@ for tuner.sandbox).
 
 from __future__ import annotations
 
+# --- sandbox: ...`` (links and qdiscs,
+for tuner.sandbox).
+"""
+
+from __future__ import annotations
+
 # --- observe: sock_diag (TCP/UDP sockets, tcp_info, socket memory) ------------------------------
 #
 # The request is encoded by pyroute2 (``inet_diag_req``) and the reply layout (``inet_diag_msg``,

@@ -170,7 +170,8 @@ class Observation:
 
 _LIVE = frozenset({TcpState.ESTABLISHED, TcpState.CLOSE_WAIT, TcpState.FIN_WAIT1, TcpState.FIN_WAIT2,
                    TcpState.LAST_ACK, TcpState.CLOSING, TcpState.SYN_SENT})
-_REQUESTS = frozenset({TcpState.SYN_RECV, TcpState.NEW_SYN_RECV})
+_LIVE_VALUES = frozenset(s.value for s in _LIVE)
+_INODES_KEPT = 16   # sockets per service kept for naming its process
 
 
 class _Group:
@@ -194,7 +195,7 @@ class _Group:
         self.mss: list[int] = []
         self.rates: list[tuple[int, bool]] = []   # (delivery_rate, app_limited) of active ones
         self.idle = self.idle_no_keepalive = 0
-        self.idle_for_ms: list[int] = []
+        self.idle_max_ms = 0.0
         self.congestion: set[str] = set()
 
 
@@ -216,11 +217,20 @@ def _ephemeral_range(sysctls: Mapping[str, Any]) -> tuple[int, int]:
 
 
 def _groups(before: Snapshot, after: Snapshot) -> dict[tuple, _Group]:
+    """Sockets into services, with the tcp_info deltas of each. Written for 10,000s of sockets per call
+    (the daemon's loop): identity tests instead of enum hashing, one dict lookup per socket."""
+    tcp, udp = Proto.TCP, Proto.UDP
+    listen, time_wait, established = TcpState.LISTEN, TcpState.TIME_WAIT, TcpState.ESTABLISHED
+    syn_recv, new_syn_recv, keepalive = TcpState.SYN_RECV, TcpState.NEW_SYN_RECV, Timer.KEEPALIVE
+    live_values = _LIVE_VALUES
     server_ports = {s.local_port for snap in (before, after) for s in snap.sockets
-                    if s.proto is Proto.TCP and s.state is TcpState.LISTEN}
-    old = {(s.proto, s.cookie): s for s in before.sockets}
+                    if s.state is listen and s.proto is tcp}
+    old = {s.cookie: s for s in before.sockets}
     groups: dict[tuple, _Group] = {}
-    interval_ms = max(1.0, (after.taken_at - before.taken_at) * 1e3)
+    by_port: dict[int, _Group] = {}
+    by_remote: dict[tuple[str, int], _Group] = {}
+    now = after.taken_at
+    interval_ms = max(1.0, (now - before.taken_at) * 1e3)
 
     def group_of(s: SocketRecord) -> _Group:
         key, role, endpoint = _key(s, server_ports)
@@ -229,53 +239,61 @@ def _groups(before: Snapshot, after: Snapshot) -> dict[tuple, _Group]:
             g = groups[key] = _Group(key, role, endpoint)
         return g
 
-    seen: set[tuple[Proto, int]] = set()
     for s in after.sockets:
-        ident = (s.proto, s.cookie)
-        seen.add(ident)
-        prev = old.get(ident)
-        g = group_of(s)
-        if s.inode:
-            g.inodes.append(s.inode)
-        if s.proto is Proto.UDP:
+        prev = old.pop(s.cookie, None)
+        if s.proto is udp:
+            g = group_of(s)
             g.udp.append((s, prev))
+            if s.inode and len(g.inodes) < _INODES_KEPT:
+                g.inodes.append(s.inode)
             continue
+        port = s.local_port
+        if port in server_ports:
+            g = by_port.get(port) or by_port.setdefault(port, group_of(s))
+        else:
+            g = by_remote.get((s.remote, s.remote_port)) or by_remote.setdefault((s.remote, s.remote_port), group_of(s))
         state = s.state
-        if state is TcpState.LISTEN:
+        if state is listen:
             g.listeners.append(s)
             continue
-        if state in _REQUESTS:
-            g.requests += 1
-            continue
-        if state is TcpState.TIME_WAIT:
+        if s.inode and len(g.inodes) < _INODES_KEPT:
+            g.inodes.append(s.inode)
+        if state is time_wait:
             g.time_wait += 1
             if prev is None:
                 g.new_time_wait += 1
                 g.new += 1
             continue
+        if state is syn_recv or state is new_syn_recv:
+            g.requests += 1
+            continue
         if prev is None:
             g.new += 1
-        if state in _LIVE:
+        if state._value_ in live_values:
             g.live += 1
         t = s.tcp
         if t is None:
             continue
         b = prev.tcp if prev is not None else None
-        if b is None:
+        if b is t:  # an unchanged record carried over by an incremental dump: no traffic since
+            acked = received = 0
+        elif b is None:
             acked, received = t.bytes_acked, t.bytes_received
-            d_out, d_in = t.data_segs_out, t.data_segs_in
-            busy, rwnd, sndbuf = t.busy_time_us, t.rwnd_limited_us, t.sndbuf_limited_us
-            retrans, sent, bretrans = t.total_retrans, t.bytes_sent, t.bytes_retrans
         else:
             acked, received = t.bytes_acked - b.bytes_acked, t.bytes_received - b.bytes_received
-            d_out, d_in = t.data_segs_out - b.data_segs_out, t.data_segs_in - b.data_segs_in
-            busy, rwnd = t.busy_time_us - b.busy_time_us, t.rwnd_limited_us - b.rwnd_limited_us
-            sndbuf = t.sndbuf_limited_us - b.sndbuf_limited_us
-            retrans, sent = t.total_retrans - b.total_retrans, t.bytes_sent - b.bytes_sent
-            bretrans = t.bytes_retrans - b.bytes_retrans
-        if s.congestion:
-            g.congestion.add(s.congestion)
         if acked > 0 or received > 0:
+            if b is None:
+                d_out, d_in = t.data_segs_out, t.data_segs_in
+                busy, rwnd, sndbuf = t.busy_time_us, t.rwnd_limited_us, t.sndbuf_limited_us
+                retrans, sent, bretrans = t.total_retrans, t.bytes_sent, t.bytes_retrans
+            else:
+                d_out, d_in = t.data_segs_out - b.data_segs_out, t.data_segs_in - b.data_segs_in
+                busy, rwnd = t.busy_time_us - b.busy_time_us, t.rwnd_limited_us - b.rwnd_limited_us
+                sndbuf = t.sndbuf_limited_us - b.sndbuf_limited_us
+                retrans, sent = t.total_retrans - b.total_retrans, t.bytes_sent - b.bytes_sent
+                bretrans = t.bytes_retrans - b.bytes_retrans
+            if s.congestion:
+                g.congestion.add(s.congestion)
             g.active += 1
             g.acked += acked
             g.received += received
@@ -292,18 +310,22 @@ def _groups(before: Snapshot, after: Snapshot) -> dict[tuple, _Group]:
             g.min_rtt.append(t.min_rtt_us)
             g.mss.append(t.snd_mss)
             g.rates.append((t.delivery_rate, t.delivery_rate_app_limited))
-        elif state is TcpState.ESTABLISHED:
+            continue
+        if t.min_rtt_us:
+            g.min_rtt.append(t.min_rtt_us)
+        if state is established:
             idle_for = min(t.last_data_sent_ms, t.last_data_recv_ms)
+            if s.observed_at:
+                idle_for += (now - s.observed_at) * 1e3
             if prev is not None or idle_for >= interval_ms:
                 g.idle += 1
-                g.idle_for_ms.append(idle_for)
-                if s.timer is not Timer.KEEPALIVE:
+                if idle_for > g.idle_max_ms:
+                    g.idle_max_ms = idle_for
+                if s.timer is not keepalive:
                     g.idle_no_keepalive += 1
-            if t.min_rtt_us:
-                g.min_rtt.append(t.min_rtt_us)
-    for s in before.sockets:
-        if s.proto is Proto.TCP and s.state not in (TcpState.LISTEN, TcpState.TIME_WAIT) \
-                and s.state not in _REQUESTS and (s.proto, s.cookie) not in seen:
+    for s in old.values():  # gone since the first snapshot
+        state = s.state
+        if s.proto is tcp and state._value_ in live_values:
             group_of(s).ended += 1
     return groups
 
@@ -462,7 +484,7 @@ def _symptoms(g: _Group, cls: ServiceClass, shape: ServiceShape, counters: Count
     if g.idle_no_keepalive >= th.idle_min_connections:
         out.append(_symptom("idle-without-keepalive", (
             f"{g.idle_no_keepalive} of {g.live} connection(s) idle (up to "
-            f"{format_duration(max(g.idle_for_ms) / 1e3)} without data) with no keepalive timer: "
+            f"{format_duration(g.idle_max_ms / 1e3)} without data) with no keepalive timer: "
             f"a vanished peer would hold them forever")))
     if g.segs_out >= th.retrans_min_segments and g.retrans / g.segs_out >= th.retrans_share:
         out.append(_symptom("retransmissions", (
@@ -571,7 +593,7 @@ def signature(before: Snapshot, after: Snapshot, *, listener_peaks: Mapping[int,
         elif g.role is Role.UDP:
             notes.append("datagram rates unknown: the namespace's UDP counters cannot be split between its UDP sockets")
         workload = _workload(g, cls, shape, symptoms, duration, udp_rates)
-        process = next((owners[i] for i in g.inodes if i in owners), None)
+        process = next((owners[i] for i in [s.inode for s in g.listeners] + g.inodes if i in owners), None)
         prefix = "tcp" if g.role is not Role.UDP else "udp"
         label = {Role.SERVER: "server", Role.CLIENT: "client ->", Role.UDP: "->" if len(g.key) == 4 else ""}[g.role]
         key = " ".join(p for p in (prefix, label, g.endpoint) if p)

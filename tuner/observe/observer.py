@@ -72,7 +72,7 @@ class Observer:
         self.netns = netns
         self.thresholds = thresholds
         self.owners = SocketOwners()
-        self._diag = SockDiag() if netns is None else None
+        self._diag = SockDiag(incremental=True) if netns is None else None
         self._last: Snapshot | None = None
 
     def _snapshot(self) -> Snapshot:

@@ -53,11 +53,13 @@ class Snapshot:
         return self.owners.get(sock.inode)
 
     def count_by_state(self) -> dict[str, int]:
-        out: dict[str, int] = {}
-        for s in self.sockets:
-            key = f"{s.proto.value}.{s.state.name}"
-            out[key] = out.get(key, 0) + 1
-        return dict(sorted(out.items()))
+        counts: dict[tuple[bool, int], int] = {}
+        tcp = Proto.TCP
+        for s in self.sockets:  # keyed by plain values: hashing enum members is slow at 10,000s
+            key = (s.proto is tcp, s.state._value_)
+            counts[key] = counts.get(key, 0) + 1
+        named = {f"{'tcp' if is_tcp else 'udp'}.{TcpState(v).name}": n for (is_tcp, v), n in counts.items()}
+        return dict(sorted(named.items()))
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -131,14 +133,15 @@ def attribute(snapshot: Snapshot, owners: SocketOwners, inodes: Iterable[int] | 
 
 
 def representative_inodes(sockets: Iterable[SocketRecord]) -> set[int]:
-    wanted: set[int] = set()
+    sockets = list(sockets)
+    listen, udp = TcpState.LISTEN, Proto.UDP
+    wanted = {s.inode for s in sockets if s.inode and (s.state is listen or s.proto is udp)}
+    server_ports = {s.local_port for s in sockets if s.state is listen}
     remotes: set[tuple[str, int]] = set()
     for s in sockets:
-        if not s.inode:
-            continue
-        if s.proto is Proto.UDP or s.state is TcpState.LISTEN:
-            wanted.add(s.inode)
-        elif (s.remote, s.remote_port) not in remotes:
+        if not s.inode or s.local_port in server_ports or s.proto is udp:
+            continue  # accepted connections are named by their listener
+        if (s.remote, s.remote_port) not in remotes:
             remotes.add((s.remote, s.remote_port))
             wanted.add(s.inode)
     return wanted

@@ -131,7 +131,11 @@ class Owner:
 @dataclass(slots=True)
 class SocketRecord:
     """One TCP or UDP socket. For a LISTEN socket ``rqueue`` is the current accept queue and ``wqueue``
-    its maximum (the effective backlog); otherwise they are bytes queued to read and to send."""
+    its maximum (the effective backlog); otherwise they are bytes queued to read and to send.
+
+    A record may be older than the snapshot holding it: an incremental dump (the observer's loop)
+    keeps the record of a socket whose counters, state and queues did not change since the previous
+    dump. ``observed_at`` says when its values were read."""
 
     proto: Proto
     family: int                 # 4 or 6
@@ -151,6 +155,8 @@ class SocketRecord:
     tcp: TcpInfo | None = None
     memory: SocketMemory | None = None
     congestion: str | None = None
+    observed_at: float = 0.0    # CLOCK_MONOTONIC seconds when these values were read: the relative
+                                # fields (timer_expires_ms, tcp.last_*_ms) count from here
 
     @property
     def is_listener(self) -> bool:
@@ -171,7 +177,7 @@ class SocketRecord:
             "remote": self.remote, "remote_port": self.remote_port,
             "rqueue": self.rqueue, "wqueue": self.wqueue, "inode": self.inode, "uid": self.uid,
             "cookie": self.cookie, "timer": self.timer.name, "timer_expires_ms": self.timer_expires_ms,
-            "retransmits": self.retransmits,
+            "retransmits": self.retransmits, "observed_at": self.observed_at,
         }
         if self.tcp is not None:
             d["tcp"] = self.tcp.to_dict()
@@ -191,5 +197,5 @@ class SocketRecord:
             timer_expires_ms=int(d.get("timer_expires_ms", 0)), retransmits=int(d.get("retransmits", 0)),
             tcp=TcpInfo.from_dict(d["tcp"]) if "tcp" in d else None,
             memory=SocketMemory.from_dict(d["memory"]) if "memory" in d else None,
-            congestion=d.get("congestion"),
+            congestion=d.get("congestion"), observed_at=float(d.get("observed_at", 0.0)),
         )
