@@ -6,7 +6,8 @@ All three share one interface (ask/tell over tuples of level indices):
   (scikit-optimize, behind :mod:`tuner.adapters.skopt`); the default.
 - :class:`RandomSampler`: uniform over the levels, seeded; avoids points it was already told about.
 - :class:`GridSampler`: every point exactly once, in a deterministic order: the baseline's neighbours
-  first (one knob changed), then two knobs changed, and so on (one-factor-at-a-time, then interactions).
+  first (one knob changed, the space's first knob first), then two knobs changed, and so on
+  (one-factor-at-a-time, then interactions).
 
 A sampler never sees knob values, only indices; the study turns a point into a checked candidate.
 """
@@ -81,10 +82,11 @@ class GridSampler:
                              hint="narrow it with --no-knob, or use --sampler skopt")
         base = space.baseline_point()
 
-        def changed(p: Point) -> int:
-            return sum(a != b for a, b in zip(p, base))
+        def order(p: Point) -> tuple[int, list[tuple[int, int]]]:
+            changes = [(i, level) for i, (level, b) in enumerate(zip(p, base)) if level != b]
+            return (len(changes), changes)  # fewer changes first; then the first knobs of the space first
 
-        self._order = sorted(space.points(), key=lambda p: (changed(p), p))
+        self._order = sorted(space.points(), key=order)
         self._next = 0
         self._seen: set[Point] = set()
 
