@@ -1,95 +1,14 @@
-"""Helpers for sandbox tests: what a sandbox may leave on the host, and sandbox-holding child processes."""
+"""Fixtures for sandbox tests (the helpers themselves live in sandbox_helpers.py)."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import pytest
 
+from sandbox_helpers import Holder, alive, children, host_links, own_namespaces, own_records
 from tuner.netns import NETNS_DIR
-from tuner.sandbox.registry import REGISTRY_DIR, process_start
-
-REPO = Path(__file__).resolve().parents[2]
-
-# A child python process that holds a sandbox until it is killed; prints what it created as JSON.
-HOLDER = r"""
-import json, sys, time
-from tuner.logs import configure
-configure("warning")
-from tuner.sandbox import Sandbox, Side
-from tuner.workload import Path
-path = Path(rtt=0.01, rate_bps=50e6) if sys.argv[1] == "tun" else None
-with Sandbox(path) as sb:
-    job = sb.spawn(Side.SERVER, time.sleep, 600)
-    print(json.dumps({"name": sb.name, "netns": [sb.netns(s) for s in Side], "helpers": sb.helper_pids()}),
-          flush=True)
-    time.sleep(600)
-"""
-
-# The next run of a tuner process that uses sandboxes.
-NEXT_RUN = r"""
-from tuner.logs import configure
-configure("warning")
-from tuner.sandbox import Sandbox
-with Sandbox() as sb:
-    pass
-"""
-
-
-def own_namespaces(pid: int | None = None) -> list[str]:
-    prefix = f"tuner-{pid or os.getpid()}-"
-    try:
-        return sorted(n for n in os.listdir(NETNS_DIR) if n.startswith(prefix))
-    except FileNotFoundError:
-        return []
-
-
-def own_records(pid: int | None = None) -> list[str]:
-    prefix = f"tuner-{pid or os.getpid()}-"
-    try:
-        return sorted(n for n in os.listdir(REGISTRY_DIR) if n.startswith(prefix))
-    except FileNotFoundError:
-        return []
-
-
-def host_links() -> list[str]:
-    return sorted(os.listdir("/sys/class/net"))
-
-
-def children(pid: int | None = None) -> list[int]:
-    """Live (or zombie) children of ``pid``."""
-    pid = pid or os.getpid()
-    out = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        if int(stat[stat.rfind(b")") + 2:].split()[1]) == pid:
-            out.append(int(entry))
-    return out
-
-
-def alive(pid: int) -> bool:
-    return process_start(pid) is not None
-
-
-def wait_until(predicate, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return predicate()
 
 
 @pytest.fixture
@@ -99,31 +18,6 @@ def host_snapshot():
         return {"netns": own_namespaces(), "records": own_records(), "links": host_links(),
                 "children": children()}
     return take
-
-
-class Holder:
-    def __init__(self, kind: str) -> None:
-        env = dict(os.environ, PYTHONPATH=str(REPO))
-        self.proc = subprocess.Popen([sys.executable, "-c", HOLDER, kind], stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True, env=env, cwd=REPO)
-        line = self.proc.stdout.readline()
-        if not line:
-            raise AssertionError(f"holder did not start: {self.proc.stderr.read()}")
-        info = json.loads(line)
-        self.pid = self.proc.pid
-        self.name: str = info["name"]
-        self.netns: list[str] = info["netns"]
-        self.helpers: list[int] = info["helpers"]
-
-    def namespaces_exist(self) -> bool:
-        return all((NETNS_DIR / ns).exists() for ns in self.netns)
-
-    def record_exists(self) -> bool:
-        return (REGISTRY_DIR / f"{self.name}.json").exists()
-
-    def signal(self, sig: int) -> int:
-        self.proc.send_signal(sig)
-        return self.proc.wait(timeout=10)
 
 
 @pytest.fixture
@@ -155,9 +49,3 @@ def holder():
         Registry().remove(h.name)
         h.proc.stdout.close()
         h.proc.stderr.close()
-
-
-def run_next() -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    return subprocess.run([sys.executable, "-c", NEXT_RUN], capture_output=True, text=True, env=env, cwd=REPO,
-                          timeout=30)

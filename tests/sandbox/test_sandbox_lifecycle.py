@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from conftest import alive, wait_until
+from sandbox_helpers import alive, wait_until
 from tuner.errors import KnobError, SandboxError
 from tuner.netns import NETNS_DIR
 from tuner.sandbox import Sandbox, Side

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from conftest import alive
+from sandbox_helpers import alive
 from tuner.errors import KnobError
 from tuner.netns import ChildFailed, ChildTimeout
 from tuner.sandbox import Sandbox, Side

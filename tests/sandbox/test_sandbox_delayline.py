@@ -1,0 +1,157 @@
+"""The delay line's scheduler, run between two datagram socket pairs (no namespaces, no root)."""
+
+from __future__ import annotations
+
+import socket
+import statistics
+import struct
+import threading
+import time
+
+import pytest
+
+from tuner.netns import NetnsChild
+from tuner.sandbox.delayline import LATE_BUCKETS, LineParams, LineStats, late_percentile, run_line
+
+
+class Line:
+    """A forwarder process between ``inlet`` (we send) and ``outlet`` (a thread receives all along,
+    so the forwarder never blocks on a full socket)."""
+
+    def __init__(self, params: LineParams) -> None:
+        self.inlet, line_in = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+        line_out, self.outlet = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.stats = LineStats()
+        self.child = NetnsChild(None, run_line, (line_in.fileno(), line_out.fileno(), params, self.stats),
+                                die_with_parent=True)
+        line_in.close()
+        line_out.close()
+        self.arrivals: list[tuple[float, bytes]] = []
+        self._cond = threading.Condition()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        while True:
+            try:
+                data = self.outlet.recv(65536)
+            except OSError:
+                return
+            if not data:
+                return
+            with self._cond:
+                self.arrivals.append((time.monotonic(), data))
+                self._cond.notify_all()
+
+    def send(self, payload: bytes) -> None:
+        self.inlet.send(payload)
+
+    def next_arrival(self, index: int, timeout: float = 2.0) -> tuple[float, bytes]:
+        with self._cond:
+            assert self._cond.wait_for(lambda: len(self.arrivals) > index, timeout)
+            return self.arrivals[index]
+
+    def receive_all(self, quiet: float = 0.2) -> list[tuple[float, bytes]]:
+        """Every arrival so far, once nothing has arrived for ``quiet`` seconds."""
+        while True:
+            with self._cond:
+                n = len(self.arrivals)
+                self._cond.wait(quiet)
+                if len(self.arrivals) == n:
+                    got, self.arrivals = self.arrivals, []
+                    return got
+
+    def settle(self) -> None:
+        time.sleep(0.05)  # the forwarder publishes its counters when it goes idle
+
+    def close(self) -> None:
+        self.child.kill()
+        self.stats.close()
+        self.inlet.close()
+        self.outlet.shutdown(socket.SHUT_RDWR)
+        self.outlet.close()
+
+
+@pytest.fixture
+def line_factory():
+    lines: list[Line] = []
+
+    def make(**kw) -> Line:
+        params = LineParams(**{"delay": 0.0, "rate_bps": 1e9, "loss": 0.0, "queue_packets": 1000, **kw})
+        lines.append(Line(params))
+        return lines[-1]
+
+    yield make
+    for line in lines:
+        line.close()
+
+
+def test_every_packet_is_held_for_the_one_way_delay(line_factory):
+    line = line_factory(delay=0.03)
+    delays = []
+    for i in range(15):
+        line.send(struct.pack("d", time.monotonic()) + bytes(100))
+        arrived, data = line.next_arrival(i)
+        delays.append(arrived - struct.unpack("d", data[:8])[0])
+    assert abs(statistics.median(delays) - 0.03) < 0.002, delays
+    assert min(delays) >= 0.03
+
+
+def test_the_rate_cap_spaces_packets_and_a_full_queue_drops_the_rest(line_factory):
+    line = line_factory(delay=0.005, rate_bps=8e6, queue_packets=10)  # 1000 bytes = 1 ms on the wire
+    sent = 60
+    for _ in range(sent):
+        line.send(bytes(1000))
+    got = line.receive_all()
+    line.settle()
+    snap = line.stats.snapshot()
+    assert snap.packets == sent
+    assert snap.dropped_queue >= sent // 2
+    assert len(got) == snap.sent_packets == sent - snap.dropped_queue
+    gaps = [b[0] - a[0] for a, b in zip(got, got[1:])]
+    assert 0.0007 < statistics.median(gaps) < 0.0015, gaps
+
+
+def test_bernoulli_loss_drops_about_the_configured_share(line_factory):
+    line = line_factory(loss=0.2)
+    sent = 600
+    for _ in range(sent):
+        line.send(b"x" * 64)
+    got = line.receive_all()
+    line.settle()
+    snap = line.stats.snapshot()
+    assert snap.packets == sent
+    assert 0.14 < snap.dropped_loss / sent < 0.26
+    assert len(got) == sent - snap.dropped_loss
+
+
+def test_a_reset_starts_the_counters_again_and_a_partition_drops_everything(line_factory):
+    line = line_factory()
+    for _ in range(5):
+        line.send(b"a")
+    assert len(line.receive_all(0.1)) == 5
+    line.settle()
+    assert line.stats.snapshot().sent_packets == 5
+    line.stats.request_reset()
+    assert line.stats.snapshot().packets == 0          # no packet since the reset: all zero
+    line.stats.set_partitioned(True)
+    for _ in range(3):
+        line.send(b"b")
+    assert line.receive_all(0.1) == []
+    line.settle()
+    snap = line.stats.snapshot()
+    assert (snap.packets, snap.dropped_partition, snap.sent_packets) == (3, 3, 0)
+    line.stats.set_partitioned(False)
+    line.send(b"c")
+    assert [d for _, d in line.receive_all(0.1)] == [b"c"]
+
+
+def test_lateness_percentiles_come_from_the_histogram():
+    hist = [0] * LATE_BUCKETS
+    assert late_percentile(hist, 0.99) == 0.0
+    hist[1] = 98      # 10-20 us late
+    hist[150] = 2     # 1.5 ms late
+    assert late_percentile(hist, 0.5) == pytest.approx(20e-6)
+    assert late_percentile(hist, 0.99) == pytest.approx(1.51e-3)
+    hist[LATE_BUCKETS - 1] = 1000
+    assert late_percentile(hist, 0.99) > 0.1

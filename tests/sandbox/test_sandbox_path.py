@@ -1,0 +1,184 @@
+"""The emulated path does what the Path says: RTT, the window effect, loss, partition."""
+
+from __future__ import annotations
+
+import socket
+import statistics
+import time
+
+import pytest
+
+from tuner.sandbox import Sandbox, Side
+from tuner.workload import Path
+
+pytestmark = pytest.mark.root
+
+SERVER = "198.18.0.2"
+PORT = 5301
+SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)  # the socket module lacks it
+
+
+def _listener(rcvbuf: int | None = None) -> socket.socket:
+    ls = socket.socket()
+    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if rcvbuf:  # before listen: the window scale is fixed at the SYN; FORCE ignores rmem_max
+        ls.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, rcvbuf)
+    ls.bind((SERVER, PORT))
+    ls.listen(1)
+    return ls
+
+
+def _connect() -> socket.socket:
+    deadline = time.monotonic() + 3
+    while True:
+        try:
+            return socket.create_connection((SERVER, PORT), timeout=10)
+        except ConnectionRefusedError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+
+
+def _echo() -> None:
+    conn, _ = _listener().accept()
+    conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    while data := conn.recv(100):
+        conn.sendall(data)
+
+
+def _ping_pong(count: int) -> list[float]:
+    s = _connect()
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    out = []
+    for _ in range(count):
+        t0 = time.monotonic()
+        s.sendall(b"x" * 100)
+        got = 0
+        while got < 100:
+            got += len(s.recv(100))
+        out.append(time.monotonic() - t0)
+    s.close()
+    return out
+
+
+def test_a_50ms_path_measures_50ms_of_tcp_ping_pong():
+    with Sandbox(Path(rtt=0.05)) as sb:
+        sb.spawn(Side.SERVER, _echo)
+        rtts = sb.run(Side.CLIENT, _ping_pong, 12)
+        health = sb.health()
+    median = statistics.median(rtts[2:])
+    assert abs(median - 0.05) < 0.003, f"median RTT {median * 1e3:.2f} ms"
+    assert health.packets > 20 and health.dropped_loss == 0 and health.tun_drops == 0
+
+
+def _sink(rcvbuf: int | None, seconds: float) -> float:
+    """Bits per second received over the second half of ``seconds``."""
+    conn, _ = _listener(rcvbuf).accept()
+    buf = bytearray(1 << 18)
+    start = time.monotonic()
+    half = start + seconds / 2
+    counted = 0
+    t_half = None
+    while n := conn.recv_into(buf):
+        now = time.monotonic()
+        if now >= half:
+            if t_half is None:
+                t_half = now
+            else:
+                counted += n
+    return counted * 8 / (time.monotonic() - t_half)
+
+
+def _source(seconds: float) -> None:
+    s = _connect()
+    data = b"\0" * (1 << 16)
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        s.sendall(data)
+    s.close()
+
+
+def _bulk(server_sysctls: dict, rcvbuf: int | None, seconds: float = 1.6) -> float:
+    with Sandbox(Path(rtt=0.05, rate_bps=100e6), server_sysctls=server_sysctls) as sb:
+        sink = sb.spawn(Side.SERVER, _sink, rcvbuf, seconds)
+        sb.run(Side.CLIENT, _source, seconds)
+        return sink.result(10)
+
+
+def test_a_1mib_window_moves_at_least_5x_more_than_a_64kib_receive_buffer_across_50ms():
+    wide = _bulk({"net.ipv4.tcp_rmem": (4096, 131072, 1 << 20)}, None)
+    narrow = _bulk({}, 64 * 1024)
+    assert wide >= 5 * narrow, f"1 MiB window {wide / 1e6:.1f} Mbit/s vs 64 KiB buffer {narrow / 1e6:.1f} Mbit/s"
+
+
+def _udp_sink(seconds: float) -> int:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 4 << 20)
+    s.bind((SERVER, PORT))
+    s.settimeout(0.5)
+    got = 0
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        try:
+            s.recv(2048)
+            got += 1
+        except TimeoutError:
+            break
+    return got
+
+
+def _udp_source(count: int) -> None:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    for i in range(count):
+        s.sendto(b"u" * 200, (SERVER, PORT))
+        if i % 50 == 49:
+            time.sleep(0.001)  # stay well inside the rate cap: only the emulated loss may drop
+
+
+def test_5_percent_loss_shows_about_5_percent_dropped_in_the_links_own_counters():
+    count = 4000
+    with Sandbox(Path(rtt=0.002, loss=0.05, rate_bps=100e6)) as sb:
+        sink = sb.spawn(Side.SERVER, _udp_sink, 10)
+        time.sleep(0.05)
+        sb.run(Side.CLIENT, _udp_source, count)
+        received = sink.result(15)
+        health = sb.health()
+    assert health.packets == count
+    assert 0.03 < health.dropped_loss / health.packets < 0.07, health
+    assert received == count - health.dropped_loss - health.dropped_queue
+    assert health.tun_drops == 0
+
+
+def _partition_server() -> bytes:
+    conn, _ = _listener().accept()
+    conn.settimeout(10)
+    data = b""
+    while len(data) < 5:
+        data += conn.recv(5)
+    return data
+
+
+def _talk(wait: float) -> str:
+    s = _connect()
+    time.sleep(wait)      # the parent partitions the path meanwhile
+    s.sendall(b"hello")   # no error: a dead peer is silent
+    time.sleep(0.6)
+    s.close()
+    return "sent"
+
+
+@pytest.mark.parametrize("backend", ["tun", "none"])
+def test_a_partition_drops_everything_silently_until_it_heals(backend):
+    path = Path(rtt=0.01) if backend == "tun" else None
+    with Sandbox(path, backend=backend) as sb:
+        server = sb.spawn(Side.SERVER, _partition_server)
+        client = sb.spawn(Side.CLIENT, _talk, 0.3)
+        time.sleep(0.15)
+        sb.set_partitioned(True)
+        time.sleep(0.6)
+        assert server.alive(), "data crossed a partitioned path"
+        sb.set_partitioned(False)
+        assert server.result(10) == b"hello"
+        assert client.result(5) == "sent"
+        if backend == "tun":
+            assert sb.health().dropped_partition > 0
