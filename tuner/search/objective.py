@@ -21,11 +21,16 @@ from tuner.workload import WorkloadKind
 __all__ = [
     "Direction", "Score", "Objective", "MetricObjective", "KeepaliveObjective", "MemoryObjective",
     "default_objective", "parse_objective", "gain", "KEEPALIVE_PACKET_COST_S", "MEMORY_THROUGHPUT_FLOOR",
+    "UNDETECTED_S",
 ]
 
 # Keepalive: 1000 probe packets per connection-hour (one every 3.6 s) cost as much as one second of
 # detection time; the best keepalive idle time under this cost alone is sqrt(3600 * cost) ~ 2 s.
 KEEPALIVE_PACKET_COST_S = 0.001
+# Keepalive: a connection the probe did not see fail within its window counts as failing after the
+# kernel's default detection time (tcp_keepalive_time 7200 s + 9 probes x 75 s): all the probe can
+# tell is that the setting does not detect a dead peer within seconds.
+UNDETECTED_S = 7200.0 + 9 * 75.0
 # Memory: a setting must keep at least this share of the baseline's throughput to count.
 MEMORY_THROUGHPUT_FLOOR = 0.9
 _THROUGHPUT_METRICS = ("tps", "goodput_mbps", "connect_rate")
@@ -109,6 +114,13 @@ def _samples(m: Measurement, metric: str) -> tuple[float, ...]:
     return tuple(stat.samples) if stat.samples else (stat.median,)
 
 
+def _aligned(m: Measurement, metric: str, n: int) -> tuple[float, ...]:
+    """Per-repeat values of ``metric`` to combine with another metric's ``n`` samples (the median
+    repeated when the samples are not aligned)."""
+    xs = _samples(m, metric)
+    return xs if len(xs) == n else (m.value(metric),) * n
+
+
 def _missing(m: Measurement, metric: str, direction: Direction) -> Score:
     return Score(math.inf if direction is Direction.MIN else 0.0, (), direction, False,
                  f"the measurement has no {metric}")
@@ -155,15 +167,17 @@ class KeepaliveObjective:
             if metric not in m.metrics:
                 return _missing(m, metric, Direction.MIN)
         detect = _samples(m, "detect_s")
-        packets = _samples(m, "keepalive_packets_per_conn_hour")
-        if len(packets) != len(detect):  # not aligned per repeat: combine each detection with the median
-            packets = (m.value("keepalive_packets_per_conn_hour"),) * len(detect)
-        xs = tuple(d + self.packet_cost_s * p for d, p in zip(detect, packets))
+        n = len(detect)
+        packets = _aligned(m, "keepalive_packets_per_conn_hour", n)
+        detected = _aligned(m, "detected_fraction", n) if "detected_fraction" in m.metrics else (1.0,) * n
+        xs = tuple(d + self.packet_cost_s * p + (1.0 - f) * UNDETECTED_S
+                   for d, p, f in zip(detect, packets, detected))
         return Score(statistics.median(xs), xs, Direction.MIN)
 
     def describe(self) -> str:
         return (f"minimise detect_s + {self.packet_cost_s:g} s per keepalive packet per connection-hour "
-                f"(1000 probes an hour cost as much as {1000 * self.packet_cost_s:g} s of detection)")
+                f"(1000 probes an hour cost as much as {1000 * self.packet_cost_s:g} s of detection); a peer "
+                f"not noticed within the probe's window counts as {UNDETECTED_S:g} s (the kernel default)")
 
 
 @dataclass(frozen=True)

@@ -38,13 +38,13 @@ log = get_logger(__name__)
 
 # (repeats, seconds per repeat) of each probe in a search, unless the user chooses: short enough that
 # the default budget finishes in about a minute, long enough for a stable median. Keepalive repeats
-# last up to ten durations (the detection window), so they are fewer and longer.
+# last up to ten durations (the detection window, 5 s here), so there are fewer of them.
 PROBE_DEFAULTS: Mapping[WorkloadKind, tuple[int, float]] = {
     WorkloadKind.RR: (3, 0.5),
     WorkloadKind.BURST: (3, 0.5),
     WorkloadKind.BULK: (3, 1.0),
     WorkloadKind.UDP: (3, 0.5),
-    WorkloadKind.KEEPALIVE: (2, 1.0),
+    WorkloadKind.KEEPALIVE: (2, 0.5),
     WorkloadKind.MEMORY: (3, 0.5),
 }
 

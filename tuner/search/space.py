@@ -71,15 +71,23 @@ _LEVELS: Mapping[tuple[WorkloadKind | None, str], tuple[Value | None, ...]] = {
     (WorkloadKind.UDP, "SO_RCVBUF"): (None, 256 * KiB, 1 * MiB, 4 * MiB, 16 * MiB, 64 * MiB),
     (WorkloadKind.UDP, "net.core.rmem_default"): (1 * MiB, 4 * MiB, 16 * MiB),
     (WorkloadKind.UDP, "net.core.rmem_max"): (4 * MiB, 16 * MiB, 64 * MiB),
-    # a probe notices a dead peer within a window of seconds: levels that can show a difference there
-    (WorkloadKind.KEEPALIVE, "TCP_KEEPIDLE"): (None, 1, 3, 10),
-    (WorkloadKind.KEEPALIVE, "TCP_KEEPINTVL"): (None, 1, 3),
-    (WorkloadKind.KEEPALIVE, "TCP_KEEPCNT"): (None, 1, 3),
-    (WorkloadKind.KEEPALIVE, "TCP_USER_TIMEOUT"): (None, 2000, 10000),
+    # a probe waits for a dead peer for ten durations (5 s by default): levels that show a difference there
+    (WorkloadKind.KEEPALIVE, "TCP_KEEPIDLE"): (None, 1, 2, 4),
+    (WorkloadKind.KEEPALIVE, "TCP_KEEPINTVL"): (None, 1, 2),
+    (WorkloadKind.KEEPALIVE, "TCP_KEEPCNT"): (None, 1, 2),
+    (WorkloadKind.KEEPALIVE, "TCP_USER_TIMEOUT"): (None, 1000, 3000),
     (WorkloadKind.MEMORY, "net.ipv4.tcp_rmem"): (64 * KiB, 1 * MiB, 8 * MiB),
     (WorkloadKind.MEMORY, "net.ipv4.tcp_wmem"): (64 * KiB, 1 * MiB, 8 * MiB),
     (WorkloadKind.MEMORY, "SO_RCVBUF"): (None, 16 * KiB, 256 * KiB),
     (WorkloadKind.MEMORY, "SO_SNDBUF"): (None, 16 * KiB, 256 * KiB),
+}
+
+# Socket options that only act when another one is on: setting them turns it on (a keepalive timer
+# without SO_KEEPALIVE never fires, so such a candidate would measure the same as the baseline).
+_REQUIRES: Mapping[str, tuple[str, Value]] = {
+    "TCP_KEEPIDLE": ("SO_KEEPALIVE", True),
+    "TCP_KEEPINTVL": ("SO_KEEPALIVE", True),
+    "TCP_KEEPCNT": ("SO_KEEPALIVE", True),
 }
 
 # Knobs whose value is a queue length: like buffers, a larger one holds more memory.
@@ -249,6 +257,12 @@ class Space:
             if v is not None and v != base:
                 changes[name] = v
         repairs: list[str] = []
+        for name in list(changes):
+            if name in _REQUIRES:
+                other, on = _REQUIRES[name]
+                if changes.get(other, self.baseline.get(other)) != on:
+                    changes[other] = on
+                    repairs.append(f"{other} turned on ({name} only acts with it)")
         dims = {d.knob: d for d in self.dimensions if d.part is None}
         for _ in range(len(CONSTRAINTS) + 1):
             moved = False

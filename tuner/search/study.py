@@ -40,7 +40,7 @@ __all__ = [
 
 log = get_logger(__name__)
 
-DEFAULT_BUDGET = 10
+DEFAULT_BUDGET = 8
 _MAX_REJECTED_IN_ROW = 50
 _MAX_DUPLICATES_IN_ROW = 3
 

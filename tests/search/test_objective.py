@@ -1,0 +1,67 @@
+"""Objectives: defaults per kind, --objective parsing, keepalive and memory scores, gains."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from tuner.errors import InputError
+from tuner.probe.measurement import Measurement, summarize
+from tuner.search.objective import (
+    UNDETECTED_S, Direction, KeepaliveObjective, MemoryObjective, MetricObjective, Score, default_objective, gain,
+    parse_objective,
+)
+from tuner.workload import DEFAULT_WORKLOADS, Path, WorkloadKind
+
+
+def _m(kind, **metrics):
+    return Measurement(workload=DEFAULT_WORKLOADS[kind], path=Path(), assignment={},
+                       metrics={k: summarize(v if isinstance(v, list) else [v]) for k, v in metrics.items()})
+
+
+def test_each_kind_has_a_default_objective_with_the_right_direction():
+    assert default_objective(WorkloadKind.RR) == MetricObjective("latency_p99_ms", Direction.MIN)
+    assert default_objective(WorkloadKind.BULK) == MetricObjective("goodput_mbps", Direction.MAX)
+    assert default_objective(WorkloadKind.BURST) == MetricObjective("connect_p99_ms", Direction.MIN)
+    assert default_objective(WorkloadKind.UDP) == MetricObjective("delivered_fraction", Direction.MAX)
+    assert isinstance(default_objective(WorkloadKind.KEEPALIVE), KeepaliveObjective)
+    assert isinstance(default_objective(WorkloadKind.MEMORY), MemoryObjective)
+
+
+def test_objective_flag_takes_a_metric_and_an_optional_direction():
+    assert parse_objective("tps", WorkloadKind.RR) == MetricObjective("tps", Direction.MAX)
+    assert parse_objective("latency_p50_ms:min", WorkloadKind.RR) == MetricObjective("latency_p50_ms", Direction.MIN)
+    with pytest.raises(InputError, match="unknown metric"):
+        parse_objective("latency", WorkloadKind.RR)
+    with pytest.raises(InputError, match="neither min nor max"):
+        parse_objective("tps:up", WorkloadKind.RR)
+
+
+def test_a_loss_is_smaller_for_better_scores_in_both_directions():
+    lo = Score(1.0, (1.0,), Direction.MIN)
+    hi = Score(2.0, (2.0,), Direction.MIN)
+    assert lo.better_than(hi)
+    assert Score(2.0, (2.0,), Direction.MAX).better_than(Score(1.0, (1.0,), Direction.MAX))
+    assert gain(44.0, 0.2, Direction.MIN) == pytest.approx(220)
+    assert gain(10.0, 20.0, Direction.MAX) == 2.0
+    assert Score(1.0, (), Direction.MIN, feasible=False).loss == math.inf
+
+
+def test_keepalive_counts_probe_packets_and_an_undetected_peer_as_the_kernel_default():
+    obj = KeepaliveObjective()
+    detected = _m(WorkloadKind.KEEPALIVE, detect_s=[3.0, 3.2], keepalive_packets_per_conn_hour=[1800.0, 1800.0],
+                  detected_fraction=[1.0, 1.0])
+    missed = _m(WorkloadKind.KEEPALIVE, detect_s=[5.0, 5.0], keepalive_packets_per_conn_hour=[0.0, 0.0],
+                detected_fraction=[0.0, 0.0])
+    assert obj.score(detected).value == pytest.approx(3.1 + 1.8)
+    assert obj.score(missed).value == pytest.approx(5.0 + UNDETECTED_S)
+
+
+def test_memory_settings_below_the_throughput_floor_are_infeasible():
+    obj = MemoryObjective()
+    base = _m(WorkloadKind.MEMORY, bytes_per_conn=700000.0, goodput_mbps=16000.0)
+    small_slow = _m(WorkloadKind.MEMORY, bytes_per_conn=110000.0, goodput_mbps=12000.0)
+    small_fast = _m(WorkloadKind.MEMORY, bytes_per_conn=300000.0, goodput_mbps=15500.0)
+    assert not obj.score(small_slow, base).feasible and "floor" in obj.score(small_slow, base).reason
+    assert obj.score(small_fast, base).feasible and obj.score(small_fast, base).value == 300000.0
