@@ -128,3 +128,26 @@ def test_a_host_knob_that_cannot_be_emulated_makes_the_measurement_invalid(leave
     m = run_probe(Workload(WorkloadKind.RR), PLAIN, {"net.core.netdev_max_backlog": 5000}, repeats=1, duration=0.2)
     assert not m.failed and not m.valid
     assert "net.core.netdev_max_backlog" in m.invalid_reason
+
+
+def _somaxconn() -> int:
+    from tuner.knobs import SysctlTree, get_knob
+    return SysctlTree().read(get_knob("net.core.somaxconn"))
+
+
+def test_in_the_callers_sandbox_sysctls_go_to_both_sides_and_are_put_back(leaves_nothing_behind):
+    from tuner.sandbox import Sandbox, Side
+
+    w = Workload(WorkloadKind.BURST, burst_connections=64, burst_threads=64, accept_rate=100)
+    with Sandbox() as sb:
+        before = {side: sb.run(side, _somaxconn) for side in Side}
+        calls = []
+        real_apply = sb.apply_sysctls
+        sb.apply_sysctls = lambda side, values: (calls.append((side, dict(values))), real_apply(side, values))
+        m = run_probe(w, PLAIN, {"net.core.somaxconn": 8}, repeats=1, duration=0.2, sandbox=sb)
+        assert not m.failed, m.error
+        assert m.value("listen_overflows") > 0          # the default backlog 128 was capped at 8
+        assert {side for side, values in calls if values == {"net.core.somaxconn": 8}} == set(Side)
+        assert {side: sb.run(side, _somaxconn) for side in Side} == before
+        again = run_probe(w, PLAIN, {}, repeats=1, duration=0.2, sandbox=sb)   # the sandbox is still usable
+        assert not again.failed and again.value("listen_overflows") == 0

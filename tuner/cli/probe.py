@@ -13,10 +13,9 @@ import sys
 
 from tuner.cli.output import Progress, print_json, print_table, require_root
 from tuner.cli.workload_args import (add_path_arguments, add_settings_argument, add_workload_arguments,
-                                     assignment_from_args, path_from_args, workload_from_args)
+                                     assignment_from_args, path_from_args, positive_duration, workload_from_args)
 from tuner.errors import InputError
 from tuner.probe import METRICS, Measurement, run_probe
-from tuner.units import parse_duration
 
 __all__ = ["register", "cmd_probe", "render_measurement", "KEY_COUNTERS"]
 
@@ -108,16 +107,6 @@ def cmd_probe(args: argparse.Namespace) -> int:
     return EXIT_FAILED if m.failed else 0
 
 
-def _duration(text: str) -> float:
-    try:
-        value = parse_duration(text)
-    except InputError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be positive")
-    return value
-
-
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "probe", help="measure a workload in a sandbox under given settings",
@@ -132,7 +121,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_path_arguments(p)
     add_settings_argument(p)
     p.add_argument("--repeats", type=int, default=3, metavar="N", help="measured repeats (default 3)")
-    p.add_argument("--duration", type=_duration, default=1.0, metavar="DURATION",
+    p.add_argument("--duration", type=positive_duration, default=1.0, metavar="DURATION",
                    help="measured seconds per repeat, warm-up excluded (default 1s; keepalive waits 10x this "
                         "for a dead peer)")
     p.add_argument("--json", action="store_true", help="print the measurement as JSON")

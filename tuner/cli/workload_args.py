@@ -19,7 +19,7 @@ from tuner.units import parse_duration, parse_rate, parse_ratio, parse_size
 from tuner.workload import DEFAULT_WORKLOADS, Direction, Path, Workload, WorkloadKind, WritePattern
 
 __all__ = ["add_workload_arguments", "workload_from_args", "add_path_arguments", "path_from_args",
-           "add_settings_argument", "assignment_from_args"]
+           "add_settings_argument", "assignment_from_args", "positive_duration"]
 
 
 def _count(text: str) -> int:
@@ -42,10 +42,22 @@ def _per_second(text: str) -> float:
     return value
 
 
+def positive_duration(text: str) -> float:
+    """An argparse type: a duration (``1s``, ``500ms``) greater than zero."""
+    try:
+        value = parse_duration(text)
+    except InputError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be positive")
+    return value
+
+
 # field -> (flag, parser, metavar, help)
 _SHAPE: dict[str, tuple[str, Callable[[str], Any], str, str]] = {
     "request_size": ("--request-size", parse_size, "SIZE", "rr: bytes per request"),
-    "response_size": ("--response-size", parse_size, "SIZE", "rr: bytes per response; memory: bytes pending per connection"),
+    "response_size": ("--response-size", parse_size, "SIZE",
+                      "rr: bytes per response; memory: bytes pending per connection"),
     "write_pattern": ("--write-pattern", WritePattern, "single|split", "rr: one write per message, or header + body"),
     "connections": ("--connections", _count, "N", "rr: concurrent connections"),
     "think_time": ("--think-time", parse_duration, "DURATION", "rr: pause between requests on a connection"),

@@ -17,23 +17,33 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 from tuner.errors import ProbeError
+from tuner.netns import ChildTimeout
 from tuner.probe.board import Board
 from tuner.probe.sockopts import SocketOptions
 from tuner.workload import Path, Workload
 
-__all__ = ["Sample", "RepeatEnv", "ServerCrashed", "percentile", "latency_metrics", "start_server",
-           "stop_server", "connect_many", "accept_many", "CONNECT_TIMEOUT"]
+__all__ = ["Sample", "RepeatEnv", "ServerCrashed", "ServerHung", "percentile", "latency_metrics", "start_server",
+           "stop_server", "open_listener", "connect_many", "accept_many", "CONNECT_TIMEOUT", "DEFAULT_BACKLOG"]
 
 CONNECT_TIMEOUT = 10.0  # seconds a probe waits for a connection its workload needs (not burst's)
+DEFAULT_BACKLOG = 128   # what an application that does not choose gets (Python's listen() default)
 
 
 class ServerCrashed(ProbeError):
     """A workload's server (or another child of the probe) died or raised."""
 
+    verb = "crashed"
+
     def __init__(self, role: str, reason: str) -> None:
-        super().__init__(f"{role} crashed: {reason}")
+        super().__init__(f"{role} {self.verb}: {reason}")
         self.role = role
         self.reason = reason
+
+
+class ServerHung(ServerCrashed):
+    """A workload's server (or another child of the probe) did not finish in time; it was terminated."""
+
+    verb = "hung"
 
 
 @dataclass
@@ -116,9 +126,26 @@ def stop_server(job: Any, board: Board | None = None, *, role: str = "server", t
         board["stop"] = 1
     try:
         return job.result(timeout=timeout)
-    except Exception as exc:  # noqa: BLE001 - the child's failure becomes the probe's reason
+    except ChildTimeout as exc:
         job.terminate()
+        raise ServerHung(role, f"no result within {timeout:g} s") from exc
+    except Exception as exc:  # noqa: BLE001 - the child's failure becomes the probe's reason
         raise ServerCrashed(role, f"{type(exc).__name__}: {exc}") from exc
+
+
+def open_listener(host: str, options: SocketOptions,
+                  default_backlog: int = DEFAULT_BACKLOG) -> tuple[socket.socket, int]:
+    """A TCP listener on an ephemeral port of ``host``: the server options set before ``listen()``, the
+    assignment's backlog or else ``default_backlog``. Returns the socket and the backlog asked for."""
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        options.listener(listener)
+        listener.bind((host, 0))
+        return listener, options.listen(listener, default_backlog)
+    except BaseException:
+        listener.close()
+        raise
 
 
 def connect_many(n: int, host: str, port: int, options: SocketOptions, *, dead_peer: bool = True,

@@ -10,10 +10,10 @@ Metrics per repeat: ``goodput_mbps`` (bytes the receiver read in the window), an
 ``sndbuf_limited_pct`` (share of the sender's busy time it was held back by the receive window or by
 its own send buffer).
 
-Capacity on the development machine (2 cores, measured with ``python3 bench/probes.py``): one stream
-over a plain veth pair carries ~15-25 Gbit/s, with a core busy; any capped path up to the sandbox's
-limit is far below what the endpoints can generate. A repeat where an endpoint process was busy 90% or
-more of the window is marked invalid ("load generator: ...").
+Capacity on the development machine (2 cores shared with other work, ``python3 bench/probes.py``):
+one stream over a plain veth pair carries 18-23 Gbit/s with the sender's core saturated; any capped
+path the sandbox emulates (up to a few hundred Mbit/s) is far below that. A repeat where an endpoint
+process was busy 90% or more of the window is marked invalid ("load generator: ...").
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ import threading
 import time
 from dataclasses import dataclass
 
-from tuner.probe.base import CONNECT_TIMEOUT, RepeatEnv, Sample, accept_many, connect_many, start_server, stop_server
+from tuner.probe.base import (CONNECT_TIMEOUT, RepeatEnv, Sample, accept_many, connect_many, open_listener,
+                              start_server, stop_server)
 from tuner.probe.board import Board
-from tuner.probe.rr import DEFAULT_BACKLOG
 from tuner.probe.sockopts import SocketOptions
 from tuner.probe.tcpinfo import TcpInfo, tcp_info
 from tuner.probe.cpu import SATURATED, CpuMeter
@@ -131,11 +131,7 @@ def _sleep_until(t: float) -> None:
 
 
 def serve(workload: Workload, options: SocketOptions, board: Board, host: str) -> EndpointReport:
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    options.listener(listener)
-    listener.bind((host, 0))
-    options.listen(listener, DEFAULT_BACKLOG)
+    listener, _ = open_listener(host, options)
     board["port"] = listener.getsockname()[1]
     socks = accept_many(listener, max(workload.streams, 1), options)
     listener.close()
@@ -169,5 +165,6 @@ def run_repeat(env: RepeatEnv) -> Sample:
     sample.metrics["sndbuf_limited_pct"] = 100.0 * sender.sndbuf_limited_us / busy if busy else 0.0
     for name, report in (("sender", sender), ("receiver", receiver)):
         if report.cpu_share >= SATURATED:
-            sample.bottleneck(f"{name} cpu", f"load generator: the bulk {name} was busy {report.cpu_share:.0%} of a core")
+            sample.bottleneck(f"{name} cpu",
+                              f"load generator: the bulk {name} was busy {report.cpu_share:.0%} of a core")
     return sample

@@ -28,9 +28,9 @@ import statistics
 import time
 from dataclasses import dataclass, field
 
-from tuner.probe.base import RepeatEnv, Sample, accept_many, connect_many, start_server, stop_server
+from tuner.probe.base import (DEFAULT_BACKLOG, RepeatEnv, Sample, accept_many, connect_many, open_listener,
+                              start_server, stop_server)
 from tuner.probe.board import Board
-from tuner.probe.rr import DEFAULT_BACKLOG
 from tuner.probe.sockopts import SocketOptions
 from tuner.workload import Workload
 
@@ -53,11 +53,7 @@ class SurvivorReport:
 
 
 def serve(workload: Workload, options: SocketOptions, board: Board, host: str, wait_s: float) -> SurvivorReport:
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    options.listener(listener)
-    listener.bind((host, 0))
-    options.listen(listener, max(DEFAULT_BACKLOG, workload.idle_connections))
+    listener, _ = open_listener(host, options, max(DEFAULT_BACKLOG, workload.idle_connections))
     board["port"] = listener.getsockname()[1]
     conns = accept_many(listener, max(workload.idle_connections, 1), options, dead_peer=True)
     listener.close()

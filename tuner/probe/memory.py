@@ -10,10 +10,11 @@ themselves (about 2-3 KiB of slab per socket, the same whatever the settings) ar
 
 Metrics per repeat: ``bytes_per_conn`` (both ends together), and ``goodput_mbps`` of a brief bulk
 download (at most half a second) over a fresh connection with the same settings: the throughput floor
-a memory-saving setting must still meet.
+a memory-saving setting must still meet (where the endpoints' CPU limited it, a note says the figure
+is a lower bound; the memory figure stays valid).
 
-Capacity on the development machine (measured with ``python3 bench/probes.py``): 500 connections open
-in ~0.1 s on a plain veth pair; on a path with delay, a wave of 64 connections per round trip.
+Capacity on the development machine (``python3 bench/probes.py``): 500 connections open at 17-30k
+connections/s on a plain veth pair (64 at a time); on a path with delay, a wave of 64 per round trip.
 """
 
 from __future__ import annotations
@@ -25,9 +26,8 @@ import time
 from dataclasses import dataclass, replace
 
 from tuner.probe import bulk
-from tuner.probe.base import RepeatEnv, Sample, accept_many, connect_many, start_server, stop_server
+from tuner.probe.base import RepeatEnv, Sample, accept_many, connect_many, open_listener, start_server, stop_server
 from tuner.probe.board import Board
-from tuner.probe.rr import DEFAULT_BACKLOG
 from tuner.probe.sockopts import SocketOptions
 from tuner.probe.tcpinfo import sock_meminfo
 from tuner.workload import Direction, Workload, WorkloadKind
@@ -51,11 +51,7 @@ def _measure(conns: list[socket.socket]) -> SideMemory:
 
 
 def serve(workload: Workload, options: SocketOptions, board: Board, host: str, settle: float) -> SideMemory:
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    options.listener(listener)
-    listener.bind((host, 0))
-    options.listen(listener, DEFAULT_BACKLOG)
+    listener, _ = open_listener(host, options)
     board["port"] = listener.getsockname()[1]
     conns = accept_many(listener, max(workload.idle_connections, 1), options)
     listener.close()
@@ -131,8 +127,8 @@ def run_repeat(env: RepeatEnv) -> Sample:
                         duration=min(FLOOR_SECONDS, env.duration), warmup=min(env.warmup, 0.2))
     floor = bulk.run_repeat(floor_env)
     sample.metrics["goodput_mbps"] = floor.metrics["goodput_mbps"]
-    for key, reason in floor.bottlenecks.items():
-        sample.bottleneck(key, reason)
+    if floor.bottlenecks:   # a CPU-bound floor check still proves at least this goodput
+        sample.notes.append("goodput_mbps is a lower bound: " + "; ".join(floor.bottlenecks.values()))
     sample.notes.append(f"the kernel's queues held {(client.queued + server_mem.queued) / n:.0f} bytes (truesize) "
                         f"per connection of a {w.response_size}-byte pending response")
     return sample

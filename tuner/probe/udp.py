@@ -3,18 +3,19 @@
 The sender (client) sends ``udp_burst`` datagrams of ``udp_size`` bytes back to back, one burst every
 ``udp_burst / udp_rate`` seconds; each datagram carries its sequence number and send time. The reader
 (server) processes at most ``service_rate`` datagrams per second: after each datagram it owes
-``1 / service_rate`` seconds of work and sleeps whenever it is more than a millisecond ahead, so
-datagrams pile up in its receive buffer the way they do in front of a busy application.
+``1 / service_rate`` seconds of work and sleeps whenever it is more than a millisecond ahead (making up
+at most 2 ms of oversleep), so datagrams pile up in its receive buffer the way they do in front of a
+busy application.
 
 Metrics per repeat, over the datagrams sent in the measured window: ``delivered_fraction`` (read by
 the reader / sent), ``reader_latency_ms`` (median time from send to read); the runner adds
 ``rcvbuf_errors`` from the server namespace's ``Udp.RcvbufErrors``.
 
-Capacity on the development machine (2 cores, plain veth sandbox, 1200-byte datagrams, measured with
-``python3 bench/probes.py``): the sender offers ~250-300k datagrams/s (~2.5 Gbit/s), the reader
-processes ~150-200k datagrams/s. A repeat is invalid ("load generator: ...") when the sender offered
-less than 95% of ``udp_rate``, or when the reader, with datagrams waiting, processed fewer than 90% of
-``service_rate``.
+Capacity on the development machine (2 cores shared with other work, plain veth sandbox, 1200-byte
+datagrams, ``python3 bench/probes.py``): the sender offers ~220k datagrams/s (~2.1 Gbit/s), the reader
+serves ~230k datagrams/s when nothing paces it. A repeat is invalid ("load generator: ...") when the
+sender offered less than 95% of ``udp_rate``, or when the reader, with datagrams waiting, processed
+fewer than 90% of ``service_rate``.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import struct
 import time
 from dataclasses import dataclass
 
+from tuner.errors import ProbeError
 from tuner.probe.base import RepeatEnv, Sample, start_server, stop_server
 from tuner.probe.board import Board
 from tuner.probe.sockopts import SocketOptions
@@ -36,6 +38,7 @@ __all__ = ["COUNTER_METRICS", "SenderReport", "ReaderReport", "serve", "drive", 
 _HEADER = struct.Struct("=Qd")   # sequence number, send time (time.monotonic)
 # metrics the runner takes from kernel counter deltas of one repeat: name -> (side, counter)
 COUNTER_METRICS = {"rcvbuf_errors": ("server", "Udp.RcvbufErrors")}
+_CATCH_UP = 0.002   # the reader may make up this much oversleep, so a busy reader averages service_rate
 _DRAIN_IDLE = 0.1                # the reader stops this long after the last datagram once the sender is done
 
 
@@ -79,7 +82,7 @@ def serve(workload: Workload, options: SocketOptions, board: Board, host: str, d
             if board["t_start"] <= sent < board["t_end"]:
                 received += 1
                 latencies.append(now - sent)
-        owed_until = max(owed_until, now) + cost
+        owed_until = max(owed_until, now - _CATCH_UP) + cost
         ahead = owed_until - time.monotonic()
         if ahead > 0.001:
             time.sleep(ahead)
@@ -100,6 +103,8 @@ class SenderReport:
 
 def drive(workload: Workload, options: SocketOptions, board: Board, host: str, warmup: float,
           duration: float) -> SenderReport:
+    if workload.udp_rate <= 0:
+        raise ProbeError("a udp workload needs a positive udp_rate")
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
         options.datagram(sock)
@@ -167,10 +172,10 @@ def run_repeat(env: RepeatEnv) -> Sample:
         sample.notes.append(f"{sender.send_errors} datagrams could not be sent (the sender's buffer was full)")
     if sender.offered_rate < 0.95 * w.udp_rate:
         sample.bottleneck("sender rate", f"load generator: the sender offered {sender.offered_rate:.0f} of "
-                                  f"{w.udp_rate:.0f} datagrams/s")
+                                         f"{w.udp_rate:.0f} datagrams/s")
     if reader.busy_seconds > 0.1 and reader.processed > 100:
         rate = reader.processed / reader.busy_seconds
         if rate < 0.9 * w.service_rate:
             sample.bottleneck("reader rate", f"load generator: the reader served {rate:.0f} of "
-                                      f"{w.service_rate:.0f} datagrams/s with datagrams waiting")
+                                             f"{w.service_rate:.0f} datagrams/s with datagrams waiting")
     return sample
