@@ -19,9 +19,21 @@ import traceback
 from typing import Callable, Iterator
 
 from tuner.netns import enter_netns
+from tuner.observe import Observation, ServiceSignature
 
 PORT = 5000
 UDP_PORT = 9000
+
+
+def service(obs: Observation, key: str) -> ServiceSignature:
+    """The service ``key`` of an observation (an assertion error lists the keys there are)."""
+    found = [s for s in obs.services if s.key == key]
+    assert found, f"no service {key!r} in {[s.key for s in obs.services]}"
+    return found[0]
+
+
+def names(svc: ServiceSignature) -> set[str]:
+    return {s.name for s in svc.symptoms}
 
 
 class Background:

@@ -6,12 +6,9 @@ import json
 from dataclasses import replace
 from pathlib import Path as FsPath
 
-import pytest
-
+from observe_scenarios import names, service
 from tuner.knobs import CATALOGUE
-from tuner.observe import (
-    SYMPTOM_KNOBS, Observation, Role, ServiceClass, ServiceSignature, Snapshot, Thresholds, signature,
-)
+from tuner.observe import SYMPTOM_KNOBS, Observation, Role, ServiceClass, Snapshot, Thresholds, signature
 from tuner.observe.sockets import Proto, SocketMemory, SocketRecord, TcpState, Timer
 from tuner.workload import Direction, Path, Workload, WorkloadKind, WritePattern
 
@@ -27,16 +24,6 @@ def load(name: str) -> tuple[Snapshot, Snapshot, dict[int, int]]:
 def observe_fixture(name: str, thresholds: Thresholds | None = None) -> Observation:
     before, after, peaks = load(name)
     return signature(before, after, listener_peaks=peaks, thresholds=thresholds)
-
-
-def service(obs: Observation, key: str) -> ServiceSignature:
-    found = [s for s in obs.services if s.key == key]
-    assert found, f"no service {key!r} in {[s.key for s in obs.services]}"
-    return found[0]
-
-
-def names(svc: ServiceSignature) -> set[str]:
-    return {s.name for s in svc.symptoms}
 
 
 def test_every_symptom_names_only_catalogue_knobs():

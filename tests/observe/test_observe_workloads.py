@@ -5,23 +5,13 @@ from __future__ import annotations
 import pytest
 
 import observe_scenarios as sc
+from observe_scenarios import names, service
 from tuner.knobs import SysctlTree, get_knob
 from tuner.netns import run_in_netns
-from tuner.observe import Observation, ServiceClass, ServiceSignature, observe
+from tuner.observe import ServiceClass, observe
 from tuner.workload import Direction, WorkloadKind, WritePattern
 
 pytestmark = pytest.mark.root
-
-
-def service(obs: Observation, key: str) -> ServiceSignature:
-    found = [s for s in obs.services if s.key == key]
-    assert found, f"no service {key!r} in {[s.key for s in obs.services]}"
-    return found[0]
-
-
-def names(svc: ServiceSignature) -> set[str]:
-    return {s.name for s in svc.symptoms}
-
 
 SERVER = "tcp server :5000"
 CLIENT = "tcp client -> 127.0.0.1:5000"
@@ -74,7 +64,7 @@ def test_the_same_exchange_with_nodelay_is_fast_and_has_no_nagle_symptom(netns):
     client = service(obs, CLIENT)
     assert client.service_class is ServiceClass.REQUEST_RESPONSE
     assert "nagle-delayed-ack" not in names(client)
-    assert client.shape.exchange_rate / client.shape.connections > 500
+    assert client.shape.exchange_rate / client.shape.connections > 200   # vs ~22 when Nagle-bound
 
 
 def test_a_udp_reader_that_cannot_keep_up_drops_at_its_socket(netns):
@@ -88,22 +78,18 @@ def test_a_udp_reader_that_cannot_keep_up_drops_at_its_socket(netns):
     assert reader.workload.kind is WorkloadKind.UDP
 
 
-def test_idle_connections_without_keepalive_are_flagged(netns):
-    with sc.idle_connections(netns, count=12, keepalive=False):
+@pytest.mark.parametrize("keepalive, symptoms, kind", [
+    (False, {"idle-without-keepalive"}, WorkloadKind.KEEPALIVE),
+    (True, set(), WorkloadKind.MEMORY),
+], ids=["keepalive-off-is-flagged", "keepalive-on-is-not"])
+def test_idle_connections_are_flagged_only_without_keepalive(netns, keepalive, symptoms, kind):
+    with sc.idle_connections(netns, count=12, keepalive=keepalive):
         obs = observe(1.0, netns)
     for key in (SERVER, CLIENT):
         svc = service(obs, key)
         assert svc.service_class is ServiceClass.IDLE
-        assert names(svc) == {"idle-without-keepalive"}
-        assert svc.workload.kind is WorkloadKind.KEEPALIVE
-
-
-def test_idle_connections_with_keepalive_are_not_flagged(netns):
-    with sc.idle_connections(netns, count=12, keepalive=True):
-        obs = observe(1.0, netns)
-    for key in (SERVER, CLIENT):
-        svc = service(obs, key)
-        assert svc.service_class is ServiceClass.IDLE and not svc.symptoms
+        assert names(svc) == symptoms
+        assert svc.workload.kind is kind
 
 
 def _narrow_port_range() -> None:

@@ -15,7 +15,7 @@ from types import MappingProxyType
 from typing import Any, Iterable, Mapping
 
 from tuner.observe.counters import Counters, delta
-from tuner.observe.snapshot import Snapshot
+from tuner.observe.snapshot import Snapshot, gc_paused
 from tuner.observe.sockets import Owner, Proto, SocketRecord, TcpState, Timer
 from tuner.units import format_duration, format_size
 from tuner.workload import Direction, Path, Workload, WorkloadKind, WritePattern
@@ -90,6 +90,7 @@ class Thresholds:
     time_wait_share: float = 0.25         # TIME_WAIT sockets to one remote, of the port range
     time_wait_count: int = 20000          # TIME_WAIT sockets of one service, absolute
     time_wait_lifetime: float = 60.0      # seconds a TIME_WAIT socket holds its port (TCP_TIMEWAIT_LEN)
+    min_path_rtt: float = 0.0005          # below this the peers are local: the path is left unemulated
 
 
 @dataclass(frozen=True)
@@ -361,6 +362,9 @@ def _path(g: _Group, notes: list[str], th: Thresholds) -> Path:
         notes.append("UDP carries no RTT or rate information: path left unemulated")
         return Path()
     rtt = _median(r for r in g.min_rtt if r > 0) / 1e6
+    if 0 < rtt < th.min_path_rtt:
+        notes.append(f"min RTT {format_duration(rtt)}: local peers, path left unemulated")
+        rtt = 0.0
     rate = None
     limited = (g.rwnd + g.sndbuf) / g.busy if g.busy else 0.0
     usable = [r for r, app_limited in g.rates if r and not app_limited]
@@ -373,6 +377,9 @@ def _path(g: _Group, notes: list[str], th: Thresholds) -> Path:
     loss = 0.0
     if g.segs_out >= th.retrans_min_segments and g.bytes_sent > 0:
         loss = min(0.2, max(0.0, g.bytes_retrans / g.bytes_sent))
+        if loss:
+            notes.append("path loss estimated from retransmitted bytes: drops at a congested bottleneck "
+                         "count as loss too")
     return Path(rtt=round(rtt, 6), rate_bps=rate, loss=round(loss, 5))
 
 
@@ -564,7 +571,8 @@ def signature(before: Snapshot, after: Snapshot, *, listener_peaks: Mapping[int,
     th = thresholds or Thresholds()
     duration = max(1e-3, after.taken_at - before.taken_at)
     counters = delta(before.counters, after.counters)
-    groups = _groups(before, after)
+    with gc_paused():
+        groups = _groups(before, after)
     peaks = listener_peaks or {}
     listen_symptoms, unblamed = _listener_symptoms(list(groups.values()), counters, peaks, duration)
     owners = {**before.owners, **after.owners}

@@ -7,12 +7,13 @@ A snapshot is plain data and round-trips through JSON, so recorded snapshots ser
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
 from tuner.adapters.netlink import LISTEN_STATES, SockDiag
 from tuner.adapters.procs import SocketOwners
@@ -22,7 +23,7 @@ from tuner.netns import run_in_netns
 from tuner.observe.counters import Counters, read_counters
 from tuner.observe.sockets import Owner, Proto, SocketRecord, TcpState
 
-__all__ = ["Snapshot", "SNAPSHOT_SYSCTLS", "take_snapshot", "collect", "sample_listeners", "attribute",
+__all__ = ["Snapshot", "SNAPSHOT_SYSCTLS", "gc_paused", "take_snapshot", "collect", "sample_listeners", "attribute",
            "representative_inodes", "read_sysctls", "read_host_sysctls"]
 
 log = get_logger(__name__)
@@ -99,20 +100,30 @@ def read_sysctls(names: Iterable[str] = SNAPSHOT_SYSCTLS, tree: SysctlTree | Non
     return out
 
 
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """No cyclic-GC passes while tens of thousands of young, acyclic objects are made: a collection
+    in the middle would traverse them all (and every older snapshot) for nothing. Nested use is fine."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def collect(diag: SockDiag | None = None, *, netns_name: str | None = None) -> Snapshot:
     """Sockets, counters and sysctls of the calling process's namespace (no process attribution)."""
     own = diag is None
     diag = diag or SockDiag()
-    gc_was_enabled = gc.isenabled()
-    gc.disable()  # tens of thousands of young objects: a collection in the middle doubles the time
     try:
-        start = time.monotonic()
-        wall = time.time()
-        sockets = diag.dump()
-        took = time.monotonic() - start
+        with gc_paused():
+            start = time.monotonic()
+            wall = time.time()
+            sockets = diag.dump()
+            took = time.monotonic() - start
     finally:
-        if gc_was_enabled:
-            gc.enable()
         if own:
             diag.close()
     return Snapshot(taken_at=start, wall_time=wall, netns=netns_name, sockets=sockets, counters=read_counters(),

@@ -47,8 +47,21 @@ class Timer(IntEnum):
     ZERO_WINDOW_PROBE = 4
 
 
+class _Numbers:
+    """to_dict/from_dict for the flat numeric records below (a missing key reads as 0)."""
+
+    __slots__ = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}  # type: ignore[arg-type]
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Any:
+        return cls(**{f.name: d.get(f.name, 0) for f in fields(cls)})  # type: ignore[arg-type]
+
+
 @dataclass(slots=True)
-class TcpInfo:
+class TcpInfo(_Numbers):
     """The ``tcp_info`` fields the observer uses (INET_DIAG_INFO), in the kernel's order."""
 
     delivery_rate_app_limited: bool  # the latest delivery-rate sample was limited by the application
@@ -81,16 +94,9 @@ class TcpInfo:
     bytes_retrans: int
     snd_wnd: int                # the peer's advertised receive window
 
-    def to_dict(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "TcpInfo":
-        return cls(**{f.name: d.get(f.name, 0) for f in fields(cls)})
-
 
 @dataclass(slots=True)
-class SocketMemory:
+class SocketMemory(_Numbers):
     """SK_MEMINFO (INET_DIAG_SKMEMINFO): buffer sizes and use, and drops counted on the socket."""
 
     rmem_alloc: int    # bytes queued for reading
@@ -99,13 +105,6 @@ class SocketMemory:
     sndbuf: int
     wmem_queued: int
     drops: int         # packets dropped at this socket (UDP: receive buffer full)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "SocketMemory":
-        return cls(**{f.name: d.get(f.name, 0) for f in fields(cls)})
 
 
 @dataclass(frozen=True)
