@@ -59,6 +59,7 @@ METRICS: Mapping[str, MetricInfo] = dict([
     _m("detected_fraction", "", H, "share of connections whose dead peer was noticed within the window"),
     _m("keepalive_packets_per_conn_hour", "packets", L, "keepalive probes per connection-hour"),
     _m("bytes_per_conn", "bytes", L, "kernel socket memory per connection"),
+    _m("queued_bytes_per_conn", "bytes", L, "bytes of pending data held in the kernel's queues per connection"),
 ])
 
 

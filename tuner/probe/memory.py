@@ -8,7 +8,8 @@ send queue, forward allocation, backlog: what the socket holds against ``tcp_mem
 is not used: its ``mem`` figure is global to the host, not per namespace. The socket structures
 themselves (about 2-3 KiB of slab per socket, the same whatever the settings) are not included.
 
-Metrics per repeat: ``bytes_per_conn`` (both ends together), and ``goodput_mbps`` of a brief bulk
+Metrics per repeat: ``bytes_per_conn`` (both ends together; ``queued_bytes_per_conn`` is the part in
+the queues, the truesize of the pending data the buffers let in), and ``goodput_mbps`` of a brief bulk
 download (at most half a second) over a fresh connection with the same settings: the throughput floor
 a memory-saving setting must still meet (where the endpoints' CPU limited it, a note says the figure
 is a lower bound; the memory figure stays valid).
@@ -26,7 +27,8 @@ import time
 from dataclasses import dataclass, replace
 
 from tuner.probe import bulk
-from tuner.probe.base import RepeatEnv, Sample, accept_many, connect_many, open_listener, start_server, stop_server
+from tuner.probe.base import (DEFAULT_BACKLOG, RepeatEnv, Sample, accept_many, connect_many, open_listener,
+                              start_server, stop_server)
 from tuner.probe.board import Board
 from tuner.probe.sockopts import SocketOptions
 from tuner.probe.tcpinfo import sock_meminfo
@@ -51,7 +53,8 @@ def _measure(conns: list[socket.socket]) -> SideMemory:
 
 
 def serve(workload: Workload, options: SocketOptions, board: Board, host: str, settle: float) -> SideMemory:
-    listener, _ = open_listener(host, options)
+    # like an application expecting this many clients: a backlog that holds a wave of connects
+    listener, _ = open_listener(host, options, max(DEFAULT_BACKLOG, workload.idle_connections))
     board["port"] = listener.getsockname()[1]
     conns = accept_many(listener, max(workload.idle_connections, 1), options)
     listener.close()
@@ -129,6 +132,5 @@ def run_repeat(env: RepeatEnv) -> Sample:
     sample.metrics["goodput_mbps"] = floor.metrics["goodput_mbps"]
     if floor.bottlenecks:   # a CPU-bound floor check still proves at least this goodput
         sample.notes.append("goodput_mbps is a lower bound: " + "; ".join(floor.bottlenecks.values()))
-    sample.notes.append(f"the kernel's queues held {(client.queued + server_mem.queued) / n:.0f} bytes (truesize) "
-                        f"per connection of a {w.response_size}-byte pending response")
+    sample.metrics["queued_bytes_per_conn"] = (client.queued + server_mem.queued) / n
     return sample
