@@ -58,6 +58,7 @@ def enter_netns(name: str) -> None:
 
 
 _PR_SET_PDEATHSIG = 1
+_CHILD_DEFAULT_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
 
 
 class ChildTimeout(TunerError, TimeoutError):
@@ -74,9 +75,10 @@ def _child_main(netns: str | None, fn: Callable[..., Any], args: tuple, kwargs: 
     """Body of a forked child: enter ``netns``, run ``fn``, pickle the outcome into ``w``, exit."""
     status = 0
     try:
+        # the parent blocked these around fork: reset the handlers, then let pending ones in
+        for signum in _CHILD_DEFAULT_SIGNALS:
+            signal.signal(signum, signal.SIG_DFL)
         signal.pthread_sigmask(signal.SIG_SETMASK, set())
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
         if die_with_parent:
             _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
             if os.getppid() != parent:  # the parent died before prctl took effect
@@ -111,10 +113,16 @@ class NetnsChild:
         self.netns = netns
         parent = os.getpid()
         r, w = os.pipe()
-        pid = os.fork()
-        if pid == 0:  # child
-            os.close(r)
-            _child_main(netns, fn, args, kwargs or {}, w, parent, die_with_parent)
+        # a signal sent to the child before it resets the parent's handlers would be lost (Python
+        # drops a pending signal whose handler became SIG_DFL): block them across the fork
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, _CHILD_DEFAULT_SIGNALS)
+        try:
+            pid = os.fork()
+            if pid == 0:  # child
+                os.close(r)
+                _child_main(netns, fn, args, kwargs or {}, w, parent, die_with_parent)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         os.close(w)
         self.pid = pid
         self._fd: int | None = r
@@ -142,8 +150,8 @@ class NetnsChild:
         deadline = None if timeout is None else time.monotonic() + timeout
         while self._fd is not None:
             if deadline is not None:
-                left = deadline - time.monotonic()
-                if left <= 0 or not select.select([self._fd], [], [], left)[0]:
+                left = max(0.0, deadline - time.monotonic())
+                if not select.select([self._fd], [], [], left)[0]:
                     return False
             chunk = os.read(self._fd, 1 << 16)
             if chunk:
@@ -175,25 +183,31 @@ class NetnsChild:
         raise ChildFailed(str(exc), remote_traceback=payload[2])
 
     def kill(self, sig: int = signal.SIGKILL, *, grace: float = 0.0) -> None:
-        """Signal the child (``sig``), wait up to ``grace`` seconds, then SIGKILL it; always reaped."""
+        """Signal the child (``sig``), wait up to ``grace`` seconds, then SIGKILL it; always reaped.
+
+        A result the child had already sent stays available to :meth:`result`.
+        """
         if not self._reap(block=False):
-            try:
-                os.kill(self.pid, sig)
-            except ProcessLookupError:
-                pass
-            deadline = time.monotonic() + grace
-            while sig != signal.SIGKILL and time.monotonic() < deadline:
-                if self._reap(block=False):
-                    break
-                time.sleep(0.005)
-            else:
-                if not self._reap(block=False):
-                    try:
-                        os.kill(self.pid, signal.SIGKILL)
-                    except ProcessLookupError:
-                        pass
+            self._signal(sig)
+            if sig != signal.SIGKILL:
+                deadline = time.monotonic() + grace
+                while not self._reap(block=False):
+                    if time.monotonic() >= deadline:
+                        self._signal(signal.SIGKILL)
+                        break
+                    time.sleep(0.005)
             self._reap(block=True)
+        try:
+            self._drain(0.0)
+        except OSError:
+            pass
         self.close()
+
+    def _signal(self, sig: int) -> None:
+        try:
+            os.kill(self.pid, sig)
+        except ProcessLookupError:
+            pass
 
     def close(self) -> None:
         if self._fd is not None:

@@ -148,3 +148,13 @@ def test_a_closed_sandbox_refuses_to_run_code():
         sb.run(Side.CLIENT, os.getpid)
     with pytest.raises(SandboxError):
         sb.open()
+
+
+def test_a_dead_delay_line_makes_the_path_unhealthy_and_says_why():
+    import signal
+    with Sandbox(WAN) as sb:
+        assert sb.health().valid
+        os.kill(sb.helper_pids()[0], signal.SIGKILL)
+        assert wait_until(lambda: not sb.health().valid, 2)
+        health = sb.health()
+        assert "died" in health.reason and "signal 9" in health.reason

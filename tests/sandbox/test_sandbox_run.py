@@ -73,3 +73,13 @@ def test_every_job_is_killed_and_reaped_when_the_sandbox_exits():
         assert all(j.alive() for j in jobs)
         pids = [j.pid for j in jobs]
     assert not any(alive(p) for p in pids)
+
+
+def test_a_result_sent_before_terminate_is_kept():
+    with Sandbox() as sb:
+        job = sb.spawn(Side.CLIENT, lambda: 7)
+        deadline = time.monotonic() + 5
+        while job.alive() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        job.terminate()
+        assert job.result(1) == 7

@@ -22,6 +22,7 @@ import mmap
 import os
 import random
 import select
+import signal
 import time
 from array import array
 from collections import deque
@@ -172,6 +173,7 @@ def _publish(s: memoryview, epoch: int, counts: tuple[int, ...], late_max: float
 def run_line(rfd: int, wfd: int, params: LineParams, stats: LineStats) -> NoReturn:
     """Forward packets from ``rfd`` to ``wfd`` forever (the process is killed to stop it)."""
     gc.disable()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the owner, which then stops the line
     _set_timer_slack_ns(1)
     try:
         os.setpriority(os.PRIO_PROCESS, 0, _NICE)
