@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -42,20 +43,20 @@ with Sandbox() as sb:
 """
 
 
-def own_namespaces(pid: int | None = None) -> list[str]:
+def _owned(directory: Path, pid: int | None) -> list[str]:
     prefix = f"tuner-{pid or os.getpid()}-"
     try:
-        return sorted(n for n in os.listdir(NETNS_DIR) if n.startswith(prefix))
+        return sorted(n for n in os.listdir(directory) if n.startswith(prefix))
     except FileNotFoundError:
         return []
+
+
+def own_namespaces(pid: int | None = None) -> list[str]:
+    return _owned(NETNS_DIR, pid)
 
 
 def own_records(pid: int | None = None) -> list[str]:
-    prefix = f"tuner-{pid or os.getpid()}-"
-    try:
-        return sorted(n for n in os.listdir(REGISTRY_DIR) if n.startswith(prefix))
-    except FileNotFoundError:
-        return []
+    return _owned(REGISTRY_DIR, pid)
 
 
 def host_links() -> list[str]:
@@ -121,3 +122,55 @@ def run_next() -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONPATH=str(REPO))
     return subprocess.run([sys.executable, "-c", NEXT_RUN], capture_output=True, text=True, env=env, cwd=REPO,
                           timeout=30)
+
+
+# --- traffic across a sandbox (run in its namespaces) -------------------------------------------
+
+SERVER = "198.18.0.2"
+PORT = 5301
+SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)  # the socket module lacks it
+
+
+def listener(rcvbuf: int | None = None) -> socket.socket:
+    ls = socket.socket()
+    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if rcvbuf:  # before listen: the window scale is fixed at the SYN; FORCE ignores rmem_max
+        ls.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, rcvbuf)
+    ls.bind((SERVER, PORT))
+    ls.listen(1)
+    return ls
+
+
+def connect() -> socket.socket:
+    """Connect to the server side, retrying while its listener is not up yet."""
+    deadline = time.monotonic() + 3
+    while True:
+        try:
+            return socket.create_connection((SERVER, PORT), timeout=10)
+        except ConnectionRefusedError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+
+
+def echo() -> None:
+    conn, _ = listener().accept()
+    conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    while data := conn.recv(100):
+        conn.sendall(data)
+
+
+def ping_pong(count: int) -> list[float]:
+    """Round-trip times of ``count`` 100-byte exchanges with :func:`echo`."""
+    s = connect()
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    out = []
+    for _ in range(count):
+        t0 = time.monotonic()
+        s.sendall(b"x" * 100)
+        got = 0
+        while got < 100:
+            got += len(s.recv(100))
+        out.append(time.monotonic() - t0)
+    s.close()
+    return out

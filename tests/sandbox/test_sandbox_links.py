@@ -5,10 +5,10 @@ from __future__ import annotations
 import os
 import socket
 import statistics
-import time
 
 import pytest
 
+from sandbox_helpers import echo, ping_pong
 from tuner.errors import SandboxError
 from tuner.sandbox import DEFAULT_RATE_BPS, Sandbox, Side, netem_available, plan_link
 from tuner.sandbox.doctor import kernel_config
@@ -91,39 +91,6 @@ def test_asking_for_netem_on_a_kernel_without_it_fails_cleanly(host_snapshot):
     assert host_snapshot() == before
 
 
-def _echo_server() -> None:
-    ls = socket.socket()
-    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    ls.bind(("198.18.0.2", 5401))
-    ls.listen(1)
-    conn, _ = ls.accept()
-    conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    while data := conn.recv(100):
-        conn.sendall(data)
-
-
-def _ping_pong() -> list[float]:
-    deadline = time.monotonic() + 3
-    while True:
-        try:
-            s = socket.create_connection(("198.18.0.2", 5401), timeout=5)
-            break
-        except ConnectionRefusedError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.01)
-    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    out = []
-    for _ in range(10):
-        t0 = time.monotonic()
-        s.sendall(b"x" * 100)
-        got = 0
-        while got < 100:
-            got += len(s.recv(100))
-        out.append(time.monotonic() - t0)
-    return out
-
-
 @pytest.mark.root
 @pytest.mark.skipif(not IS_ROOT, reason="needs root")
 def test_the_netem_backend_delays_and_counts_where_the_kernel_has_netem():
@@ -131,8 +98,75 @@ def test_the_netem_backend_delays_and_counts_where_the_kernel_has_netem():
         pytest.skip("this kernel has no sch_netem (the delay line serves instead)")
     with Sandbox(Path(rtt=0.04, rate_bps=50e6), backend="netem") as sb:
         assert sb.backend == "netem"
-        sb.spawn(Side.SERVER, _echo_server)
-        rtts = sb.run(Side.CLIENT, _ping_pong)
+        sb.spawn(Side.SERVER, echo)
+        rtts = sb.run(Side.CLIENT, ping_pong, 10)
         health = sb.health()
     assert abs(statistics.median(rtts[2:]) - 0.04) < 0.003
     assert health.packets >= 20 and health.valid
+
+
+def test_netem_settings_encode_to_the_kernels_units():
+    from tuner.adapters.netlink import netem_options
+
+    plan = plan_link(Path(rtt=0.05, rate_bps=100e6, loss=0.01, queue_packets=100), netem=True)
+    opts = netem_options(netem_settings(plan))
+    t2us, us2t = (int(x, 16) for x in open("/proc/net/psched").read().split()[:2])
+    assert opts["delay"] * us2t / t2us == pytest.approx(25_000, rel=1e-6)   # ticks -> microseconds (tc)
+    assert opts["loss"] / (2**32 - 1) == pytest.approx(0.01, rel=1e-6)
+    assert opts["rate_bytes_per_s"] == 12_500_000
+    assert opts["limit"] == netem_settings(plan).limit
+
+
+def _add_netem_here() -> None:
+    from tuner.adapters.netlink import NetemSettings, add_netem
+
+    add_netem("tnr0", NetemSettings(delay_us=1000, loss_percent=0.0, rate_bps=None, limit=1000))
+
+
+@pytest.mark.root
+@pytest.mark.skipif(not IS_ROOT, reason="needs root")
+def test_without_sch_netem_adding_netem_fails_with_enoent():
+    if netem_available():
+        pytest.skip("this kernel has netem")
+    with Sandbox() as sb:
+        with pytest.raises(OSError) as info:
+            sb.run(Side.CLIENT, _add_netem_here)
+    assert info.value.errno == 2  # ENOENT: the qdisc kind is unknown
+
+
+def _udp_burst(count: int) -> None:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    for _ in range(count):
+        s.sendto(b"q" * 100, ("198.18.0.2", 9))
+
+
+def _tbf_counters():
+    from tuner.adapters.netlink import qdisc_counters
+
+    return qdisc_counters("tnr0", "tbf")
+
+
+@pytest.mark.root
+@pytest.mark.skipif(not IS_ROOT, reason="needs root")
+def test_qdisc_counters_read_a_real_qdisc():
+    import subprocess
+
+    with Sandbox() as sb:
+        subprocess.run(["tc", "-n", sb.netns(Side.CLIENT), "qdisc", "add", "dev", "tnr0", "root", "tbf",
+                        "rate", "100mbit", "burst", "32k", "latency", "50ms"], check=True)
+        sb.run(Side.CLIENT, _udp_burst, 50)
+        counters = sb.run(Side.CLIENT, _tbf_counters)
+    assert counters.packets >= 50 and counters.bytes >= 50 * 128 and counters.drops == 0
+
+
+def test_netem_health_counts_from_the_qdiscs_since_the_last_reset():
+    from tuner.sandbox.links import NetemLink, _NetemCounters
+
+    now = {Side.CLIENT: _NetemCounters(10, 8, 8000, 2), Side.SERVER: _NetemCounters(5, 5, 300, 0)}
+    link = NetemLink(plan_link(Path(rtt=0.02, loss=0.1), netem=True), {}, lambda side, fn: now[side])
+    link.start()
+    now = {Side.CLIENT: _NetemCounters(110, 98, 98000, 12), Side.SERVER: _NetemCounters(55, 55, 3300, 0)}
+    health = link.health()
+    assert (health.backend, health.packets, health.dropped_loss) == ("netem", 150, 10)
+    assert (health.bytes_to_server, health.bytes_to_client) == (90000, 3000)
+    assert health.valid and health.tun_drops == 0

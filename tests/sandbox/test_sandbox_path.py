@@ -8,63 +8,16 @@ import time
 
 import pytest
 
+from sandbox_helpers import PORT, SERVER, SO_RCVBUFFORCE, connect, echo, listener, ping_pong
 from tuner.sandbox import Sandbox, Side
 from tuner.workload import Path
 
 pytestmark = pytest.mark.root
 
-SERVER = "198.18.0.2"
-PORT = 5301
-SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)  # the socket module lacks it
-
-
-def _listener(rcvbuf: int | None = None) -> socket.socket:
-    ls = socket.socket()
-    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    if rcvbuf:  # before listen: the window scale is fixed at the SYN; FORCE ignores rmem_max
-        ls.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, rcvbuf)
-    ls.bind((SERVER, PORT))
-    ls.listen(1)
-    return ls
-
-
-def _connect() -> socket.socket:
-    deadline = time.monotonic() + 3
-    while True:
-        try:
-            return socket.create_connection((SERVER, PORT), timeout=10)
-        except ConnectionRefusedError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.01)
-
-
-def _echo() -> None:
-    conn, _ = _listener().accept()
-    conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    while data := conn.recv(100):
-        conn.sendall(data)
-
-
-def _ping_pong(count: int) -> list[float]:
-    s = _connect()
-    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    out = []
-    for _ in range(count):
-        t0 = time.monotonic()
-        s.sendall(b"x" * 100)
-        got = 0
-        while got < 100:
-            got += len(s.recv(100))
-        out.append(time.monotonic() - t0)
-    s.close()
-    return out
-
-
 def test_a_50ms_path_measures_50ms_of_tcp_ping_pong():
     with Sandbox(Path(rtt=0.05)) as sb:
-        sb.spawn(Side.SERVER, _echo)
-        rtts = sb.run(Side.CLIENT, _ping_pong, 12)
+        sb.spawn(Side.SERVER, echo)
+        rtts = sb.run(Side.CLIENT, ping_pong, 12)
         health = sb.health()
     median = statistics.median(rtts[2:])
     assert abs(median - 0.05) < 0.003, f"median RTT {median * 1e3:.2f} ms"
@@ -73,7 +26,7 @@ def test_a_50ms_path_measures_50ms_of_tcp_ping_pong():
 
 def _sink(rcvbuf: int | None, seconds: float) -> float:
     """Bits per second received over the second half of ``seconds``."""
-    conn, _ = _listener(rcvbuf).accept()
+    conn, _ = listener(rcvbuf).accept()
     buf = bytearray(1 << 18)
     start = time.monotonic()
     half = start + seconds / 2
@@ -90,7 +43,7 @@ def _sink(rcvbuf: int | None, seconds: float) -> float:
 
 
 def _source(seconds: float) -> None:
-    s = _connect()
+    s = connect()
     data = b"\0" * (1 << 16)
     end = time.monotonic() + seconds
     while time.monotonic() < end:
@@ -150,7 +103,7 @@ def test_5_percent_loss_shows_about_5_percent_dropped_in_the_links_own_counters(
 
 
 def _partition_server() -> bytes:
-    conn, _ = _listener().accept()
+    conn, _ = listener().accept()
     conn.settimeout(10)
     data = b""
     while len(data) < 5:
@@ -159,7 +112,7 @@ def _partition_server() -> bytes:
 
 
 def _talk(wait: float) -> str:
-    s = _connect()
+    s = connect()
     time.sleep(wait)      # the parent partitions the path meanwhile
     s.sendall(b"hello")   # no error: a dead peer is silent
     time.sleep(0.6)

@@ -7,12 +7,6 @@ for tuner.sandbox).
 
 from __future__ import annotations
 
-# --- sandbox: ...`` (links and qdiscs,
-for tuner.sandbox).
-"""
-
-from __future__ import annotations
-
 # --- observe: sock_diag (TCP/UDP sockets, tcp_info, socket memory) ------------------------------
 #
 # The request is encoded by pyroute2 (``inet_diag_req``) and the reply layout (``inet_diag_msg``,
@@ -25,6 +19,7 @@ import errno as _errno
 import os as _os
 import socket as _socket
 import struct as _struct
+import time as _time
 from operator import itemgetter as _itemgetter
 from typing import Iterable as _Iterable, Sequence as _Sequence
 
@@ -64,6 +59,8 @@ ALL_STATES = (1 << 12) - 1                    # every state up to CLOSING
 LISTEN_STATES = 1 << TcpState.LISTEN
 
 _NLMSGHDR = _struct.Struct("=IHHII")
+_LEN_TYPE = _struct.Struct("=IH")
+_SWAPPED = [((p & 0xFF) << 8) | (p >> 8) for p in range(1 << 16)]   # ports arrive big-endian
 _NLATTR = _struct.Struct("=HH")
 # inet_diag_msg; ports are big-endian on the wire and swapped below
 _MSG_FMT = "BBBBHH16s16sIQIIIII"
@@ -110,6 +107,19 @@ _TCPI_COUNT = len(TcpInfo.__slots__)
 # SocketMemory takes rmem_alloc rcvbuf wmem_alloc sndbuf wmem_queued drops
 _SKMEM_FMT, _SKMEM_SIZE = "4I4xI8xI", 36
 _SKMEM_OLD_FMT, _SKMEM_OLD_SIZE = "4I4xI8x", 32      # kernels before 4.? (no DROPS)
+# what changes in the message of an idle socket from one dump to the next: idiag_expires (a timer
+# counting down) and tcp_info's last_data_sent .. last_ack_recv ("ms ago" values)
+_COOKIE = _struct.Struct("=Q")
+_COOKIE_OFF = _MSG_OFF + _struct.calcsize("=BBBBHH16s16sI")
+_EXPIRES_OFF = _COOKIE_OFF + 8
+_EXPIRES_END = _EXPIRES_OFF + 4
+_TCPI_OFFSETS = {}
+_at = 0
+for _name, _code in _inet_diag_msg.tcp_info.fields:
+    _TCPI_OFFSETS[_name] = _at
+    _at += _struct.calcsize("=" + _code)
+_TCPI_VOLATILE = (_TCPI_OFFSETS["tcpi_last_data_sent"], _TCPI_OFFSETS["tcpi_last_ack_recv"] + 4)
+del _at, _name, _code
 _STATES = {s.value: s for s in TcpState}
 _TIMERS = {t.value: t for t in Timer}
 _STATE_LIST = [_STATES.get(i, TcpState.CLOSE) for i in range(14)]
@@ -122,7 +132,7 @@ class _Layout:
     A reply's layout is re-checked on every message: ``expected`` must equal the attribute headers
     read at the layout's offsets, so a message of another layout never decodes through this one."""
 
-    __slots__ = ("struct", "check", "expected", "tcp", "mem", "mem_old", "cong", "length")
+    __slots__ = ("struct", "check", "expected", "tcp", "mem", "mem_old", "cong", "length", "volatile")
 
     def __init__(self, data: bytes, off: int, length: int) -> None:
         fmt = ["=16x", _MSG_FMT]
@@ -131,6 +141,7 @@ class _Layout:
         expected: list[int] = []
         self.tcp = self.mem = self.cong = None
         self.mem_old = False
+        self.volatile = (length, length)   # the tcp_info bytes that change while a socket is idle
         a, end = off + _ATTRS_OFF, off + length
         while a + 4 <= end:
             alen, atype = _NLATTR.unpack_from(data, a)
@@ -143,6 +154,8 @@ class _Layout:
             n += 2
             if atype == _INFO and plen >= _TCPI_SIZE:
                 fmt.append(f"{_TCPI_FMT}{plen - _TCPI_SIZE}x")
+                rel = a + 4 - off
+                self.volatile = (rel + _TCPI_VOLATILE[0], rel + _TCPI_VOLATILE[1])
                 self.tcp = (n, n + _TCPI_COUNT)
                 n += _TCPI_COUNT
             elif atype == _INFO:
@@ -213,10 +226,16 @@ def _request(family: int, proto: Proto, states: int, ext: int, seq: int) -> byte
 class SockDiag:
     """A NETLINK_SOCK_DIAG socket of the calling process's network namespace, reusable across dumps."""
 
-    def __init__(self, rcvbuf: int = 1 << 20) -> None:
+    def __init__(self, rcvbuf: int = 1 << 20, *, incremental: bool = False) -> None:
+        """``incremental``: keep each socket's last message, and hand back the *same* record object for a
+        socket whose message did not change since the previous full dump but for its timers (an idle
+        socket): a long-running observer then decodes only the sockets that moved."""
+        self._incremental = incremental
+        self._previous: dict[tuple[int, Proto], dict[int, tuple]] = {}
         self._sock = _socket.socket(_socket.AF_NETLINK, _socket.SOCK_RAW | _socket.SOCK_CLOEXEC,
                                     _NETLINK_SOCK_DIAG)
         self._sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_RCVBUF, rcvbuf)
+        self._sock.settimeout(10.0)   # a reply the kernel never finishes must not hang the daemon
         self._sock.bind((0, 0))
         self._buf = bytearray(1 << 17)
         self._seq = 0
@@ -240,36 +259,46 @@ class SockDiag:
         chunks: list[bytes] = []
         buf = self._buf
         view = memoryview(buf)
+        hdr = _NLMSGHDR.unpack_from
         while True:
             n = self._sock.recv_into(buf)
-            off = 0
-            while off + 16 <= n:
-                length, mtype, _flags, mseq, _pid = _NLMSGHDR.unpack_from(buf, off)
-                if length < 16:
-                    break
-                if mseq == seq:
-                    if mtype == _NLMSG_DONE:
-                        code = -_struct.unpack_from("=i", buf, off + 16)[0] if length >= 20 else 0
-                        if code > 0:
-                            raise _diag_error(code, family, proto)
-                        if off:
-                            chunks.append(bytes(view[:off]))
-                        return chunks
-                    if mtype == _NLMSG_ERROR:
-                        code = -_struct.unpack_from("=i", buf, off + 16)[0]
-                        if code:
-                            raise _diag_error(code, family, proto)
-                off += (length + 3) & ~3
+            if n < 16:
+                raise OSError(_errno.EIO, f"sock_diag {proto.value} IPv{family}: short read of {n} bytes")
+            # A dump ends with NLMSG_DONE (a 20-byte message) at the tail of its last datagram; an
+            # error comes alone. Only those two places are looked at, not every message in between.
+            length, mtype, _flags, mseq, _pid = hdr(buf, 0)
+            if mseq == seq and mtype in (_NLMSG_ERROR, _NLMSG_DONE) and length >= 20:
+                code = -_struct.unpack_from("=i", buf, 16)[0]
+                if code > 0:
+                    raise _diag_error(code, family, proto)
+                if mtype == _NLMSG_DONE:
+                    return chunks
+            if n >= 36:
+                length, mtype, _flags, mseq, _pid = hdr(buf, n - 20)
+                if length == 20 and mtype == _NLMSG_DONE and mseq == seq:
+                    code = -_struct.unpack_from("=i", buf, n - 4)[0]
+                    if code > 0:
+                        raise _diag_error(code, family, proto)
+                    chunks.append(bytes(view[:n - 20]))
+                    return chunks
             chunks.append(bytes(view[:n]))
 
     def dump(self, families: _Sequence[int] = (4, 6), protos: _Sequence[Proto] = (Proto.TCP, Proto.UDP),
              states: int = ALL_STATES, *, details: bool = True) -> list[SocketRecord]:
         """Every matching socket. ``details=False`` skips tcp_info, memory and congestion (cheaper)."""
         out: list[SocketRecord] = []
+        now = _time.monotonic()
+        reuse = self._incremental and details and states == ALL_STATES
         for proto in protos:
             ext = None if details else 0
             for family in families:
-                out.extend(decode_dump(self.dump_raw(family, proto, states, ext), proto))
+                chunks = self.dump_raw(family, proto, states, ext)
+                if reuse:
+                    keep: dict[int, tuple] = {}
+                    out.extend(decode_dump(chunks, proto, now, self._previous.get((family, proto)), keep))
+                    self._previous[(family, proto)] = keep
+                else:
+                    out.extend(decode_dump(chunks, proto, now))
         return out
 
 
@@ -290,46 +319,65 @@ def dump_sockets(families: _Sequence[int] = (4, 6), protos: _Sequence[Proto] = (
         return diag.dump(families, protos, states, details=details)
 
 
-def decode_dump(chunks: _Iterable[bytes], proto: Proto) -> list[SocketRecord]:
-    """Decode the SOCK_DIAG_BY_FAMILY messages of a dump (NLMSG_DONE/ERROR are skipped)."""
+def decode_dump(chunks: _Iterable[bytes], proto: Proto, observed_at: float = 0.0,
+                previous: dict[int, tuple] | None = None, keep: dict[int, tuple] | None = None,
+                ) -> list[SocketRecord]:
+    """Decode the SOCK_DIAG_BY_FAMILY messages of a dump (NLMSG_DONE/ERROR are skipped).
+
+    With ``keep``, each socket's message is stored there by cookie; with ``previous`` (the ``keep`` of
+    the last dump), a socket whose message is unchanged except for its timers gets its old record."""
     out: list[SocketRecord] = []
+    cookie_unpack = _COOKIE.unpack_from
+    c_off, e_off, e_end = _COOKIE_OFF, _EXPIRES_OFF, _EXPIRES_END
     append = out.append
     names: dict[int, dict[bytes, str]] = {_socket.AF_INET: {}, _socket.AF_INET6: {}}
     congestions: dict[bytes, str] = {}
-    hdr_unpack = _NLMSGHDR.unpack_from
+    hdr_unpack = _LEN_TYPE.unpack_from
+    swap = _SWAPPED
     states, timers, layouts = _STATE_LIST, _TIMER_LIST, _LAYOUTS
     af_inet = _socket.AF_INET
     # the fields of the layout in use, kept in locals while consecutive messages share it
     current = None
     unpack = check = expected = None
-    tcp_lo = tcp_hi = mem_lo = mem_hi = cong = -1
-    mem_tail: tuple[int, ...] = ()
+    cur_len = tcp_lo = tcp_hi = mem_lo = mem_hi = cong = -1
+    mem_old = False
     for data in chunks:
         end = len(data)
         off = 0
         while off + 16 <= end:
-            length, mtype = hdr_unpack(data, off)[:2]
+            length, mtype = hdr_unpack(data, off)
             if length < 16:
                 break
             if mtype != _SOCK_DIAG_BY_FAMILY or off + length > end:
                 off += (length + 3) & ~3
                 continue
+            if previous is not None:
+                prev = previous.get(cookie_unpack(data, off + c_off)[0])
+                if prev is not None:
+                    raw, record, v1, v2 = prev
+                    if (len(raw) == length and raw[16:e_off] == data[off + 16:off + e_off]
+                            and raw[e_end:v1] == data[off + e_end:off + v1] and raw[v2:] == data[off + v2:off + length]):
+                        append(record)
+                        keep[record.cookie] = prev  # type: ignore[index]
+                        off += (length + 3) & ~3
+                        continue
             t = None
-            if current is not None and length == current.length:
+            if length == cur_len:
                 t = unpack(data, off)
                 if check is not None and check(t) != expected:
                     t = None
             if t is None:
                 hit = _layout_for(data, off, length)
                 if hit is None:
-                    append(_decode_one_slowly(data, off, length, proto))
+                    append(_decode_one_slowly(data, off, length, proto, observed_at))
                     off += (length + 3) & ~3
                     continue
                 current, t = hit
                 unpack, check, expected = current.struct.unpack_from, current.check, current.expected
+                cur_len = current.length
                 tcp_lo, tcp_hi = current.tcp or (-1, -1)
                 mem_lo, mem_hi = current.mem or (-1, -1)
-                mem_tail = (0,) if current.mem_old else ()
+                mem_old = current.mem_old
                 cong = -1 if current.cong is None else current.cong
             (fam, state, timer, retrans, sport, dport, src, dst, _ifindex, cookie, expires,
              rq, wq, uid, inode) = t[:_MSG_VALUES]
@@ -345,19 +393,20 @@ def decode_dump(chunks: _Iterable[bytes], proto: Proto) -> list[SocketRecord]:
                 tcp = TcpInfo(*t[tcp_lo:tcp_hi])
                 tcp.delivery_rate_app_limited = bool(tcp.delivery_rate_app_limited & 1)
             if mem_lo >= 0:
-                memory = SocketMemory(*t[mem_lo:mem_hi], *mem_tail)
+                memory = SocketMemory(*t[mem_lo:mem_hi]) if not mem_old else SocketMemory(*t[mem_lo:mem_hi], 0)
             if cong >= 0:
                 raw = t[cong]
                 congestion = congestions.get(raw)
                 if congestion is None:
                     congestion = congestions[raw] = raw.split(b"\0", 1)[0].decode("ascii", "replace")
-            append(SocketRecord(
+            record = SocketRecord(
                 proto, 4 if fam == af_inet else 6, states[state] if state < 14 else TcpState.CLOSE,
-                local, ((sport & 0xFF) << 8) | (sport >> 8),
-                remote, ((dport & 0xFF) << 8) | (dport >> 8),
-                rq, wq, inode, uid, cookie, timers[timer] if timer < 5 else Timer.NONE, expires, retrans,
-                tcp, memory, congestion,
-            ))
+                local, swap[sport], remote, swap[dport], rq, wq, inode, uid, cookie, timers[timer] if timer < 5 else Timer.NONE, expires, retrans,
+                tcp, memory, congestion, observed_at,
+            )
+            append(record)
+            if keep is not None:
+                keep[cookie] = (data[off:off + length], record, *current.volatile)
             off += (length + 3) & ~3
     return out
 
@@ -366,7 +415,7 @@ def _address(fam: int, raw: bytes) -> str:
     return _socket.inet_ntop(fam, raw[:4] if fam == _socket.AF_INET else raw)
 
 
-def _decode_one_slowly(data: bytes, off: int, length: int, proto: Proto) -> SocketRecord:
+def _decode_one_slowly(data: bytes, off: int, length: int, proto: Proto, observed_at: float) -> SocketRecord:
     """Attribute by attribute, zero-filling a short tcp_info (an older kernel's)."""
     (fam, state, timer, retrans, sport, dport, src, dst, _ifindex, cookie, expires,
      rq, wq, uid, inode) = _MSG.unpack_from(data, off + _MSG_OFF)
@@ -389,7 +438,8 @@ def _decode_one_slowly(data: bytes, off: int, length: int, proto: Proto) -> Sock
     return SocketRecord(
         proto, 4 if fam == _socket.AF_INET else 6, _STATES.get(state, TcpState.CLOSE),
         _address(fam, src), _socket.ntohs(sport), _address(fam, dst), _socket.ntohs(dport),
-        rq, wq, inode, uid, cookie, _TIMERS.get(timer, Timer.NONE), expires, retrans, tcp, memory, congestion)
+        rq, wq, inode, uid, cookie, _TIMERS.get(timer, Timer.NONE), expires, retrans, tcp, memory, congestion,
+        observed_at)
 
 
 def decode_dump_with_pyroute2(chunks: _Iterable[bytes]) -> list[dict]:
@@ -424,7 +474,8 @@ from pyroute2.netlink.rtnl.ndmsg import NUD_PERMANENT as _NUD_PERMANENT
 __all__ += [
     "LinkCounters", "QdiscCounters", "NetemSettings",
     "create_netns", "remove_netns", "link_index", "set_link", "add_veth_pair", "delete_link", "add_ipv4", "link_mac",
-    "set_neighbour", "link_counters", "add_netem", "change_netem", "netem_counters", "netem_supported",
+    "set_neighbour", "link_counters", "add_netem", "change_netem", "qdisc_counters", "netem_counters",
+    "netem_options", "netem_supported",
 ]
 
 
@@ -573,20 +624,38 @@ def change_netem(ifname: str, settings: NetemSettings) -> None:
         ipr.tc("change", "netem", index, 0x10000, **_netem_kwargs(settings))
 
 
-def netem_counters(ifname: str) -> QdiscCounters:
+def qdisc_counters(ifname: str, kind: str) -> QdiscCounters:
+    """Counters of the ``kind`` qdisc on ``ifname`` (packets and bytes sent, drops, backlog)."""
     index = link_index(ifname)
     with _IPRoute() as ipr, _netlink_errors(f"read qdisc of {ifname}"):
         for msg in ipr.get_qdiscs(index=index):
-            if msg.get_attr("TCA_KIND") != "netem":
+            if msg.get_attr("TCA_KIND") != kind:
                 continue
-            basic = msg.get_attr("TCA_STATS2")
-            b = basic.get_attr("TCA_STATS_BASIC") if basic else None
-            q = basic.get_attr("TCA_STATS_QUEUE") if basic else None
+            stats2 = msg.get_attr("TCA_STATS2")
+            b = stats2.get_attr("TCA_STATS_BASIC") if stats2 else None
+            q = stats2.get_attr("TCA_STATS_QUEUE") if stats2 else None
             if b is None or q is None:
                 st = msg.get_attr("TCA_STATS")
                 return QdiscCounters(int(st["packets"]), int(st["bytes"]), int(st["drops"]), int(st["backlog"]))
             return QdiscCounters(int(b["packets"]), int(b["bytes"]), int(q["drops"]), int(q["backlog"]))
-    raise OSError(_errno.ENOENT, f"no netem qdisc on {ifname}")
+    raise OSError(_errno.ENOENT, f"no {kind} qdisc on {ifname}")
+
+
+def netem_counters(ifname: str) -> QdiscCounters:
+    return qdisc_counters(ifname, "netem")
+
+
+def netem_options(settings: NetemSettings) -> dict[str, int]:
+    """The netem options as pyroute2 encodes them for the kernel (delay in ticks, loss and rate
+    scaled), without sending anything: lets tests check the translation on kernels without netem."""
+    from pyroute2.netlink.rtnl.tcmsg.sched_netem import get_parameters as _netem_parameters
+
+    opts = _netem_parameters(_netem_kwargs(settings))
+    out = {k: int(opts[k]) for k in ("delay", "limit", "loss", "jitter")}
+    for name, value in opts.get("attrs", []):
+        if name == "TCA_NETEM_RATE":
+            out["rate_bytes_per_s"] = int(value["rate"])
+    return out
 
 
 def netem_supported(ifname: str) -> bool:

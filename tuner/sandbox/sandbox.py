@@ -9,7 +9,12 @@ Each namespace gets: loopback up, IPv6 off, ``net.ipv4.tcp_no_metrics_save=1`` (
 ssthresh/RTT leaking between trials), then the caller's per-namespace sysctls, all written through
 :class:`tuner.knobs.SysctlTree` by a child inside the namespace. The parent process never enters a
 namespace: everything namespace-local runs in forked children (:class:`tuner.netns.NetnsChild`), and
-those children die with their owner (PR_SET_PDEATHSIG).
+those children die with their owner (PR_SET_PDEATHSIG). The kernel ties that to the *thread* that
+forked them: open a sandbox (and spawn its jobs) in a thread that outlives it.
+
+Backends (``sb.backend``, also in every :class:`PathHealth`): "none" for a plain path, "netem" where the
+kernel has sch_netem, else "tun" (the userspace delay line; rate capped at 200 Mbit/s and a queue of one
+bandwidth-delay product unless the Path says otherwise: see :mod:`tuner.sandbox.links`).
 """
 
 from __future__ import annotations
