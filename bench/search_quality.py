@@ -43,9 +43,9 @@ from tuner.logs import configure  # noqa: E402
 from tuner.probe import run_probe  # noqa: E402
 from tuner.probe.measurement import Measurement  # noqa: E402
 from tuner.profiles import load_profile  # noqa: E402
-from tuner.sandbox import Sandbox, Side  # noqa: E402
+from tuner.sandbox import Sandbox  # noqa: E402
 from tuner.search.objective import Direction, Score, default_objective, gain  # noqa: E402
-from tuner.search.recommend import PROBE_DEFAULTS, _netns_values, host_values  # noqa: E402
+from tuner.search.recommend import PROBE_DEFAULTS, live_baseline  # noqa: E402
 from tuner.search.samplers import make_sampler  # noqa: E402
 from tuner.search.space import assignment_key, build_space  # noqa: E402
 from tuner.search.study import SearchConfig, Study, TrialRole  # noqa: E402
@@ -209,7 +209,7 @@ def main() -> int:
         repeats, duration = (1, 0.3) if args.quick else PROBE_DEFAULTS[workload.kind]
         objective = default_objective(workload.kind)
         with Sandbox(path) as sb:
-            live = {**host_values(), **sb.run(Side.CLIENT, _netns_values)}
+            live = live_baseline(sb)
             space = build_space(workload.kind, live, facts=facts, add=add, remove=remove)
 
             def measure(a, sb=sb, w=workload, p=path):

@@ -14,7 +14,8 @@ from pathlib import Path as FsPath
 from typing import Any
 
 from tuner.cli.output import Progress, print_json, print_table, require_root
-from tuner.cli.workload_args import add_path_arguments, add_workload_arguments, path_from_args, workload_from_args
+from tuner.cli.workload_args import (add_path_arguments, add_workload_arguments, path_from_args,
+                                     positive_duration, workload_from_args)
 from tuner.errors import InputError
 from tuner.probe.measurement import METRICS
 from tuner.profiles import dump_profile, save_profile
@@ -23,7 +24,6 @@ from tuner.search.recommend import PROBE_DEFAULTS, Recommendation, metric_compar
 from tuner.search.samplers import SAMPLERS
 from tuner.search.space import KIND_KNOBS
 from tuner.search.study import DEFAULT_BUDGET, SearchConfig, TrialEvent
-from tuner.units import parse_duration
 
 __all__ = ["register", "cmd_recommend", "render_recommendation"]
 
@@ -108,16 +108,6 @@ def render_recommendation(rec: Recommendation, file=None) -> None:
         print(rec.snippets.rstrip(), file=file)
 
 
-def _duration(text: str) -> float:
-    try:
-        value = parse_duration(text)
-    except InputError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be positive")
-    return value
-
-
 def cmd_recommend(args: argparse.Namespace) -> int:
     workload = workload_from_args(args)
     path = path_from_args(args)
@@ -180,7 +170,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     g = p.add_argument_group("search")
     g.add_argument("--budget", type=int, default=DEFAULT_BUDGET, metavar="N",
                    help=f"search trials, not counting the baseline and the confirmation (default {DEFAULT_BUDGET})")
-    g.add_argument("--time", type=_duration, metavar="DURATION", help="stop searching after this long, e.g. 5m")
+    g.add_argument("--time", type=positive_duration, metavar="DURATION", help="stop searching after this long, e.g. 5m")
     g.add_argument("--sampler", choices=SAMPLERS, default="skopt",
                    help="skopt: Bayesian optimisation (default); random; grid: every setting in turn")
     g.add_argument("--knob", action="append", default=[], metavar="KNOB", help="add a knob to the search (repeatable)")
@@ -192,7 +182,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "packet, memory bytes_per_conn above a throughput floor)")
     g.add_argument("--seed", type=int, default=0, metavar="N", help="seed of the sampler (default 0)")
     g.add_argument("--repeats", type=int, metavar="N", help="repeats per measurement (default per kind)")
-    g.add_argument("--duration", type=_duration, metavar="DURATION",
+    g.add_argument("--duration", type=positive_duration, metavar="DURATION",
                    help="measured seconds per repeat (default per kind)")
     g.add_argument("--journal", metavar="FILE", help="append every trial to this JSON-lines file")
     g.add_argument("--resume", action="store_true", help="continue the interrupted search in --journal")

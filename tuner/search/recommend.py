@@ -21,6 +21,7 @@ from tuner import __version__
 from tuner.errors import TunerError
 from tuner.knobs import CATALOGUE, KernelFacts, Kind, Scope, SysctlTree, Value
 from tuner.logs import get_logger
+from tuner.probe import run_probe
 from tuner.probe.measurement import METRICS, Better, Measurement
 from tuner.profiles import Profile, render_socket_snippets
 from tuner.search.journal import Journal
@@ -32,7 +33,7 @@ from tuner.search.study import Measure, SearchConfig, Study, StudyResult, Trial,
 from tuner.workload import Path, Workload, WorkloadKind
 
 __all__ = ["Recommendation", "recommend", "machine_info", "metric_comparison", "profile_name", "PROBE_DEFAULTS",
-           "probe_settings"]
+           "probe_settings", "live_sysctls", "live_baseline"]
 
 log = get_logger(__name__)
 
@@ -101,28 +102,29 @@ def profile_name(workload: Workload, path: Path) -> str:
     return "-".join(parts).replace(".", "_")
 
 
-def _netns_values() -> dict[str, Value]:
-    """Live per-namespace sysctls of the calling process's namespace (run inside a sandbox side)."""
+def live_sysctls(scope: Scope) -> dict[str, Value]:
+    """Live values of the catalogue's sysctls of ``scope`` in the calling process's namespace (read only;
+    run it inside a sandbox side for the per-namespace ones)."""
     tree = SysctlTree()
     out: dict[str, Value] = {}
     for knob in CATALOGUE.values():
-        if knob.kind is Kind.SYSCTL and knob.scope is Scope.NETNS:
+        if knob.kind is Kind.SYSCTL and knob.scope is scope:
             value = tree.read(knob)
             if value is not None:
                 out[knob.name] = value
     return out
 
 
-def host_values() -> dict[str, Value]:
-    """Live host-wide sysctls (read only)."""
-    tree = SysctlTree()
-    out: dict[str, Value] = {}
-    for knob in CATALOGUE.values():
-        if knob.kind is Kind.SYSCTL and knob.scope is Scope.HOST:
-            value = tree.read(knob)
-            if value is not None:
-                out[knob.name] = value
-    return out
+def live_baseline(sandbox: Any | None = None) -> dict[str, Value]:
+    """What runs when nothing is set: the host's host-wide sysctls and the per-namespace sysctls of the
+    sandbox's namespace (of this process's namespace without a sandbox)."""
+    if sandbox is None:
+        netns = live_sysctls(Scope.NETNS)
+    else:
+        from tuner.sandbox import Side  # noqa: PLC0415 - only with a sandbox
+
+        netns = sandbox.run(Side.CLIENT, live_sysctls, Scope.NETNS)
+    return {**live_sysctls(Scope.HOST), **netns}
 
 
 def _toml(value: Any) -> Any:
@@ -202,8 +204,6 @@ def _evidence(result: StudyResult, space: Space, objective: Objective, config: S
 
 
 def _probe_measure(workload: Workload, path: Path, config: SearchConfig, sandbox: Any) -> Measure:
-    from tuner.probe import run_probe  # noqa: PLC0415 - the probe package loads its workers lazily
-
     repeats, duration = probe_settings(workload.kind, config)
 
     def measure(assignment: Mapping[str, Value]) -> Measurement:
@@ -225,13 +225,13 @@ def recommend(workload: Workload, path: Path, config: SearchConfig,
     facts = KernelFacts.read()
     with contextlib.ExitStack() as stack:
         if measure is None:
-            from tuner.sandbox import Sandbox, Side  # noqa: PLC0415 - only needed for real probes
+            from tuner.sandbox import Sandbox  # noqa: PLC0415 - only needed for real probes
 
             sandbox = stack.enter_context(Sandbox(path))
-            live = {**host_values(), **sandbox.run(Side.CLIENT, _netns_values)}
+            live = live_baseline(sandbox)
             measure = _probe_measure(workload, path, config, sandbox)
         elif live is None:
-            live = {**host_values(), **_netns_values()}
+            live = live_baseline()
         space = build_space(workload.kind, live, facts=facts, add=config.knobs, remove=config.no_knobs)
         sampler = make_sampler(config.sampler, space, seed=config.seed, budget=config.budget)
         journal = None

@@ -538,13 +538,15 @@ class Study:
             candidates[base_key] = base_score
         chosen = min(candidates, key=lambda k: (self.space.cost(arms[k][0].assignment) if k != base_key else 0.0,
                                                 candidates[k].loss))
+
+        def keep_defaults(interval: GainInterval, why: str) -> StudyResult:
+            text = (f"no significant gain, keep the defaults (the best candidate was {interval.gain:.3g}x the "
+                    f"baseline, {interval.lo:.3g}x..{interval.hi:.3g}x at {interval.confidence:.0%} confidence: {why})")
+            return StudyResult(base_m, base_m, {}, base_score, base_score, Verdict(False, interval, text),
+                               tuple(self.trials), stop_reason, dict(best_trial.assignment), leader_interval, elapsed)
+
         if chosen == base_key:
-            text = (f"no significant gain, keep the defaults (the best candidate was "
-                    f"{leader_interval.gain:.3g}x the baseline, {leader_interval.lo:.3g}x..{leader_interval.hi:.3g}x "
-                    f"at {leader_interval.confidence:.0%} confidence: within noise)")
-            verdict = Verdict(False, leader_interval, text)
-            return StudyResult(base_m, base_m, {}, base_score, base_score, verdict, tuple(self.trials), stop_reason,
-                               dict(best_trial.assignment), leader_interval, elapsed)
+            return keep_defaults(leader_interval, "within noise")
         chosen_score = pooled[chosen]
         interval = gain_interval(base_score.samples, chosen_score.samples, direction, seed=seed)
         chosen_m = pool_measurements([t.measurement for t in arms[chosen] if t.measurement is not None])
@@ -558,9 +560,4 @@ class Study:
             assignment = dict(arms[chosen][0].assignment)
             return StudyResult(base_m, chosen_m, assignment, base_score, chosen_score, verdict, tuple(self.trials),
                                stop_reason, dict(best_trial.assignment), leader_interval, elapsed, confirmed)
-        text = (f"no significant gain, keep the defaults (best {interval.gain:.3g}x, "
-                f"{interval.lo:.3g}x..{interval.hi:.3g}x at {interval.confidence:.0%} confidence; "
-                f"a gain below {self.config.min_gain:.0%} is not worth a change)")
-        verdict = Verdict(False, interval, text)
-        return StudyResult(base_m, base_m, {}, base_score, base_score, verdict, tuple(self.trials), stop_reason,
-                           dict(best_trial.assignment), leader_interval, elapsed)
+        return keep_defaults(interval, f"a gain below {self.config.min_gain:.0%} is not worth a change")
