@@ -19,7 +19,7 @@ from tuner.cli.workload_args import (add_path_arguments, add_workload_arguments,
 from tuner.errors import InputError
 from tuner.probe.measurement import METRICS
 from tuner.profiles import dump_profile, save_profile
-from tuner.search.objective import Score
+from tuner.search.objective import Score, parse_objective
 from tuner.search.recommend import PROBE_DEFAULTS, Recommendation, metric_comparison, recommend
 from tuner.search.samplers import SAMPLERS
 from tuner.search.space import KIND_KNOBS
@@ -120,7 +120,7 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     if args.output and FsPath(args.output).is_dir():
         raise InputError(f"-o {args.output} is a directory", hint="name the profile file, e.g. -o rr.toml")
     require_root("searching in sandboxes (network namespaces)")
-    view = _ProgressView(config.budget, (config.objective or "score").split(":")[0])
+    view = _ProgressView(config.budget, parse_objective(config.objective, workload.kind).name.split(":")[0])
     try:
         rec = recommend(workload, path, config, view)
     except KeyboardInterrupt:
