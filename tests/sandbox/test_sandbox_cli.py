@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 
 import pytest
 
+from sandbox_helpers import REPO
 from tuner.sandbox import netem_available
 from tuner.sandbox.doctor import TCP_INFO_FIELDS, tcp_info_length
 
@@ -15,7 +17,9 @@ pytestmark = pytest.mark.root
 
 
 def _tuner(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["tuner", *args], capture_output=True, text=True, timeout=60)
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    return subprocess.run([sys.executable, "-m", "tuner", *args], capture_output=True, text=True, timeout=60,
+                          env=env, cwd=REPO)
 
 
 def test_doctor_reports_what_this_machine_really_has():

@@ -5,11 +5,12 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import time
 
 import pytest
 
-from sandbox_helpers import alive, run_next, wait_until
+from sandbox_helpers import REPO, alive, run_next, wait_until
 from tuner.adapters.netlink import create_netns, remove_netns
 from tuner.netns import NETNS_DIR, NetnsChild
 from tuner.sandbox import reap_stale
@@ -91,7 +92,8 @@ def test_sandbox_gc_on_the_command_line_reaps_and_says_so(holder):
     os.kill(dead.pid, signal.SIGKILL)
     dead.proc.wait()
     assert wait_until(lambda: not any(alive(p) for p in dead.helpers), 3)
-    out = subprocess.run(["tuner", "sandbox", "gc"], capture_output=True, text=True, timeout=30)
+    out = subprocess.run([sys.executable, "-m", "tuner", "sandbox", "gc"], capture_output=True, text=True,
+                         timeout=30, env=dict(os.environ, PYTHONPATH=str(REPO)), cwd=REPO)
     assert out.returncode == 0, out.stderr
     assert not dead.namespaces_exist() and not dead.record_exists()
     # a concurrent run may have reaped it first; either way gc reports in words

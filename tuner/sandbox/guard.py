@@ -89,8 +89,7 @@ def track(sb: _Closable) -> None:
             _owner_pid = os.getpid()
             _live.clear()
             _installed.clear()
-        if not _live:
-            _install()
+        _install()  # idempotent; a no-op outside the main thread
         _live[id(sb)] = sb
         if not _atexit_registered:
             atexit.register(_close_all_at_exit)
