@@ -14,8 +14,11 @@ Scenarios, measured one after the other in the same run:
   container path: each observation forks a child into the namespace and pickles the snapshot back).
 
 Searches are disabled in every scenario (``[search] enabled = false``): this measures the idle loop.
-CPU is the daemon's own run time from /proc/PID/schedstat (nanoseconds) plus the CPU of the children
-it reaped (/proc/PID/stat cutime+cstime, clock ticks); memory is VmRSS at the end and VmHWM (peak).
+CPU is the run time of the daemon and of its live descendants (/proc/PID/schedstat, nanoseconds; the
+``--netns`` scenario has a long-lived observer child in the namespace) plus the CPU of children it
+reaped (/proc/PID/stat cutime+cstime, clock ticks). Memory: the daemon's VmRSS and VmHWM (peak), and
+the proportional set size (Pss, /proc/PID/smaps_rollup) summed over the daemon and its descendants,
+which counts pages shared after fork once.
 Targets (issue 7): RSS < 60 MB and CPU < 0.5 % of one core.
 """
 
@@ -74,12 +77,48 @@ def _workload(port: int, connections: int) -> None:
         time.sleep(3600)
 
 
-def _cpu_seconds(pid: int) -> tuple[float, float]:
-    """(own run time from schedstat, reaped children's CPU from stat)."""
-    own = int(Path(f"/proc/{pid}/schedstat").read_text().split()[0]) / 1e9
+def _descendants(pid: int) -> list[int]:
+    parents: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                parents[int(entry)] = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError):
+                continue
+    out, frontier = [], [pid]
+    while frontier:
+        kids = [p for p, pp in parents.items() if pp in frontier]
+        out += kids
+        frontier = kids
+    return out
+
+
+def _run_ns(pid: int) -> float:
+    try:
+        return int(Path(f"/proc/{pid}/schedstat").read_text().split()[0]) / 1e9
+    except (OSError, ValueError):
+        return 0.0
+
+
+def _cpu_seconds(pid: int) -> tuple[float, dict[int, float], float]:
+    """(own run time, live descendants' run times by pid, reaped children's CPU)."""
+    own = _run_ns(pid)
+    live = {d: _run_ns(d) for d in _descendants(pid)}
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    children = (int(fields[13]) + int(fields[14])) / TICK
-    return own, children
+    reaped = (int(fields[13]) + int(fields[14])) / TICK
+    return own, live, reaped
+
+
+def _pss_tree(pid: int) -> float:
+    total = 0.0
+    for p in [pid] + _descendants(pid):
+        try:
+            for line in Path(f"/proc/{p}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    total += int(line.split()[1]) / 1024
+        except OSError:
+            continue
+    return total
 
 
 def _memory(pid: int) -> tuple[float, float]:
@@ -118,15 +157,17 @@ def measure(name: str, argv: list[str], seconds: float, interval: float, notify:
             time.sleep(interval + 1)  # past the first reading, which only primes the comparison
         else:
             time.sleep(1)
-        own0, ch0 = _cpu_seconds(proc.pid)
+        own0, live0, ch0 = _cpu_seconds(proc.pid)
         t0 = time.monotonic()
         samples = []
         while time.monotonic() - t0 < seconds:
             time.sleep(min(interval, seconds - (time.monotonic() - t0)))
             samples.append(_memory(proc.pid)[0])
-        own1, ch1 = _cpu_seconds(proc.pid)
+        own1, live1, ch1 = _cpu_seconds(proc.pid)
         elapsed = time.monotonic() - t0
         rss, hwm = _memory(proc.pid)
+        pss = _pss_tree(proc.pid)
+        descendants = sum(t - live0.get(p, 0.0) for p, t in live1.items())
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -136,10 +177,10 @@ def measure(name: str, argv: list[str], seconds: float, interval: float, notify:
             proc.wait()
         if sock is not None:
             sock.close()
-    own, children = own1 - own0, ch1 - ch0
+    own, children = own1 - own0, ch1 - ch0 + descendants
     return {"name": name, "seconds": elapsed, "cpu_own_s": own, "cpu_children_s": children,
             "cpu_pct": 100 * (own + children) / elapsed, "rss_mb": rss, "rss_median_mb": statistics.median(samples),
-            "hwm_mb": hwm, "observations": int(elapsed / interval)}
+            "hwm_mb": hwm, "pss_tree_mb": pss, "observations": int(elapsed / interval)}
 
 
 def main() -> int:
@@ -196,11 +237,13 @@ def main() -> int:
     base = results[0]
     print(f"idle daemon cost, observe interval {args.interval}, {args.seconds:g} s per scenario "
           f"(kernel {os.uname().release}, {os.cpu_count()} cores)")
-    print(f"{'scenario':34} {'RSS MB':>7} {'peak MB':>8} {'xbase':>6} {'CPU %':>7} {'ms/obs':>7}")
+    print(f"{'scenario':34} {'RSS MB':>7} {'peak MB':>8} {'xbase':>6} {'tree PSS':>9} {'CPU %':>7} {'children':>9} "
+          f"{'ms/obs':>7}")
     for r in results:
         per_obs = 1000 * (r["cpu_own_s"] + r["cpu_children_s"]) / max(1, r["observations"])
+        child_share = r["cpu_children_s"] / max(1e-9, r["cpu_own_s"] + r["cpu_children_s"])
         print(f"{r['name']:34} {r['rss_mb']:7.1f} {r['hwm_mb']:8.1f} {r['rss_mb'] / base['rss_mb']:6.2f} "
-              f"{r['cpu_pct']:7.3f} {per_obs:7.1f}")
+              f"{r['pss_tree_mb']:9.1f} {r['cpu_pct']:7.3f} {child_share:9.0%} {per_obs:7.1f}")
     worst_rss = max(r["rss_mb"] for r in results[1:])
     worst_cpu = max(r["cpu_pct"] for r in results[1:])
     print(f"targets: RSS < 60 MB ({'met' if worst_rss < 60 else 'MISSED'}: {worst_rss:.1f}), "

@@ -7,8 +7,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
 from tuner.daemon.runner import SearchEvent, SearchJob, SearchRunner
 
 JOB = SearchJob(service="tcp server :80", reason="new service", workload={"kind": "rr"}, path={}, budget=2,

@@ -21,6 +21,14 @@ pytestmark = pytest.mark.root
 HEAVY = ("numpy", "scipy", "sklearn", "skopt")
 
 
+def _state_of(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return "gone"
+
+
 def _nice(pid: int) -> int:
     with open(f"/proc/{pid}/stat") as f:
         return int(f.read().rsplit(")", 1)[1].split()[16])
@@ -73,6 +81,9 @@ def test_sigterm_mid_search_exits_within_10s_leaving_no_namespace_or_process(run
     assert took < 10, f"stopping took {took:.1f} s"
     assert sandboxes_of(child) == []
     assert group_members(child) == []
+    observers = [json.loads(line)["pid"] for line in d.log_text().splitlines()
+                 if '"observe.child_started"' in line]
+    assert observers and not any(os.path.exists(f"/proc/{pid}") and "Z" not in _state_of(pid) for pid in observers)
     notify.wait(lambda m: "STOPPING=1" in m, 2, "STOPPING=1")
     final = d.state()
     assert final["search"] is None and final["pid"] == 0
@@ -134,19 +145,34 @@ def test_out_of_band_change_marks_the_knob_manual_and_it_is_never_fought(run_dae
     assert ns_sysctl(netns, "net.ipv4.tcp_keepalive_time") == "1234"
 
 
-def test_sighup_with_a_broken_config_keeps_the_old_one(run_daemon, notify):
-    d = run_daemon('[search]\nenabled = false\n')
+def test_sighup_with_a_broken_config_keeps_the_old_one_and_a_good_one_takes_effect(run_daemon, notify, netns,
+                                                                                  tmp_path):
+    settings = ('mode = "apply"\n[search]\nenabled = false\n[apply]\nallow = ["net.ipv4.tcp_keepalive_time"]\n'
+                '[guard]\nwindow = "60s"\n')
+    before = ns_sysctl(netns, "net.ipv4.tcp_keepalive_time")
+    d = run_daemon(settings)
     notify.wait(lambda m: "READY=1" in m, 20, "READY=1")
     d.config_path.write_text("mode = \n")  # broken TOML
     os.kill(d.pid, signal.SIGHUP)
     msg = notify.wait(lambda m: "configuration rejected" in m, 10, "the rejection on STATUS")
     assert "READY=1" in msg
     s = d.wait_state(lambda s: any("configuration rejected" in p for p in s["problems"]), 10, "the problem noted")
-    assert s["mode"] == "recommend" and d.proc.poll() is None
-    # the daemon still works on the old configuration, and a good one is taken on the next SIGHUP
-    d.write_config('mode = "apply"\n[search]\nenabled = false\n')
+    assert s["mode"] == "apply" and d.proc.poll() is None
+
+    # still working on the old configuration: a staged profile is applied under the guard
+    save_profile(Profile(name="keepalive", sysctl={"net.ipv4.tcp_keepalive_time": 900}), tmp_path / "k.toml")
+    d.cli("daemon", "--state-dir", str(d.state_dir), "--stage", str(tmp_path / "k.toml"))
+    d.wait_state(lambda s: s["guard"] is not None, 10, "the guard watching the apply")
+    assert ns_sysctl(netns, "net.ipv4.tcp_keepalive_time") == "900"
+
+    # a valid configuration is taken: here the per-host off switch, which undoes the unverified apply
+    d.write_config("enabled = false\n" + settings)
     os.kill(d.pid, signal.SIGHUP)
-    d.wait_state(lambda s: s["mode"] == "apply", 10, "the new configuration")
+    s = d.wait_state(lambda s: not s["enabled"] and s["applied"][-1]["outcome"] == "rolled back", 10,
+                     "disabled, with the unverified apply rolled back")
+    assert "disabled" in s["applied"][-1]["reasons"][0]
+    assert ns_sysctl(netns, "net.ipv4.tcp_keepalive_time") == before
+    notify.wait(lambda m: "STATUS=disabled by configuration" in m, 5, "the disabled status")
     assert "config.rejected" in d.log_text() and "config.reloaded" in d.log_text()
 
 

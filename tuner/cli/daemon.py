@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from tuner.cli.output import print_json, print_table, require_root
-from tuner.errors import EnvironmentProblem, InputError, StateError
+from tuner.errors import EnvironmentProblem, StateError
 
 __all__ = ["register"]
 

@@ -29,7 +29,7 @@ from tuner.daemon.config import DaemonConfig, Mode, OnStop, load_config
 from tuner.daemon.guard import GuardWatch, Phase, Signals, combine, select_knobs, signals
 from tuner.daemon.notify import Notifier
 from tuner.daemon.runner import CHILD_ARGV, SearchEvent, SearchJob, SearchRunner
-from tuner.daemon.sample import LiveSource, SampleSource
+from tuner.daemon.sample import LiveSource, NetnsSource, SampleSource
 from tuner.daemon.state import (STATE_FILE, AppliedRecord, DaemonState, ManualKnob, OwnedKnob, ProfileRecord,
                                 SearchActivity, load_state, save_state)
 from tuner.daemon.watch import prune, track
@@ -84,7 +84,7 @@ class Daemon:
         self.netns = netns
         self.state_dir_override = state_dir
         self.notifier = notifier or Notifier.from_env()
-        self.source = source or LiveSource(netns)
+        self.source = source or (LiveSource() if netns is None else NetnsSource(netns))
         self.target = KnobAccess(netns)
         self.child_argv = child_argv
         self.clock = clock
@@ -134,6 +134,12 @@ class Daemon:
         log.info("config.reloaded", file=new.source, mode=new.mode.value, enabled=new.enabled)
         if not new.enabled and self.runner is not None:
             self._stop_search("the daemon was disabled by configuration")
+        if not new.enabled and self.state.guard is not None:
+            # an apply that can no longer be watched is not kept on trust
+            record = self._record(self.state.guard.apply_id)
+            self.state.guard = None
+            if record is not None:
+                self._rollback(record, "rolled back", ["the daemon was disabled before the guard window ended"])
         if new.observe.interval != old.observe.interval:
             self._next_tick = min(self._next_tick, time.monotonic() + new.observe.interval)
         self._sync_state_header()

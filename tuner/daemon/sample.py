@@ -2,18 +2,30 @@
 
 The live source is tuner.observe's :class:`~tuner.observe.Observer`: each step reads the sockets and
 counters once and compares them with the previous step, so an observation covers the whole interval
-and never blocks the loop for long.
+and never blocks the loop for long. For another namespace (``--netns``) the Observer runs in one
+long-lived child inside it, so that only the (small) observation crosses the process boundary, not
+every socket of every snapshot.
 """
 
 from __future__ import annotations
 
+import os
+import pickle
+import select
+import signal
 from dataclasses import dataclass
 from typing import Any, Mapping, Protocol
 
 from tuner.daemon.guard import NAMESPACE
 from tuner.daemon.watch import Observed, Signature
+from tuner.errors import TunerError
+from tuner.logs import get_logger
+from tuner.netns import ChildFailed, NetnsChild
 
-__all__ = ["Sample", "SampleSource", "LiveSource", "to_sample"]
+__all__ = ["Sample", "SampleSource", "LiveSource", "NetnsSource", "to_sample"]
+
+log = get_logger(__name__)
+_STEP_TIMEOUT = 60.0  # seconds one observation may take in the namespace child
 
 
 @dataclass(frozen=True)
@@ -60,16 +72,15 @@ def to_sample(obs: Any) -> Sample:
 
 
 class LiveSource:
-    """Observations of the host (or of ``netns``) through tuner.observe."""
+    """Observations of the namespace the daemon runs in, through tuner.observe, in this process."""
 
-    def __init__(self, netns: str | None) -> None:
-        self.netns = netns
+    def __init__(self) -> None:
         self._observer: Any = None
 
     def sample(self) -> Sample | None:
         if self._observer is None:
             from tuner.observe import Observer
-            self._observer = Observer(self.netns)
+            self._observer = Observer(None)
         obs = self._observer.step()
         return None if obs is None else to_sample(obs)
 
@@ -77,3 +88,85 @@ class LiveSource:
         if self._observer is not None:
             self._observer.close()
             self._observer = None
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _read_exactly(fd: int, n: int, timeout: float) -> bytes:
+    chunks, got = [], 0
+    while got < n:
+        if not select.select([fd], [], [], timeout)[0]:
+            raise ChildFailed(f"the observer child gave no answer within {timeout:g} s")
+        chunk = os.read(fd, n - got)
+        if not chunk:
+            raise ChildFailed("the observer child exited")
+        chunks.append(chunk)
+        got += len(chunk)
+    return b"".join(chunks)
+
+
+def _serve(requests: int, replies: int, parent_ends: tuple[int, ...]) -> None:
+    """The observer child, inside the namespace: one observation per request byte, until EOF."""
+    for fd in parent_ends:  # so that the parent closing its ends is seen as EOF here
+        os.close(fd)
+    signal.set_wakeup_fd(-1)  # the daemon's wake-up pipe and handlers are not this process's business
+    for sig in (signal.SIGHUP, signal.SIGUSR1):
+        signal.signal(sig, signal.SIG_IGN)
+    from tuner.observe import Observer
+    observer = Observer(None)
+    while os.read(requests, 1):
+        try:
+            payload: tuple = ("ok", observer.step())
+        except TunerError as exc:
+            payload = ("err", exc)
+        data = pickle.dumps(payload)
+        _write_all(replies, len(data).to_bytes(8, "big") + data)
+
+
+class NetnsSource:
+    """Observations of ``netns`` from a long-lived child inside it (it dies with the daemon)."""
+
+    def __init__(self, netns: str) -> None:
+        self.netns = netns
+        self._child: NetnsChild | None = None
+        self._req = self._resp = -1
+
+    def _start(self) -> None:
+        req_r, req_w = os.pipe2(os.O_CLOEXEC)
+        resp_r, resp_w = os.pipe2(os.O_CLOEXEC)
+        try:
+            self._child = NetnsChild(self.netns, _serve, (req_r, resp_w, (req_w, resp_r)), die_with_parent=True)
+        finally:
+            os.close(req_r)
+            os.close(resp_w)
+        self._req, self._resp = req_w, resp_r
+        log.info("observe.child_started", netns=self.netns, pid=self._child.pid)
+
+    def sample(self) -> Sample | None:
+        if self._child is None or not self._child.alive():
+            self.close()
+            self._start()
+        try:
+            _write_all(self._req, b"s")
+            size = int.from_bytes(_read_exactly(self._resp, 8, _STEP_TIMEOUT), "big")
+            payload = pickle.loads(_read_exactly(self._resp, size, _STEP_TIMEOUT))
+        except (OSError, ChildFailed) as exc:
+            self.close()  # started again at the next sample
+            raise ChildFailed(f"observing namespace {self.netns} failed: {exc}") from None
+        if payload[0] == "err":
+            raise payload[1]
+        obs = payload[1]
+        return None if obs is None else to_sample(obs)
+
+    def close(self) -> None:
+        for fd in (self._req, self._resp):
+            if fd >= 0:
+                os.close(fd)
+        self._req = self._resp = -1
+        if self._child is not None:
+            self._child.kill(signal.SIGTERM, grace=2.0)  # it leaves at EOF on its own; this reaps it
+            self._child = None
