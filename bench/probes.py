@@ -99,7 +99,7 @@ def capacity(duration: float) -> list[dict]:
                      "spread": m.metrics["tps"].spread, "limit": m.invalid_reason or "-"})
     m = run_probe(Workload(K.BURST, burst_connections=2000, burst_threads=256, accept_rate=1e6), PLAIN,
                   {"backlog": 4096, "net.core.somaxconn": 4096}, repeats=3, duration=duration)
-    rows.append({"probe": "burst", "what": "connects/s (256 threads)", "value": m.value("connect_rate"),
+    rows.append({"probe": "burst", "what": "connects/s (256 in flight)", "value": m.value("connect_rate"),
                  "spread": m.metrics["connect_rate"].spread, "limit": m.invalid_reason or "-"})
     m = run_probe(Workload(K.BULK), PLAIN, {}, repeats=3, duration=duration)
     rows.append({"probe": "bulk", "what": "Mbit/s, 1 stream", "value": m.value("goodput_mbps"),
