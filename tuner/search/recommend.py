@@ -27,7 +27,7 @@ from tuner.profiles import Profile, render_socket_snippets
 from tuner.search.journal import Journal
 from tuner.search.objective import Direction, Objective, parse_objective
 from tuner.search.samplers import make_sampler
-from tuner.search.space import Space, build_space
+from tuner.search.space import Space, build_space, space_knobs
 from tuner.search.stats import CONFIDENCE, gain_interval
 from tuner.search.study import Measure, SearchConfig, Study, StudyResult, Trial, TrialEvent, Verdict
 from tuner.workload import Path, Workload, WorkloadKind
@@ -222,6 +222,7 @@ def recommend(workload: Workload, path: Path, config: SearchConfig,
     namespaces and this host have set.
     """
     objective = parse_objective(config.objective, workload.kind)
+    space_knobs(workload.kind, config.knobs, config.no_knobs)  # bad flags fail before a sandbox is built
     facts = KernelFacts.read()
     with contextlib.ExitStack() as stack:
         if measure is None:

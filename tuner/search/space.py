@@ -27,7 +27,7 @@ from tuner.knobs import (
 from tuner.probe.sockopts import EMULATED_HOST_KNOBS
 from tuner.workload import WorkloadKind
 
-__all__ = ["Dimension", "Candidate", "Space", "assignment_key", "KIND_KNOBS", "OPTIONAL_KNOBS", "build_space", "knob_cost"]
+__all__ = ["Dimension", "Candidate", "Space", "assignment_key", "space_knobs", "KIND_KNOBS", "OPTIONAL_KNOBS", "build_space", "knob_cost"]
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -345,13 +345,9 @@ def knob_cost(name: str, value: Value, baseline: Value | None) -> float:
     return cost
 
 
-def build_space(kind: WorkloadKind, baseline: Mapping[str, Value], *, facts: KernelFacts | None = None,
-                add: Sequence[str] = (), remove: Sequence[str] = ()) -> Space:
-    """The space for ``kind``: its default knobs plus ``add`` minus ``remove``.
-
-    ``baseline`` holds the value in effect for each knob when nothing is set (sysctls: the live value
-    in the sandbox namespace or on the host; socket options: absent). It is always one of the levels.
-    """
+def space_knobs(kind: WorkloadKind, add: Sequence[str] = (), remove: Sequence[str] = ()) -> list[str]:
+    """The knobs searched for ``kind`` with ``add`` and without ``remove``; checks the names (cheap: call
+    it before building anything expensive)."""
     for name in [*add, *remove]:
         get_knob(name)  # unknown names fail here with a suggestion
     unknown_removed = [n for n in remove if n not in KIND_KNOBS[kind] and n not in add]
@@ -361,12 +357,28 @@ def build_space(kind: WorkloadKind, baseline: Mapping[str, Value], *, facts: Ker
     names = [n for n in dict.fromkeys([*KIND_KNOBS[kind], *add]) if n not in remove]
     if not names:
         raise InputError("the search space is empty", hint="keep at least one knob (drop a --no-knob)")
-    dims: list[Dimension] = []
     for name in names:
         knob = get_knob(name)
         if knob.scope is Scope.HOST and name not in EMULATED_HOST_KNOBS:
             raise InputError(f"{name} cannot be searched: it is host-wide and a probe cannot emulate it",
                              hint=f"searchable host knobs: {', '.join(EMULATED_HOST_KNOBS)}")
+        if isinstance(knob.domain, OrderedTuple) and not knob.domain.search_parts:
+            raise InputError(f"{name} cannot be searched (no part of it is tunable)",
+                             hint="set it in a profile by hand instead")
+    return names
+
+
+def build_space(kind: WorkloadKind, baseline: Mapping[str, Value], *, facts: KernelFacts | None = None,
+                add: Sequence[str] = (), remove: Sequence[str] = ()) -> Space:
+    """The space for ``kind``: its default knobs plus ``add`` minus ``remove``.
+
+    ``baseline`` holds the value in effect for each knob when nothing is set (sysctls: the live value
+    in the sandbox namespace or on the host; socket options: absent). It is always one of the levels.
+    """
+    names = space_knobs(kind, add, remove)
+    dims: list[Dimension] = []
+    for name in names:
+        knob = get_knob(name)
         levels = list(_LEVELS.get((kind, name)) or _default_levels(name, facts))
         part = None
         if isinstance(knob.domain, OrderedTuple):

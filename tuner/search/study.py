@@ -29,7 +29,7 @@ from tuner.logs import get_logger
 from tuner.probe.measurement import Measurement, Stat, summarize
 from tuner.search.journal import Journal
 from tuner.search.objective import Objective, Score
-from tuner.search.samplers import Sampler
+from tuner.search.samplers import SAMPLERS, Sampler
 from tuner.search.space import Space, assignment_key
 from tuner.search.stats import GainInterval, gain_interval
 
@@ -73,18 +73,21 @@ class SearchConfig:
     name: str | None = None        # profile name (default: derived from the workload)
 
     def __post_init__(self) -> None:
+        if self.sampler not in SAMPLERS:
+            raise InputError(f"unknown sampler {self.sampler!r}", hint=f"one of: {', '.join(SAMPLERS)}")
         if self.budget < 1:
-            raise InputError(f"--budget {self.budget}: a search needs at least one trial")
+            raise InputError(f"--budget {self.budget}: a search needs at least one trial",
+                             hint=f"the default is {DEFAULT_BUDGET}")
         if self.time_budget is not None and self.time_budget <= 0:
-            raise InputError("--time must be positive")
+            raise InputError("--time must be positive", hint="e.g. --time 5m")
         if self.repeats is not None and self.repeats < 1:
-            raise InputError(f"--repeats {self.repeats}: at least one repeat is needed")
+            raise InputError(f"--repeats {self.repeats}: at least one repeat is needed", hint="e.g. --repeats 3")
         if self.duration is not None and self.duration <= 0:
-            raise InputError("--duration must be positive")
+            raise InputError("--duration must be positive", hint="e.g. --duration 0.5s")
         if self.confirm < 0:
-            raise InputError("confirm must not be negative")
+            raise InputError("confirm must not be negative", hint="0 turns the confirmation off")
         if self.patience is not None and self.patience < 1:
-            raise InputError("patience must be at least 1")
+            raise InputError("patience must be at least 1", hint="None turns it off")
         if self.resume and self.journal is None:
             raise InputError("--resume needs --journal FILE", hint="name the journal of the interrupted search")
 
@@ -360,7 +363,8 @@ class Study:
                 self._tell([point], trial.score.loss)
                 return
         raise SearchError(f"the baseline measurement failed twice: {trial.error}",
-                          hint="check the workload and path (`tuner probe`), or the sandbox (`tuner sandbox`)")
+                          hint="`tuner probe` with the same workload and path shows one measurement in full; "
+                               "`tuner doctor` checks what this machine supports")
 
     def _search(self) -> str:
         cfg = self.config
