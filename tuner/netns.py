@@ -13,6 +13,7 @@ import os
 import pickle
 import select
 import signal
+import struct
 import time
 import traceback
 from pathlib import Path
@@ -59,6 +60,8 @@ def enter_netns(name: str) -> None:
 
 _PR_SET_PDEATHSIG = 1
 _CHILD_DEFAULT_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+_HEADER = struct.Struct("<Q")  # length of the pickled report that follows
+_POLL = 0.05                  # seconds between liveness checks where pidfds are missing
 
 
 class ChildTimeout(TunerError, TimeoutError):
@@ -94,7 +97,7 @@ def _child_main(netns: str | None, fn: Callable[..., Any], args: tuple, kwargs: 
         data = pickle.dumps(("err", ChildFailed(f"child result could not be sent: {exc}"), ""))
     try:
         with os.fdopen(w, "wb") as f:
-            f.write(data)
+            f.write(_HEADER.pack(len(data)) + data)  # framed: grandchildren holding ``w`` cannot delay us
     except OSError:
         status = 1
     os._exit(status)
@@ -126,8 +129,12 @@ class NetnsChild:
         os.close(w)
         self.pid = pid
         self._fd: int | None = r
-        self._chunks: list[bytes] = []
+        self._buf = bytearray()
         self._status: int | None = None
+        try:
+            self._pidfd: int | None = os.pidfd_open(pid)  # readable once the child has exited
+        except (AttributeError, OSError):
+            self._pidfd = None
 
     def _reap(self, block: bool) -> bool:
         if self._status is not None:
@@ -145,20 +152,44 @@ class NetnsChild:
     def alive(self) -> bool:
         return not self._reap(block=False)
 
+    def _complete(self) -> bool:
+        return len(self._buf) >= _HEADER.size and len(self._buf) >= _HEADER.size + _HEADER.unpack_from(self._buf)[0]
+
+    def _read_available(self) -> None:
+        """Everything already in the pipe (the child is gone, so nothing more is coming from it)."""
+        assert self._fd is not None
+        os.set_blocking(self._fd, False)
+        while not self._complete():
+            try:
+                chunk = os.read(self._fd, 1 << 16)
+            except BlockingIOError:
+                return
+            if not chunk:
+                return
+            self._buf += chunk
+
     def _drain(self, timeout: float | None) -> bool:
-        """Read the pipe until EOF; False if ``timeout`` ran out first."""
+        """Read until the child's report is complete, the pipe ends or the child is gone; False if
+        ``timeout`` ran out first. A grandchild that inherited the pipe cannot hold this up."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        while self._fd is not None:
-            if deadline is not None:
-                left = max(0.0, deadline - time.monotonic())
-                if not select.select([self._fd], [], [], left)[0]:
-                    return False
-            chunk = os.read(self._fd, 1 << 16)
-            if chunk:
-                self._chunks.append(chunk)
+        while self._fd is not None and not self._complete():
+            wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+            watched = [self._fd]
+            if self._pidfd is not None:
+                watched.append(self._pidfd)
             else:
-                os.close(self._fd)
-                self._fd = None
+                wait = _POLL if wait is None else min(wait, _POLL)
+            ready = select.select(watched, [], [], wait)[0]
+            if self._fd in ready:
+                chunk = os.read(self._fd, 1 << 16)
+                if not chunk:
+                    break
+                self._buf += chunk
+            elif self._pidfd in ready or (self._pidfd is None and not self.alive()):
+                self._read_available()
+                break
+            elif deadline is not None and time.monotonic() >= deadline:
+                return False
         return True
 
     def result(self, timeout: float | None = None) -> Any:
@@ -170,11 +201,11 @@ class NetnsChild:
         if not self._drain(timeout):
             raise ChildTimeout(self.pid, timeout or 0.0)
         self._reap(block=True)
-        data = b"".join(self._chunks)
-        if not data:
+        if not self._complete():
             raise ChildFailed(f"child for namespace {self.netns!r} exited without a result "
                               f"({_describe_status(self._status)})", exit_status=self._status)
-        payload = pickle.loads(data)
+        size = _HEADER.unpack_from(self._buf)[0]
+        payload = pickle.loads(self._buf[_HEADER.size:_HEADER.size + size])
         if payload[0] == "ok":
             return payload[1]
         exc = payload[1]
@@ -210,9 +241,11 @@ class NetnsChild:
             pass
 
     def close(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        for name in ("_fd", "_pidfd"):
+            fd = getattr(self, name)
+            if fd is not None:
+                os.close(fd)
+                setattr(self, name, None)
 
 
 def _describe_status(status: int | None) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import statistics
 import struct
@@ -155,3 +156,22 @@ def test_lateness_percentiles_come_from_the_histogram():
     assert late_percentile(hist, 0.99) == pytest.approx(1.51e-3)
     hist[LATE_BUCKETS - 1] = 1000
     assert late_percentile(hist, 0.99) > 0.1
+
+
+def _policy_after(nice: int) -> tuple[str, int, int]:
+    import os
+
+    from tuner.sandbox.delayline import _outrank_owner
+
+    os.setpriority(os.PRIO_PROCESS, 0, nice)
+    done = _outrank_owner()
+    return done, os.sched_getscheduler(0) & ~os.SCHED_RESET_ON_FORK, os.getpriority(os.PRIO_PROCESS, 0)
+
+
+@pytest.mark.root
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
+def test_the_line_outranks_a_normal_owner_but_not_the_neighbours_of_a_lowered_one():
+    from tuner.netns import run_in_netns
+
+    assert run_in_netns(None, _policy_after, 0)[:2] == ("fifo", os.SCHED_FIFO)
+    assert run_in_netns(None, _policy_after, 15) == ("nice 5", os.SCHED_OTHER, 5)

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from sandbox_helpers import alive
+from sandbox_helpers import alive, wait_until
 from tuner.errors import KnobError
 from tuner.netns import ChildFailed, ChildTimeout
 from tuner.sandbox import Sandbox, Side
@@ -83,3 +83,26 @@ def test_a_result_sent_before_terminate_is_kept():
             time.sleep(0.01)
         job.terminate()
         assert job.result(1) == 7
+
+
+def _fork_a_grandchild() -> int:
+    pid = os.fork()
+    if pid == 0:  # lives on after the job returns, and ignores the polite signals
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        time.sleep(60)
+        os._exit(0)
+    return pid
+
+
+def test_processes_a_job_left_in_the_namespace_go_with_the_sandbox():
+    with Sandbox() as sb:
+        grandchild = sb.run(Side.SERVER, _fork_a_grandchild)
+        assert alive(grandchild)
+    assert wait_until(lambda: not alive(grandchild), 2)
+
+
+def test_a_large_result_arrives_whole_from_a_job_and_from_run():
+    with Sandbox() as sb:
+        job = sb.spawn(Side.CLIENT, lambda: bytes(range(256)) * 8192)   # 2 MiB: far more than a pipe holds
+        assert sb.run(Side.SERVER, lambda: b"y" * (3 << 20)) == b"y" * (3 << 20)
+        assert job.result(10) == bytes(range(256)) * 8192

@@ -22,7 +22,7 @@ import math
 import os
 import socket
 import time
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from typing import Any, Callable, Mapping, Protocol
 
 from tuner.adapters import netlink as nl
@@ -148,6 +148,12 @@ class PathLink(Protocol):
 # --- veth: the plain link, and netem on top of it ---------------------------------------------
 
 
+def _since(now: Mapping[Side, Any], base: Mapping[Side, Any]) -> dict[Side, Any]:
+    """Per side, counters ``now`` minus ``base`` (both the same dataclass of integers)."""
+    return {side: type(now[side])(*(a - b for a, b in zip(astuple(now[side]), astuple(base[side]))))
+            for side in now}
+
+
 @dataclass(frozen=True)
 class _VethCounters:
     tx_packets: int
@@ -202,9 +208,7 @@ class VethLink:
         self._t0 = time.monotonic()
 
     def health(self) -> PathHealth:
-        now = self._counters()
-        d = {s: _VethCounters(*(a - b for a, b in zip(vars(now[s]).values(), vars(self._base[s]).values())))
-             for s in Side}
+        d = _since(self._counters(), self._base)
         drops = sum(x.dropped for x in d.values())
         valid, reason = judge(drops, 0.0)
         return PathHealth(
@@ -248,9 +252,7 @@ class NetemLink(VethLink):
         return {side: self._run(side, _netem_counters) for side in Side}
 
     def health(self) -> PathHealth:
-        now = self._counters()
-        d = {s: _NetemCounters(*(a - b for a, b in zip(vars(now[s]).values(), vars(self._base[s]).values())))
-             for s in Side}
+        d = _since(self._counters(), self._base)
         valid, reason = judge(0, 0.0)
         return PathHealth(
             backend=self.backend, packets=sum(x.packets for x in d.values()),

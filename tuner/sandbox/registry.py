@@ -27,7 +27,7 @@ from tuner.logs import get_logger
 from tuner.netns import NETNS_DIR
 
 __all__ = ["REGISTRY_DIR", "ProcessId", "SandboxRecord", "Registry", "reap_stale", "process_start",
-           "stale_sandboxes"]
+           "stale_sandboxes", "processes_in_netns"]
 
 log = get_logger(__name__)
 
@@ -138,13 +138,14 @@ def _netns_names(netns_dir: Path) -> list[str]:
         return []
 
 
-def _netns_has_processes(path: Path) -> bool:
-    """Whether any process lives in the namespace bound at ``path``."""
+def processes_in_netns(path: Path) -> list[int]:
+    """Pids of the processes living in the network namespace bound at ``path``."""
     try:
         st = path.stat()
     except OSError:
-        return False
+        return []
     target = (st.st_dev, st.st_ino)
+    found = []
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
@@ -153,8 +154,8 @@ def _netns_has_processes(path: Path) -> bool:
         except OSError:
             continue
         if (ns.st_dev, ns.st_ino) == target:
-            return True
-    return False
+            found.append(int(entry.name))
+    return found
 
 
 def _kill(helper: ProcessId) -> None:
@@ -195,7 +196,7 @@ def stale_sandboxes(registry: Registry | None = None, netns_dir: Path = NETNS_DI
             continue
         if process_start(int(m.group(1))) is not None:
             continue  # its owner (or a process that reused the pid) is alive: leave it
-        if _netns_has_processes(netns_dir / name):
+        if processes_in_netns(netns_dir / name):
             continue
         orphans.append(name)
     return stale, orphans

@@ -22,6 +22,7 @@ from __future__ import annotations
 import errno
 import itertools
 import os
+import signal
 import time
 from pathlib import Path as FsPath
 from typing import Any, Callable, Mapping, TypeVar
@@ -36,7 +37,7 @@ from tuner.sandbox.health import PathHealth
 from tuner.sandbox.job import Job
 from tuner.sandbox.layout import ADDRESSES, Side
 from tuner.sandbox.links import LinkPlan, PathLink, make_link, netem_probe, plan_link
-from tuner.sandbox.registry import ProcessId, Registry, SandboxRecord, reap_stale
+from tuner.sandbox.registry import ProcessId, Registry, SandboxRecord, processes_in_netns, reap_stale
 from tuner.workload import Path
 
 __all__ = ["Sandbox", "netns_assignment", "netem_available", "SETUP_SYSCTLS"]
@@ -219,6 +220,7 @@ class Sandbox:
             self._jobs.clear()
             if self._link is not None:
                 self._link.stop()
+            self._kill_leftovers()
             for ns in self._created:
                 try:
                     nl.remove_netns(ns)
@@ -229,6 +231,18 @@ class Sandbox:
             self._registry.remove(self.name)
             guard.untrack(self)
         log.info("sandbox.destroyed", sandbox=self.name, seconds=round(time.monotonic() - t0, 4))
+
+    def _kill_leftovers(self) -> None:
+        """Whatever still lives in our namespaces (a job's own children, say) goes with them."""
+        for ns in self._created:
+            for pid in processes_in_netns(NETNS_DIR / ns):
+                if pid == os.getpid():
+                    continue
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    continue
+                log.info("sandbox.killed_leftover", sandbox=self.name, netns=ns, pid=pid)
 
     def _write_record(self) -> None:
         assert self._owner is not None
