@@ -455,9 +455,18 @@ class Study:
         if not ranked:
             return
         best_key = ranked[0]
-        best = self._search_score(best_key)
         current = self._by_key[best_key][0]
         base_point = self.space.baseline_point()
+        if current.point is None or sum(a != b for a, b in zip(current.point, base_point)) <= 1:
+            return  # without its only change it is the baseline, which the confirmation judges
+        # The best of many noisy trials looks better than it is (it was chosen for its luck): measure it
+        # again and judge the reductions against that fresh run only.
+        reference = [t for t in self._by_key[best_key] if t.role is TrialRole.SIMPLIFY and t.usable]
+        if not reference:
+            again = self._run(TrialRole.SIMPLIFY, current.assignment, current.point)
+            reference = [again] if again.usable else []
+        best = (Score.pooled([t.score for t in reference if t.score is not None]) if reference
+                else self._search_score(best_key))
         direction = best.direction
         while current.point is not None:
             changed = [i for i, (a, b) in enumerate(zip(current.point, base_point)) if a != b]
