@@ -268,10 +268,7 @@ class Daemon:
         self.source.close()
         self.state.activity = "stopped"
         self.state.pid = 0
-        try:
-            self._save(force=True)
-        except OSError as exc:
-            log.error("state.save_failed", error=str(exc))
+        self._save(force=True)
         signal.set_wakeup_fd(-1)
         for fd in (self._wake_r, self._wake_w, self._lock_fd):
             if fd is not None and fd >= 0:
@@ -292,7 +289,11 @@ class Daemon:
         now = time.monotonic()
         if not force and material == self._saved and now - self._saved_at < _REFRESH:
             return
-        save_state(self.state, self.state_dir / STATE_FILE)
+        try:
+            save_state(self.state, self.state_dir / STATE_FILE)
+        except OSError as exc:  # e.g. a full disk: keep running, say so, try again next time
+            log.error("state.save_failed", file=str(self.state_dir / STATE_FILE), error=str(exc))
+            return
         self._saved, self._saved_at = material, now
 
     # --- one observation ------------------------------------------------------------------------
@@ -300,14 +301,16 @@ class Daemon:
     def _tick(self) -> None:
         self._handle_requests()
         if not self.config.enabled:
+            self._recent = []  # a baseline from before the pause would not describe the host now
             self._set_status("disabled by configuration (enabled = false): not observing")
             self._save()
             return
         try:
             sample = self.source.sample()
-        except TunerError as exc:
-            log.error("observe.failed", error=exc.message, hint=exc.hint)
-            self.state.note_problem(f"observation failed: {exc.message}")
+        except (TunerError, OSError) as exc:
+            message = exc.message if isinstance(exc, TunerError) else str(exc)
+            log.error("observe.failed", error=message)
+            self.state.note_problem(f"observation failed: {message}")
             self._save()
             return
         if sample is None:  # the first reading: nothing to compare with yet
