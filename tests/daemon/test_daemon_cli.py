@@ -90,3 +90,12 @@ def test_the_daemon_process_never_imports_the_search_stack():
              "GaussianProcessOptimizer([LevelDimension(4)], seed=0, initial_points=1); "
              "print('numpy' in sys.modules and 'skopt' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code2], capture_output=True, text=True, check=True).stdout.strip() == "True"
+
+
+def test_print_default_config_is_the_documented_file_and_valid(tmp_path, capsys):
+    from tuner.daemon.config import load_config, parse_config
+    assert main(["daemon", "--print-default-config"]) == 0
+    text = capsys.readouterr().out
+    assert "Precedence" in text
+    (tmp_path / "tuner.toml").write_text(text)
+    assert load_config(tmp_path / "tuner.toml").search == parse_config(None).search

@@ -89,6 +89,10 @@ def _stage(args: argparse.Namespace) -> int:
 
 
 def cmd_daemon(args: argparse.Namespace) -> int:
+    if args.print_default_config:
+        from tuner.daemon.config import default_config_text
+        print(default_config_text(), end="")
+        return 0
     if args.release:
         return _release(args)
     if args.stage:
@@ -203,15 +207,17 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Run the tuning service in the foreground (systemd: tuner.service, Type=notify). It observes "
                     "the host, searches better settings in sandboxes when a service appears or changes, writes "
                     "profiles to its state directory and, only in mode = \"apply\", applies allow-listed sysctls "
-                    "under a guard that rolls back on regression. The configuration is documented in "
-                    "tuner/data/tuner.toml (install it as /etc/tuner/tuner.toml). With --release or --stage it "
-                    "sends a request to the running daemon instead.")
+                    "under a guard that rolls back on regression. Every configuration key is documented in the "
+                    "default file (`tuner daemon --print-default-config > /etc/tuner/tuner.toml`). With --release "
+                    "or --stage it sends a request to the running daemon instead.")
     p.add_argument("--config", metavar="FILE", help="configuration file (default /etc/tuner/tuner.toml; "
                                                     "missing: the documented defaults)")
     p.add_argument("--state-dir", metavar="DIR", help="state directory (overrides state_dir of the configuration)")
     p.add_argument("--netns", metavar="NS", help="observe and apply inside this network namespace instead of the "
                                                  "host (for tests and containers)")
     p.add_argument("--check-config", action="store_true", help="validate the configuration and exit")
+    p.add_argument("--print-default-config", action="store_true",
+                   help="print the documented default configuration (a starting /etc/tuner/tuner.toml) and exit")
     p.add_argument("--release", metavar="KNOB", help="hand a knob marked manual back to the daemon and exit")
     p.add_argument("--stage", metavar="PROFILE", help="queue a profile for a guarded apply (mode = \"apply\") and exit")
     p.set_defaults(func=cmd_daemon)
