@@ -5,7 +5,7 @@ Both are plain, immutable data shared by observe, probe, search, profiles and th
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, fields, replace
 from enum import Enum
 from typing import Any, Mapping
 

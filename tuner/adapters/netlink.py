@@ -334,7 +334,7 @@ def decode_dump(chunks: _Iterable[bytes], proto: Proto, observed_at: float = 0.0
     congestions: dict[bytes, str] = {}
     hdr_unpack = _LEN_TYPE.unpack_from
     swap = _SWAPPED
-    states, timers, layouts = _STATE_LIST, _TIMER_LIST, _LAYOUTS
+    states, timers = _STATE_LIST, _TIMER_LIST
     af_inet = _socket.AF_INET
     # the fields of the layout in use, kept in locals while consecutive messages share it
     current = None

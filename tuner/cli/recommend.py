@@ -108,15 +108,24 @@ def render_recommendation(rec: Recommendation, file=None) -> None:
         print(rec.snippets.rstrip(), file=file)
 
 
-def cmd_recommend(args: argparse.Namespace) -> int:
-    workload = workload_from_args(args)
-    path = path_from_args(args)
-    config = SearchConfig(
+def _config(args: argparse.Namespace) -> SearchConfig:
+    return SearchConfig(
         budget=args.budget, time_budget=args.time, sampler=args.sampler, seed=args.seed,
         repeats=args.repeats, duration=args.duration, objective=args.objective,
         knobs=tuple(args.knob), no_knobs=tuple(args.no_knob),
         journal=FsPath(args.journal) if args.journal else None, resume=args.resume, name=args.name,
     )
+
+
+def cmd_recommend(args: argparse.Namespace) -> int:
+    if args.auto:
+        return cmd_recommend_auto(args)
+    if args.workload is None:
+        raise InputError("name a workload kind, or use --auto to observe this host",
+                         hint="e.g. `tuner recommend rr`; kinds: " + ", ".join(k.value for k in KIND_KNOBS))
+    workload = workload_from_args(args)
+    path = path_from_args(args)
+    config = _config(args)
     if args.output and FsPath(args.output).is_dir():
         raise InputError(f"-o {args.output} is a directory", hint="name the profile file, e.g. -o rr.toml")
     require_root("searching in sandboxes (network namespaces)")
@@ -152,6 +161,55 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_recommend_auto(args: argparse.Namespace) -> int:
+    """Observe, then search and write one profile per service with symptoms (into the -o directory)."""
+    from tuner.observe import observe
+    from tuner.search.auto import recommend_for_service, services_to_tune
+
+    if args.workload is not None:
+        raise InputError(f"--auto observes the workload; do not also name one ({args.workload})",
+                         hint="drop the workload kind, or drop --auto")
+    if args.journal or args.resume or args.name:
+        raise InputError("--journal, --resume and --name apply to a single search, not to --auto")
+    out_dir = FsPath(args.output or ".")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError(f"-o {out_dir}: with --auto, -o names a directory for the profiles",
+                         hint="e.g. -o /var/lib/tuner/profiles")
+    seconds = args.observe
+    config = _config(args)
+    require_root("searching in sandboxes (network namespaces)")
+    where = f"namespace {args.netns}" if args.netns else "this host"
+    print(f"observing {where} for {seconds:g} s ...", file=sys.stderr, flush=True)
+    obs = observe(seconds, args.netns)
+    targets = services_to_tune(obs)
+    if not targets:
+        print(f"nothing needs tuning: {len(obs.services)} service(s) observed on {where} for {seconds:g} s, "
+              f"none with a symptom a search can address")
+        return 0
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for i, svc in enumerate(targets, 1):
+        symptoms = ", ".join(s.name for s in svc.symptoms)
+        print(f"[{i}/{len(targets)}] {svc.key} ({svc.service_class.value}): {symptoms}", file=sys.stderr)
+        view = _ProgressView(config.budget, parse_objective(config.objective, svc.workload.kind).name.split(":")[0])
+        try:
+            rec = recommend_for_service(svc, obs, config, view)
+        finally:
+            view.close()
+        file = out_dir / f"{rec.profile.name}.toml"
+        save_profile(rec.profile, file)
+        written.append((svc, rec, file))
+        if not args.json:
+            print(f"== {svc.key}: {symptoms}")
+            render_recommendation(rec)
+            print(f"profile written to {file}\n")
+    if args.json:
+        print_json([{"service": svc.key, "verdict": rec.verdict.text, "significant": rec.verdict.significant,
+                     "assignment": {k: list(v) if isinstance(v, tuple) else v for k, v in rec.assignment.items()},
+                     "profile_file": str(file)} for svc, rec, file in written])
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     kinds = "; ".join(f"{k.value}: {', '.join(v)}" for k, v in KIND_KNOBS.items())
     defaults = ", ".join(f"{k.value} {r}x{d:g}s" for k, (r, d) in PROBE_DEFAULTS.items())
@@ -165,8 +223,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         epilog=f"knobs searched by default: {kinds}. Probe repeats x duration per kind: {defaults}. "
                "Examples: tuner recommend rr --write-pattern split -o rr.toml | "
                "tuner recommend bulk --rtt 100ms --rate 200mbit --journal bulk.jsonl")
-    add_workload_arguments(p)
+    add_workload_arguments(p, kind_optional=True)
     add_path_arguments(p)
+    auto = p.add_argument_group("observe the host instead of naming a workload")
+    auto.add_argument("--auto", action="store_true",
+                      help="observe live sockets, then search and write one profile per service with symptoms "
+                           "(-o names a directory, default .)")
+    auto.add_argument("--observe", type=positive_duration, default=10.0, metavar="DURATION",
+                      help="with --auto: how long to observe (default 10s)")
+    auto.add_argument("--netns", metavar="NS", help="with --auto: observe inside this network namespace")
     g = p.add_argument_group("search")
     g.add_argument("--budget", type=int, default=DEFAULT_BUDGET, metavar="N",
                    help=f"search trials, not counting the baseline and the confirmation (default {DEFAULT_BUDGET})")

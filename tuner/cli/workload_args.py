@@ -86,8 +86,10 @@ def _wrap(fn: Callable[[str], Any], flag: str) -> Callable[[str], Any]:
     return parse
 
 
-def add_workload_arguments(parser: argparse.ArgumentParser) -> None:
+def add_workload_arguments(parser: argparse.ArgumentParser, *, kind_optional: bool = False) -> None:
+    """The WORKLOAD positional and the shape flags; ``kind_optional`` lets a verb take neither (--auto)."""
     parser.add_argument("workload", choices=[k.value for k in WorkloadKind], metavar="WORKLOAD",
+                        nargs="?" if kind_optional else None,
                         help="kind of traffic: " + ", ".join(k.value for k in WorkloadKind))
     group = parser.add_argument_group("workload shape (defaults: the built-in workload of that kind)")
     for field, (flag, fn, metavar, help_text) in _SHAPE.items():

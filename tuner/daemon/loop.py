@@ -15,7 +15,6 @@ import errno
 import fcntl
 import json
 import os
-import re
 import select
 import signal
 import time
@@ -34,10 +33,11 @@ from tuner.daemon.state import (STATE_FILE, AppliedRecord, DaemonState, ManualKn
                                 SearchActivity, load_state, save_state)
 from tuner.daemon.watch import prune, track
 from tuner.errors import ConfigError, EnvironmentProblem, TunerError
+from tuner.profiles import profile_name_for
 from tuner.logs import get_logger
 
 __all__ = ["Daemon", "LOCK_FILE", "CONTROL_DIR", "INBOX_DIR", "PROFILES_DIR", "APPLIED_DIR",
-           "profile_name_for", "daemon_running"]
+           "daemon_running"]
 
 log = get_logger(__name__)
 
@@ -52,12 +52,6 @@ _REFRESH = 30.0              # seconds between rewrites of an unchanged state (f
 _VOLATILE = ("current", "last_seen", "streak", "workload", "path", "process")
 _FORGET_AFTER = 7 * 86400.0  # a service unseen this long, with no profile, is forgotten
 _MAX_SERVICES = 500          # at most this many service records are kept (least recently seen go)
-
-
-def profile_name_for(service_key: str) -> str:
-    """A profile name (letters, digits, '.', '_', '-') for a service key such as ``nginx:443``."""
-    name = re.sub(r"[^A-Za-z0-9.]+", "-", service_key).strip("-.")
-    return (name or "service")[:64]
 
 
 def daemon_running(state_dir: Path) -> bool:

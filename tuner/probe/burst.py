@@ -177,7 +177,7 @@ def run_repeat(env: RepeatEnv) -> Sample:
         client: ClientReport = env.sandbox.run(env.client_side, drive, w, env.options, env.server_host,
                                                int(board["port"]), connect_timeout(env.duration))
     finally:
-        server_report: ServerReport = stop_server(server, board)
+        stop_server(server, board)
     sample = Sample()
     sample.metrics.update(latency_metrics("connect", client.times))
     sample.metrics.pop("connect_p90_ms", None)

@@ -18,7 +18,7 @@ from tuner.errors import InputError, KnobError
 from tuner.knobs import Kind, Scope, Value, get_knob, violations
 from tuner.workload import Path, Workload
 
-__all__ = ["SCHEMA_VERSION", "Profile", "split_assignment", "section_for", "check_name"]
+__all__ = ["SCHEMA_VERSION", "Profile", "split_assignment", "section_for", "check_name", "profile_name_for"]
 
 SCHEMA_VERSION = 1
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
@@ -120,3 +120,9 @@ class Profile:
     def from_assignment(cls, name: str, assignment: Mapping[str, object], **fields: Any) -> "Profile":
         sysctl, socket = split_assignment(assignment)
         return cls(name=name, sysctl=sysctl, socket=socket, **fields)
+
+
+def profile_name_for(service_key: str) -> str:
+    """A profile name (letters, digits, '.', '_', '-') for a service key such as ``nginx:443``."""
+    name = re.sub(r"[^A-Za-z0-9.]+", "-", service_key).strip("-.")
+    return (name or "service")[:64]
