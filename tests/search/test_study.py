@@ -216,3 +216,16 @@ def test_the_best_candidate_is_simplified_to_the_knobs_that_matter():
     assert result.assignment == {"TCP_NODELAY": True}
     simplify = [t for t in result.trials if t.role is TrialRole.SIMPLIFY]
     assert len(simplify) == 3 and all(t.assignment.get("TCP_NODELAY") for t in simplify)  # best again + 2 reductions
+
+
+def test_simplification_ends_when_a_repair_would_undo_a_reduction():
+    # backlog 32768 needs somaxconn >= 32768: putting somaxconn back to its baseline is repaired into
+    # the very same setting, which must not count as a reduction (it once looped for ever).
+    dims = (Dimension("backlog", (None, 512, 32768)), Dimension("net.core.somaxconn", (4096, 65535)))
+    space = Space(WorkloadKind.BURST, dims, dict(STOCK), FACTS)
+    truth = lambda a: {"connect_p99_ms": 2.0 if a.get("backlog", 0) >= 512 else 1000.0}  # noqa: E731
+    measure = SyntheticMeasure(WorkloadKind.BURST, truth, noise=0.05)
+    result = Study(space, parse_objective(None, WorkloadKind.BURST), _FixedSampler([(2, 1)]), measure,
+                   config=SearchConfig(budget=2)).run()
+    assert result.assignment.get("backlog", 0) >= 512
+    assert len(measure.calls) < 20

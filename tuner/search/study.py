@@ -480,6 +480,11 @@ class Study:
                     cand = self.space.candidate(tuple(reduced))
                 except KnobError:
                     continue
+                # a repair (e.g. a cap raised again for a backlog) can undo the reduction: only a
+                # candidate with fewer changes is a reduction, or the elimination would never end
+                if (cand.key == current.key or cand.point is None
+                        or sum(a != b for a, b in zip(cand.point, base_point)) >= len(changed)):
+                    continue
                 options.append((self.space.cost(cand.assignment), cand))
             options.sort(key=lambda o: o[0])
             accepted = None
