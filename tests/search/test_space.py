@@ -108,3 +108,14 @@ def test_cost_prefers_smaller_buffers_fewer_probes_and_fewer_changes():
     space = build_space(WorkloadKind.RR, STOCK, facts=FACTS)
     assert space.cost({}) == 0
     assert space.cost({"TCP_NODELAY": True}) < space.cost({"TCP_NODELAY": True, "TCP_QUICKACK": True})
+
+
+def test_a_repair_that_lands_on_the_baseline_value_leaves_the_knob_out():
+    space = build_space(WorkloadKind.BURST, STOCK, facts=FACTS)
+    dims = {d.knob: d for d in space.dimensions}
+    names = [d.knob for d in space.dimensions]
+    point = list(space.baseline_point())
+    point[names.index("backlog")] = dims["backlog"].levels.index(4096)
+    point[names.index("net.core.somaxconn")] = dims["net.core.somaxconn"].levels.index(1024)
+    cand = space.candidate(point)
+    assert dict(cand.assignment) == {"backlog": 4096}     # somaxconn back at the live 4096: not a change

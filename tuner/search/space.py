@@ -288,6 +288,8 @@ class Space:
                 moved = True
             if not moved:
                 break
+        # a repair may bring a knob back to its baseline value (somaxconn 1024 raised to the live 4096)
+        changes = {k: v for k, v in changes.items() if v != self.baseline.get(k)}
         checked = check_assignment(changes, self.facts)
         return Candidate(self.point_of(checked) or tuple(point), checked, tuple(repairs))
 
