@@ -193,7 +193,14 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=2, help="side-by-side rounds")
     ap.add_argument("--profiles-dir", help="keep the recommended profiles here")
     ap.add_argument("--out", default=str(REPO / "bench" / "results" / "search_quality"))
+    ap.add_argument("--reuse", action="store_true",
+                    help="take the recommendation from the profile already in --profiles-dir instead of running "
+                         "`tuner recommend` again (its wall time is the one recorded in the profile)")
+    ap.add_argument("--reuse-grid", metavar="JSON",
+                    help="side by side only: take the grid optimum and sample-efficiency figures of these "
+                         "scenarios from an earlier results file instead of measuring the grid again")
     args = ap.parse_args()
+    reused = json.loads(FsPath(args.reuse_grid).read_text())["scenarios"] if args.reuse_grid else {}
     configure("error")
     names = args.kinds.split(",") if args.kinds else (["rr", "udp"] if args.quick else list(SCENARIOS))
     seeds = 3 if args.quick else args.seeds
@@ -204,7 +211,13 @@ def main() -> int:
         workload, path, flags, add, remove = SCENARIOS[name]
         print(f"== {name}: {workload.kind.value} over {path.describe()}", file=sys.stderr)
         prof_dir = FsPath(args.profiles_dir) if args.profiles_dir else tmp
-        cli = run_cli(PROFILE_NAMES[name], flags, prof_dir / f"{PROFILE_NAMES[name]}.toml", args.quick)
+        prof_file = prof_dir / f"{PROFILE_NAMES[name]}.toml"
+        if args.reuse and prof_file.exists():
+            prof = load_profile(prof_file)
+            cli = {"wall_s": float(prof.evidence.get("elapsed_s", math.nan)), "assignment": prof.assignment,
+                   "verdict": prof.evidence.get("verdict"), "trials": prof.evidence.get("trials")}
+        else:
+            cli = run_cli(PROFILE_NAMES[name], flags, prof_file, args.quick)
         print(f"  recommend: {cli['wall_s']:.1f} s, {cli.get('verdict') or cli.get('error')}", file=sys.stderr)
         repeats, duration = (1, 0.3) if args.quick else PROBE_DEFAULTS[workload.kind]
         objective = default_objective(workload.kind)
@@ -216,17 +229,28 @@ def main() -> int:
                 return run_probe(w, p, a, repeats=repeats, duration=duration, sandbox=sb)
 
             t0 = time.monotonic()
-            grid = measure_grid(space, measure, objective)
+            previous = reused.get(name)
+            if previous is not None:  # side by side only: the grid optimum of an earlier run
+                grid = {}
+                optimum = {k: tuple(v) if isinstance(v, list) else v
+                           for k, v in previous["grid_optimum"]["assignment"].items()}
+                best = Score(previous["grid_optimum"]["score_in_grid"], (), objective.direction)
+            else:
+                grid = measure_grid(space, measure, objective)
+                best_key, best = _best(grid)
+                optimum = grid[best_key]["assignment"]
             grid_s = time.monotonic() - t0
-            best_key, best = _best(grid)
             arms = dict(STATIC)
-            arms["grid optimum"] = grid[best_key]["assignment"]
+            arms["grid optimum"] = optimum
             if cli.get("assignment") is not None:
                 arms["recommended"] = cli["assignment"]
             sbs = side_by_side(arms, measure, objective, args.rounds)
         cap = min(space.size, 40)
-        eff = {s: [trials_to_95(space, grid, objective, s, seed, cap) for seed in range(seeds)]
-               for s in ("skopt", "random")}
+        if grid:
+            eff = {s: [trials_to_95(space, grid, objective, s, seed, cap) for seed in range(seeds)]
+                   for s in ("skopt", "random")}
+        else:
+            eff = {s: previous["trials_to_95"][s]["per_seed"] for s in ("skopt", "random")}
         base = sbs["kernel defaults"]["score"]
         for arm in sbs.values():
             arm["gain_vs_defaults"] = gain(base, arm["score"], objective.direction) if math.isfinite(arm["score"]) else None
@@ -234,8 +258,11 @@ def main() -> int:
         best_static = max(statics, key=lambda n: sbs[n]["gain_vs_defaults"]) if statics else None
         rec = sbs.get("recommended", {}).get("score", math.nan)
         summary = {
-            "objective": objective.name, "space_size": space.size, "grid_settings": len(grid),
-            "grid_invalid": sum(1 for e in grid.values() if e["score"] is None), "grid_s": round(grid_s, 1),
+            "objective": objective.name, "space_size": space.size,
+            "grid_settings": len(grid) if grid else previous["grid_settings"],
+            "grid_invalid": sum(1 for e in grid.values() if e["score"] is None) if grid else
+            previous["grid_invalid"], "grid_s": round(grid_s, 1) if grid else previous["grid_s"],
+            "grid_reused_from": args.reuse_grid if not grid else None,
             "grid_optimum": {"assignment": sbs["grid optimum"]["assignment"], "score_in_grid": best.value},
             "side_by_side": sbs, "recommend_wall_s": round(cli["wall_s"], 1), "recommend_verdict": cli.get("verdict"),
             "recommend_error": cli.get("error"),
@@ -270,6 +297,8 @@ def _write(results: dict[str, Any], out: FsPath) -> None:
     for name, s in results["scenarios"].items():
         lines.append(f"### {name} ({s['objective']}; space {s['space_size']} points, grid measured "
                      f"{s['grid_settings']} settings in {s['grid_s']} s, {s['grid_invalid']} invalid)")
+        if s.get("grid_reused_from"):
+            lines.append(f"(grid optimum and sample efficiency from the earlier run {s['grid_reused_from']})")
         lines.append("")
         lines.append("| setting | score | gain vs defaults | n | invalid runs |")
         lines.append("|---|---|---|---|---|")
