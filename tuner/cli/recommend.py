@@ -16,9 +16,9 @@ from typing import Any
 from tuner.cli.output import Progress, print_json, print_table, require_root
 from tuner.cli.workload_args import (add_path_arguments, add_workload_arguments, path_from_args,
                                      positive_duration, workload_from_args)
-from tuner.errors import InputError
+from tuner.errors import EnvironmentProblem, InputError
 from tuner.probe.measurement import METRICS
-from tuner.profiles import dump_profile, save_profile
+from tuner.profiles import Profile, dump_profile, save_profile
 from tuner.search.objective import Score, parse_objective
 from tuner.search.recommend import PROBE_DEFAULTS, Recommendation, metric_comparison, recommend
 from tuner.search.samplers import SAMPLERS
@@ -117,6 +117,15 @@ def _config(args: argparse.Namespace) -> SearchConfig:
     )
 
 
+def _save(profile: Profile, file: FsPath) -> None:
+    try:
+        save_profile(profile, file)
+    except OSError as exc:
+        raise EnvironmentProblem(f"cannot write the profile to {file}: {exc.strerror or exc}",
+                                 hint="check the directory exists and is writable, then run the search again "
+                                      "(with --journal and --resume, finished trials are kept)") from None
+
+
 def cmd_recommend(args: argparse.Namespace) -> int:
     if args.auto:
         return cmd_recommend_auto(args)
@@ -128,6 +137,10 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     config = _config(args)
     if args.output and FsPath(args.output).is_dir():
         raise InputError(f"-o {args.output} is a directory", hint="name the profile file, e.g. -o rr.toml")
+    if args.output and not FsPath(args.output).parent.is_dir():
+        # checked before the search: a search of minutes must not end in a profile that cannot be written
+        raise InputError(f"-o {args.output}: the directory {FsPath(args.output).parent} does not exist",
+                         hint="create it first, or name a file in an existing directory")
     require_root("searching in sandboxes (network namespaces)")
     view = _ProgressView(config.budget, parse_objective(config.objective, workload.kind).name.split(":")[0])
     try:
@@ -140,7 +153,7 @@ def cmd_recommend(args: argparse.Namespace) -> int:
         raise
     view.close()
     if args.output:
-        save_profile(rec.profile, FsPath(args.output))
+        _save(rec.profile, FsPath(args.output))
     if args.json:
         print_json({
             "verdict": rec.verdict.text, "significant": rec.verdict.significant,
@@ -197,7 +210,7 @@ def cmd_recommend_auto(args: argparse.Namespace) -> int:
         finally:
             view.close()
         file = out_dir / f"{rec.profile.name}.toml"
-        save_profile(rec.profile, file)
+        _save(rec.profile, file)
         written.append((svc, rec, file))
         if not args.json:
             print(f"== {svc.key}: {symptoms}")
