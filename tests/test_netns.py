@@ -43,3 +43,40 @@ def test_the_parent_stays_in_its_own_namespace(netns):
 def test_a_missing_namespace_is_reported_by_name():
     with pytest.raises(NetnsNotFoundError, match="tuner-does-not-exist"):
         run_in_netns("tuner-does-not-exist", os.getpid)
+
+
+def _note_pid_then_sleep(file: str) -> None:
+    import time
+    with open(file, "w") as f:
+        f.write(str(os.getpid()))
+    time.sleep(60)
+
+
+class _Interrupted(Exception):
+    pass
+
+
+def test_an_interrupted_wait_kills_and_reaps_the_child(tmp_path):
+    import signal
+    pid_file = tmp_path / "pid"
+
+    def interrupt(signum, frame):
+        if not pid_file.exists() or not pid_file.read_text():  # not started yet: interrupt a little later
+            signal.setitimer(signal.ITIMER_REAL, 0.1)
+            return
+        raise _Interrupted()
+
+    old = signal.signal(signal.SIGALRM, interrupt)
+    signal.setitimer(signal.ITIMER_REAL, 0.5)
+    pid = None
+    try:
+        with pytest.raises(_Interrupted):
+            run_in_netns(None, _note_pid_then_sleep, str(pid_file))
+        pid = int(pid_file.read_text())
+        assert not os.path.exists(f"/proc/{pid}"), "the child outlived the interrupted call"
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+        if pid is not None and os.path.exists(f"/proc/{pid}"):
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)

@@ -266,4 +266,4 @@ def run_in_netns(netns: str | None, fn: Callable[..., T], *args: Any, **kwargs: 
     try:
         return child.result()
     finally:
-        child.close()
+        child.kill()  # reaped already when it reported; killed and reaped if we were interrupted (Ctrl-C)

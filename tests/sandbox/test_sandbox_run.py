@@ -106,3 +106,35 @@ def test_a_large_result_arrives_whole_from_a_job_and_from_run():
         job = sb.spawn(Side.CLIENT, lambda: bytes(range(256)) * 8192)   # 2 MiB: far more than a pipe holds
         assert sb.run(Side.SERVER, lambda: b"y" * (3 << 20)) == b"y" * (3 << 20)
         assert job.result(10) == bytes(range(256)) * 8192
+
+
+def _note_pid_then_sleep(file: str) -> None:
+    with open(file, "w") as f:
+        f.write(str(os.getpid()))
+    time.sleep(60)
+
+
+class _Interrupted(Exception):
+    pass
+
+
+def test_an_interrupted_run_kills_and_reaps_its_child_while_the_sandbox_stays_open(tmp_path):
+    pid_file = tmp_path / "pid"
+
+    def interrupt(signum, frame):
+        if not pid_file.exists() or not pid_file.read_text():  # not started yet: a little later
+            signal.setitimer(signal.ITIMER_REAL, 0.1)
+            return
+        raise _Interrupted()
+
+    old = signal.signal(signal.SIGALRM, interrupt)
+    try:
+        with Sandbox() as sb:
+            signal.setitimer(signal.ITIMER_REAL, 0.3)
+            with pytest.raises(_Interrupted):
+                sb.run(Side.SERVER, _note_pid_then_sleep, str(pid_file))
+            pid = int(pid_file.read_text())
+            assert not os.path.exists(f"/proc/{pid}"), "the run's child outlived the interrupted call"
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)

@@ -301,7 +301,7 @@ class Sandbox:
         try:
             return child.result()
         finally:
-            child.close()
+            child.kill()  # a no-op once it reported; an interrupted wait must not leave it running
 
     def spawn(self, side: Side, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Job:
         """``fn`` in a background child inside ``side``'s namespace; killed when the sandbox closes."""
