@@ -83,3 +83,15 @@ def test_apply_unit_is_a_oneshot_that_rolls_back_on_stop():
     assert "rollback" in s["ExecStop"]
     # each instance keeps its own journal, so stopping one restores only its own changes
     assert "/var/lib/tuner/apply/%i" in s["ExecStart"] and "/var/lib/tuner/apply/%i" in s["ExecStop"]
+
+
+def test_config_keys_the_units_mention_exist_in_the_default_config():
+    import re
+    import tomllib
+
+    from tuner.daemon.config import default_config_text
+
+    defaults = tomllib.loads(default_config_text())
+    for unit in UNITS.glob("*.service"):
+        for section, key in re.findall(r"\b(observe|search|apply|guard)\.([a-z_]+)\b", unit.read_text()):
+            assert key in defaults[section], f"{unit.name} mentions {section}.{key}, which tuner.toml does not have"
