@@ -111,9 +111,13 @@ def start_server(env: RepeatEnv, board: Board, fn: Callable[..., Any], *args: An
     Raises :class:`ServerCrashed` with the child's own error when it dies first.
     """
     job = env.sandbox.spawn(side if side is not None else env.server_side, fn, *args)
-    board.wait(ready, timeout=timeout, alive=job.alive)
-    if not board[ready]:
-        raise ServerCrashed(role, _reason(job))
+    try:
+        board.wait(ready, timeout=timeout, alive=job.alive)
+        if not board[ready]:
+            raise ServerCrashed(role, _reason(job))
+    except BaseException:
+        job.terminate()  # a server that never got ready must not keep running in a sandbox the next trial reuses
+        raise
     return job
 
 
