@@ -80,3 +80,9 @@ def test_an_interrupted_wait_kills_and_reaps_the_child(tmp_path):
         if pid is not None and os.path.exists(f"/proc/{pid}"):
             os.kill(pid, signal.SIGKILL)
             os.waitpid(pid, 0)
+
+
+@pytest.mark.parametrize("name", ["../../etc/hostname", "..", ".", "", "a/b"])
+def test_a_name_that_is_not_a_plain_namespace_name_is_not_found_rather_than_followed(name):
+    with pytest.raises(NetnsNotFoundError):
+        run_in_netns(name, os.getpid)

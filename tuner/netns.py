@@ -39,12 +39,19 @@ class ChildFailed(TunerError):
         self.remote_traceback = remote_traceback
 
 
+def _valid_name(name: str) -> bool:
+    """A name as `ip netns` allows it: one path component, so it can only mean a file in NETNS_DIR."""
+    return bool(name) and "/" not in name and "\0" not in name and name not in (".", "..")
+
+
 def netns_exists(name: str) -> bool:
-    return (NETNS_DIR / name).is_file()
+    return _valid_name(name) and (NETNS_DIR / name).is_file()
 
 
 def enter_netns(name: str) -> None:
     """Switch the *calling process* into ``name``. Only for children that exist to do that."""
+    if not _valid_name(name):
+        raise NetnsNotFoundError(name)
     path = NETNS_DIR / name
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
