@@ -140,6 +140,10 @@ class NetnsSource:
         resp_r, resp_w = os.pipe2(os.O_CLOEXEC)
         try:
             self._child = NetnsChild(self.netns, _serve, (req_r, resp_w, (req_w, resp_r)), die_with_parent=True)
+        except BaseException:
+            os.close(req_w)  # the namespace is gone, say: retried every interval, so nothing may leak
+            os.close(resp_r)
+            raise
         finally:
             os.close(req_r)
             os.close(resp_w)
