@@ -491,14 +491,22 @@ class Study:
             for _, cand in options:
                 if self.config.time_budget is not None and self.elapsed() >= self.config.time_budget:
                     return
-                known = [t for t in self._by_key.get(cand.key, ()) if t.role is not TrialRole.CONFIRM and t.usable]
-                trial = known[0] if known else self._run(TrialRole.SIMPLIFY, cand.assignment, cand.point)
-                if not trial.usable:
-                    continue
-                score = self._search_score(trial.key)
+                ts = [t for t in self._by_key.get(cand.key, ()) if t.usable]
+                if any(t.role is TrialRole.SEARCH for t in ts):
+                    prior = self._search_score(cand.key)
+                    if gain_interval(prior.samples, best.samples, direction, seed=self.config.seed).lo > 2.0:
+                        continue  # clearly worse already in the search: not worth another run
+                # judged on a run taken right after the best's fresh run: the machine's load drifts
+                fresh = [t for t in ts if t.role is TrialRole.SIMPLIFY]
+                if not fresh:
+                    trial = self._run(TrialRole.SIMPLIFY, cand.assignment, cand.point)
+                    if not trial.usable:
+                        continue
+                    fresh = [trial]
+                score = Score.pooled([t.score for t in fresh if t.score is not None])
                 worse = gain_interval(score.samples, best.samples, direction, seed=self.config.seed)
                 if worse.lo <= 1.0 or worse.gain < 1.0 + self.config.min_gain:
-                    accepted = trial
+                    accepted = fresh[0]
                     break
             if accepted is None:
                 break
@@ -539,8 +547,9 @@ class Study:
         seed = self.config.seed
 
         def beats(a: Score, b: Score) -> bool:
-            """``a`` is better than ``b`` beyond noise."""
-            return gain_interval(b.samples, a.samples, direction, seed=seed).lo > 1.0
+            """``a`` is better than ``b`` beyond noise, and by at least ``min_gain``."""
+            iv = gain_interval(b.samples, a.samples, direction, seed=seed)
+            return iv.lo > 1.0 and iv.gain >= 1.0 + self.config.min_gain
 
         elapsed = self.elapsed()
         keep = Verdict(False, GainInterval(1.0, 1.0, 1.0), "no significant gain, keep the defaults")
