@@ -5,7 +5,10 @@ from __future__ import annotations
 import os
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
+
+import pytest
 
 from tuner.daemon.runner import SearchEvent, SearchJob, SearchRunner
 
@@ -119,3 +122,12 @@ def test_stop_kills_a_stubborn_child_and_its_whole_group_after_the_grace(tmp_pat
         time.sleep(0.05)
     assert not _alive(grandchild)
     r.close()
+
+
+def test_a_child_that_exits_before_reading_its_job_is_reaped_and_its_pipes_closed():
+    big = replace(JOB, workload={"kind": "rr", "pad": "x" * (1 << 18)})  # more than a pipe holds: the write waits
+    r = SearchRunner(big, (sys.executable, "-c", "import os; os.close(0)"))
+    with pytest.raises(BrokenPipeError):
+        r.start()
+    assert r.proc is not None and r.proc.returncode is not None, "the child was left unreaped"
+    assert r.proc.stdout.closed and r.proc.stdin.closed

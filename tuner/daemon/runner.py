@@ -90,8 +90,18 @@ class SearchRunner:
             process_group=0, close_fds=True,
         )
         assert self.proc.stdin is not None and self.proc.stdout is not None
-        self.proc.stdin.write(self.job.to_json().encode())
-        self.proc.stdin.close()
+        try:
+            self.proc.stdin.write(self.job.to_json().encode())
+            self.proc.stdin.close()
+        except OSError:  # the child went away before it read its job: reap it, keep no pipe open
+            self._kill_group()
+            self.proc.wait()
+            for stream in (self.proc.stdin, self.proc.stdout):
+                try:
+                    stream.close()
+                except OSError:
+                    pass
+            raise
         fd = self.proc.stdout.fileno()
         fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | os.O_NONBLOCK)
         self.started = time.monotonic()
