@@ -131,3 +131,39 @@ def test_a_child_that_exits_before_reading_its_job_is_reaped_and_its_pipes_close
         r.start()
     assert r.proc is not None and r.proc.returncode is not None, "the child was left unreaped"
     assert r.proc.stdout.closed and r.proc.stdin.closed
+
+
+DAEMON = r'''
+import sys
+from tuner.daemon.runner import SearchJob, SearchRunner
+job = SearchJob(service="s", reason="r", workload={"kind": "rr"}, path={}, budget=1, time=1.0, repeats=1,
+                duration=0.1, nice=19, io_class="idle", profile_file="/tmp/x.toml", profile_name="x")
+r = SearchRunner(job, (sys.executable, "-c", "import sys, time; sys.stdin.read(); time.sleep(60)"))
+print("child", r.start(), flush=True)
+import time; time.sleep(60)
+'''
+
+
+def test_the_search_child_stops_when_the_daemon_is_killed(tmp_path):
+    import signal
+    import subprocess
+
+    script = tmp_path / "daemon.py"
+    script.write_text(DAEMON)
+    daemon = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    child = 0
+    try:
+        child = int(next(line for line in daemon.stdout if line.startswith("child ")).split()[1])
+        assert _alive(child)
+        daemon.kill()
+        daemon.wait()
+        deadline = time.monotonic() + 10
+        while _alive(child) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _alive(child), "an orphaned search kept running after its daemon was killed"
+    finally:
+        daemon.kill()
+        daemon.wait()
+        daemon.stdout.close()
+        if child and _alive(child):
+            os.kill(child, signal.SIGKILL)

@@ -4,12 +4,14 @@ The child gets a :class:`SearchJob` as JSON on stdin, lowers its own CPU and I/O
 search stack (scikit-optimize, numpy: never loaded in the daemon itself), runs the search and reports
 JSON lines on stdout (:class:`SearchEvent`). It runs in its own process group so that a stop can
 reach every process it started; its sandboxes are removed by the child on SIGTERM, and by
-``tuner.sandbox.reap_stale`` if it had to be killed.
+``tuner.sandbox.reap_stale`` if it had to be killed. The child also gets SIGTERM when the daemon dies
+(PR_SET_PDEATHSIG), so a daemon killed with SIGKILL leaves no search running beside its successor's.
 """
 
 from __future__ import annotations
 
 import fcntl
+import functools
 import json
 import os
 import signal
@@ -72,6 +74,18 @@ class SearchEvent:
         return cls(kind, d)
 
 
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_daemon(daemon: int) -> None:
+    """In the forked child before exec: SIGTERM (its orderly stop) when the daemon dies, even by SIGKILL,
+    so a restarted daemon never finds an orphaned search still running beside its own."""
+    import ctypes
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    if os.getppid() != daemon:  # the daemon died before prctl took effect
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
 class SearchRunner:
     """One running search child."""
 
@@ -87,7 +101,7 @@ class SearchRunner:
         env = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")}
         self.proc = subprocess.Popen(
             self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=None, env=env,
-            process_group=0, close_fds=True,
+            process_group=0, close_fds=True, preexec_fn=functools.partial(_die_with_daemon, os.getpid()),
         )
         assert self.proc.stdin is not None and self.proc.stdout is not None
         try:
