@@ -180,3 +180,39 @@ def test_an_incremental_dump_keeps_the_records_of_idle_sockets_and_rereads_the_r
     l1, l2 = (find(r, local_port=7100, state=TcpState.LISTEN) for r in (first, second))
     assert (l1.rqueue, l2.rqueue) == (0, 1) and l2.observed_at > l1.observed_at
     assert any(r.local_port == ports["late"] for r in second)
+
+
+class _FailsOnce:
+    """A sock_diag socket whose first receive times out (the kernel's reply stays queued)."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self.failed = False
+
+    def recv_into(self, buf):
+        if not self.failed:
+            self.failed = True
+            raise TimeoutError("timed out")
+        return self._sock.recv_into(buf)
+
+    def __getattr__(self, name):
+        return getattr(self._sock, name)
+
+
+def _dump_after_an_interrupted_one() -> tuple[int, int]:
+    ls = [socket.socket() for _ in range(3)]
+    for i, s in enumerate(ls):
+        s.bind(("127.0.0.1", 7100 + i))
+        s.listen(1)
+    with SockDiag() as diag:
+        clean = len(diag.dump([4], [Proto.TCP]))
+        diag._sock = _FailsOnce(diag._sock)
+        with pytest.raises(TimeoutError):
+            diag.dump([4], [Proto.TCP])
+        again = len(diag.dump([4], [Proto.TCP]))
+    return clean, again
+
+
+def test_a_dump_after_an_interrupted_one_holds_only_its_own_sockets(netns):
+    clean, again = run_in_netns(netns, _dump_after_an_interrupted_one)
+    assert clean == 3 and again == 3

@@ -232,13 +232,21 @@ class SockDiag:
         socket): a long-running observer then decodes only the sockets that moved."""
         self._incremental = incremental
         self._previous: dict[tuple[int, Proto], dict[int, tuple]] = {}
-        self._sock = _socket.socket(_socket.AF_NETLINK, _socket.SOCK_RAW | _socket.SOCK_CLOEXEC,
-                                    _NETLINK_SOCK_DIAG)
-        self._sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_RCVBUF, rcvbuf)
-        self._sock.settimeout(10.0)   # a reply the kernel never finishes must not hang the daemon
-        self._sock.bind((0, 0))
+        self._rcvbuf = rcvbuf
+        self._sock = self._open()
         self._buf = bytearray(1 << 17)
         self._seq = 0
+
+    def _open(self) -> _socket.socket:
+        sock = _socket.socket(_socket.AF_NETLINK, _socket.SOCK_RAW | _socket.SOCK_CLOEXEC, _NETLINK_SOCK_DIAG)
+        try:
+            sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_RCVBUF, self._rcvbuf)
+            sock.settimeout(10.0)   # a reply the kernel never finishes must not hang the daemon
+            sock.bind((0, 0))
+        except BaseException:
+            sock.close()
+            raise
+        return sock
 
     def close(self) -> None:
         self._sock.close()
@@ -251,6 +259,16 @@ class SockDiag:
 
     def dump_raw(self, family: int, proto: Proto, states: int = ALL_STATES, ext: int | None = None) -> list[bytes]:
         """The reply datagrams of one dump request, undecoded."""
+        try:
+            return self._dump_raw(family, proto, states, ext)
+        except BaseException:
+            # the rest of this reply may still be queued (a timeout, an interrupt): a fresh socket,
+            # so that the next dump of this long-lived object does not read it as its own
+            self._sock.close()
+            self._sock = self._open()
+            raise
+
+    def _dump_raw(self, family: int, proto: Proto, states: int, ext: int | None) -> list[bytes]:
         if ext is None:
             ext = _EXT_TCP if proto is Proto.TCP else _EXT_UDP
         self._seq += 1
