@@ -147,3 +147,26 @@ class ProbeError(TunerError):
 
 class SearchError(TunerError):
     """A search could not start or continue."""
+
+
+def interrupt_behind(error: BaseException) -> KeyboardInterrupt | SystemExit | None:
+    """The interrupt (Ctrl-C, or SIGTERM turned into ``SystemExit``) that ``error`` was raised while handling,
+    if any: a cleanup that fails because the interrupt also hit a child must not hide the interrupt."""
+    seen: set[int] = set()
+    node: BaseException | None = error
+    while node is not None and id(node) not in seen:
+        seen.add(id(node))
+        if isinstance(node, (KeyboardInterrupt, SystemExit)):
+            return node
+        node = node.__cause__ or node.__context__
+    return None
+
+
+def reraise_interrupt(error: BaseException) -> None:
+    """Raise a fresh copy of the interrupt behind ``error`` (chained to it, so the cleanup failure stays
+    visible in the traceback and the log); return if there is none."""
+    interrupt = interrupt_behind(error)
+    if isinstance(interrupt, SystemExit):
+        raise SystemExit(interrupt.code) from error
+    if interrupt is not None:
+        raise KeyboardInterrupt() from error

@@ -267,9 +267,10 @@ def run_in_netns(netns: str | None, fn: Callable[..., T], *args: Any, **kwargs: 
     """Run ``fn(*args, **kwargs)`` in a forked child inside ``netns`` and return its result.
 
     ``netns=None`` runs it in a child in the current namespace. Exceptions raised by ``fn`` are
-    re-raised in the parent with their type and fields intact.
+    re-raised in the parent with their type and fields intact. The child dies with the parent (a
+    SIGKILLed ``tuner apply --netns`` must not leave its child applying on its own).
     """
-    child = NetnsChild(netns, fn, args, kwargs)
+    child = NetnsChild(netns, fn, args, kwargs, die_with_parent=True)
     try:
         return child.result()
     finally:

@@ -10,6 +10,7 @@ from enum import Enum
 from typing import Any, Mapping
 
 from tuner.errors import InputError
+from tuner.inputs import bounded, bounded_int
 
 __all__ = ["WorkloadKind", "WritePattern", "Direction", "Workload", "Path", "DEFAULT_WORKLOADS"]
 
@@ -59,6 +60,14 @@ class Workload:
     # keepalive / memory
     idle_connections: int = 100
 
+    def __post_init__(self) -> None:
+        for name, (lo, hi) in WORKLOAD_BOUNDS.items():
+            value = getattr(self, name, None)
+            if isinstance(value, float):
+                bounded(value, lo, hi, f"workload {name}", lo_open=lo == 0 and name in _POSITIVE)
+            elif value is not None:
+                bounded_int(value, int(lo), int(hi), f"workload {name}")
+
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         return {k: (v.value if isinstance(v, Enum) else v) for k, v in d.items()}
@@ -81,6 +90,30 @@ class Workload:
         return replace(self, **changes)
 
 
+# The range of every numeric workload field: what a probe on one machine can reproduce, and far beyond any
+# real service's shape; a value outside is a typo or an attack, refused with the range in the message.
+WORKLOAD_BOUNDS: Mapping[str, tuple[float, float]] = {
+    "request_size": (1, 64 << 20),
+    "response_size": (1, 64 << 20),
+    "connections": (1, 10_000),
+    "think_time": (0.0, 3600.0),
+    "streams": (1, 128),
+    "burst_connections": (1, 100_000),
+    "burst_threads": (1, 4096),
+    "accept_rate": (0.0, 1e7),
+    "udp_rate": (0.0, 1e7),
+    "udp_size": (1, 65507),
+    "udp_burst": (1, 100_000),
+    "service_rate": (0.0, 1e7),
+    "idle_connections": (1, 100_000),
+}
+_POSITIVE = {"accept_rate", "udp_rate", "service_rate"}  # rates: > 0
+
+# The range of a path: up to 10 s round trip (a geostationary hop is 0.6 s), 1 Tbit/s, 1e6 queued packets.
+MAX_RTT = 10.0
+MAX_RATE_BPS = 1e12
+MAX_QUEUE_PACKETS = 1_000_000
+
 _ENUMS = {"WorkloadKind": WorkloadKind, "WritePattern": WritePattern, "Direction": Direction}
 
 
@@ -94,13 +127,11 @@ def _coerce(name: str, value: Any, type_name: Any) -> Any:
             raise InputError(f"workload {name}: {value!r} is not valid",
                              hint=f"one of {', '.join(e.value for e in enum)}") from None
     if tname == "int":
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise InputError(f"workload {name}: expected a non-negative integer, got {value!r}")
-        return value
+        lo, hi = WORKLOAD_BOUNDS.get(name, (0, 2**31 - 1))
+        return bounded_int(value, int(lo), int(hi), f"workload {name}")
     if tname == "float":
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-            raise InputError(f"workload {name}: expected a non-negative number, got {value!r}")
-        return float(value)
+        lo, hi = WORKLOAD_BOUNDS.get(name, (0.0, 1e9))
+        return bounded(value, lo, hi, f"workload {name}", lo_open=name in _POSITIVE)
     return value
 
 
@@ -116,14 +147,13 @@ class Path:
     queue_packets: int | None = None
 
     def __post_init__(self) -> None:
-        if self.rtt < 0 or self.jitter < 0:
-            raise InputError("path rtt and jitter must not be negative")
-        if self.rate_bps is not None and self.rate_bps <= 0:
-            raise InputError("path rate must be positive")
-        if not 0.0 <= self.loss <= 1.0:
-            raise InputError("path loss must be between 0 and 100%")
-        if self.queue_packets is not None and self.queue_packets < 1:
-            raise InputError("path queue must hold at least one packet")
+        bounded(self.rtt, 0.0, MAX_RTT, "path rtt", unit="s")
+        bounded(self.jitter, 0.0, MAX_RTT, "path jitter", unit="s")
+        if self.rate_bps is not None:
+            bounded(self.rate_bps, 0.0, MAX_RATE_BPS, "path rate", unit="bit/s", lo_open=True)
+        bounded(self.loss, 0.0, 1.0, "path loss (a fraction)")
+        if self.queue_packets is not None:
+            bounded_int(self.queue_packets, 1, MAX_QUEUE_PACKETS, "path queue (packets)")
 
     @property
     def is_plain(self) -> bool:

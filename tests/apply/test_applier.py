@@ -14,7 +14,7 @@ import pytest
 
 from tuner.apply import (ABSENT_REASON, HOST_ONLY_REASON, Applier, Change, FileWrite, Target, ensure_state_dir,
                          make_plan, rollback, verify)
-from tuner.errors import ApplyError, StateError
+from tuner.errors import ApplyError, StateError, UnsafeFileError
 from tuner.knobs import SysctlTree, get_knob
 from tuner.profiles import Profile
 
@@ -263,7 +263,7 @@ def test_a_damaged_journal_is_refused_and_nothing_is_written(tree, snap, state):
 def test_a_state_dir_others_can_write_is_not_trusted(tree, state):
     state.mkdir(mode=0o777)
     state.chmod(0o777)
-    with pytest.raises(StateError, match="only trusts state that no one else can write"):
+    with pytest.raises(UnsafeFileError, match="writable by group or others"):
         Applier(state, tree).apply(make_plan(PROFILE, tree), "test")
 
 

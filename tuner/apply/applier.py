@@ -31,6 +31,7 @@ from tuner.errors import ApplyError, InputError
 from tuner.knobs import CATALOGUE, SysctlTree
 from tuner.logs import get_logger
 from tuner.profiles import MAX_PROFILE_BYTES, atomic_write
+from tuner.trusted import read_limited
 
 __all__ = ["Applier", "FileWrite", "rollback", "check_file_target"]
 
@@ -63,7 +64,10 @@ def check_file_target(path: Path) -> bytes | None:
         raise InputError(f"{path}: exists and is not a regular file", hint="give the path of a .conf file")
     if st.st_size > MAX_PROFILE_BYTES:
         raise InputError(f"{path}: exists and is {st.st_size} bytes; tuner only replaces small sysctl.d files")
-    return path.read_bytes()
+    try:
+        return read_limited(path, MAX_PROFILE_BYTES, what="sysctl.d file")  # the file checked is the file read
+    except ValueError as exc:
+        raise InputError(f"{path}: {exc}", hint="give the path of a .conf file") from None
 
 
 class Applier:

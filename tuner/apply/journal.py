@@ -21,7 +21,6 @@ import errno
 import fcntl
 import json
 import os
-import stat
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -32,13 +31,16 @@ from tuner.apply.target import Target
 from tuner.errors import KnobError, StateError
 from tuner.knobs import CATALOGUE, Kind, Value
 from tuner.logs import get_logger
+from tuner.inputs import parse_json
 from tuner.profiles import atomic_write
+from tuner.trusted import check_owner_mode, ensure_dir, open_nofollow, read_limited
 
 __all__ = ["Journal", "Transaction", "SetStep", "FileStep", "ensure_state_dir"]
 
 log = get_logger(__name__)
 
 OUTSTANDING = ("open", "committed")
+MAX_JOURNAL_BYTES = 64 << 20  # thousands of applies; a larger file is not one tuner wrote
 
 
 @dataclass(frozen=True)
@@ -69,21 +71,17 @@ class Transaction:
 
 
 def ensure_state_dir(state_dir: Path) -> None:
-    """Create the state directory (mode 0700) or check that an existing one is safe to trust."""
+    """Create the state directory (mode 0700) or check that an existing one is safe to trust
+    (:func:`tuner.trusted.ensure_dir`: no symlink, owned by us, only we can write it and its parents)."""
     try:
-        state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        st = os.stat(state_dir)
+        ensure_dir(state_dir)
     except OSError as exc:
         raise StateError(state_dir, f"cannot create the state directory: {exc.strerror}",
                          hint="choose another with --state-dir or TUNER_STATE_DIR") from None
-    _check_owned(state_dir, st)
 
 
 def _check_owned(path: Path, st: os.stat_result) -> None:
-    if st.st_uid != os.geteuid() or st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-        raise StateError(path, f"is owned by uid {st.st_uid} with mode {stat.S_IMODE(st.st_mode):04o}; "
-                               "tuner only trusts state that no one else can write",
-                         hint=f"run `chown root: {path} && chmod go-w {path}`, or use another --state-dir")
+    check_owner_mode(path, st, "journal")
 
 
 def _encode(value: Value) -> Any:
@@ -115,7 +113,7 @@ class Journal:
 
     def __enter__(self) -> "Journal":
         ensure_state_dir(self.state_dir)
-        self._lock_fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        self._lock_fd = open_nofollow(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
@@ -141,7 +139,7 @@ class Journal:
             created = not self.path.exists()
             if not created:
                 self._drop_partial_tail()
-            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            self._fd = open_nofollow(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
             if created:
                 self._fsync_dir()
             else:
@@ -155,10 +153,14 @@ class Journal:
     def _drop_partial_tail(self) -> None:
         """Cut a trailing partial line (a record whose write was interrupted: its change never happened),
         so the next record starts on a line of its own."""
-        data = self.path.read_bytes()
+        data = read_limited(self.path, MAX_JOURNAL_BYTES, what="journal")
         keep = data.rfind(b"\n") + 1
         if keep != len(data):
-            os.truncate(self.path, keep)
+            fd = open_nofollow(self.path, os.O_WRONLY)
+            try:
+                os.ftruncate(fd, keep)
+            finally:
+                os.close(fd)
             log.warning("journal.partial_line_dropped", file=str(self.path), bytes=len(data) - keep)
 
     def _fsync_dir(self) -> None:
@@ -199,19 +201,20 @@ class Journal:
     def transactions(self) -> list[Transaction]:
         """Every transaction recorded, oldest first."""
         try:
-            data = self.path.read_bytes()
+            data = read_limited(self.path, MAX_JOURNAL_BYTES, trusted=True, what="journal")
         except FileNotFoundError:
             return []
+        except ValueError as exc:
+            raise StateError(self.path, f"cannot use the journal: it {exc}") from None
         except OSError as exc:
             raise StateError(self.path, f"cannot read the journal: {exc.strerror}") from None
-        _check_owned(self.path, os.stat(self.path))
         lines = data.split(b"\n")
         if lines[-1]:
             log.warning("journal.partial_line_ignored", file=str(self.path), line=len(lines))
         txns: dict[str, Transaction] = {}
         for number, raw in enumerate(lines[:-1], start=1):
             try:
-                rec = json.loads(raw)
+                rec = parse_json(raw)
                 self._apply_record(txns, rec)
             except (ValueError, KeyError, TypeError, KnobError) as exc:
                 raise StateError(self.path, f"line {number} is damaged ({exc})",

@@ -13,6 +13,7 @@ from typing import Any
 
 from tuner.cli.output import print_json, print_table, require_root
 from tuner.errors import EnvironmentProblem, StateError
+from tuner.trusted import ensure_dir
 
 __all__ = ["register"]
 
@@ -60,8 +61,8 @@ def _release(args: argparse.Namespace) -> int:
     knob = get_knob(args.release).name
     cfg = _config(args)
     require_root("tuner daemon --release")
-    path = cfg.state_dir / CONTROL_DIR / f"release-{knob}.json"
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    ensure_dir(cfg.state_dir)
+    path = ensure_dir(cfg.state_dir / CONTROL_DIR) / f"release-{knob}.json"
     atomic_write(path, json.dumps({"knob": knob, "at": time.time()}).encode(), mode=0o600)
     woke = _wake(cfg.state_dir)
     print(f"requested: the daemon stops treating {knob} as manually managed"
@@ -75,9 +76,10 @@ def _stage(args: argparse.Namespace) -> int:
     from tuner.profiles import dump_profile, load_profile
     cfg = _config(args)
     require_root("tuner daemon --stage")
-    profile = load_profile(Path(args.stage))  # validated here; refused with its file and key if bad
-    dest = cfg.state_dir / INBOX_DIR / f"staged-{profile.name}.toml"
-    dest.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    # validated here (refused with its file and key if bad) and trusted as `tuner apply` would trust it
+    profile = load_profile(Path(args.stage), trusted_only=True)
+    ensure_dir(cfg.state_dir)
+    dest = ensure_dir(cfg.state_dir / INBOX_DIR) / f"staged-{profile.name}.toml"
     atomic_write(dest, dump_profile(profile).encode(), mode=0o600)
     woke = _wake(cfg.state_dir)
     mode = cfg.mode.value

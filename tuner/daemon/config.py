@@ -16,7 +16,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Mapping
 
-from tuner.errors import ConfigError, InputError
+from tuner.errors import ConfigError, InputError, UnsafeFileError
+from tuner.inputs import TooDeep, bounded, parse_toml
+from tuner.trusted import read_trusted
 from tuner.knobs import CATALOGUE, Kind
 from tuner.units import parse_duration
 
@@ -109,7 +111,9 @@ def default_config_text() -> str:
 
 def _parse_toml(text: str, file: str) -> dict[str, Any]:
     try:
-        return tomllib.loads(text)
+        return parse_toml(text)
+    except TooDeep as exc:
+        raise ConfigError(file, str(exc), hint="a configuration has tables one level deep, e.g. [search]") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(file, f"not valid TOML: {exc}", hint="fix the syntax; the default file documents "
                                                                "every key (tuner/data/tuner.toml)") from None
@@ -133,6 +137,10 @@ def _merge(base: Mapping[str, Any], override: Mapping[str, Any], file: str, pref
                 raise ConfigError(file, "must be a value, not a table", key=dotted)
             out[key] = value
     return out
+
+
+_NUMBER_CAP = 1e15          # no config number means more; NaN and infinities are refused too
+_DURATION_CAP = 30 * 86400.0  # 30 days: no interval of the daemon is longer
 
 
 class _Reader:
@@ -163,14 +171,13 @@ class _Reader:
             raise self.fail(key, f"expected an integer {lo}..{hi}, got {v!r}")
         return v
 
-    def number(self, key: str, lo: float, hi: float = float("inf")) -> float:
-        v = self._get(key)
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not lo <= v <= hi:
-            bound = f"{lo:g}..{hi:g}" if hi != float("inf") else f">= {lo:g}"
-            raise self.fail(key, f"expected a number {bound}, got {v!r}")
-        return float(v)
+    def number(self, key: str, lo: float, hi: float = _NUMBER_CAP) -> float:
+        try:
+            return bounded(self._get(key), lo, hi, "expected a finite number")
+        except InputError as exc:
+            raise self.fail(key, exc.message, hint=exc.hint) from None
 
-    def duration(self, key: str, lo: float, hi: float = float("inf")) -> float:
+    def duration(self, key: str, lo: float, hi: float = _DURATION_CAP) -> float:
         v = self._get(key)
         if isinstance(v, bool) or not isinstance(v, (int, float, str)):
             raise self.fail(key, f"expected a duration such as \"10s\", got {v!r}")
@@ -180,11 +187,11 @@ class _Reader:
             except InputError as exc:
                 raise self.fail(key, exc.message, hint=exc.hint) from None
         else:
-            seconds = float(v)
-        if not lo <= seconds <= hi:
-            bound = f"between {lo:g} s and {hi:g} s" if hi != float("inf") else f"at least {lo:g} s"
-            raise self.fail(key, f"{v!r} is out of range", hint=f"use a duration {bound}")
-        return seconds
+            seconds = v
+        try:
+            return bounded(seconds, lo, hi, "duration", unit="s")
+        except InputError as exc:
+            raise self.fail(key, exc.message, hint="use a duration such as \"10s\" in that range") from None
 
     def choice(self, key: str, enum: type[Enum]) -> Any:
         v = self._get(key)
@@ -283,15 +290,18 @@ def load_config(path: Path | None = None) -> DaemonConfig:
     explicit = path is not None
     path = path if path is not None else DEFAULT_CONFIG_PATH
     try:
-        raw = path.read_bytes()[: _MAX_CONFIG_BYTES + 1]
+        # what the daemon does as root is decided here: only root may be able to change the file
+        raw = read_trusted(path, _MAX_CONFIG_BYTES, what="configuration")
     except FileNotFoundError:
         if explicit:
             raise ConfigError(path, "no such file", hint="create it, or leave out --config to run on the defaults")
         return parse_config(None)
+    except UnsafeFileError:
+        raise
+    except ValueError as exc:
+        raise ConfigError(path, str(exc), hint="give the path of a TOML configuration file") from None
     except OSError as exc:
         raise ConfigError(path, f"cannot read: {exc.strerror}") from None
-    if len(raw) > _MAX_CONFIG_BYTES:
-        raise ConfigError(path, "larger than 1 MiB; not a configuration file")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import json
 import os
 import select
 import signal
@@ -32,9 +31,11 @@ from tuner.daemon.sample import LiveSource, NetnsSource, SampleSource
 from tuner.daemon.state import (STATE_FILE, AppliedRecord, DaemonState, ManualKnob, OwnedKnob, ProfileRecord,
                                 SearchActivity, load_state, save_state)
 from tuner.daemon.watch import prune, track
-from tuner.errors import ConfigError, EnvironmentProblem, TunerError
+from tuner.errors import ConfigError, EnvironmentProblem, TunerError, UnsafeFileError
+from tuner.inputs import parse_json
 from tuner.profiles import profile_name_for
 from tuner.logs import get_logger
+from tuner.trusted import check_owner_mode, ensure_dir, open_nofollow, read_limited
 
 __all__ = ["Daemon", "LOCK_FILE", "CONTROL_DIR", "INBOX_DIR", "PROFILES_DIR", "APPLIED_DIR",
            "daemon_running"]
@@ -142,10 +143,14 @@ class Daemon:
     # --- lifecycle ------------------------------------------------------------------------------
 
     def _lock(self) -> None:
-        self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o755)
-        fd = os.open(self.state_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        ensure_dir(self.state_dir)  # created 0700, or refused when another user could plant files in it
+        fd = open_nofollow(self.state_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
         try:
+            check_owner_mode(self.state_dir / LOCK_FILE, os.fstat(fd), "lock file")
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except UnsafeFileError:
+            os.close(fd)
+            raise
         except OSError:
             os.close(fd)
             raise EnvironmentProblem(f"another tuner daemon is running with state directory {self.state_dir}",
@@ -347,8 +352,7 @@ class Daemon:
             log.warning("search.skipped", service=queued.key, reason="no workload estimate for this service")
             return
         name = profile_name_for(queued.key)
-        profiles = self.state_dir / PROFILES_DIR
-        profiles.mkdir(parents=True, exist_ok=True)
+        profiles = ensure_dir(self.state_dir / PROFILES_DIR)
         job = SearchJob(
             service=queued.key, reason=queued.reason, workload=dict(record.workload), path=dict(record.path),
             budget=policy.budget, time=policy.time, repeats=policy.repeats, duration=policy.duration,
@@ -466,7 +470,7 @@ class Daemon:
             if not name.startswith("release-") or not name.endswith(".json"):
                 continue
             try:
-                knob = str(json.loads(path.read_text())["knob"])
+                knob = str(parse_json(read_limited(path, 4096, what="request"))["knob"])
             except (OSError, ValueError, KeyError, TypeError) as exc:
                 log.warning("request.unreadable", file=str(path), error=str(exc))
                 knob = ""
@@ -485,9 +489,8 @@ class Daemon:
                 self.state.note_problem(f"{len(staged)} staged profiles wait in {inbox}: mode is recommend")
             return
         for name in staged:
-            dest = self.state_dir / PROFILES_DIR / name
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(inbox / name, dest)
+            dest = ensure_dir(self.state_dir / PROFILES_DIR) / name
+            os.replace(inbox / name, dest)  # a symlink moves as a link; loading it later refuses it
             self.state.rejected.pop(str(dest), None)
             self.state.profiles = [p for p in self.state.profiles if p.file != str(dest)] + [
                 ProfileRecord(name=dest.stem, file=str(dest), service=None, created=self.clock(),

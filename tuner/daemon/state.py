@@ -16,7 +16,8 @@ from typing import Any, Mapping
 from tuner.daemon.guard import GuardWatch
 from tuner.daemon.watch import SearchQueue, ServiceRecord
 from tuner.logs import get_logger
-from tuner.profiles.files import atomic_write
+from tuner.inputs import parse_json
+from tuner.trusted import atomic_write, read_limited
 
 __all__ = ["STATE_VERSION", "STATE_FILE", "AppliedRecord", "OwnedKnob", "ManualKnob", "ProfileRecord",
            "SearchActivity", "DaemonState", "load_state", "read_state", "save_state", "jsonable"]
@@ -24,6 +25,7 @@ __all__ = ["STATE_VERSION", "STATE_FILE", "AppliedRecord", "OwnedKnob", "ManualK
 log = get_logger(__name__)
 STATE_VERSION = 1
 STATE_FILE = "state.json"
+MAX_STATE_BYTES = 16 << 20  # the state holds recent activity only; a few hundred KiB at most
 _KEEP_PROFILES = 200
 _KEEP_APPLIED = 200
 
@@ -220,10 +222,10 @@ def save_state(state: DaemonState, path: Path) -> None:
 
 def read_state(path: Path) -> DaemonState:
     """Parse a state file; raises ``ValueError`` (or OSError) if it cannot be used."""
-    raw = path.read_bytes()
+    raw = read_limited(path, MAX_STATE_BYTES, what="state file")  # ValueError when too large
     try:
-        data = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        data = parse_json(raw, limit=32, allow_nan=True)
+    except ValueError as exc:
         raise ValueError(f"not valid JSON ({exc})") from None
     try:
         return DaemonState.from_dict(data)

@@ -116,7 +116,7 @@ _KNOBS: tuple[Knob, ...] = (
             IntChoice(((0, "off"), (1, "after an ICMP black hole"), (2, "always"))),
             "packetization-layer path MTU discovery"),
     _sysctl("net.ipv4.ip_local_port_range", Scope.NETNS,
-            OrderedTuple(("low", "high"), 1, 65535, strict=True, log=False),
+            OrderedTuple(("low", "high"), 1024, 65535, strict=True, log=False),
             "ephemeral ports used for outgoing connections"),
     _sysctl("net.ipv4.tcp_no_metrics_save", Scope.NETNS, Flag(),
             "do not cache ssthresh/RTT of closed connections"),

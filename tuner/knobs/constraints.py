@@ -6,6 +6,7 @@ ordered triples) live in the domains; here are the rules that need two knobs or 
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Callable, Mapping
 
@@ -51,12 +52,19 @@ CONSTRAINTS: tuple[Constraint, ...] = (
 _ALGORITHM_KNOBS = ("net.ipv4.tcp_congestion_control", "TCP_CONGESTION")
 
 
+# tcp_mem/udp_mem thresholds (pages) below this fraction of RAM starve every socket (the kernel's own
+# defaults are about 1/32..3/32 of RAM); [1, 1, 1] is accepted by the kernel and breaks networking.
+MEMORY_FLOOR_DIVISOR = 1024
+_MEMORY_KNOBS = ("net.ipv4.tcp_mem", "net.ipv4.udp_mem")
+
+
 @dataclass(frozen=True)
 class KernelFacts:
     """What the running kernel offers, as far as validation needs it."""
 
     congestion_available: frozenset[str]
     congestion_allowed: frozenset[str]
+    memory_pages: int = 0  # the machine's RAM in pages (0: unknown; the memory floors are not checked)
 
     @classmethod
     def read(cls, root=PROC_SYS) -> "KernelFacts":
@@ -68,8 +76,12 @@ class KernelFacts:
             except OSError:
                 return frozenset()
 
+        try:
+            pages = os.sysconf("SC_PHYS_PAGES")
+        except (OSError, ValueError):
+            pages = 0
         return cls(names("net.ipv4.tcp_available_congestion_control"),
-                   names("net.ipv4.tcp_allowed_congestion_control"))
+                   names("net.ipv4.tcp_allowed_congestion_control"), max(pages, 0))
 
 
 def violations(assignment: Assignment, facts: KernelFacts | None = None) -> list[KnobError]:
@@ -88,6 +100,15 @@ def violations(assignment: Assignment, facts: KernelFacts | None = None) -> list
                 problems.append(KnobError(name, f"congestion control {algo!r} is not available on this kernel",
                                           value=algo, hint=f"this kernel offers: {offered} "
                                                            f"(or load the module tcp_{algo})"))
+    if facts is not None and facts.memory_pages:
+        floor = max(facts.memory_pages // MEMORY_FLOOR_DIVISOR, 1)
+        for name in _MEMORY_KNOBS:
+            triple = assignment.get(name)
+            if isinstance(triple, tuple) and min(triple) < floor:
+                problems.append(KnobError(
+                    name, f"{min(triple)} pages is below the floor of {floor} pages (1/{MEMORY_FLOOR_DIVISOR} of "
+                          f"this machine's memory): sockets would stall under memory pressure",
+                    value=list(triple), hint=f"give each threshold at least {floor} pages, or leave the knob out"))
     return problems
 
 

@@ -25,7 +25,7 @@ from dataclasses import replace
 from types import ModuleType
 from typing import Any, Mapping
 
-from tuner.errors import TunerError
+from tuner.errors import TunerError, interrupt_behind, reraise_interrupt
 from tuner.knobs import Kind, Scope, SysctlTree, Value, check_assignment, get_knob
 from tuner.logs import get_logger
 from tuner.observe.counters import Counters, delta, read_counters
@@ -108,6 +108,9 @@ def run_probe(workload: Workload, path: Path, assignment: Mapping[str, Any], *, 
     except KeyboardInterrupt:
         raise
     except Exception as exc:  # noqa: BLE001 - a probe reports failures, it does not raise them
+        if interrupt_behind(exc) is not None:
+            log.warning("probe.interrupted", kind=workload.kind.value, cleanup_error=_error_text(exc))
+            reraise_interrupt(exc)
         return failed(_error_text(exc))
     log.info("probe.finished", kind=workload.kind.value, valid=m.valid, failed=m.failed,
              reason=m.invalid_reason or m.error, seconds=round(time.monotonic() - t0, 3),
@@ -158,6 +161,9 @@ def _measure(sb: Any, base: Measurement, options: SocketOptions, repeats: int, d
             log.debug("probe.repeat", kind=workload.kind.value, repeat=i + 1, metrics=sample.metrics,
                       bottlenecks=sample.bottlenecks)
     except Exception as exc:  # noqa: BLE001 - the run failed: report it with what was measured so far
+        if interrupt_behind(exc) is not None:  # stopping a server the interrupt also hit failed: still an interrupt
+            log.warning("probe.interrupted", kind=workload.kind.value, cleanup_error=_error_text(exc))
+            reraise_interrupt(exc)
         log.warning("probe.failed", kind=workload.kind.value, repeat=len(samples) + 1, error=_error_text(exc))
         return replace(base, **fields, health=_health_dict(sb.health()), repeats=len(samples),
                        counters={k: dict(sorted(v.items())) for k, v in totals.items()},

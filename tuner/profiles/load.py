@@ -20,6 +20,7 @@ from pathlib import Path as FilePath
 from typing import Any, Mapping, NoReturn
 
 from tuner.errors import InputError, KnobError, ProfileError, TunerError
+from tuner.inputs import TooDeep, parse_toml
 from tuner.knobs import CATALOGUE, KernelFacts, Kind, Scope, Value, get_knob, violations
 from tuner.profiles.files import read_profile_bytes
 from tuner.profiles.locate import KeyLines, key_path_text
@@ -63,7 +64,10 @@ def parse_profile(data: bytes, file: FilePath | str = "<profile>", *, facts: Ker
     if not text.strip():
         raise ProfileError(file, "is empty", key="version", hint="a profile starts with `version = 1`")
     try:
-        doc = tomllib.loads(text)
+        doc = parse_toml(text)
+    except TooDeep as exc:
+        raise ProfileError(file, f"is {exc}", key=".".join(exc.path[:4]) or None,
+                           hint="a profile nests tables at most a few levels deep") from None
     except tomllib.TOMLDecodeError as exc:
         m = re.search(r"\(at line (\d+), column \d+\)", str(exc))
         message = re.sub(r"\s*\(at line \d+, column \d+\)", "", str(exc)) if m else str(exc)
@@ -183,7 +187,7 @@ class _Validator:
                 if isinstance(value, bool) or not isinstance(value, (int, float)):
                     self.fail(f"must be a number, not {_type(value)} {value!r}", "path", key,
                               hint="rtt and jitter in seconds, rate_bps in bits per second, loss a fraction")
-                values[key] = float(value)
+                values[key] = value  # Path checks it is finite and in range
             elif key in _PATH_INTS:
                 if isinstance(value, bool) or not isinstance(value, int):
                     self.fail(f"must be an integer, not {_type(value)} {value!r}", "path", key)

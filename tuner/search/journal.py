@@ -14,13 +14,16 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from tuner.errors import InputError, StateError
+from tuner.inputs import parse_json
 from tuner.logs import get_logger
+from tuner.trusted import open_append, open_nofollow, read_limited
 
 __all__ = ["Journal", "JOURNAL_VERSION", "IDENTITY_KEYS"]
 
 log = get_logger(__name__)
 
 JOURNAL_VERSION = 1
+MAX_JOURNAL_BYTES = 64 << 20  # a search of 1000 trials writes about 5 MiB
 # The header fields a resumed search must match exactly.
 IDENTITY_KEYS = ("workload", "path", "space", "objective", "sampler", "seed")
 
@@ -39,7 +42,9 @@ class Journal:
         if path.exists() and path.stat().st_size > 0:
             raise InputError(f"journal {path} already exists",
                              hint="add --resume to continue that search, or choose another --journal")
-        path.parent.mkdir(parents=True, exist_ok=True)
+        if not path.parent.is_dir():
+            raise InputError(f"journal {path}: the directory {path.parent} does not exist",
+                             hint="create it first, or choose another --journal")
         journal = cls(path, header, [])
         journal._append({"type": "header", "version": JOURNAL_VERSION, **header})
         log.info("journal.created", file=str(path))
@@ -67,9 +72,12 @@ class Journal:
                 hint="resume with the same workload, path, knobs, objective, sampler and seed as the "
                      "interrupted search, or start a new one with another --journal")
         if good_bytes < path.stat().st_size:
-            with open(path, "r+b") as f:  # drop a last line cut short by a crash
-                f.truncate(good_bytes)
-                os.fsync(f.fileno())
+            fd = open_nofollow(path, os.O_WRONLY)  # drop a last line cut short by a crash
+            try:
+                os.ftruncate(fd, good_bytes)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
             log.warning("journal.truncated_tail", file=str(path), kept_bytes=good_bytes)
         records = [r for r in lines[1:] if r.get("type") == "trial"]
         log.info("journal.resumed", file=str(path), trials=len(records))
@@ -77,7 +85,10 @@ class Journal:
 
     @staticmethod
     def _read_lines(path: Path) -> tuple[list[dict[str, Any]], int]:
-        data = path.read_bytes()
+        try:
+            data = read_limited(path, MAX_JOURNAL_BYTES, what="journal")
+        except ValueError as exc:
+            raise StateError(path, str(exc), hint="start a new search with another --journal") from None
         out: list[dict[str, Any]] = []
         offset = 0
         raw_lines = data.split(b"\n")
@@ -88,7 +99,7 @@ class Journal:
             try:
                 if last:  # no newline after it: written only in part
                     raise ValueError("incomplete last line")
-                record = json.loads(raw)
+                record = parse_json(raw, allow_nan=True)
                 if not isinstance(record, dict):
                     raise ValueError("not an object")
             except ValueError as exc:
@@ -105,7 +116,7 @@ class Journal:
 
     def _append(self, record: Mapping[str, Any]) -> None:
         line = json.dumps(record, sort_keys=True, separators=(",", ":")) + "\n"
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        fd = open_append(self.path, 0o644)
         try:
             data = memoryview(line.encode())
             while data:

@@ -73,6 +73,7 @@ class SearchConfig:
     name: str | None = None        # profile name (default: derived from the workload)
 
     def __post_init__(self) -> None:
+        _check_bounds(self)
         if self.sampler not in SAMPLERS:
             raise InputError(f"unknown sampler {self.sampler!r}", hint=f"one of: {', '.join(SAMPLERS)}")
         if self.budget < 1:
@@ -90,6 +91,22 @@ class SearchConfig:
             raise InputError("patience must be at least 1", hint="None turns it off")
         if self.resume and self.journal is None:
             raise InputError("--resume needs --journal FILE", hint="name the journal of the interrupted search")
+
+
+MAX_BUDGET = 1000           # trials; a search that needs more is looking at the wrong knobs
+MAX_TIME = 7 * 86400.0      # seconds of --time
+MAX_REPEATS = 100           # repeats per probe
+MAX_DURATION = 600.0        # seconds per repeat
+
+
+def _check_bounds(cfg: "SearchConfig") -> None:
+    """Upper bounds (and finiteness) of what a user can ask of a search, with the bound in the message."""
+    for flag, value, hi in (("--budget", cfg.budget, MAX_BUDGET), ("--repeats", cfg.repeats, MAX_REPEATS)):
+        if value is not None and value > hi:
+            raise InputError(f"{flag} {value}: at most {hi}", hint=f"{flag} in [1, {hi}]")
+    for flag, seconds, cap in (("--time", cfg.time_budget, MAX_TIME), ("--duration", cfg.duration, MAX_DURATION)):
+        if seconds is not None and not (math.isfinite(seconds) and seconds <= cap):
+            raise InputError(f"{flag} {seconds:g} s: at most {cap:g} s", hint=f"{flag} above 0 and at most {cap:g} s")
 
 
 class TrialRole(Enum):
