@@ -31,7 +31,8 @@ def test_a_nagle_bound_service_gets_a_profile_that_turns_nagle_off(netns, tmp_pa
     results = json.loads(done.stdout)
     assert results, "a Nagle-bound service must be searched"
     nagle = [r for r in results if r["assignment"].get("TCP_NODELAY") is True]
-    assert nagle, results
+    assert nagle, [(r, load_profile(Path(r["profile_file"])).evidence.get("observed")) if r.get("profile_file") else r
+                   for r in results]
     profile = load_profile(Path(nagle[0]["profile_file"]))
     assert profile.socket["TCP_NODELAY"] is True
     observed = profile.evidence["observed"]

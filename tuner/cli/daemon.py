@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import signal
 import time
@@ -27,7 +28,7 @@ def _config(args: argparse.Namespace):
 
 
 def _when(ts: float | None) -> str:
-    if not ts:
+    if not isinstance(ts, (int, float)) or not ts or not math.isfinite(ts) or not 0 < ts < 1e11:
         return "-"
     return datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
 
