@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 import tomllib
+import urllib.request
 from pathlib import Path
 from typing import Any, Callable
 
@@ -31,6 +32,28 @@ duration = "0.3s"
 time = "60s"
 stop_grace = "5s"
 """
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def scrape(port: int) -> dict[str, list] | None:
+    """The daemon's /metrics parsed by prometheus_client's parser: sample name -> [(labels, value)];
+    None while nothing answers."""
+    from prometheus_client.parser import text_string_to_metric_families
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+            text = r.read().decode()
+    except OSError:
+        return None
+    out: dict[str, list] = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            out.setdefault(s.name, []).append((s.labels, s.value))
+    return out
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.1) -> Any:

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from daemon_helpers import group_members, maps_of, ns_set_sysctl, ns_sysctl, sandboxes_of, wait_for
+from daemon_helpers import free_port, group_members, maps_of, ns_set_sysctl, ns_sysctl, sandboxes_of, scrape, wait_for
 from tuner.daemon.priority import io_priority
 from tuner.profiles import Profile, load_profile, save_profile
 
@@ -34,11 +34,15 @@ def _nice(pid: int) -> int:
         return int(f.read().rsplit(")", 1)[1].split()[16])
 
 
-def test_ready_then_a_new_workload_is_searched_in_a_low_priority_child_and_a_profile_written(
+def test_ready_then_a_new_workload_is_searched_in_a_low_priority_child_and_a_profile_written_and_counted(
         run_daemon, workload, notify):
     workload("nagle", 5000)
-    d = run_daemon()
+    port = free_port()
+    d = run_daemon(f'[metrics]\nlisten = "127.0.0.1:{port}"\n')
     ready = notify.wait(lambda m: "READY=1" in m, 20, "READY=1")
+    before = wait_for(lambda: scrape(port), 20, "/metrics answering")
+    assert before["tuner_info"][0][0]["mode"] == "recommend"
+    assert sum(v for _, v in before.get("tuner_searches_total", [])) == 0
     assert "STATUS=" in ready and f"MAINPID={d.pid}" in ready
 
     # the search runs in a child at nice 19 and idle I/O; numpy is loaded there, never in the daemon
@@ -66,6 +70,13 @@ def test_ready_then_a_new_workload_is_searched_in_a_low_priority_child_and_a_pro
     assert any(svc["key"].startswith("tcp client") for svc in data["last_observation"]["services"])
     text = d.cli("status", "--state-dir", str(d.state_dir)).stdout
     assert "PROFILES WRITTEN" in text and rec["name"] in text and "running" in text
+
+    # the search moved the Prometheus counters (prometheus_client's parser reads them)
+    after = wait_for(lambda: (m := scrape(port)) and m.get("tuner_searches_total") and m, 20, "the search counted")
+    assert sum(v for labels, v in after["tuner_searches_total"] if labels["kind"] == "rr") == 1
+    assert sum(v for _, v in after["tuner_trials_total"]) >= 1
+    assert after["tuner_search_duration_seconds_sum"][0][1] > 0
+    assert ({"profile": rec["name"]}, 1.0 if rec["summary"]["significant"] else 0.0) in after["tuner_profile_significant"]
     code, took = d.stop()
     assert code == 0 and took < 10
 

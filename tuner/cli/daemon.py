@@ -7,6 +7,7 @@ import json
 import math
 import os
 import signal
+import sys
 import time
 from datetime import datetime
 from pathlib import Path
@@ -197,7 +198,11 @@ def _print_status(state_dir: Path, s: dict[str, Any], running: bool) -> None:
 
 def cmd_status(args: argparse.Namespace) -> int:
     state_dir, state, running = _load_status(args)
-    if args.json:
+    if args.prometheus:
+        from tuner.daemon.metrics import render
+        from tuner.daemon.state import DaemonState
+        sys.stdout.write(render(DaemonState.from_dict(state)))
+    elif args.json:
         print_json({"running": running, "state_dir": str(state_dir), **state})
     else:
         _print_status(state_dir, state, running)
@@ -229,6 +234,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Show what the daemon sees (services, symptoms), what it is doing, the profiles "
                                    "it wrote, what it applied and when, and the knobs marked manual.")
     s.add_argument("--json", action="store_true", help="print JSON")
+    s.add_argument("--prometheus", action="store_true",
+                   help="print the daemon's Prometheus metrics (text format, for node_exporter's textfile collector)")
     s.add_argument("--state-dir", metavar="DIR", help="the daemon's state directory (default: from the configuration)")
     s.add_argument("--config", metavar="FILE", help="configuration file to take state_dir from")
     s.set_defaults(func=cmd_status)

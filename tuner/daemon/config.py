@@ -8,9 +8,10 @@ the dotted key.
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import re
 import tomllib
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from importlib import resources
 from pathlib import Path
@@ -90,6 +91,11 @@ class GuardConfig:
 
 
 @dataclass(frozen=True)
+class MetricsConfig:
+    listen: tuple[str, int] | None  # (host, port) of the /metrics endpoint; None: off
+
+
+@dataclass(frozen=True)
 class DaemonConfig:
     enabled: bool
     mode: Mode
@@ -99,6 +105,7 @@ class DaemonConfig:
     apply: ApplyConfig
     guard: GuardConfig
     source: str = "(defaults)"  # the file it came from, for messages and `tuner status`
+    metrics: MetricsConfig = field(default_factory=lambda: MetricsConfig(None))
 
     def with_state_dir(self, state_dir: Path) -> "DaemonConfig":
         return replace(self, state_dir=state_dir)
@@ -279,7 +286,30 @@ def parse_config(text: str | None = None, *, file: str = "(defaults)") -> Daemon
             rtt_floor=r.duration("guard.rtt_floor", 0.0),
         ),
         source=file,
+        metrics=MetricsConfig(_listen_address(r)),
     )
+
+
+def _listen_address(r: _Reader) -> tuple[str, int] | None:
+    """``metrics.listen``: "" (off) or HOST:PORT with an IP literal or "localhost" and a port 1..65535."""
+    text = r._get("metrics.listen")
+    hint = 'e.g. "127.0.0.1:9464" or "[::1]:9464"; "" turns metrics off'
+    if not isinstance(text, str):
+        raise r.fail("metrics.listen", f"expected a string, got {text!r}", hint=hint)
+    if not text:
+        return None
+    host, sep, port_text = text.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    try:
+        if host != "localhost":
+            ipaddress.ip_address(host)
+        port = int(port_text)
+    except ValueError:
+        raise r.fail("metrics.listen", f"{text!r} is not HOST:PORT", hint=hint) from None
+    if not sep or not 1 <= port <= 65535:
+        raise r.fail("metrics.listen", f"{text!r}: the port must be 1..65535", hint=hint)
+    return host, port
 
 
 def load_config(path: Path | None = None) -> DaemonConfig:

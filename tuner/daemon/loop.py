@@ -24,6 +24,7 @@ from typing import Any, Callable
 from tuner.daemon.access import KnobAccess
 from tuner.daemon.admin import describe_writer, find_overrides, other_tuners, sysctl_sources
 from tuner.daemon.config import DaemonConfig, Mode, OnStop, load_config
+from tuner.daemon.metrics import MetricsServer
 from tuner.daemon.guard import GuardWatch, Phase, Signals, combine, select_knobs, signals
 from tuner.daemon.notify import Notifier
 from tuner.daemon.runner import CHILD_ARGV, SearchEvent, SearchJob, SearchRunner
@@ -97,6 +98,8 @@ class Daemon:
         self._status = ""
         self._saved: dict[str, Any] | None = None
         self._saved_at = 0.0
+        self._metrics: MetricsServer | None = None
+        self._loop_lag: float | None = None
 
     # --- configuration ------------------------------------------------------------------------
 
@@ -137,6 +140,8 @@ class Daemon:
                 self._rollback(record, "rolled back", ["the daemon was disabled before the guard window ended"])
         if new.observe.interval != old.observe.interval:
             self._next_tick = min(self._next_tick, time.monotonic() + new.observe.interval)
+        if new.metrics != old.metrics:
+            self._start_metrics()
         self._sync_state_header()
         self.notifier.send(READY=1, STATUS=self._status_line())
 
@@ -193,6 +198,7 @@ class Daemon:
         self.state.started = self.clock()
         self._sync_state_header()
         self._recover()
+        self._start_metrics()
         self._save()
         log.info("daemon.started", pid=os.getpid(), config=self.config.source, mode=self.config.mode.value,
                  enabled=self.config.enabled, state_dir=str(self.state_dir), netns=self.netns)
@@ -222,6 +228,7 @@ class Daemon:
             self._reload = False
             self._reload_config()
         if now >= self._next_tick:
+            self._loop_lag = now - self._next_tick if self._next_tick else 0.0
             self._next_tick = now + self.config.observe.interval
             self._tick()
             now = time.monotonic()
@@ -268,6 +275,8 @@ class Daemon:
         self.state.activity = "stopped"
         self.state.pid = 0
         self._save(force=True)
+        if self._metrics is not None:
+            self._metrics.close()
         signal.set_wakeup_fd(-1)
         for fd in (self._wake_r, self._wake_w, self._lock_fd):
             if fd is not None and fd >= 0:
@@ -279,6 +288,8 @@ class Daemon:
         """Write the state file when something changed, or to refresh the last observation at most
         every ``_REFRESH`` seconds (an idle daemon does not rewrite and fsync it every interval)."""
         self.state.activity = self._status_line()
+        if self._metrics is not None:
+            self._metrics.publish(self.state, loop_lag=self._loop_lag)
         material = self.state.to_dict()
         material.pop("updated")
         material["last_observation"] = bool(material["last_observation"])
@@ -294,6 +305,34 @@ class Daemon:
             log.error("state.save_failed", file=str(self.state_dir / STATE_FILE), error=str(exc))
             return
         self._saved, self._saved_at = material, now
+
+    def _start_metrics(self) -> None:
+        """Serve /metrics where [metrics] listen says (again after a reload changed it); a port that cannot
+        be bound is a problem to report, not a reason to stop tuning."""
+        if self._metrics is not None:
+            self._metrics.close()
+            self._metrics = None
+        listen = self.config.metrics.listen
+        if listen is None:
+            return
+        server = MetricsServer(*listen)
+        try:
+            server.start()
+        except OSError as exc:
+            log.error("metrics.bind_failed", address=f"{listen[0]}:{listen[1]}", error=str(exc))
+            self.state.note_problem(f"metrics: cannot listen on {listen[0]}:{listen[1]}: {exc.strerror or exc}")
+            return
+        self._metrics = server
+        server.publish(self.state, loop_lag=self._loop_lag)
+
+    def _count_search(self, result: str, summary: dict[str, Any] | None = None) -> None:
+        runner = self.runner
+        if runner is None:
+            return
+        summary = summary or {}
+        self.state.stats.count_search(str(runner.job.workload.get("kind", "unknown")), result,
+                                      time.monotonic() - runner.started, int(summary.get("trials", 0) or 0),
+                                      int(summary.get("invalid_trials", 0) or 0))
 
     # --- one observation ------------------------------------------------------------------------
 
@@ -415,6 +454,7 @@ class Daemon:
         if service in self.state.services:
             self.state.services[service] = replace(self.state.services[service], profile=file)
         self.state.rejected.pop(file, None)  # a new search result is a new candidate
+        self._count_search("profile" if rec.summary.get("significant") else "no_gain", rec.summary)
         log.info("profile.written", service=service, file=file, summary=rec.summary)
         if self.config.mode is Mode.APPLY:
             self.state.pending = [p for p in self.state.pending if p.get("file") != file]
@@ -423,6 +463,7 @@ class Daemon:
 
     def _search_failed(self, service: str, error: str) -> None:
         log.error("search.failed", service=service, error=error)
+        self._count_search("failed")
         self.state.note_problem(f"search of {service} failed: {error}")
         self.state.search = None
 
@@ -445,6 +486,7 @@ class Daemon:
                 self.state.services[act.service] = replace(self.state.services[act.service], last_search=None)
             self.state.queue.offer(act.service, f"interrupted ({why}); {act.reason}", self.clock())
             self.state.search = None
+            self._count_search("stopped")
         self.runner = None
 
     def _reap_sandboxes(self) -> None:
@@ -576,6 +618,7 @@ class Daemon:
             self.state.applied.append(record)
             log.info("apply.unchanged", profile=profile.name)
             return
+        self.state.stats.knobs_applied += len(changes)
         for c in changes:
             self.state.owned[c.knob] = OwnedKnob(c.new, apply_id, profile.name, now)
         record.outcome = "guarding"
@@ -628,6 +671,7 @@ class Daemon:
         left = sorted(set(record.changes) - set(still_mine))
         notes = [f"left as the administrator set them: {', '.join(left)}"] if left else []
         record.outcome, record.reasons, record.ended = outcome, list(reasons) + notes, self.clock()
+        self.state.stats.rollbacks[outcome] = self.state.stats.rollbacks.get(outcome, 0) + 1
 
     def _rollback_all(self, outcome: str) -> None:
         for record in reversed(self.state.applied):

@@ -15,7 +15,7 @@ import os
 import signal
 import sys
 from dataclasses import replace
-from typing import Any, TextIO
+from typing import Any, Mapping, TextIO
 
 from tuner.daemon.priority import lower_priority
 from tuner.daemon.runner import SearchEvent, SearchJob
@@ -73,9 +73,30 @@ def _run(job: SearchJob, channel: TextIO) -> int:
     changed = {k: list(v) if isinstance(v, tuple) else v for k, v in rec.assignment.items()}
     _emit(channel, "done", service=job.service, name=profile.name, file=job.profile_file,
           summary={"gain": rec.verdict.text, "significant": rec.verdict.significant, "changed": changed,
-                   "objective": rec.objective, "trials": len(rec.trials)})
+                   "objective": rec.objective, "trials": len(rec.trials),
+                   "invalid_trials": sum(1 for t in rec.trials if t.state.value == "invalid"),
+                   "gains": _gains(profile.evidence), "path_health": _path_health(rec.best)})
     log.info("search.done", service=job.service, file=job.profile_file, verdict=rec.verdict.text)
     return 0
+
+
+def _gains(evidence: Mapping[str, Any]) -> dict[str, float]:
+    """metric -> times better, as the profile's evidence states it (for the daemon's metrics)."""
+    metrics = evidence.get("metrics")
+    if not isinstance(metrics, Mapping):
+        return {}
+    return {str(k): float(v["gain"]) for k, v in metrics.items()
+            if isinstance(v, Mapping) and isinstance(v.get("gain"), (int, float))}
+
+
+def _path_health(best: Any) -> dict[str, float]:
+    """The emulated path's health of the recommended setting's measurement: late p99 (ms), drops, CPU (s)."""
+    health = dict(getattr(best, "health", None) or {})
+    out = {"dropped": float(sum(health.get(k, 0) or 0 for k in ("dropped_queue", "tun_drops")))}
+    for key, name in (("late_p99_ms", "late_p99_ms"), ("cpu_s", "cpu_seconds")):
+        if isinstance(health.get(name), (int, float)):
+            out[key] = float(health[name])
+    return out
 
 
 def main() -> int:

@@ -20,7 +20,7 @@ from tuner.inputs import parse_json
 from tuner.trusted import atomic_write, read_limited
 
 __all__ = ["STATE_VERSION", "STATE_FILE", "AppliedRecord", "OwnedKnob", "ManualKnob", "ProfileRecord",
-           "SearchActivity", "DaemonState", "load_state", "read_state", "save_state", "jsonable"]
+           "SearchActivity", "DaemonStats", "DaemonState", "load_state", "read_state", "save_state", "jsonable"]
 
 log = get_logger(__name__)
 STATE_VERSION = 1
@@ -144,6 +144,41 @@ class SearchActivity:
                    int(d.get("trial", 0)), int(d.get("budget", 0)), str(d.get("detail", "")))
 
 
+def _counts(d: Any) -> dict[str, int]:
+    return {str(k): int(v) for k, v in dict(d or {}).items()}
+
+
+@dataclass
+class DaemonStats:
+    """Running totals behind the Prometheus counters; kept in the state so they survive a restart."""
+
+    searches: dict[str, dict[str, int]] = field(default_factory=dict)  # kind -> result -> searches
+    trials: dict[str, int] = field(default_factory=dict)               # kind -> trials measured
+    invalid_trials: dict[str, int] = field(default_factory=dict)       # kind -> trials on an invalid run
+    search_seconds: dict[str, float] = field(default_factory=dict)     # kind -> wall seconds searching
+    knobs_applied: int = 0                                            # knob writes by guarded applies
+    rollbacks: dict[str, int] = field(default_factory=dict)            # outcome -> applies rolled back
+
+    def count_search(self, kind: str, result: str, seconds: float, trials: int = 0, invalid: int = 0) -> None:
+        by_result = self.searches.setdefault(kind, {})
+        by_result[result] = by_result.get(result, 0) + 1
+        self.trials[kind] = self.trials.get(kind, 0) + max(trials, 0)
+        self.invalid_trials[kind] = self.invalid_trials.get(kind, 0) + max(invalid, 0)
+        self.search_seconds[kind] = self.search_seconds.get(kind, 0.0) + max(seconds, 0.0)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"searches": {k: dict(v) for k, v in self.searches.items()}, "trials": dict(self.trials),
+                "invalid_trials": dict(self.invalid_trials), "search_seconds": dict(self.search_seconds),
+                "knobs_applied": self.knobs_applied, "rollbacks": dict(self.rollbacks)}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "DaemonStats":
+        return cls(searches={str(k): _counts(v) for k, v in dict(d.get("searches") or {}).items()},
+                   trials=_counts(d.get("trials")), invalid_trials=_counts(d.get("invalid_trials")),
+                   search_seconds={str(k): float(v) for k, v in dict(d.get("search_seconds") or {}).items()},
+                   knobs_applied=int(d.get("knobs_applied", 0)), rollbacks=_counts(d.get("rollbacks")))
+
+
 @dataclass
 class DaemonState:
     pid: int = 0
@@ -166,6 +201,7 @@ class DaemonState:
     rejected: dict[str, str] = field(default_factory=dict)     # profile file -> why it is never applied again
     last_observation: dict[str, Any] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)          # recent problems worth showing in status
+    stats: DaemonStats = field(default_factory=DaemonStats)
 
     def note_problem(self, message: str, *, keep: int = 20) -> None:
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime())
@@ -188,6 +224,7 @@ class DaemonState:
             "rejected": dict(self.rejected),
             "last_observation": jsonable(self.last_observation),
             "problems": list(self.problems),
+            "stats": self.stats.to_dict(),
         }
 
     @classmethod
@@ -212,6 +249,7 @@ class DaemonState:
             rejected={str(k): str(v) for k, v in d.get("rejected", {}).items()},
             last_observation=dict(d.get("last_observation", {})),
             problems=[str(p) for p in d.get("problems", [])],
+            stats=DaemonStats.from_dict(d.get("stats") or {}),
         )
 
 
