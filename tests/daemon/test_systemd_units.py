@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import configparser
+import re
 import shutil
 import subprocess
 import sys
@@ -95,3 +96,16 @@ def test_config_keys_the_units_mention_exist_in_the_default_config():
     for unit in UNITS.glob("*.service"):
         for section, key in re.findall(r"\b(observe|search|apply|guard)\.([a-z_]+)\b", unit.read_text()):
             assert key in defaults[section], f"{unit.name} mentions {section}.{key}, which tuner.toml does not have"
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed")
+@pytest.mark.parametrize("unit, limit", [("tuner.service", 3.5), ("tuner-apply@.service", 2.5)])
+def test_security_exposure_is_within_its_limit(tmp_path, unit, limit):
+    """tuner.service must still create namespaces and TUN devices (3.5); the apply unit only writes sysctls."""
+    (tmp_path / unit).write_text((UNITS / unit).read_text().replace(INSTALLED, _executable(tmp_path)))
+    res = subprocess.run(["systemd-analyze", "security", "--offline=true", str(tmp_path / unit)],
+                         capture_output=True, text=True, timeout=60)
+    found = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", res.stdout)
+    assert found, res.stdout + res.stderr
+    assert float(found.group(1)) <= limit, res.stdout
+    assert "SystemCallFilter=" in (UNITS / unit).read_text()
