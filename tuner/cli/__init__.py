@@ -13,7 +13,7 @@ import sys
 
 from tuner import __version__
 from tuner.errors import EnvironmentProblem, InputError, TunerError
-from tuner.logs import configure, get_logger
+from tuner.logs import configure, get_logger, journal_prefix
 
 __all__ = ["main", "EXIT_OK", "EXIT_FAILED", "EXIT_BAD_INPUT", "EXIT_ENVIRONMENT", "EXIT_INTERRUPTED"]
 
@@ -52,31 +52,56 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="exit codes: 0 ok, 1 drift or failed operation, 2 bad input, 3 environment problem",
     )
     parser.add_argument("--version", action="version", version=f"tuner {__version__}")
-    parser.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"],
-                        help="log events at this level and above (default: warning)")
-    parser.add_argument("--log-json", action="store_true", default=None,
-                        help="log JSON lines even on a terminal (the default elsewhere)")
+    _add_log_options(parser, default=None)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module in _COMMAND_MODULES:
         importlib.import_module(module).register(sub)
+    for command in _subparsers(parser):  # the log options work anywhere on the line
+        _add_log_options(command, default=argparse.SUPPRESS)
     return parser
+
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+def _add_log_options(parser: argparse.ArgumentParser, *, default: object) -> None:
+    parser.add_argument("--log-level", default=default, choices=LOG_LEVELS,
+                        help="log events at this level and above (default: $TUNER_LOG_LEVEL, else the daemon "
+                             "config's log_level for `tuner daemon`, else warning)")
+    parser.add_argument("--log-json", action="store_true", default=None if default is None else default,
+                        help="log JSON lines even on a terminal (the default elsewhere)")
+
+
+def _subparsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    found = []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in dict.fromkeys(action.choices.values()):  # aliases map to the same parser
+                found += [child, *_subparsers(child)]
+    return found
+
+
+def log_level_for(args: argparse.Namespace, configured: str | None = None) -> str:
+    """The flag, then $TUNER_LOG_LEVEL (when valid), then ``configured`` (the daemon config), then warning."""
+    env = os.environ.get("TUNER_LOG_LEVEL", "").strip().lower()
+    return args.log_level or (env if env in LOG_LEVELS else None) or configured or "warning"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    configure(args.log_level, json=args.log_json)
+    configure(log_level_for(args), json=args.log_json)
     log = get_logger("tuner.cli")
     try:
         return int(args.func(args) or EXIT_OK)
     except TunerError as err:
         log.debug("command.failed", command=args.command, error=type(err).__name__, message=err.message)
-        print(f"tuner {args.command}: error: {err.message}", file=sys.stderr)
+        print(f"{journal_prefix('error')}tuner {args.command}: error: {err.message}", file=sys.stderr)
         if err.hint:
-            print(f"  hint: {err.hint}", file=sys.stderr)
+            print(f"{journal_prefix('error')}  hint: {err.hint}", file=sys.stderr)
         return exit_code_for(err)
     except KeyboardInterrupt:
-        print(f"tuner {args.command}: interrupted", file=sys.stderr)
+        print(f"{journal_prefix('warning')}tuner {args.command}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except BrokenPipeError:
         # the reader went away (e.g. `tuner knobs | head`): not an error of ours

@@ -102,6 +102,9 @@ def cmd_daemon(args: argparse.Namespace) -> int:
     if args.stage:
         return _stage(args)
     cfg = _config(args)
+    from tuner.cli import log_level_for
+    from tuner.logs import configure
+    configure(log_level_for(args, cfg.log_level), json=args.log_json)
     if args.check_config:
         allow = ", ".join(sorted(cfg.apply.allow)) or "(none)"
         print(f"{cfg.source}: valid; mode {cfg.mode.value}, {'enabled' if cfg.enabled else 'disabled'}, "

@@ -106,6 +106,7 @@ class DaemonConfig:
     guard: GuardConfig
     source: str = "(defaults)"  # the file it came from, for messages and `tuner status`
     metrics: MetricsConfig = field(default_factory=lambda: MetricsConfig(None))
+    log_level: str = "info"
 
     def with_state_dir(self, state_dir: Path) -> "DaemonConfig":
         return replace(self, state_dir=state_dir)
@@ -287,7 +288,15 @@ def parse_config(text: str | None = None, *, file: str = "(defaults)") -> Daemon
         ),
         source=file,
         metrics=MetricsConfig(_listen_address(r)),
+        log_level=_log_level(r),
     )
+
+
+def _log_level(r: _Reader) -> str:
+    level = r._get("log_level")
+    if level not in ("debug", "info", "warning", "error"):
+        raise r.fail("log_level", f"{level!r} is not a log level", hint="one of: debug, info, warning, error")
+    return str(level)
 
 
 def _listen_address(r: _Reader) -> tuple[str, int] | None:
