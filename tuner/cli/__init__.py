@@ -33,6 +33,8 @@ _COMMAND_MODULES = (
     "tuner.cli.apply",
     "tuner.cli.sandbox",
     "tuner.cli.recommend",
+    "tuner.cli.profiles",
+    "tuner.cli.units",
 )
 
 

@@ -20,7 +20,7 @@ from tuner.apply.plan import show_value as _show
 from tuner.cli.output import print_json, print_table, require_root
 from tuner.errors import UnsafeFileError
 from tuner.knobs import KernelFacts, SysctlTree
-from tuner.profiles import Profile, check_trusted, load_profile, render_socket_snippets, render_sysctl_d
+from tuner.profiles import Profile, check_trusted, load_profile, resolve_profile, render_socket_snippets, render_sysctl_d
 
 __all__ = ["register", "DEFAULT_STATE_DIR", "state_dir_from"]
 
@@ -43,7 +43,8 @@ def _target(args: argparse.Namespace) -> Target:
 
 def _load(args: argparse.Namespace, target: Target, *, trusted_only: bool) -> Profile:
     facts = run_in_target(target, KernelFacts.read)
-    return load_profile(args.profile, facts=facts, trusted_only=trusted_only, in_netns=not target.is_host)
+    return load_profile(resolve_profile(args.profile), facts=facts, trusted_only=trusted_only,
+                        in_netns=not target.is_host)
 
 
 def _plan_rows(plan: Plan, done: list[Change] | None, dry_run: bool) -> list[tuple[str, str, str, str]]:
@@ -94,7 +95,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
         warning = None
         if target.is_host:
             try:
-                check_trusted(args.profile, os.stat(args.profile))
+                check_trusted(args.profile, os.stat(resolve_profile(args.profile)))
             except UnsafeFileError as err:
                 warning = f"{err.message} ({err.hint})"
         return _report_apply(args, profile, plan, None, (), None, persist, warning)
@@ -202,7 +203,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 
 
 def cmd_render(args: argparse.Namespace) -> int:
-    profile = load_profile(args.profile)
+    profile = load_profile(resolve_profile(args.profile))
     if args.format == "sysctl":
         print(render_sysctl_d(profile), end="")
     else:
@@ -224,7 +225,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "journaled before each write; if a write fails, everything written is "
                                    "restored. Applying twice changes nothing the second time. Socket settings "
                                    "are printed for the application, never applied.")
-    p.add_argument("profile", metavar="PROFILE", help="profile file (.toml)")
+    p.add_argument("profile", metavar="PROFILE", help="profile name (`tuner profiles list`) or file (.toml)")
     p.add_argument("--dry-run", action="store_true", help="show the plan, write nothing")
     p.add_argument("--persist", metavar="PATH", help="also write the settings as a sysctl.d file (atomically) "
                                                      "so they survive a reboot, e.g. /etc/sysctl.d/90-tuner.conf")
@@ -235,7 +236,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("verify", help="check that live values match a profile (exit 1 on drift)",
                        description="Compare live values with a profile: exit 0 when they match, 1 with a per-key "
                                    "diff when they do not. Knobs absent here are reported as not applicable.")
-    p.add_argument("profile", metavar="PROFILE", help="profile file (.toml)")
+    p.add_argument("profile", metavar="PROFILE", help="profile name (`tuner profiles list`) or file (.toml)")
     _common(p, "check inside this network namespace", state=False)
     p.set_defaults(func=cmd_verify)
 
@@ -248,6 +249,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("render", help="print a profile as a sysctl.d file or as socket settings",
                        description="Print a profile's kernel settings as a sysctl.d file, or its socket settings "
                                    "as Python setsockopt lines and nginx listen parameters.")
-    p.add_argument("profile", metavar="PROFILE", help="profile file (.toml)")
+    p.add_argument("profile", metavar="PROFILE", help="profile name (`tuner profiles list`) or file (.toml)")
     p.add_argument("--format", choices=("sysctl", "socket"), default="sysctl", help="what to print (default: sysctl)")
     p.set_defaults(func=cmd_render)

@@ -13,15 +13,18 @@ joined name must be exactly a catalogue sysctl. Anything else is refused with th
 
 from __future__ import annotations
 
+import os
 import re
 import tomllib
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path as FilePath
-from typing import Any, Mapping, NoReturn
+from typing import Any, Callable, Mapping, NoReturn
 
 from tuner.errors import InputError, KnobError, ProfileError, TunerError
 from tuner.inputs import TooDeep, parse_toml
 from tuner.knobs import CATALOGUE, KernelFacts, Kind, Scope, Value, get_knob, violations
+from tuner.profiles.catalogue import UnknownProfile, is_path
+from tuner.profiles.catalogue import resolve as resolve_profile
 from tuner.profiles.files import read_profile_bytes
 from tuner.profiles.locate import KeyLines, key_path_text
 from tuner.profiles.model import SCHEMA_VERSION, Profile, check_name
@@ -30,12 +33,15 @@ from tuner.workload import Path, Workload
 __all__ = ["load_profile", "parse_profile"]
 
 SECTIONS = ("profile", "workload", "path", "sysctl", "socket", "evidence")
-_PROFILE_FIELDS = {"name": True, "description": False, "created": True, "tuner_version": True, "kernel": True}
+# A hand-written profile needs only `version` and its settings: the name defaults to the file's name,
+# `created` to the file's modification time; tuner_version and kernel stay empty ("hand-written").
+_PROFILE_FIELDS = {"name": False, "description": False, "created": False, "tuner_version": False, "kernel": False}
+MAX_INCLUDE_DEPTH = 8
 _PATH_FLOATS = ("rtt", "rate_bps", "loss", "jitter")
 _PATH_INTS = ("queue_packets",)
 _NESTED_PART = re.compile(r"[a-z0-9_]+")
-_SCHEMA_HINT = "a profile has `version = 1` and the sections [profile], [workload], [path], [sysctl], " \
-               "[socket], [evidence]"
+_SCHEMA_HINT = "a profile has `version = 1`, optionally `include = \"NAME\"`, and the sections [profile], " \
+               "[workload], [path], [sysctl], [socket], [evidence]"
 
 
 def load_profile(file: FilePath | str, *, facts: KernelFacts | None = None, trusted_only: bool = False,
@@ -48,13 +54,47 @@ def load_profile(file: FilePath | str, *, facts: KernelFacts | None = None, trus
     only be one the host allows (``net.ipv4.tcp_allowed_congestion_control``).
     Raises :class:`ProfileError` (or :class:`UnsafeFileError`) naming the file, key and line.
     """
+    return _load(file, facts, trusted_only, in_netns, ())
+
+
+class _IncludeProblem(Exception):
+    """The reference in ``include`` cannot be followed (a cycle, too deep); reported at the include key."""
+
+    def __init__(self, message: str, hint: str) -> None:
+        super().__init__(message)
+        self.message, self.hint = message, hint
+
+
+def _load(file: FilePath | str, facts: KernelFacts | None, trusted_only: bool, in_netns: bool,
+          chain: tuple[str, ...]) -> Profile:
     data = read_profile_bytes(file, trusted_only=trusted_only)
-    return parse_profile(data, file, facts=facts, in_netns=in_netns)
+    chain = (*chain, os.path.realpath(file))
+
+    def parent(ref: str) -> Profile:
+        """The profile ``include = ref`` names: a catalogue name, or a path relative to this file."""
+        path = resolve_profile(ref)
+        if is_path(ref) and not path.is_absolute():
+            path = FilePath(file).parent / path
+        if os.path.realpath(path) in chain:
+            cycle = " -> ".join(FilePath(c).name for c in (*chain, os.path.realpath(path)))
+            raise _IncludeProblem(f"include cycle: {cycle}", "a profile cannot include itself, directly or through others")
+        if len(chain) > MAX_INCLUDE_DEPTH:
+            raise _IncludeProblem(f"includes nest more than {MAX_INCLUDE_DEPTH} deep", "flatten the chain of included profiles")
+        return _load(path, facts, trusted_only, in_netns, chain)
+
+    try:
+        mtime = datetime.fromtimestamp(os.stat(file).st_mtime, timezone.utc).replace(microsecond=0)
+    except (OSError, ValueError, OverflowError):
+        mtime = None
+    return parse_profile(data, file, facts=facts, in_netns=in_netns, include=parent, created=mtime)
 
 
 def parse_profile(data: bytes, file: FilePath | str = "<profile>", *, facts: KernelFacts | None = None,
-                  in_netns: bool = False) -> Profile:
-    """Validate the bytes of a profile; ``file`` is only used in messages."""
+                  in_netns: bool = False, include: Callable[[str], Profile] | None = None,
+                  created: datetime | None = None) -> Profile:
+    """Validate the bytes of a profile; ``file`` names it in messages (and gives a hand-written profile
+    its default name). ``include`` loads a parent profile by reference (``include = "NAME"``);
+    ``created`` is the default creation time of a profile that does not state one."""
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -73,11 +113,14 @@ def parse_profile(data: bytes, file: FilePath | str = "<profile>", *, facts: Ker
         message = re.sub(r"\s*\(at line \d+, column \d+\)", "", str(exc)) if m else str(exc)
         raise ProfileError(file, f"is not valid TOML: {message}", line=int(m.group(1)) if m else None,
                            hint="see https://toml.io for the syntax") from None
-    return _Validator(file, KeyLines(text), facts, in_netns).profile(doc)
+    return _Validator(file, KeyLines(text), facts, in_netns, include, created).profile(doc)
 
 
 class _Validator:
-    def __init__(self, file: FilePath | str, lines: KeyLines, facts: KernelFacts | None, in_netns: bool) -> None:
+    def __init__(self, file: FilePath | str, lines: KeyLines, facts: KernelFacts | None, in_netns: bool,
+                 include: Callable[[str], Profile] | None = None, created: datetime | None = None) -> None:
+        self.include = include
+        self.created = created
         self.file = file
         self.lines = lines
         self.facts = facts
@@ -93,20 +136,22 @@ class _Validator:
     def profile(self, doc: dict[str, Any]) -> Profile:
         self.version(doc)
         for key in doc:
-            if key != "version" and key not in SECTIONS:
+            if key not in ("version", "include") and key not in SECTIONS:
                 self.fail(f"unknown {'section' if isinstance(doc[key], dict) else 'key'} {key!r}", key,
                           hint=_SCHEMA_HINT)
         for key in SECTIONS:
             if key in doc and not isinstance(doc[key], dict):
                 self.fail(f"must be a table ([{key}]), not {_type(doc[key])}", key, hint=_SCHEMA_HINT)
-        if "profile" not in doc:
-            self.fail("the [profile] section is missing", "profile",
-                      hint="add [profile] with name, created, tuner_version and kernel")
-        meta = self.metadata(doc["profile"])
+        parent = self.parent(doc["include"]) if "include" in doc else None
+        meta = self.metadata(doc.get("profile", {}))
         workload = self.workload(doc["workload"]) if "workload" in doc else None
         path = self.path(doc["path"]) if "path" in doc else None
         sysctl = self.sysctl(doc.get("sysctl", {}))
         socket = self.socket(doc.get("socket", {}))
+        if parent is not None:  # this file's settings win over the included ones
+            sysctl, socket = {**parent.sysctl, **sysctl}, {**parent.socket, **socket}
+            workload, path = workload or parent.workload, path or parent.path
+            meta.setdefault("description", parent.description)
         self.coupled(sysctl, socket)
         try:
             return Profile(**meta, workload=workload, path=path, sysctl=sysctl, socket=socket,
@@ -127,6 +172,19 @@ class _Validator:
         if v != SCHEMA_VERSION:
             self.fail(f"{v} is not a schema version", "version", hint=hint)
 
+    def parent(self, ref: object) -> Profile:
+        if not isinstance(ref, str) or not ref:
+            self.fail(f"must be a profile name or path, not {_type(ref)} {ref!r}", "include",
+                      hint='e.g. include = "low-latency-rr"')
+        if self.include is None:
+            self.fail("cannot include from a profile that is not a file", "include")
+        try:
+            return self.include(ref)
+        except UnknownProfile as exc:
+            self.fail(f"include {ref!r}: {exc.message.removeprefix(ref + ': ')}", "include", hint=exc.hint)
+        except _IncludeProblem as exc:
+            self.fail(exc.message, "include", hint=exc.hint)
+
     def metadata(self, section: Mapping[str, Any]) -> dict[str, Any]:
         for key in section:
             if key not in _PROFILE_FIELDS:
@@ -136,12 +194,18 @@ class _Validator:
             if required and key not in section:
                 self.fail(f"[profile] {key} is missing", "profile", key,
                           hint=f"[profile] needs {', '.join(k for k, r in _PROFILE_FIELDS.items() if r)}")
-        meta: dict[str, Any] = {}
+        meta: dict[str, Any] = {"tuner_version": "", "kernel": ""}  # a hand-written profile: no measurement
+        stem = FilePath(str(self.file)).stem
         try:
-            meta["name"] = check_name(section["name"])
+            meta["name"] = check_name(section.get("name", stem))
         except InputError as exc:
-            self.fail(exc.message, "profile", "name", hint=exc.hint)
-        created = section["created"]
+            self.fail(exc.message, "profile", "name",
+                      hint=exc.hint if "name" in section else f"{exc.hint}; or add [profile] name = \"...\"")
+        if "created" not in section:
+            meta["created"] = self.created or datetime.now(timezone.utc).replace(microsecond=0)
+            created = meta["created"]
+        else:
+            created = section["created"]
         if not isinstance(created, datetime):
             self.fail(f"must be a date and time, not {_type(created)} {created!r}", "profile", "created",
                       hint="write it as TOML offset date-time, e.g. 2025-01-31T12:00:00Z")
@@ -275,13 +339,15 @@ class _Validator:
         merged = {**sysctl, **socket}
         for problem in violations(merged, self.facts):
             section = "sysctl" if problem.knob in sysctl else "socket"
-            self.fail(_strip_knob(problem, problem.knob), *self.where[(section, problem.knob)], hint=problem.hint)
+            where = self.where.get((section, problem.knob), ("include",))  # a knob of the included profile
+            self.fail(_strip_knob(problem, problem.knob), *where, hint=problem.hint)
         algo = sysctl.get("net.ipv4.tcp_congestion_control")
         if self.in_netns and self.facts is not None and self.facts.congestion_allowed and algo is not None \
                 and algo not in self.facts.congestion_allowed:
             allowed = " ".join(sorted(self.facts.congestion_allowed))
             self.fail(f"congestion control {algo!r} is not allowed inside a network namespace "
-                      f"(allowed: {allowed})", *self.where[("sysctl", "net.ipv4.tcp_congestion_control")],
+                      f"(allowed: {allowed})",
+                      *self.where.get(("sysctl", "net.ipv4.tcp_congestion_control"), ("include",)),
                       hint=f"on the host, add it to net.ipv4.tcp_allowed_congestion_control, or use one of {allowed}")
 
 

@@ -33,9 +33,9 @@ def _ordered(settings: Mapping[str, Value]) -> list[str]:
 
 def render_sysctl_d(profile: Profile) -> str:
     """The profile's sysctls as the text of a ``/etc/sysctl.d/*.conf`` file."""
+    origin = f"tuner {profile.tuner_version}" if profile.tuner_version else "hand-written profile"
     lines = [
-        f"# Written by tuner {profile.tuner_version} from profile {profile.name} "
-        f"(created {profile.created.isoformat()}).",
+        f"# Written by {origin} from profile {profile.name} (created {profile.created.isoformat()}).",
         f"# Install as /etc/sysctl.d/90-tuner-{profile.name}.conf; it is read at boot and by `sysctl --system`.",
     ]
     if not profile.sysctl:
