@@ -119,7 +119,7 @@ def test_diff_exits_1_when_two_profiles_differ(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_the_wheel_carries_the_shipped_profiles_the_units_and_the_license(tmp_path):
+def test_the_wheel_carries_the_shipped_profiles_the_units_the_manual_and_the_license(tmp_path):
     done = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(tmp_path), str(REPO)],
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
@@ -129,4 +129,6 @@ def test_the_wheel_carries_the_shipped_profiles_the_units_and_the_license(tmp_pa
         assert f"tuner/data/profiles/{name}.toml" in names
     assert {"tuner/data/systemd/tuner.service", "tuner/data/systemd/tuner-apply@.service"} <= names
     assert any(n.endswith("licenses/LICENSE") for n in names)
+    assert any(n.endswith("data/share/man/man1/tuner.1") for n in names)
+    assert any(n.endswith("data/share/bash-completion/completions/tuner.bash") for n in names)
     assert "deprecat" not in done.stderr.lower(), done.stderr

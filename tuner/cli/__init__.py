@@ -35,6 +35,7 @@ _COMMAND_MODULES = (
     "tuner.cli.recommend",
     "tuner.cli.profiles",
     "tuner.cli.units",
+    "tuner.cli.shell",
 )
 
 
