@@ -5,11 +5,13 @@ All parsers raise :class:`~tuner.errors.InputError` naming the text and the acce
 
 from __future__ import annotations
 
+import math
 import re
 
 from tuner.errors import InputError
 
-__all__ = ["parse_duration", "parse_rate", "parse_size", "parse_ratio", "format_size", "format_duration"]
+__all__ = ["parse_duration", "parse_rate", "parse_size", "parse_ratio", "format_size", "format_duration",
+           "format_count", "format_metric"]
 
 _NUM = r"([0-9]+(?:\.[0-9]*)?|\.[0-9]+)"
 _DURATION = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
@@ -72,9 +74,36 @@ def format_size(n: float) -> str:
     return f"{int(n)} B"
 
 
+def format_count(n: float, unit: str = "") -> str:
+    """40600 -> '40.6k', 1.2e6 -> '1.2M' (3 significant digits), with an optional unit ('/s')."""
+    for suffix, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(n) >= scale:
+            return f"{n / scale:.3g}{suffix}{unit}"
+    return f"{n:.3g}{unit}"
+
+
+def format_metric(name: str, value: float) -> str:
+    """A metric's value in human units, from the unit its name ends with (_ms, _s, _mbps, _fraction, ...)."""
+    if not math.isfinite(value):
+        return str(value)
+    if name.endswith("_ms"):
+        return format_duration(value / 1e3)
+    if name.endswith("_s"):
+        return format_duration(value)
+    if name.endswith("_mbps"):
+        return f"{value:.3g} Mbit/s"
+    if name.endswith(("_fraction", "_share", "_ratio")):
+        return f"{value * 100:.3g}%"
+    if name.endswith("_bytes") or name.endswith("_b"):
+        return format_size(value)
+    if name in ("tps", "connect_rate") or name.endswith("_rate"):
+        return format_count(value, "/s")
+    return format_count(value)
+
+
 def format_duration(seconds: float) -> str:
     if seconds < 1e-3:
-        return f"{seconds * 1e6:.0f} us"
+        return f"{seconds * 1e6:.3g} µs"
     if seconds < 1:
         return f"{seconds * 1e3:.3g} ms"
     return f"{seconds:.3g} s"

@@ -36,6 +36,7 @@ _COMMAND_MODULES = (
     "tuner.cli.profiles",
     "tuner.cli.units",
     "tuner.cli.shell",
+    "tuner.cli.report",
 )
 
 

@@ -7,7 +7,7 @@
 
 _shtab_tuner_sandbox_subparsers=(gc list)
 _shtab_tuner_profiles_subparsers=(list show diff active)
-_shtab_tuner_subparsers=(knobs probe observe daemon status apply verify rollback render sandbox doctor recommend profiles install-units completion manpage)
+_shtab_tuner_subparsers=(knobs probe observe daemon status apply verify rollback render sandbox doctor recommend profiles install-units completion manpage report)
 
 _shtab_tuner_knobs_option_strings=(-h --help --netns --json --log-level --log-json)
 _shtab_tuner_probe_option_strings=(-h --help --request-size --response-size --write-pattern --connections --think-time --streams --direction --burst-connections --burst-threads --accept-rate --udp-rate --udp-size --udp-burst --service-rate --idle-connections --rtt --rate --loss --set --repeats --duration --json --log-level --log-json)
@@ -31,6 +31,7 @@ _shtab_tuner_profiles_option_strings=(-h --help --log-level --log-json)
 _shtab_tuner_install_units_option_strings=(-h --help --dest --command-path --dry-run --json --log-level --log-json)
 _shtab_tuner_completion_option_strings=(-h --help --log-level --log-json)
 _shtab_tuner_manpage_option_strings=(-h --help --log-level --log-json)
+_shtab_tuner_report_option_strings=(-h --help --journal -o --output --log-level --log-json)
 _shtab_tuner_option_strings=(-h --help --version --log-level --log-json)
 
 
@@ -64,7 +65,8 @@ _shtab_tuner_install_units___log_level_choices=(debug info warning error)
 _shtab_tuner_completion_pos_0_choices=(bash zsh)
 _shtab_tuner_completion___log_level_choices=(debug info warning error)
 _shtab_tuner_manpage___log_level_choices=(debug info warning error)
-_shtab_tuner_pos_0_choices=(knobs probe observe daemon status apply verify rollback render sandbox doctor recommend profiles install-units completion manpage)
+_shtab_tuner_report___log_level_choices=(debug info warning error)
+_shtab_tuner_pos_0_choices=(knobs probe observe daemon status apply verify rollback render sandbox doctor recommend profiles install-units completion manpage report)
 _shtab_tuner___log_level_choices=(debug info warning error)
 
 _shtab_tuner_knobs__h_nargs=0
@@ -158,6 +160,9 @@ _shtab_tuner_completion___log_json_nargs=0
 _shtab_tuner_manpage__h_nargs=0
 _shtab_tuner_manpage___help_nargs=0
 _shtab_tuner_manpage___log_json_nargs=0
+_shtab_tuner_report__h_nargs=0
+_shtab_tuner_report___help_nargs=0
+_shtab_tuner_report___log_json_nargs=0
 _shtab_tuner_pos_0_nargs=A...
 _shtab_tuner__h_nargs=0
 _shtab_tuner___help_nargs=0
