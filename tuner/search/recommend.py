@@ -274,7 +274,7 @@ def recommend(workload: Workload, path: Path, config: SearchConfig,
             measure = _probe_measure(workload, path, config, sandbox)
         elif live is None:
             live = live_baseline()
-        space = build_space(workload.kind, live, facts=facts, add=config.knobs, remove=config.no_knobs)
+        space = build_space(workload.kind, live, facts=facts, add=config.knobs, remove=config.no_knobs, path=path)
         sampler = make_sampler(config.sampler, space, seed=config.seed, budget=config.budget)
         journal = None
         if config.journal is not None:
