@@ -18,6 +18,7 @@ process was busy 90% or more of the window is marked invalid ("load generator: .
 
 from __future__ import annotations
 
+import math
 import socket
 import struct
 import threading
@@ -38,9 +39,15 @@ _CHUNK = 256 * 1024
 _POLL = 0.2  # seconds a stream thread blocks before it looks at the stop flag
 
 
-def warmup_for(rtt: float, base: float) -> float:
-    """Slow start and receive-buffer autotuning take several round trips: at least 10 RTTs."""
-    return max(base, 10 * rtt)
+def warmup_for(rtt: float, base: float, rate_bps: float | None = None) -> float:
+    """Slow start and receive-buffer autotuning take several round trips: at least 10 RTTs, and on a
+    path with a rate enough of them for the window to grow to its bandwidth-delay product (about x1.5
+    per RTT with delayed ACKs, from 10 segments) plus four more (at 1 Gbit/s x 200 ms: 4.5 s)."""
+    rtts = 10.0
+    if rate_bps:
+        packets = rate_bps * rtt / 8 / 1448
+        rtts = max(rtts, math.log(max(packets / 10, 1.0)) / math.log(1.5) + 4)
+    return max(base, rtts * rtt)
 
 
 @dataclass(frozen=True)
@@ -152,7 +159,7 @@ def run_repeat(env: RepeatEnv) -> Sample:
     server = start_server(env, board, serve, w, env.options, board, env.server_host)
     try:
         client: EndpointReport = env.sandbox.run(env.client_side, drive, w, env.options, board, env.server_host,
-                                                 warmup_for(env.path.rtt, env.warmup), env.duration)
+                                                 warmup_for(env.path.rtt, env.warmup, env.path.rate_bps), env.duration)
     finally:
         server_report: EndpointReport = stop_server(server, board)
     sender, receiver = (client, server_report) if client.sending else (server_report, client)
