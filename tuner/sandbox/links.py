@@ -39,7 +39,8 @@ __all__ = ["BACKENDS", "DEFAULT_RATE_BPS", "MIN_QUEUE_PACKETS", "MTU", "TUN_TXQL
            "plan_link", "default_queue", "netem_settings", "make_link", "netem_probe"]
 
 BACKENDS = ("none", "netem", "tun")
-DEFAULT_RATE_BPS = 200e6     # the delay line's cap when the Path has none (what it holds on 2 cores)
+DEFAULT_RATE_BPS = 200e6     # the delay line's cap when the Path has none (the old line's ceiling on 2
+                             # busy cores; with offloads it holds 3 Gbit/s: bench/sandbox_path.py)
 MIN_QUEUE_PACKETS = 100
 MTU = 1500
 OFFLOAD_ENV = "TUNER_TUN_OFFLOAD"  # "0": the delay line reads one packet at a time (no super-packets)
