@@ -15,7 +15,8 @@
    Mathis et al. estimate MSS/RTT * 1.22/sqrt(p) (MSS 1448 with timestamps; RTT the configured one).
    Target: within +-25%.
 
-``--burn N`` runs N CPU-burning processes beside the whole bench (a production host is never idle);
+``--queue N`` sets every bulk path's bottleneck queue; ``TUNER_TUN_OFFLOAD=0`` runs the delay line one
+packet per read (the line without super-packets, for comparison). ``--burn N`` runs N CPU-burning processes beside the whole bench (a production host is never idle);
 they are stopped by PID at the end. Every row runs ``--repeats`` times (default 3) and reports the
 median with the min..max spread. The machine's load average is printed with the tables.
 """
@@ -158,9 +159,12 @@ def bench_rtt(rtt: float, rate: float, backend: str | None) -> dict:
             "valid": health.valid}
 
 
+QUEUE: int | None = None   # --queue: the path's bottleneck queue in packets (default: tuner's own)
+
+
 def bench_bulk(rate: float, rtt: float, seconds: float, backend: str | None, loss: float = 0.0,
                cc: str = "cubic") -> dict:
-    path = Path(rtt=rtt, rate_bps=rate, loss=loss)
+    path = Path(rtt=rtt, rate_bps=rate, loss=loss, queue_packets=QUEUE)
     with Sandbox(path, backend=backend, client_sysctls=BIG_BUFFERS, server_sysctls=BIG_BUFFERS) as sb:
         sink = sb.spawn(Side.SERVER, sink_server)
         t_start = time.monotonic()
@@ -210,6 +214,8 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--quick", action="store_true", help="shorter runs (goodput rows 6 s, loss rows 15 s)")
     ap.add_argument("--only", choices=["rtt", "goodput", "ceiling", "loss"], action="append")
+    ap.add_argument("--queue", type=int, default=None, metavar="PACKETS",
+                    help="bottleneck queue of every bulk path (default: one BDP, at least 100 packets)")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--render", metavar="FILE", help="print the tables of a saved --json run and exit")
     args = ap.parse_args()
@@ -220,6 +226,8 @@ def main() -> int:
     if os.geteuid() != 0:
         print("needs root (network namespaces)", file=sys.stderr)
         return 3
+    global QUEUE
+    QUEUE = args.queue
     parts = set(args.only or ["rtt", "goodput", "ceiling", "loss"])
     burners = [multiprocessing.Process(target=_burn, daemon=True) for _ in range(args.burn)]
     for b in burners:
