@@ -189,7 +189,10 @@ def _emulator_bound(result: StudyResult, ceiling: Any, path: Path) -> StudyResul
     """No verdict may rest on a path the emulator could not carry: keep the defaults, claim nothing."""
     text = (f"no verdict: the emulated path could not carry {path.rate_bps / 1e6:,.0f} Mbit/s on this machine "
             f"({ceiling.describe()}); keep the defaults")
-    return replace(result, assignment={}, verdict=Verdict(False, result.verdict.interval, text))
+    # the candidate's figures stay in the journal and in [evidence.best_candidate], not as "recommended"
+    return replace(result, assignment={}, best=result.baseline, best_score=result.baseline_score,
+                   verdict=Verdict(False, result.verdict.interval, text),
+                   leader=result.leader or dict(result.assignment))
 
 
 def _evidence(result: StudyResult, space: Space, objective: Objective, config: SearchConfig,
