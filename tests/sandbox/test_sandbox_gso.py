@@ -108,3 +108,16 @@ def test_a_full_queue_takes_the_segments_that_fit(line_factory):
     assert (snap.packets, snap.sent_packets, snap.dropped_queue) == (44, 30, 14)
     body = b"".join(f[VNET_HDR_LEN + HEADERS:] for _, f in got)
     assert len(body) == 30 * MSS
+
+
+def test_every_segment_is_accounted_for_when_the_queue_fills_inside_a_piece(line_factory):
+    """At 1 Gbit/s a piece is 16 segments: the queue (20) fills in the second piece of a 44-segment
+    super-packet; what does not fit is dropped and counted, none is lost silently."""
+    line = line_factory(rate_bps=1e9, delay=0.0, queue_packets=20, vnet=True)
+    line.send(super_packet(bytes(44 * MSS)))
+    got = line.receive_all(quiet=0.3)
+    line.settle()
+    snap = line.stats.snapshot()
+    assert (snap.packets, snap.sent_packets, snap.dropped_queue) == (44, 20, 24)
+    assert sum(shape_of(f).segments for _, f in got) == 20
+

@@ -387,11 +387,12 @@ def _forward(rfd: int, wfd: int, params: LineParams, stats: LineStats) -> NoRetu
                     n = per_chunk if count > per_chunk else count
                     room = qlimit - occupancy
                     if room < n:
+                        # the queue is full after ``room`` more: the rest of this run is dropped
                         if room <= 0:
                             d_queue += count
                             break
-                        d_queue += n - room
-                        count = n = room   # the segments behind the dropped ones are dropped too
+                        d_queue += count - room
+                        count = n = room
                     if shape is None:
                         data, w = frame, wire
                     else:
