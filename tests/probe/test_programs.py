@@ -94,6 +94,9 @@ def test_bulk_counts_what_the_receiver_read_and_the_sender_reports_tcp_info():
     assert not client.sending and server.sending
     assert client.bytes_in_window > 1_000_000
     assert server.busy_us > 0
+    # what the sender counts as delivered in its window is what the receiver read in its own (no loss
+    # on loopback, so no reassembly jump): same order of magnitude
+    assert 0.5 < server.delivered_bytes / client.bytes_in_window < 2.0
 
 
 def test_udp_counts_only_datagrams_sent_in_the_window():

@@ -7,8 +7,9 @@ import signal
 
 import pytest
 
-from sandbox_helpers import Holder, alive, children, host_links, own_namespaces, own_records
+from sandbox_helpers import Holder, Line, alive, children, host_links, own_namespaces, own_records
 from tuner.netns import NETNS_DIR
+from tuner.sandbox.delayline import LineParams
 
 
 @pytest.fixture
@@ -49,3 +50,17 @@ def holder():
         Registry().remove(h.name)
         h.proc.stdout.close()
         h.proc.stderr.close()
+
+
+@pytest.fixture
+def line_factory():
+    lines: list[Line] = []
+
+    def make(**kw) -> Line:
+        params = LineParams(**{"delay": 0.0, "rate_bps": 1e9, "loss": 0.0, "queue_packets": 1000, **kw})
+        lines.append(Line(params))
+        return lines[-1]
+
+    yield make
+    for line in lines:
+        line.close()

@@ -3,88 +3,13 @@
 from __future__ import annotations
 
 import os
-import socket
 import statistics
 import struct
-import threading
 import time
 
 import pytest
 
-from tuner.netns import NetnsChild
-from tuner.sandbox.delayline import LATE_BUCKETS, LineParams, LineStats, late_percentile, run_line
-
-
-class Line:
-    """A forwarder process between ``inlet`` (we send) and ``outlet`` (a thread receives all along,
-    so the forwarder never blocks on a full socket)."""
-
-    def __init__(self, params: LineParams) -> None:
-        self.inlet, line_in = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
-        line_out, self.outlet = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.stats = LineStats()
-        self.child = NetnsChild(None, run_line, (line_in.fileno(), line_out.fileno(), params, self.stats),
-                                die_with_parent=True)
-        line_in.close()
-        line_out.close()
-        self.arrivals: list[tuple[float, bytes]] = []
-        self._cond = threading.Condition()
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        while True:
-            try:
-                data = self.outlet.recv(65536)
-            except OSError:
-                return
-            if not data:
-                return
-            with self._cond:
-                self.arrivals.append((time.monotonic(), data))
-                self._cond.notify_all()
-
-    def send(self, payload: bytes) -> None:
-        self.inlet.send(payload)
-
-    def next_arrival(self, index: int, timeout: float = 2.0) -> tuple[float, bytes]:
-        with self._cond:
-            assert self._cond.wait_for(lambda: len(self.arrivals) > index, timeout)
-            return self.arrivals[index]
-
-    def receive_all(self, quiet: float = 0.2) -> list[tuple[float, bytes]]:
-        """Every arrival so far, once nothing has arrived for ``quiet`` seconds."""
-        while True:
-            with self._cond:
-                n = len(self.arrivals)
-                self._cond.wait(quiet)
-                if len(self.arrivals) == n:
-                    got, self.arrivals = self.arrivals, []
-                    return got
-
-    def settle(self) -> None:
-        time.sleep(0.05)  # the forwarder publishes its counters when it goes idle
-
-    def close(self) -> None:
-        self.child.kill()
-        self.stats.close()
-        self.inlet.close()
-        self.outlet.shutdown(socket.SHUT_RDWR)
-        self.outlet.close()
-
-
-@pytest.fixture
-def line_factory():
-    lines: list[Line] = []
-
-    def make(**kw) -> Line:
-        params = LineParams(**{"delay": 0.0, "rate_bps": 1e9, "loss": 0.0, "queue_packets": 1000, **kw})
-        lines.append(Line(params))
-        return lines[-1]
-
-    yield make
-    for line in lines:
-        line.close()
+from tuner.sandbox.delayline import LATE_BUCKETS, late_percentile
 
 
 def test_every_packet_is_held_for_the_one_way_delay(line_factory):

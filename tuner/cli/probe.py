@@ -76,6 +76,11 @@ def render_measurement(m: Measurement, file=None) -> None:
         print(f"path health  {int(h.get('packets', 0))} packets, {int(h.get('dropped_loss', 0))} lost (emulated), "
               f"{int(h.get('dropped_queue', 0))} queue drops, {int(h.get('tun_drops', 0))} TUN drops, "
               f"late p99 {h.get('late_p99_ms', 0.0):.2f} ms, link CPU {h.get('cpu_seconds', 0.0):.2f} s", file=file)
+        if h.get("rate_bps"):
+            print(f"path rate    {h['rate_bps'] / 1e6:,.0f} Mbit/s asked, {h.get('delivered_bps', 0.0) / 1e6:,.0f} "
+                  f"Mbit/s delivered on average over the whole run (warm-ups included); busiest delay-line "
+                  f"process {h.get('line_cpu_share', 0.0) * 100:.0f}% of a core"
+                  f"{', super-packets' if h.get('offload') else ''}", file=file)
     for note in m.notes:
         print(f"note         {note}", file=file)
     print(file=file)

@@ -144,7 +144,8 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     require_root("searching in sandboxes (network namespaces)")
     view = _ProgressView(config.budget, parse_objective(config.objective, workload.kind).name.split(":")[0])
     try:
-        rec = recommend(workload, path, config, view)
+        rec = recommend(workload, path, config, view,
+                        notify=lambda text: print(f"tuner recommend: {text}", file=sys.stderr, flush=True))
     except KeyboardInterrupt:
         view.close()
         if config.journal is not None:

@@ -37,6 +37,7 @@ _FIELDS = {
     "busy_time_us": (168, "Q"),
     "rwnd_limited_us": (176, "Q"),
     "sndbuf_limited_us": (184, "Q"),
+    "delivered": (192, "I"),
     "bytes_sent": (200, "Q"),
     "bytes_retrans": (208, "Q"),
     "snd_wnd": (228, "I"),
@@ -64,6 +65,7 @@ class TcpInfo:
     busy_time_us: int = 0
     rwnd_limited_us: int = 0
     sndbuf_limited_us: int = 0
+    delivered: int = 0          # data segments delivered (ACKed or SACKed), each counted once
     bytes_sent: int = 0
     bytes_retrans: int = 0
     snd_wnd: int = 0

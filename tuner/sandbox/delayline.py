@@ -3,10 +3,18 @@
 One forwarder process per direction reads IP packets from the sending side's TUN device and writes
 them into the receiving side's TUN device after the path has had its way with them:
 
-1. Bernoulli loss on ingress (probability ``loss``, each packet independently);
-2. a finite FIFO bottleneck of ``queue_packets`` packets drained at ``rate_bps`` (IP bytes): a packet
-   that finds the queue full is dropped (tail drop);
+1. Bernoulli loss on ingress (probability ``loss``, each packet on the wire independently);
+2. a finite FIFO bottleneck of ``queue_packets`` packets drained at ``rate_bps`` (IP bytes on the wire):
+   a packet that finds the queue full is dropped (tail drop);
 3. departure = end of its serialization + the one-way ``delay``.
+
+With ``LineParams.vnet`` the devices hand over TCP super-packets (GSO, up to 64 KiB, see
+:mod:`tuner.sandbox.gso`): one read instead of ~44. The line still counts them as the packets they
+stand for on the wire (rate, queue, loss, lateness). It passes a super-packet whole when nothing is lost
+and it is no longer on the wire than ``_CHUNK_SECONDS``; otherwise it carves it into pieces of
+consecutive segments: lost segments are cut out (per-segment Bernoulli loss, drawn as geometric gaps),
+segments that do not fit the queue are dropped, and at low rates a piece spans at most
+``_CHUNK_SECONDS`` so its first segment is not held back for the others.
 
 With a fixed delay departures are monotonic, so a deque is the whole scheduler. The loop sleeps in
 ``select`` until the next departure or the next arrival (timer slack set to 1 ns), drains arrivals in
@@ -18,6 +26,7 @@ from __future__ import annotations
 
 import ctypes
 import gc
+import math
 import mmap
 import os
 import random
@@ -27,9 +36,11 @@ import time
 from array import array
 from collections import deque
 from dataclasses import dataclass
-from typing import NoReturn
+from typing import Callable, NoReturn
 
-__all__ = ["LineParams", "LineStats", "DirectionSnapshot", "run_line", "LATE_BUCKETS", "late_percentile"]
+from tuner.sandbox.gso import VNET_HDR_LEN, carve, shape_of
+
+__all__ = ["PROFILE_ENV", "LineParams", "LineStats", "DirectionSnapshot", "run_line", "LATE_BUCKETS", "late_percentile"]
 
 # lateness histogram: 10 us buckets below 2 ms, 1 ms buckets up to 100 ms, then one overflow bucket
 LATE_BUCKETS = 300
@@ -37,7 +48,9 @@ _FINE = 200            # buckets of 10 us
 _FINE_UNIT = 1e-5      # seconds per fine bucket
 _COARSE_PER = 100      # fine units per coarse bucket (1 ms)
 
-_READ_SIZE = 65535
+_READ_SIZE = 65535     # the largest IP packet (a GSO super-packet included)
+_CHUNK_SECONDS = 0.0002  # a super-packet is delivered in pieces no longer than this on the wire: its
+                         # first segment is never later than this (RTT accuracy at low rates)
 _BATCH = 64            # arrivals drained before departures are looked at again
 _FLUSH_EVERY = 0.02    # seconds between counter publications while busy
 _LONG_WAIT = 0.001     # sleeps longer than this are shortened by the learned oversleep
@@ -57,23 +70,28 @@ _QUEUE = 7
 _PARTITION = 8
 _WRITE_ERR = 9
 _LATE_MAX_NS = 10
+_READS = 11
+_WRITES = 12
 _HIST = 16
 _CTRL_EPOCH = _HIST + LATE_BUCKETS        # written by the sandbox: ask for a reset
 _CTRL_PARTITIONED = _CTRL_EPOCH + 1       # written by the sandbox: drop everything while nonzero
 _SLOTS = _CTRL_PARTITIONED + 1
 
 _PR_SET_TIMERSLACK = 29
+PROFILE_ENV = "TUNER_LINE_PROFILE"
 
 
 @dataclass(frozen=True)
 class LineParams:
-    """One direction of the path. ``delay`` is one-way, in seconds; ``rate_bps`` counts IP bytes."""
+    """One direction of the path. ``delay`` is one-way, in seconds; ``rate_bps`` counts IP bytes on the
+    wire (a super-packet of n segments is n packets with their headers); the queue counts packets."""
 
     delay: float
     rate_bps: float
     loss: float
     queue_packets: int
     seed: int | None = None
+    vnet: bool = False      # frames carry a virtio_net_hdr and may be TCP super-packets (gso.py)
 
 
 @dataclass(frozen=True)
@@ -90,6 +108,8 @@ class DirectionSnapshot:
     write_errors: int
     late_max: float         # seconds
     late_hist: tuple[int, ...]
+    reads: int = 0          # frames read (a super-packet is one read and many packets)
+    writes: int = 0         # frames written
 
     @classmethod
     def zero(cls) -> "DirectionSnapshot":
@@ -138,7 +158,7 @@ class LineStats:
                 time.sleep(0)
                 continue
             epoch = s[_EPOCH]
-            head = s[_PACKETS:_LATE_MAX_NS + 1].tolist()
+            head = s[_PACKETS:_WRITES + 1].tolist()
             hist = tuple(s[_HIST:_HIST + LATE_BUCKETS].tolist())
             if s[_SEQ] == seq:
                 break
@@ -146,8 +166,8 @@ class LineStats:
             return DirectionSnapshot.zero()
         if epoch != s[_CTRL_EPOCH]:
             return DirectionSnapshot.zero()  # reset asked for and no packet since: nothing to count
-        *counts, late_max_ns = head
-        return DirectionSnapshot(*counts, late_max=late_max_ns / 1e9, late_hist=hist)
+        *counts, late_max_ns, reads, writes = head
+        return DirectionSnapshot(*counts, late_max=late_max_ns / 1e9, late_hist=hist, reads=reads, writes=writes)
 
     def close(self) -> None:
         self.slots.release()
@@ -185,52 +205,97 @@ def _set_timer_slack_ns(ns: int) -> None:
         pass
 
 
-def _publish(s: memoryview, epoch: int, counts: tuple[int, ...], late_max: float, hist: array) -> None:
+def _publish(s: memoryview, epoch: int, counts: tuple[int, ...], late_max: float, hist: array,
+             reads: int = 0, writes: int = 0) -> None:
     s[_SEQ] += 1
     s[_EPOCH] = epoch
     s[_PACKETS:_WRITE_ERR + 1] = array("q", counts)
     s[_LATE_MAX_NS] = int(late_max * 1e9)
+    s[_READS] = reads
+    s[_WRITES] = writes
     s[_HIST:_HIST + LATE_BUCKETS] = hist
     s[_SEQ] += 1
 
 
+def _geometric(rnd: Callable[[], float], loss: float) -> Callable[[], int]:
+    """Draws of the number of segments that pass before the next lost one (Bernoulli loss ``loss``)."""
+    if loss <= 0.0:
+        return lambda: 1 << 62
+    if loss >= 1.0:
+        return lambda: 0
+    scale = 1.0 / math.log1p(-loss)
+    log = math.log
+    return lambda: int(log(1.0 - rnd()) * scale)
+
+
 def run_line(rfd: int, wfd: int, params: LineParams, stats: LineStats) -> NoReturn:
-    """Forward packets from ``rfd`` to ``wfd`` forever (the process is killed to stop it)."""
+    """Forward packets from ``rfd`` to ``wfd`` forever (the process is killed to stop it).
+
+    With ``TUNER_LINE_PROFILE=PREFIX`` in the environment the loop runs under cProfile and writes
+    ``PREFIX.PID`` when it gets SIGTERM (the link then stops it with SIGTERM): where its time goes.
+    """
     gc.disable()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the owner, which then stops the line
     _set_timer_slack_ns(1)
     _outrank_owner()
     os.set_blocking(rfd, False)
-    s = stats.slots
+    prefix = os.environ.get(PROFILE_ENV)
+    if not prefix:
+        _forward(rfd, wfd, params, stats)
+    import cProfile
 
+    prof = cProfile.Profile()
+
+    def dump(signum: int, frame: object) -> None:
+        prof.disable()
+        prof.dump_stats(f"{prefix}.{os.getpid()}")
+        os._exit(0)
+
+    signal.signal(signal.SIGTERM, dump)
+    prof.runcall(_forward, rfd, wfd, params, stats)
+    os._exit(1)  # pragma: no cover - _forward never returns
+
+
+def _forward(rfd: int, wfd: int, params: LineParams, stats: LineStats) -> NoReturn:
+    s = stats.slots
+    vnet = params.vnet
     delay = params.delay
     sec_per_byte = 8.0 / params.rate_bps
     qlimit = params.queue_packets
-    loss = params.loss
     rnd = random.Random(params.seed).random
+    next_gap = _geometric(rnd, params.loss)
+    gap = next_gap()                          # segments that pass before the next lost one
     read = os.read
     write = os.write
     clock = time.monotonic
     wait_for = select.select
     rlist = [rfd]
     empty: tuple[int, ...] = ()
+    read_size = _READ_SIZE + (VNET_HDR_LEN if vnet else 0)
+    hdr_len = VNET_HDR_LEN if vnet else 0
+    chunk_bytes = _CHUNK_SECONDS / sec_per_byte   # wire bytes one delivered frame may span at most
 
-    q: deque[tuple[float, bytes]] = deque()   # (departure, packet), departures non-decreasing
+    q: deque[tuple[float, bytes, int, int]] = deque()   # (departure, frame, segments, wire bytes)
     push = q.append
     pop = q.popleft
-    bneck: deque[float] = deque()             # serialization end of each packet in the bottleneck
+    bneck: deque[tuple[float, int]] = deque()   # (serialization end, segments) in the bottleneck
     bpush = bneck.append
     bpop = bneck.popleft
+    occupancy = 0                               # segments in the bottleneck
     link_free = 0.0
 
     epoch = s[_CTRL_EPOCH]
     hist = array("q", bytes(8 * LATE_BUCKETS))
-    packets = nbytes = sent = sent_bytes = d_loss = d_queue = d_part = w_err = 0
+    packets = nbytes = sent = sent_bytes = d_loss = d_queue = d_part = w_err = reads = writes = 0
     late_max = 0.0
     last_flush = 0.0
     early = 0.0                               # seconds a long sleep starts early (learned)
 
-    _publish(s, epoch, (0, 0, 0, 0, 0, 0, 0, 0), 0.0, hist)
+    def publish() -> None:
+        _publish(s, epoch, (packets, nbytes, sent, sent_bytes, d_loss, d_queue, d_part, w_err), late_max, hist,
+                 reads, writes)
+
+    publish()
     while True:
         if q:
             due = q[0][0]
@@ -249,14 +314,14 @@ def run_line(rfd: int, wfd: int, params: LineParams, stats: LineStats) -> NoRetu
             elif wait > 0:
                 wait_for(rlist, empty, empty, wait)
         else:
-            _publish(s, epoch, (packets, nbytes, sent, sent_bytes, d_loss, d_queue, d_part, w_err), late_max, hist)
+            publish()
             last_flush = clock()
             wait_for(rlist, empty, empty)
 
         if s[_CTRL_EPOCH] != epoch:
             epoch = s[_CTRL_EPOCH]
             hist = array("q", bytes(8 * LATE_BUCKETS))
-            packets = nbytes = sent = sent_bytes = d_loss = d_queue = d_part = w_err = 0
+            packets = nbytes = sent = sent_bytes = d_loss = d_queue = d_part = w_err = reads = writes = 0
             late_max = 0.0
         partitioned = s[_CTRL_PARTITIONED]
 
@@ -264,52 +329,109 @@ def run_line(rfd: int, wfd: int, params: LineParams, stats: LineStats) -> NoRetu
         now = clock()
         for _ in range(_BATCH):
             try:
-                pkt = read(rfd, _READ_SIZE)
+                frame = read(rfd, read_size)
             except BlockingIOError:
                 break
-            n = len(pkt)
-            packets += 1
-            nbytes += n
+            reads += 1
+            shape = None
+            if vnet and frame[1] & 0x7F:
+                shape = shape_of(frame)
+                segs = shape.segments
+                wire = shape.wire_bytes
+                if segs == 1:
+                    shape = None
+            else:
+                segs = 1
+                wire = len(frame) - hdr_len
+            packets += segs
+            nbytes += wire
             if partitioned:
-                d_part += 1
+                d_part += segs
                 continue
-            if loss and rnd() < loss:
+            while bneck and bneck[0][0] <= now:
+                occupancy -= bpop()[1]
+            if gap >= segs and occupancy + segs <= qlimit and (segs == 1 or wire <= chunk_bytes):
+                # the common case: the whole frame passes as it is
+                gap -= segs
+                start = link_free if link_free > now else now
+                link_free = start + wire * sec_per_byte
+                bpush((link_free, segs))
+                occupancy += segs
+                push((link_free + delay, frame, segs, wire))
+                continue
+            # per segment: which ones the loss takes, then pieces the queue admits, each piece no
+            # longer on the wire than one chunk
+            runs: list[tuple[int, int]] = []
+            pos = 0
+            while gap < segs:
+                lost = gap
+                if lost > pos:
+                    runs.append((pos, lost - pos))
                 d_loss += 1
-                continue
-            while bneck and bneck[0] <= now:
-                bpop()
-            if len(bneck) >= qlimit:
-                d_queue += 1
-                continue
-            start = link_free if link_free > now else now
-            link_free = start + n * sec_per_byte
-            bpush(link_free)
-            push((link_free + delay, pkt))
+                pos = lost + 1
+                gap = lost + 1 + next_gap()
+            if pos < segs:
+                runs.append((pos, segs - pos))
+            gap -= segs
+            if shape is None:
+                per_chunk = 1
+                headers = gso = 0
+                payload = wire
+            else:
+                headers = shape.headers
+                gso = shape.gso_size
+                payload = wire - segs * headers
+                per_chunk = max(1, int(chunk_bytes / (gso + headers)))
+            for first, count in runs:
+                while count > 0:
+                    n = per_chunk if count > per_chunk else count
+                    room = qlimit - occupancy
+                    if room < n:
+                        # the queue is full after ``room`` more: the rest of this run is dropped
+                        if room <= 0:
+                            d_queue += count
+                            break
+                        d_queue += count - room
+                        count = n = room
+                    if shape is None:
+                        data, w = frame, wire
+                    else:
+                        data = carve(frame, shape, first, n)
+                        end = (first + n) * gso
+                        w = (payload if end > payload else end) - first * gso + n * headers
+                    start = link_free if link_free > now else now
+                    link_free = start + w * sec_per_byte
+                    bpush((link_free, n))
+                    occupancy += n
+                    push((link_free + delay, data, n, w))
+                    first += n
+                    count -= n
 
         # departures
         while q:
-            due, pkt = q[0]
+            due, frame, segs, wire = q[0]
             now = clock()
             if due > now:
                 break
             pop()
             try:
-                write(wfd, pkt)
+                write(wfd, frame)
             except OSError:
-                w_err += 1
+                w_err += segs
                 continue
-            sent += 1
-            sent_bytes += len(pkt)
+            writes += 1
+            sent += segs
+            sent_bytes += wire
             late = now - due
             i = int(late * 1e5)
             if i >= _FINE:
                 i = _FINE + (i - _FINE) // _COARSE_PER
                 if i >= LATE_BUCKETS:
                     i = LATE_BUCKETS - 1
-            hist[i] += 1
+            hist[i] += segs
             if late > late_max:
                 late_max = late
 
         if now - last_flush > _FLUSH_EVERY:
-            _publish(s, epoch, (packets, nbytes, sent, sent_bytes, d_loss, d_queue, d_part, w_err), late_max, hist)
+            publish()
             last_flush = now

@@ -194,7 +194,7 @@ def _sandbox_checks() -> list[Check]:
             found += f": {netem_error}"
         checks.append(Check("netem", Status.NOTE if tun_ok else Status.MISSING, found,
                             "paths are emulated by tuner's userspace delay line over TUN devices instead "
-                            "(holds 200 Mbit/s on 2 cores; each run reports its own health)", _NETEM_FIX))
+                            "(see the measured ceiling below; each run reports its own health)", _NETEM_FIX))
     if tun_ok:
         checks.append(Check("tun", Status.OK, "/dev/net/tun works inside a namespace",
                             "the userspace delay line can run (backend tun)"))
@@ -207,6 +207,8 @@ def _sandbox_checks() -> list[Check]:
     else:
         checks.append(Check("path emulation", Status.FAIL, "neither netem nor TUN",
                             "only paths without delay, rate or loss can be measured", _NETEM_FIX))
+    if netem or tun_ok:
+        checks.append(_check_ceiling())
     checks.append(_check_tcp_info(info_len, info_error))
     stale, orphans = stale_sandboxes()
     if stale or orphans:
@@ -217,6 +219,22 @@ def _sandbox_checks() -> list[Check]:
     else:
         checks.append(Check("stale sandboxes", Status.OK, "none", "nothing left behind by dead tuner processes"))
     return checks
+
+
+def _check_ceiling() -> Check:
+    """Measure what one TCP stream gets across the emulated path on this machine, now."""
+    from tuner.sandbox.ceiling import PROBE_RATE_BPS, measure_ceiling
+
+    try:
+        c = measure_ceiling(PROBE_RATE_BPS, seconds=2.0)
+    except (TunerError, OSError) as exc:
+        return Check("path ceiling", Status.NOTE, f"could not measure: {exc}",
+                     "searches still check each run's path health")
+    return Check("path ceiling", Status.OK if c.valid else Status.NOTE,
+                 f"measured {c.delivered_bps / 1e6:,.0f} Mbit/s: {c.describe()}",
+                 "paths faster than this cannot be emulated on this machine under its present load: a search "
+                 "over such a path says so and claims nothing",
+                 "run searches for faster paths on a machine with more idle cores")
 
 
 def _tun_probe(open_tun: Callable[[str], int]) -> None:

@@ -1,8 +1,14 @@
 """PathHealth: whether the emulated path itself behaved during a measurement.
 
 A probe keeps a run only if its path was healthy: no packet lost at the TUN ring (the delay line fell
-behind the kernel), packets sent on time (p99 lateness under :data:`MAX_LATE_P99_MS`), helpers alive.
+behind the kernel), packets sent on time (p99 lateness under :data:`MAX_LATE_P99_MS`), helpers alive,
+and the delay line not saturated (a forwarder busy :data:`MAX_LINE_CPU_SHARE` of a core or more): a
+saturated line, not the emulated path, sets the pace, and its backlog waits unseen in the TUN ring.
 Emulated loss and queue drops are the path doing its job and do not make a run invalid.
+
+Every PathHealth also says what was asked for (``rate_bps``) and what the path carried
+(``delivered_bps``, the busier direction's IP bytes per second), so a reader can tell a flow that
+filled the path from one that did not.
 """
 
 from __future__ import annotations
@@ -10,10 +16,12 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-__all__ = ["PathHealth", "MAX_LATE_P99_MS", "LATE_MS", "judge"]
+__all__ = ["PathHealth", "MAX_LATE_P99_MS", "LATE_MS", "MAX_LINE_CPU_SHARE", "judge"]
 
 MAX_LATE_P99_MS = 1.0   # p99 lateness above this: the delay line could not keep its schedule
 LATE_MS = 1.0           # a packet sent more than this after its departure time counts as late
+MAX_LINE_CPU_SHARE = 0.9  # a forwarder this busy (share of one core) is the bottleneck itself
+_MIN_CPU_WINDOW = 0.25  # seconds: a shorter window says nothing reliable about saturation
 
 
 @dataclass(frozen=True)
@@ -35,15 +43,33 @@ class PathHealth:
     bytes_to_server: int = 0     # IP bytes delivered client -> server
     bytes_to_client: int = 0     # IP bytes delivered server -> client
     elapsed: float = 0.0         # seconds covered by these counters
+    rate_bps: float | None = None  # the rate cap asked for, each direction (None: uncapped)
+    offload: bool = False        # the delay line moved TCP super-packets (TUN offloads)
+    frames: int = 0              # frames the delay line read (a super-packet is one frame, many packets)
+    line_cpu_share: float = 0.0  # the busiest forwarder's CPU time / elapsed (1.0 = one core)
+
+    @property
+    def delivered_bps(self) -> float:
+        """IP bits per second the path delivered in its busier direction."""
+        if self.elapsed <= 0:
+            return 0.0
+        return max(self.bytes_to_server, self.bytes_to_client) * 8 / self.elapsed
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        d["delivered_bps"] = self.delivered_bps
+        return d
 
 
-def judge(tun_drops: int, late_p99_ms: float, helpers_alive: bool = True) -> tuple[bool, str | None]:
+def judge(tun_drops: int, late_p99_ms: float, helpers_alive: bool = True, *, line_cpu_share: float = 0.0,
+          elapsed: float = 0.0) -> tuple[bool, str | None]:
     """(valid, reason): the rules that make a measurement over this path trustworthy or not."""
     if not helpers_alive:
         return False, "sandbox: the delay line's process died"
+    if line_cpu_share >= MAX_LINE_CPU_SHARE and elapsed >= _MIN_CPU_WINDOW:
+        return False, (f"sandbox: the delay line was saturated ({line_cpu_share * 100:.0f}% of a core): it, "
+                       "not the emulated path, set the pace (the rate is above what this machine can "
+                       "emulate now; see `tuner doctor`)")
     if tun_drops:
         return False, (f"sandbox: {tun_drops} packets dropped at the TUN devices "
                        "(the delay line fell behind; the machine is overloaded or the rate too high)")

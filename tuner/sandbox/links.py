@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import os
+import signal
 import socket
 import time
 from dataclasses import astuple, dataclass
@@ -28,7 +29,7 @@ from typing import Any, Callable, Mapping, Protocol
 from tuner.adapters import netlink as nl
 from tuner.errors import SandboxError
 from tuner.netns import ChildFailed, NetnsChild
-from tuner.sandbox.delayline import LATE_BUCKETS, DirectionSnapshot, LineParams, LineStats, late_percentile, run_line
+from tuner.sandbox.delayline import PROFILE_ENV, LATE_BUCKETS, DirectionSnapshot, LineParams, LineStats, late_percentile, run_line
 from tuner.sandbox.health import LATE_MS, PathHealth, judge
 from tuner.sandbox.layout import ADDRESSES, DEAD_MAC, IFNAME, MACS, PREFIXLEN, Side, peer_of
 from tuner.sandbox.tun import open_tun, read_dev_counters
@@ -38,9 +39,11 @@ __all__ = ["BACKENDS", "DEFAULT_RATE_BPS", "MIN_QUEUE_PACKETS", "MTU", "TUN_TXQL
            "plan_link", "default_queue", "netem_settings", "make_link", "netem_probe"]
 
 BACKENDS = ("none", "netem", "tun")
-DEFAULT_RATE_BPS = 200e6     # the delay line's cap when the Path has none (what it holds on 2 cores)
+DEFAULT_RATE_BPS = 200e6     # the delay line's cap when the Path has none (the old line's ceiling on 2
+                             # busy cores; with offloads it holds 3 Gbit/s: bench/sandbox_path.py)
 MIN_QUEUE_PACKETS = 100
 MTU = 1500
+OFFLOAD_ENV = "TUNER_TUN_OFFLOAD"  # "0": the delay line reads one packet at a time (no super-packets)
 TUN_TXQLEN = 5000            # packets the TUN ring holds while the delay line is descheduled
 _NETEM_MAX_LIMIT = 1_000_000
 _NETEM_UNCAPPED_BPS = 10e9   # what "uncapped" means when sizing netem's packet limit
@@ -215,7 +218,8 @@ class VethLink:
             backend=self.backend, packets=sum(x.tx_packets for x in d.values()), dropped_loss=0, dropped_queue=0,
             tun_drops=drops, late_packets=0, late_p99_ms=0.0, late_max_ms=0.0, cpu_seconds=0.0,
             valid=valid, reason=reason, bytes_to_server=d[Side.CLIENT].tx_ip_bytes,
-            bytes_to_client=d[Side.SERVER].tx_ip_bytes, elapsed=time.monotonic() - self._t0)
+            bytes_to_client=d[Side.SERVER].tx_ip_bytes, elapsed=time.monotonic() - self._t0,
+            rate_bps=self.plan.rate_bps)
 
     def set_partitioned(self, on: bool) -> None:
         for side in Side:
@@ -260,7 +264,7 @@ class NetemLink(VethLink):
             dropped_loss=sum(x.drops for x in d.values()), dropped_queue=0, tun_drops=0, late_packets=0,
             late_p99_ms=0.0, late_max_ms=0.0, cpu_seconds=0.0, valid=valid, reason=reason,
             bytes_to_server=d[Side.CLIENT].sent_bytes, bytes_to_client=d[Side.SERVER].sent_bytes,
-            elapsed=time.monotonic() - self._t0)
+            elapsed=time.monotonic() - self._t0, rate_bps=self.plan.rate_bps)
 
 
 # --- tun: the userspace delay line --------------------------------------------------------------
@@ -290,32 +294,52 @@ class TunLink:
         self._netns = dict(netns)
         self._parent_sock, self._child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
         self._fds: dict[Side, int] = {}
+        self._offload = os.environ.get(OFFLOAD_ENV, "1") != "0"
+        self._vnet: dict[Side, bool] = {}
+        self.offload = False         # whether the line moves super-packets (known after start)
         self._stats: dict[Side, LineStats] = {}
         self._forwarders: dict[Side, NetnsChild] = {}
         self._dead_reason: str | None = None
         self._base_dev = 0
         self._base_cpu = 0.0
+        self._base_cpu_each: dict[Side, float] = {}
         self._t0 = time.monotonic()
 
     def prepare(self, side: Side) -> None:
-        fd = open_tun(IFNAME)
+        vnet = self._offload
+        try:
+            fd = open_tun(IFNAME, vnet=vnet)
+        except OSError:
+            if not vnet:
+                raise
+            vnet = False   # a kernel without TUN offloads: one packet per read
+            fd = open_tun(IFNAME)
         nl.add_ipv4(IFNAME, ADDRESSES[side], PREFIXLEN)
         nl.set_link(IFNAME, txqlen=TUN_TXQLEN, mtu=MTU)
-        socket.send_fds(self._child_sock, [side.value.encode()], [fd])
+        socket.send_fds(self._child_sock, [f"{side.value}:{int(vnet)}".encode()], [fd])
 
     def collect(self, side: Side) -> None:
         msg, fds, _, _ = socket.recv_fds(self._parent_sock, 64, 1)
-        if msg.decode() != side.value or len(fds) != 1:
+        name, _, vnet = msg.decode().partition(":")
+        if name != side.value or len(fds) != 1:
             for fd in fds:
                 _close(fd)
             raise SandboxError(f"the {side.value} TUN device was not handed over")
         self._fds[side] = fds[0]
+        self._vnet[side] = vnet == "1"
 
     def start(self) -> None:
         self._parent_sock.close()
         self._child_sock.close()
+        if len(set(self._vnet.values())) != 1:
+            for fd in self._fds.values():
+                _close(fd)
+            self._fds.clear()
+            raise SandboxError("one TUN device took offloads and the other did not",
+                               hint="run `tuner doctor`; TUNER_TUN_OFFLOAD=0 turns offloads off")
+        self.offload = self._vnet[Side.CLIENT]
         params = LineParams(self.plan.one_way_delay, float(self.plan.rate_bps or DEFAULT_RATE_BPS),
-                            self.plan.loss, self.plan.queue_packets)
+                            self.plan.loss, self.plan.queue_packets, vnet=self.offload)
         try:
             for side in Side:
                 self._stats[side] = LineStats()
@@ -339,14 +363,18 @@ class TunLink:
                 total += c.tx_dropped + c.rx_dropped
         return total
 
+    def _cpu_each(self) -> dict[Side, float]:
+        return {s: _schedstat_seconds(f.pid) for s, f in self._forwarders.items()}
+
     def _cpu(self) -> float:
-        return sum(_schedstat_seconds(f.pid) for f in self._forwarders.values())
+        return sum(self._cpu_each().values())
 
     def reset_health(self) -> None:
         for st in self._stats.values():
             st.request_reset()
         self._base_dev = self._dev_drops()
-        self._base_cpu = self._cpu()
+        self._base_cpu_each = self._cpu_each()
+        self._base_cpu = sum(self._base_cpu_each.values())
         self._t0 = time.monotonic()
 
     def _alive(self) -> bool:
@@ -368,7 +396,11 @@ class TunLink:
         p99 = late_percentile(hist, 0.99) * 1e3
         late_packets = sum(hist[int(LATE_MS * 100):])  # fine buckets are 10 us wide
         tun_drops = self._dev_drops() - self._base_dev + sum(s.write_errors for s in snaps.values())
-        valid, reason = judge(tun_drops, p99, alive)
+        elapsed = time.monotonic() - self._t0
+        cpu_each = self._cpu_each()
+        busiest = max((cpu_each[s] - self._base_cpu_each.get(s, 0.0) for s in cpu_each), default=0.0)
+        share = busiest / elapsed if elapsed > 0 else 0.0
+        valid, reason = judge(tun_drops, p99, alive, line_cpu_share=share, elapsed=elapsed)
         if not alive and self._dead_reason:
             reason = f"{reason} ({self._dead_reason})"
         return PathHealth(
@@ -382,15 +414,20 @@ class TunLink:
             dropped_partition=sum(s.dropped_partition for s in snaps.values()),
             bytes_to_server=snaps[Side.CLIENT].sent_bytes if snaps else 0,
             bytes_to_client=snaps[Side.SERVER].sent_bytes if snaps else 0,
-            elapsed=time.monotonic() - self._t0)
+            elapsed=elapsed, rate_bps=self.plan.rate_bps, offload=self.offload,
+            frames=sum(s.reads for s in snaps.values()), line_cpu_share=share)
 
     def set_partitioned(self, on: bool) -> None:
         for st in self._stats.values():
             st.set_partitioned(on)
 
     def stop(self) -> None:
+        profiling = bool(os.environ.get(PROFILE_ENV))
         for f in self._forwarders.values():
-            f.kill()
+            if profiling:  # let the line write its profile
+                f.kill(signal.SIGTERM, grace=3.0)
+            else:
+                f.kill()
         self._forwarders.clear()
         for fd in self._fds.values():
             _close(fd)

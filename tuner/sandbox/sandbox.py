@@ -13,8 +13,10 @@ those children die with their owner (PR_SET_PDEATHSIG). The kernel ties that to 
 forked them: open a sandbox (and spawn its jobs) in a thread that outlives it.
 
 Backends (``sb.backend``, also in every :class:`PathHealth`): "none" for a plain path, "netem" where the
-kernel has sch_netem, else "tun" (the userspace delay line; rate capped at 200 Mbit/s and a queue of one
-bandwidth-delay product unless the Path says otherwise: see :mod:`tuner.sandbox.links`).
+kernel has sch_netem, else "tun" (the userspace delay line, moving TCP super-packets where the kernel
+offers TUN offloads; rate capped at 200 Mbit/s and a queue of one bandwidth-delay product unless the Path
+says otherwise: see :mod:`tuner.sandbox.links`; what the line can carry on this machine is measured by
+:mod:`tuner.sandbox.ceiling`).
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ import contextlib
 import math
 import os
 import platform
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Mapping
 
 from tuner import __version__
@@ -29,7 +29,7 @@ from tuner.search.objective import Direction, Objective, parse_objective
 from tuner.search.samplers import make_sampler
 from tuner.search.space import Space, build_space, space_knobs
 from tuner.search.stats import CONFIDENCE, gain_interval
-from tuner.search.study import Measure, SearchConfig, Study, StudyResult, Trial, TrialEvent, Verdict
+from tuner.search.study import Measure, SearchConfig, Study, StudyResult, Trial, TrialEvent, TrialState, Verdict
 from tuner.workload import Path, Workload, WorkloadKind
 
 __all__ = ["Recommendation", "recommend", "machine_info", "metric_comparison", "profile_name", "PROBE_DEFAULTS",
@@ -167,8 +167,36 @@ def _measurement_evidence(m: Measurement) -> dict[str, Any]:
     }
 
 
+_HEALTH_KEYS = ("delivered_bps", "rate_bps", "tun_drops", "dropped_queue", "late_packets", "late_p99_ms",
+                "line_cpu_share", "offload")
+
+
+def _path_health(result: StudyResult, path: Path, ceiling: Any | None) -> dict[str, Any]:
+    """[evidence.path_health]: what the emulator was asked for, what it carried, and how it behaved."""
+    out: dict[str, Any] = {
+        "requested_rate_bps": path.rate_bps,
+        "invalid_trials": sum(1 for t in result.trials if t.state is TrialState.INVALID),
+        "baseline": {k: result.baseline.health[k] for k in _HEALTH_KEYS if k in result.baseline.health},
+        "recommended": {k: result.best.health[k] for k in _HEALTH_KEYS if k in result.best.health},
+    }
+    if ceiling is not None:
+        out["ceiling"] = ceiling.to_dict()
+        out["emulator_bound"] = not ceiling.holds(path.rate_bps)
+    return out
+
+
+def _emulator_bound(result: StudyResult, ceiling: Any, path: Path) -> StudyResult:
+    """No verdict may rest on a path the emulator could not carry: keep the defaults, claim nothing."""
+    text = (f"no verdict: the emulated path could not carry {path.rate_bps / 1e6:,.0f} Mbit/s on this machine "
+            f"({ceiling.describe()}); keep the defaults")
+    # the candidate's figures stay in the journal and in [evidence.best_candidate], not as "recommended"
+    return replace(result, assignment={}, best=result.baseline, best_score=result.baseline_score,
+                   verdict=Verdict(False, result.verdict.interval, text),
+                   leader=result.leader or dict(result.assignment))
+
+
 def _evidence(result: StudyResult, space: Space, objective: Objective, config: SearchConfig,
-              workload: Workload, path: Path) -> dict[str, Any]:
+              workload: Workload, path: Path, ceiling: Any | None = None) -> dict[str, Any]:
     iv = result.verdict.interval
     changed = {k: {"from": space.baseline.get(k), "to": v} for k, v in result.assignment.items()}
     evidence: dict[str, Any] = {
@@ -196,6 +224,7 @@ def _evidence(result: StudyResult, space: Space, objective: Objective, config: S
         "baseline": _measurement_evidence(result.baseline),
         "recommended": _measurement_evidence(result.best),
         "metrics": metric_comparison(result.baseline, result.best, seed=config.seed),
+        "path_health": _path_health(result, path, ceiling),
     }
     if not result.verdict.significant and result.leader:
         evidence["best_candidate"] = {"assignment": dict(result.leader),
@@ -214,16 +243,31 @@ def _probe_measure(workload: Workload, path: Path, config: SearchConfig, sandbox
 
 def recommend(workload: Workload, path: Path, config: SearchConfig,
               progress: Callable[[TrialEvent], None] | None = None, *,
-              measure: Measure | None = None, live: Mapping[str, Value] | None = None) -> Recommendation:
+              measure: Measure | None = None, live: Mapping[str, Value] | None = None,
+              ceiling: Any | None = None, notify: Callable[[str], None] | None = None) -> Recommendation:
     """Search ``workload`` over ``path`` and return the recommendation with its profile.
 
     ``measure`` and ``live`` replace the probe and the live values (tests of the search mechanics);
     by default every trial runs the real probe in one sandbox, and the baseline is what that sandbox's
-    namespaces and this host have set.
+    namespaces and this host have set. With a rate on the path and the real probe, the emulator's
+    ceiling at that rate is measured first (:mod:`tuner.sandbox.ceiling`; ``ceiling`` gives one
+    instead): when the emulator cannot carry the path, ``notify`` hears it before the search, and the
+    result claims nothing (keep the defaults; ``[evidence.path_health]`` says why).
     """
     objective = parse_objective(config.objective, workload.kind)
     space_knobs(workload.kind, config.knobs, config.no_knobs)  # bad flags fail before a sandbox is built
     facts = KernelFacts.read()
+    if ceiling is None and measure is None and path.rate_bps:
+        from tuner.sandbox.ceiling import measure_ceiling  # noqa: PLC0415 - only needed for real probes
+
+        ceiling = measure_ceiling(path.rate_bps)
+    bound = ceiling is not None and bool(path.rate_bps) and not ceiling.holds(path.rate_bps)
+    if bound:
+        message = (f"the emulated path cannot carry {path.rate_bps / 1e6:,.0f} Mbit/s on this machine now: "
+                   f"{ceiling.describe()}. The search runs, but no verdict will rest on it.")
+        log.warning("search.emulator_bound", rate=path.rate_bps, delivered=ceiling.delivered_bps)
+        if notify is not None:
+            notify(message)
     with contextlib.ExitStack() as stack:
         if measure is None:
             from tuner.sandbox import Sandbox  # noqa: PLC0415 - only needed for real probes
@@ -233,7 +277,7 @@ def recommend(workload: Workload, path: Path, config: SearchConfig,
             measure = _probe_measure(workload, path, config, sandbox)
         elif live is None:
             live = live_baseline()
-        space = build_space(workload.kind, live, facts=facts, add=config.knobs, remove=config.no_knobs)
+        space = build_space(workload.kind, live, facts=facts, add=config.knobs, remove=config.no_knobs, path=path)
         sampler = make_sampler(config.sampler, space, seed=config.seed, budget=config.budget)
         journal = None
         if config.journal is not None:
@@ -244,12 +288,14 @@ def recommend(workload: Workload, path: Path, config: SearchConfig,
                  points=space.size, sampler=config.sampler, budget=config.budget)
         study = Study(space, objective, sampler, measure, config=config, journal=journal, progress=progress)
         result = study.run()
+    if bound:
+        result = _emulator_bound(result, ceiling, path)
     name = config.name or profile_name(workload, path)
     description = (f"{workload.kind.value} workload over {path.describe()}: {result.verdict.text}")
     try:
         profile = Profile.from_assignment(name, result.assignment, description=description, workload=workload,
                                           path=path, evidence=_evidence(result, space, objective, config,
-                                                                        workload, path))
+                                                                        workload, path, ceiling))
     except TunerError:
         log.error("search.profile_invalid", assignment=dict(result.assignment))
         raise

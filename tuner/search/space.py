@@ -370,18 +370,41 @@ def space_knobs(kind: WorkloadKind, add: Sequence[str] = (), remove: Sequence[st
     return names
 
 
+# buffer knobs whose levels follow the path's bandwidth-delay product in a bulk search
+BDP_KNOBS = ("net.ipv4.tcp_rmem", "net.ipv4.tcp_wmem", "SO_RCVBUF", "SO_SNDBUF")
+BDP_MULTIPLES = (0.5, 1, 2, 4)
+
+
+def bdp_levels(rate_bps: float, rtt: float) -> tuple[int, ...]:
+    """Buffer sizes spanning 1/2x to 4x the bandwidth-delay product (rounded up: to 64 KiB below
+    1 MiB, to 1 MiB above), at least 64 KiB."""
+    bdp = rate_bps * rtt / 8
+    out = []
+    for m in BDP_MULTIPLES:
+        size = m * bdp
+        step = MiB if size >= MiB else 64 * KiB
+        out.append(max(64 * KiB, int(math.ceil(size / step)) * step))
+    return tuple(dict.fromkeys(out))
+
+
 def build_space(kind: WorkloadKind, baseline: Mapping[str, Value], *, facts: KernelFacts | None = None,
-                add: Sequence[str] = (), remove: Sequence[str] = ()) -> Space:
+                add: Sequence[str] = (), remove: Sequence[str] = (), path: Any | None = None) -> Space:
     """The space for ``kind``: its default knobs plus ``add`` minus ``remove``.
 
     ``baseline`` holds the value in effect for each knob when nothing is set (sysctls: the live value
     in the sandbox namespace or on the host; socket options: absent). It is always one of the levels.
+    With a ``path`` that has a rate and an RTT, a bulk search's buffer levels come from its
+    bandwidth-delay product (:func:`bdp_levels`; plus the kernel default, which is the baseline).
     """
     names = space_knobs(kind, add, remove)
     dims: list[Dimension] = []
+    bdp = (bdp_levels(path.rate_bps, path.rtt) if kind is WorkloadKind.BULK and path is not None
+           and getattr(path, "rate_bps", None) and getattr(path, "rtt", 0) else None)
     for name in names:
         knob = get_knob(name)
         levels = list(_LEVELS.get((kind, name)) or _default_levels(name, facts))
+        if bdp is not None and name in BDP_KNOBS:
+            levels = ([None] if knob.scope is Scope.SOCKET else []) + list(bdp)
         part = None
         if isinstance(knob.domain, OrderedTuple):
             part = knob.domain.search_parts[-1] if knob.domain.search_parts else None

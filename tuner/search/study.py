@@ -17,6 +17,7 @@ Every trial is appended to the journal (fsynced) before the next starts, so an i
 from __future__ import annotations
 
 import math
+import statistics
 import time
 from dataclasses import dataclass, field
 from enum import Enum
@@ -195,6 +196,23 @@ class Verdict:
     significant: bool
     interval: GainInterval      # gain of the recommended setting over the baseline
     text: str
+
+
+# buffer knobs and the tcp_info share (of the sender's busy time) that says the flow was held back by them
+_LIMITED_BY: Mapping[str, str] = {"net.ipv4.tcp_rmem": "rwnd_limited_pct", "SO_RCVBUF": "rwnd_limited_pct",
+                                  "net.ipv4.tcp_wmem": "sndbuf_limited_pct", "SO_SNDBUF": "sndbuf_limited_pct"}
+LIMITED_PCT = 10.0   # held back this share of the time or more: the buffer limits the flow
+
+
+def _held_back(trials: Sequence["Trial"]) -> set[str]:
+    """Buffer knobs the flow was limited by in these trials (median over them, from tcp_info)."""
+    held = set()
+    for knob, metric in _LIMITED_BY.items():
+        values = [t.measurement.metrics[metric].median for t in trials
+                  if t.measurement is not None and metric in t.measurement.metrics]
+        if values and statistics.median(values) >= LIMITED_PCT:
+            held.add(knob)
+    return held
 
 
 @dataclass(frozen=True)
@@ -485,12 +503,16 @@ class Study:
         best = (Score.pooled([t.score for t in reference if t.score is not None]) if reference
                 else self._search_score(best_key))
         direction = best.direction
+        held = _held_back(reference or self._by_key[best_key])
         while current.point is not None:
             changed = [i for i, (a, b) in enumerate(zip(current.point, base_point)) if a != b]
             if len(changed) <= 1:
                 break  # without its last change it is the baseline, which the confirmation judges
             options = []
             for i in changed:
+                dim = self.space.dimensions[i]
+                if dim.knob in held and dim.ordered and base_point[i] < current.point[i]:
+                    continue  # the flow was held back by this buffer at the best: never lower it
                 reduced = list(current.point)
                 reduced[i] = base_point[i]
                 try:
@@ -502,10 +524,10 @@ class Study:
                 if (cand.key == current.key or cand.point is None
                         or sum(a != b for a, b in zip(cand.point, base_point)) >= len(changed)):
                     continue
-                options.append((self.space.cost(cand.assignment), cand))
+                options.append((self.space.cost(cand.assignment), cand, i))
             options.sort(key=lambda o: o[0])
             accepted = None
-            for _, cand in options:
+            for _, cand, i in options:
                 if self.config.time_budget is not None and self.elapsed() >= self.config.time_budget:
                     return
                 ts = [t for t in self._by_key.get(cand.key, ()) if t.usable]
@@ -520,6 +542,8 @@ class Study:
                     if not trial.usable:
                         continue
                     fresh = [trial]
+                if self.space.dimensions[i].knob in _held_back(fresh):
+                    continue  # smaller, this buffer holds the flow back (tcp_info): not a free reduction
                 score = Score.pooled([t.score for t in fresh if t.score is not None])
                 worse = gain_interval(score.samples, best.samples, direction, seed=self.config.seed)
                 if worse.lo <= 1.0 or worse.gain < 1.0 + self.config.min_gain:
@@ -580,6 +604,10 @@ class Study:
         candidates = {k: s for k, s in pooled.items() if not beats(pooled[best_key], s)}
         if not beats(pooled[best_key], base_score):
             candidates[base_key] = base_score
+        # a tie in which a buffer held the flow back (tcp_info) is no tie when another one was free of it
+        held = {k: _held_back(arms[k] if k != base_key else base_trials) for k in candidates}
+        if any(not h for h in held.values()):
+            candidates = {k: s for k, s in candidates.items() if not held[k]}
         chosen = min(candidates, key=lambda k: (self.space.cost(arms[k][0].assignment) if k != base_key else 0.0,
                                                 candidates[k].loss))
 

@@ -1,0 +1,44 @@
+"""Capacity honesty: the emulator's measured ceiling, and a search over a path it cannot carry."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tomllib
+
+import pytest
+
+from sandbox_helpers import REPO
+from tuner.sandbox.ceiling import Ceiling
+
+
+def _ceiling(requested: float, delivered: float, valid: bool = True) -> Ceiling:
+    return Ceiling(requested, delivered, "tun", True, 0.5, valid, None if valid else "late", 0.02, 3.0)
+
+
+def test_a_ceiling_holds_the_rates_it_carried_and_no_more():
+    c = _ceiling(20e9, 3e9)
+    assert c.holds(1e9) and c.holds(2.7e9)
+    assert not c.holds(4e9) and not c.holds(20e9)
+    at_rate = _ceiling(400e6, 395e6)
+    assert at_rate.holds(400e6) and at_rate.holds(100e6)
+    assert not _ceiling(400e6, 208e6).holds(400e6)
+    assert not _ceiling(400e6, 399e6, valid=False).holds(400e6)   # an unhealthy run proves nothing
+
+
+@pytest.mark.root
+def test_a_search_over_a_path_the_emulator_cannot_carry_says_so_and_claims_nothing(tmp_path):
+    profile = tmp_path / "bulk.toml"
+    cmd = [sys.executable, "-m", "tuner", "recommend", "bulk", "--rtt", "20ms", "--rate", "20gbit",
+           "--budget", "2", "--duration", "0.5", "--repeats", "1", "--json", "-o", str(profile)]
+    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "cannot carry 20,000 Mbit/s" in done.stderr
+    out = json.loads(done.stdout)
+    assert out["significant"] is False and out["assignment"] == {}
+    assert out["verdict"].startswith("no verdict: the emulated path could not carry")
+    health = tomllib.loads(profile.read_text())["evidence"]["path_health"]
+    assert health["emulator_bound"] is True
+    assert health["ceiling"]["delivered_bps"] < 0.9 * 20e9
+    assert health["requested_rate_bps"] == 20e9
