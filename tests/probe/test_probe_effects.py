@@ -52,6 +52,34 @@ def test_udp_into_a_slow_reader_delivers_more_with_a_large_receive_buffer(leaves
     assert large.counters["server"].get("Udp.RcvbufErrors", 0) == 0
 
 
+def test_udp_overload_measures_the_same_steady_state_at_half_a_second_and_five_seconds(leaves_nothing_behind):
+    # the case: 50k/s offered to a reader of 20k/s behind a 64 MiB buffer. A buffer cannot fix
+    # an overload; measured before the buffer filled, a short run showed 100% delivered
+    w = Workload(WorkloadKind.UDP, udp_rate=50000, udp_burst=64, service_rate=20000)
+    big = {"SO_RCVBUF": 64 * MiB, "net.core.rmem_max": 64 * MiB}
+    short = run_probe(w, PLAIN, big, repeats=1, duration=0.5)
+    long = run_probe(w, PLAIN, big, repeats=1, duration=5.0)
+    assert short.usable and long.usable, (short.error or short.invalid_reason, long.error or long.invalid_reason)
+    a, b = short.value("delivered_fraction"), long.value("delivered_fraction")
+    assert abs(a - b) <= 0.1 * max(a, b), (a, b)
+    assert a < 0.6 and b < 0.6                       # about 20k/50k, not the 100% of an unfilled buffer
+    for m in (short, long):
+        assert m.value("reader_latency_ms") > 500    # the full buffer is a standing queue of seconds
+        assert any("buffers cannot fix this" in n for n in m.notes), m.notes
+
+
+def test_udp_bursts_a_buffer_absorbs_are_delivered_at_any_duration(leaves_nothing_behind):
+    w = Workload(WorkloadKind.UDP)   # the default: bursts of 500 at 10k/s into a reader of 20k/s
+    fits = {"SO_RCVBUF": 4 * MiB, "net.core.rmem_max": 8 * MiB}
+    short = run_probe(w, PLAIN, fits, repeats=1, duration=0.5)
+    long = run_probe(w, PLAIN, fits, repeats=1, duration=3.0)
+    assert short.usable and long.usable, (short.error or short.invalid_reason, long.error or long.invalid_reason)
+    for m in (short, long):
+        assert m.value("delivered_fraction") >= 0.95
+        assert m.value("reader_latency_ms") < 100    # a burst waits, no standing queue
+        assert not any("buffers cannot fix this" in n for n in m.notes)
+
+
 def test_bulk_over_a_long_fat_path_is_5x_faster_with_large_buffers(leaves_nothing_behind):
     w = Workload(WorkloadKind.BULK)
     path = Path(rtt=0.05, rate_bps=100e6)

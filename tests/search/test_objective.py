@@ -9,8 +9,8 @@ import pytest
 from tuner.errors import InputError
 from tuner.probe.measurement import Measurement, summarize
 from tuner.search.objective import (
-    UNDETECTED_S, Direction, KeepaliveObjective, MemoryObjective, MetricObjective, Score, default_objective, gain,
-    parse_objective,
+    UNDETECTED_S, Direction, KeepaliveObjective, MemoryObjective, MetricObjective, Score, UdpObjective,
+    default_objective, gain, parse_objective, udp_latency_bound_ms,
 )
 from tuner.workload import DEFAULT_WORKLOADS, Path, WorkloadKind
 
@@ -24,7 +24,7 @@ def test_each_kind_has_a_default_objective_with_the_right_direction():
     assert default_objective(WorkloadKind.RR) == MetricObjective("latency_p99_ms", Direction.MIN)
     assert default_objective(WorkloadKind.BULK) == MetricObjective("goodput_mbps", Direction.MAX)
     assert default_objective(WorkloadKind.BURST) == MetricObjective("connect_p99_ms", Direction.MIN)
-    assert default_objective(WorkloadKind.UDP) == MetricObjective("delivered_fraction", Direction.MAX)
+    assert isinstance(default_objective(WorkloadKind.UDP), UdpObjective)
     assert isinstance(default_objective(WorkloadKind.KEEPALIVE), KeepaliveObjective)
     assert isinstance(default_objective(WorkloadKind.MEMORY), MemoryObjective)
 
@@ -65,3 +65,20 @@ def test_memory_settings_below_the_throughput_floor_are_infeasible():
     small_fast = _m(WorkloadKind.MEMORY, bytes_per_conn=300000.0, goodput_mbps=15500.0)
     assert not obj.score(small_slow, base).feasible and "floor" in obj.score(small_slow, base).reason
     assert obj.score(small_fast, base).feasible and obj.score(small_fast, base).value == 300000.0
+
+
+def test_udp_refuses_a_buffer_that_buys_delivery_with_a_standing_queue():
+    # default workload: bursts of 500 into a reader of 20k/s; two bursts take 50 ms to serve
+    obj = UdpObjective()
+    base = _m(WorkloadKind.UDP, delivered_fraction=[0.25, 0.26, 0.24], reader_latency_ms=[2.0, 2.1, 2.2])
+    absorbs = _m(WorkloadKind.UDP, delivered_fraction=[1.0, 1.0, 1.0], reader_latency_ms=[12.0, 12.5, 13.0])
+    queues = _m(WorkloadKind.UDP, delivered_fraction=[0.42, 0.41, 0.42], reader_latency_ms=[2400.0, 2500.0, 2450.0])
+    assert udp_latency_bound_ms(base) == pytest.approx(2e3 * 500 / 20000 + 10.0)
+    assert obj.score(absorbs, base).feasible and obj.score(absorbs, base).value == 1.0
+    refused = obj.score(queues, base)
+    assert not refused.feasible and "standing queue" in refused.reason
+    assert obj.score(absorbs, base).better_than(refused)
+    # a baseline already above the bound sets the bound: a candidate may not queue more than it
+    slow = _m(WorkloadKind.UDP, delivered_fraction=[0.4], reader_latency_ms=[3000.0])
+    assert obj.score(queues, slow).feasible
+    assert not obj.score(_m(WorkloadKind.UDP, delivered_fraction=[0.4]), base).feasible  # no latency: no claim

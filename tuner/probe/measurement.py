@@ -54,6 +54,7 @@ METRICS: Mapping[str, MetricInfo] = dict([
     _m("listen_drops", "events", L, "connection attempts the listener dropped (TcpExt.ListenDrops)"),
     _m("delivered_fraction", "", H, "share of datagrams the reader received"),
     _m("reader_latency_ms", "ms", L, "median time from send to read"),
+    _m("reader_latency_p99_ms", "ms", L, "99th percentile time from send to read"),
     _m("rcvbuf_errors", "datagrams", L, "datagrams dropped for a full receive buffer (Udp.RcvbufErrors)"),
     _m("detect_s", "s", L, "time until the survivor noticed the dead peer"),
     _m("detected_fraction", "", H, "share of connections whose dead peer was noticed within the window"),

@@ -19,7 +19,8 @@ from tuner.probe.measurement import METRICS, Better, Measurement
 from tuner.workload import WorkloadKind
 
 __all__ = [
-    "Direction", "Score", "Objective", "MetricObjective", "KeepaliveObjective", "MemoryObjective",
+    "Direction", "Score", "Objective", "MetricObjective", "KeepaliveObjective", "MemoryObjective", "UdpObjective",
+    "udp_latency_bound_ms", "UDP_LATENCY_SLACK_MS",
     "default_objective", "parse_objective", "gain", "KEEPALIVE_PACKET_COST_S", "MEMORY_THROUGHPUT_FLOOR",
     "UNDETECTED_S",
 ]
@@ -34,6 +35,8 @@ UNDETECTED_S = 7200.0 + 9 * 75.0
 # Memory: a setting must keep at least this share of the baseline's throughput to count.
 MEMORY_THROUGHPUT_FLOOR = 0.9
 _THROUGHPUT_METRICS = ("tps", "goodput_mbps", "connect_rate")
+# UDP: reader latency a buffer may add beyond serving two bursts (scheduling, the first read)
+UDP_LATENCY_SLACK_MS = 10.0
 _EPS = 1e-9
 
 
@@ -210,11 +213,52 @@ class MemoryObjective:
         return (f"minimise bytes_per_conn, keeping at least {self.floor:.0%} of the baseline's throughput")
 
 
+def udp_latency_bound_ms(m: Measurement) -> float:
+    """The reader latency a receive buffer that absorbs bursts may cost: the time the reader needs to
+    serve two bursts, plus :data:`UDP_LATENCY_SLACK_MS`. A buffer that holds more than that holds a
+    standing queue: the reader is behind its offered load, and the buffer only delays the loss."""
+    w = m.workload
+    serve_ms = 2e3 * max(w.udp_burst, 1) / w.service_rate if w.service_rate > 0 else 0.0
+    return serve_ms + UDP_LATENCY_SLACK_MS
+
+
+@dataclass(frozen=True)
+class UdpObjective:
+    """Delivered fraction in steady state, for settings whose median reader latency stays within
+    :func:`udp_latency_bound_ms` (or within the baseline's own, when that is higher already)."""
+
+    name = "delivered_fraction:max"
+    direction = Direction.MAX
+    metrics = ("delivered_fraction", "reader_latency_ms")
+
+    def score(self, m: Measurement, baseline: Measurement | None = None) -> Score:
+        if "delivered_fraction" not in m.metrics:
+            return _missing(m, "delivered_fraction", Direction.MAX)
+        xs = _samples(m, "delivered_fraction")
+        value = m.value("delivered_fraction")
+        if "reader_latency_ms" not in m.metrics:
+            return Score(value, xs, Direction.MAX, False, "the measurement has no reader_latency_ms")
+        bound = udp_latency_bound_ms(m)
+        if baseline is not None and "reader_latency_ms" in baseline.metrics:
+            bound = max(bound, baseline.value("reader_latency_ms"))
+        latency = m.value("reader_latency_ms")
+        if latency > bound:
+            return Score(value, xs, Direction.MAX, False,
+                         f"reader latency {latency:.4g} ms is above the bound {bound:.4g} ms (two bursts' service "
+                         f"time + {UDP_LATENCY_SLACK_MS:g} ms): the buffer holds a standing queue")
+        return Score(value, xs, Direction.MAX)
+
+    def describe(self) -> str:
+        return ("maximise delivered_fraction (share of datagrams the reader received, in steady state) for "
+                f"settings whose median reader latency stays within the time to serve two bursts + "
+                f"{UDP_LATENCY_SLACK_MS:g} ms (or the baseline's, if higher): a larger buffer that only "
+                "queues more is refused")
+
+
 _DEFAULT_METRIC: Mapping[WorkloadKind, tuple[str, Direction]] = {
     WorkloadKind.RR: ("latency_p99_ms", Direction.MIN),
     WorkloadKind.BULK: ("goodput_mbps", Direction.MAX),
     WorkloadKind.BURST: ("connect_p99_ms", Direction.MIN),
-    WorkloadKind.UDP: ("delivered_fraction", Direction.MAX),
 }
 
 
@@ -223,6 +267,8 @@ def default_objective(kind: WorkloadKind) -> Objective:
         return KeepaliveObjective()
     if kind is WorkloadKind.MEMORY:
         return MemoryObjective()
+    if kind is WorkloadKind.UDP:
+        return UdpObjective()
     metric, direction = _DEFAULT_METRIC[kind]
     return MetricObjective(metric, direction)
 
