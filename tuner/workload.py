@@ -11,7 +11,7 @@ from typing import Any, Mapping
 
 from tuner.errors import InputError
 
-__all__ = ["WorkloadKind", "WritePattern", "Direction", "Workload", "Path", "DEFAULT_WORKLOADS"]
+__all__ = ["WorkloadKind", "WritePattern", "Direction", "Workload", "Path", "DEFAULT_WORKLOADS", "DEFAULT_LOSS"]
 
 
 class WorkloadKind(Enum):
@@ -159,6 +159,12 @@ DEFAULT_WORKLOADS: Mapping[WorkloadKind, Workload] = {
     WorkloadKind.BULK: Workload(WorkloadKind.BULK),
     WorkloadKind.BURST: Workload(WorkloadKind.BURST),
     WorkloadKind.UDP: Workload(WorkloadKind.UDP),
-    WorkloadKind.KEEPALIVE: Workload(WorkloadKind.KEEPALIVE, idle_connections=4),
+    # enough healthy connections that a setting which gives up on a live peer after one or two lost
+    # probes shows false kills over a 1% loss path within a probe's healthy phase
+    WorkloadKind.KEEPALIVE: Workload(WorkloadKind.KEEPALIVE, idle_connections=128),
     WorkloadKind.MEMORY: Workload(WorkloadKind.MEMORY, idle_connections=500),
 }
+
+# Path loss a kind is measured over unless the user gives one: keepalive settings must be judged on a
+# realistic lossy path, where a lost probe (or its ACK) can make them give up on a live peer.
+DEFAULT_LOSS: Mapping[WorkloadKind, float] = {WorkloadKind.KEEPALIVE: 0.01}

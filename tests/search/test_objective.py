@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 
 from tuner.errors import InputError
 from tuner.probe.measurement import Measurement, summarize
 from tuner.search.objective import (
-    UNDETECTED_S, Direction, KeepaliveObjective, MemoryObjective, MetricObjective, Score, UdpObjective,
+    Direction, KeepaliveObjective, MemoryObjective, MetricObjective, Score, UdpObjective,
     default_objective, gain, parse_objective, udp_latency_bound_ms,
 )
 from tuner.workload import DEFAULT_WORKLOADS, Path, WorkloadKind
@@ -48,14 +49,22 @@ def test_a_loss_is_smaller_for_better_scores_in_both_directions():
     assert Score(1.0, (), Direction.MIN, feasible=False).loss == math.inf
 
 
-def test_keepalive_counts_probe_packets_and_an_undetected_peer_as_the_kernel_default():
+def test_keepalive_scores_measured_detection_a_lower_bound_as_such_and_refuses_false_kills():
     obj = KeepaliveObjective()
-    detected = _m(WorkloadKind.KEEPALIVE, detect_s=[3.0, 3.2], keepalive_packets_per_conn_hour=[1800.0, 1800.0],
-                  detected_fraction=[1.0, 1.0])
-    missed = _m(WorkloadKind.KEEPALIVE, detect_s=[5.0, 5.0], keepalive_packets_per_conn_hour=[0.0, 0.0],
-                detected_fraction=[0.0, 0.0])
+
+    def ka(detect, fraction, kills, per_hour):
+        m = _m(WorkloadKind.KEEPALIVE, detect_s=detect, detected_fraction=fraction, false_kills=kills)
+        return replace(m, computed={"keepalive_packets_per_conn_hour": per_hour})
+
+    detected = ka([3.0, 3.2], [1.0, 1.0], [0.0, 0.0], 1800.0)
+    missed = ka([5.0, 5.0], [0.0, 0.0], [0.0, 0.0], 0.0)
+    killer = ka([1.1, 1.2], [1.0, 1.0], [0.0, 3.0], 3600.0)
     assert obj.score(detected).value == pytest.approx(3.1 + 1.8)
-    assert obj.score(missed).value == pytest.approx(5.0 + UNDETECTED_S)
+    lower = obj.score(missed)
+    assert lower.value == pytest.approx(5.0) and lower.feasible and "lower bound" in lower.reason  # no model
+    assert not obj.score(killer).feasible and "killed" in obj.score(killer).reason
+    assert obj.score(detected).better_than(lower)
+    assert not obj.score(_m(WorkloadKind.KEEPALIVE, detect_s=[1.0])).feasible   # risk not measured: no claim
 
 
 def test_memory_settings_below_the_throughput_floor_are_infeasible():

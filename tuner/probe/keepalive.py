@@ -1,19 +1,29 @@
-"""keepalive: idle connections whose peer silently disappears (every packet dropped on the path).
+"""keepalive: idle connections over a lossy path, then a peer that silently disappears.
 
 The server is the survivor: it accepts ``idle_connections`` connections and gets the assignment's
 dead-peer options (``SO_KEEPALIVE``, ``TCP_KEEPIDLE``/``INTVL``/``CNT``, ``TCP_USER_TIMEOUT``) on them;
-the client only holds its ends open. After a healthy idle phase of ``duration`` seconds the probe
-partitions the path (``Sandbox.set_partitioned``) and the server waits for its sockets to fail
-(``ETIMEDOUT`` from the keepalive timer), for at most :func:`window` seconds (10 x ``duration``).
+the client only holds its ends open. Two phases per repeat:
 
-Metrics per repeat: ``detect_s`` (median over the connections of the time from the partition to the
-socket error; a connection not noticed within the window counts as the window, and
-``detected_fraction`` says how many were noticed), ``keepalive_packets_per_conn_hour``: the keepalive
-probes a connection costs per hour while its peer is alive, 3600 / the effective idle time, read back
-from the survivor's socket with ``getsockopt(TCP_KEEPIDLE)`` (the kernel answers with the sysctl
-``tcp_keepalive_time`` when the option is not set), 0 with keepalive off. It is derived from the
-settings because a short probe cannot wait through hour-scale idle times; the probes actually sent
-are in the counters (``TcpExt.TCPKeepAlive`` of the server namespace). Each probe also draws an ACK.
+1. **Healthy** (the risk): the peer is alive and the path has its loss (``Path.loss``; the CLI gives
+   this kind a realistic 1% unless ``--loss`` says otherwise). A connection the survivor drops here
+   (``ETIMEDOUT``: its keepalive probes or their ACKs were lost ``TCP_KEEPCNT`` times in a row) is a
+   **false kill**, counted in ``false_kills``. The phase lasts ``duration`` (on a path without loss), or long enough for about
+   :data:`HEALTHY_PROBES` keepalive probes per connection when the settings send one within
+   :data:`PHASE_CAP` (the length is planned from the settings read back from the socket; what is
+   scored is what happened).
+2. **Dead peer** (the benefit): the probe partitions the path (``Sandbox.set_partitioned``) and the
+   server waits for its surviving sockets to fail, for :func:`window` seconds: ten durations, or
+   longer when the settings read back predict a detection within :data:`PHASE_CAP` (so every
+   candidate of the search space is measured, not modelled). ``detect_s`` is the median over the
+   connections of the time from the partition to the socket error; a connection not noticed within
+   the window counts as the window: a **measured lower bound**, marked by ``detected_fraction`` < 1
+   and a note.
+
+``keepalive_packets_per_conn_hour`` is **computed**, not measured: 3600 / the effective idle time read
+back from the survivor's socket with ``getsockopt(TCP_KEEPIDLE)`` (the kernel answers with the sysctl
+``tcp_keepalive_time`` when the option is not set), 0 with keepalive off. A short probe cannot wait
+through hour-scale idle times. It goes into the measurement's ``computed`` figures (no interval);
+the probes actually sent are in the counters (``TcpExt.TCPKeepAlive`` of the server namespace).
 
 Capacity: not a throughput probe. Connections open 64 at a time; a repeat lasts the healthy phase plus
 the detection time (at most the window).
@@ -34,36 +44,84 @@ from tuner.probe.board import Board
 from tuner.probe.sockopts import SocketOptions
 from tuner.workload import Workload
 
-__all__ = ["SurvivorReport", "serve", "hold", "run_repeat", "window"]
+__all__ = ["SurvivorReport", "Timers", "serve", "hold", "run_repeat", "window", "healthy_phase",
+           "HEALTHY_PROBES", "PHASE_CAP"]
+
+HEALTHY_PROBES = 4     # keepalive probes per connection the healthy phase aims to cover
+PHASE_CAP = 30.0       # seconds: neither phase is stretched beyond this for settings that act later
 
 
-def window(duration: float) -> float:
-    """How long the survivor waits for a dead peer to be noticed: ten probe durations."""
-    return 10.0 * duration
+@dataclass(frozen=True)
+class Timers:
+    """The dead-peer timers in effect on the survivor's sockets, as the kernel reports them."""
+
+    keepalive_on: bool = False
+    idle_s: int = 0
+    intvl_s: int = 0
+    count: int = 0
+    user_timeout_ms: int = 0
+
+    @property
+    def detection_s(self) -> float:
+        """When the timers should notice a dead peer (a plan for how long to wait, never a score)."""
+        if not self.keepalive_on:
+            return self.user_timeout_ms / 1e3 if self.user_timeout_ms else float("inf")
+        return self.idle_s + self.intvl_s * self.count + self.user_timeout_ms / 1e3
+
+
+def window(duration: float, timers: Timers | None = None) -> float:
+    """How long the survivor waits for a dead peer to be noticed: ten durations, stretched to 1.5x the
+    settings' detection time + 1 s when that is within :data:`PHASE_CAP`."""
+    base = 10.0 * duration
+    if timers is None:
+        return base
+    planned = 1.5 * timers.detection_s + 1.0
+    return max(base, planned) if planned <= PHASE_CAP else base
+
+
+def healthy_phase(duration: float, timers: Timers, loss: float) -> float:
+    """How long the connections stay up over the lossy path before the partition (``duration`` on a
+    path without loss: nothing can make the timers give up on a live peer there)."""
+    if not timers.keepalive_on or timers.idle_s <= 0 or loss <= 0:
+        return duration
+    planned = timers.detection_s + HEALTHY_PROBES * timers.idle_s
+    return max(duration, planned) if planned <= PHASE_CAP else duration
+
+
+def _timers(sock: socket.socket) -> Timers:
+    return Timers(bool(sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE)),
+                  sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE),
+                  sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL),
+                  sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT),
+                  sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT))
 
 
 @dataclass(frozen=True)
 class SurvivorReport:
     detect_times: list[float]          # seconds from the partition to each socket's error
     undetected: int                    # connections still open when the window closed
+    window_s: float                    # how long the survivor waited after the partition
+    timers: Timers
     errors: dict[str, int] = field(default_factory=dict)   # errno name -> count
-    early: int = 0                     # sockets that failed before the partition
-    keepalive_on: bool = False
-    keepidle_s: int = 0
+    false_kills: int = 0               # sockets that failed with a timeout while the peer was alive
+    early: int = 0                     # sockets that ended otherwise (EOF, reset) while the peer was alive
+    healthy_s: float = 0.0             # how long the healthy phase lasted
+    connections: int = 0
 
 
-def serve(workload: Workload, options: SocketOptions, board: Board, host: str, wait_s: float) -> SurvivorReport:
+def serve(workload: Workload, options: SocketOptions, board: Board, host: str, duration: float,
+          loss: float) -> SurvivorReport:
     listener, _ = open_listener(host, options, max(DEFAULT_BACKLOG, workload.idle_connections))
     board["port"] = listener.getsockname()[1]
     conns = accept_many(listener, max(workload.idle_connections, 1), options, dead_peer=True)
     listener.close()
-    first = conns[0]
-    keepalive_on = bool(first.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE))
-    keepidle = first.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE)
+    timers = _timers(conns[0])
+    wait_s = window(duration, timers)
+    board["healthy_s"] = healthy_phase(duration, timers, loss)
     board["accepted"] = len(conns)
     detect: list[float] = []
     errors: dict[str, int] = {}
-    early = 0
+    false_kills = early = 0
     with selectors.DefaultSelector() as sel:
         for conn in conns:
             sel.register(conn, selectors.EVENT_READ)
@@ -85,6 +143,8 @@ def serve(workload: Workload, options: SocketOptions, board: Board, host: str, w
                 t0 = board["partitioned_at"]
                 if t0:
                     detect.append(now - t0)
+                elif name == "ETIMEDOUT":
+                    false_kills += 1
                 else:
                     early += 1
                 errors[name] = errors.get(name, 0) + 1
@@ -92,7 +152,8 @@ def serve(workload: Workload, options: SocketOptions, board: Board, host: str, w
                 open_count -= 1
     for conn in conns:
         conn.close()
-    return SurvivorReport(detect, open_count, errors, early, keepalive_on, keepidle)
+    return SurvivorReport(detect, open_count, wait_s, timers, errors, false_kills, early, board["healthy_s"],
+                          len(conns))
 
 
 def hold(workload: Workload, options: SocketOptions, board: Board, host: str) -> int:
@@ -109,21 +170,21 @@ def hold(workload: Workload, options: SocketOptions, board: Board, host: str) ->
 
 
 def run_repeat(env: RepeatEnv) -> Sample:
-    board = Board("port", "stop", "accepted", "connected", "partitioned_at")
+    board = Board("port", "stop", "accepted", "connected", "partitioned_at", "healthy_s")
     w = env.workload
-    wait_s = window(env.duration)
-    server = start_server(env, board, serve, w, env.options, board, env.server_host, wait_s)
+    server = start_server(env, board, serve, w, env.options, board, env.server_host, env.duration,
+                          env.path.loss)
     client = None
     partitioned = False
     try:
         client = start_server(env, board, hold, w, env.options, board, env.server_host, ready="connected",
                               role="client", side=env.client_side)
         board.wait("accepted", timeout=10.0, alive=server.alive)
-        time.sleep(env.duration)             # the healthy idle phase
+        time.sleep(board["healthy_s"] or env.duration)   # the healthy idle phase, over the lossy path
         env.sandbox.set_partitioned(True)
         partitioned = True
         board["partitioned_at"] = time.monotonic()
-        report: SurvivorReport = stop_server(server, None, timeout=wait_s + 10.0)
+        report: SurvivorReport = stop_server(server, None, timeout=PHASE_CAP + 10.0 * env.duration + 10.0)
     finally:
         if partitioned:
             env.sandbox.set_partitioned(False)
@@ -133,17 +194,25 @@ def run_repeat(env: RepeatEnv) -> Sample:
         if server.alive():
             stop_server(server, board)
     sample = Sample()
+    wait_s = report.window_s
     n = len(report.detect_times) + report.undetected
     times = report.detect_times + [wait_s] * report.undetected
-    sample.metrics["detect_s"] = statistics.median(times) if times else wait_s
-    sample.metrics["detected_fraction"] = len(report.detect_times) / n if n else 0.0
-    per_hour = 3600.0 / report.keepidle_s if report.keepalive_on and report.keepidle_s > 0 else 0.0
-    sample.metrics["keepalive_packets_per_conn_hour"] = per_hour
+    if times:
+        sample.metrics["detect_s"] = statistics.median(times)
+        sample.metrics["detected_fraction"] = len(report.detect_times) / n
+    sample.metrics["false_kills"] = float(report.false_kills)
+    t = report.timers
+    sample.computed["keepalive_packets_per_conn_hour"] = 3600.0 / t.idle_s if t.keepalive_on and t.idle_s > 0 else 0.0
+    if report.false_kills:
+        sample.notes.append(f"{report.false_kills} of {report.connections} healthy connections killed in "
+                            f"{report.healthy_s:g} s over the lossy path (keepalive probes or their ACKs lost "
+                            f"{t.count} time(s) in a row)")
     if report.undetected:
         sample.notes.append(f"{report.undetected} of {n} connections: dead peer not detected within the "
-                            f"{wait_s:g} s window (detect_s counts them as {wait_s:g} s)")
+                            f"{wait_s:g} s window (detect_s counts them as {wait_s:g} s: a lower bound)")
     if report.errors:
         sample.notes.append("socket errors: " + ", ".join(f"{k} x{v}" for k, v in sorted(report.errors.items())))
     if report.early:
-        sample.bottleneck("early failures", f"probe: {report.early} connections failed before the partition")
+        sample.bottleneck("early failures", f"probe: {report.early} connections ended before the partition "
+                                            "(not by a timeout)")
     return sample
