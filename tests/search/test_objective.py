@@ -91,3 +91,15 @@ def test_udp_refuses_a_buffer_that_buys_delivery_with_a_standing_queue():
     slow = _m(WorkloadKind.UDP, delivered_fraction=[0.4], reader_latency_ms=[3000.0])
     assert obj.score(queues, slow).feasible
     assert not obj.score(_m(WorkloadKind.UDP, delivered_fraction=[0.4]), base).feasible  # no latency: no claim
+
+
+def test_udp_makes_no_buffer_claim_under_a_sustained_overload():
+    from dataclasses import replace as _replace
+
+    from tuner.probe.udp import overload_note
+    note = (overload_note(20000, 50000),)
+    base = _replace(_m(WorkloadKind.UDP, delivered_fraction=[0.2], reader_latency_ms=[4.0]), notes=note)
+    fuller = _replace(_m(WorkloadKind.UDP, delivered_fraction=[0.4], reader_latency_ms=[20.0]), notes=note)
+    score = UdpObjective().score(fuller, base)
+    assert not score.feasible and "buffers cannot fix this" in score.reason
+    assert UdpObjective().score(base).feasible          # the baseline itself is scored

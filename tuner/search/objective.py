@@ -16,6 +16,7 @@ from typing import Mapping, Protocol, Sequence
 
 from tuner.errors import InputError
 from tuner.probe.measurement import METRICS, Better, Measurement
+from tuner.probe.udp import OVERLOAD_NOTE
 from tuner.workload import WorkloadKind
 
 __all__ = [
@@ -245,7 +246,9 @@ def udp_latency_bound_ms(m: Measurement) -> float:
 @dataclass(frozen=True)
 class UdpObjective:
     """Delivered fraction in steady state, for settings whose median reader latency stays within
-    :func:`udp_latency_bound_ms` (or within the baseline's own, when that is higher already)."""
+    :func:`udp_latency_bound_ms` (or within the baseline's own, when that is higher already). Under a
+    sustained overload (the probe's note: reader capacity < offered) no candidate is feasible: a buffer
+    is not the fix, so no buffer is claimed."""
 
     name = "delivered_fraction:max"
     direction = Direction.MAX
@@ -258,6 +261,10 @@ class UdpObjective:
         value = m.value("delivered_fraction")
         if "reader_latency_ms" not in m.metrics:
             return Score(value, xs, Direction.MAX, False, "the measurement has no reader_latency_ms")
+        overload = next((n for n in (*m.notes, *(baseline.notes if baseline else ())) if OVERLOAD_NOTE in n), None)
+        if overload is not None and baseline is not None:
+            # a sustained overload: whatever a buffer changes, it is not the fix; make no buffer claim
+            return Score(value, xs, Direction.MAX, False, overload)
         bound = udp_latency_bound_ms(m)
         if baseline is not None and "reader_latency_ms" in baseline.metrics:
             bound = max(bound, baseline.value("reader_latency_ms"))
@@ -272,7 +279,8 @@ class UdpObjective:
         return ("maximise delivered_fraction (share of datagrams the reader received, in steady state) for "
                 f"settings whose median reader latency stays within the time to serve two bursts + "
                 f"{UDP_LATENCY_SLACK_MS:g} ms (or the baseline's, if higher): a larger buffer that only "
-                "queues more is refused")
+                "queues more is refused; under a sustained overload (reader capacity < offered) nothing is "
+                "claimed")
 
 
 _DEFAULT_METRIC: Mapping[WorkloadKind, tuple[str, Direction]] = {

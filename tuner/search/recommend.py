@@ -162,6 +162,8 @@ def metric_comparison(baseline: Measurement, best: Measurement, *, seed: int = 0
 def _measurement_evidence(m: Measurement) -> dict[str, Any]:
     return {
         "metrics": {k: {"median": s.median, "lo": s.lo, "hi": s.hi, "n": len(s.samples)} for k, s in m.metrics.items()},
+        **({"computed": dict(m.computed)} if m.computed else {}),   # from the settings: no interval
+        **({"notes": list(m.notes)} if m.notes else {}),
         "counters": {side: dict(c) for side, c in m.counters.items()},
         "repeats": m.repeats,
     }
