@@ -27,7 +27,7 @@ from tuner.knobs import (
 from tuner.probe.sockopts import EMULATED_HOST_KNOBS
 from tuner.workload import WorkloadKind
 
-__all__ = ["Dimension", "Candidate", "Space", "assignment_key", "space_knobs", "KIND_KNOBS", "OPTIONAL_KNOBS", "build_space", "knob_cost"]
+__all__ = ["Dimension", "Candidate", "Space", "assignment_key", "space_knobs", "KIND_KNOBS", "OPTIONAL_KNOBS", "INERT_KNOBS", "searchable_knobs", "build_space", "knob_cost"]
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -46,13 +46,26 @@ KIND_KNOBS: Mapping[WorkloadKind, tuple[str, ...]] = {
 }
 OPTIONAL_KNOBS: Mapping[WorkloadKind, tuple[str, ...]] = {
     WorkloadKind.RR: ("net.ipv4.tcp_rmem", "net.ipv4.tcp_wmem", "TCP_CONGESTION"),
-    WorkloadKind.BURST: ("net.ipv4.tcp_fastopen", "net.ipv4.tcp_tw_reuse", "net.ipv4.ip_local_port_range"),
-    WorkloadKind.BULK: ("SO_RCVBUF", "SO_SNDBUF", "net.ipv4.tcp_notsent_lowat", "TCP_CONGESTION",
-                        "net.ipv4.tcp_mtu_probing"),
+    WorkloadKind.BURST: (),
+    WorkloadKind.BULK: ("SO_RCVBUF", "SO_SNDBUF", "net.ipv4.tcp_notsent_lowat", "TCP_CONGESTION"),
     WorkloadKind.UDP: ("net.core.rmem_max",),
     WorkloadKind.KEEPALIVE: ("net.ipv4.tcp_keepalive_time", "net.ipv4.tcp_keepalive_intvl",
                              "net.ipv4.tcp_keepalive_probes"),
     WorkloadKind.MEMORY: ("SO_RCVBUF", "SO_SNDBUF"),
+}
+
+# Knobs a kind's probe cannot exercise: searching them fits noise and costs trials, so they are refused
+# (also when --auto derives them from a symptom), with the reason.
+INERT_KNOBS: Mapping[WorkloadKind, Mapping[str, str]] = {
+    WorkloadKind.BURST: {
+        "net.ipv4.tcp_fastopen": "the burst client never sends data with its SYN (no Fast Open cookie is used)",
+        "net.ipv4.tcp_tw_reuse": "the burst client resets every connection: no TIME_WAIT is left to reuse",
+        "net.ipv4.ip_local_port_range": "the burst opens far fewer connections than there are ports "
+                                        "(and leaves no TIME_WAIT): no port exhaustion to relieve",
+    },
+    WorkloadKind.BULK: {
+        "net.ipv4.tcp_mtu_probing": "the emulated path has no PMTU black hole for probing to find",
+    },
 }
 
 # Level lists where the kind needs a particular resolution (the baseline value is always added).
@@ -352,6 +365,11 @@ def space_knobs(kind: WorkloadKind, add: Sequence[str] = (), remove: Sequence[st
     it before building anything expensive)."""
     for name in [*add, *remove]:
         get_knob(name)  # unknown names fail here with a suggestion
+    inert = INERT_KNOBS.get(kind, {})
+    for name in add:
+        if name in inert:
+            raise InputError(f"{name} cannot move the {kind.value} probe's metric: {inert[name]}",
+                             hint="it is not searched for this kind; set it in a profile by hand if you need it")
     unknown_removed = [n for n in remove if n not in KIND_KNOBS[kind] and n not in add]
     if unknown_removed:
         raise InputError(f"--no-knob {', '.join(unknown_removed)}: not in the {kind.value} search space",
@@ -407,3 +425,23 @@ def build_space(kind: WorkloadKind, baseline: Mapping[str, Value], *, facts: Ker
         dims.append(Dimension(name, tuple(levels), ordered, part))
     return Space(kind, tuple(dims), dict(baseline), facts)
 
+
+
+def searchable_knobs(kind: WorkloadKind, names: Sequence[str]) -> tuple[list[str], dict[str, str]]:
+    """Of ``names`` (e.g. the knobs a symptom names), those a search of ``kind`` can use, and the others
+    with the reason each is left out (inert for the kind's probe, host-wide and not emulated, or not
+    searchable at all)."""
+    keep: list[str] = []
+    left: dict[str, str] = {}
+    inert = INERT_KNOBS.get(kind, {})
+    for name in dict.fromkeys(names):
+        knob = get_knob(name)
+        if name in inert:
+            left[name] = inert[name]
+        elif knob.scope is Scope.HOST and name not in EMULATED_HOST_KNOBS:
+            left[name] = "host-wide, and a probe cannot emulate it"
+        elif isinstance(knob.domain, OrderedTuple) and not knob.domain.search_parts:
+            left[name] = "no part of it is tunable"
+        else:
+            keep.append(name)
+    return keep, left
