@@ -93,6 +93,20 @@ def test_bulk_over_a_long_fat_path_is_5x_faster_with_large_buffers(leaves_nothin
     assert small.value("rwnd_limited_pct") > large.value("rwnd_limited_pct")
 
 
+def test_bulk_upload_over_a_long_fat_path_is_5x_faster_with_a_larger_send_buffer_limit(leaves_nothing_behind):
+    # the tcp_wmem dimension of the bulk space: the sender's autotuned buffer is capped by its max
+    w = Workload(WorkloadKind.BULK)
+    path = Path(rtt=0.05, rate_bps=100e6)
+    rmem = (4096, 131072, 32 * MiB)
+    small = run_probe(w, path, {"net.ipv4.tcp_wmem": (4096, 16384, 64 * KiB), "net.ipv4.tcp_rmem": rmem},
+                      repeats=1, duration=0.6)
+    large = run_probe(w, path, {"net.ipv4.tcp_wmem": (4096, 16384, 32 * MiB), "net.ipv4.tcp_rmem": rmem},
+                      repeats=1, duration=0.6)
+    assert not small.failed and not large.failed, (small.error, large.error)
+    assert large.value("goodput_mbps") >= 5 * small.value("goodput_mbps")
+    assert small.value("sndbuf_limited_pct") > 20 > large.value("sndbuf_limited_pct")
+
+
 def test_keepalive_1s_1s_3_notices_a_dead_peer_within_5s_and_not_without_keepalive(leaves_nothing_behind):
     w = Workload(WorkloadKind.KEEPALIVE, idle_connections=4)
     on = run_probe(w, PLAIN, {"SO_KEEPALIVE": True, "TCP_KEEPIDLE": 1, "TCP_KEEPINTVL": 1, "TCP_KEEPCNT": 3},

@@ -38,8 +38,7 @@ KIND_KNOBS: Mapping[WorkloadKind, tuple[str, ...]] = {
     WorkloadKind.RR: ("TCP_NODELAY", "TCP_QUICKACK", "SO_SNDBUF", "SO_RCVBUF"),
     WorkloadKind.BURST: ("backlog", "net.core.somaxconn", "net.ipv4.tcp_max_syn_backlog",
                          "net.ipv4.tcp_syncookies"),
-    WorkloadKind.BULK: ("net.ipv4.tcp_rmem", "net.ipv4.tcp_wmem", "net.ipv4.tcp_congestion_control",
-                        "net.ipv4.tcp_slow_start_after_idle"),
+    WorkloadKind.BULK: ("net.ipv4.tcp_rmem", "net.ipv4.tcp_wmem", "net.ipv4.tcp_congestion_control"),
     WorkloadKind.UDP: ("SO_RCVBUF", "net.core.rmem_default"),
     WorkloadKind.KEEPALIVE: ("SO_KEEPALIVE", "TCP_KEEPIDLE", "TCP_KEEPINTVL", "TCP_KEEPCNT", "TCP_USER_TIMEOUT"),
     WorkloadKind.MEMORY: ("net.ipv4.tcp_rmem", "net.ipv4.tcp_wmem"),
@@ -65,6 +64,8 @@ INERT_KNOBS: Mapping[WorkloadKind, Mapping[str, str]] = {
     },
     WorkloadKind.BULK: {
         "net.ipv4.tcp_mtu_probing": "the emulated path has no PMTU black hole for probing to find",
+        "net.ipv4.tcp_slow_start_after_idle": "the bulk streams send without a pause: no idle period restarts "
+                                              "slow start",
     },
 }
 
