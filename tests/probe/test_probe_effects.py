@@ -40,6 +40,26 @@ def test_burst_against_a_small_backlog_overflows_and_connects_10x_slower(leaves_
     assert large.counters["server"].get("TcpExt.ListenOverflows", 0) == 0
 
 
+def test_burst_over_a_path_with_delay_needs_a_syn_queue_or_syn_cookies(leaves_nothing_behind):
+    # the SYN-queue dimensions of the burst space: over 20 ms, 2000 handshakes are half-open at once.
+    # Without cookies a short SYN queue drops SYNs (retransmitted after 1 s); a long one or cookies do not.
+    # (On a path without delay the SYN queue drains in microseconds and neither knob can matter.)
+    w = Workload(WorkloadKind.BURST, burst_connections=2000, burst_threads=256, accept_rate=2000)
+    path = Path(rtt=0.02, rate_bps=1e9)
+    base = {"backlog": 4096, "net.core.somaxconn": 4096}
+    short = run_probe(w, path, {**base, "net.ipv4.tcp_syncookies": 0, "net.ipv4.tcp_max_syn_backlog": 128},
+                      repeats=1, duration=0.5)
+    long = run_probe(w, path, {**base, "net.ipv4.tcp_syncookies": 0, "net.ipv4.tcp_max_syn_backlog": 16384},
+                     repeats=1, duration=0.5)
+    cookies = run_probe(w, path, {**base, "net.ipv4.tcp_syncookies": 1, "net.ipv4.tcp_max_syn_backlog": 128},
+                        repeats=1, duration=0.5)
+    assert not short.failed and not long.failed and not cookies.failed, (short.error, long.error, cookies.error)
+    assert short.value("listen_drops") > 0 and short.value("connect_p99_ms") > 900   # a SYN retransmit
+    for fixed in (long, cookies):
+        assert fixed.value("listen_drops") == 0
+        assert fixed.value("connect_p99_ms") * 5 <= short.value("connect_p99_ms")
+
+
 def test_udp_into_a_slow_reader_delivers_more_with_a_large_receive_buffer(leaves_nothing_behind):
     # bursts of 500 datagrams at 10k/s on average into a reader that serves 20k/s: only the buffer
     # decides whether a burst fits. The small buffer comes from an emulated host default.

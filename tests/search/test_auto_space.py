@@ -48,6 +48,7 @@ def test_a_symptom_whose_knobs_the_probe_cannot_exercise_falls_back_to_the_kinds
     auto = auto_space(_svc(WorkloadKind.BURST, "time-wait-pressure"), SearchConfig())
     assert set(auto.left_out) == {"net.ipv4.tcp_tw_reuse", "net.ipv4.ip_local_port_range"}
     assert _space(WorkloadKind.BURST, auto.config) == list(KIND_KNOBS[WorkloadKind.BURST])
+    assert "net.core.somaxconn" not in KIND_KNOBS[WorkloadKind.BURST]   # it only caps the backlog
 
 
 @pytest.mark.parametrize("kind, knob", [(k, n) for k, inert in INERT_KNOBS.items() for n in inert])

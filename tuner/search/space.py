@@ -36,8 +36,9 @@ UINT_MAX = 2**32 - 1
 # The knobs searched by default for each kind, and those a user may add with --knob.
 KIND_KNOBS: Mapping[WorkloadKind, tuple[str, ...]] = {
     WorkloadKind.RR: ("TCP_NODELAY", "TCP_QUICKACK", "SO_SNDBUF", "SO_RCVBUF"),
-    WorkloadKind.BURST: ("backlog", "net.core.somaxconn", "net.ipv4.tcp_max_syn_backlog",
-                         "net.ipv4.tcp_syncookies"),
+    # net.core.somaxconn only caps the backlog: a backlog level above it raises it (see Space.candidate),
+    # and on its own (levels above the application's backlog) it moves nothing, so it is no dimension
+    WorkloadKind.BURST: ("backlog", "net.ipv4.tcp_max_syn_backlog", "net.ipv4.tcp_syncookies"),
     WorkloadKind.BULK: ("net.ipv4.tcp_rmem", "net.ipv4.tcp_wmem", "net.ipv4.tcp_congestion_control"),
     WorkloadKind.UDP: ("SO_RCVBUF", "net.core.rmem_default"),
     WorkloadKind.KEEPALIVE: ("SO_KEEPALIVE", "TCP_KEEPIDLE", "TCP_KEEPINTVL", "TCP_KEEPCNT", "TCP_USER_TIMEOUT"),
@@ -45,7 +46,7 @@ KIND_KNOBS: Mapping[WorkloadKind, tuple[str, ...]] = {
 }
 OPTIONAL_KNOBS: Mapping[WorkloadKind, tuple[str, ...]] = {
     WorkloadKind.RR: ("net.ipv4.tcp_rmem", "net.ipv4.tcp_wmem", "TCP_CONGESTION"),
-    WorkloadKind.BURST: (),
+    WorkloadKind.BURST: ("net.core.somaxconn",),
     WorkloadKind.BULK: ("SO_RCVBUF", "SO_SNDBUF", "net.ipv4.tcp_notsent_lowat", "TCP_CONGESTION"),
     WorkloadKind.UDP: ("net.core.rmem_max",),
     WorkloadKind.KEEPALIVE: ("net.ipv4.tcp_keepalive_time", "net.ipv4.tcp_keepalive_intvl",
