@@ -47,7 +47,7 @@ from tuner.workload import Workload
 __all__ = ["SurvivorReport", "Timers", "serve", "hold", "run_repeat", "window", "healthy_phase",
            "HEALTHY_PROBES", "PHASE_CAP"]
 
-HEALTHY_PROBES = 4     # keepalive probes per connection the healthy phase aims to cover
+HEALTHY_PROBES = 3     # keepalive probes per connection the healthy phase aims to cover
 PHASE_CAP = 30.0       # seconds: neither phase is stretched beyond this for settings that act later
 
 
