@@ -9,7 +9,7 @@ import threading
 import pytest
 
 from tuner.knobs import KernelFacts
-from tuner.probe import rr, run_probe
+from tuner.probe import keepalive, rr, run_probe
 from tuner.search.objective import KeepaliveObjective
 from tuner.workload import Path, Workload, WorkloadKind, WritePattern
 
@@ -157,7 +157,7 @@ def test_keepalive_1s_1s_3_notices_a_dead_peer_within_5s_and_not_without_keepali
     assert "keepalive_packets_per_conn_hour" not in on.metrics
     assert on.counters["server"].get("TcpExt.TCPKeepAlive", 0) >= 3 * 4   # three probes per connection
     assert off.value("detected_fraction") == 0.0
-    assert off.value("detect_s") == pytest.approx(5.0)                    # the window (10 x duration): a lower bound
+    assert off.value("detect_s") == pytest.approx(keepalive.WINDOW_MIN)   # the window: a lower bound
     assert any("lower bound" in n for n in off.notes)
     assert off.computed["keepalive_packets_per_conn_hour"] == 0
 

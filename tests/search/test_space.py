@@ -129,3 +129,12 @@ def test_a_backlog_above_somaxconn_raises_somaxconn_when_it_is_no_dimension():
     point[names.index("backlog")] = space.dimensions[names.index("backlog")].levels.index(32768)
     cand = space.candidate(point)
     assert cand.assignment["backlog"] == 32768 and cand.assignment["net.core.somaxconn"] == 32768
+
+
+def test_every_keepalive_setting_that_detects_is_measured_within_the_probes_window():
+    from tuner.probe.keepalive import WINDOW_MIN
+    space = build_space(WorkloadKind.KEEPALIVE, STOCK, facts=FACTS)
+    levels = {d.knob: [v for v in d.levels if v is not None] for d in space.dimensions}
+    slowest = max(levels["TCP_KEEPIDLE"]) + max(levels["TCP_KEEPINTVL"]) * max(levels["TCP_KEEPCNT"])
+    assert 1.5 * slowest <= WINDOW_MIN
+    assert max(levels["TCP_USER_TIMEOUT"]) / 1e3 + max(levels["TCP_KEEPIDLE"]) <= WINDOW_MIN

@@ -12,12 +12,12 @@ the client only holds its ends open. Two phases per repeat:
    :data:`PHASE_CAP` (the length is planned from the settings read back from the socket; what is
    scored is what happened).
 2. **Dead peer** (the benefit): the probe partitions the path (``Sandbox.set_partitioned``) and the
-   server waits for its surviving sockets to fail, for :func:`window` seconds: ten durations, or
-   longer when the settings read back predict a detection within :data:`PHASE_CAP` (so every
-   candidate of the search space is measured, not modelled). ``detect_s`` is the median over the
-   connections of the time from the partition to the socket error; a connection not noticed within
-   the window counts as the window: a **measured lower bound**, marked by ``detected_fraction`` < 1
-   and a note.
+   server waits for its surviving sockets to fail, for :func:`window` seconds: ten durations, at least
+   :data:`WINDOW_MIN` (which covers every setting of the search space that detects at all, so each
+   is measured, not modelled). ``detect_s`` is the median over the connections of the time from the
+   partition to the socket error; a connection not noticed within the window counts as the window:
+   a **measured lower bound**, marked by ``detected_fraction`` < 1 and a note. The window is the same
+   for every setting, so a lower bound ranks behind every detection.
 
 ``keepalive_packets_per_conn_hour`` is **computed**, not measured: 3600 / the effective idle time read
 back from the survivor's socket with ``getsockopt(TCP_KEEPIDLE)`` (the kernel answers with the sysctl
@@ -45,10 +45,13 @@ from tuner.probe.sockopts import SocketOptions
 from tuner.workload import Workload
 
 __all__ = ["SurvivorReport", "Timers", "serve", "hold", "run_repeat", "window", "healthy_phase",
-           "HEALTHY_PROBES", "PHASE_CAP"]
+           "HEALTHY_PROBES", "PHASE_CAP", "WINDOW_MIN"]
 
 HEALTHY_PROBES = 3     # keepalive probes per connection the healthy phase aims to cover
-PHASE_CAP = 30.0       # seconds: neither phase is stretched beyond this for settings that act later
+PHASE_CAP = 30.0       # seconds: the healthy phase is not stretched beyond this for settings that act later
+# The dead-peer window covers every setting of the keepalive search space that can detect at all (the
+# slowest, TCP_KEEPIDLE 4 + TCP_KEEPINTVL 2 x TCP_KEEPCNT 2 = 8 s, with margin)
+WINDOW_MIN = 15.0
 
 
 @dataclass(frozen=True)
@@ -69,14 +72,12 @@ class Timers:
         return self.idle_s + self.intvl_s * self.count + self.user_timeout_ms / 1e3
 
 
-def window(duration: float, timers: Timers | None = None) -> float:
-    """How long the survivor waits for a dead peer to be noticed: ten durations, stretched to 1.5x the
-    settings' detection time + 1 s when that is within :data:`PHASE_CAP`."""
-    base = 10.0 * duration
-    if timers is None:
-        return base
-    planned = 1.5 * timers.detection_s + 1.0
-    return max(base, planned) if planned <= PHASE_CAP else base
+def window(duration: float) -> float:
+    """How long the survivor waits for a dead peer after the partition: ten durations, at least
+    :data:`WINDOW_MIN`. The same for every setting of a search, so a peer not noticed within it (a lower
+    bound of ``window`` s) always ranks behind every peer that was noticed: a per-setting window would
+    let a short wait's lower bound beat a longer measured detection."""
+    return max(10.0 * duration, WINDOW_MIN)
 
 
 def healthy_phase(duration: float, timers: Timers, loss: float) -> float:
@@ -116,7 +117,7 @@ def serve(workload: Workload, options: SocketOptions, board: Board, host: str, d
     conns = accept_many(listener, max(workload.idle_connections, 1), options, dead_peer=True)
     listener.close()
     timers = _timers(conns[0])
-    wait_s = window(duration, timers)
+    wait_s = window(duration)
     board["healthy_s"] = healthy_phase(duration, timers, loss)
     board["accepted"] = len(conns)
     detect: list[float] = []
@@ -184,7 +185,7 @@ def run_repeat(env: RepeatEnv) -> Sample:
         env.sandbox.set_partitioned(True)
         partitioned = True
         board["partitioned_at"] = time.monotonic()
-        report: SurvivorReport = stop_server(server, None, timeout=PHASE_CAP + 10.0 * env.duration + 10.0)
+        report: SurvivorReport = stop_server(server, None, timeout=window(env.duration) + 10.0)
     finally:
         if partitioned:
             env.sandbox.set_partitioned(False)

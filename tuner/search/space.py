@@ -86,7 +86,8 @@ _LEVELS: Mapping[tuple[WorkloadKind | None, str], tuple[Value | None, ...]] = {
     (WorkloadKind.UDP, "SO_RCVBUF"): (None, 256 * KiB, 1 * MiB, 4 * MiB, 16 * MiB, 64 * MiB),
     (WorkloadKind.UDP, "net.core.rmem_default"): (1 * MiB, 4 * MiB, 16 * MiB),
     (WorkloadKind.UDP, "net.core.rmem_max"): (4 * MiB, 16 * MiB, 64 * MiB),
-    # a probe waits for a dead peer for ten durations (5 s by default): levels that show a difference there
+    # the probe waits at least keepalive.WINDOW_MIN (15 s) for a dead peer: the slowest setting of these
+    # levels that detects at all (4 + 2 x 2 = 8 s) is measured within it (tests/search/test_space.py)
     (WorkloadKind.KEEPALIVE, "TCP_KEEPIDLE"): (None, 1, 2, 4),
     (WorkloadKind.KEEPALIVE, "TCP_KEEPINTVL"): (None, 1, 2),
     (WorkloadKind.KEEPALIVE, "TCP_KEEPCNT"): (None, 1, 2),
