@@ -7,10 +7,12 @@ the client only holds its ends open. Two phases per repeat:
 1. **Healthy** (the risk): the peer is alive and the path has its loss (``Path.loss``; the CLI gives
    this kind a realistic 1% unless ``--loss`` says otherwise). A connection the survivor drops here
    (``ETIMEDOUT``: its keepalive probes or their ACKs were lost ``TCP_KEEPCNT`` times in a row) is a
-   **false kill**, counted in ``false_kills``. The phase lasts ``duration`` (on a path without loss), or long enough for about
-   :data:`HEALTHY_PROBES` keepalive probes per connection when the settings send one within
-   :data:`PHASE_CAP` (the length is planned from the settings read back from the socket; what is
-   scored is what happened).
+   **false kill**, counted in ``false_kills``. The phase lasts ``duration`` (on a path without loss, or
+   with keepalive off: nothing can kill an idle connection then), or long enough for about
+   :data:`HEALTHY_PROBES` keepalive probes per connection and the timers' give-up after a lost one
+   (planned from the settings read back from the socket; what is scored is what happened). When that
+   does not fit in :data:`PHASE_CAP`, ``false_kills`` is not reported (a note says so) and the
+   objective treats the risk as unknown.
 2. **Dead peer** (the benefit): the probe partitions the path (``Sandbox.set_partitioned``) and the
    server waits for its surviving sockets to fail, for :func:`window` seconds: ten durations, at least
    :data:`WINDOW_MIN` (which covers every setting of the search space that detects at all, so each
@@ -80,13 +82,17 @@ def window(duration: float) -> float:
     return max(10.0 * duration, WINDOW_MIN)
 
 
-def healthy_phase(duration: float, timers: Timers, loss: float) -> float:
-    """How long the connections stay up over the lossy path before the partition (``duration`` on a
-    path without loss: nothing can make the timers give up on a live peer there)."""
-    if not timers.keepalive_on or timers.idle_s <= 0 or loss <= 0:
-        return duration
-    planned = timers.detection_s + HEALTHY_PROBES * timers.idle_s
-    return max(duration, planned) if planned <= PHASE_CAP else duration
+def healthy_phase(duration: float, timers: Timers, loss: float) -> tuple[float, bool]:
+    """How long the connections stay up over the lossy path before the partition, and whether that is
+    long enough to see the risk: with keepalive on, the first :data:`HEALTHY_PROBES` probes and the
+    timers' give-up after a lost one (idle + interval x count) must fit in :data:`PHASE_CAP`. Without
+    keepalive (or without loss) an idle connection has nothing that can kill it: ``duration`` serves."""
+    if not timers.keepalive_on or loss <= 0:
+        return duration, True
+    planned = timers.detection_s + HEALTHY_PROBES * max(timers.idle_s, 1)
+    if planned > PHASE_CAP:
+        return duration, False
+    return max(duration, planned), True
 
 
 def _timers(sock: socket.socket) -> Timers:
@@ -107,6 +113,7 @@ class SurvivorReport:
     false_kills: int = 0               # sockets that failed with a timeout while the peer was alive
     early: int = 0                     # sockets that ended otherwise (EOF, reset) while the peer was alive
     healthy_s: float = 0.0             # how long the healthy phase lasted
+    risk_seen: bool = True             # the healthy phase was long enough for the timers to give up
     connections: int = 0
 
 
@@ -118,7 +125,7 @@ def serve(workload: Workload, options: SocketOptions, board: Board, host: str, d
     listener.close()
     timers = _timers(conns[0])
     wait_s = window(duration)
-    board["healthy_s"] = healthy_phase(duration, timers, loss)
+    board["healthy_s"], risk_seen = healthy_phase(duration, timers, loss)
     board["accepted"] = len(conns)
     detect: list[float] = []
     errors: dict[str, int] = {}
@@ -154,7 +161,7 @@ def serve(workload: Workload, options: SocketOptions, board: Board, host: str, d
     for conn in conns:
         conn.close()
     return SurvivorReport(detect, open_count, wait_s, timers, errors, false_kills, early, board["healthy_s"],
-                          len(conns))
+                          risk_seen, len(conns))
 
 
 def hold(workload: Workload, options: SocketOptions, board: Board, host: str) -> int:
@@ -201,8 +208,13 @@ def run_repeat(env: RepeatEnv) -> Sample:
     if times:
         sample.metrics["detect_s"] = statistics.median(times)
         sample.metrics["detected_fraction"] = len(report.detect_times) / n
-    sample.metrics["false_kills"] = float(report.false_kills)
     t = report.timers
+    if report.risk_seen or report.false_kills:
+        sample.metrics["false_kills"] = float(report.false_kills)
+    else:
+        sample.notes.append(f"false kills not measured: these timers (idle {t.idle_s} s, interval {t.intvl_s} s x "
+                            f"{t.count}, user timeout {t.user_timeout_ms} ms) give up on a live peer later than "
+                            f"the probe's {PHASE_CAP:g} s healthy phase can show")
     sample.computed["keepalive_packets_per_conn_hour"] = 3600.0 / t.idle_s if t.keepalive_on and t.idle_s > 0 else 0.0
     if report.false_kills:
         sample.notes.append(f"{report.false_kills} of {report.connections} healthy connections killed in "
