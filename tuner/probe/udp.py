@@ -240,7 +240,7 @@ def drive(workload: Workload, options: SocketOptions, board: Board, host: str, w
     finally:
         board["sent_all"] = time.monotonic()
         sock.close()
-    window = max(t_end - t_start, 1e-9)
+    window = max((t_after or t_end) - t_start, 1e-9)   # as long as the window's bursts actually took
     return SenderReport(sent_in_window, window, sent_in_window / window, errors, steady, t_start - t0,
                         bool(board["done"]), share)
 
