@@ -107,7 +107,9 @@ def test_udp_counts_only_datagrams_sent_in_the_window():
     assert sender.steady and sender.read_through
     assert sender.sent_in_window == 600               # 2000/s for 0.3 s (whole bursts), not the warm-up's
     assert reader.emptied                             # a fast reader drains every burst
-    assert reader.window_read == sender.sent_in_window   # a fast reader on loopback loses nothing
+    # every datagram of the window is either read or counted by the socket's drop counter (a reader
+    # thread stalled by a busy host may drop a few), and nothing outside the window is counted
+    assert reader.window_read <= sender.sent_in_window <= reader.window_read + reader.drops
 
 
 def test_connect_many_opens_waves_and_the_sockets_report_tcp_info_and_memory():
