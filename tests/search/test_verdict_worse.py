@@ -32,3 +32,20 @@ def test_worse_metrics_lists_only_significant_losses():
                   "b": {"significant": False, "gain": 0.5, "baseline": 1.0, "recommended": 2.0},
                   "c": {"significant": True, "gain": 3.0, "baseline": 3.0, "recommended": 1.0}}
     assert worse_metrics(comparison) == ["a 4x worse (1 -> 4)"]
+
+
+def _keepalive_truth(a):
+    # (double) keepalive off: not noticed within the 15 s window; 1 s idle, 1 s x 3: noticed at ~4 s
+    on = bool(a.get("SO_KEEPALIVE"))
+    return {"detect_s": 4.0 if on else 15.0, "detected_fraction": 1.0 if on else 0.0, "false_kills": 0.0,
+            "keepalive_packets_per_conn_hour": 3600.0 if on else 0.0}
+
+
+def test_a_gain_over_a_baseline_measured_as_a_lower_bound_says_at_least():
+    measure = SyntheticMeasure(WorkloadKind.KEEPALIVE, _keepalive_truth, repeats=6, noise=0.0)
+    config = SearchConfig(budget=3, sampler="grid", no_knobs=("TCP_KEEPIDLE", "TCP_KEEPINTVL", "TCP_KEEPCNT",
+                                                                  "TCP_USER_TIMEOUT"))
+    rec = recommend(DEFAULT_WORKLOADS[WorkloadKind.KEEPALIVE], Path(loss=0.01), config, measure=measure,
+                    live=dict(STOCK))
+    assert rec.assignment == {"SO_KEEPALIVE": True}
+    assert "at least" in rec.verdict.text and "lower bound" in rec.verdict.text

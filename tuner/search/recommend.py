@@ -257,10 +257,13 @@ def recommend(workload: Workload, path: Path, config: SearchConfig,
         study = Study(space, objective, sampler, measure, config=config, journal=journal, progress=progress)
         result = study.run()
     if result.assignment:   # a verdict names every metric the recommended setting made significantly worse
+        text = result.verdict.text
+        if result.baseline_score.reason and "lower bound" in result.baseline_score.reason:
+            text += " - at least: the baseline's score is a measured lower bound (" + result.baseline_score.reason + ")"
         worse = worse_metrics(metric_comparison(result.baseline, result.best, seed=config.seed))
         if worse:
-            result = replace(result, verdict=replace(result.verdict,
-                                                     text=f"{result.verdict.text}; worse: {', '.join(worse)}"))
+            text += f"; worse: {', '.join(worse)}"
+        result = replace(result, verdict=replace(result.verdict, text=text))
     name = config.name or profile_name(workload, path)
     description = (f"{workload.kind.value} workload over {path.describe()}: {result.verdict.text}")
     try:
