@@ -261,12 +261,14 @@ class UdpObjective:
         value = m.value("delivered_fraction")
         if "reader_latency_ms" not in m.metrics:
             return Score(value, xs, Direction.MAX, False, "the measurement has no reader_latency_ms")
-        overload = next((n for n in (*m.notes, *(baseline.notes if baseline else ())) if OVERLOAD_NOTE in n), None)
-        if overload is not None and baseline is not None:
+        if baseline is None:
+            return Score(value, xs, Direction.MAX)   # the baseline is what runs; candidates are held to it
+        overload = next((n for n in (*m.notes, *baseline.notes) if OVERLOAD_NOTE in n), None)
+        if overload is not None:
             # a sustained overload: whatever a buffer changes, it is not the fix; make no buffer claim
             return Score(value, xs, Direction.MAX, False, overload)
         bound = udp_latency_bound_ms(m)
-        if baseline is not None and "reader_latency_ms" in baseline.metrics:
+        if "reader_latency_ms" in baseline.metrics:
             bound = max(bound, baseline.value("reader_latency_ms"))
         latency = m.value("reader_latency_ms")
         if latency > bound:
