@@ -19,6 +19,16 @@ PLAIN = Path()
 KiB, MiB = 1024, 1024 * 1024
 
 
+def _measured(w, path, assignment, *, tries=3, **kw):
+    """``run_probe`` again (at most ``tries`` runs) while the load generator or the path of a busy host was
+    the bottleneck: the probe refuses such runs, and the effect is asserted on a run it accepts."""
+    for _ in range(tries):
+        m = run_probe(w, path, assignment, **kw)
+        if m.usable or m.failed:
+            return m
+    return m
+
+
 def test_rr_split_writes_are_10x_faster_with_tcp_nodelay(leaves_nothing_behind):
     w = Workload(WorkloadKind.RR, write_pattern=WritePattern.SPLIT)
     nagle = run_probe(w, PLAIN, {"TCP_NODELAY": False}, repeats=1, duration=0.5)
@@ -65,8 +75,8 @@ def test_udp_into_a_slow_reader_delivers_more_with_a_large_receive_buffer(leaves
     # bursts of 500 datagrams at 10k/s on average into a reader that serves 20k/s: only the buffer
     # decides whether a burst fits. The small buffer comes from an emulated host default.
     w = Workload(WorkloadKind.UDP, udp_rate=10000, udp_burst=500, service_rate=20000)
-    small = run_probe(w, PLAIN, {"net.core.rmem_default": 32 * KiB}, repeats=1, duration=0.5)
-    large = run_probe(w, PLAIN, {"SO_RCVBUF": 4 * MiB, "net.core.rmem_max": 8 * MiB}, repeats=1, duration=0.5)
+    small = _measured(w, PLAIN, {"net.core.rmem_default": 32 * KiB}, repeats=1, duration=0.5)
+    large = _measured(w, PLAIN, {"SO_RCVBUF": 4 * MiB, "net.core.rmem_max": 8 * MiB}, repeats=1, duration=0.5)
     assert not small.failed and not large.failed, (small.error, large.error)
     assert large.value("delivered_fraction") >= 0.9
     assert large.value("delivered_fraction") >= small.value("delivered_fraction") + 0.4
@@ -75,16 +85,17 @@ def test_udp_into_a_slow_reader_delivers_more_with_a_large_receive_buffer(leaves
 
 
 def test_udp_overload_measures_the_same_steady_state_at_half_a_second_and_five_seconds(leaves_nothing_behind):
-    # the issue's case: 50k/s offered to a reader of 20k/s behind a 64 MiB buffer. A buffer cannot fix
-    # an overload; measured before the buffer filled, a short run showed 100% delivered
-    w = Workload(WorkloadKind.UDP, udp_rate=50000, udp_burst=64, service_rate=20000)
-    big = {"SO_RCVBUF": 64 * MiB, "net.core.rmem_max": 64 * MiB}
-    short = run_probe(w, PLAIN, big, repeats=1, duration=0.5)
-    long = run_probe(w, PLAIN, big, repeats=1, duration=5.0)
+    # the issue's case at rates a busy 2-core machine sustains: 2.5x the reader's 4k/s offered behind an
+    # 8 MiB buffer (the issue's own figures, 50k/s into 20k/s behind 64 MiB, are in its closing note).
+    # A buffer cannot fix an overload; measured before it filled, a short run showed 100% delivered
+    w = Workload(WorkloadKind.UDP, udp_rate=10000, udp_burst=64, service_rate=4000)
+    big = {"SO_RCVBUF": 8 * MiB, "net.core.rmem_max": 8 * MiB}
+    short = _measured(w, PLAIN, big, repeats=1, duration=0.5)
+    long = _measured(w, PLAIN, big, repeats=1, duration=5.0)
     assert short.usable and long.usable, (short.error or short.invalid_reason, long.error or long.invalid_reason)
     a, b = short.value("delivered_fraction"), long.value("delivered_fraction")
     assert abs(a - b) <= 0.1 * max(a, b), (a, b)
-    assert a < 0.6 and b < 0.6                       # about 20k/50k, not the 100% of an unfilled buffer
+    assert a < 0.6 and b < 0.6                       # about 4k/10k, not the 100% of an unfilled buffer
     for m in (short, long):
         assert m.value("reader_latency_ms") > 500    # the full buffer is a standing queue of seconds
         assert any("buffers cannot fix this" in n for n in m.notes), m.notes
@@ -93,8 +104,8 @@ def test_udp_overload_measures_the_same_steady_state_at_half_a_second_and_five_s
 def test_udp_bursts_a_buffer_absorbs_are_delivered_at_any_duration(leaves_nothing_behind):
     w = Workload(WorkloadKind.UDP)   # the default: bursts of 500 at 10k/s into a reader of 20k/s
     fits = {"SO_RCVBUF": 4 * MiB, "net.core.rmem_max": 8 * MiB}
-    short = run_probe(w, PLAIN, fits, repeats=1, duration=0.5)
-    long = run_probe(w, PLAIN, fits, repeats=1, duration=3.0)
+    short = _measured(w, PLAIN, fits, repeats=1, duration=0.5)
+    long = _measured(w, PLAIN, fits, repeats=1, duration=3.0)
     assert short.usable and long.usable, (short.error or short.invalid_reason, long.error or long.invalid_reason)
     for m in (short, long):
         assert m.value("delivered_fraction") >= 0.95
@@ -171,8 +182,9 @@ def test_keepalive_that_gives_up_after_one_lost_probe_kills_healthy_connections_
                       repeats=1, duration=0.5)
     patient = run_probe(w, lossy, {"SO_KEEPALIVE": True, "TCP_KEEPIDLE": 1, "TCP_KEEPINTVL": 1, "TCP_KEEPCNT": 5},
                         repeats=1, duration=0.5)
-    assert eager.usable and patient.usable, (eager.error or eager.invalid_reason,
-                                             patient.error or patient.invalid_reason)
+    # (a busy host may make the delay line late by a millisecond, which invalidates a timing measurement
+    # but not a count of connections killed over seconds: only a failed run is refused here)
+    assert not eager.failed and not patient.failed, (eager.error, patient.error)
     assert eager.value("false_kills") > 0
     assert patient.value("false_kills") == 0         # five lost in a row: about 1e-7 per probe
     assert patient.value("detected_fraction") == 1.0

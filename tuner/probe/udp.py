@@ -4,7 +4,7 @@ The sender (client) sends ``udp_burst`` datagrams of ``udp_size`` bytes back to 
 ``udp_burst / udp_rate`` seconds; each datagram carries its sequence number, send time and the phase it
 was sent in (warm-up or window). The reader (server) processes at most ``service_rate`` datagrams
 per second: after each datagram it owes ``1 / service_rate`` seconds of work and sleeps whenever it is
-more than a millisecond ahead (while busy, making up at most 10 ms of oversleep), so datagrams pile up in its
+more than a millisecond ahead (while busy, making up at most 2 ms of oversleep), so datagrams pile up in its
 receive buffer the way they do in front of a busy application.
 
 **Steady state.** A result must not depend on the probe's duration. A receive buffer in front of a
@@ -35,7 +35,9 @@ buffer, and a larger buffer only adds queueing delay. The repeat then carries th
 Capacity on the development machine (2 cores shared with other work, plain veth sandbox, 1200-byte
 datagrams): the sender offers ~220k datagrams/s (~2.1 Gbit/s), the reader serves ~230k datagrams/s when
 nothing paces it. A repeat is invalid ("load generator: ...") when the sender offered less than 95% of
-``udp_rate``, or when the reader, with datagrams waiting, processed fewer than 90% of ``service_rate``.
+``udp_rate``, when a burst took more than half the time the reader needs to serve it to send (then the
+arrivals were not a burst), or when the reader, with datagrams waiting, processed fewer than
+90% of ``service_rate``.
 """
 
 from __future__ import annotations
@@ -62,7 +64,7 @@ __all__ = ["COUNTER_METRICS", "Phase", "SenderReport", "ReaderReport", "serve", 
 _HEADER = struct.Struct("=QdB")   # sequence number, send time (time.monotonic), phase
 # metrics the runner takes from kernel counter deltas of one repeat: name -> (side, counter)
 COUNTER_METRICS = {"rcvbuf_errors": ("server", "Udp.RcvbufErrors")}
-_CATCH_UP = 0.010   # the reader may make up this much oversleep (a busy host), so it averages service_rate
+_CATCH_UP = 0.002   # a busy reader may make up this much oversleep (more would let it swallow bursts at full speed)
 SO_RXQ_OVFL = getattr(socket, "SO_RXQ_OVFL", 40)   # per-socket drop counter as ancillary data (Linux)
 _ANC = socket.CMSG_SPACE(4)
 AFTER_CAP = 30.0      # seconds the sender keeps the load on after the window until the reader got through it
@@ -180,6 +182,7 @@ class SenderReport:
     warmup_seconds: float        # warm-up actually run (the workload's own plus the wait for steadiness)
     read_through: bool           # the reader read the window and a datagram sent after it
     cpu_share: float
+    burst_seconds: float = 0.0   # median time one burst of the window took to send
 
 
 def drive(workload: Workload, options: SocketOptions, board: Board, host: str, warmup: float,
@@ -198,6 +201,7 @@ def drive(workload: Workload, options: SocketOptions, board: Board, host: str, w
         t_start = t_end = t_after = 0.0
         phase = Phase.WARMUP
         seq = sent_in_window = errors = left = 0
+        burst_times: list[float] = []   # how long each burst of the window took to send
         steady = False
         share = 0.0
         meter = CpuMeter()
@@ -219,6 +223,7 @@ def drive(workload: Workload, options: SocketOptions, board: Board, host: str, w
                 break
             if due > now:
                 time.sleep(due - now)
+            t_burst = time.monotonic()
             for _ in range(burst):
                 _HEADER.pack_into(payload, 0, seq, time.monotonic(), phase)
                 seq += 1
@@ -234,6 +239,7 @@ def drive(workload: Workload, options: SocketOptions, board: Board, host: str, w
                     sent_in_window += 1
             if phase is Phase.WINDOW:
                 left -= 1
+                burst_times.append(time.monotonic() - t_burst)
             due += period
             if due < now - 1.0:   # the sender fell far behind (host busy): do not send a backlog at once
                 due = now
@@ -242,7 +248,8 @@ def drive(workload: Workload, options: SocketOptions, board: Board, host: str, w
         sock.close()
     window = max((t_after or t_end) - t_start, 1e-9)   # as long as the window's bursts actually took
     return SenderReport(sent_in_window, window, sent_in_window / window, errors, steady, t_start - t0,
-                        bool(board["done"]), share)
+                        bool(board["done"]), share,
+                        statistics.median(burst_times) if burst_times else 0.0)
 
 
 def run_repeat(env: RepeatEnv) -> Sample:
@@ -281,6 +288,10 @@ def run_repeat(env: RepeatEnv) -> Sample:
     if sender.offered_rate < 0.95 * w.udp_rate:
         sample.bottleneck("sender rate", f"load generator: the sender offered {sender.offered_rate:.0f} of "
                                          f"{w.udp_rate:.0f} datagrams/s")
+    serve_s = max(w.udp_burst, 1) / w.service_rate if w.service_rate > 0 else 0.0
+    if w.udp_burst > 1 and serve_s and sender.burst_seconds > 0.5 * serve_s:
+        sample.bottleneck("burst", f"load generator: a burst of {w.udp_burst} took {sender.burst_seconds * 1e3:.3g} ms "
+                                   f"to send: it arrived less than twice as fast as the reader serves it ({serve_s * 1e3:.3g} ms)")
     capacity = w.service_rate
     if reader.busy_seconds > 0.1 and reader.processed > 100:
         capacity = reader.processed / reader.busy_seconds
