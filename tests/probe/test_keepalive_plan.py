@@ -22,4 +22,10 @@ def test_timers_that_give_up_later_than_the_probe_can_wait_leave_the_risk_unmeas
 
 def test_the_dead_peer_window_is_the_same_for_every_setting():
     assert window(0.5) == WINDOW_MIN
-    assert window(3.0) == 30.0
+    assert window(3.0) == max(30.0, WINDOW_MIN)
+
+
+def test_with_a_user_timeout_the_timer_gives_up_at_its_first_firing_past_it_whatever_the_count():
+    assert Timers(True, idle_s=4, intvl_s=2, count=9, user_timeout_ms=1000).detection_s == 4 + 2
+    assert Timers(True, idle_s=1, intvl_s=1, count=9, user_timeout_ms=3000).detection_s == 1 + 2
+    assert Timers(True, idle_s=1, intvl_s=1, count=9).detection_s == 1 + 9

@@ -34,6 +34,7 @@ the detection time (at most the window).
 from __future__ import annotations
 
 import errno
+import math
 import selectors
 import socket
 import statistics
@@ -52,8 +53,8 @@ __all__ = ["SurvivorReport", "Timers", "serve", "hold", "run_repeat", "window", 
 HEALTHY_PROBES = 3     # keepalive probes per connection the healthy phase aims to cover
 PHASE_CAP = 30.0       # seconds: the healthy phase is not stretched beyond this for settings that act later
 # The dead-peer window covers every setting of the keepalive search space that can detect at all (the
-# slowest, TCP_KEEPIDLE 4 + TCP_KEEPINTVL 2 x TCP_KEEPCNT 2 = 8 s, with margin)
-WINDOW_MIN = 15.0
+# slowest, TCP_KEEPIDLE 3 + TCP_KEEPINTVL 2 x TCP_KEEPCNT 4 = 11 s, with margin)
+WINDOW_MIN = 18.0
 
 
 @dataclass(frozen=True)
@@ -71,7 +72,12 @@ class Timers:
         """When the timers should notice a dead peer (a plan for how long to wait, never a score)."""
         if not self.keepalive_on:
             return self.user_timeout_ms / 1e3 if self.user_timeout_ms else float("inf")
-        return self.idle_s + self.intvl_s * self.count + self.user_timeout_ms / 1e3
+        if self.user_timeout_ms:
+            # the keepalive timer then ignores TCP_KEEPCNT: it gives up at its first firing after a probe
+            # went out once the user timeout has passed since the peer was last heard
+            rounds = max(1, math.ceil((self.user_timeout_ms / 1e3 - self.idle_s) / max(self.intvl_s, 1)))
+            return self.idle_s + self.intvl_s * rounds
+        return self.idle_s + self.intvl_s * self.count
 
 
 def window(duration: float) -> float:
