@@ -189,6 +189,7 @@ def test_keepalive_that_gives_up_after_one_lost_probe_kills_healthy_connections_
     assert not eager.failed and not patient.failed, (eager.error, patient.error)
     assert eager.value("false_kills") > 0
     assert patient.value("false_kills") == 0         # five lost in a row: about 1e-7 per probe
+    assert patient.value("healthy_keepalive_probes") >= 64   # the exposure: at least a probe per connection
     assert patient.value("detected_fraction") == 1.0
     score = KeepaliveObjective().score(eager)
     assert not score.feasible and "healthy connection" in score.reason

@@ -21,6 +21,11 @@ the client only holds its ends open. Two phases per repeat:
    a **measured lower bound**, marked by ``detected_fraction`` < 1 and a note. The window is the same
    for every setting, so a lower bound ranks behind every detection.
 
+``healthy_keepalive_probes`` is the exposure behind ``false_kills``: the keepalive probes the survivor's
+namespace sent during the healthy phase (``TcpExt.TCPKeepAlive``). A setting whose risk per probe is
+far below one over that count can show no false kill and still kill a live connection now and then
+over hours of idle time.
+
 ``keepalive_packets_per_conn_hour`` is **computed**, not measured: 3600 / the effective idle time read
 back from the survivor's socket with ``getsockopt(TCP_KEEPIDLE)`` (the kernel answers with the sysctl
 ``tcp_keepalive_time`` when the option is not set), 0 with keepalive off. A short probe cannot wait
@@ -41,6 +46,7 @@ import statistics
 import time
 from dataclasses import dataclass, field
 
+from tuner.observe.counters import read_counters
 from tuner.probe.base import (DEFAULT_BACKLOG, RepeatEnv, Sample, accept_many, connect_many, open_listener,
                               start_server, stop_server)
 from tuner.probe.board import Board
@@ -50,6 +56,7 @@ from tuner.workload import Workload
 __all__ = ["SurvivorReport", "Timers", "serve", "hold", "run_repeat", "window", "healthy_phase",
            "HEALTHY_PROBES", "PHASE_CAP", "WINDOW_MIN"]
 
+_PROBES_SENT = "TcpExt.TCPKeepAlive"
 HEALTHY_PROBES = 3     # keepalive probes per connection the healthy phase aims to cover
 PHASE_CAP = 30.0       # seconds: the healthy phase is not stretched beyond this for settings that act later
 # The dead-peer window covers every setting of the keepalive search space that can detect at all (the
@@ -121,6 +128,7 @@ class SurvivorReport:
     healthy_s: float = 0.0             # how long the healthy phase lasted
     risk_seen: bool = True             # the healthy phase was long enough for the timers to give up
     connections: int = 0
+    healthy_probes: int = 0            # keepalive probes the survivor sent in the healthy phase (TcpExt.TCPKeepAlive)
 
 
 def serve(workload: Workload, options: SocketOptions, board: Board, host: str, duration: float,
@@ -136,12 +144,16 @@ def serve(workload: Workload, options: SocketOptions, board: Board, host: str, d
     detect: list[float] = []
     errors: dict[str, int] = {}
     false_kills = early = 0
+    probes_before = read_counters().get(_PROBES_SENT, 0)
+    probes = -1
     with selectors.DefaultSelector() as sel:
         for conn in conns:
             sel.register(conn, selectors.EVENT_READ)
         open_count = len(conns)
         while open_count and not board["stop"]:
             t0 = board["partitioned_at"]
+            if t0 and probes < 0:   # the healthy phase is over: the keepalive probes it took
+                probes = read_counters().get(_PROBES_SENT, 0) - probes_before
             if t0 and time.monotonic() > t0 + wait_s:
                 break
             for key, _ in sel.select(0.02):
@@ -166,8 +178,10 @@ def serve(workload: Workload, options: SocketOptions, board: Board, host: str, d
                 open_count -= 1
     for conn in conns:
         conn.close()
+    if probes < 0:
+        probes = read_counters().get(_PROBES_SENT, 0) - probes_before
     return SurvivorReport(detect, open_count, wait_s, timers, errors, false_kills, early, board["healthy_s"],
-                          risk_seen, len(conns))
+                          risk_seen, len(conns), probes)
 
 
 def hold(workload: Workload, options: SocketOptions, board: Board, host: str) -> int:
@@ -217,6 +231,7 @@ def run_repeat(env: RepeatEnv) -> Sample:
     t = report.timers
     if report.risk_seen or report.false_kills:
         sample.metrics["false_kills"] = float(report.false_kills)
+        sample.metrics["healthy_keepalive_probes"] = float(report.healthy_probes)
     else:
         sample.notes.append(f"false kills not measured: these timers (idle {t.idle_s} s, interval {t.intvl_s} s x "
                             f"{t.count}, user timeout {t.user_timeout_ms} ms) give up on a live peer later than "

@@ -59,6 +59,8 @@ METRICS: Mapping[str, MetricInfo] = dict([
     _m("detect_s", "s", L, "time until the survivor noticed the dead peer"),
     _m("detected_fraction", "", H, "share of connections whose dead peer was noticed within the window"),
     _m("false_kills", "connections", L, "healthy connections the survivor dropped over the lossy path"),
+    _m("healthy_keepalive_probes", "probes", L,
+       "keepalive probes sent while the peer was alive (the exposure behind false_kills; fewer cost less)"),
     _m("keepalive_packets_per_conn_hour", "packets", L,
        "keepalive probes per connection-hour (computed from the settings, not measured)"),
     _m("bytes_per_conn", "bytes", L, "kernel socket memory per connection"),
