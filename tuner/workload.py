@@ -12,7 +12,7 @@ from typing import Any, Mapping
 from tuner.errors import InputError
 from tuner.inputs import bounded, bounded_int
 
-__all__ = ["WorkloadKind", "WritePattern", "Direction", "Workload", "Path", "DEFAULT_WORKLOADS"]
+__all__ = ["WorkloadKind", "WritePattern", "Direction", "Workload", "Path", "DEFAULT_WORKLOADS", "DEFAULT_LOSS"]
 
 
 class WorkloadKind(Enum):
@@ -53,9 +53,11 @@ class Workload:
     burst_threads: int = 256
     accept_rate: float = 2000.0      # accepts per second the server performs
     # udp
-    udp_rate: float = 50000.0        # datagrams per second offered
+    # the default: bursts a receive buffer can absorb (10k/s on average into a reader of 20k/s). An
+    # offered rate above service_rate is an overload no buffer fixes (see tuner.probe.udp).
+    udp_rate: float = 10000.0        # datagrams per second offered (on average)
     udp_size: int = 1200             # bytes per datagram
-    udp_burst: int = 64              # datagrams sent back to back
+    udp_burst: int = 500             # datagrams sent back to back
     service_rate: float = 20000.0    # datagrams per second the reader processes
     # keepalive / memory
     idle_connections: int = 100
@@ -187,6 +189,12 @@ DEFAULT_WORKLOADS: Mapping[WorkloadKind, Workload] = {
     WorkloadKind.BULK: Workload(WorkloadKind.BULK),
     WorkloadKind.BURST: Workload(WorkloadKind.BURST),
     WorkloadKind.UDP: Workload(WorkloadKind.UDP),
-    WorkloadKind.KEEPALIVE: Workload(WorkloadKind.KEEPALIVE, idle_connections=4),
+    # enough healthy connections that a setting which gives up on a live peer after one or two lost
+    # probes shows false kills over a 1% loss path within a probe's healthy phase
+    WorkloadKind.KEEPALIVE: Workload(WorkloadKind.KEEPALIVE, idle_connections=128),
     WorkloadKind.MEMORY: Workload(WorkloadKind.MEMORY, idle_connections=500),
 }
+
+# Path loss a kind is measured over unless the user gives one: keepalive settings must be judged on a
+# realistic lossy path, where a lost probe (or its ACK) can make them give up on a live peer.
+DEFAULT_LOSS: Mapping[WorkloadKind, float] = {WorkloadKind.KEEPALIVE: 0.01}

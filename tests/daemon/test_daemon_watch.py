@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import replace
 
 from tuner.daemon.config import ServiceSelection, parse_config
-from tuner.daemon.watch import Observed, SearchQueue, Signature, TriggerReason, compare, track
+from tuner.daemon.watch import (CHANGE_AGREE, Observed, SearchQueue, ServiceRecord, Signature, TriggerReason, compare,
+                                  track)
 
 CFG = parse_config(None).observe
 ALL = replace(CFG, services=ServiceSelection.ALL)
@@ -141,3 +142,47 @@ def test_prune_forgets_old_services_without_profiles_and_caps_the_count():
     assert set(kept) == {"old-with-profile", "recent", "present"}
     capped = prune(recs, 10 * day, max_age=7 * day, max_count=2)
     assert set(capped) == {"present", "recent"}  # present first, then the most recently seen
+
+
+def _settled(first):
+    r = track({}, [Observed(first, workload=WL, path={})], 1.0, ALL)
+    return track(r.records, [Observed(first, workload=WL, path={})], 2.0, ALL)
+
+
+def test_a_service_flipping_between_two_classes_every_cycle_is_not_re_searched():
+    # a curl loop near the churn threshold: seen as churn, then idle, then churn...
+    r = _settled(sig(cls="connection churn"))
+    assert len(r.to_search) == 1
+    for i, cls in enumerate(["long-lived idle", "connection churn"] * 4):
+        r = track(r.records, [Observed(sig(cls=cls), workload=WL, path={})], 3.0 + i, ALL)
+        assert r.triggers == [] and r.to_search == [], (i, cls)
+
+
+def test_a_path_estimate_that_appears_and_vanishes_is_not_a_move():
+    r = _settled(sig(rate=None, loss=0.0))
+    for i, (rate, loss) in enumerate([(1e9, 0.11), (None, 0.0), (1e9, 0.0), (None, 0.11)] * 2):
+        r = track(r.records, [Observed(sig(rate=rate, loss=loss), workload=WL, path={})], 3.0 + i, ALL)
+        assert r.triggers == [], (i, rate, loss)
+
+
+def test_a_class_change_that_lasts_is_searched_once_after_consecutive_agreeing_observations():
+    r = _settled(sig(cls="request/response"))
+    moved = [Observed(sig(cls="bulk", rtt=0.050), workload=WL, path={})]
+    fired = []
+    for i in range(6):
+        r = track(r.records, moved, 3.0 + i, ALL)
+        fired.append([t.reason for t in r.to_search])
+    assert fired[:CHANGE_AGREE - 1] == [[]] * (CHANGE_AGREE - 1)
+    assert fired[CHANGE_AGREE - 1] == [TriggerReason.CLASS_CHANGED]
+    assert fired[CHANGE_AGREE:] == [[]] * (6 - CHANGE_AGREE)
+    assert r.records["tcp server :80"].reference.service_class == "bulk"
+
+
+def test_a_new_symptom_fires_at_once_without_adopting_a_passing_class():
+    r = _settled(sig(cls="request/response"))
+    r = track(r.records, [Observed(sig(cls="bulk", symptoms=["retransmissions"]), workload=WL, path={})], 3.0, ALL)
+    assert [t.reason for t in r.to_search] == [TriggerReason.NEW_SYMPTOM]
+    ref = r.records["tcp server :80"].reference
+    assert ref.service_class == "request/response" and "retransmissions" in ref.symptoms
+    restored = ServiceRecord.from_dict(r.records["tcp server :80"].to_dict())
+    assert restored.pending is not None and restored.pending.service_class == "bulk" and restored.pending_count == 1

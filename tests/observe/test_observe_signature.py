@@ -188,3 +188,22 @@ def test_udp_drops_are_counted_per_socket_between_snapshots():
     assert svc.shape.udp_drops == 3 and names(svc) == {"udp-receive-buffer-errors"}
     quiet = signature(after, replace(after, taken_at=13.0))
     assert quiet.services[0].shape.udp_drops == 0 and not quiet.services[0].symptoms
+
+
+def test_local_peers_get_no_path_estimate_at_all():
+    # a loopback service's rate is the host's, and its retransmissions (SYNs and data re-sent after a
+    # listen overflow) are the listener's: none of it is a path to emulate (the daemon re-queued searches
+    # on "rate estimate appeared/vanished" and "loss 0% -> 11%" from such estimates). The recorded
+    # loopback rr traffic, made to look rate-bound and 10% retransmitted:
+    before, after, peaks = load("nodelay_rr")
+    for sock in after.sockets:
+        if sock.tcp is not None and sock.tcp.bytes_sent:
+            sock.tcp.delivery_rate_app_limited = False
+            sock.tcp.delivery_rate = max(sock.tcp.delivery_rate, 10_000_000)
+            sock.tcp.bytes_retrans = sock.tcp.bytes_sent // 10
+            sock.tcp.total_retrans = sock.tcp.data_segs_out // 10
+    obs = signature(before, after, listener_peaks=peaks)
+    local = [svc for svc in obs.services if any("local peers" in n for n in svc.notes)]
+    assert local
+    for svc in local:
+        assert svc.path == Path(), (svc.key, svc.path)

@@ -74,7 +74,9 @@ def test_a_udp_reader_that_cannot_keep_up_drops_at_its_socket(netns):
     assert reader.service_class is ServiceClass.UDP_STREAM
     assert "udp-receive-buffer-errors" in names(reader)
     assert reader.shape.udp_drops > 0
-    assert reader.shape.udp_drops <= obs.counters["Udp.RcvbufErrors"]
+    # the socket's drop count and the namespace counter are read a moment apart in each snapshot: at
+    # ~5000 drops/s they may differ by the drops of those few milliseconds
+    assert reader.shape.udp_drops <= 1.05 * obs.counters["Udp.RcvbufErrors"] + 50
     assert reader.workload.kind is WorkloadKind.UDP
 
 

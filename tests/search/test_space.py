@@ -58,7 +58,7 @@ def test_a_socket_buffer_above_the_host_cap_raises_the_cap():
 
 
 def test_a_backlog_above_somaxconn_raises_somaxconn_to_a_level_of_its_dimension():
-    space = build_space(WorkloadKind.BURST, STOCK, facts=FACTS)
+    space = build_space(WorkloadKind.BURST, STOCK, facts=FACTS, add=["net.core.somaxconn"])
     dims = {d.knob: d for d in space.dimensions}
     point = list(space.baseline_point())
     names = [d.knob for d in space.dimensions]
@@ -111,7 +111,7 @@ def test_cost_prefers_smaller_buffers_fewer_probes_and_fewer_changes():
 
 
 def test_a_repair_that_lands_on_the_baseline_value_leaves_the_knob_out():
-    space = build_space(WorkloadKind.BURST, STOCK, facts=FACTS)
+    space = build_space(WorkloadKind.BURST, STOCK, facts=FACTS, add=["net.core.somaxconn"])
     dims = {d.knob: d for d in space.dimensions}
     names = [d.knob for d in space.dimensions]
     point = list(space.baseline_point())
@@ -119,3 +119,22 @@ def test_a_repair_that_lands_on_the_baseline_value_leaves_the_knob_out():
     point[names.index("net.core.somaxconn")] = dims["net.core.somaxconn"].levels.index(1024)
     cand = space.candidate(point)
     assert dict(cand.assignment) == {"backlog": 4096}     # somaxconn back at the live 4096: not a change
+
+
+def test_a_backlog_above_somaxconn_raises_somaxconn_when_it_is_no_dimension():
+    space = build_space(WorkloadKind.BURST, STOCK, facts=FACTS)
+    assert "net.core.somaxconn" not in space.knobs
+    point = list(space.baseline_point())
+    names = [d.knob for d in space.dimensions]
+    point[names.index("backlog")] = space.dimensions[names.index("backlog")].levels.index(32768)
+    cand = space.candidate(point)
+    assert cand.assignment["backlog"] == 32768 and cand.assignment["net.core.somaxconn"] == 32768
+
+
+def test_every_keepalive_setting_that_detects_is_measured_within_the_probes_window():
+    from tuner.probe.keepalive import WINDOW_MIN
+    space = build_space(WorkloadKind.KEEPALIVE, STOCK, facts=FACTS)
+    levels = {d.knob: [v for v in d.levels if v is not None] for d in space.dimensions}
+    slowest = max(levels["TCP_KEEPIDLE"]) + max(levels["TCP_KEEPINTVL"]) * max(levels["TCP_KEEPCNT"])
+    assert 1.5 * slowest <= WINDOW_MIN
+    assert max(levels["TCP_USER_TIMEOUT"]) / 1e3 + max(levels["TCP_KEEPIDLE"]) <= WINDOW_MIN

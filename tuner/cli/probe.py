@@ -65,6 +65,11 @@ def render_measurement(m: Measurement, file=None) -> None:
             unit = info.unit if info.unit not in ("", "%") else ""
             rows.append((name, _fmt(stat.median, info.unit), interval, unit, info.better.value))
         print_table(("METRIC", "MEDIAN", "INTERVAL", "UNIT", "BETTER"), rows, file=file)
+    for name, value in m.computed.items():
+        info = METRICS.get(name)
+        unit = info.unit if info is not None and info.unit not in ("", "%") else ""
+        print(f"computed  {name} = {_fmt(value, info.unit if info else '')} {unit} "
+              "(from the settings, not measured)".replace("  (", " ("), file=file)
     counters = [(side, key, value) for side, values in m.counters.items() for key, value in values.items()
                 if key in KEY_COUNTERS]
     if counters:

@@ -86,6 +86,8 @@ def render_recommendation(rec: Recommendation, file=None) -> None:
           f"({rec.space.size} settings); stopped: {r.stop_reason}; {r.elapsed:.0f} s", file=file)
     print(f"objective  {ev['objective_description']}", file=file)
     print(f"verdict    {rec.verdict.text}", file=file)
+    for note in rec.baseline.notes:   # what the baseline's probe found (e.g. a reader slower than its load)
+        print(f"baseline   {note}", file=file)
     print(file=file)
     rows = []
     for name, c in metric_comparison(rec.baseline, rec.best, seed=ev.get("seed", 0)).items():

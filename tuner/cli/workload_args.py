@@ -16,7 +16,7 @@ from tuner.errors import InputError
 from tuner.knobs import KernelFacts, Value
 from tuner.knobs.parse import parse_settings
 from tuner.units import parse_duration, parse_rate, parse_ratio, parse_size
-from tuner.workload import DEFAULT_WORKLOADS, Direction, Path, Workload, WorkloadKind, WritePattern
+from tuner.workload import DEFAULT_LOSS, DEFAULT_WORKLOADS, Direction, Path, Workload, WorkloadKind, WritePattern
 
 __all__ = ["add_workload_arguments", "workload_from_args", "add_path_arguments", "path_from_args",
            "add_settings_argument", "assignment_from_args", "positive_duration"]
@@ -107,12 +107,16 @@ def add_path_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--rtt", type=_wrap(parse_duration, "--rtt"), default=0.0, metavar="DURATION",
                        help="round-trip time, e.g. 50ms")
     group.add_argument("--rate", type=_wrap(parse_rate, "--rate"), metavar="RATE", help="bottleneck rate, e.g. 100mbit")
-    group.add_argument("--loss", type=_wrap(parse_ratio, "--loss"), default=0.0, metavar="RATIO",
-                       help="packet loss each way, e.g. 0.5%%")
+    group.add_argument("--loss", type=_wrap(parse_ratio, "--loss"), default=None, metavar="RATIO",
+                       help="packet loss each way, e.g. 0.5%% (default 0; keepalive: 1%%, the risk it is judged on)")
 
 
 def path_from_args(args: argparse.Namespace) -> Path:
-    return Path(rtt=args.rtt, rate_bps=args.rate, loss=args.loss)
+    loss = args.loss
+    if loss is None:
+        kind = getattr(args, "workload", None)
+        loss = DEFAULT_LOSS.get(WorkloadKind(kind), 0.0) if kind in {k.value for k in WorkloadKind} else 0.0
+    return Path(rtt=args.rtt, rate_bps=args.rate, loss=loss)
 
 
 def add_settings_argument(parser: argparse.ArgumentParser) -> None:

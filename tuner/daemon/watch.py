@@ -18,8 +18,14 @@ from tuner.daemon.config import ObserveConfig, ServiceSelection
 
 __all__ = [
     "Signature", "TriggerReason", "Trigger", "ServiceRecord", "Observed", "compare", "track", "Tracked",
-    "prune", "QueuedSearch", "SearchQueue",
+    "prune", "QueuedSearch", "SearchQueue", "CHANGE_AGREE",
 ]
+
+# A class change or a path move is acted on only after this many consecutive observations (at least
+# ``observe.settle``) agree on it: a service near a class boundary (a curl loop seen once as connection
+# churn, once as long-lived idle) or a noisy path estimate must not re-queue its search every cycle.
+CHANGE_AGREE = 3
+_LASTING = frozenset({"class changed", "path moved"})
 
 
 @dataclass(frozen=True)
@@ -112,6 +118,8 @@ class ServiceRecord:
     path: Mapping[str, Any] | None = None       # Path.to_dict() to search
     last_search: float | None = None
     profile: str | None = None           # the newest profile written for it
+    pending: Signature | None = None     # a class/path change seen but not yet agreed on
+    pending_count: int = 0               # consecutive observations that agreed with ``pending``
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -121,6 +129,7 @@ class ServiceRecord:
             "process": self.process, "workload": dict(self.workload) if self.workload else None,
             "path": dict(self.path) if self.path else None, "last_search": self.last_search,
             "profile": self.profile,
+            "pending": self.pending.to_dict() if self.pending else None, "pending_count": self.pending_count,
         }
 
     @classmethod
@@ -134,6 +143,8 @@ class ServiceRecord:
             workload=d.get("workload"), path=d.get("path"),
             last_search=None if d.get("last_search") is None else float(d["last_search"]),
             profile=d.get("profile"),
+            pending=Signature.from_dict(d["pending"]) if d.get("pending") else None,
+            pending_count=int(d.get("pending_count", 0)),
         )
 
 
@@ -158,10 +169,12 @@ def track(records: Mapping[str, ServiceRecord], observed: Iterable[Observed], no
           cfg: ObserveConfig) -> Tracked:
     """Fold one observation into ``records``.
 
-    A service is judged once it was present in ``cfg.settle`` consecutive observations. A judged
-    change moves its reference to the current signature (so it fires once, not every tick); it leads
-    to a search when the service can be searched (it has a workload) and either every service is
-    searched or it shows a symptom.
+    A service is judged once it was present in ``cfg.settle`` consecutive observations. A new symptom
+    is acted on at once; a class change or a path move only once :data:`CHANGE_AGREE` (at least
+    ``cfg.settle``) consecutive observations agree on the new class and path (hysteresis). A judged
+    change moves its reference (so it fires once, not every tick); it leads to a search when the
+    service can be searched (it has a workload) and either every service is searched or it shows a
+    symptom.
     """
     out: dict[str, ServiceRecord] = {}
     triggers: list[Trigger] = []
@@ -181,12 +194,12 @@ def track(records: Mapping[str, ServiceRecord], observed: Iterable[Observed], no
             workload=item.workload if item.workload is not None else (old.workload if old else None),
             path=item.path if item.path is not None else (old.path if old else None),
             last_search=old.last_search if old else None, profile=old.profile if old else None,
+            pending=old.pending if old else None, pending_count=old.pending_count if old else 0,
         )
         if streak >= cfg.settle:
-            found = compare(rec.reference, sig, cfg)
+            found, rec = _hysteresis(rec, sig, cfg)
             if found:
                 triggers.extend(found)
-                rec = replace(rec, reference=sig)
                 wanted = cfg.services is ServiceSelection.ALL or bool(sig.symptoms)
                 if wanted and rec.workload is not None:
                     to_search.append(found[0])
@@ -195,6 +208,26 @@ def track(records: Mapping[str, ServiceRecord], observed: Iterable[Observed], no
         if key not in seen:
             out[key] = replace(old, streak=0)
     return Tracked(out, triggers, to_search)
+
+
+def _hysteresis(rec: ServiceRecord, sig: Signature, cfg: ObserveConfig) -> tuple[list[Trigger], ServiceRecord]:
+    """The changes to act on now, and the record with its reference and pending change updated."""
+    found = compare(rec.reference, sig, cfg)
+    if rec.reference is None:
+        return found, replace(rec, reference=sig, pending=None, pending_count=0)
+    lasting = [t for t in found if t.reason.value in _LASTING]
+    symptoms = [t for t in found if t.reason.value not in _LASTING]
+    if not lasting:
+        rec = replace(rec, pending=None, pending_count=0)
+    else:
+        agrees = rec.pending is not None and not any(t.reason.value in _LASTING for t in compare(rec.pending, sig, cfg))
+        count = rec.pending_count + 1 if agrees else 1
+        if count >= max(CHANGE_AGREE, cfg.settle):
+            return found, replace(rec, reference=sig, pending=None, pending_count=0)
+        rec = replace(rec, pending=sig if not agrees else rec.pending, pending_count=count)
+    if symptoms:   # act on the new symptom; keep the class and path judged until a change is agreed on
+        rec = replace(rec, reference=replace(rec.reference, symptoms=rec.reference.symptoms | sig.symptoms))
+    return symptoms, rec
 
 
 def prune(records: Mapping[str, ServiceRecord], now: float, *, max_age: float, max_count: int) -> dict[str, ServiceRecord]:

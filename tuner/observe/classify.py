@@ -363,8 +363,10 @@ def _path(g: _Group, notes: list[str], th: Thresholds) -> Path:
         return Path()
     rtt = _median(r for r in g.min_rtt if r > 0) / 1e6
     if 0 < rtt < th.min_path_rtt:
-        notes.append(f"min RTT {format_duration(rtt)}: local peers, path left unemulated")
-        rtt = 0.0
+        # no path to emulate: a rate here is the host's, and retransmissions (SYNs and data re-sent after
+        # a listen overflow) are the listener's, not loss on a path
+        notes.append(f"min RTT {format_duration(rtt)}: local peers, path left unemulated (no rate or loss)")
+        return Path()
     rate = None
     limited = (g.rwnd + g.sndbuf) / g.busy if g.busy else 0.0
     usable = [r for r, app_limited in g.rates if r and not app_limited]

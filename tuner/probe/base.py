@@ -51,6 +51,7 @@ class Sample:
     """One repeat's metric values, and what may make the repeat untrustworthy."""
 
     metrics: dict[str, float] = field(default_factory=dict)
+    computed: dict[str, float] = field(default_factory=dict)   # figures derived from settings, not measured
     bottlenecks: dict[str, str] = field(default_factory=dict)  # key -> "load generator: ..." reason
     notes: list[str] = field(default_factory=list)
 

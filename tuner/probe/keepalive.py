@@ -1,19 +1,36 @@
-"""keepalive: idle connections whose peer silently disappears (every packet dropped on the path).
+"""keepalive: idle connections over a lossy path, then a peer that silently disappears.
 
 The server is the survivor: it accepts ``idle_connections`` connections and gets the assignment's
 dead-peer options (``SO_KEEPALIVE``, ``TCP_KEEPIDLE``/``INTVL``/``CNT``, ``TCP_USER_TIMEOUT``) on them;
-the client only holds its ends open. After a healthy idle phase of ``duration`` seconds the probe
-partitions the path (``Sandbox.set_partitioned``) and the server waits for its sockets to fail
-(``ETIMEDOUT`` from the keepalive timer), for at most :func:`window` seconds (10 x ``duration``).
+the client only holds its ends open. Two phases per repeat:
 
-Metrics per repeat: ``detect_s`` (median over the connections of the time from the partition to the
-socket error; a connection not noticed within the window counts as the window, and
-``detected_fraction`` says how many were noticed), ``keepalive_packets_per_conn_hour``: the keepalive
-probes a connection costs per hour while its peer is alive, 3600 / the effective idle time, read back
-from the survivor's socket with ``getsockopt(TCP_KEEPIDLE)`` (the kernel answers with the sysctl
-``tcp_keepalive_time`` when the option is not set), 0 with keepalive off. It is derived from the
-settings because a short probe cannot wait through hour-scale idle times; the probes actually sent
-are in the counters (``TcpExt.TCPKeepAlive`` of the server namespace). Each probe also draws an ACK.
+1. **Healthy** (the risk): the peer is alive and the path has its loss (``Path.loss``; the CLI gives
+   this kind a realistic 1% unless ``--loss`` says otherwise). A connection the survivor drops here
+   (``ETIMEDOUT``: its keepalive probes or their ACKs were lost ``TCP_KEEPCNT`` times in a row) is a
+   **false kill**, counted in ``false_kills``. The phase lasts ``duration`` (on a path without loss, or
+   with keepalive off: nothing can kill an idle connection then), or long enough for about
+   :data:`HEALTHY_PROBES` keepalive probes per connection and the timers' give-up after a lost one
+   (planned from the settings read back from the socket; what is scored is what happened). When that
+   does not fit in :data:`PHASE_CAP`, ``false_kills`` is not reported (a note says so) and the
+   objective treats the risk as unknown.
+2. **Dead peer** (the benefit): the probe partitions the path (``Sandbox.set_partitioned``) and the
+   server waits for its surviving sockets to fail, for :func:`window` seconds: ten durations, at least
+   :data:`WINDOW_MIN` (which covers every setting of the search space that detects at all, so each
+   is measured, not modelled). ``detect_s`` is the median over the connections of the time from the
+   partition to the socket error; a connection not noticed within the window counts as the window:
+   a **measured lower bound**, marked by ``detected_fraction`` < 1 and a note. The window is the same
+   for every setting, so a lower bound ranks behind every detection.
+
+``healthy_keepalive_probes`` is the exposure behind ``false_kills``: the keepalive probes the survivor's
+namespace sent during the healthy phase (``TcpExt.TCPKeepAlive``). A setting whose risk per probe is
+far below one over that count can show no false kill and still kill a live connection now and then
+over hours of idle time.
+
+``keepalive_packets_per_conn_hour`` is **computed**, not measured: 3600 / the effective idle time read
+back from the survivor's socket with ``getsockopt(TCP_KEEPIDLE)`` (the kernel answers with the sysctl
+``tcp_keepalive_time`` when the option is not set), 0 with keepalive off. A short probe cannot wait
+through hour-scale idle times. It goes into the measurement's ``computed`` figures (no interval);
+the probes actually sent are in the counters (``TcpExt.TCPKeepAlive`` of the server namespace).
 
 Capacity: not a throughput probe. Connections open 64 at a time; a repeat lasts the healthy phase plus
 the detection time (at most the window).
@@ -22,54 +39,121 @@ the detection time (at most the window).
 from __future__ import annotations
 
 import errno
+import math
 import selectors
 import socket
 import statistics
 import time
 from dataclasses import dataclass, field
 
+from tuner.observe.counters import read_counters
 from tuner.probe.base import (DEFAULT_BACKLOG, RepeatEnv, Sample, accept_many, connect_many, open_listener,
                               start_server, stop_server)
 from tuner.probe.board import Board
 from tuner.probe.sockopts import SocketOptions
 from tuner.workload import Workload
 
-__all__ = ["SurvivorReport", "serve", "hold", "run_repeat", "window"]
+__all__ = ["SurvivorReport", "Timers", "serve", "hold", "run_repeat", "window", "healthy_phase",
+           "HEALTHY_PROBES", "PHASE_CAP", "WINDOW_MIN"]
+
+_PROBES_SENT = "TcpExt.TCPKeepAlive"
+HEALTHY_PROBES = 3     # keepalive probes per connection the healthy phase aims to cover
+PHASE_CAP = 30.0       # seconds: the healthy phase is not stretched beyond this for settings that act later
+# The dead-peer window covers every setting of the keepalive search space that can detect at all (the
+# slowest, TCP_KEEPIDLE 3 + TCP_KEEPINTVL 2 x TCP_KEEPCNT 4 = 11 s, with margin)
+WINDOW_MIN = 18.0
+
+
+@dataclass(frozen=True)
+class Timers:
+    """The dead-peer timers in effect on the survivor's sockets, as the kernel reports them."""
+
+    keepalive_on: bool = False
+    idle_s: int = 0
+    intvl_s: int = 0
+    count: int = 0
+    user_timeout_ms: int = 0
+
+    @property
+    def detection_s(self) -> float:
+        """When the timers should notice a dead peer (a plan for how long to wait, never a score)."""
+        if not self.keepalive_on:
+            return self.user_timeout_ms / 1e3 if self.user_timeout_ms else float("inf")
+        if self.user_timeout_ms:
+            # the keepalive timer then ignores TCP_KEEPCNT: it gives up at its first firing after a probe
+            # went out once the user timeout has passed since the peer was last heard
+            rounds = max(1, math.ceil((self.user_timeout_ms / 1e3 - self.idle_s) / max(self.intvl_s, 1)))
+            return self.idle_s + self.intvl_s * rounds
+        return self.idle_s + self.intvl_s * self.count
 
 
 def window(duration: float) -> float:
-    """How long the survivor waits for a dead peer to be noticed: ten probe durations."""
-    return 10.0 * duration
+    """How long the survivor waits for a dead peer after the partition: ten durations, at least
+    :data:`WINDOW_MIN`. The same for every setting of a search, so a peer not noticed within it (a lower
+    bound of ``window`` s) always ranks behind every peer that was noticed: a per-setting window would
+    let a short wait's lower bound beat a longer measured detection."""
+    return max(10.0 * duration, WINDOW_MIN)
+
+
+def healthy_phase(duration: float, timers: Timers, loss: float) -> tuple[float, bool]:
+    """How long the connections stay up over the lossy path before the partition, and whether that is
+    long enough to see the risk: with keepalive on, the first :data:`HEALTHY_PROBES` probes and the
+    timers' give-up after a lost one (idle + interval x count) must fit in :data:`PHASE_CAP`. Without
+    keepalive (or without loss) an idle connection has nothing that can kill it: ``duration`` serves."""
+    if not timers.keepalive_on or loss <= 0:
+        return duration, True
+    planned = timers.detection_s + HEALTHY_PROBES * max(timers.idle_s, 1)
+    if planned > PHASE_CAP:
+        return duration, False
+    return max(duration, planned), True
+
+
+def _timers(sock: socket.socket) -> Timers:
+    return Timers(bool(sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE)),
+                  sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE),
+                  sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL),
+                  sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT),
+                  sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT))
 
 
 @dataclass(frozen=True)
 class SurvivorReport:
     detect_times: list[float]          # seconds from the partition to each socket's error
     undetected: int                    # connections still open when the window closed
+    window_s: float                    # how long the survivor waited after the partition
+    timers: Timers
     errors: dict[str, int] = field(default_factory=dict)   # errno name -> count
-    early: int = 0                     # sockets that failed before the partition
-    keepalive_on: bool = False
-    keepidle_s: int = 0
+    false_kills: int = 0               # sockets that failed with a timeout while the peer was alive
+    early: int = 0                     # sockets that ended otherwise (EOF, reset) while the peer was alive
+    healthy_s: float = 0.0             # how long the healthy phase lasted
+    risk_seen: bool = True             # the healthy phase was long enough for the timers to give up
+    connections: int = 0
+    healthy_probes: int = 0            # keepalive probes the survivor sent in the healthy phase (TcpExt.TCPKeepAlive)
 
 
-def serve(workload: Workload, options: SocketOptions, board: Board, host: str, wait_s: float) -> SurvivorReport:
+def serve(workload: Workload, options: SocketOptions, board: Board, host: str, duration: float,
+          loss: float) -> SurvivorReport:
     listener, _ = open_listener(host, options, max(DEFAULT_BACKLOG, workload.idle_connections))
     board["port"] = listener.getsockname()[1]
     conns = accept_many(listener, max(workload.idle_connections, 1), options, dead_peer=True)
     listener.close()
-    first = conns[0]
-    keepalive_on = bool(first.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE))
-    keepidle = first.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE)
+    timers = _timers(conns[0])
+    wait_s = window(duration)
+    board["healthy_s"], risk_seen = healthy_phase(duration, timers, loss)
     board["accepted"] = len(conns)
     detect: list[float] = []
     errors: dict[str, int] = {}
-    early = 0
+    false_kills = early = 0
+    probes_before = read_counters().get(_PROBES_SENT, 0)
+    probes = -1
     with selectors.DefaultSelector() as sel:
         for conn in conns:
             sel.register(conn, selectors.EVENT_READ)
         open_count = len(conns)
         while open_count and not board["stop"]:
             t0 = board["partitioned_at"]
+            if t0 and probes < 0:   # the healthy phase is over: the keepalive probes it took
+                probes = read_counters().get(_PROBES_SENT, 0) - probes_before
             if t0 and time.monotonic() > t0 + wait_s:
                 break
             for key, _ in sel.select(0.02):
@@ -85,6 +169,8 @@ def serve(workload: Workload, options: SocketOptions, board: Board, host: str, w
                 t0 = board["partitioned_at"]
                 if t0:
                     detect.append(now - t0)
+                elif name == "ETIMEDOUT":
+                    false_kills += 1
                 else:
                     early += 1
                 errors[name] = errors.get(name, 0) + 1
@@ -92,7 +178,10 @@ def serve(workload: Workload, options: SocketOptions, board: Board, host: str, w
                 open_count -= 1
     for conn in conns:
         conn.close()
-    return SurvivorReport(detect, open_count, errors, early, keepalive_on, keepidle)
+    if probes < 0:
+        probes = read_counters().get(_PROBES_SENT, 0) - probes_before
+    return SurvivorReport(detect, open_count, wait_s, timers, errors, false_kills, early, board["healthy_s"],
+                          risk_seen, len(conns), probes)
 
 
 def hold(workload: Workload, options: SocketOptions, board: Board, host: str) -> int:
@@ -109,21 +198,21 @@ def hold(workload: Workload, options: SocketOptions, board: Board, host: str) ->
 
 
 def run_repeat(env: RepeatEnv) -> Sample:
-    board = Board("port", "stop", "accepted", "connected", "partitioned_at")
+    board = Board("port", "stop", "accepted", "connected", "partitioned_at", "healthy_s")
     w = env.workload
-    wait_s = window(env.duration)
-    server = start_server(env, board, serve, w, env.options, board, env.server_host, wait_s)
+    server = start_server(env, board, serve, w, env.options, board, env.server_host, env.duration,
+                          env.path.loss)
     client = None
     partitioned = False
     try:
         client = start_server(env, board, hold, w, env.options, board, env.server_host, ready="connected",
                               role="client", side=env.client_side)
         board.wait("accepted", timeout=10.0, alive=server.alive)
-        time.sleep(env.duration)             # the healthy idle phase
+        time.sleep(board["healthy_s"] or env.duration)   # the healthy idle phase, over the lossy path
         env.sandbox.set_partitioned(True)
         partitioned = True
         board["partitioned_at"] = time.monotonic()
-        report: SurvivorReport = stop_server(server, None, timeout=wait_s + 10.0)
+        report: SurvivorReport = stop_server(server, None, timeout=window(env.duration) + 10.0)
     finally:
         if partitioned:
             env.sandbox.set_partitioned(False)
@@ -133,17 +222,31 @@ def run_repeat(env: RepeatEnv) -> Sample:
         if server.alive():
             stop_server(server, board)
     sample = Sample()
+    wait_s = report.window_s
     n = len(report.detect_times) + report.undetected
     times = report.detect_times + [wait_s] * report.undetected
-    sample.metrics["detect_s"] = statistics.median(times) if times else wait_s
-    sample.metrics["detected_fraction"] = len(report.detect_times) / n if n else 0.0
-    per_hour = 3600.0 / report.keepidle_s if report.keepalive_on and report.keepidle_s > 0 else 0.0
-    sample.metrics["keepalive_packets_per_conn_hour"] = per_hour
+    if times:
+        sample.metrics["detect_s"] = statistics.median(times)
+        sample.metrics["detected_fraction"] = len(report.detect_times) / n
+    t = report.timers
+    if report.risk_seen or report.false_kills:
+        sample.metrics["false_kills"] = float(report.false_kills)
+        sample.metrics["healthy_keepalive_probes"] = float(report.healthy_probes)
+    else:
+        sample.notes.append(f"false kills not measured: these timers (idle {t.idle_s} s, interval {t.intvl_s} s x "
+                            f"{t.count}, user timeout {t.user_timeout_ms} ms) give up on a live peer later than "
+                            f"the probe's {PHASE_CAP:g} s healthy phase can show")
+    sample.computed["keepalive_packets_per_conn_hour"] = 3600.0 / t.idle_s if t.keepalive_on and t.idle_s > 0 else 0.0
+    if report.false_kills:
+        sample.notes.append(f"{report.false_kills} of {report.connections} healthy connections killed in "
+                            f"{report.healthy_s:g} s over the lossy path (keepalive probes or their ACKs lost "
+                            f"{t.count} time(s) in a row)")
     if report.undetected:
         sample.notes.append(f"{report.undetected} of {n} connections: dead peer not detected within the "
-                            f"{wait_s:g} s window (detect_s counts them as {wait_s:g} s)")
+                            f"{wait_s:g} s window (detect_s counts them as {wait_s:g} s: a lower bound)")
     if report.errors:
         sample.notes.append("socket errors: " + ", ".join(f"{k} x{v}" for k, v in sorted(report.errors.items())))
     if report.early:
-        sample.bottleneck("early failures", f"probe: {report.early} connections failed before the partition")
+        sample.bottleneck("early failures", f"probe: {report.early} connections ended before the partition "
+                                            "(not by a timeout)")
     return sample

@@ -54,10 +54,15 @@ METRICS: Mapping[str, MetricInfo] = dict([
     _m("listen_drops", "events", L, "connection attempts the listener dropped (TcpExt.ListenDrops)"),
     _m("delivered_fraction", "", H, "share of datagrams the reader received"),
     _m("reader_latency_ms", "ms", L, "median time from send to read"),
+    _m("reader_latency_p99_ms", "ms", L, "99th percentile time from send to read"),
     _m("rcvbuf_errors", "datagrams", L, "datagrams dropped for a full receive buffer (Udp.RcvbufErrors)"),
     _m("detect_s", "s", L, "time until the survivor noticed the dead peer"),
     _m("detected_fraction", "", H, "share of connections whose dead peer was noticed within the window"),
-    _m("keepalive_packets_per_conn_hour", "packets", L, "keepalive probes per connection-hour"),
+    _m("false_kills", "connections", L, "healthy connections the survivor dropped over the lossy path"),
+    _m("healthy_keepalive_probes", "probes", L,
+       "keepalive probes sent while the peer was alive (the exposure behind false_kills; fewer cost less)"),
+    _m("keepalive_packets_per_conn_hour", "packets", L,
+       "keepalive probes per connection-hour (computed from the settings, not measured)"),
     _m("bytes_per_conn", "bytes", L, "kernel socket memory per connection"),
     _m("queued_bytes_per_conn", "bytes", L, "bytes of pending data held in the kernel's queues per connection"),
 ])
@@ -123,6 +128,8 @@ class Measurement:
     failed: bool = False
     error: str | None = None
     notes: tuple[str, ...] = ()              # what a reader should know (e.g. a metric derived, not measured)
+    computed: Mapping[str, float] = field(default_factory=dict)   # figures computed from the settings:
+                                             # not measured, so no interval (e.g. keepalive packets per hour)
 
     def value(self, metric: str) -> float:
         return self.metrics[metric].median
@@ -151,6 +158,8 @@ class Measurement:
             d["error"] = self.error
         if self.notes:
             d["notes"] = list(self.notes)
+        if self.computed:
+            d["computed"] = dict(self.computed)
         return d
 
     @classmethod
@@ -170,4 +179,5 @@ class Measurement:
             failed=bool(d.get("failed", False)),
             error=d.get("error"),
             notes=tuple(d.get("notes", ())),
+            computed={k: float(v) for k, v in d.get("computed", {}).items()},
         )

@@ -20,6 +20,7 @@
 
 from __future__ import annotations
 
+import statistics
 import time
 from dataclasses import replace
 from types import ModuleType
@@ -204,7 +205,9 @@ def _combine(base: Measurement, samples: list[Sample], totals: dict[str, Counter
             count[key] = count.get(key, 0) + 1
     reasons += [f"{first[k]} ({count[k]} of {len(samples)} repeats)" if len(samples) > 1 else first[k] for k in first]
     notes = tuple(dict.fromkeys(n for s in samples for n in s.notes))
-    return replace(base, **fields, metrics=metrics, repeats=len(samples),
+    computed = {n: statistics.median([s.computed[n] for s in samples if n in s.computed])
+                for n in dict.fromkeys(n for s in samples for n in s.computed)}
+    return replace(base, **fields, metrics=metrics, repeats=len(samples), computed=computed,
                    counters={k: dict(sorted(v.items())) for k, v in totals.items()},
                    health=_health_dict(health), valid=not reasons,
                    invalid_reason="; ".join(reasons) if reasons else None, notes=notes)

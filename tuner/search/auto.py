@@ -10,15 +10,41 @@ front end can show each one as it happens.
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Callable
 
 from tuner.observe import Observation, ServiceSignature
 from tuner.profiles import profile_name_for
 from tuner.search.recommend import Recommendation, recommend
+from tuner.search.space import KIND_KNOBS, searchable_knobs
 from tuner.search.study import SearchConfig, TrialEvent
 
-__all__ = ["services_to_tune", "recommend_for_service", "observed_evidence"]
+__all__ = ["services_to_tune", "recommend_for_service", "observed_evidence", "AutoSpace", "auto_space"]
+
+
+@dataclass(frozen=True)
+class AutoSpace:
+    """The search a service's symptoms call for: the config with its knobs, and what was left out."""
+
+    config: SearchConfig
+    knobs: tuple[str, ...]             # the knobs its symptoms name that the search uses
+    left_out: dict[str, str]           # knob -> why a symptom's knob is not searched
+
+
+def auto_space(svc: ServiceSignature, config: SearchConfig) -> AutoSpace:
+    """Map the service's symptoms to knobs and search their union (what the probe of its workload kind
+    can exercise), not its class's default knobs: retransmissions on a request/response service get
+    congestion control, a listen overflow gets the backlogs. The user's ``--knob``/``--no-knob`` still
+    apply. Without a usable symptom knob, the kind's default space is searched."""
+    kind = svc.workload.kind
+    keep, left = searchable_knobs(kind, svc.knobs)
+    keep = [k for k in keep if k not in config.no_knobs]
+    if not keep:
+        return AutoSpace(config, (), left)
+    defaults = KIND_KNOBS[kind]
+    add = tuple(dict.fromkeys([*config.knobs, *(k for k in keep if k not in defaults)]))
+    remove = tuple(dict.fromkeys([*config.no_knobs, *(k for k in defaults if k not in keep and k not in add)]))
+    return AutoSpace(replace(config, knobs=add, no_knobs=remove), tuple(keep), left)
 
 
 def services_to_tune(obs: Observation) -> list[ServiceSignature]:
@@ -43,7 +69,9 @@ def recommend_for_service(svc: ServiceSignature, obs: Observation, config: Searc
                           progress: Callable[[TrialEvent], None] | None = None) -> Recommendation:
     """Search the workload and path observed for ``svc``; the profile is named after the service and
     its evidence records the observation that triggered it."""
-    config = replace(config, name=config.name or profile_name_for(svc.key))
-    rec = recommend(svc.workload, svc.path, config, progress)
-    evidence = {**rec.profile.evidence, "observed": observed_evidence(svc, obs)}
+    auto = auto_space(svc, replace(config, name=config.name or profile_name_for(svc.key)))
+    rec = recommend(svc.workload, svc.path, auto.config, progress)
+    observed = {**observed_evidence(svc, obs), "searched_knobs": list(rec.space.knobs),
+                "symptom_knobs_left_out": dict(auto.left_out)}
+    evidence = {**rec.profile.evidence, "observed": observed}
     return replace(rec, profile=replace(rec.profile, evidence=evidence))

@@ -16,24 +16,23 @@ from typing import Mapping, Protocol, Sequence
 
 from tuner.errors import InputError
 from tuner.probe.measurement import METRICS, Better, Measurement
+from tuner.probe.udp import OVERLOAD_NOTE
 from tuner.workload import WorkloadKind
 
 __all__ = [
-    "Direction", "Score", "Objective", "MetricObjective", "KeepaliveObjective", "MemoryObjective",
+    "Direction", "Score", "Objective", "MetricObjective", "KeepaliveObjective", "MemoryObjective", "UdpObjective",
+    "udp_latency_bound_ms", "UDP_LATENCY_SLACK_MS",
     "default_objective", "parse_objective", "gain", "KEEPALIVE_PACKET_COST_S", "MEMORY_THROUGHPUT_FLOOR",
-    "UNDETECTED_S",
 ]
 
 # Keepalive: 1000 probe packets per connection-hour (one every 3.6 s) cost as much as one second of
 # detection time; the best keepalive idle time under this cost alone is sqrt(3600 * cost) ~ 2 s.
 KEEPALIVE_PACKET_COST_S = 0.001
-# Keepalive: a connection the probe did not see fail within its window counts as failing after the
-# kernel's default detection time (tcp_keepalive_time 7200 s + 9 probes x 75 s): all the probe can
-# tell is that the setting does not detect a dead peer within seconds.
-UNDETECTED_S = 7200.0 + 9 * 75.0
 # Memory: a setting must keep at least this share of the baseline's throughput to count.
 MEMORY_THROUGHPUT_FLOOR = 0.9
 _THROUGHPUT_METRICS = ("tps", "goodput_mbps", "connect_rate")
+# UDP: reader latency a buffer may add beyond serving two bursts (scheduling, the first read)
+UDP_LATENCY_SLACK_MS = 10.0
 _EPS = 1e-9
 
 
@@ -152,32 +151,57 @@ class MetricObjective:
         return f"{word} {self.metric} ({METRICS[self.metric].description})"
 
 
+def _computed(m: Measurement, name: str) -> float | None:
+    """A figure computed from the settings (no interval); older measurements kept it among the metrics."""
+    if name in m.computed:
+        return m.computed[name]
+    return m.value(name) if name in m.metrics else None
+
+
 @dataclass(frozen=True)
 class KeepaliveObjective:
-    """Detection time of a dead peer plus a cost for the keepalive packets that buy it."""
+    """Measured detection time of a dead peer plus a cost for the keepalive packets that buy it, for
+    settings that killed no healthy connection over the lossy path.
+
+    A connection whose dead peer was not noticed within the probe's window counts as the window: a
+    measured lower bound (the score says so), never a modelled detection time."""
 
     packet_cost_s: float = KEEPALIVE_PACKET_COST_S
 
     name = "detect_s+keepalive_cost:min"
     direction = Direction.MIN
-    metrics = ("detect_s", "keepalive_packets_per_conn_hour")
+    metrics = ("detect_s", "false_kills")
 
     def score(self, m: Measurement, baseline: Measurement | None = None) -> Score:
-        for metric in self.metrics:
-            if metric not in m.metrics:
-                return _missing(m, metric, Direction.MIN)
+        if "detect_s" not in m.metrics:
+            return _missing(m, "detect_s", Direction.MIN)
         detect = _samples(m, "detect_s")
         n = len(detect)
-        packets = _aligned(m, "keepalive_packets_per_conn_hour", n)
+        packets = _computed(m, "keepalive_packets_per_conn_hour")
+        if packets is None:
+            return _missing(m, "keepalive_packets_per_conn_hour", Direction.MIN)
+        xs = tuple(d + self.packet_cost_s * packets for d in detect)
+        value = statistics.median(xs)
+        if "false_kills" in m.metrics:
+            kills = sum(_samples(m, "false_kills"))
+            if kills > 0:
+                return Score(value, xs, Direction.MIN, False,
+                             f"{kills:g} healthy connection(s) killed over the lossy path: the timers give up "
+                             "on a live peer")
+        else:
+            return Score(value, xs, Direction.MIN, False, "the measurement has no false_kills: its risk is unknown")
         detected = _aligned(m, "detected_fraction", n) if "detected_fraction" in m.metrics else (1.0,) * n
-        xs = tuple(d + self.packet_cost_s * p + (1.0 - f) * UNDETECTED_S
-                   for d, p, f in zip(detect, packets, detected))
-        return Score(statistics.median(xs), xs, Direction.MIN)
+        if min(detected) < 1.0:
+            return Score(value, xs, Direction.MIN, True,
+                         "lower bound: some dead peers were not noticed within the probe's window")
+        return Score(value, xs, Direction.MIN)
 
     def describe(self) -> str:
         return (f"minimise detect_s + {self.packet_cost_s:g} s per keepalive packet per connection-hour "
-                f"(1000 probes an hour cost as much as {1000 * self.packet_cost_s:g} s of detection); a peer "
-                f"not noticed within the probe's window counts as {UNDETECTED_S:g} s (the kernel default)")
+                f"(1000 probes an hour cost as much as {1000 * self.packet_cost_s:g} s of detection; the packets "
+                "are computed from the settings); a peer not noticed within the probe's window counts as the "
+                "window (a measured lower bound); settings that killed a healthy connection over the lossy "
+                "path are refused")
 
 
 @dataclass(frozen=True)
@@ -210,11 +234,61 @@ class MemoryObjective:
         return (f"minimise bytes_per_conn, keeping at least {self.floor:.0%} of the baseline's throughput")
 
 
+def udp_latency_bound_ms(m: Measurement) -> float:
+    """The reader latency a receive buffer that absorbs bursts may cost: the time the reader needs to
+    serve two bursts, plus :data:`UDP_LATENCY_SLACK_MS`. A buffer that holds more than that holds a
+    standing queue: the reader is behind its offered load, and the buffer only delays the loss."""
+    w = m.workload
+    serve_ms = 2e3 * max(w.udp_burst, 1) / w.service_rate if w.service_rate > 0 else 0.0
+    return serve_ms + UDP_LATENCY_SLACK_MS
+
+
+@dataclass(frozen=True)
+class UdpObjective:
+    """Delivered fraction in steady state, for settings whose median reader latency stays within
+    :func:`udp_latency_bound_ms` (or within the baseline's own, when that is higher already). Under a
+    sustained overload (the probe's note: reader capacity < offered) no candidate is feasible: a buffer
+    is not the fix, so no buffer is claimed."""
+
+    name = "delivered_fraction:max"
+    direction = Direction.MAX
+    metrics = ("delivered_fraction", "reader_latency_ms")
+
+    def score(self, m: Measurement, baseline: Measurement | None = None) -> Score:
+        if "delivered_fraction" not in m.metrics:
+            return _missing(m, "delivered_fraction", Direction.MAX)
+        xs = _samples(m, "delivered_fraction")
+        value = m.value("delivered_fraction")
+        if "reader_latency_ms" not in m.metrics:
+            return Score(value, xs, Direction.MAX, False, "the measurement has no reader_latency_ms")
+        if baseline is None:
+            return Score(value, xs, Direction.MAX)   # the baseline is what runs; candidates are held to it
+        overload = next((n for n in (*m.notes, *baseline.notes) if OVERLOAD_NOTE in n), None)
+        if overload is not None:
+            # a sustained overload: whatever a buffer changes, it is not the fix; make no buffer claim
+            return Score(value, xs, Direction.MAX, False, overload)
+        bound = udp_latency_bound_ms(m)
+        if "reader_latency_ms" in baseline.metrics:
+            bound = max(bound, baseline.value("reader_latency_ms"))
+        latency = m.value("reader_latency_ms")
+        if latency > bound:
+            return Score(value, xs, Direction.MAX, False,
+                         f"reader latency {latency:.4g} ms is above the bound {bound:.4g} ms (two bursts' service "
+                         f"time + {UDP_LATENCY_SLACK_MS:g} ms): the buffer holds a standing queue")
+        return Score(value, xs, Direction.MAX)
+
+    def describe(self) -> str:
+        return ("maximise delivered_fraction (share of datagrams the reader received, in steady state) for "
+                f"settings whose median reader latency stays within the time to serve two bursts + "
+                f"{UDP_LATENCY_SLACK_MS:g} ms (or the baseline's, if higher): a larger buffer that only "
+                "queues more is refused; under a sustained overload (reader capacity < offered) nothing is "
+                "claimed")
+
+
 _DEFAULT_METRIC: Mapping[WorkloadKind, tuple[str, Direction]] = {
     WorkloadKind.RR: ("latency_p99_ms", Direction.MIN),
     WorkloadKind.BULK: ("goodput_mbps", Direction.MAX),
     WorkloadKind.BURST: ("connect_p99_ms", Direction.MIN),
-    WorkloadKind.UDP: ("delivered_fraction", Direction.MAX),
 }
 
 
@@ -223,6 +297,8 @@ def default_objective(kind: WorkloadKind) -> Objective:
         return KeepaliveObjective()
     if kind is WorkloadKind.MEMORY:
         return MemoryObjective()
+    if kind is WorkloadKind.UDP:
+        return UdpObjective()
     metric, direction = _DEFAULT_METRIC[kind]
     return MetricObjective(metric, direction)
 

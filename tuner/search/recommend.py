@@ -33,7 +33,7 @@ from tuner.search.study import Measure, SearchConfig, Study, StudyResult, Trial,
 from tuner.workload import Path, Workload, WorkloadKind
 
 __all__ = ["Recommendation", "recommend", "machine_info", "metric_comparison", "profile_name", "PROBE_DEFAULTS",
-           "probe_settings", "live_sysctls", "live_baseline"]
+           "probe_settings", "live_sysctls", "live_baseline", "worse_metrics"]
 
 log = get_logger(__name__)
 
@@ -159,9 +159,21 @@ def metric_comparison(baseline: Measurement, best: Measurement, *, seed: int = 0
     return out
 
 
+def worse_metrics(comparison: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """Every metric of a :func:`metric_comparison` that got significantly worse, as "name 2.5x worse"."""
+    out = []
+    for name, c in comparison.items():
+        if c.get("significant") and c.get("gain", 1.0) < 1.0:
+            worse = 1.0 / c["gain"] if c["gain"] > 0 else math.inf
+            out.append(f"{name} {worse:.3g}x worse ({c['baseline']:.4g} -> {c['recommended']:.4g})")
+    return out
+
+
 def _measurement_evidence(m: Measurement) -> dict[str, Any]:
     return {
         "metrics": {k: {"median": s.median, "lo": s.lo, "hi": s.hi, "n": len(s.samples)} for k, s in m.metrics.items()},
+        **({"computed": dict(m.computed)} if m.computed else {}),   # from the settings: no interval
+        **({"notes": list(m.notes)} if m.notes else {}),
         "counters": {side: dict(c) for side, c in m.counters.items()},
         "repeats": m.repeats,
     }
@@ -290,6 +302,14 @@ def recommend(workload: Workload, path: Path, config: SearchConfig,
         result = study.run()
     if bound:
         result = _emulator_bound(result, ceiling, path)
+    if result.assignment:   # a verdict names every metric the recommended setting made significantly worse
+        text = result.verdict.text
+        if result.baseline_score.reason and "lower bound" in result.baseline_score.reason:
+            text += " - at least: the baseline's score is a measured lower bound (" + result.baseline_score.reason + ")"
+        worse = worse_metrics(metric_comparison(result.baseline, result.best, seed=config.seed))
+        if worse:
+            text += f"; worse: {', '.join(worse)}"
+        result = replace(result, verdict=replace(result.verdict, text=text))
     name = config.name or profile_name(workload, path)
     description = (f"{workload.kind.value} workload over {path.describe()}: {result.verdict.text}")
     try:

@@ -27,7 +27,7 @@ from tuner.knobs import (
 from tuner.probe.sockopts import EMULATED_HOST_KNOBS
 from tuner.workload import WorkloadKind
 
-__all__ = ["Dimension", "Candidate", "Space", "assignment_key", "space_knobs", "KIND_KNOBS", "OPTIONAL_KNOBS", "build_space", "knob_cost"]
+__all__ = ["Dimension", "Candidate", "Space", "assignment_key", "space_knobs", "KIND_KNOBS", "OPTIONAL_KNOBS", "INERT_KNOBS", "searchable_knobs", "build_space", "knob_cost"]
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -36,23 +36,38 @@ UINT_MAX = 2**32 - 1
 # The knobs searched by default for each kind, and those a user may add with --knob.
 KIND_KNOBS: Mapping[WorkloadKind, tuple[str, ...]] = {
     WorkloadKind.RR: ("TCP_NODELAY", "TCP_QUICKACK", "SO_SNDBUF", "SO_RCVBUF"),
-    WorkloadKind.BURST: ("backlog", "net.core.somaxconn", "net.ipv4.tcp_max_syn_backlog",
-                         "net.ipv4.tcp_syncookies"),
-    WorkloadKind.BULK: ("net.ipv4.tcp_rmem", "net.ipv4.tcp_wmem", "net.ipv4.tcp_congestion_control",
-                        "net.ipv4.tcp_slow_start_after_idle"),
+    # net.core.somaxconn only caps the backlog: a backlog level above it raises it (see Space.candidate),
+    # and on its own (levels above the application's backlog) it moves nothing, so it is no dimension
+    WorkloadKind.BURST: ("backlog", "net.ipv4.tcp_max_syn_backlog", "net.ipv4.tcp_syncookies"),
+    WorkloadKind.BULK: ("net.ipv4.tcp_rmem", "net.ipv4.tcp_wmem", "net.ipv4.tcp_congestion_control"),
     WorkloadKind.UDP: ("SO_RCVBUF", "net.core.rmem_default"),
     WorkloadKind.KEEPALIVE: ("SO_KEEPALIVE", "TCP_KEEPIDLE", "TCP_KEEPINTVL", "TCP_KEEPCNT", "TCP_USER_TIMEOUT"),
     WorkloadKind.MEMORY: ("net.ipv4.tcp_rmem", "net.ipv4.tcp_wmem"),
 }
 OPTIONAL_KNOBS: Mapping[WorkloadKind, tuple[str, ...]] = {
     WorkloadKind.RR: ("net.ipv4.tcp_rmem", "net.ipv4.tcp_wmem", "TCP_CONGESTION"),
-    WorkloadKind.BURST: ("net.ipv4.tcp_fastopen", "net.ipv4.tcp_tw_reuse", "net.ipv4.ip_local_port_range"),
-    WorkloadKind.BULK: ("SO_RCVBUF", "SO_SNDBUF", "net.ipv4.tcp_notsent_lowat", "TCP_CONGESTION",
-                        "net.ipv4.tcp_mtu_probing"),
+    WorkloadKind.BURST: ("net.core.somaxconn",),
+    WorkloadKind.BULK: ("SO_RCVBUF", "SO_SNDBUF", "net.ipv4.tcp_notsent_lowat", "TCP_CONGESTION"),
     WorkloadKind.UDP: ("net.core.rmem_max",),
     WorkloadKind.KEEPALIVE: ("net.ipv4.tcp_keepalive_time", "net.ipv4.tcp_keepalive_intvl",
                              "net.ipv4.tcp_keepalive_probes"),
     WorkloadKind.MEMORY: ("SO_RCVBUF", "SO_SNDBUF"),
+}
+
+# Knobs a kind's probe cannot exercise: searching them fits noise and costs trials, so they are refused
+# (also when --auto derives them from a symptom), with the reason.
+INERT_KNOBS: Mapping[WorkloadKind, Mapping[str, str]] = {
+    WorkloadKind.BURST: {
+        "net.ipv4.tcp_fastopen": "the burst client never sends data with its SYN (no Fast Open cookie is used)",
+        "net.ipv4.tcp_tw_reuse": "the burst client resets every connection: no TIME_WAIT is left to reuse",
+        "net.ipv4.ip_local_port_range": "the burst opens far fewer connections than there are ports "
+                                        "(and leaves no TIME_WAIT): no port exhaustion to relieve",
+    },
+    WorkloadKind.BULK: {
+        "net.ipv4.tcp_mtu_probing": "the emulated path has no PMTU black hole for probing to find",
+        "net.ipv4.tcp_slow_start_after_idle": "the bulk streams send without a pause: no idle period restarts "
+                                              "slow start",
+    },
 }
 
 # Level lists where the kind needs a particular resolution (the baseline value is always added).
@@ -71,10 +86,12 @@ _LEVELS: Mapping[tuple[WorkloadKind | None, str], tuple[Value | None, ...]] = {
     (WorkloadKind.UDP, "SO_RCVBUF"): (None, 256 * KiB, 1 * MiB, 4 * MiB, 16 * MiB, 64 * MiB),
     (WorkloadKind.UDP, "net.core.rmem_default"): (1 * MiB, 4 * MiB, 16 * MiB),
     (WorkloadKind.UDP, "net.core.rmem_max"): (4 * MiB, 16 * MiB, 64 * MiB),
-    # a probe waits for a dead peer for ten durations (5 s by default): levels that show a difference there
-    (WorkloadKind.KEEPALIVE, "TCP_KEEPIDLE"): (None, 1, 2, 4),
+    # the probe waits at least keepalive.WINDOW_MIN (18 s) for a dead peer: the slowest setting of these
+    # levels that detects at all (3 + 2 x 4 = 11 s) is measured within it (tests/search/test_space.py)
+    (WorkloadKind.KEEPALIVE, "TCP_KEEPIDLE"): (None, 1, 2, 3),
     (WorkloadKind.KEEPALIVE, "TCP_KEEPINTVL"): (None, 1, 2),
-    (WorkloadKind.KEEPALIVE, "TCP_KEEPCNT"): (None, 1, 2),
+    # 3 and 4 lost probes in a row: settings that a lossy path does not make give up on a live peer
+    (WorkloadKind.KEEPALIVE, "TCP_KEEPCNT"): (None, 1, 2, 3, 4),
     (WorkloadKind.KEEPALIVE, "TCP_USER_TIMEOUT"): (None, 1000, 3000),
     (WorkloadKind.MEMORY, "net.ipv4.tcp_rmem"): (64 * KiB, 1 * MiB, 8 * MiB),
     (WorkloadKind.MEMORY, "net.ipv4.tcp_wmem"): (64 * KiB, 1 * MiB, 8 * MiB),
@@ -352,6 +369,11 @@ def space_knobs(kind: WorkloadKind, add: Sequence[str] = (), remove: Sequence[st
     it before building anything expensive)."""
     for name in [*add, *remove]:
         get_knob(name)  # unknown names fail here with a suggestion
+    inert = INERT_KNOBS.get(kind, {})
+    for name in add:
+        if name in inert:
+            raise InputError(f"{name} cannot move the {kind.value} probe's metric: {inert[name]}",
+                             hint="it is not searched for this kind; set it in a profile by hand if you need it")
     unknown_removed = [n for n in remove if n not in KIND_KNOBS[kind] and n not in add]
     if unknown_removed:
         raise InputError(f"--no-knob {', '.join(unknown_removed)}: not in the {kind.value} search space",
@@ -430,3 +452,23 @@ def build_space(kind: WorkloadKind, baseline: Mapping[str, Value], *, facts: Ker
         dims.append(Dimension(name, tuple(levels), ordered, part))
     return Space(kind, tuple(dims), dict(baseline), facts)
 
+
+
+def searchable_knobs(kind: WorkloadKind, names: Sequence[str]) -> tuple[list[str], dict[str, str]]:
+    """Of ``names`` (e.g. the knobs a symptom names), those a search of ``kind`` can use, and the others
+    with the reason each is left out (inert for the kind's probe, host-wide and not emulated, or not
+    searchable at all)."""
+    keep: list[str] = []
+    left: dict[str, str] = {}
+    inert = INERT_KNOBS.get(kind, {})
+    for name in dict.fromkeys(names):
+        knob = get_knob(name)
+        if name in inert:
+            left[name] = inert[name]
+        elif knob.scope is Scope.HOST and name not in EMULATED_HOST_KNOBS:
+            left[name] = "host-wide, and a probe cannot emulate it"
+        elif isinstance(knob.domain, OrderedTuple) and not knob.domain.search_parts:
+            left[name] = "no part of it is tunable"
+        else:
+            keep.append(name)
+    return keep, left

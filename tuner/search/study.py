@@ -261,7 +261,8 @@ def pool_measurements(ms: Sequence[Measurement]) -> Measurement:
     return Measurement(workload=last.workload, path=last.path, assignment=dict(last.assignment), metrics=metrics,
                        counters=counters, backend=last.backend, health=dict(last.health),
                        repeats=sum(m.repeats for m in ms), duration=last.duration,
-                       valid=all(m.valid for m in ms), failed=False)
+                       valid=all(m.valid for m in ms), failed=False, computed=dict(last.computed),
+                       notes=tuple(dict.fromkeys(n for m in ms for n in m.notes)))
 
 
 class Study:
