@@ -18,6 +18,7 @@ from tuner.cli.workload_args import (add_path_arguments, add_workload_arguments,
                                      positive_duration, workload_from_args)
 from tuner.errors import EnvironmentProblem, InputError
 from tuner.probe.measurement import METRICS
+from tuner.probe.target import read_target
 from tuner.profiles import Profile, dump_profile, save_profile
 from tuner.search.objective import Score, parse_objective
 from tuner.search.recommend import PROBE_DEFAULTS, Recommendation, metric_comparison, recommend
@@ -142,9 +143,10 @@ def cmd_recommend(args: argparse.Namespace) -> int:
         raise InputError(f"-o {args.output}: the directory {FsPath(args.output).parent} does not exist",
                          hint="create it first, or name a file in an existing directory")
     require_root("searching in sandboxes (network namespaces)")
+    target = read_target(args.netns)
     view = _ProgressView(config.budget, parse_objective(config.objective, workload.kind).name.split(":")[0])
     try:
-        rec = recommend(workload, path, config, view)
+        rec = recommend(workload, path, config, view, target=target)
     except KeyboardInterrupt:
         view.close()
         if config.journal is not None:
@@ -244,7 +246,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                            "(-o names a directory, default .)")
     auto.add_argument("--observe", type=positive_duration, default=10.0, metavar="DURATION",
                       help="with --auto: how long to observe (default 10s)")
-    auto.add_argument("--netns", metavar="NS", help="with --auto: observe inside this network namespace")
+    auto.add_argument("--netns", metavar="NS",
+                      help="the target: its live per-namespace sysctls are the baseline, copied into the sandbox "
+                           "(default: this host's); with --auto: observe inside this network namespace")
     g = p.add_argument_group("search")
     g.add_argument("--budget", type=int, default=DEFAULT_BUDGET, metavar="N",
                    help=f"search trials, not counting the baseline and the confirmation (default {DEFAULT_BUDGET})")

@@ -123,6 +123,7 @@ class Measurement:
     failed: bool = False
     error: str | None = None
     notes: tuple[str, ...] = ()              # what a reader should know (e.g. a metric derived, not measured)
+    baseline: Mapping[str, Any] = field(default_factory=dict)  # {"source", "settings"}: the target's values it ran on
 
     def value(self, metric: str) -> float:
         return self.metrics[metric].median
@@ -151,6 +152,10 @@ class Measurement:
             d["error"] = self.error
         if self.notes:
             d["notes"] = list(self.notes)
+        if self.baseline:
+            d["baseline"] = {"source": self.baseline.get("source"),
+                             "settings": {k: list(v) if isinstance(v, tuple) else v
+                                          for k, v in self.baseline.get("settings", {}).items()}}
         return d
 
     @classmethod
@@ -170,4 +175,5 @@ class Measurement:
             failed=bool(d.get("failed", False)),
             error=d.get("error"),
             notes=tuple(d.get("notes", ())),
+            baseline=dict(d.get("baseline", {})),
         )

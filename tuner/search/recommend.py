@@ -23,6 +23,7 @@ from tuner.knobs import CATALOGUE, KernelFacts, Kind, Scope, SysctlTree, Value
 from tuner.logs import get_logger
 from tuner.probe import run_probe
 from tuner.probe.measurement import METRICS, Better, Measurement
+from tuner.probe.target import NOT_COPIED, TargetBaseline, read_target
 from tuner.profiles import Profile, render_socket_snippets
 from tuner.search.journal import Journal
 from tuner.search.objective import Direction, Objective, parse_objective
@@ -33,7 +34,7 @@ from tuner.search.study import Measure, SearchConfig, Study, StudyResult, Trial,
 from tuner.workload import Path, Workload, WorkloadKind
 
 __all__ = ["Recommendation", "recommend", "machine_info", "metric_comparison", "profile_name", "PROBE_DEFAULTS",
-           "probe_settings", "live_sysctls", "live_baseline"]
+           "probe_settings", "live_sysctls", "live_baseline", "baseline_evidence"]
 
 log = get_logger(__name__)
 
@@ -167,8 +168,18 @@ def _measurement_evidence(m: Measurement) -> dict[str, Any]:
     }
 
 
+def baseline_evidence(space: Space, source: str) -> dict[str, Any]:
+    """``[evidence.baseline]``'s provenance: where the baseline came from and the value of every knob in
+    the space and every catalogue sysctl read in the target ("unset" for a socket option left to the
+    application), so a reader (and ``tuner apply``) can tell what the gain was measured against."""
+    settings: dict[str, Any] = {k: v for k, v in space.baseline.items() if k not in NOT_COPIED}
+    for name in space.knobs:
+        settings.setdefault(name, None)
+    return {"source": source, "settings": dict(sorted(settings.items()))}
+
+
 def _evidence(result: StudyResult, space: Space, objective: Objective, config: SearchConfig,
-              workload: Workload, path: Path) -> dict[str, Any]:
+              workload: Workload, path: Path, source: str = "host") -> dict[str, Any]:
     iv = result.verdict.interval
     changed = {k: {"from": space.baseline.get(k), "to": v} for k, v in result.assignment.items()}
     evidence: dict[str, Any] = {
@@ -193,7 +204,7 @@ def _evidence(result: StudyResult, space: Space, objective: Objective, config: S
         "tuner_version": __version__,
         "space": {d.knob: list(d.levels) for d in space.dimensions},
         "changed": changed,
-        "baseline": _measurement_evidence(result.baseline),
+        "baseline": {**_measurement_evidence(result.baseline), **baseline_evidence(space, source)},
         "recommended": _measurement_evidence(result.best),
         "metrics": metric_comparison(result.baseline, result.best, seed=config.seed),
     }
@@ -203,23 +214,27 @@ def _evidence(result: StudyResult, space: Space, objective: Objective, config: S
     return _toml(evidence)
 
 
-def _probe_measure(workload: Workload, path: Path, config: SearchConfig, sandbox: Any) -> Measure:
+def _probe_measure(workload: Workload, path: Path, config: SearchConfig, sandbox: Any,
+                   target: TargetBaseline | None = None) -> Measure:
     repeats, duration = probe_settings(workload.kind, config)
 
     def measure(assignment: Mapping[str, Value]) -> Measurement:
-        return run_probe(workload, path, assignment, repeats=repeats, duration=duration, sandbox=sandbox)
+        return run_probe(workload, path, assignment, repeats=repeats, duration=duration, sandbox=sandbox,
+                         target=target)
 
     return measure
 
 
 def recommend(workload: Workload, path: Path, config: SearchConfig,
               progress: Callable[[TrialEvent], None] | None = None, *,
-              measure: Measure | None = None, live: Mapping[str, Value] | None = None) -> Recommendation:
+              measure: Measure | None = None, live: Mapping[str, Value] | None = None,
+              target: TargetBaseline | None = None) -> Recommendation:
     """Search ``workload`` over ``path`` and return the recommendation with its profile.
 
-    ``measure`` and ``live`` replace the probe and the live values (tests of the search mechanics);
-    by default every trial runs the real probe in one sandbox, and the baseline is what that sandbox's
-    namespaces and this host have set.
+    ``target`` is the baseline being tuned (default: this host's live values, see
+    :mod:`tuner.probe.target`): its per-namespace sysctls are copied into both sandbox namespaces and
+    its host-only limits are emulated per socket. ``measure`` and ``live`` replace the probe and the
+    live values (tests of the search mechanics).
     """
     objective = parse_objective(config.objective, workload.kind)
     space_knobs(workload.kind, config.knobs, config.no_knobs)  # bad flags fail before a sandbox is built
@@ -228,11 +243,17 @@ def recommend(workload: Workload, path: Path, config: SearchConfig,
         if measure is None:
             from tuner.sandbox import Sandbox  # noqa: PLC0415 - only needed for real probes
 
-            sandbox = stack.enter_context(Sandbox(path))
-            live = live_baseline(sandbox)
-            measure = _probe_measure(workload, path, config, sandbox)
+            from tuner.sandbox import Side  # noqa: PLC0415
+
+            target = target or read_target()
+            start = target.sandbox_sysctls()
+            sandbox = stack.enter_context(Sandbox(path, client_sysctls=start, server_sysctls=start))
+            # read back in the sandbox: what the trials really start from
+            live = {**target.host, **sandbox.run(Side.CLIENT, live_sysctls, Scope.NETNS)}
+            measure = _probe_measure(workload, path, config, sandbox, target)
         elif live is None:
-            live = live_baseline()
+            live = target.settings if target is not None else live_baseline()
+        source = target.source if target is not None else "given"
         space = build_space(workload.kind, live, facts=facts, add=config.knobs, remove=config.no_knobs)
         sampler = make_sampler(config.sampler, space, seed=config.seed, budget=config.budget)
         journal = None
@@ -249,7 +270,7 @@ def recommend(workload: Workload, path: Path, config: SearchConfig,
     try:
         profile = Profile.from_assignment(name, result.assignment, description=description, workload=workload,
                                           path=path, evidence=_evidence(result, space, objective, config,
-                                                                        workload, path))
+                                                                        workload, path, source))
     except TunerError:
         log.error("search.profile_invalid", assignment=dict(result.assignment))
         raise
