@@ -114,7 +114,7 @@ def test_the_written_profile_loads_validates_and_applies_in_a_namespace(interrup
 
 def test_burst_raises_the_backlog_and_the_listen_overflows_disappear():
     workload = DEFAULT_WORKLOADS[WorkloadKind.BURST].with_(burst_connections=600, burst_threads=64)
-    rec = recommend(workload, Path(), SearchConfig(budget=4, sampler="grid", repeats=2, duration=0.3))
+    rec = recommend(workload, Path(), SearchConfig(budget=4, sampler="grid", duration=0.3))
     effective = min(rec.assignment.get("backlog", 128), rec.assignment.get("net.core.somaxconn", 4096))
     assert effective > 128
     assert rec.verdict.significant

@@ -23,6 +23,7 @@ from tuner.profiles import Profile, dump_profile, save_profile
 from tuner.search.objective import Score, parse_objective
 from tuner.search.recommend import PROBE_DEFAULTS, Recommendation, metric_comparison, recommend
 from tuner.search.samplers import SAMPLERS
+from tuner.search.stats import MIN_REPEATS
 from tuner.search.space import KIND_KNOBS
 from tuner.search.study import DEFAULT_BUDGET, SearchConfig, TrialEvent
 
@@ -115,6 +116,7 @@ def _config(args: argparse.Namespace) -> SearchConfig:
         repeats=args.repeats, duration=args.duration, objective=args.objective,
         knobs=tuple(args.knob), no_knobs=tuple(args.no_knob),
         journal=FsPath(args.journal) if args.journal else None, resume=args.resume, name=args.name,
+        max_repeats=args.max_repeats,
     )
 
 
@@ -266,6 +268,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--repeats", type=int, metavar="N", help="repeats per measurement (default per kind)")
     g.add_argument("--duration", type=positive_duration, metavar="DURATION",
                    help="measured seconds per repeat (default per kind)")
+    g.add_argument("--max-repeats", type=int, default=20, metavar="N",
+                   help=f"confirmation: add side-by-side repeats while the gain is unclear, up to N per side "
+                        f"(default 20; a claim needs at least {MIN_REPEATS}; with --repeats below {MIN_REPEATS} "
+                        "nothing is added and nothing is claimed)")
     g.add_argument("--journal", metavar="FILE", help="append every trial to this JSON-lines file")
     g.add_argument("--resume", action="store_true", help="continue the interrupted search in --journal")
     out = p.add_argument_group("output")

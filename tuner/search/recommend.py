@@ -29,7 +29,7 @@ from tuner.search.journal import Journal
 from tuner.search.objective import Direction, Objective, parse_objective
 from tuner.search.samplers import make_sampler
 from tuner.search.space import Space, build_space, space_knobs
-from tuner.search.stats import CONFIDENCE, gain_interval
+from tuner.search.stats import MIN_REPEATS, gain_interval
 from tuner.search.study import Measure, SearchConfig, Study, StudyResult, Trial, TrialEvent, Verdict
 from tuner.workload import Path, Workload, WorkloadKind
 
@@ -156,7 +156,7 @@ def metric_comparison(baseline: Measurement, best: Measurement, *, seed: int = 0
         ratio = (r.median / b.median) if b.median else (1.0 if r.median == b.median else math.inf)
         iv = gain_interval(b.samples or (b.median,), r.samples or (r.median,), direction, seed=seed)
         out[name] = {"baseline": b.median, "recommended": r.median, "ratio": ratio, "gain": iv.gain,
-                     "gain_lo": iv.lo, "gain_hi": iv.hi, "significant": iv.excludes_one}
+                     "gain_lo": iv.lo, "gain_hi": iv.hi, "p_value": iv.p_value, "significant": iv.significant}
     return out
 
 
@@ -190,7 +190,11 @@ def _evidence(result: StudyResult, space: Space, objective: Objective, config: S
         "objective_description": objective.describe(),
         "score_baseline": result.baseline_score.value,
         "score_recommended": result.best_score.value,
-        "gain": iv.gain, "gain_lo": iv.lo, "gain_hi": iv.hi, "confidence": CONFIDENCE,
+        "gain": iv.gain, "gain_lo": iv.lo, "gain_hi": iv.hi, "confidence": iv.confidence,
+        "test": "Mann-Whitney U (scipy.stats.mannwhitneyu) on per-repeat scores; interval: percentile bootstrap "
+                "of the ratio of medians (scipy.stats.bootstrap)",
+        "p_value": iv.p_value, "samples_baseline": iv.n_baseline, "samples_recommended": iv.n_candidate,
+        "min_samples": MIN_REPEATS,
         "trials": result.search_trials,
         "failed_trials": result.failed_trials,
         "measurements": sum(1 for t in result.trials if t.measurement is not None),
