@@ -565,8 +565,9 @@ class Study:
         return ok
 
     def _unclear(self, keys: Sequence[str]) -> bool:
-        """The best confirmed leader's comparison with the baseline straddles the threshold: its gain
-        looks worth having (or its interval reaches that far) but the test does not reject "no difference"."""
+        """The best confirmed leader's comparison with the baseline straddles the threshold: it looks
+        better than the baseline and its interval reaches past 1 + min_gain, but the test does not yet
+        reject "no difference"."""
         arms = self._arms()
         base_key = assignment_key({})
         base = Score.pooled([t.score for t in arms.get(base_key, []) if t.score is not None])
@@ -577,7 +578,7 @@ class Study:
         best = min(pooled, key=lambda k: pooled[k].loss)
         iv = gain_interval(base.samples, pooled[best].samples, base.direction, seed=self.config.seed,
                            confidence=self._confidence())
-        return not iv.significant and iv.hi >= 1.0 + self.config.min_gain
+        return not iv.significant and iv.gain >= 1.0 and iv.lo < 1.0 + self.config.min_gain <= iv.hi
 
     def _confirm(self) -> None:
         if self.config.confirm == 0:
