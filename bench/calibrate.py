@@ -105,7 +105,7 @@ def _compare(sb: Sandbox, target: Any, workload: Workload, path: Path, arm_a: Ma
             "failed_trials": result.failed_trials}
 
 
-def run_scenario(name: str, comparisons: int) -> dict[str, Any]:
+def run_scenario(name: str, comparisons: int, checkpoint: Any = None) -> dict[str, Any]:
     workload, path, arm_a, arm_b, expect = SCENARIOS[name]
     target = read_target()
     rows = []
@@ -118,6 +118,13 @@ def run_scenario(name: str, comparisons: int) -> dict[str, Any]:
             done = [r for r in rows if "error" not in r]
             print(f"{name}: {len(rows)}/{comparisons} significant {sum(r['significant'] for r in done)} "
                   f"of {len(done)}", file=sys.stderr, flush=True)
+            if checkpoint is not None:
+                checkpoint(_summary(name, rows))
+    return _summary(name, rows)
+
+
+def _summary(name: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    workload, path, arm_a, arm_b, expect = SCENARIOS[name]
     done = [r for r in rows if "error" not in r]
     rate = sum(r["significant"] for r in done) / len(done) if done else float("nan")
     return {"scenario": name, "kind": workload.kind.value, "path": path.describe(), "expect": expect,
@@ -165,12 +172,18 @@ def main(argv: list[str] | None = None) -> int:
                                                                                            time.gmtime())}
     out = FsPath(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    results = []
-    for name in names:
-        results.append(run_scenario(name, args.comparisons))
+    results: list[dict[str, Any]] = []
+
+    def write(partial: dict[str, Any] | None = None) -> None:
+        """After every comparison: the finished scenarios and the one under way."""
         meta["load_end"] = os.getloadavg()
-        out.with_suffix(".json").write_text(json.dumps({"meta": meta, "results": results}, indent=2, default=str))
-        out.with_suffix(".md").write_text(_markdown(results, meta))
+        shown = results + ([partial] if partial is not None else [])
+        out.with_suffix(".json").write_text(json.dumps({"meta": meta, "results": shown}, indent=2, default=str))
+        out.with_suffix(".md").write_text(_markdown(shown, meta))
+
+    for name in names:
+        results.append(run_scenario(name, args.comparisons, write))
+        write()
     print(_markdown(results, meta))
     return 0
 

@@ -84,3 +84,17 @@ def test_recommend_profile_records_the_namespace_baseline(cli, target_ns, tmp_pa
 def test_probe_of_a_missing_namespace_exits_with_a_hint(cli):
     r = cli("probe", "bulk", "--netns", "tuner-no-such-ns", "--repeats", "1", "--duration", "0.2")
     assert r.code != 0 and "tuner-no-such-ns" in r.err and "Traceback" not in r.err
+
+
+def test_an_algorithm_a_namespace_may_not_select_is_set_per_socket(monkeypatch):
+    """A described target (say cubic on a host that allows namespaces only reno and bbr): the sandbox
+    namespace keeps its own, every probe socket gets TCP_CONGESTION, and the evidence shows cubic."""
+    import tuner.probe.target as target_module
+
+    monkeypatch.setattr(target_module, "namespace_algorithms", lambda: frozenset({"reno", "bbr"}))
+    target = read_target().with_values({"net.ipv4.tcp_congestion_control": "cubic"}, source="described")
+    assert "net.ipv4.tcp_congestion_control" not in target.sandbox_sysctls()
+    assert target.socket_emulation() == {"TCP_CONGESTION": "cubic"}
+    assert target.emulated_sysctls() == {"net.ipv4.tcp_congestion_control": "cubic"}
+    monkeypatch.setattr(target_module, "namespace_algorithms", lambda: frozenset({"reno", "cubic"}))
+    assert target.socket_emulation() == {} and target.sandbox_sysctls()["net.ipv4.tcp_congestion_control"] == "cubic"

@@ -33,7 +33,7 @@ from tuner.probe import bulk, burst, keepalive, memory, rr, udp
 from tuner.probe.base import RepeatEnv, Sample, ServerCrashed
 from tuner.probe.measurement import METRICS, Measurement, summarize
 from tuner.probe.sockopts import HostLimits, SocketOptions
-from tuner.probe.target import NOT_COPIED, TargetBaseline, read_scope
+from tuner.probe.target import CONGESTION, NOT_COPIED, TargetBaseline, read_scope
 from tuner.workload import Path, Workload, WorkloadKind
 
 __all__ = ["run_probe", "PROBES", "netns_part", "default_warmup"]
@@ -99,7 +99,10 @@ def run_probe(workload: Workload, path: Path, assignment: Mapping[str, Any], *, 
              repeats=repeats, duration=duration)
     try:
         limits = target.host_limits() if target is not None else HostLimits.read()
-        options = SocketOptions.from_assignment(canonical, limits)
+        emulated: dict[str, Value] = {}
+        if target is not None and not {CONGESTION, "TCP_CONGESTION"} & set(canonical):
+            emulated = target.socket_emulation()  # what the sandbox namespace refuses, per socket
+        options = SocketOptions.from_assignment({**emulated, **canonical}, limits)
         sysctls = netns_part(canonical)
         if sandbox is None:
             from tuner.sandbox import Sandbox
@@ -140,6 +143,8 @@ def _baseline_in(sb: Any, base: Measurement, target: TargetBaseline) -> dict[str
     read back live in the sandbox (client side) and the target's host-only values (emulated per socket)."""
     from tuner.sandbox import Side
     live = {**target.host, **sb.run(Side.CLIENT, read_scope, Scope.NETNS)}
+    if CONGESTION not in base.assignment and "TCP_CONGESTION" not in base.assignment:
+        live.update(target.emulated_sysctls())  # set on every socket of the probe instead
     return {"source": target.source,
             "settings": {k: v for k, v in sorted(live.items()) if k not in base.assignment and k not in NOT_COPIED}}
 

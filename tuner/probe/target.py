@@ -24,12 +24,23 @@ from tuner.logs import get_logger
 from tuner.netns import run_in_netns
 from tuner.probe.sockopts import EMULATED_HOST_KNOBS, HostLimits
 
-__all__ = ["TargetBaseline", "read_target", "read_scope", "NOT_COPIED"]
+__all__ = ["TargetBaseline", "read_target", "read_scope", "namespace_algorithms", "NOT_COPIED", "CONGESTION"]
 
 log = get_logger(__name__)
 
 # per-namespace sysctls the sandbox owns (measurement hygiene), so the target's value is not copied
 NOT_COPIED = frozenset({"net.ipv4.tcp_no_metrics_save"})
+CONGESTION = "net.ipv4.tcp_congestion_control"
+_ALLOWED = "/proc/sys/net/ipv4/tcp_allowed_congestion_control"
+
+
+def namespace_algorithms() -> frozenset[str]:
+    """The congestion-control algorithms a network namespace may select (a host-wide list)."""
+    try:
+        with open(_ALLOWED) as f:
+            return frozenset(f.read().split())
+    except OSError:
+        return frozenset()
 
 
 def read_scope(scope: Scope) -> dict[str, Value]:
@@ -57,8 +68,26 @@ class TargetBaseline:
         return {**self.host, **self.netns}
 
     def sandbox_sysctls(self) -> dict[str, Value]:
-        """The per-namespace values to write into both sandbox namespaces."""
-        return {k: v for k, v in self.netns.items() if k not in NOT_COPIED}
+        """The per-namespace values to write into both sandbox namespaces (a congestion control that a
+        namespace may not select is left to :meth:`socket_emulation`)."""
+        out = {k: v for k, v in self.netns.items() if k not in NOT_COPIED}
+        if CONGESTION in out and out[CONGESTION] not in namespace_algorithms():
+            del out[CONGESTION]
+        return out
+
+    def socket_emulation(self) -> dict[str, Value]:
+        """Per-namespace values a sandbox namespace refuses, given to the probe's sockets instead: a
+        congestion control outside tcp_allowed_congestion_control (a target namespace described rather
+        than read, say cubic on a host that allows only reno and bbr), as TCP_CONGESTION, which root
+        may set to any algorithm the kernel has."""
+        cc = self.netns.get(CONGESTION)
+        if cc is not None and cc not in namespace_algorithms():
+            return {"TCP_CONGESTION": cc}
+        return {}
+
+    def emulated_sysctls(self) -> dict[str, Value]:
+        """The per-namespace values :meth:`socket_emulation` stands for (what a read-back cannot show)."""
+        return {CONGESTION: self.netns[CONGESTION]} if self.socket_emulation() else {}
 
     def host_limits(self) -> HostLimits:
         """The host-only buffer limits a socket gets in the target, for per-socket emulation."""

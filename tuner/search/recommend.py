@@ -253,7 +253,7 @@ def recommend(workload: Workload, path: Path, config: SearchConfig,
             start = target.sandbox_sysctls()
             sandbox = stack.enter_context(Sandbox(path, client_sysctls=start, server_sysctls=start))
             # read back in the sandbox: what the trials really start from
-            live = {**target.host, **sandbox.run(Side.CLIENT, live_sysctls, Scope.NETNS)}
+            live = {**target.host, **sandbox.run(Side.CLIENT, live_sysctls, Scope.NETNS), **target.emulated_sysctls()}
             measure = _probe_measure(workload, path, config, sandbox, target)
         elif live is None:
             live = target.settings if target is not None else live_baseline()
