@@ -82,7 +82,7 @@ class GainInterval:
     def describe(self) -> str:
         if not self.enough:
             return f"{self.gain:.3g}x ({self.why_not})"
-        return f"{self.gain:.3g}x ({self.lo:.3g}x..{self.hi:.3g}x at {self.confidence:.4g} confidence)"
+        return f"{self.gain:.3g}x ({self.lo:.3g}x..{self.hi:.3g}x at {self.confidence * 100:.4g}% confidence)"
 
 
 def _ratio_statistic(direction: Direction):

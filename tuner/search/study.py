@@ -626,7 +626,11 @@ class Study:
 
         elapsed = self.elapsed()
         if not pooled:
-            keep = Verdict(False, GainInterval(1.0, 1.0, 1.0, level), "no significant gain, keep the defaults")
+            measured = [t for t in self.trials if t.state is not TrialState.REJECTED and t.role is not TrialRole.BASELINE]
+            broken = sum(1 for t in measured if t.state in (TrialState.FAILED, TrialState.INVALID))
+            why = (f": no candidate could be judged ({broken} of {len(measured)} runs failed or were invalid)"
+                   if broken else "")
+            keep = Verdict(False, GainInterval(1.0, 1.0, 1.0, level), f"no significant gain, keep the defaults{why}")
             return StudyResult(base_m, base_m, {}, base_score, base_score, keep, tuple(self.trials), stop_reason,
                                elapsed=elapsed)
         best_key = min(pooled, key=lambda k: pooled[k].loss)
@@ -642,7 +646,7 @@ class Study:
         def keep_defaults(interval: GainInterval, why: str) -> StudyResult:
             if interval.enough:
                 size = (f"{interval.gain:.3g}x the baseline, {interval.lo:.3g}x..{interval.hi:.3g}x at "
-                        f"{interval.confidence:.4g} confidence")
+                        f"{interval.confidence * 100:.4g}% confidence")
                 text = f"no significant gain, keep the defaults (the best candidate was {size}: {why})"
             else:
                 text = (f"no claim, keep the defaults: {interval.why_not} (the best candidate measured "
@@ -660,7 +664,7 @@ class Study:
         if interval.significant and interval.lo > 1.0 and interval.gain >= 1.0 + self.config.min_gain:
             confirmed = all(t.role is TrialRole.CONFIRM for t in [*arms[chosen], *base_trials])
             text = (f"{self.objective.name.split(':')[0]} {interval.gain:.3g}x better than the baseline "
-                    f"({interval.lo:.3g}x..{interval.hi:.3g}x at {interval.confidence:.4g} confidence; "
+                    f"({interval.lo:.3g}x..{interval.hi:.3g}x at {interval.confidence * 100:.4g}% confidence; "
                     f"Mann-Whitney p = {interval.p_value:.2g}, {interval.n_baseline} vs {interval.n_candidate} repeats)")
             if not confirmed:
                 text += " - not confirmed side by side (a confirmation run failed): judged on the search's runs"
