@@ -126,9 +126,12 @@ def run_scenario(name: str, comparisons: int, checkpoint: Any = None) -> dict[st
 def _summary(name: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
     workload, path, arm_a, arm_b, expect = SCENARIOS[name]
     done = [r for r in rows if "error" not in r]
-    rate = sum(r["significant"] for r in done) / len(done) if done else float("nan")
+    # judged: both arms reached the minimum samples; the others ended without a verdict on the gain
+    # (the baseline or the candidate was invalid under the machine's load), so they count for neither rate
+    judged = [r for r in done if min(r["n_baseline"], r["n_candidate"]) >= MIN_REPEATS]
+    rate = sum(r["significant"] for r in judged) / len(judged) if judged else float("nan")
     return {"scenario": name, "kind": workload.kind.value, "path": path.describe(), "expect": expect,
-            "baseline_arm": arm_a, "candidate_arm": arm_b, "comparisons": len(done), "errors": len(rows) - len(done),
+            "baseline_arm": arm_a, "candidate_arm": arm_b, "comparisons": len(judged), "errors": len(rows) - len(judged),
             "significant_rate": rate, "goal": "<= 0.05" if expect == "A/A" else ">= 0.95",
             "met": (rate <= 0.05) if expect == "A/A" else (rate >= 0.95),
             "probe": {"repeats": PROBE_DEFAULTS[workload.kind][0], "duration_s": PROBE_DEFAULTS[workload.kind][1]},
@@ -138,6 +141,9 @@ def _summary(name: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
 def _markdown(results: list[dict[str, Any]], meta: dict[str, Any]) -> str:
     lines = ["# A/A calibration and power of the claim decision", "",
              f"Command: `{meta['command']}`", "",
+             "comparisons = judged ones (both arms reached 5 samples); + unjudged = no verdict on the gain "
+             "(a run failed or was invalid under the machine's load, or the comparison raised); "
+             "significant = rate of significant verdicts among the judged ones.", "",
              f"Machine: {meta['cores']} cores, load average at start {meta['load_start']}, at end {meta['load_end']}; "
              f"minimum {MIN_REPEATS} repeats per side; confidence per look as in the verdicts.", "",
              "| scenario | kind | path | expected | comparisons | significant | goal | met | median s/comparison |",
@@ -146,7 +152,7 @@ def _markdown(results: list[dict[str, Any]], meta: dict[str, Any]) -> str:
         secs = sorted(x["seconds"] for x in r["rows"] if "seconds" in x)
         med = secs[len(secs) // 2] if secs else float("nan")
         lines.append(f"| {r['scenario']} | {r['kind']} | {r['path']} | {r['expect']} | {r['comparisons']}"
-                     f"{' (+' + str(r['errors']) + ' errors)' if r['errors'] else ''} | "
+                     f"{' (+' + str(r['errors']) + ' unjudged)' if r['errors'] else ''} | "
                      f"{r['significant_rate']:.1%} | {r['goal']} | {'yes' if r['met'] else 'NO'} | {med:g} |")
     return "\n".join(lines) + "\n"
 
@@ -157,7 +163,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--scenarios", default="rr,bulk,burst,udp,nagle,rcvbuf",
                    help=f"comma-separated, of: {', '.join(SCENARIOS)}")
     p.add_argument("--out", default="bench/results/calibration")
+    p.add_argument("--summarize", nargs="+", metavar="JSON",
+                   help="only rebuild the .md tables of finished (or interrupted) runs from their .json")
     args = p.parse_args(argv)
+    if args.summarize:
+        for file in map(FsPath, args.summarize):
+            data = json.loads(file.read_text())
+            results = [_summary(r["scenario"], r["rows"]) for r in data["results"]]
+            file.write_text(json.dumps({"meta": data["meta"], "results": results}, indent=2, default=str))
+            file.with_suffix(".md").write_text(_markdown(results, data["meta"]))
+            print(_markdown(results, data["meta"]))
+        return 0
     if os.geteuid() != 0:
         print("calibrate.py needs root (network namespaces)", file=sys.stderr)
         return 2
