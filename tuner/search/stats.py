@@ -26,12 +26,12 @@ import math
 import statistics
 import warnings
 from dataclasses import dataclass
-from typing import Sequence
-
-import numpy as np
-from scipy import stats as sps
+from typing import TYPE_CHECKING, Any, Sequence
 
 from tuner.search.objective import Direction, gain
+
+if TYPE_CHECKING:
+    import numpy as np
 
 __all__ = ["GainInterval", "gain_interval", "looks_confidence", "CONFIDENCE", "MIN_REPEATS"]
 
@@ -85,8 +85,10 @@ class GainInterval:
         return f"{self.gain:.3g}x ({self.lo:.3g}x..{self.hi:.3g}x at {self.confidence * 100:.4g}% confidence)"
 
 
-def _ratio_statistic(direction: Direction):
-    def stat(b: np.ndarray, c: np.ndarray, axis: int = -1) -> np.ndarray:
+def _ratio_statistic(direction: Direction) -> Any:
+    import numpy as np  # noqa: PLC0415 - numpy/scipy load only where a gain is judged (not in the daemon)
+
+    def stat(b: "np.ndarray", c: "np.ndarray", axis: int = -1) -> "np.ndarray":
         mb = np.maximum(np.median(b, axis=axis), _EPS)
         mc = np.maximum(np.median(c, axis=axis), _EPS)
         return mb / mc if direction is Direction.MIN else mc / mb
@@ -99,6 +101,9 @@ def gain_interval(baseline: Sequence[float], candidate: Sequence[float], directi
     Mann-Whitney p-value; see the module documentation."""
     if not baseline or not candidate:
         raise ValueError("both sides need samples")
+    import numpy as np  # noqa: PLC0415 - see _ratio_statistic
+    from scipy import stats as sps  # noqa: PLC0415
+
     b = np.asarray([float(x) for x in baseline])
     c = np.asarray([float(x) for x in candidate])
     point = gain(statistics.median(b.tolist()), statistics.median(c.tolist()), direction)
@@ -119,7 +124,9 @@ def gain_interval(baseline: Sequence[float], candidate: Sequence[float], directi
     return GainInterval(point, min(lo, point), max(hi, point), confidence, _mwu(b, c), nb, nc, min_samples)
 
 
-def _mwu(b: np.ndarray, c: np.ndarray) -> float:
+def _mwu(b: "np.ndarray", c: "np.ndarray") -> float:
+    from scipy import stats as sps  # noqa: PLC0415 - see _ratio_statistic
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         p = float(sps.mannwhitneyu(b, c, alternative="two-sided", method="auto").pvalue)
