@@ -24,6 +24,11 @@ def test_each_shipped_profile_carries_the_evidence_of_a_search(file):
     for key in ("verdict", "significant", "objective", "baseline", "recommended", "trials", "machine"):
         assert key in ev, f"{file.name}: no evidence.{key}"
     assert ev["baseline"].get("metrics"), f"{file.name}: no measured baseline"
+    # where the baseline came from, and every value of it: the documented stock namespace of the script
+    assert "Debian 12" in ev["baseline"]["source"], file.name
+    assert ev["baseline"]["settings"]["net.ipv4.tcp_congestion_control"] == "cubic", file.name
+    assert ev["baseline"]["settings"]["net.core.rmem_max"] == 212992, file.name
+    assert ev["reproduce"] == f"sudo python3 bench/regenerate_profiles.py --only {file.stem}"
 
 
 @pytest.mark.parametrize("doc", ["README.md", "systemd/tuner-apply@.service"])
