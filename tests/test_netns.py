@@ -86,3 +86,17 @@ def test_an_interrupted_wait_kills_and_reaps_the_child(tmp_path):
 def test_a_name_that_is_not_a_plain_namespace_name_is_not_found_rather_than_followed(name):
     with pytest.raises(NetnsNotFoundError):
         run_in_netns(name, os.getpid)
+
+
+def test_a_child_whose_result_was_read_leaves_no_descriptor_open():
+    """A long-lived process (the daemon, a bench) starts thousands of children: each one's pipe and
+    pidfd must be closed once its result is read, or select() fails past descriptor 1024."""
+    import os as _os
+
+    from tuner.netns import NetnsChild
+
+    before = len(_os.listdir("/proc/self/fd"))
+    for _ in range(20):
+        child = NetnsChild(None, _os.getpid, (), {})
+        assert child.result(timeout=30) == child.pid
+    assert len(_os.listdir("/proc/self/fd")) == before

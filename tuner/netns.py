@@ -208,6 +208,8 @@ class NetnsChild:
         if not self._drain(timeout):
             raise ChildTimeout(self.pid, timeout or 0.0)
         self._reap(block=True)
+        self.close()  # the child is reaped and its report read: its pipe and pidfd are done (a long-lived
+        #               process would otherwise run out of descriptors, and select() fails past 1024)
         if not self._complete():
             raise ChildFailed(f"child for namespace {self.netns!r} exited without a result "
                               f"({_describe_status(self._status)})", exit_status=self._status)

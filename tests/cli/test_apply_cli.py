@@ -14,7 +14,7 @@ from tuner.netns import run_in_netns
 from tuner.profiles import Profile, load_profile, render_sysctl_d, save_profile
 
 REPO = Path(__file__).resolve().parents[2]
-EXAMPLE = REPO / "profiles" / "low-latency-rr.toml"
+EXAMPLE = REPO / "tests" / "profiles" / "data" / "hand-written-example.toml"  # mechanics only: no evidence
 BAD = REPO / "tests" / "profiles" / "bad"
 MISSING_NS = f"tuner-{os.getpid()}-missing"
 

@@ -27,8 +27,8 @@ interval = "0.5s"
 settle = 2
 [search]
 budget = 2
-repeats = 1
-duration = "0.3s"
+repeats = 5
+duration = "0.1s"
 time = "60s"
 stop_grace = "5s"
 """

@@ -101,3 +101,11 @@ def test_binary_garbage_is_rejected(tmp_path):
     f.write_bytes(b"\xff\xfe\x00\x01" * 10)
     with pytest.raises(ConfigError):
         load_config(f)
+
+
+def test_search_repeats_cannot_go_below_the_minimum_a_claim_needs():
+    with pytest.raises(ConfigError) as info:
+        parse_config("[search]\nrepeats = 3\n")
+    assert "search.repeats" in str(info.value) and "5..100" in str(info.value)
+    assert parse_config("[search]\nrepeats = 5\n").search.repeats == 5
+    assert parse_config(None).search.repeats >= 5

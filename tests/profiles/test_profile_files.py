@@ -14,7 +14,7 @@ from tuner.workload import Path as NetPath
 from tuner.workload import Workload, WorkloadKind, WritePattern
 
 REPO = Path(__file__).resolve().parents[2]
-EXAMPLE = REPO / "profiles" / "low-latency-rr.toml"
+EXAMPLE = REPO / "tests" / "profiles" / "data" / "hand-written-example.toml"  # mechanics only: no evidence
 IS_ROOT = os.geteuid() == 0
 
 HEAD = """version = 1

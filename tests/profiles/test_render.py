@@ -10,7 +10,7 @@ from tuner.apply import Target, run_in_target, verify
 from tuner.knobs import SysctlTree
 from tuner.profiles import Profile, load_profile, render_nginx_listen, render_socket_snippets, render_sysctl_d
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "profiles" / "low-latency-rr.toml"
+EXAMPLE = Path(__file__).resolve().parent / "data" / "hand-written-example.toml"  # mechanics only: no evidence
 
 
 def test_sysctl_d_has_one_key_value_line_per_sysctl_in_kernel_format():

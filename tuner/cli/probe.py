@@ -16,6 +16,7 @@ from tuner.cli.workload_args import (add_path_arguments, add_settings_argument, 
                                      assignment_from_args, path_from_args, positive_duration, workload_from_args)
 from tuner.errors import InputError
 from tuner.probe import METRICS, Measurement, run_probe
+from tuner.probe.target import read_target
 
 __all__ = ["register", "cmd_probe", "render_measurement", "KEY_COUNTERS"]
 
@@ -56,6 +57,8 @@ def render_measurement(m: Measurement, file=None) -> None:
     print(f"path      {m.path.describe()} (backend: {m.backend})", file=file)
     print(f"settings  {settings or 'kernel and application defaults'}", file=file)
     print(f"runs      {m.repeats} repeats of {m.duration:g} s (warm-up excluded)", file=file)
+    if m.baseline:
+        print(f"baseline  the live sysctls of the {m.baseline.get('source')} (copied into the sandbox)", file=file)
     if m.metrics:
         print(file=file)
         rows = []
@@ -106,9 +109,10 @@ def cmd_probe(args: argparse.Namespace) -> int:
     if args.repeats < 1:
         raise InputError(f"--repeats {args.repeats}: need at least one repeat")
     require_root("running a probe (network namespaces)")
+    target = read_target(args.netns)
     progress = Progress()
     progress.update(0, f"measuring {workload.kind.value}: {args.repeats} x {args.duration:g} s over {path.describe()}")
-    m = run_probe(workload, path, assignment, repeats=args.repeats, duration=args.duration)
+    m = run_probe(workload, path, assignment, repeats=args.repeats, duration=args.duration, target=target)
     progress.close()
     if args.json:
         print_json(m.to_dict())
@@ -134,5 +138,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--duration", type=positive_duration, default=1.0, metavar="DURATION",
                    help="measured seconds per repeat, warm-up excluded (default 1s; keepalive waits 10x this "
                         "for a dead peer)")
+    p.add_argument("--netns", metavar="NS",
+                   help="the target whose live per-namespace sysctls are the baseline, copied into the sandbox "
+                        "(default: this host's)")
     p.add_argument("--json", action="store_true", help="print the measurement as JSON")
     p.set_defaults(func=cmd_probe)

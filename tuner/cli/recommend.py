@@ -18,10 +18,12 @@ from tuner.cli.workload_args import (add_path_arguments, add_workload_arguments,
                                      positive_duration, workload_from_args)
 from tuner.errors import EnvironmentProblem, InputError
 from tuner.probe.measurement import METRICS
+from tuner.probe.target import read_target
 from tuner.profiles import Profile, dump_profile, save_profile
 from tuner.search.objective import Score, parse_objective
 from tuner.search.recommend import PROBE_DEFAULTS, Recommendation, metric_comparison, recommend
 from tuner.search.samplers import SAMPLERS
+from tuner.search.stats import MIN_REPEATS
 from tuner.search.space import KIND_KNOBS
 from tuner.search.study import DEFAULT_BUDGET, SearchConfig, TrialEvent
 
@@ -116,6 +118,7 @@ def _config(args: argparse.Namespace) -> SearchConfig:
         repeats=args.repeats, duration=args.duration, objective=args.objective,
         knobs=tuple(args.knob), no_knobs=tuple(args.no_knob),
         journal=FsPath(args.journal) if args.journal else None, resume=args.resume, name=args.name,
+        max_repeats=args.max_repeats,
     )
 
 
@@ -144,9 +147,10 @@ def cmd_recommend(args: argparse.Namespace) -> int:
         raise InputError(f"-o {args.output}: the directory {FsPath(args.output).parent} does not exist",
                          hint="create it first, or name a file in an existing directory")
     require_root("searching in sandboxes (network namespaces)")
+    target = read_target(args.netns)
     view = _ProgressView(config.budget, parse_objective(config.objective, workload.kind).name.split(":")[0])
     try:
-        rec = recommend(workload, path, config, view,
+        rec = recommend(workload, path, config, view, target=target,
                         notify=lambda text: print(f"tuner recommend: {text}", file=sys.stderr, flush=True))
     except KeyboardInterrupt:
         view.close()
@@ -247,7 +251,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                            "(-o names a directory, default .)")
     auto.add_argument("--observe", type=positive_duration, default=10.0, metavar="DURATION",
                       help="with --auto: how long to observe (default 10s)")
-    auto.add_argument("--netns", metavar="NS", help="with --auto: observe inside this network namespace")
+    auto.add_argument("--netns", metavar="NS",
+                      help="the target: its live per-namespace sysctls are the baseline, copied into the sandbox "
+                           "(default: this host's); with --auto: observe inside this network namespace")
     g = p.add_argument_group("search")
     g.add_argument("--budget", type=int, default=DEFAULT_BUDGET, metavar="N",
                    help=f"search trials, not counting the baseline and the confirmation (default {DEFAULT_BUDGET})")
@@ -265,6 +271,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--repeats", type=int, metavar="N", help="repeats per measurement (default per kind)")
     g.add_argument("--duration", type=positive_duration, metavar="DURATION",
                    help="measured seconds per repeat (default per kind)")
+    g.add_argument("--max-repeats", type=int, default=20, metavar="N",
+                   help=f"confirmation: add side-by-side repeats while the gain is unclear, up to N per side "
+                        f"(default 20; a claim needs at least {MIN_REPEATS}; with --repeats below {MIN_REPEATS} "
+                        "nothing is added and nothing is claimed)")
     g.add_argument("--journal", metavar="FILE", help="append every trial to this JSON-lines file")
     g.add_argument("--resume", action="store_true", help="continue the interrupted search in --journal")
     out = p.add_argument_group("output")

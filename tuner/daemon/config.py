@@ -22,6 +22,7 @@ from tuner.inputs import TooDeep, bounded, parse_toml
 from tuner.trusted import read_trusted
 from tuner.knobs import CATALOGUE, Kind
 from tuner.units import parse_duration
+from tuner.search.stats import MIN_REPEATS
 
 __all__ = [
     "DEFAULT_CONFIG_PATH", "Mode", "OnStop", "ServiceSelection", "ObserveConfig", "SearchPolicy",
@@ -268,7 +269,7 @@ def parse_config(text: str | None = None, *, file: str = "(defaults)") -> Daemon
             enabled=r.boolean("search.enabled"),
             budget=r.integer("search.budget", 1, 10000),
             time=r.duration("search.time", 1.0),
-            repeats=r.integer("search.repeats", 1, 100),
+            repeats=r.integer("search.repeats", MIN_REPEATS, 100),  # fewer cannot carry a claim
             duration=r.duration("search.duration", 0.05, 600),
             min_interval=r.duration("search.min_interval", 0.0),
             nice=r.integer("search.nice", 0, 19),

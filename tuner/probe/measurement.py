@@ -130,6 +130,7 @@ class Measurement:
     notes: tuple[str, ...] = ()              # what a reader should know (e.g. a metric derived, not measured)
     computed: Mapping[str, float] = field(default_factory=dict)   # figures computed from the settings:
                                              # not measured, so no interval (e.g. keepalive packets per hour)
+    baseline: Mapping[str, Any] = field(default_factory=dict)  # {"source", "settings"}: the target's values it ran on
 
     def value(self, metric: str) -> float:
         return self.metrics[metric].median
@@ -160,6 +161,10 @@ class Measurement:
             d["notes"] = list(self.notes)
         if self.computed:
             d["computed"] = dict(self.computed)
+        if self.baseline:
+            d["baseline"] = {"source": self.baseline.get("source"),
+                             "settings": {k: list(v) if isinstance(v, tuple) else v
+                                          for k, v in self.baseline.get("settings", {}).items()}}
         return d
 
     @classmethod
@@ -180,4 +185,5 @@ class Measurement:
             error=d.get("error"),
             notes=tuple(d.get("notes", ())),
             computed={k: float(v) for k, v in d.get("computed", {}).items()},
+            baseline=dict(d.get("baseline", {})),
         )

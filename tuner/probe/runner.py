@@ -34,6 +34,7 @@ from tuner.probe import bulk, burst, keepalive, memory, rr, udp
 from tuner.probe.base import RepeatEnv, Sample, ServerCrashed
 from tuner.probe.measurement import METRICS, Measurement, summarize
 from tuner.probe.sockopts import HostLimits, SocketOptions
+from tuner.probe.target import CONGESTION, NOT_COPIED, TargetBaseline, read_scope
 from tuner.workload import Path, Workload, WorkloadKind
 
 __all__ = ["run_probe", "PROBES", "netns_part", "default_warmup"]
@@ -79,7 +80,7 @@ def _error_text(exc: BaseException) -> str:
 
 
 def run_probe(workload: Workload, path: Path, assignment: Mapping[str, Any], *, repeats: int = 3,
-              duration: float = 1.0, sandbox: Any = None) -> Measurement:
+              duration: float = 1.0, sandbox: Any = None, target: TargetBaseline | None = None) -> Measurement:
     """Measure ``workload`` over ``path`` under ``assignment``; see the module documentation."""
     t0 = time.monotonic()
     base = Measurement(workload=workload, path=path, assignment=dict(assignment), repeats=0, duration=duration)
@@ -98,14 +99,20 @@ def run_probe(workload: Workload, path: Path, assignment: Mapping[str, Any], *, 
     log.info("probe.started", kind=workload.kind.value, path=path.describe(), assignment=canonical,
              repeats=repeats, duration=duration)
     try:
-        options = SocketOptions.from_assignment(canonical, HostLimits.read())
+        limits = target.host_limits() if target is not None else HostLimits.read()
+        emulated: dict[str, Value] = {}
+        if target is not None and not {CONGESTION, "TCP_CONGESTION"} & set(canonical):
+            emulated = target.socket_emulation()  # what the sandbox namespace refuses, per socket
+        options = SocketOptions.from_assignment({**emulated, **canonical}, limits)
         sysctls = netns_part(canonical)
         if sandbox is None:
             from tuner.sandbox import Sandbox
-            with Sandbox(path, client_sysctls=sysctls, server_sysctls=sysctls) as sb:
-                m = _measure(sb, base, options, repeats, duration)
+            # the target's own per-namespace values first, the assignment's on top (see tuner.probe.target)
+            start = {**(target.sandbox_sysctls() if target is not None else {}), **sysctls}
+            with Sandbox(path, client_sysctls=start, server_sysctls=start) as sb:
+                m = _measure(sb, base, options, repeats, duration, target)
         else:
-            m = _measure_in(sandbox, base, options, sysctls, repeats, duration)
+            m = _measure_in(sandbox, base, options, sysctls, repeats, duration, target)
     except KeyboardInterrupt:
         raise
     except Exception as exc:  # noqa: BLE001 - a probe reports failures, it does not raise them
@@ -120,14 +127,14 @@ def run_probe(workload: Workload, path: Path, assignment: Mapping[str, Any], *, 
 
 
 def _measure_in(sb: Any, base: Measurement, options: SocketOptions, sysctls: dict[str, Value], repeats: int,
-                duration: float) -> Measurement:
+                duration: float, target: TargetBaseline | None = None) -> Measurement:
     """In the caller's sandbox: apply the sysctls to both sides, measure, put the old values back."""
     from tuner.sandbox import Side
     originals = {side: sb.run(side, _read_sysctls, list(sysctls)) for side in (Side.CLIENT, Side.SERVER)}
     try:
         for side in (Side.CLIENT, Side.SERVER):
             sb.apply_sysctls(side, sysctls)
-        return _measure(sb, base, options, repeats, duration)
+        return _measure(sb, base, options, repeats, duration, target)
     finally:
         for side, values in originals.items():
             restore = {k: v for k, v in values.items() if v is not None}
@@ -135,22 +142,36 @@ def _measure_in(sb: Any, base: Measurement, options: SocketOptions, sysctls: dic
                 sb.apply_sysctls(side, restore)
 
 
-def _measure(sb: Any, base: Measurement, options: SocketOptions, repeats: int, duration: float) -> Measurement:
+def _baseline_in(sb: Any, base: Measurement, target: TargetBaseline) -> dict[str, Any]:
+    """What the measurement ran on for the knobs its assignment leaves alone: the per-namespace sysctls
+    read back live in the sandbox (client side) and the target's host-only values (emulated per socket)."""
+    from tuner.sandbox import Side
+    live = {**target.host, **sb.run(Side.CLIENT, read_scope, Scope.NETNS)}
+    if CONGESTION not in base.assignment and "TCP_CONGESTION" not in base.assignment:
+        live.update(target.emulated_sysctls())  # set on every socket of the probe instead
+    return {"source": target.source,
+            "settings": {k: v for k, v in sorted(live.items()) if k not in base.assignment and k not in NOT_COPIED}}
+
+
+def _measure(sb: Any, base: Measurement, options: SocketOptions, repeats: int, duration: float,
+             target: TargetBaseline | None = None) -> Measurement:
     """Measure; a run the path itself spoiled (late packets, a saturated delay line, TUN drops: a busy
     machine) is measured once more, and the second run is the measurement (with a note)."""
-    m = _measure_once(sb, base, options, repeats, duration)
+    m = _measure_once(sb, base, options, repeats, duration, target)
     if m.failed or m.valid or m.health.get("valid", 1):
         return m
     log.warning("probe.path_retry", kind=base.workload.kind.value, reason=m.invalid_reason)
-    again = _measure_once(sb, base, options, repeats, duration)
+    again = _measure_once(sb, base, options, repeats, duration, target)
     note = f"measured again: the path was unhealthy in the first run ({m.invalid_reason})"
     return replace(again, notes=(*again.notes, note))
 
 
-def _measure_once(sb: Any, base: Measurement, options: SocketOptions, repeats: int,
-                  duration: float) -> Measurement:
+def _measure_once(sb: Any, base: Measurement, options: SocketOptions, repeats: int, duration: float,
+                  target: TargetBaseline | None = None) -> Measurement:
     from tuner.sandbox import Side
     sides = {"client": Side.CLIENT, "server": Side.SERVER}
+    if target is not None:
+        base = replace(base, baseline=_baseline_in(sb, base, target))
     workload, path = base.workload, base.path
     probe = PROBES[workload.kind]
     counter_metrics: Mapping[str, tuple[str, str]] = getattr(probe, "COUNTER_METRICS", {})

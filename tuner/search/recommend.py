@@ -23,17 +23,18 @@ from tuner.knobs import CATALOGUE, KernelFacts, Kind, Scope, SysctlTree, Value
 from tuner.logs import get_logger
 from tuner.probe import run_probe
 from tuner.probe.measurement import METRICS, Better, Measurement
+from tuner.probe.target import NOT_COPIED, TargetBaseline, read_target
 from tuner.profiles import Profile, render_socket_snippets
 from tuner.search.journal import Journal
 from tuner.search.objective import Direction, Objective, parse_objective
 from tuner.search.samplers import make_sampler
 from tuner.search.space import Space, build_space, space_knobs
-from tuner.search.stats import CONFIDENCE, gain_interval
+from tuner.search.stats import MIN_REPEATS, gain_interval
 from tuner.search.study import Measure, SearchConfig, Study, StudyResult, Trial, TrialEvent, TrialState, Verdict
 from tuner.workload import Path, Workload, WorkloadKind
 
 __all__ = ["Recommendation", "recommend", "machine_info", "metric_comparison", "profile_name", "PROBE_DEFAULTS",
-           "probe_settings", "live_sysctls", "live_baseline", "worse_metrics"]
+           "probe_settings", "live_sysctls", "live_baseline", "baseline_evidence", "worse_metrics"]
 
 log = get_logger(__name__)
 
@@ -155,7 +156,7 @@ def metric_comparison(baseline: Measurement, best: Measurement, *, seed: int = 0
         ratio = (r.median / b.median) if b.median else (1.0 if r.median == b.median else math.inf)
         iv = gain_interval(b.samples or (b.median,), r.samples or (r.median,), direction, seed=seed)
         out[name] = {"baseline": b.median, "recommended": r.median, "ratio": ratio, "gain": iv.gain,
-                     "gain_lo": iv.lo, "gain_hi": iv.hi, "significant": iv.excludes_one}
+                     "gain_lo": iv.lo, "gain_hi": iv.hi, "p_value": iv.p_value, "significant": iv.significant}
     return out
 
 
@@ -207,8 +208,18 @@ def _emulator_bound(result: StudyResult, ceiling: Any, path: Path) -> StudyResul
                    leader=result.leader or dict(result.assignment))
 
 
+def baseline_evidence(space: Space, source: str) -> dict[str, Any]:
+    """``[evidence.baseline]``'s provenance: where the baseline came from and the value of every knob in
+    the space and every catalogue sysctl read in the target ("unset" for a socket option left to the
+    application), so a reader (and ``tuner apply``) can tell what the gain was measured against."""
+    settings: dict[str, Any] = {k: v for k, v in space.baseline.items() if k not in NOT_COPIED}
+    for name in space.knobs:
+        settings.setdefault(name, None)
+    return {"source": source, "settings": dict(sorted(settings.items()))}
+
+
 def _evidence(result: StudyResult, space: Space, objective: Objective, config: SearchConfig,
-              workload: Workload, path: Path, ceiling: Any | None = None) -> dict[str, Any]:
+              workload: Workload, path: Path, ceiling: Any | None = None, source: str = "host") -> dict[str, Any]:
     iv = result.verdict.interval
     changed = {k: {"from": space.baseline.get(k), "to": v} for k, v in result.assignment.items()}
     evidence: dict[str, Any] = {
@@ -219,7 +230,11 @@ def _evidence(result: StudyResult, space: Space, objective: Objective, config: S
         "objective_description": objective.describe(),
         "score_baseline": result.baseline_score.value,
         "score_recommended": result.best_score.value,
-        "gain": iv.gain, "gain_lo": iv.lo, "gain_hi": iv.hi, "confidence": CONFIDENCE,
+        "gain": iv.gain, "gain_lo": iv.lo, "gain_hi": iv.hi, "confidence": iv.confidence,
+        "test": "Mann-Whitney U (scipy.stats.mannwhitneyu) on per-repeat scores; interval: percentile bootstrap "
+                "of the ratio of medians (scipy.stats.bootstrap)",
+        "p_value": iv.p_value, "samples_baseline": iv.n_baseline, "samples_recommended": iv.n_candidate,
+        "min_samples": MIN_REPEATS,
         "trials": result.search_trials,
         "failed_trials": result.failed_trials,
         "measurements": sum(1 for t in result.trials if t.measurement is not None),
@@ -233,7 +248,7 @@ def _evidence(result: StudyResult, space: Space, objective: Objective, config: S
         "tuner_version": __version__,
         "space": {d.knob: list(d.levels) for d in space.dimensions},
         "changed": changed,
-        "baseline": _measurement_evidence(result.baseline),
+        "baseline": {**_measurement_evidence(result.baseline), **baseline_evidence(space, source)},
         "recommended": _measurement_evidence(result.best),
         "metrics": metric_comparison(result.baseline, result.best, seed=config.seed),
         "path_health": _path_health(result, path, ceiling),
@@ -244,11 +259,13 @@ def _evidence(result: StudyResult, space: Space, objective: Objective, config: S
     return _toml(evidence)
 
 
-def _probe_measure(workload: Workload, path: Path, config: SearchConfig, sandbox: Any) -> Measure:
+def _probe_measure(workload: Workload, path: Path, config: SearchConfig, sandbox: Any,
+                   target: TargetBaseline | None = None) -> Measure:
     repeats, duration = probe_settings(workload.kind, config)
 
     def measure(assignment: Mapping[str, Value]) -> Measurement:
-        return run_probe(workload, path, assignment, repeats=repeats, duration=duration, sandbox=sandbox)
+        return run_probe(workload, path, assignment, repeats=repeats, duration=duration, sandbox=sandbox,
+                         target=target)
 
     return measure
 
@@ -256,14 +273,16 @@ def _probe_measure(workload: Workload, path: Path, config: SearchConfig, sandbox
 def recommend(workload: Workload, path: Path, config: SearchConfig,
               progress: Callable[[TrialEvent], None] | None = None, *,
               measure: Measure | None = None, live: Mapping[str, Value] | None = None,
-              ceiling: Any | None = None, notify: Callable[[str], None] | None = None) -> Recommendation:
+              ceiling: Any | None = None, notify: Callable[[str], None] | None = None,
+              target: TargetBaseline | None = None) -> Recommendation:
     """Search ``workload`` over ``path`` and return the recommendation with its profile.
 
-    ``measure`` and ``live`` replace the probe and the live values (tests of the search mechanics);
-    by default every trial runs the real probe in one sandbox, and the baseline is what that sandbox's
-    namespaces and this host have set. With a rate on the path and the real probe, the emulator's
-    ceiling at that rate is measured first (:mod:`tuner.sandbox.ceiling`; ``ceiling`` gives one
-    instead): when the emulator cannot carry the path, ``notify`` hears it before the search, and the
+    ``target`` is the baseline being tuned (default: this host's live values, see
+    :mod:`tuner.probe.target`): its per-namespace sysctls are copied into both sandbox namespaces and
+    its host-only limits are emulated per socket. ``measure`` and ``live`` replace the probe and the
+    live values (tests of the search mechanics). With a rate on the path and the real probe, the
+    emulator's ceiling at that rate is measured first (:mod:`tuner.sandbox.ceiling`; ``ceiling`` gives
+    one instead): when the emulator cannot carry the path, ``notify`` hears it before the search, and the
     result claims nothing (keep the defaults; ``[evidence.path_health]`` says why).
     """
     objective = parse_objective(config.objective, workload.kind)
@@ -284,11 +303,17 @@ def recommend(workload: Workload, path: Path, config: SearchConfig,
         if measure is None:
             from tuner.sandbox import Sandbox  # noqa: PLC0415 - only needed for real probes
 
-            sandbox = stack.enter_context(Sandbox(path))
-            live = live_baseline(sandbox)
-            measure = _probe_measure(workload, path, config, sandbox)
+            from tuner.sandbox import Side  # noqa: PLC0415
+
+            target = target or read_target()
+            start = target.sandbox_sysctls()
+            sandbox = stack.enter_context(Sandbox(path, client_sysctls=start, server_sysctls=start))
+            # read back in the sandbox: what the trials really start from
+            live = {**target.host, **sandbox.run(Side.CLIENT, live_sysctls, Scope.NETNS), **target.emulated_sysctls()}
+            measure = _probe_measure(workload, path, config, sandbox, target)
         elif live is None:
-            live = live_baseline()
+            live = target.settings if target is not None else live_baseline()
+        source = target.source if target is not None else "given"
         space = build_space(workload.kind, live, facts=facts, add=config.knobs, remove=config.no_knobs, path=path)
         sampler = make_sampler(config.sampler, space, seed=config.seed, budget=config.budget)
         journal = None
@@ -315,7 +340,7 @@ def recommend(workload: Workload, path: Path, config: SearchConfig,
     try:
         profile = Profile.from_assignment(name, result.assignment, description=description, workload=workload,
                                           path=path, evidence=_evidence(result, space, objective, config,
-                                                                        workload, path, ceiling))
+                                                                        workload, path, ceiling, source))
     except TunerError:
         log.error("search.profile_invalid", assignment=dict(result.assignment))
         raise

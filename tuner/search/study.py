@@ -32,7 +32,7 @@ from tuner.search.journal import Journal
 from tuner.search.objective import Objective, Score
 from tuner.search.samplers import SAMPLERS, Sampler
 from tuner.search.space import Space, assignment_key
-from tuner.search.stats import GainInterval, gain_interval
+from tuner.search.stats import CONFIDENCE, MIN_REPEATS, GainInterval, gain_interval, looks_confidence
 
 __all__ = [
     "Measure", "SearchConfig", "TrialRole", "TrialState", "Trial", "TrialEvent", "Verdict", "StudyResult",
@@ -71,6 +71,7 @@ class SearchConfig:
     simplify: bool = True          # try the best candidate with fewer changed knobs (backward elimination)
     patience: int | None = None    # stop after this many search trials without a better score
     min_gain: float = 0.05         # a gain below 5% is not worth recommending
+    max_repeats: int = 20          # confirmation: most samples per side while the answer is unclear
     name: str | None = None        # profile name (default: derived from the workload)
 
     def __post_init__(self) -> None:
@@ -90,6 +91,9 @@ class SearchConfig:
             raise InputError("confirm must not be negative", hint="0 turns the confirmation off")
         if self.patience is not None and self.patience < 1:
             raise InputError("patience must be at least 1", hint="None turns it off")
+        if self.max_repeats < MIN_REPEATS:
+            raise InputError(f"--max-repeats {self.max_repeats}: a claim needs at least {MIN_REPEATS} repeats per side",
+                             hint=f"give {MIN_REPEATS} or more")
         if self.resume and self.journal is None:
             raise InputError("--resume needs --journal FILE", hint="name the journal of the interrupted search")
 
@@ -558,21 +562,86 @@ class Study:
         if current.key != best_key:
             self._simplified = current.key
 
+    # --- confirmation: side by side, until the samples can carry a claim ----------------------
+
+    def _tops_up(self) -> bool:
+        """Whether the confirmation may add runs: not when the user fixed --repeats below the minimum
+        (a quick look, which then claims nothing)."""
+        return self.config.repeats is None or self.config.repeats >= MIN_REPEATS
+
+    def _run_size(self) -> int:
+        """Samples one measurement gives (its repeats), from the baseline's runs."""
+        base = [t for t in self._by_key.get(assignment_key({}), ()) if t.usable and t.score is not None]
+        return max(1, max((len(t.score.samples) for t in base if t.score is not None), default=1))
+
+    def _looks(self) -> int:
+        """How many times the confirmation may test the same comparison (first look + adaptive ones)."""
+        if not self._tops_up():
+            return 1
+        size = self._run_size()
+        first = math.ceil(MIN_REPEATS / size)
+        most = max(first, math.ceil(self.config.max_repeats / size))
+        return most - first + 1
+
+    def _confidence(self) -> float:
+        """The level each test of the decision uses: 95% shared among the confirmation's looks."""
+        return looks_confidence(self._looks(), CONFIDENCE)
+
+    def _confirm_samples(self, key: str) -> int:
+        return sum(len(t.score.samples) for t in self._by_key.get(key, ())
+                   if t.role is TrialRole.CONFIRM and t.usable and t.score is not None)
+
+    def _confirm_round(self, keys: Sequence[str]) -> bool:
+        """One run of each key, interleaved (a failed or invalid run is tried once more). False when a
+        key got no usable run in this round (the machine is failing: stop adding)."""
+        ok = True
+        for key in keys:
+            ref = self._by_key[key][0]
+            for _ in range(2):
+                if self.config.time_budget is not None and self.elapsed() >= self.config.time_budget * 1.5:
+                    return False
+                if self._run(TrialRole.CONFIRM, ref.assignment, ref.point).usable:
+                    break
+            else:
+                ok = False
+        return ok
+
+    def _unclear(self, keys: Sequence[str]) -> bool:
+        """The best confirmed leader's comparison with the baseline straddles the threshold: it looks
+        better than the baseline and its interval reaches past 1 + min_gain, but the test does not yet
+        reject "no difference"."""
+        arms = self._arms()
+        base_key = assignment_key({})
+        base = Score.pooled([t.score for t in arms.get(base_key, []) if t.score is not None])
+        pooled = {k: Score.pooled([t.score for t in arms[k] if t.score is not None])
+                  for k in keys if k != base_key and arms.get(k)}
+        if not pooled:
+            return False
+        best = min(pooled, key=lambda k: pooled[k].loss)
+        iv = gain_interval(base.samples, pooled[best].samples, base.direction, seed=self.config.seed,
+                           confidence=self._confidence())
+        return not iv.significant and iv.gain >= 1.0 and iv.lo < 1.0 + self.config.min_gain <= iv.hi
+
     def _confirm(self) -> None:
         if self.config.confirm == 0:
             return
         leaders = self._leaders()
         if not leaders:
             return
-        base_key = assignment_key({})
-        for key in [base_key, *leaders]:
-            tried = [t for t in self._by_key[key] if t.role is TrialRole.CONFIRM]
-            if any(t.usable for t in tried) or len(tried) >= 2:
-                continue
-            ref = self._by_key[key][0]
-            for _ in range(2 - len(tried)):  # one more try when a confirmation run fails or is invalid
-                if self._run(TrialRole.CONFIRM, ref.assignment, ref.point).usable:
-                    break
+        keys = [assignment_key({}), *leaders]
+        missing = [k for k in keys if not any(t.usable for t in self._by_key[k] if t.role is TrialRole.CONFIRM)]
+        if missing and not self._confirm_round(missing):
+            return
+        if not self._tops_up():
+            return
+        while min(self._confirm_samples(k) for k in keys) < MIN_REPEATS:
+            if not self._confirm_round([k for k in keys if self._confirm_samples(k) < MIN_REPEATS]):
+                return
+        while self._unclear(keys) and min(self._confirm_samples(k) for k in keys) < self.config.max_repeats:
+            log.info("study.more_repeats", samples=min(self._confirm_samples(k) for k in keys),
+                     cap=self.config.max_repeats)
+            if not self._confirm_round(keys):
+                return
 
     def _decide(self, stop_reason: str) -> StudyResult:
         arms = self._arms()
@@ -587,20 +656,28 @@ class Study:
         # judge only on what was measured side by side when the leaders were confirmed
         pooled = {k: Score.pooled([t.score for t in arms[k] if t.score is not None]) for k in leaders if arms.get(k)}
         seed = self.config.seed
+        level = self._confidence()
+
+        def compare(b: Score, a: Score) -> GainInterval:
+            return gain_interval(b.samples, a.samples, direction, seed=seed, confidence=level)
 
         def beats(a: Score, b: Score) -> bool:
             """``a`` is better than ``b`` beyond noise, and by at least ``min_gain``."""
-            iv = gain_interval(b.samples, a.samples, direction, seed=seed)
-            return iv.lo > 1.0 and iv.gain >= 1.0 + self.config.min_gain
+            iv = compare(b, a)
+            return iv.significant and iv.lo > 1.0 and iv.gain >= 1.0 + self.config.min_gain
 
         elapsed = self.elapsed()
-        keep = Verdict(False, GainInterval(1.0, 1.0, 1.0), "no significant gain, keep the defaults")
         if not pooled:
+            measured = [t for t in self.trials if t.state is not TrialState.REJECTED and t.role is not TrialRole.BASELINE]
+            broken = sum(1 for t in measured if t.state in (TrialState.FAILED, TrialState.INVALID))
+            why = (f": no candidate could be judged ({broken} of {len(measured)} runs failed or were invalid)"
+                   if broken else "")
+            keep = Verdict(False, GainInterval(1.0, 1.0, 1.0, level), f"no significant gain, keep the defaults{why}")
             return StudyResult(base_m, base_m, {}, base_score, base_score, keep, tuple(self.trials), stop_reason,
                                elapsed=elapsed)
         best_key = min(pooled, key=lambda k: pooled[k].loss)
         best_trial = arms[best_key][0]
-        leader_interval = gain_interval(base_score.samples, pooled[best_key].samples, direction, seed=seed)
+        leader_interval = compare(base_score, pooled[best_key])
         # among the settings the best does not beat beyond noise, the cheapest wins (the baseline costs 0)
         candidates = {k: s for k, s in pooled.items() if not beats(pooled[best_key], s)}
         if not beats(pooled[best_key], base_score):
@@ -613,24 +690,40 @@ class Study:
                                                 candidates[k].loss))
 
         def keep_defaults(interval: GainInterval, why: str) -> StudyResult:
-            text = (f"no significant gain, keep the defaults (the best candidate was {interval.gain:.3g}x the "
-                    f"baseline, {interval.lo:.3g}x..{interval.hi:.3g}x at {interval.confidence:.0%} confidence: {why})")
+            if interval.enough:
+                size = (f"{interval.gain:.3g}x the baseline, {interval.lo:.3g}x..{interval.hi:.3g}x at "
+                        f"{interval.confidence * 100:.4g}% confidence")
+                text = f"no significant gain, keep the defaults (the best candidate was {size}: {why})"
+            else:
+                text = (f"no claim, keep the defaults: {interval.why_not} (the best candidate measured "
+                        f"{interval.gain:.3g}x the baseline){self._quick_look_hint()}")
             return StudyResult(base_m, base_m, {}, base_score, base_score, Verdict(False, interval, text),
                                tuple(self.trials), stop_reason, dict(best_trial.assignment), leader_interval, elapsed)
 
+        if not leader_interval.enough:
+            return keep_defaults(leader_interval, "not enough samples")
         if chosen == base_key:
-            return keep_defaults(leader_interval, "within noise")
+            return keep_defaults(leader_interval, leader_interval.why_not or "within noise")
         chosen_score = pooled[chosen]
-        interval = gain_interval(base_score.samples, chosen_score.samples, direction, seed=seed)
+        interval = compare(base_score, chosen_score)
         chosen_m = pool_measurements([t.measurement for t in arms[chosen] if t.measurement is not None])
-        if interval.lo > 1.0 and interval.gain >= 1.0 + self.config.min_gain:
+        if interval.significant and interval.lo > 1.0 and interval.gain >= 1.0 + self.config.min_gain:
             confirmed = all(t.role is TrialRole.CONFIRM for t in [*arms[chosen], *base_trials])
             text = (f"{self.objective.name.split(':')[0]} {interval.gain:.3g}x better than the baseline "
-                    f"({interval.lo:.3g}x..{interval.hi:.3g}x at {interval.confidence:.0%} confidence)")
+                    f"({interval.lo:.3g}x..{interval.hi:.3g}x at {interval.confidence * 100:.4g}% confidence; "
+                    f"Mann-Whitney p = {interval.p_value:.2g}, {interval.n_baseline} vs {interval.n_candidate} repeats)")
             if not confirmed:
                 text += " - not confirmed side by side (a confirmation run failed): judged on the search's runs"
             verdict = Verdict(True, interval, text)
             assignment = dict(arms[chosen][0].assignment)
             return StudyResult(base_m, chosen_m, assignment, base_score, chosen_score, verdict, tuple(self.trials),
                                stop_reason, dict(best_trial.assignment), leader_interval, elapsed, confirmed)
+        if not interval.enough or not interval.significant or interval.lo <= 1.0:
+            return keep_defaults(interval, interval.why_not or "within noise")
         return keep_defaults(interval, f"a gain below {self.config.min_gain:.0%} is not worth a change")
+
+    def _quick_look_hint(self) -> str:
+        if self._tops_up():
+            return ""
+        return (f"; --repeats {self.config.repeats} is a quick look: leave --repeats at its default or give "
+                f"{MIN_REPEATS} or more for a claim")
