@@ -475,8 +475,9 @@ class Study:
         while True:
             if self._search_done() >= cfg.budget:
                 return "trial budget"
-            # the time budget holds the simplification and the confirmation too: stop while they fit
-            if cfg.time_budget is not None and not self._fits(1 + self._simplify_runs_left() + self._confirm_runs()):
+            # the time budget holds the confirmation too: stop while it fits (the simplification gets
+            # what is left after the search, and is skipped when nothing is)
+            if cfg.time_budget is not None and not self._fits(1 + self._confirm_runs()):
                 return "time budget"
             if cfg.patience is not None and since_best >= cfg.patience:
                 return f"converged: no better score in {cfg.patience} trials"
