@@ -82,7 +82,7 @@ class SearchConfig:
     simplify: bool = True          # try the best candidate with fewer changed knobs (backward elimination)
     patience: int | None = None    # stop after this many search trials without a better score
     min_gain: float = 0.05         # a gain below 5% is not worth recommending
-    prune: float | None = 0.5      # stop a search trial after one repeat when the best is > 1.5x better
+    prune: float | None = 1.0      # stop a search trial after one repeat when the best is > 2x better
     simplify_runs: int = 3         # at most this many measurements to simplify the best candidate
     name: str | None = None        # profile name (default: derived from the workload)
 
@@ -401,7 +401,7 @@ class Study:
     def _measure_search(self, assignment: Mapping[str, Value]) -> tuple[Measurement, bool]:
         """A search trial's measurement, and whether it was pruned: with a prunable measure and a best
         score to compare with, the first repeat runs alone; when it is worse than the best by more than
-        ``prune`` (1.5x by default: far beyond the noise of one repeat) the trial stops there."""
+        ``prune`` (2x by default: far beyond the noise of one repeat) the trial stops there."""
         best, margin = self._best, self.config.prune
         if not self._repeats or best is None or margin is None:
             return self.measure(dict(assignment)), False
