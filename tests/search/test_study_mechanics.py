@@ -121,3 +121,18 @@ def test_probe_windows_are_sized_from_the_path():
     assert long >= 8 * 0.2 and short < long
     assert probe_settings(WorkloadKind.BULK, SearchConfig(duration=0.7), Path(rtt=0.2))[1] == 0.7  # the user's
     assert probe_settings(RR, cfg, Path(rtt=0.02))[1] >= 100 * 0.02
+
+
+# seeds where the random sampler's best candidate has three or four changes: one at a time, three
+# simplify runs cannot remove them all; the jump to the one change the trials single out does
+@pytest.mark.parametrize("seed", [0, 3, 7, 9])
+def test_simplify_keeps_only_the_change_that_matters_within_its_few_runs(seed):
+    space = build_space(WorkloadKind.BULK, STOCK, facts=FACTS)
+
+    def truth(a):
+        return {"goodput_mbps": 95.0 if a.get("net.ipv4.tcp_congestion_control") == "bbr" else 2.0}
+
+    measure = SyntheticMeasure(WorkloadKind.BULK, truth, seed=seed)
+    result = _study(space, measure, SearchConfig(budget=8, seed=seed, sampler="random")).run()
+    assert sum(1 for t in result.trials if t.role is TrialRole.SIMPLIFY) <= 3
+    assert dict(result.assignment) == {"net.ipv4.tcp_congestion_control": "bbr"}

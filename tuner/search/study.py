@@ -30,7 +30,7 @@ from tuner.probe.measurement import Measurement, Stat, summarize
 from tuner.search.journal import Journal
 from tuner.search.objective import Objective, Score, gain
 from tuner.search.samplers import SAMPLERS, Sampler
-from tuner.search.space import Space, assignment_key
+from tuner.search.space import Candidate, Space, assignment_key
 from tuner.search.stats import GainInterval, gain_interval
 
 __all__ = [
@@ -595,6 +595,11 @@ class Study:
                     continue
                 options.append((self.space.cost(cand.assignment), cand))
             options.sort(key=lambda o: o[0])
+            jump = self._main_knob_only(current.point, changed, base_point)
+            if (jump is not None and len(changed) > 2 and jump.key != current.key and jump.point is not None
+                    and sum(a != b for a, b in zip(jump.point, base_point)) < len(changed) - 1
+                    and all(c.key != jump.key for _, c in options)):
+                options.insert(0, (0.0, jump))  # one run may remove every change but the one that matters
             accepted = None
             for _, cand in options:
                 if not self._simplify_runs_left() or not self._fits(1 + self._confirm_runs()):
@@ -623,6 +628,30 @@ class Study:
             current = accepted
         if current.key != best_key:
             self._simplified = current.key
+
+    def _main_knob_only(self, point: tuple[int, ...], changed: Sequence[int],
+                        base_point: tuple[int, ...]) -> Candidate | None:
+        """The candidate that keeps only the change the search's trials credit most: for each changed
+        knob, how much worse the best trial *without* the best's level of it is than the best trial with
+        it (what can be had without this change; robust to a few trials that share several levels)."""
+        trials = [t for t in self.trials if t.role is TrialRole.SEARCH and t.usable and t.point is not None
+                  and t.score is not None]
+        effects = []
+        for i in changed:
+            same = [t.score.loss for t in trials if t.point[i] == point[i]]  # type: ignore[index,union-attr]
+            other = [t.score.loss for t in trials if t.point[i] != point[i]]  # type: ignore[index,union-attr]
+            if same and other:
+                effects.append((min(other) - min(same), i))
+        effects.sort(reverse=True)
+        if not effects or effects[0][0] <= 0 or (len(effects) > 1 and effects[1][0] >= 0.5 * effects[0][0]):
+            return None  # the trials do not single one change out
+        _, i = effects[0]
+        only = list(base_point)
+        only[i] = point[i]
+        try:
+            return self.space.candidate(tuple(only))
+        except KnobError:
+            return None
 
     def _confirm(self) -> None:
         if self.config.confirm == 0:
