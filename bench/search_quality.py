@@ -45,7 +45,7 @@ from tuner.probe.measurement import Measurement  # noqa: E402
 from tuner.profiles import load_profile  # noqa: E402
 from tuner.sandbox import Sandbox  # noqa: E402
 from tuner.search.objective import Direction, Score, default_objective, gain  # noqa: E402
-from tuner.search.recommend import PROBE_DEFAULTS, live_baseline  # noqa: E402
+from tuner.search.recommend import live_baseline, probe_settings  # noqa: E402
 from tuner.search.samplers import make_sampler  # noqa: E402
 from tuner.search.space import assignment_key, build_space  # noqa: E402
 from tuner.search.study import DEFAULT_BUDGET, SearchConfig, Study, TrialRole  # noqa: E402
@@ -238,7 +238,7 @@ def main() -> int:
         else:
             cli = run_cli(PROFILE_NAMES[name], flags, prof_file, args.quick)
         print(f"  recommend: {cli['wall_s']:.1f} s, {cli.get('verdict') or cli.get('error')}", file=sys.stderr)
-        repeats, duration = (1, 0.3) if args.quick else PROBE_DEFAULTS[workload.kind]
+        repeats, duration = (1, 0.3) if args.quick else probe_settings(workload.kind, SearchConfig(), path)
         objective = default_objective(workload.kind)
         with Sandbox(path) as sb:
             live = live_baseline(sb)
