@@ -645,13 +645,23 @@ class Study:
         effects.sort(reverse=True)
         if not effects or effects[0][0] <= 0 or (len(effects) > 1 and effects[1][0] >= 0.5 * effects[0][0]):
             return None  # the trials do not single one change out
+        singles: dict[int, Candidate] = {}
+        for j in changed:
+            only = list(base_point)
+            only[j] = point[j]
+            try:
+                singles[j] = self.space.candidate(tuple(only))
+            except KnobError:
+                continue
         _, i = effects[0]
-        only = list(base_point)
-        only[i] = point[i]
-        try:
-            return self.space.candidate(tuple(only))
-        except KnobError:
+        if i not in singles:
             return None
+        # never ahead of the cost order: a cheaper one-knob setting (TCP_NODELAY rather than TCP_QUICKACK)
+        # may do as well, and one-at-a-time elimination, cheapest first, finds it
+        cost = self.space.cost(singles[i].assignment)
+        if any(self.space.cost(c.assignment) < cost for c in singles.values()):
+            return None
+        return singles[i]
 
     def _confirm(self) -> None:
         if self.config.confirm == 0:
