@@ -66,9 +66,10 @@ def main() -> int:
             r["load"] = os.getloadavg()[0]
             print(name, json.dumps(r), file=sys.stderr, flush=True)
             runs.append(r)
-        walls = [r["wall_s"] for r in runs]
-        results["scenarios"][name] = {"flags": SCENARIOS[name], "median_wall_s": statistics.median(walls),
-                                      "runs": runs}
+        walls = [r["wall_s"] for r in runs if "error" not in r]  # a failed run's time is not a search's
+        results["scenarios"][name] = {"flags": SCENARIOS[name],
+                                      "median_wall_s": statistics.median(walls) if walls else None,
+                                      "failed_runs": len(runs) - len(walls), "runs": runs}
         _write(results, FsPath(args.out))
     results["load_after"] = os.getloadavg()
     _write(results, FsPath(args.out))
@@ -76,19 +77,26 @@ def main() -> int:
     return 0
 
 
+def _outcome(r: dict[str, Any]) -> str:
+    if "error" in r:
+        lines = [x for x in r["error"].splitlines() if "error:" in x] or r["error"].splitlines()[-1:]
+        return "FAILED: " + (lines[-1].split("error:", 1)[-1].strip() if lines else "?")
+    return str(r.get("verdict"))
+
+
 def _write(results: dict[str, Any], out: FsPath) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(results, indent=2, default=str))
     lines = ["# `tuner recommend KIND` wall time (default budget)", "",
              f"load average before: {results['load_before']}; runs per kind: {results['runs']}", "",
-             "| kind | command | median wall s | per run (s) | trials / pruned / measurements | verdicts |",
+             "| kind | command | median wall s (successful runs) | per run (s) | trials / pruned / measurements | verdicts |",
              "|---|---|---|---|---|---|"]
     for name, s in results["scenarios"].items():
         runs = s["runs"]
         lines.append(f"| {name} | `tuner recommend {' '.join(s['flags'])}` | {s['median_wall_s']} | "
                      f"{[r['wall_s'] for r in runs]} | "
                      f"{[(r.get('trials'), r.get('pruned'), r.get('measurements')) for r in runs]} | "
-                     f"{'; '.join(str(r.get('verdict') or r.get('error')) for r in runs)} |")
+                     f"{'; '.join(_outcome(r) for r in runs)} |")
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
 
 
