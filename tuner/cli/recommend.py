@@ -74,6 +74,8 @@ class _ProgressView:
         self._lock = threading.Lock()
         self._head = ""
         self._tail = ""
+        self._eta: float | None = None
+        self._eta_at = 0.0
         self._running_since: float | None = None
         self._stop = threading.Event()
         self._ticker: threading.Thread | None = None
@@ -88,7 +90,11 @@ class _ProgressView:
                     self._show()
 
     def _show(self) -> None:
-        line = f"[{self._head}] {self._tail}"
+        now = time.monotonic()
+        eta = ""
+        if self._eta is not None:  # counts down while a measurement runs
+            eta = f", ETA {_seconds(max(0.0, self._eta - (now - self._eta_at)))}"
+        line = f"[{self._head}, {_seconds(now - self._start)}{eta}]" + (f" {self._tail}" if self._tail else "")
         if self._running_since is not None:
             line += f" | measuring {time.monotonic() - self._running_since:.0f} s"
         if self.tty:
@@ -101,9 +107,9 @@ class _ProgressView:
             return
         label = self._LABELS.get(event.phase, event.phase)
         count = f"{label} {event.phase_done}/{event.phase_total}" if event.phase != "baseline" else label
-        eta = f", ETA {_seconds(event.eta)}" if event.eta is not None else ""
         with self._lock:
-            self._head = f"{count}, {_seconds(time.monotonic() - self._start)}{eta}"
+            self._head = count
+            self._eta, self._eta_at = event.eta, time.monotonic()
             if event.running:
                 self._running_since = time.monotonic()
                 if self.tty or not self._tail:
