@@ -354,9 +354,10 @@ class Study:
             return
         base = self._baseline.score if self._baseline else None
         total = self.config.budget if phase == "search" else self._phase_total.get(phase, 1)
+        # search trials are counted from the study's record, so a resumed search goes on from its count
+        count = self._search_done() + running if phase == "search" else self._phase_runs.get(phase, 0)
         self.progress(TrialEvent(phase, trial, self._search_done(), self.config.budget, self._best, base,
-                                 self.elapsed(), message, self._phase_runs.get(phase, 0), total,
-                                 self._eta(phase), running))
+                                 self.elapsed(), message, count, total, self._eta(phase), running))
 
     # --- running trials -----------------------------------------------------------------------
 
