@@ -7,6 +7,8 @@ exact and do not depend on how busy the machine is.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from tuner.search import study as study_module
@@ -136,3 +138,30 @@ def test_simplify_keeps_only_the_change_that_matters_within_its_few_runs(seed):
     result = _study(space, measure, SearchConfig(budget=8, seed=seed, sampler="random")).run()
     assert sum(1 for t in result.trials if t.role is TrialRole.SIMPLIFY) <= 3
     assert dict(result.assignment) == {"net.ipv4.tcp_congestion_control": "bbr"}
+
+
+def test_an_invalid_search_run_is_measured_once_more_before_the_sampler_hears_of_it():
+    space = build_space(WorkloadKind.BULK, STOCK, facts=FACTS)
+
+    def truth(a):
+        return {"goodput_mbps": 95.0 if a.get("net.ipv4.tcp_congestion_control") == "bbr" else 2.0}
+
+    inner = SyntheticMeasure(WorkloadKind.BULK, truth)
+    invalid_once: set[str] = set()
+
+    def measure(a):
+        m = inner(a)
+        key = repr(sorted(a.items()))
+        if a and key not in invalid_once:   # every setting's first search run is invalid (an overloaded path)
+            invalid_once.add(key)
+            return replace(m, valid=False, invalid_reason="sandbox: synthetic overload")
+        return m
+
+    result = _study(space, measure, SearchConfig(budget=8, seed=0, confirm=0)).run()
+    search = [t for t in result.trials if t.role is TrialRole.SEARCH]
+    assert len(search) == 8
+    # every invalid run is followed by a valid run of the same setting, and bbr was measured validly
+    for a, b in zip(search, search[1:]):
+        if a.state.value == "invalid":
+            assert b.key == a.key and b.usable
+    assert any(t.usable and t.assignment.get("net.ipv4.tcp_congestion_control") == "bbr" for t in search)

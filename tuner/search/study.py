@@ -509,6 +509,13 @@ class Study:
                 continue
             duplicates = 0
             trial = self._run(TrialRole.SEARCH, cand.assignment, cand.point, asked)
+            if trial.state is TrialState.INVALID and self._search_done() < cfg.budget and self._fits(
+                    1 + self._confirm_runs()):
+                # an invalid run (the sandbox or the load generator could not keep up) says nothing
+                # about the setting; told as a penalty it would teach the sampler that, say, bbr is bad
+                # and the design's one try of it would be lost: measure it once more
+                log.info("trial.retry_invalid", number=trial.number, reason=trial.error)
+                trial = self._run(TrialRole.SEARCH, cand.assignment, cand.point, asked)
             self._tell([asked, cand.point], trial.score.loss if trial.usable and trial.score else math.inf)
             if self._best is not best:
                 best, since_best = self._best, 0
