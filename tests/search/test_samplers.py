@@ -146,3 +146,10 @@ def test_skopt_proposes_a_new_neighbour_of_the_best_instead_of_a_point_already_m
         told.add(p)
         s.tell(p, 1.0)
     assert len(told) == space.size
+
+
+def test_the_screen_measures_each_switch_alone_before_the_design():
+    space = build_space(WorkloadKind.RR, STOCK, facts=FACTS)
+    sampler = make_sampler("skopt", space, seed=0, budget=8)
+    first = [space.candidate(p).assignment for p in sampler.design[:2]]
+    assert first == [{"TCP_NODELAY": True}, {"TCP_QUICKACK": True}]

@@ -106,6 +106,27 @@ def initial_design(space: Space, size: int, *, seed: int = 0) -> list[Point]:
     return best[1]
 
 
+def switch_screen(space: Space, limit: int) -> list[Point]:
+    """A cheap screening step: the baseline with one on/off switch flipped, for up to ``limit`` switches
+    (two-level knobs, in the space's order). One switch often carries the whole effect (TCP_NODELAY in
+    a Nagle trap); measured alone it is also the cheapest setting to recommend, which a design that
+    changes several knobs at once never measures."""
+    base = space.baseline_point()
+    out: list[Point] = []
+    for i, d in enumerate(space.dimensions):
+        if len(out) >= limit:
+            break
+        if len(d.levels) != 2:
+            continue
+        p = base[:i] + (1 - base[i],) + base[i + 1:]
+        try:
+            if space.candidate(p).assignment:
+                out.append(p)
+        except KnobError:
+            continue
+    return out
+
+
 def design_size(space: Space, budget: int) -> int:
     """How many space-filling points before the model leads: about a third of the budget (at least two,
     at most one more than the knobs), grown by :func:`initial_design` to cover every few-level knob."""
@@ -119,9 +140,10 @@ class SkoptSampler:
 
     name = "skopt"
 
-    def __init__(self, space: Space, *, seed: int = 0, initial_points: int = 4) -> None:
+    def __init__(self, space: Space, *, seed: int = 0, initial_points: int = 4, screen: int = 0) -> None:
         dims = [LevelDimension(len(d.levels), not is_categorical(d)) for d in space.dimensions]
-        self._design = initial_design(space, initial_points, seed=seed)
+        self._design = list(dict.fromkeys([*switch_screen(space, screen),
+                                           *initial_design(space, initial_points, seed=seed)]))
         # the baseline is told first, then the design: the model leads after those tells
         self._opt = GaussianProcessOptimizer(dims, seed=seed, initial_points=len(self._design) + 1)
         self._sizes = tuple(len(d.levels) for d in space.dimensions)
@@ -222,7 +244,7 @@ SAMPLERS = ("skopt", "random", "grid")
 def make_sampler(name: str, space: Space, *, seed: int = 0, budget: int = 12) -> Sampler:
     if name == "skopt":
         # a few space-filling points before the model leads (the baseline, told first, is one of them)
-        return SkoptSampler(space, seed=seed, initial_points=design_size(space, budget))
+        return SkoptSampler(space, seed=seed, initial_points=design_size(space, budget), screen=budget // 4)
     if name == "random":
         return RandomSampler(space, seed=seed)
     if name == "grid":
