@@ -25,6 +25,7 @@ from typing import Any, Mapping
 REPO = FsPath(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from tuner.errors import TunerError  # noqa: E402
 from tuner.knobs import Value  # noqa: E402
 from tuner.logs import configure  # noqa: E402
 from tuner.probe import run_probe  # noqa: E402
@@ -66,10 +67,19 @@ def main() -> int:
         config = SearchConfig(seed=seed)
         repeats, duration = probe_settings(WorkloadKind.BULK, config, path)
         t0 = time.monotonic()
-        with Sandbox(path) as sb:
-            live = {**live_baseline(sb), CC: "cubic"}
-            rec = recommend(DEFAULT_WORKLOADS[WorkloadKind.BULK], path, config,
-                            measure=CubicHost(path, sb, repeats, duration), live=live)
+        try:
+            with Sandbox(path) as sb:
+                live = {**live_baseline(sb), CC: "cubic"}
+                rec = recommend(DEFAULT_WORKLOADS[WorkloadKind.BULK], path, config,
+                                measure=CubicHost(path, sb, repeats, duration), live=live)
+        except TunerError as exc:  # e.g. the baseline invalid twice on an overloaded machine
+            row = {"seed": seed, "wall_s": round(time.monotonic() - t0, 1), "leader_cc": "-",
+                   "recommended_cc": "-", "verdict": f"FAILED: {exc}", "assignment": {}, "tried_bbr": False,
+                   "pruned": 0, "measurements": 0, "load": os.getloadavg()[0]}
+            print(json.dumps(row), file=sys.stderr, flush=True)
+            out["seeds"].append(row)
+            _write(out, FsPath(args.out))
+            continue
         wall = time.monotonic() - t0
         leader = dict(rec.result.leader) or dict(rec.assignment)
         row = {"seed": seed, "wall_s": round(wall, 1), "leader_cc": leader.get(CC, "cubic"),
@@ -92,10 +102,12 @@ def _write(out: dict[str, Any], file: FsPath) -> None:
     file.with_suffix(".json").write_text(json.dumps(out, indent=2, default=str))
     rows = out["seeds"]
     picked = sum(r["recommended_cc"] == "bbr" for r in rows)
+    failed = sum(r["verdict"].startswith("FAILED") for r in rows)
     lines = ["# bulk over a lossy path from a cubic baseline: is bbr picked? (real probes)", "",
              f"path {out['path']}; default budget; load average before {out['load_before']}", "",
              f"bbr recommended in {picked} of {len(rows)} seeds; best candidate uses bbr in "
-             f"{sum(r['leader_cc'] == 'bbr' for r in rows)}; bbr tried in {sum(r['tried_bbr'] for r in rows)}", "",
+             f"{sum(r['leader_cc'] == 'bbr' for r in rows)}; bbr tried in {sum(r['tried_bbr'] for r in rows)}; "
+             f"runs that failed before a verdict: {failed}", "",
              "| seed | wall s | tried bbr | best candidate cc | recommended | pruned | measurements | verdict |",
              "|---|---|---|---|---|---|---|---|"]
     for r in rows:
