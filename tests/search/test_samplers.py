@@ -6,7 +6,8 @@ import pytest
 
 from tuner.knobs import check_assignment
 from tuner.search.objective import parse_objective
-from tuner.search.samplers import FEW_LEVELS, GridSampler, RandomSampler, SkoptSampler, is_categorical, make_sampler
+from tuner.search.samplers import (FEW_LEVELS, GridSampler, RandomSampler, SkoptSampler, is_categorical,
+                                  make_sampler, switch_screen)
 from tuner.search.space import build_space
 from tuner.search.study import SearchConfig, Study
 from tuner.workload import WorkloadKind
@@ -153,3 +154,8 @@ def test_the_screen_measures_each_switch_alone_before_the_design():
     sampler = make_sampler("skopt", space, seed=0, budget=8)
     first = [space.candidate(p).assignment for p in sampler.design[:2]]
     assert first == [{"TCP_NODELAY": True}, {"TCP_QUICKACK": True}]
+
+
+def test_a_lone_switch_is_not_screened():
+    space = build_space(WorkloadKind.BULK, STOCK, facts=FACTS)   # one switch: slow start after idle
+    assert switch_screen(space, 4) == []
