@@ -291,7 +291,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "measured first; the leading candidates are measured again beside it, and the gain gets a "
                     "95% confidence interval. Prints baseline vs recommended for every metric and the knobs "
                     "that changed; -o writes the profile (settings, workload, path and evidence).",
-        epilog=f"knobs searched by default: {kinds}. Probe repeats x duration per kind: {defaults}. "
+        epilog=f"knobs searched by default: {kinds}. Probe repeats x duration per kind: {defaults}; over a path "
+               "a bulk window is 8 round trips (0.5-2.5 s) and an rr window at least 100. "
                "Examples: tuner recommend rr --write-pattern split -o rr.toml | "
                "tuner recommend bulk --rtt 100ms --rate 200mbit --journal bulk.jsonl")
     add_workload_arguments(p, kind_optional=True)

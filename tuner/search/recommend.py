@@ -43,7 +43,7 @@ log = get_logger(__name__)
 PROBE_DEFAULTS: Mapping[WorkloadKind, tuple[int, float]] = {
     WorkloadKind.RR: (3, 0.5),
     WorkloadKind.BURST: (3, 0.5),
-    WorkloadKind.BULK: (2, 1.0),
+    WorkloadKind.BULK: (2, 0.5),    # over a path: sized from its RTT (probe_settings)
     WorkloadKind.UDP: (3, 0.5),
     WorkloadKind.KEEPALIVE: (2, 0.5),
     WorkloadKind.MEMORY: (3, 0.5),
