@@ -45,10 +45,10 @@ from tuner.probe.measurement import Measurement  # noqa: E402
 from tuner.profiles import load_profile  # noqa: E402
 from tuner.sandbox import Sandbox  # noqa: E402
 from tuner.search.objective import Direction, Score, default_objective, gain  # noqa: E402
-from tuner.search.recommend import PROBE_DEFAULTS, live_baseline  # noqa: E402
+from tuner.search.recommend import live_baseline, probe_settings  # noqa: E402
 from tuner.search.samplers import make_sampler  # noqa: E402
 from tuner.search.space import assignment_key, build_space  # noqa: E402
-from tuner.search.study import SearchConfig, Study, TrialRole  # noqa: E402
+from tuner.search.study import DEFAULT_BUDGET, SearchConfig, Study, TrialRole  # noqa: E402
 from tuner.workload import DEFAULT_WORKLOADS, Path, Workload, WorkloadKind, WritePattern  # noqa: E402
 
 K = WorkloadKind
@@ -158,7 +158,22 @@ def side_by_side(arms: dict[str, dict[str, Value]], measure, objective, rounds: 
 
 def trials_to_95(space, grid, objective, sampler: str, seed: int, cap: int) -> int | None:
     """Replay: search trials until the best score is within 95% of the grid optimum (None: not within cap)."""
+    return replay_search(space, grid, objective, sampler, seed, cap)[0]
+
+
+def replay_search(space, grid, objective, sampler: str, seed: int, cap: int,
+                  budget: int = DEFAULT_BUDGET) -> tuple[int | None, float]:
+    """Replay one search over the measured grid: (trials until the best found is within 95% of the grid
+    optimum, None when not within ``cap``; quality of the best found after ``budget`` trials: its grid
+    score over the optimum's, as "times as good", 1.0 at the optimum). The first ``budget`` trials of a
+    run capped at ``cap`` are those of a run with that budget (same seed, no early stop)."""
     _, opt = _best(grid)
+
+    def quality(score: Score | None) -> float:
+        if score is None or not score.feasible or not score.value:
+            return 0.0
+        q = score.value / opt.value if opt.direction is Direction.MAX else opt.value / score.value
+        return min(1.0, q)
 
     def replay(assignment):
         return grid[assignment_key(assignment)]["m"]
@@ -170,19 +185,23 @@ def trials_to_95(space, grid, objective, sampler: str, seed: int, cap: int) -> i
             return score.value <= opt.value / 0.95
         return score.value >= 0.95 * opt.value
 
-    config = SearchConfig(budget=cap, sampler=sampler, seed=seed, confirm=0, simplify=False)
-    study = Study(space, objective, make_sampler(sampler, space, seed=seed, budget=cap), replay, config=config)
+    config = SearchConfig(budget=cap, sampler=sampler, seed=seed, confirm=0, simplify=False, prune=None)
+    study = Study(space, objective, make_sampler(sampler, space, seed=seed, budget=budget), replay, config=config)
     result = study.run()
-    if good(grid[assignment_key({})]["score"]):
-        return 0
-    n = 0
+    base = grid[assignment_key({})]["score"]
+    to95: int | None = 0 if good(base) else None
+    best, at_budget, n = base, None, 0
     for t in result.trials:
         if t.role is not TrialRole.SEARCH or t.state.value == "rejected":
             continue
         n += 1
-        if t.usable and good(t.score):
-            return n
-    return None
+        if t.usable and t.score is not None and t.score.feasible and (best is None or t.score.loss < best.loss):
+            best = t.score
+        if to95 is None and t.usable and good(t.score):
+            to95 = n
+        if n == budget:
+            at_budget = quality(best)
+    return to95, quality(best) if at_budget is None else at_budget
 
 
 def main() -> int:
@@ -219,7 +238,7 @@ def main() -> int:
         else:
             cli = run_cli(PROFILE_NAMES[name], flags, prof_file, args.quick)
         print(f"  recommend: {cli['wall_s']:.1f} s, {cli.get('verdict') or cli.get('error')}", file=sys.stderr)
-        repeats, duration = (1, 0.3) if args.quick else PROBE_DEFAULTS[workload.kind]
+        repeats, duration = (1, 0.3) if args.quick else probe_settings(workload.kind, SearchConfig(), path)
         objective = default_objective(workload.kind)
         with Sandbox(path) as sb:
             live = live_baseline(sb)
@@ -246,9 +265,12 @@ def main() -> int:
                 arms["recommended"] = cli["assignment"]
             sbs = side_by_side(arms, measure, objective, args.rounds)
         cap = min(space.size, 40)
+        quality: dict[str, list[float]] = {}
         if grid:
-            eff = {s: [trials_to_95(space, grid, objective, s, seed, cap) for seed in range(seeds)]
-                   for s in ("skopt", "random")}
+            runs = {s: [replay_search(space, grid, objective, s, seed, cap) for seed in range(seeds)]
+                    for s in ("skopt", "random")}
+            eff = {s: [r[0] for r in rs] for s, rs in runs.items()}
+            quality = {s: [r[1] for r in rs] for s, rs in runs.items()}
         else:
             eff = {s: previous["trials_to_95"][s]["per_seed"] for s in ("skopt", "random")}
         base = sbs["kernel defaults"]["score"]
@@ -272,6 +294,9 @@ def main() -> int:
             "recommended_vs_best_static": gain(sbs[best_static]["score"], rec, objective.direction)
             if best_static and math.isfinite(rec) else None,
             "trials_to_95": {s: {"per_seed": v, "median": _median_censored(v, cap), "cap": cap} for s, v in eff.items()},
+            "quality_at_budget": {s: {"per_seed": q, "median": statistics.median(q), "worst": min(q),
+                                      "reached_95": sum(x >= 0.95 for x in q) / len(q)}
+                                  for s, q in quality.items() if q},
         }
         results["scenarios"][name] = summary
         print(json.dumps({k: v for k, v in summary.items() if k != "side_by_side"}, default=str), file=sys.stderr)
@@ -319,6 +344,9 @@ def _write(results: dict[str, Any], out: FsPath) -> None:
         lines.append(f"trials to 95% of the grid optimum (replayed grid, median over seeds): skopt "
                      f"{eff['skopt']['median']}, random {eff['random']['median']} (cap {eff['skopt']['cap']}); "
                      f"per seed skopt {eff['skopt']['per_seed']}, random {eff['random']['per_seed']}")
+        for sampler, q in s.get("quality_at_budget", {}).items():
+            lines.append(f"quality after the default budget ({sampler}, replayed grid): median {q['median']:.3f}, "
+                         f"worst {q['worst']:.3f}, seeds reaching 95%: {q['reached_95']:.0%}")
         lines.append("")
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
 

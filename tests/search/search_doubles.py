@@ -48,19 +48,27 @@ class SyntheticMeasure:
     seed: int = 0
     fail_when: Callable[[Mapping[str, object]], bool] | None = None
     calls: list[dict] = field(default_factory=list)
+    prunable: bool = False          # True: accepts ``repeats=`` so a study may prune after one repeat
+    repeat_calls: list[int] = field(default_factory=list)   # repeats run by each call
+    on_repeat: Callable[[], None] | None = None             # called per repeat (tests advance a fake clock)
 
     def __post_init__(self) -> None:
         self._rng = random.Random(self.seed)
 
-    def __call__(self, assignment):
+    def __call__(self, assignment, repeats=None):
+        n = repeats or self.repeats
         self.calls.append(dict(assignment))
+        self.repeat_calls.append(n)
+        if self.on_repeat is not None:
+            for _ in range(n):
+                self.on_repeat()
         if self.fail_when is not None and self.fail_when(assignment):
             raise RuntimeError("synthetic probe failure")
         truth = self.metric_fn(assignment)
         metrics = {name: summarize([v * (1 + self._rng.uniform(-self.noise, self.noise))
-                                    for _ in range(self.repeats)]) for name, v in truth.items()}
+                                    for _ in range(n)]) for name, v in truth.items()}
         return Measurement(workload=DEFAULT_WORKLOADS[self.kind], path=Path(), assignment=dict(assignment),
-                           metrics=metrics, backend="none", repeats=self.repeats, duration=0.1)
+                           metrics=metrics, backend="none", repeats=n, duration=0.1)
 
 
 def rr_truth(a):

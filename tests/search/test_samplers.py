@@ -6,7 +6,8 @@ import pytest
 
 from tuner.knobs import check_assignment
 from tuner.search.objective import parse_objective
-from tuner.search.samplers import GridSampler, RandomSampler, SkoptSampler, make_sampler
+from tuner.search.samplers import (FEW_LEVELS, GridSampler, RandomSampler, SkoptSampler, is_categorical,
+                                  make_sampler, switch_screen)
 from tuner.search.space import build_space
 from tuner.search.study import SearchConfig, Study
 from tuner.workload import WorkloadKind
@@ -83,3 +84,78 @@ def test_skopt_sampler_returns_plain_ints_and_learns_where_the_loss_is_low():
         if i >= 8:
             late.append(p[nodelay])
     assert sum(late) >= 4
+
+
+SCENARIOS = [
+    (WorkloadKind.RR, (), ()),
+    (WorkloadKind.BULK, (), ()),
+    (WorkloadKind.BURST, (), ()),
+    (WorkloadKind.UDP, (), ()),
+    (WorkloadKind.KEEPALIVE, (), ()),
+    (WorkloadKind.BULK, ("TCP_CONGESTION",), ("net.ipv4.tcp_congestion_control",)),
+]
+
+
+@pytest.mark.parametrize("kind,add,remove", SCENARIOS)
+@pytest.mark.parametrize("seed", [0, 1, 7])
+def test_the_measured_design_tries_every_level_of_every_few_level_knob(kind, add, remove, seed):
+    """What the probe measures (after repair) before the model leads covers each level at least once,
+    counting the baseline, which is measured first."""
+    space = build_space(kind, STOCK, facts=FACTS, add=add, remove=remove)
+    sampler = make_sampler("skopt", space, seed=seed, budget=8)
+    measured = [space.baseline_point()]
+    for p in sampler.design:
+        measured.append(space.candidate(p).point)
+    for i, dim in enumerate(space.dimensions):
+        if len(dim.levels) <= FEW_LEVELS:
+            assert {p[i] for p in measured} == set(range(len(dim.levels))), dim.knob
+    assert len(set(measured)) == len(measured)  # no design point repeats the baseline or another
+
+
+def test_a_study_tries_bbr_from_a_cubic_baseline_within_the_default_budget_for_every_seed():
+    space = build_space(WorkloadKind.BULK, STOCK, facts=FACTS)
+    for seed in range(10):
+        seen = []
+
+        def truth(a):
+            seen.append(a.get("net.ipv4.tcp_congestion_control"))
+            return {"goodput_mbps": 95.0 if a.get("net.ipv4.tcp_congestion_control") == "bbr" else 1.8}
+
+        study = Study(space, parse_objective(None, WorkloadKind.BULK), make_sampler("skopt", space, seed=seed),
+                      SyntheticMeasure(WorkloadKind.BULK, truth), config=SearchConfig(confirm=0, seed=seed))
+        study.run()
+        assert "bbr" in seen, seed
+
+
+def test_categories_are_categories():
+    space = build_space(WorkloadKind.BULK, STOCK, facts=FACTS, add=["SO_RCVBUF"])
+    kinds = {d.knob: is_categorical(d) for d in space.dimensions}
+    assert kinds["net.ipv4.tcp_congestion_control"] and kinds["net.ipv4.tcp_slow_start_after_idle"]
+    assert kinds["SO_RCVBUF"]             # "unset" is not a buffer size
+    assert not kinds["net.ipv4.tcp_rmem"]  # a scale of sizes
+
+
+def test_skopt_proposes_a_new_neighbour_of_the_best_instead_of_a_point_already_measured():
+    space = build_space(WorkloadKind.RR, STOCK, facts=FACTS, remove=["SO_RCVBUF"])
+    s = SkoptSampler(space, seed=3, initial_points=2)
+    told = set()
+    for _ in range(space.size):
+        p = s.ask()
+        if p is None:
+            break
+        assert p not in told
+        told.add(p)
+        s.tell(p, 1.0)
+    assert len(told) == space.size
+
+
+def test_the_screen_measures_each_switch_alone_before_the_design():
+    space = build_space(WorkloadKind.RR, STOCK, facts=FACTS)
+    sampler = make_sampler("skopt", space, seed=0, budget=8)
+    first = [space.candidate(p).assignment for p in sampler.design[:2]]
+    assert first == [{"TCP_NODELAY": True}, {"TCP_QUICKACK": True}]
+
+
+def test_a_lone_switch_is_not_screened():
+    space = build_space(WorkloadKind.BULK, STOCK, facts=FACTS)   # one switch: slow start after idle
+    assert switch_screen(space, 4) == []

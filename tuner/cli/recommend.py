@@ -10,10 +10,12 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+import threading
+import time
 from pathlib import Path as FsPath
 from typing import Any
 
-from tuner.cli.output import Progress, print_json, print_table, require_root
+from tuner.cli.output import print_json, print_table, require_root
 from tuner.cli.workload_args import (add_path_arguments, add_workload_arguments, path_from_args,
                                      positive_duration, workload_from_args)
 from tuner.errors import EnvironmentProblem, InputError
@@ -54,27 +56,83 @@ def _score(score: Score | None) -> str:
     return "-" if score is None else _num(score.value, "x")
 
 
-class _ProgressView:
-    """The live display: trial i of N, current and best score, elapsed (output.Progress adds elapsed)."""
+def _seconds(x: float) -> str:
+    return f"{x:.0f} s" if x < 90 else f"{x / 60:.1f} min"
 
-    def __init__(self, budget: int, objective: str) -> None:
-        self.progress = Progress(total=budget)
+
+class _ProgressView:
+    """The live display on stderr: the phase with its own count (trial 5/8, simplify 1/3, confirm 2/3),
+    the elapsed time and an ETA, the last score against the best and the baseline, and while a
+    measurement runs its elapsed time (ticking once a second on a terminal)."""
+
+    _LABELS = {"baseline": "baseline", "search": "trial", "simplify": "simplify", "confirm": "confirm"}
+
+    def __init__(self, budget: int, objective: str, *, file: Any = None) -> None:
+        self.file = file or sys.stderr
+        self.tty = self.file.isatty()
         self.objective = objective
+        self.budget = budget
+        self._start = time.monotonic()
+        self._lock = threading.Lock()
+        self._head = ""
+        self._tail = ""
+        self._eta: float | None = None
+        self._eta_at = 0.0
+        self._running_since: float | None = None
+        self._stop = threading.Event()
+        self._ticker: threading.Thread | None = None
+        if self.tty:
+            self._ticker = threading.Thread(target=self._tick, name="progress", daemon=True)
+            self._ticker.start()
+
+    def _tick(self) -> None:
+        while not self._stop.wait(1.0):
+            with self._lock:
+                if self._running_since is not None:
+                    self._show()
+
+    def _show(self) -> None:
+        now = time.monotonic()
+        eta = ""
+        if self._eta is not None:  # counts down while a measurement runs
+            eta = f", ETA {_seconds(max(0.0, self._eta - (now - self._eta_at)))}"
+        line = f"[{self._head}, {_seconds(now - self._start)}{eta}]" + (f" {self._tail}" if self._tail else "")
+        if self._running_since is not None:
+            line += f" | measuring {time.monotonic() - self._running_since:.0f} s"
+        if self.tty:
+            print("\r\033[K" + line, end="", file=self.file, flush=True)
+        else:
+            print(line, file=self.file, flush=True)
 
     def __call__(self, event: TrialEvent) -> None:
         if event.phase == "done":
             return
-        t = event.trial
-        if t is None:
-            return
-        current = _score(t.score) if t.usable else t.state.value
-        label = {"baseline": "baseline", "search": f"trial {event.done} of {event.total}",
-                 "simplify": "simplifying", "confirm": "confirming"}.get(event.phase, event.phase)
-        self.progress.update(event.done, f"{label}: {self.objective} {current} "
-                                         f"(best {_score(event.best)}, baseline {_score(event.baseline)})")
+        label = self._LABELS.get(event.phase, event.phase)
+        count = f"{label} {event.phase_done}/{event.phase_total}" if event.phase != "baseline" else label
+        with self._lock:
+            self._head = count
+            self._eta, self._eta_at = event.eta, time.monotonic()
+            if event.running:
+                self._running_since = time.monotonic()
+                if self.tty or not self._tail:
+                    self._show()
+                return
+            self._running_since = None
+            t = event.trial
+            if t is None:
+                return
+            current = _score(t.score) if t.usable else t.state.value
+            pruned = " (pruned after one repeat)" if t.pruned else ""
+            self._tail = (f"{self.objective} {current}{pruned} (best {_score(event.best)}, "
+                          f"baseline {_score(event.baseline)})")
+            self._show()
 
     def close(self) -> None:
-        self.progress.close()
+        self._stop.set()
+        if self._ticker is not None:
+            self._ticker.join(timeout=2.0)
+        if self.tty:
+            print(file=self.file, flush=True)
 
 
 def render_recommendation(rec: Recommendation, file=None) -> None:
@@ -240,7 +298,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "measured first; the leading candidates are measured again beside it, and the gain gets a "
                     "95% confidence interval. Prints baseline vs recommended for every metric and the knobs "
                     "that changed; -o writes the profile (settings, workload, path and evidence).",
-        epilog=f"knobs searched by default: {kinds}. Probe repeats x duration per kind: {defaults}. "
+        epilog=f"knobs searched by default: {kinds}. Probe repeats x duration per kind: {defaults}; over a path "
+               "a bulk window is 8 round trips (0.5-2.5 s) and an rr window at least 100. "
                "Examples: tuner recommend rr --write-pattern split -o rr.toml | "
                "tuner recommend bulk --rtt 100ms --rate 200mbit --journal bulk.jsonl")
     add_workload_arguments(p, kind_optional=True)

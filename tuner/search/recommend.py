@@ -44,15 +44,32 @@ log = get_logger(__name__)
 PROBE_DEFAULTS: Mapping[WorkloadKind, tuple[int, float]] = {
     WorkloadKind.RR: (3, 0.5),
     WorkloadKind.BURST: (3, 0.5),
-    WorkloadKind.BULK: (2, 1.0),
+    WorkloadKind.BULK: (2, 0.5),    # over a path: sized from its RTT (probe_settings)
     WorkloadKind.UDP: (3, 0.5),
     WorkloadKind.KEEPALIVE: (2, 0.5),
     WorkloadKind.MEMORY: (3, 0.5),
 }
 
 
-def probe_settings(kind: WorkloadKind, config: SearchConfig) -> tuple[int, float]:
+# Sizing a measured window from the path (the probe adds its own warm-up ahead of it, which for bulk
+# covers slow start and buffer autotuning: at least ten round trips). A bulk window holds eight round
+# trips (one full bbr ProbeBW gain cycle; a cubic flow's sawtooth over a short path), at least 0.5 s
+# (timer and scheduler noise on a busy machine) and at most 2.5 s. A request/response window holds at
+# least 100 round trips so its p99 rests on enough requests.
+BULK_WINDOW_RTTS = 8
+RR_WINDOW_RTTS = 100
+_WINDOW_MIN_S, _WINDOW_MAX_S = 0.5, 2.5
+
+
+def probe_settings(kind: WorkloadKind, config: SearchConfig, path: Path | None = None) -> tuple[int, float]:
+    """(repeats, seconds per repeat) of each measurement: the user's choice, else sized from the path
+    where the path sets the time a steady state needs (bulk, rr), else the kind's default."""
     repeats, duration = PROBE_DEFAULTS[kind]
+    rtt = path.rtt if path is not None and path.rtt else 0.0
+    if kind is WorkloadKind.BULK:
+        duration = min(_WINDOW_MAX_S, max(_WINDOW_MIN_S, BULK_WINDOW_RTTS * rtt))
+    elif kind is WorkloadKind.RR and rtt:
+        duration = min(_WINDOW_MAX_S, max(duration, RR_WINDOW_RTTS * rtt))
     return (config.repeats or repeats, config.duration or duration)
 
 
@@ -240,7 +257,8 @@ def _evidence(result: StudyResult, space: Space, objective: Objective, config: S
         "measurements": sum(1 for t in result.trials if t.measurement is not None),
         "stop_reason": result.stop_reason,
         "sampler": config.sampler, "seed": config.seed, "budget": config.budget,
-        "repeats": probe_settings(workload.kind, config)[0], "duration_s": probe_settings(workload.kind, config)[1],
+        "repeats": probe_settings(workload.kind, config, path)[0],
+        "duration_s": probe_settings(workload.kind, config, path)[1],
         "elapsed_s": round(result.elapsed, 1),
         "backend": result.baseline.backend,
         "path": path.describe(),
@@ -259,15 +277,27 @@ def _evidence(result: StudyResult, space: Space, objective: Objective, config: S
     return _toml(evidence)
 
 
+@dataclass
+class _ProbeMeasure:
+    """The real probe in the search's sandbox; prunable (a search trial may run its first repeat alone)."""
+
+    workload: Workload
+    path: Path
+    repeats: int
+    duration: float
+    sandbox: Any
+    target: TargetBaseline | None = None
+    prunable: bool = True
+
+    def __call__(self, assignment: Mapping[str, Value], repeats: int | None = None) -> Measurement:
+        return run_probe(self.workload, self.path, assignment, repeats=repeats or self.repeats,
+                         duration=self.duration, sandbox=self.sandbox, target=self.target)
+
+
 def _probe_measure(workload: Workload, path: Path, config: SearchConfig, sandbox: Any,
                    target: TargetBaseline | None = None) -> Measure:
-    repeats, duration = probe_settings(workload.kind, config)
-
-    def measure(assignment: Mapping[str, Value]) -> Measurement:
-        return run_probe(workload, path, assignment, repeats=repeats, duration=duration, sandbox=sandbox,
-                         target=target)
-
-    return measure
+    repeats, duration = probe_settings(workload.kind, config, path)
+    return _ProbeMeasure(workload, path, repeats, duration, sandbox, target)
 
 
 def recommend(workload: Workload, path: Path, config: SearchConfig,

@@ -29,9 +29,9 @@ from tuner.knobs import Value
 from tuner.logs import get_logger
 from tuner.probe.measurement import Measurement, Stat, summarize
 from tuner.search.journal import Journal
-from tuner.search.objective import Objective, Score
+from tuner.search.objective import Objective, Score, gain
 from tuner.search.samplers import SAMPLERS, Sampler
-from tuner.search.space import Space, assignment_key
+from tuner.search.space import Candidate, Space, assignment_key
 from tuner.search.stats import CONFIDENCE, MIN_REPEATS, GainInterval, gain_interval, looks_confidence
 
 __all__ = [
@@ -47,9 +47,21 @@ _MAX_DUPLICATES_IN_ROW = 3
 
 
 class Measure(Protocol):
-    """Runs the workload under an assignment and returns its measurement (the probe, in a sandbox)."""
+    """Runs the workload under an assignment and returns its measurement (the probe, in a sandbox).
+
+    A measure that can run fewer repeats than its default says so with ``prunable = True``, its
+    ``repeats`` attribute and a ``repeats`` keyword: the study then runs a search trial's first repeat
+    alone and stops there when that repeat is already clearly worse than the best (pruning)."""
 
     def __call__(self, assignment: Mapping[str, Value]) -> Measurement: ...
+
+
+def _prunable_repeats(measure: Measure) -> int:
+    """How many repeats a full measurement of ``measure`` has, when it can be split (else 0)."""
+    if not getattr(measure, "prunable", False):
+        return 0
+    repeats = getattr(measure, "repeats", 0)
+    return repeats if isinstance(repeats, int) and repeats > 1 else 0
 
 
 @dataclass(frozen=True)
@@ -72,6 +84,8 @@ class SearchConfig:
     patience: int | None = None    # stop after this many search trials without a better score
     min_gain: float = 0.05         # a gain below 5% is not worth recommending
     max_repeats: int = 20          # confirmation: most samples per side while the answer is unclear
+    prune: float | None = 1.0      # stop a search trial after one repeat when the best is > 2x better
+    simplify_runs: int = 3         # at most this many measurements to simplify the best candidate
     name: str | None = None        # profile name (default: derived from the workload)
 
     def __post_init__(self) -> None:
@@ -89,6 +103,10 @@ class SearchConfig:
             raise InputError("--duration must be positive", hint="e.g. --duration 0.5s")
         if self.confirm < 0:
             raise InputError("confirm must not be negative", hint="0 turns the confirmation off")
+        if self.prune is not None and self.prune <= 0:
+            raise InputError("prune must be positive", hint="None turns pruning off")
+        if self.simplify_runs < 0:
+            raise InputError("simplify_runs must not be negative", hint="0 turns the simplification off")
         if self.patience is not None and self.patience < 1:
             raise InputError("patience must be at least 1", hint="None turns it off")
         if self.max_repeats < MIN_REPEATS:
@@ -141,6 +159,7 @@ class Trial:
     error: str | None = None
     started: float = 0.0                       # unix time
     elapsed: float = 0.0                       # seconds
+    pruned: bool = False                       # stopped after its first repeat: clearly worse than the best
 
     @property
     def key(self) -> str:
@@ -166,6 +185,8 @@ class Trial:
             r["score"] = self.score.to_dict()
         if self.error is not None:
             r["error"] = self.error
+        if self.pruned:
+            r["pruned"] = True
         return r
 
     @classmethod
@@ -178,14 +199,16 @@ class Trial:
             measurement=Measurement.from_dict(r["measurement"]) if r.get("measurement") else None,
             score=Score.from_dict(r["score"]) if r.get("score") else None,
             error=r.get("error"), started=float(r.get("started", 0.0)), elapsed=float(r.get("elapsed", 0.0)),
+            pruned=bool(r.get("pruned", False)),
         )
 
 
 @dataclass(frozen=True)
 class TrialEvent:
-    """Progress of a study, sent after every trial (and once at the end, with ``phase`` "done")."""
+    """Progress of a study, sent when a measurement starts (``running``, ``trial`` None), after every
+    trial, and once at the end (``phase`` "done")."""
 
-    phase: str                  # "baseline", "search", "confirm", "done"
+    phase: str                  # "baseline", "search", "simplify", "confirm", "done"
     trial: Trial | None
     done: int                   # search trials measured so far
     total: int                  # the trial budget
@@ -193,6 +216,10 @@ class TrialEvent:
     baseline: Score | None
     elapsed: float              # seconds since the study started (including before a resume)
     message: str = ""
+    phase_done: int = 0         # measurements of this phase so far (the running one included)
+    phase_total: int = 0        # measurements this phase expects (an estimate for simplify and confirm)
+    eta: float | None = None    # seconds until the verdict (estimate; None before one measurement)
+    running: bool = False       # a measurement of this phase has just started
 
 
 @dataclass(frozen=True)
@@ -288,11 +315,55 @@ class Study:
         self._best: Score | None = None
         self._baseline: Trial | None = None
         self._simplified: str | None = None
+        self._repeats = _prunable_repeats(measure)
+        self._phase_runs: dict[str, int] = {}
+        self._phase_total: dict[str, int] = {}
+        self._max_leaders = config.confirm
 
     # --- bookkeeping --------------------------------------------------------------------------
 
     def elapsed(self) -> float:
         return self._prior_elapsed + time.monotonic() - self._start
+
+    def _run_seconds(self) -> float | None:
+        """Seconds a full measurement takes here: the median of the full (not pruned) ones so far."""
+        xs = sorted(t.elapsed for t in self.trials if t.state is not TrialState.REJECTED and not t.pruned
+                    and t.elapsed > 0)
+        return xs[len(xs) // 2] if xs else None
+
+    def _confirm_runs(self, leaders: int | None = None) -> int:
+        """Measurements the confirmation takes at least: the rounds that give every arm (the baseline and
+        each leader) the minimum samples of a claim (one round for a quick look below the minimum)."""
+        arms = 1 + (self._max_leaders if leaders is None else leaders)
+        rounds = math.ceil(MIN_REPEATS / self._run_size()) if self._tops_up() else 1
+        return arms * rounds
+
+    def _simplify_runs_left(self) -> int:
+        if not self.config.simplify or self.config.confirm == 0:
+            return 0
+        return max(0, self.config.simplify_runs - self._phase_runs.get("simplify", 0))
+
+    def _fits(self, runs: int) -> bool:
+        """Whether ``runs`` more measurements fit in the time budget (always, without one)."""
+        if self.config.time_budget is None:
+            return True
+        per = self._run_seconds() or 0.0
+        return self.elapsed() + runs * per <= self.config.time_budget
+
+    def _eta(self, phase: str) -> float | None:
+        per = self._run_seconds()
+        if per is None:
+            return None
+        left = {"baseline": self.config.budget + self._simplify_runs_left() + self._confirm_runs(),
+                "search": max(0, self.config.budget - self._search_done()) + self._simplify_runs_left()
+                + self._confirm_runs(),
+                "simplify": self._simplify_runs_left() + self._confirm_runs(),
+                "confirm": max(0, self._phase_total.get("confirm", 0) - self._phase_runs.get("confirm", 0))
+                }.get(phase, 0)
+        eta = left * per
+        if self.config.time_budget is not None:
+            eta = min(eta, max(0.0, self.config.time_budget - self.elapsed()))
+        return eta
 
     def _search_done(self) -> int:
         return sum(1 for t in self.trials if t.role is TrialRole.SEARCH and t.state is not TrialState.REJECTED)
@@ -321,12 +392,15 @@ class Study:
         if write and self.journal is not None:
             self.journal.append(trial.to_record())
 
-    def _emit(self, phase: str, trial: Trial | None, message: str = "") -> None:
+    def _emit(self, phase: str, trial: Trial | None, message: str = "", *, running: bool = False) -> None:
         if self.progress is None:
             return
         base = self._baseline.score if self._baseline else None
+        total = self.config.budget if phase == "search" else self._phase_total.get(phase, 1)
+        # search trials are counted from the study's record, so a resumed search goes on from its count
+        count = self._search_done() + running if phase == "search" else self._phase_runs.get(phase, 0)
         self.progress(TrialEvent(phase, trial, self._search_done(), self.config.budget, self._best, base,
-                                 self.elapsed(), message))
+                                 self.elapsed(), message, count, total, self._eta(phase), running))
 
     # --- running trials -----------------------------------------------------------------------
 
@@ -335,11 +409,17 @@ class Study:
         number = len(self.trials)
         started, t0 = time.time(), time.monotonic()
         log.info("trial.started", number=number, role=role.value, assignment=dict(assignment))
+        self._phase_runs[role.value] = self._phase_runs.get(role.value, 0) + 1
+        self._emit(role.value, None, running=True)
         measurement: Measurement | None = None
         score: Score | None = None
         error: str | None = None
+        pruned = False
         try:
-            measurement = self.measure(dict(assignment))
+            if role is TrialRole.SEARCH:
+                measurement, pruned = self._measure_search(assignment)
+            else:
+                measurement = self.measure(dict(assignment))
         except Exception as exc:  # noqa: BLE001 - any failure of one trial is recorded; the search goes on
             state, error = TrialState.FAILED, f"{type(exc).__name__}: {exc}"
         else:
@@ -352,15 +432,36 @@ class Study:
                 base_m = self._baseline.measurement if self._baseline else None
                 score = self.objective.score(measurement, base_m if role is not TrialRole.BASELINE else None)
         trial = Trial(number, role, state, dict(assignment), point, asked, measurement, score, error, started,
-                      time.monotonic() - t0)
+                      time.monotonic() - t0, pruned)
         if state is TrialState.COMPLETE:
             log.info("trial.finished", number=number, role=role.value, score=score.value if score else None,
-                     elapsed=round(trial.elapsed, 3))
+                     elapsed=round(trial.elapsed, 3), pruned=pruned)
         else:
             log.warning("trial.failed", number=number, role=role.value, state=state.value, error=error)
         self._record(trial)
         self._emit(role.value, trial)
         return trial
+
+    def _measure_search(self, assignment: Mapping[str, Value]) -> tuple[Measurement, bool]:
+        """A search trial's measurement, and whether it was pruned: with a prunable measure and a best
+        score to compare with, the first repeat runs alone; when it is worse than the best by more than
+        ``prune`` (2x by default: far beyond the noise of one repeat) the trial stops there."""
+        best, margin = self._best, self.config.prune
+        if not self._repeats or best is None or margin is None:
+            return self.measure(dict(assignment)), False
+        call: Any = self.measure  # a prunable measure takes ``repeats`` (see Measure)
+        first: Measurement = call(dict(assignment), repeats=1)
+        if first.failed or not first.valid:
+            return first, False
+        base_m = self._baseline.measurement if self._baseline else None
+        score = self.objective.score(first, base_m)
+        if score.feasible and gain(best.value, score.value, best.direction) < 1.0 / (1.0 + margin):
+            log.info("trial.pruned", score=score.value, best=best.value, margin=margin)
+            return first, True
+        rest: Measurement = call(dict(assignment), repeats=self._repeats - 1)
+        if rest.failed or not rest.valid:
+            return rest, False
+        return pool_measurements([first, rest]), False
 
     def _replay(self, records: Sequence[Mapping[str, Any]]) -> None:
         for r in records:
@@ -386,7 +487,12 @@ class Study:
         self._measure_baseline()
         stop_reason = self._search()
         log.info("study.search_stopped", reason=stop_reason, trials=self._search_done())
+        self._phase_total["simplify"] = self._simplify_runs_left()
         self._simplify()
+        # --time bounds the whole run: confirm as many leaders as the time left allows
+        while self._max_leaders > 0 and not self._fits(self._confirm_runs()):
+            self._max_leaders -= 1
+        self._phase_total["confirm"] = self._confirm_runs(len(self._leaders()))
         self._confirm()
         result = self._decide(stop_reason)
         self._emit("done", None, result.verdict.text)
@@ -413,7 +519,9 @@ class Study:
         while True:
             if self._search_done() >= cfg.budget:
                 return "trial budget"
-            if cfg.time_budget is not None and self.elapsed() >= cfg.time_budget:
+            # the time budget holds the confirmation too: stop while it fits (the simplification gets
+            # what is left after the search, and is skipped when nothing is)
+            if cfg.time_budget is not None and not self._fits(1 + self._confirm_runs()):
                 return "time budget"
             if cfg.patience is not None and since_best >= cfg.patience:
                 return f"converged: no better score in {cfg.patience} trials"
@@ -444,6 +552,13 @@ class Study:
                 continue
             duplicates = 0
             trial = self._run(TrialRole.SEARCH, cand.assignment, cand.point, asked)
+            if trial.state is TrialState.INVALID and self._search_done() < cfg.budget and self._fits(
+                    1 + self._confirm_runs()):
+                # an invalid run (the sandbox or the load generator could not keep up) says nothing
+                # about the setting; told as a penalty it would teach the sampler that, say, bbr is bad
+                # and the design's one try of it would be lost: measure it once more
+                log.info("trial.retry_invalid", number=trial.number, reason=trial.error)
+                trial = self._run(TrialRole.SEARCH, cand.assignment, cand.point, asked)
             self._tell([asked, cand.point], trial.score.loss if trial.usable and trial.score else math.inf)
             if self._best is not best:
                 best, since_best = self._best, 0
@@ -479,7 +594,9 @@ class Study:
         """The candidates to confirm: the simplified best (if any), then the best ones, best first."""
         ranked = self._ranked()
         first = [self._simplified] if self._simplified in ranked else []
-        return list(dict.fromkeys(first + ranked[: self.config.confirm]))
+        leaders = list(dict.fromkeys(first + ranked[: self.config.confirm]))
+        # fewer when the time budget cannot hold the confirmation of them all (see run)
+        return leaders[: self._max_leaders] if self._max_leaders < self.config.confirm else leaders
 
     def _search_score(self, key: str) -> Score:
         return Score.pooled([t.score for t in self._by_key[key]
@@ -503,6 +620,8 @@ class Study:
         # again and judge the reductions against that fresh run only.
         reference = [t for t in self._by_key[best_key] if t.role is TrialRole.SIMPLIFY and t.usable]
         if not reference:
+            if not self._simplify_runs_left() or not self._fits(1 + self._confirm_runs()):
+                return
             again = self._run(TrialRole.SIMPLIFY, current.assignment, current.point)
             reference = [again] if again.usable else []
         best = (Score.pooled([t.score for t in reference if t.score is not None]) if reference
@@ -531,10 +650,17 @@ class Study:
                     continue
                 options.append((self.space.cost(cand.assignment), cand, i))
             options.sort(key=lambda o: o[0])
+            jump = self._main_knob_only(current.point, changed, base_point)
+            if (jump is not None and len(changed) > 2 and jump.key != current.key and jump.point is not None
+                    and sum(a != b for a, b in zip(jump.point, base_point)) < len(changed) - 1
+                    and all(c.key != jump.key for _, c, _ in options)
+                    and not any(self.space.dimensions[j].knob in held and jump.point[j] != current.point[j]
+                                for j in changed)):
+                options.insert(0, (0.0, jump, None))  # one run may remove every change but the one that matters
             accepted = None
-            for _, cand, i in options:
-                if self.config.time_budget is not None and self.elapsed() >= self.config.time_budget:
-                    return
+            for _, cand, _i in options:
+                if not self._simplify_runs_left() or not self._fits(1 + self._confirm_runs()):
+                    break
                 ts = [t for t in self._by_key.get(cand.key, ()) if t.usable]
                 if any(t.role is TrialRole.SEARCH for t in ts):
                     prior = self._search_score(cand.key)
@@ -547,8 +673,10 @@ class Study:
                     if not trial.usable:
                         continue
                     fresh = [trial]
-                if self.space.dimensions[i].knob in _held_back(fresh):
-                    continue  # smaller, this buffer holds the flow back (tcp_info): not a free reduction
+                lowered = {self.space.dimensions[j].knob for j in changed
+                           if cand.point is not None and cand.point[j] != current.point[j]}
+                if lowered & set(_held_back(fresh)):
+                    continue  # smaller, a buffer holds the flow back (tcp_info): not a free reduction
                 score = Score.pooled([t.score for t in fresh if t.score is not None])
                 worse = gain_interval(score.samples, best.samples, direction, seed=self.config.seed)
                 if worse.lo <= 1.0 or worse.gain < 1.0 + self.config.min_gain:
@@ -621,6 +749,40 @@ class Study:
         iv = gain_interval(base.samples, pooled[best].samples, base.direction, seed=self.config.seed,
                            confidence=self._confidence())
         return not iv.significant and iv.gain >= 1.0 and iv.lo < 1.0 + self.config.min_gain <= iv.hi
+
+    def _main_knob_only(self, point: tuple[int, ...], changed: Sequence[int],
+                        base_point: tuple[int, ...]) -> Candidate | None:
+        """The candidate that keeps only the change the search's trials credit most: for each changed
+        knob, how much worse the best trial *without* the best's level of it is than the best trial with
+        it (what can be had without this change; robust to a few trials that share several levels)."""
+        trials = [t for t in self.trials if t.role is TrialRole.SEARCH and t.usable and t.point is not None
+                  and t.score is not None]
+        effects = []
+        for i in changed:
+            same = [t.score.loss for t in trials if t.point[i] == point[i]]  # type: ignore[index,union-attr]
+            other = [t.score.loss for t in trials if t.point[i] != point[i]]  # type: ignore[index,union-attr]
+            if same and other:
+                effects.append((min(other) - min(same), i))
+        effects.sort(reverse=True)
+        if not effects or effects[0][0] <= 0 or (len(effects) > 1 and effects[1][0] >= 0.5 * effects[0][0]):
+            return None  # the trials do not single one change out
+        singles: dict[int, Candidate] = {}
+        for j in changed:
+            only = list(base_point)
+            only[j] = point[j]
+            try:
+                singles[j] = self.space.candidate(tuple(only))
+            except KnobError:
+                continue
+        _, i = effects[0]
+        if i not in singles:
+            return None
+        # never ahead of the cost order: a cheaper one-knob setting (TCP_NODELAY rather than TCP_QUICKACK)
+        # may do as well, and one-at-a-time elimination, cheapest first, finds it
+        cost = self.space.cost(singles[i].assignment)
+        if any(self.space.cost(c.assignment) < cost for c in singles.values()):
+            return None
+        return singles[i]
 
     def _confirm(self) -> None:
         if self.config.confirm == 0:

@@ -1,0 +1,167 @@
+"""Search mechanics of issue 14: pruning, the time budget over the whole run, progress events.
+
+The probe is ``SyntheticMeasure`` (a labelled test double; see search_doubles.py). Time is a fake
+clock that only the synthetic probe advances (one second per repeat), so the time-budget checks are
+exact and do not depend on how busy the machine is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from tuner.search import study as study_module
+from tuner.search.objective import parse_objective
+from tuner.search.recommend import probe_settings
+from tuner.search.samplers import make_sampler
+from tuner.search.space import build_space
+from tuner.search.study import SearchConfig, Study, TrialRole
+from tuner.workload import Path, WorkloadKind
+
+from search_doubles import FACTS, STOCK, SyntheticMeasure, rr_truth
+
+RR = WorkloadKind.RR
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float = 1.0) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    c = FakeClock()
+    monkeypatch.setattr(study_module.time, "monotonic", c.monotonic)
+    return c
+
+
+def _study(space, measure, config, events=None):
+    sampler = make_sampler(config.sampler, space, seed=config.seed, budget=config.budget)
+    return Study(space, parse_objective(config.objective, space.kind), sampler, measure, config=config,
+                 progress=events.append if events is not None else None)
+
+
+def test_a_trial_clearly_worse_than_the_best_stops_after_its_first_repeat():
+    space = build_space(RR, STOCK, facts=FACTS)
+    measure = SyntheticMeasure(RR, rr_truth, prunable=True)
+    result = _study(space, measure, SearchConfig(budget=12, sampler="grid", confirm=0)).run()
+    search = [t for t in result.trials if t.role is TrialRole.SEARCH and t.usable]
+    # once TCP_NODELAY (0.2 ms) is known, a setting without it (44 ms) is pruned after one repeat
+    first_nodelay = next(i for i, t in enumerate(search) if t.assignment.get("TCP_NODELAY"))
+    later_slow = [t for t in search[first_nodelay + 1:] if not t.assignment.get("TCP_NODELAY")]
+    assert later_slow and all(t.pruned and t.measurement.repeats == 1 for t in later_slow)
+    # settings as good as the best are measured in full (first repeat, then the rest)
+    fast = [t for t in search if t.assignment.get("TCP_NODELAY")]
+    assert fast and not any(t.pruned for t in fast) and all(t.measurement.repeats == 3 for t in fast)
+    assert sum(measure.repeat_calls) < 3 * len(measure.repeat_calls)
+
+
+def test_without_pruning_every_trial_runs_all_its_repeats():
+    space = build_space(RR, STOCK, facts=FACTS)
+    measure = SyntheticMeasure(RR, rr_truth, prunable=True)
+    result = _study(space, measure, SearchConfig(budget=12, sampler="grid", confirm=0, prune=None)).run()
+    assert not any(t.pruned for t in result.trials)
+    assert set(measure.repeat_calls) == {3}
+
+
+@pytest.mark.parametrize("limit", [8.0, 20.0, 31.0, 45.0])
+def test_the_time_budget_holds_the_whole_run_including_simplify_and_confirmation(clock, limit):
+    space = build_space(RR, STOCK, facts=FACTS)
+    measure = SyntheticMeasure(RR, rr_truth, on_repeat=clock.advance)   # 3 s per full measurement
+    config = SearchConfig(budget=40, time_budget=limit, sampler="random", seed=2)
+    result = _study(space, measure, config).run()
+    assert result.elapsed <= limit
+    assert result.stop_reason == "time budget"
+    assert any(t.role is TrialRole.CONFIRM for t in result.trials) == (limit >= 20.0)
+
+
+def test_with_time_for_it_a_short_budget_still_confirms_the_winner(clock):
+    space = build_space(RR, STOCK, facts=FACTS)
+    measure = SyntheticMeasure(RR, rr_truth, on_repeat=clock.advance)
+    config = SearchConfig(budget=40, time_budget=30.0, sampler="grid", seed=2)
+    result = _study(space, measure, config).run()
+    assert result.elapsed <= 30.0
+    assert result.confirmed and result.assignment.get("TCP_NODELAY") is True
+
+
+def test_progress_names_each_phase_with_its_own_count_and_an_eta(clock):
+    space = build_space(WorkloadKind.BULK, STOCK, facts=FACTS)
+
+    def truth(a):
+        g = 90.0 if a.get("net.ipv4.tcp_congestion_control") == "bbr" else 2.0
+        if a.get("net.ipv4.tcp_rmem", STOCK["net.ipv4.tcp_rmem"])[2] < 4 << 20:
+            g *= 0.98   # a little worse: the best has more than one change, so simplify has work
+        return {"goodput_mbps": g}
+
+    measure = SyntheticMeasure(WorkloadKind.BULK, truth, on_repeat=clock.advance)
+    events = []
+    _study(space, measure, SearchConfig(budget=8, seed=1), events=events).run()
+    started = [e for e in events if e.running]
+    search = [e for e in started if e.phase == "search"]
+    assert [e.phase_done for e in search] == list(range(1, len(search) + 1))
+    assert all(e.phase_total == 8 for e in search)
+    confirm = [e for e in started if e.phase == "confirm"]
+    assert confirm and [e.phase_done for e in confirm] == list(range(1, len(confirm) + 1))
+    assert all(e.phase_total >= len(confirm) for e in confirm)
+    # an ETA once a measurement's length is known; it shrinks as the run goes on
+    etas = [e.eta for e in started if e.eta is not None]
+    assert etas and etas[-1] < etas[0]
+    assert events[-1].phase == "done"
+
+
+def test_probe_windows_are_sized_from_the_path():
+    cfg = SearchConfig()
+    short = probe_settings(WorkloadKind.BULK, cfg, Path(rtt=0.001, rate_bps=1e9))[1]
+    long = probe_settings(WorkloadKind.BULK, cfg, Path(rtt=0.2, rate_bps=100e6))[1]
+    assert long >= 8 * 0.2 and short < long
+    assert probe_settings(WorkloadKind.BULK, SearchConfig(duration=0.7), Path(rtt=0.2))[1] == 0.7  # the user's
+    assert probe_settings(RR, cfg, Path(rtt=0.02))[1] >= 100 * 0.02
+
+
+# seeds where the random sampler's best candidate has three or four changes: one at a time, three
+# simplify runs cannot remove them all; the jump to the one change the trials single out does
+@pytest.mark.parametrize("seed", [0, 3, 7, 9])
+def test_simplify_keeps_only_the_change_that_matters_within_its_few_runs(seed):
+    space = build_space(WorkloadKind.BULK, STOCK, facts=FACTS)
+
+    def truth(a):
+        return {"goodput_mbps": 95.0 if a.get("net.ipv4.tcp_congestion_control") == "bbr" else 2.0}
+
+    measure = SyntheticMeasure(WorkloadKind.BULK, truth, seed=seed)
+    result = _study(space, measure, SearchConfig(budget=8, seed=seed, sampler="random")).run()
+    assert sum(1 for t in result.trials if t.role is TrialRole.SIMPLIFY) <= 3
+    assert dict(result.assignment) == {"net.ipv4.tcp_congestion_control": "bbr"}
+
+
+def test_an_invalid_search_run_is_measured_once_more_before_the_sampler_hears_of_it():
+    space = build_space(WorkloadKind.BULK, STOCK, facts=FACTS)
+
+    def truth(a):
+        return {"goodput_mbps": 95.0 if a.get("net.ipv4.tcp_congestion_control") == "bbr" else 2.0}
+
+    inner = SyntheticMeasure(WorkloadKind.BULK, truth)
+    invalid_once: set[str] = set()
+
+    def measure(a):
+        m = inner(a)
+        key = repr(sorted(a.items()))
+        if a and key not in invalid_once:   # every setting's first search run is invalid (an overloaded path)
+            invalid_once.add(key)
+            return replace(m, valid=False, invalid_reason="sandbox: synthetic overload")
+        return m
+
+    result = _study(space, measure, SearchConfig(budget=8, seed=0, confirm=0)).run()
+    search = [t for t in result.trials if t.role is TrialRole.SEARCH]
+    assert len(search) == 8
+    # every invalid run is followed by a valid run of the same setting, and bbr was measured validly
+    for a, b in zip(search, search[1:]):
+        if a.state.value == "invalid":
+            assert b.key == a.key and b.usable
+    assert any(t.usable and t.assignment.get("net.ipv4.tcp_congestion_control") == "bbr" for t in search)
