@@ -23,7 +23,7 @@ LOADGEN = replace(BASE, valid=False, invalid_reason="load generator: the sender 
 def _double(monkeypatch, results):
     calls = []
 
-    def once(sb, base, options, repeats, duration):
+    def once(sb, base, options, repeats, duration, target=None):
         calls.append(1)
         return results[len(calls) - 1]
 

@@ -33,7 +33,11 @@ def test_each_shipped_profile_carries_the_evidence_of_a_search(file):
 
 @pytest.mark.parametrize("doc", ["README.md", "systemd/tuner-apply@.service"])
 def test_every_profile_a_document_names_exists(doc):
-    named = set(re.findall(r"(?<![\w/])profiles/([\w.-]+\.toml)", (REPO / doc).read_text()))
+    """By file (profiles/NAME.toml) or by name (tuner-apply@NAME.service, a profile name in a command)."""
+    text = (REPO / doc).read_text()
+    named = set(re.findall(r"(?<![\w/])profiles/([\w.-]+)\.toml", text))
+    named |= set(re.findall(r"tuner-apply@([a-z0-9][\w.-]*)\.service", text))
+    named |= set(re.findall(r"-e profile=([\w.-]+)", text))
     assert named, doc
     for name in named:
-        assert (REPO / "profiles" / name).is_file(), f"{doc} names profiles/{name}, which does not exist"
+        assert (REPO / "profiles" / f"{name}.toml").is_file(), f"{doc} names the profile {name}, which does not exist"
