@@ -230,11 +230,15 @@ def test_rollback_undoes_several_applies_newest_first(tree, snap, state):
     assert rollback(state, tree) == []
 
 
-def test_rollback_restores_even_a_value_changed_by_someone_else_since(tree, snap, state):
+def test_rollback_refuses_a_value_changed_by_someone_else_since_and_force_restores_it(tree, snap, state):
     before = snap()
     Applier(state, tree).apply(make_plan(PROFILE, tree), "test")
     tree.write(get_knob("net.core.somaxconn"), 1000)
-    rollback(state, tree)
+    changed = snap()
+    with pytest.raises(ApplyError, match="changed by someone else"):
+        rollback(state, tree)
+    assert snap() == changed  # nothing rolled back, not even the other knobs
+    rollback(state, tree, force=True)
     assert snap() == before
 
 

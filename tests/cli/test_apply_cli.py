@@ -48,11 +48,13 @@ def test_the_shipped_example_applies_verifies_and_rolls_back_in_a_namespace(netn
     r = tuner_process("apply", EXAMPLE, "--netns", netns, "--state-dir", state, "--persist", conf, "--json")
     assert r.code == 0, r.err
     data = json.loads(r.out)
-    assert {c["knob"] for c in data["changed"]} == {k for k in profile.sysctl if CATALOGUE[k].scope.value == "netns"}
+    assert data["changed"] is True
+    assert {c["knob"] for c in data["applied"]} == {k for k in profile.sysctl if CATALOGUE[k].scope.value == "netns"}
     assert [n["knob"] for n in data["not_applicable"]] == ["net.core.netdev_max_backlog"]
     assert "host-wide" in data["not_applicable"][0]["reason"]
     assert data["socket"]["TCP_NODELAY"] is True and data["persisted"] is True
-    assert conf.read_text() == render_sysctl_d(profile)
+    assert conf.read_text() == render_sysctl_d(profile, netns=netns)
+    assert "net.core.netdev_max_backlog" not in conf.read_text()  # never a host knob in a namespace's file
     assert run_in_netns(netns, live)["net.core.somaxconn"] == profile.sysctl["net.core.somaxconn"]
 
     r = tuner_process("apply", EXAMPLE, "--netns", netns, "--state-dir", state, "--persist", conf)
@@ -70,6 +72,8 @@ def test_the_shipped_example_applies_verifies_and_rolls_back_in_a_namespace(netn
     assert re.search(r"net\.core\.somaxconn\s+8192\s+100", r.out)
 
     r = tuner_process("rollback", "--netns", netns, "--state-dir", state)
+    assert r.code == 1 and "changed by someone else" in r.err  # the drifted somaxconn is not overwritten
+    r = tuner_process("rollback", "--netns", netns, "--state-dir", state, "--force")
     assert r.code == 0, r.err
     assert "Rolled back" in r.out and str(conf) in r.out
     assert run_in_netns(netns, live) == before

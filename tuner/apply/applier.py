@@ -21,14 +21,14 @@ import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 from tuner.apply.journal import FileStep, Journal, SetStep
 from tuner.apply.plan import Change, Plan, read_live
 from tuner.apply.plan import show_value as _show
 from tuner.apply.target import HOST, Target
 from tuner.errors import ApplyError, InputError
-from tuner.knobs import CATALOGUE, SysctlTree
+from tuner.knobs import CATALOGUE, SysctlTree, Value
 from tuner.logs import get_logger
 from tuner.profiles import MAX_PROFILE_BYTES, atomic_write
 from tuner.trusted import read_limited
@@ -179,16 +179,29 @@ class Applier:
 
     # --- rollback -------------------------------------------------------------------------------
 
-    def rollback(self) -> list[Change]:
+    def rollback(self, *, force: bool = False) -> list[Change]:
         """Undo every outstanding apply of this target, newest first; returns the sysctls restored
-        (``old`` = the value before the rollback, ``new`` = the original). Files go to ``restored_files``."""
+        (``old`` = the value before the rollback, ``new`` = the original). Files go to ``restored_files``.
+
+        A knob someone else changed after tuner applied it (live value neither tuner's nor the original)
+        is not overwritten: the rollback is refused, naming those knobs, before anything is restored,
+        unless ``force``."""
         restored: list[Change] = []
         files: list[Path] = []
         self.restored_files = ()
         if not self.journal_path.exists():
             return []  # nothing was ever applied here: do not even create the state directory
         with Journal(self.state_dir, self.target) as journal:
-            for txn in reversed([t for t in journal.transactions() if t.outstanding]):
+            outstanding = [t for t in journal.transactions() if t.outstanding]
+            drifted = self._changed_since(outstanding)
+            if drifted and not force:
+                raise ApplyError(", ".join(k for k, _, _ in drifted), "(original)",
+                                 "changed by someone else since tuner applied it: "
+                                 + "; ".join(f"{k} is {_show(live)}, tuner set {_show(new)}" for k, new, live in drifted),
+                                 restored=False,
+                                 hint=f"nothing was rolled back; keep the other value, or put the originals back "
+                                      f"anyway with `tuner rollback{self.target.cli_flag()} --force`")
+            for txn in reversed(outstanding):
                 failed: list[str] = []
                 for step in reversed(txn.steps):
                     if isinstance(step, FileStep):
@@ -211,6 +224,21 @@ class Applier:
         self.restored_files = tuple(files)
         return restored
 
+    def _changed_since(self, txns: Sequence[Any]) -> list[tuple[str, Value, Value]]:
+        """(knob, value tuner set last, live value) for each knob whose live value is none of the values
+        tuner's outstanding applies wrote or found (stacked applies and a rollback cut short are tuner's own)."""
+        ours: dict[str, list[Value]] = {}
+        for txn in txns:
+            for step in txn.steps:
+                if isinstance(step, SetStep):
+                    ours.setdefault(step.knob, []).extend((step.old, step.new))
+        out = []
+        for knob, values in ours.items():
+            live = read_live(self.tree, knob)
+            if live not in values:
+                out.append((knob, values[-1], live))
+        return out
+
     def _restore_knob(self, step: SetStep, failed: list[str]) -> Change | None:
         knob = CATALOGUE[step.knob]
         live = read_live(self.tree, knob.name)
@@ -231,6 +259,6 @@ def _os_reason(exc: OSError) -> str:
     return f"{exc.strerror or exc} ({exc.filename})" if exc.filename else str(exc.strerror or exc)
 
 
-def rollback(state_dir: Path, tree: SysctlTree, *, target: Target = HOST) -> list[Change]:
+def rollback(state_dir: Path, tree: SysctlTree, *, target: Target = HOST, force: bool = False) -> list[Change]:
     """Undo every outstanding apply of ``target`` recorded under ``state_dir``, newest first."""
-    return Applier(state_dir, tree, target=target).rollback()
+    return Applier(state_dir, tree, target=target).rollback(force=force)

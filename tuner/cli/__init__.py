@@ -48,6 +48,13 @@ def exit_code_for(error: BaseException) -> int:
     return EXIT_FAILED
 
 
+def _print_error_json(err: TunerError, code: int) -> None:
+    from tuner.cli.output import print_json
+    details = {k: getattr(err, k) for k in ("file", "key", "line", "knob") if getattr(err, k, None) is not None}
+    print_json({"changed": False, "error": err.message, "hint": err.hint, "exit_code": code,
+                "kind": type(err).__name__, **{k: str(v) if k != "line" else v for k, v in details.items()}})
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tuner",
@@ -103,6 +110,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{journal_prefix('error')}tuner {args.command}: error: {err.message}", file=sys.stderr)
         if err.hint:
             print(f"{journal_prefix('error')}  hint: {err.hint}", file=sys.stderr)
+        if getattr(args, "json", False):  # scripts get the failure as JSON on stdout too
+            _print_error_json(err, exit_code_for(err))
         return exit_code_for(err)
     except KeyboardInterrupt:
         print(f"{journal_prefix('warning')}tuner {args.command}: interrupted", file=sys.stderr)

@@ -82,6 +82,7 @@ def _apply_in_target(profile: Profile, target: Target, state_dir: Path, files: l
 
 
 def cmd_apply(args: argparse.Namespace) -> int:
+    args.dry_run = args.dry_run or args.check
     target = _target(args)
     if not args.dry_run:
         require_root("tuner apply")
@@ -90,7 +91,8 @@ def cmd_apply(args: argparse.Namespace) -> int:
     files = []
     if persist is not None:
         check_file_target(persist)
-        files.append(FileWrite(persist, render_sysctl_d(profile).encode()))
+        # for a namespace: its own knobs only (host-wide ones installed would change the host at boot)
+        files.append(FileWrite(persist, render_sysctl_d(profile, netns=target.netns).encode()))
     if args.dry_run:
         plan = run_in_target(target, _plan_in_target, profile, target)
         warning = None
@@ -106,6 +108,14 @@ def cmd_apply(args: argparse.Namespace) -> int:
     reason = f"tuner apply {args.profile}"
     plan, done, written, journal = run_in_target(target, _apply_in_target, profile, target, state_dir, files, reason)
     return _report_apply(args, profile, plan, done, written, journal, persist, None, differs)
+
+
+EXIT_WOULD_CHANGE = 1  # `apply --check`: the plan has changes (like verify's drift)
+
+
+def _check_code(args: argparse.Namespace, plan: Plan) -> int:
+    """``--check``: 0 when nothing would change, 1 when something would; every other apply: 0."""
+    return EXIT_WOULD_CHANGE if getattr(args, "check", False) and plan.changes else 0
 
 
 def _warn_baseline(verb: str, differs: list[BaselineDiff]) -> None:
@@ -125,13 +135,15 @@ def _report_apply(args: argparse.Namespace, profile: Profile, plan: Plan, done: 
         data.update({
             "baseline_differs": [d.to_dict() for d in differs],
             "dry_run": args.dry_run,
-            "changed": [c.to_dict() for c in done] if done is not None else [],
+            "changed": bool(done) or bool(written),          # something was written (never in a dry run)
+            "would_change": bool(plan.changes),               # the plan had changes (dry run: what it would do)
+            "applied": [c.to_dict() for c in done] if done is not None else [],
             "persist": str(persist) if persist else None,
             "persisted": bool(written),
             "journal": str(journal) if journal else None,
         })
         print_json(data)
-        return 0
+        return _check_code(args, plan)
     print(f"Profile {profile.name} on {target.describe()}:")
     rows = _plan_rows(plan, done, args.dry_run)
     if rows:
@@ -151,7 +163,7 @@ def _report_apply(args: argparse.Namespace, profile: Profile, plan: Plan, done: 
     if persist and not args.dry_run:
         print(f"Wrote {persist}." if written else f"{persist} is already up to date.")
     _print_socket(profile)
-    return 0
+    return _check_code(args, plan)
 
 
 # --- verify ----------------------------------------------------------------------------------------
@@ -165,7 +177,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     _warn_baseline("verify", differs)
     ok = plan.empty
     if args.json:
-        print_json({"ok": ok, "profile": profile.name, "target": target.netns or "host",
+        print_json({"ok": ok, "changed": False, "profile": profile.name, "target": target.netns or "host",
                     "baseline_differs": [d.to_dict() for d in differs],
                     "drift": [{"knob": c.knob, "expected": json_value(c.new), "live": json_value(c.old)}
                               for c in plan.changes],
@@ -187,9 +199,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
 # --- rollback --------------------------------------------------------------------------------------
 
 
-def _rollback_in_target(target: Target, state_dir: Path) -> tuple[list[Change], tuple[Path, ...]]:
+def _rollback_in_target(target: Target, state_dir: Path, force: bool = False) -> tuple[list[Change], tuple[Path, ...]]:
     applier = Applier(state_dir, SysctlTree(), target=target)
-    restored = applier.rollback()
+    restored = applier.rollback(force=force)
     return restored, applier.restored_files
 
 
@@ -197,9 +209,10 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     target = _target(args)
     require_root("tuner rollback")
     state_dir = state_dir_from(args)
-    restored, files = run_in_target(target, _rollback_in_target, target, state_dir)
+    restored, files = run_in_target(target, _rollback_in_target, target, state_dir, args.force)
     if args.json:
-        print_json({"target": target.netns or "host", "restored": [c.to_dict() for c in restored],
+        print_json({"changed": bool(restored or files), "target": target.netns or "host",
+                    "restored": [c.to_dict() for c in restored],
                     "files": [str(f) for f in files]})
         return 0
     if not restored and not files:
@@ -240,7 +253,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "restored. Applying twice changes nothing the second time. Socket settings "
                                    "are printed for the application, never applied.")
     p.add_argument("profile", metavar="PROFILE", help="profile name (`tuner profiles list`) or file (.toml)")
-    p.add_argument("--dry-run", action="store_true", help="show the plan, write nothing")
+    p.add_argument("--dry-run", action="store_true", help="show the plan, write nothing (exit 0)")
+    p.add_argument("--check", action="store_true",
+                   help="like --dry-run, but exit 1 when something would change (0 when nothing would)")
     p.add_argument("--persist", metavar="PATH", help="also write the settings as a sysctl.d file (atomically) "
                                                      "so they survive a reboot, e.g. /etc/sysctl.d/90-tuner.conf")
     _common(p, "apply inside this network namespace (host-wide knobs are reported as not applicable there)",
@@ -258,6 +273,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Restore the original values of every apply not yet rolled back, newest "
                                    "first, including applies cut short by a crash.")
     _common(p, "roll back inside this network namespace", state=True)
+    p.add_argument("--force", action="store_true", help="restore the originals even of knobs someone else "
+                                                        "changed since tuner applied them")
     p.set_defaults(func=cmd_rollback)
 
     p = sub.add_parser("render", help="print a profile as a sysctl.d file or as socket settings",

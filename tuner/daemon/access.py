@@ -45,7 +45,7 @@ def _rollback(journal: Path, target: Target, only: frozenset[str] | None, reason
     tree = SysctlTree()
     txns, originals = _originals(journal, target)
     if only is None or originals.keys() <= only:
-        return rollback(journal, tree, target=target)
+        return rollback(journal, tree, target=target, force=True)  # overrides were set aside by the caller
     # Some knob is not the daemon's any more (the administrator changed it): restore the others only.
     # The plan is built from the journal's originals and applied by the Applier (journaled in its own
     # directory), then the original transactions are closed as rolled back.

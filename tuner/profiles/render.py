@@ -12,7 +12,7 @@ from __future__ import annotations
 import socket
 from typing import Mapping
 
-from tuner.knobs import CATALOGUE, Kind, Value
+from tuner.knobs import CATALOGUE, Kind, Scope, Value
 from tuner.profiles.model import Profile
 
 __all__ = ["render_sysctl_d", "render_socket_snippets", "render_python_setsockopt", "render_nginx_listen"]
@@ -31,18 +31,26 @@ def _ordered(settings: Mapping[str, Value]) -> list[str]:
     return sorted(settings, key=_ORDER.__getitem__)
 
 
-def render_sysctl_d(profile: Profile) -> str:
-    """The profile's sysctls as the text of a ``/etc/sysctl.d/*.conf`` file."""
+def render_sysctl_d(profile: Profile, *, netns: str | None = None) -> str:
+    """The profile's sysctls as the text of a ``/etc/sysctl.d/*.conf`` file; with ``netns``, only the
+    per-namespace ones, as a file for that namespace's own boot step (never the host's sysctl.d)."""
     origin = f"tuner {profile.tuner_version}" if profile.tuner_version else "hand-written profile"
-    lines = [
-        f"# Written by {origin} from profile {profile.name} (created {profile.created.isoformat()}).",
-        f"# Install as /etc/sysctl.d/90-tuner-{profile.name}.conf; it is read at boot and by `sysctl --system`.",
-    ]
-    if not profile.sysctl:
-        lines.append("# This profile sets no kernel settings.")
-    for name in _ordered(profile.sysctl):
+    settings = profile.sysctl if netns is None else \
+        {k: v for k, v in profile.sysctl.items() if CATALOGUE[k].scope is Scope.NETNS}
+    lines = [f"# Written by {origin} from profile {profile.name} (created {profile.created.isoformat()})."]
+    if netns is None:
+        lines.append(f"# Install as /etc/sysctl.d/90-tuner-{profile.name}.conf; it is read at boot and by "
+                     "`sysctl --system`.")
+    else:
+        lines.append(f"# For network namespace {netns} only (host-wide knobs left out): apply it when the "
+                     f"namespace is created, e.g. `ip netns exec {netns} sysctl -p FILE`; never put it in "
+                     "/etc/sysctl.d.")
+    if not settings:
+        lines.append("# This profile sets no kernel settings." if netns is None else
+                     "# This profile sets no per-namespace kernel settings.")
+    for name in _ordered(settings):
         knob = CATALOGUE[name]
-        lines.append(f"{name} = {knob.domain.to_kernel(profile.sysctl[name]).replace(chr(9), ' ')}")
+        lines.append(f"{name} = {knob.domain.to_kernel(settings[name]).replace(chr(9), ' ')}")
     return "\n".join(lines) + "\n"
 
 

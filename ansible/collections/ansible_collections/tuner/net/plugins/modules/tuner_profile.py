@@ -118,7 +118,7 @@ def main():
             changes = plan.get("changes", [])
         else:
             result = _run(module, ["apply", p["name"], "--state-dir", state_dir, *target])
-            changes = result.get("changed", [])
+            changes = result.get("applied", []) if result.get("changed") else []
             plan = result
         out = {"changed": bool(changes), "changes": changes, "socket": plan.get("socket", {}),
                "not_applicable": plan.get("not_applicable", []), "state_dir": state_dir}
@@ -132,7 +132,7 @@ def main():
         module.exit_json(changed=bool(active), restored=[], active=active, state_dir=state_dir)
     result = _run(module, ["rollback", "--state-dir", state_dir, *target])
     restored = result.get("restored", [])
-    out = {"changed": bool(restored or result.get("files")), "restored": restored, "state_dir": state_dir}
+    out = {"changed": bool(result.get("changed")), "restored": restored, "state_dir": state_dir}
     if module._diff:
         out["diff"] = {"before": "".join(f"{c['knob']} = {c['old']}\n" for c in restored),
                        "after": "".join(f"{c['knob']} = {c['new']}\n" for c in restored)}
