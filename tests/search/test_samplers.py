@@ -130,7 +130,8 @@ def test_a_study_tries_bbr_from_a_cubic_baseline_within_the_default_budget_for_e
 def test_categories_are_categories():
     space = build_space(WorkloadKind.BULK, STOCK, facts=FACTS, add=["SO_RCVBUF"])
     kinds = {d.knob: is_categorical(d) for d in space.dimensions}
-    assert kinds["net.ipv4.tcp_congestion_control"] and kinds["net.ipv4.tcp_slow_start_after_idle"]
+    switches = {d.knob: is_categorical(d) for d in build_space(WorkloadKind.RR, STOCK, facts=FACTS).dimensions}
+    assert kinds["net.ipv4.tcp_congestion_control"] and switches["TCP_NODELAY"]
     assert kinds["SO_RCVBUF"]             # "unset" is not a buffer size
     assert not kinds["net.ipv4.tcp_rmem"]  # a scale of sizes
 

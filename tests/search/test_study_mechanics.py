@@ -79,7 +79,9 @@ def test_the_time_budget_holds_the_whole_run_including_simplify_and_confirmation
     result = _study(space, measure, config).run()
     assert result.elapsed <= limit
     assert result.stop_reason == "time budget"
-    assert any(t.role is TrialRole.CONFIRM for t in result.trials) == (limit >= 20.0)
+    # a claimable confirmation needs 5 samples per side: two 3-repeat runs of the baseline and the leader
+    # (12 s); below that the search keeps its time and nothing is confirmed
+    assert any(t.role is TrialRole.CONFIRM for t in result.trials) == (limit >= 31.0)
 
 
 def test_with_time_for_it_a_short_budget_still_confirms_the_winner(clock):
