@@ -140,8 +140,9 @@ def report_data(profile_file: FilePath | None, journal_file: FilePath | None) ->
     data.objective = str(ev.get("objective") or header.get("objective") or "")
     scored = next((t for t in trials if t.direction), None)
     data.direction = scored.direction if scored is not None else ("max" if data.objective.endswith(":max") else "min")
-    space = ev.get("space") or {d.get("knob"): d.get("levels", []) for d in
-                                (header.get("space") or {}).get("dimensions", []) if isinstance(d, dict)}
+    # the journal's space keeps "unset" (None) levels, which TOML evidence cannot hold
+    space = {d.get("knob"): d.get("levels", []) for d in (header.get("space") or {}).get("dimensions", [])
+             if isinstance(d, dict)} or ev.get("space")
     data.space = {str(k): list(v) for k, v in dict(space or {}).items() if k}
     if profile is not None:
         data.recommended = {k: (v["to"] if isinstance(v, dict) and "to" in v else v)

@@ -88,7 +88,8 @@ def _context(data: ReportData) -> str:
                        ("trials", "search trials"), ("failed_trials", "failed trials"),
                        ("stop_reason", "search stopped"), ("elapsed_s", "wall time (s)"), ("confidence", "confidence")):
         if key in ev:
-            rows.append((label, str(ev[key])))
+            value = ev[key]
+            rows.append((label, f"{value:.4g}" if isinstance(value, float) else str(value)))
     machine = ev.get("machine") or {}
     for key, value in dict(machine).items():
         rows.append((f"machine {key}", str(value)))
