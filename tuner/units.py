@@ -11,7 +11,7 @@ import re
 from tuner.errors import InputError
 
 __all__ = ["parse_duration", "parse_rate", "parse_size", "parse_ratio", "format_size", "format_duration",
-           "format_count", "format_metric"]
+           "format_count", "format_metric", "format_value"]
 
 _NUM = r"([0-9]+(?:\.[0-9]*)?|\.[0-9]+)"
 _DURATION = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
@@ -72,6 +72,17 @@ def format_size(n: float) -> str:
         if abs(n) >= scale:
             return f"{n / scale:.3g} {unit}"
     return f"{int(n)} B"
+
+
+def format_value(value: object, *, unset: str = "unset") -> str:
+    """A knob's value as people write it: on/off, a triple with spaces, ``unset`` for None."""
+    if value is None:
+        return unset
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, (list, tuple)):
+        return " ".join(format_value(v, unset=unset) for v in value)
+    return str(value)
 
 
 def format_count(n: float, unit: str = "") -> str:

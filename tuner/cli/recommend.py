@@ -15,6 +15,7 @@ import time
 from pathlib import Path as FsPath
 from typing import Any
 
+from tuner.units import format_value
 from tuner.cli.output import print_json, print_table, require_root
 from tuner.cli.workload_args import (add_path_arguments, add_workload_arguments, path_from_args,
                                      positive_duration, workload_from_args)
@@ -33,13 +34,7 @@ __all__ = ["register", "cmd_recommend", "render_recommendation"]
 
 
 def _show(value: Any) -> str:
-    if value is None:
-        return "(unset)"
-    if isinstance(value, bool):
-        return "on" if value else "off"
-    if isinstance(value, (tuple, list)):
-        return " ".join(str(v) for v in value)
-    return str(value)
+    return format_value(value, unset="(unset)")
 
 
 def _num(value: float, unit: str = "") -> str:

@@ -36,16 +36,11 @@ def _svg(fig: Any) -> str:
 
 
 def _level_text(value: Any) -> str:
-    if value is None:
-        return "unset"
-    if isinstance(value, bool):
-        return "on" if value else "off"
-    if isinstance(value, (list, tuple)):
-        return " ".join(_level_text(v) for v in value)
-    if isinstance(value, int) and value >= 1024 and value % 1024 == 0:
-        from tuner.units import format_size
+    """A knob level on an axis: sizes in KiB/MiB, the rest as :func:`tuner.units.format_value` writes it."""
+    from tuner.units import format_size, format_value
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 1024 and value % 1024 == 0:
         return format_size(value)
-    return str(value)
+    return format_value(value)
 
 
 def convergence_svg(data: ReportData) -> str:

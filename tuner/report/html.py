@@ -11,7 +11,7 @@ from tuner import __version__
 from tuner.profiles import render_socket_snippets, render_sysctl_d
 from tuner.report import charts
 from tuner.report.data import ReportData
-from tuner.units import format_metric
+from tuner.units import format_metric, format_value
 
 __all__ = ["render_html"]
 
@@ -40,16 +40,6 @@ def _table(headers: Sequence[str], rows: Iterable[Sequence[Any]], numeric: Seque
                         for i, c in enumerate(row))
         body.append(f"<tr>{cells}</tr>")
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
-
-
-def _value(v: Any) -> str:
-    if v is None:
-        return "unset"
-    if isinstance(v, bool):
-        return "on" if v else "off"
-    if isinstance(v, (list, tuple)):
-        return " ".join(str(x) for x in v)
-    return str(v)
 
 
 def _gain(g: Any) -> str:
@@ -96,14 +86,14 @@ def _context(data: ReportData) -> str:
     out = _table(("", ""), rows) if rows else ""
     health = ev.get("path_health")
     if isinstance(health, Mapping) and health:
-        out += "<h3>Path health</h3>" + _table(("", ""), [(k, _value(v)) for k, v in health.items()
+        out += "<h3>Path health</h3>" + _table(("", ""), [(k, format_value(v)) for k, v in health.items()
                                                           if not isinstance(v, Mapping)])
     baseline = ev.get("baseline") or {}
     settings = baseline.get("settings") if isinstance(baseline, Mapping) else None
     if isinstance(settings, Mapping) and settings:
         source = baseline.get("source", "")
         out += f"<h3>Baseline (the target's own settings{', ' + _e(source) if source else ''})</h3>"
-        out += _table(("knob", "value"), [(k, _value(v)) for k, v in sorted(settings.items())])
+        out += _table(("knob", "value"), [(k, format_value(v)) for k, v in sorted(settings.items())])
     return out
 
 
@@ -143,7 +133,7 @@ def render_html(data: ReportData) -> str:
                       f"{pick} one.</p>", f"<figure>{knobs}</figure>"]
         if changed:
             parts.append(_table(("knob", "baseline", "recommended"),
-                                [(k, _value(v.get("from")), _value(v.get("to"))) for k, v in changed.items()
+                                [(k, format_value(v.get("from")), format_value(v.get("to"))) for k, v in changed.items()
                                  if isinstance(v, Mapping)]))
     context = _context(data)
     if context:

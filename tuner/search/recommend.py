@@ -19,11 +19,11 @@ from typing import Any, Callable, Mapping
 
 from tuner import __version__
 from tuner.errors import TunerError
-from tuner.knobs import CATALOGUE, KernelFacts, Kind, Scope, SysctlTree, Value
+from tuner.knobs import KernelFacts, Scope, Value
 from tuner.logs import get_logger
 from tuner.probe import run_probe
 from tuner.probe.measurement import METRICS, Better, Measurement
-from tuner.probe.target import NOT_COPIED, TargetBaseline, read_target
+from tuner.probe.target import NOT_COPIED, TargetBaseline, read_scope, read_target
 from tuner.profiles import Profile, render_socket_snippets
 from tuner.search.journal import Journal
 from tuner.search.objective import Direction, Objective, parse_objective
@@ -120,17 +120,7 @@ def profile_name(workload: Workload, path: Path) -> str:
     return "-".join(parts).replace(".", "_")
 
 
-def live_sysctls(scope: Scope) -> dict[str, Value]:
-    """Live values of the catalogue's sysctls of ``scope`` in the calling process's namespace (read only;
-    run it inside a sandbox side for the per-namespace ones)."""
-    tree = SysctlTree()
-    out: dict[str, Value] = {}
-    for knob in CATALOGUE.values():
-        if knob.kind is Kind.SYSCTL and knob.scope is scope:
-            value = tree.read(knob)
-            if value is not None:
-                out[knob.name] = value
-    return out
+live_sysctls = read_scope  # the catalogue's live sysctls of one scope, in the calling process's namespace
 
 
 def live_baseline(sandbox: Any | None = None) -> dict[str, Value]:
