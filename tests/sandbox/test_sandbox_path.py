@@ -119,7 +119,7 @@ def test_5_percent_loss_shows_about_5_percent_dropped_in_the_links_own_counters(
 def test_tcp_segments_are_lost_one_by_one_even_when_they_travel_as_super_packets(backend):
     """1% loss on a bulk stream: about 1% of the packets on the wire are dropped (per segment, not
     whole super-packets), and the delay line that takes offloads reads far fewer frames than packets."""
-    with Sandbox(Path(rtt=0.01, loss=0.01, rate_bps=100e6), backend=backend) as sb:
+    with Sandbox(Path(rtt=0.01, loss=0.01, rate_bps=400e6), backend=backend) as sb:  # super-packets above 150M
         sink = sb.spawn(Side.SERVER, _sink, None, 2.0)
         sb.reset_health()
         sb.run(Side.CLIENT, _source, 2.0)
@@ -201,3 +201,11 @@ def test_a_partition_drops_everything_silently_until_it_heals(backend):
         assert client.result(5) == "sent"
         if backend == "tun":
             assert sb.health().dropped_partition > 0
+
+
+@pytest.mark.parametrize("rate, offload", [(100e6, False), (400e6, True)])
+def test_the_line_reads_single_packets_below_150_mbit_and_super_packets_above(monkeypatch, rate, offload):
+    """Below 150 Mbit/s one packet per read keeps finer time (and has the CPU); above, super-packets."""
+    monkeypatch.delenv("TUNER_TUN_OFFLOAD", raising=False)
+    with Sandbox(Path(rtt=0.002, rate_bps=rate), backend="tun") as sb:
+        assert sb._link.offload is offload
