@@ -6,7 +6,6 @@ Budgets are small (a few trials of 0.3 s repeats); the effects asserted are larg
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
