@@ -26,38 +26,56 @@ import json
 import os
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path as FsPath
-from typing import Any, Mapping
+from typing import Any
 
 sys.path.insert(0, str(FsPath(__file__).resolve().parents[1]))
 
-from tuner.knobs import Value  # noqa: E402
-from tuner.logs import configure  # noqa: E402
-from tuner.probe import run_probe  # noqa: E402
-from tuner.probe.measurement import Measurement  # noqa: E402
-from tuner.probe.target import read_target  # noqa: E402
-from tuner.sandbox import Sandbox  # noqa: E402
-from tuner.search.objective import default_objective  # noqa: E402
-from tuner.search.recommend import PROBE_DEFAULTS  # noqa: E402
-from tuner.search.space import Dimension, Space  # noqa: E402
-from tuner.search.stats import MIN_REPEATS  # noqa: E402
-from tuner.search.study import SearchConfig, Study  # noqa: E402
-from tuner.workload import DEFAULT_WORKLOADS, Path, Workload, WorkloadKind, WritePattern  # noqa: E402
+from tuner.knobs import Value
+from tuner.logs import configure
+from tuner.probe import run_probe
+from tuner.probe.measurement import Measurement
+from tuner.probe.target import read_target
+from tuner.sandbox import Sandbox
+from tuner.search.objective import default_objective
+from tuner.search.recommend import PROBE_DEFAULTS
+from tuner.search.space import Dimension, Space
+from tuner.search.stats import MIN_REPEATS
+from tuner.search.study import SearchConfig, Study
+from tuner.workload import DEFAULT_WORKLOADS, NetworkPath, Workload, WorkloadKind, WritePattern
 
 K = WorkloadKind
-LONG = Path(rtt=0.05, rate_bps=100e6)
+LONG = NetworkPath(rtt=0.05, rate_bps=100e6)
 
 # name -> (workload, path, baseline arm's settings, candidate arm's settings, what is expected)
-SCENARIOS: dict[str, tuple[Workload, Path, dict[str, Value], dict[str, Value], str]] = {
-    "rr": (DEFAULT_WORKLOADS[K.RR], Path(), {}, {}, "A/A"),
+SCENARIOS: dict[str, tuple[Workload, NetworkPath, dict[str, Value], dict[str, Value], str]] = {
+    "rr": (DEFAULT_WORKLOADS[K.RR], NetworkPath(), {}, {}, "A/A"),
     "bulk": (DEFAULT_WORKLOADS[K.BULK], LONG, {}, {}, "A/A"),
     # lighter than the defaults (2000 connects from 256 threads; 50k datagrams/s), which a 2-core machine
     # shared with other work cannot generate: most runs would be invalid and no comparison judged
-    "burst": (DEFAULT_WORKLOADS[K.BURST].with_(burst_connections=600, burst_threads=64), Path(), {}, {}, "A/A"),
-    "udp": (DEFAULT_WORKLOADS[K.UDP].with_(udp_rate=20000.0, service_rate=10000.0), Path(), {}, {}, "A/A"),
-    "keepalive": (DEFAULT_WORKLOADS[K.KEEPALIVE], Path(), {}, {}, "A/A"),
-    "nagle": (DEFAULT_WORKLOADS[K.RR].with_(write_pattern=WritePattern.SPLIT), Path(), {}, {"TCP_NODELAY": True},
-              "effect"),
+    "burst": (
+        DEFAULT_WORKLOADS[K.BURST].with_(burst_connections=600, burst_threads=64),
+        NetworkPath(),
+        {},
+        {},
+        "A/A",
+    ),
+    "udp": (
+        DEFAULT_WORKLOADS[K.UDP].with_(udp_rate=20000.0, service_rate=10000.0),
+        NetworkPath(),
+        {},
+        {},
+        "A/A",
+    ),
+    "keepalive": (DEFAULT_WORKLOADS[K.KEEPALIVE], NetworkPath(), {}, {}, "A/A"),
+    "nagle": (
+        DEFAULT_WORKLOADS[K.RR].with_(write_pattern=WritePattern.SPLIT),
+        NetworkPath(),
+        {},
+        {"TCP_NODELAY": True},
+        "effect",
+    ),
     "rcvbuf": (DEFAULT_WORKLOADS[K.BULK], LONG, {"SO_RCVBUF": 65536}, {}, "effect"),
 }
 
@@ -86,8 +104,15 @@ def _space(kind: WorkloadKind) -> Space:
     return Space(kind, (Dimension("TCP_NODELAY", (False, True), True, None),), {}, None)
 
 
-def _compare(sb: Sandbox, target: Any, workload: Workload, path: Path, arm_a: Mapping[str, Value],
-             arm_b: Mapping[str, Value], seed: int) -> dict[str, Any]:
+def _compare(
+    sb: Sandbox,
+    target: Any,
+    workload: Workload,
+    path: NetworkPath,
+    arm_a: Mapping[str, Value],
+    arm_b: Mapping[str, Value],
+    seed: int,
+) -> dict[str, Any]:
     repeats, duration = PROBE_DEFAULTS[workload.kind]
 
     def measure(assignment: Mapping[str, Value]) -> Measurement:
@@ -96,30 +121,50 @@ def _compare(sb: Sandbox, target: Any, workload: Workload, path: Path, arm_a: Ma
         return m
 
     config = SearchConfig(budget=1, seed=seed, simplify=False, confirm=1)
-    study = Study(_space(workload.kind), default_objective(workload.kind), _OneCandidate(), measure,  # type: ignore[arg-type]
-                  config=config)
+    study = Study(
+        _space(workload.kind),
+        default_objective(workload.kind),
+        _OneCandidate(),
+        measure,  # type: ignore[arg-type]
+        config=config,
+    )
     t0 = time.monotonic()
     result = study.run()
     iv = result.verdict.interval
-    return {"significant": result.verdict.significant, "gain": iv.gain, "lo": iv.lo, "hi": iv.hi,
-            "p_value": iv.p_value, "confidence": iv.confidence, "n_baseline": iv.n_baseline,
-            "n_candidate": iv.n_candidate, "verdict": result.verdict.text, "seconds": round(time.monotonic() - t0, 1),
-            "failed_trials": result.failed_trials}
+    return {
+        "significant": result.verdict.significant,
+        "gain": iv.gain,
+        "lo": iv.lo,
+        "hi": iv.hi,
+        "p_value": iv.p_value,
+        "confidence": iv.confidence,
+        "n_baseline": iv.n_baseline,
+        "n_candidate": iv.n_candidate,
+        "verdict": result.verdict.text,
+        "seconds": round(time.monotonic() - t0, 1),
+        "failed_trials": result.failed_trials,
+    }
 
 
 def run_scenario(name: str, comparisons: int, checkpoint: Any = None) -> dict[str, Any]:
-    workload, path, arm_a, arm_b, expect = SCENARIOS[name]
+    workload, path, arm_a, arm_b, _expect = SCENARIOS[name]
     target = read_target()
     rows = []
-    with Sandbox(path, client_sysctls=target.sandbox_sysctls(), server_sysctls=target.sandbox_sysctls()) as sb:
+    with Sandbox(
+        path, client_sysctls=target.sandbox_sysctls(), server_sysctls=target.sandbox_sysctls()
+    ) as sb:
         for i in range(comparisons):
             try:
                 rows.append(_compare(sb, target, workload, path, arm_a, arm_b, seed=i))
-            except Exception as exc:  # noqa: BLE001 - one failed comparison is reported, the run goes on
+            except Exception as exc:
                 rows.append({"error": f"{type(exc).__name__}: {exc}"})
             done = [r for r in rows if "error" not in r]
-            print(f"{name}: {len(rows)}/{comparisons} significant {sum(r['significant'] for r in done)} "
-                  f"of {len(done)}", file=sys.stderr, flush=True)
+            print(
+                f"{name}: {len(rows)}/{comparisons} significant {sum(r['significant'] for r in done)} "
+                f"of {len(done)}",
+                file=sys.stderr,
+                flush=True,
+            )
             if checkpoint is not None:
                 checkpoint(_summary(name, rows))
     return _summary(name, rows)
@@ -132,41 +177,68 @@ def _summary(name: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
     # (the baseline or the candidate was invalid under the machine's load), so they count for neither rate
     judged = [r for r in done if min(r["n_baseline"], r["n_candidate"]) >= MIN_REPEATS]
     rate = sum(r["significant"] for r in judged) / len(judged) if judged else float("nan")
-    return {"scenario": name, "kind": workload.kind.value, "path": path.describe(), "expect": expect,
-            "baseline_arm": arm_a, "candidate_arm": arm_b, "comparisons": len(judged), "errors": len(rows) - len(judged),
-            "significant_rate": rate, "goal": "<= 0.05" if expect == "A/A" else ">= 0.95",
-            "met": (rate <= 0.05) if expect == "A/A" else (rate >= 0.95),
-            "probe": {"repeats": PROBE_DEFAULTS[workload.kind][0], "duration_s": PROBE_DEFAULTS[workload.kind][1]},
-            "rows": rows}
+    return {
+        "scenario": name,
+        "kind": workload.kind.value,
+        "path": path.describe(),
+        "expect": expect,
+        "baseline_arm": arm_a,
+        "candidate_arm": arm_b,
+        "comparisons": len(judged),
+        "errors": len(rows) - len(judged),
+        "significant_rate": rate,
+        "goal": "<= 0.05" if expect == "A/A" else ">= 0.95",
+        "met": (rate <= 0.05) if expect == "A/A" else (rate >= 0.95),
+        "probe": {
+            "repeats": PROBE_DEFAULTS[workload.kind][0],
+            "duration_s": PROBE_DEFAULTS[workload.kind][1],
+        },
+        "rows": rows,
+    }
 
 
 def _markdown(results: list[dict[str, Any]], meta: dict[str, Any]) -> str:
-    lines = ["# A/A calibration and power of the claim decision", "",
-             f"Command: `{meta['command']}`", "",
-             "comparisons = judged ones (both arms reached 5 samples); + unjudged = no verdict on the gain "
-             "(a run failed or was invalid under the machine's load, or the comparison raised); "
-             "significant = rate of significant verdicts among the judged ones.", "",
-             f"Machine: {meta['cores']} cores, load average at start {meta['load_start']}, at end {meta['load_end']}; "
-             f"minimum {MIN_REPEATS} repeats per side; confidence per look as in the verdicts.", "",
-             "| scenario | kind | path | expected | comparisons | significant | goal | met | median s/comparison |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "# A/A calibration and power of the claim decision",
+        "",
+        f"Command: `{meta['command']}`",
+        "",
+        "comparisons = judged ones (both arms reached 5 samples); + unjudged = no verdict on the gain "
+        "(a run failed or was invalid under the machine's load, or the comparison raised); "
+        "significant = rate of significant verdicts among the judged ones.",
+        "",
+        f"Machine: {meta['cores']} cores, load average at start {meta['load_start']}, at end {meta['load_end']}; "
+        f"minimum {MIN_REPEATS} repeats per side; confidence per look as in the verdicts.",
+        "",
+        "| scenario | kind | path | expected | comparisons | significant | goal | met | median s/comparison |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in results:
         secs = sorted(x["seconds"] for x in r["rows"] if "seconds" in x)
         med = secs[len(secs) // 2] if secs else float("nan")
-        lines.append(f"| {r['scenario']} | {r['kind']} | {r['path']} | {r['expect']} | {r['comparisons']}"
-                     f"{' (+' + str(r['errors']) + ' unjudged)' if r['errors'] else ''} | "
-                     f"{r['significant_rate']:.1%} | {r['goal']} | {'yes' if r['met'] else 'NO'} | {med:g} |")
+        lines.append(
+            f"| {r['scenario']} | {r['kind']} | {r['path']} | {r['expect']} | {r['comparisons']}"
+            f"{' (+' + str(r['errors']) + ' unjudged)' if r['errors'] else ''} | "
+            f"{r['significant_rate']:.1%} | {r['goal']} | {'yes' if r['met'] else 'NO'} | {med:g} |"
+        )
     return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--comparisons", type=int, default=40)
-    p.add_argument("--scenarios", default="rr,bulk,burst,udp,nagle,rcvbuf",
-                   help=f"comma-separated, of: {', '.join(SCENARIOS)}")
+    p.add_argument(
+        "--scenarios",
+        default="rr,bulk,burst,udp,nagle,rcvbuf",
+        help=f"comma-separated, of: {', '.join(SCENARIOS)}",
+    )
     p.add_argument("--out", default="bench/results/calibration")
-    p.add_argument("--summarize", nargs="+", metavar="JSON",
-                   help="only rebuild the .md tables of finished (or interrupted) runs from their .json")
+    p.add_argument(
+        "--summarize",
+        nargs="+",
+        metavar="JSON",
+        help="only rebuild the .md tables of finished (or interrupted) runs from their .json",
+    )
     args = p.parse_args(argv)
     if args.summarize:
         for file in map(FsPath, args.summarize):
@@ -185,9 +257,12 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         print(f"unknown scenario(s): {', '.join(unknown)}", file=sys.stderr)
         return 2
-    meta = {"command": "sudo python3 bench/calibrate.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-            "cores": os.cpu_count(), "load_start": os.getloadavg(), "started": time.strftime("%Y-%m-%dT%H:%M:%SZ",
-                                                                                           time.gmtime())}
+    meta = {
+        "command": "sudo python3 bench/calibrate.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "cores": os.cpu_count(),
+        "load_start": os.getloadavg(),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
     out = FsPath(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     results: list[dict[str, Any]] = []
@@ -196,7 +271,9 @@ def main(argv: list[str] | None = None) -> int:
         """After every comparison: the finished scenarios and the one under way."""
         meta["load_end"] = os.getloadavg()
         shown = results + ([partial] if partial is not None else [])
-        out.with_suffix(".json").write_text(json.dumps({"meta": meta, "results": shown}, indent=2, default=str))
+        out.with_suffix(".json").write_text(
+            json.dumps({"meta": meta, "results": shown}, indent=2, default=str)
+        )
         out.with_suffix(".md").write_text(_markdown(shown, meta))
 
     for name in names:

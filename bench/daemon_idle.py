@@ -82,7 +82,9 @@ def _descendants(pid: int) -> list[int]:
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
-                parents[int(entry)] = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
+                parents[int(entry)] = int(
+                    Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1]
+                )
             except (OSError, ValueError):
                 continue
     out, frontier = [], [pid]
@@ -111,7 +113,7 @@ def _cpu_seconds(pid: int) -> tuple[float, dict[int, float], float]:
 
 def _pss_tree(pid: int) -> float:
     total = 0.0
-    for p in [pid] + _descendants(pid):
+    for p in [pid, *_descendants(pid)]:
         try:
             for line in Path(f"/proc/{p}/smaps_rollup").read_text().splitlines():
                 if line.startswith("Pss:"):
@@ -137,7 +139,7 @@ def _wait_ready(sock: socket.socket, timeout: float) -> None:
         try:
             if b"READY=1" in sock.recv(65536):
                 return
-        except socket.timeout:
+        except TimeoutError:
             continue
     raise RuntimeError("the daemon did not report READY=1")
 
@@ -178,9 +180,18 @@ def measure(name: str, argv: list[str], seconds: float, interval: float, notify:
         if sock is not None:
             sock.close()
     own, children = own1 - own0, ch1 - ch0 + descendants
-    return {"name": name, "seconds": elapsed, "cpu_own_s": own, "cpu_children_s": children,
-            "cpu_pct": 100 * (own + children) / elapsed, "rss_mb": rss, "rss_median_mb": statistics.median(samples),
-            "hwm_mb": hwm, "pss_tree_mb": pss, "observations": int(elapsed / interval)}
+    return {
+        "name": name,
+        "seconds": elapsed,
+        "cpu_own_s": own,
+        "cpu_children_s": children,
+        "cpu_pct": 100 * (own + children) / elapsed,
+        "rss_mb": rss,
+        "rss_median_mb": statistics.median(samples),
+        "hwm_mb": hwm,
+        "pss_tree_mb": pss,
+        "observations": int(elapsed / interval),
+    }
 
 
 def main() -> int:
@@ -197,6 +208,7 @@ def main() -> int:
         print("run as root (namespaces)", file=sys.stderr)
         return 3
     from tuner.units import parse_duration
+
     interval = parse_duration(args.interval)
     ns = f"tuner-{os.getpid()}-bench"
     results = []
@@ -205,49 +217,105 @@ def main() -> int:
 
         def config(name: str, extra: str = "") -> str:
             f = tmpd / f"{name}.toml"
-            f.write_text(f'state_dir = "{tmpd / name}"\n{extra}\n[observe]\ninterval = "{args.interval}"\n'
-                         "[search]\nenabled = false\n")
+            f.write_text(
+                f'state_dir = "{tmpd / name}"\n{extra}\n[observe]\ninterval = "{args.interval}"\n'
+                "[search]\nenabled = false\n"
+            )
             return str(f)
 
         daemon = [sys.executable, "-m", "tuner", "daemon"]
-        results.append(measure("python baseline", [sys.executable, "-c", "import time; time.sleep(3600)"],
-                               args.seconds, interval, None))
-        results.append(measure("daemon disabled", daemon + ["--config", config("off", "enabled = false")],
-                               args.seconds, interval, str(tmpd / "n1.sock")))
-        results.append(measure("daemon, host", daemon + ["--config", config("host")], args.seconds, interval,
-                               str(tmpd / "n2.sock")))
+        results.append(
+            measure(
+                "python baseline",
+                [sys.executable, "-c", "import time; time.sleep(3600)"],
+                args.seconds,
+                interval,
+                None,
+            )
+        )
+        results.append(
+            measure(
+                "daemon disabled",
+                [*daemon, "--config", config("off", "enabled = false")],
+                args.seconds,
+                interval,
+                str(tmpd / "n1.sock"),
+            )
+        )
+        results.append(
+            measure(
+                "daemon, host",
+                [*daemon, "--config", config("host")],
+                args.seconds,
+                interval,
+                str(tmpd / "n2.sock"),
+            )
+        )
         subprocess.run(["ip", "netns", "add", ns], check=True)
         wl = None
         try:
             subprocess.run(["ip", "-n", ns, "link", "set", "lo", "up"], check=True)
-            wl = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, __file__, "--workload", "7000",
-                                   str(args.connections)], stdout=subprocess.PIPE, text=True)
+            wl = subprocess.Popen(
+                [
+                    "ip",
+                    "netns",
+                    "exec",
+                    ns,
+                    sys.executable,
+                    __file__,
+                    "--workload",
+                    "7000",
+                    str(args.connections),
+                ],
+                stdout=subprocess.PIPE,
+                text=True,
+            )
             assert wl.stdout is not None and wl.stdout.readline().strip() == "ready"
-            results.append(measure(f"daemon in ns, {args.connections} conns",
-                                   ["ip", "netns", "exec", ns] + daemon + ["--config", config("inns")],
-                                   args.seconds, interval, str(tmpd / "n3.sock")))
-            results.append(measure(f"daemon --netns, {args.connections} conns",
-                                   daemon + ["--config", config("ns"), "--netns", ns], args.seconds, interval,
-                                   str(tmpd / "n4.sock")))
+            results.append(
+                measure(
+                    f"daemon in ns, {args.connections} conns",
+                    ["ip", "netns", "exec", ns, *daemon, "--config", config("inns")],
+                    args.seconds,
+                    interval,
+                    str(tmpd / "n3.sock"),
+                )
+            )
+            results.append(
+                measure(
+                    f"daemon --netns, {args.connections} conns",
+                    [*daemon, "--config", config("ns"), "--netns", ns],
+                    args.seconds,
+                    interval,
+                    str(tmpd / "n4.sock"),
+                )
+            )
         finally:
             if wl is not None:
                 wl.kill()
                 wl.wait()
             subprocess.run(["ip", "netns", "del", ns], check=False)
     base = results[0]
-    print(f"idle daemon cost, observe interval {args.interval}, {args.seconds:g} s per scenario "
-          f"(kernel {os.uname().release}, {os.cpu_count()} cores)")
-    print(f"{'scenario':34} {'RSS MB':>7} {'peak MB':>8} {'xbase':>6} {'tree PSS':>9} {'CPU %':>7} {'children':>9} "
-          f"{'ms/obs':>7}")
+    print(
+        f"idle daemon cost, observe interval {args.interval}, {args.seconds:g} s per scenario "
+        f"(kernel {os.uname().release}, {os.cpu_count()} cores)"
+    )
+    print(
+        f"{'scenario':34} {'RSS MB':>7} {'peak MB':>8} {'xbase':>6} {'tree PSS':>9} {'CPU %':>7} {'children':>9} "
+        f"{'ms/obs':>7}"
+    )
     for r in results:
         per_obs = 1000 * (r["cpu_own_s"] + r["cpu_children_s"]) / max(1, r["observations"])
         child_share = r["cpu_children_s"] / max(1e-9, r["cpu_own_s"] + r["cpu_children_s"])
-        print(f"{r['name']:34} {r['rss_mb']:7.1f} {r['hwm_mb']:8.1f} {r['rss_mb'] / base['rss_mb']:6.2f} "
-              f"{r['pss_tree_mb']:9.1f} {r['cpu_pct']:7.3f} {child_share:9.0%} {per_obs:7.1f}")
+        print(
+            f"{r['name']:34} {r['rss_mb']:7.1f} {r['hwm_mb']:8.1f} {r['rss_mb'] / base['rss_mb']:6.2f} "
+            f"{r['pss_tree_mb']:9.1f} {r['cpu_pct']:7.3f} {child_share:9.0%} {per_obs:7.1f}"
+        )
     worst_rss = max(r["rss_mb"] for r in results[1:])
     worst_cpu = max(r["cpu_pct"] for r in results[1:])
-    print(f"targets: RSS < 60 MB ({'met' if worst_rss < 60 else 'MISSED'}: {worst_rss:.1f}), "
-          f"CPU < 0.5 % ({'met' if worst_cpu < 0.5 else 'MISSED'}: {worst_cpu:.3f})")
+    print(
+        f"targets: RSS < 60 MB ({'met' if worst_rss < 60 else 'MISSED'}: {worst_rss:.1f}), "
+        f"CPU < 0.5 % ({'met' if worst_cpu < 0.5 else 'MISSED'}: {worst_cpu:.3f})"
+    )
     return 0
 
 

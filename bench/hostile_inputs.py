@@ -19,13 +19,16 @@ from collections import Counter
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-HEAD = ('version = 1\n[profile]\nname = "x"\ncreated = 2026-01-01T00:00:00Z\ntuner_version = "0.1"\n'
-        'kernel = "6.1"\n')
+HEAD = (
+    'version = 1\n[profile]\nname = "x"\ncreated = 2026-01-01T00:00:00Z\ntuner_version = "0.1"\n'
+    'kernel = "6.1"\n'
+)
 
 
 def tuner(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "tuner", *args], cwd=REPO, capture_output=True, text=True,
-                          timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "tuner", *args], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
 
 
 def outcome(done: subprocess.CompletedProcess, accepted: tuple[int, ...] = (0,)) -> str:
@@ -52,8 +55,11 @@ def profiles(tmp: Path) -> list[tuple[str, str]]:
         files.append(f)
     # render has no target machine (the file may be deployed elsewhere), so machine-relative floors such
     # as tcp_mem >= 1/1024 of RAM are checked by verify and apply only
-    return [(f"{f.name} ({' '.join(verb)})", outcome(tuner(*verb, str(f))))
-            for f in files for verb in (["render"], ["verify"], ["apply", "--dry-run"])]
+    return [
+        (f"{f.name} ({' '.join(verb)})", outcome(tuner(*verb, str(f))))
+        for f in files
+        for verb in (["render"], ["verify"], ["apply", "--dry-run"])
+    ]
 
 
 def configs(tmp: Path) -> list[tuple[str, str]]:
@@ -103,16 +109,26 @@ def states(tmp: Path) -> list[tuple[str, str]]:
 
 def cli_values() -> list[tuple[str, str]]:
     cases = [
-        ["probe", "rr", "--rtt", "99999h"], ["probe", "rr", "--rtt", "-1ms"], ["probe", "rr", "--rtt", "nan"],
-        ["probe", "rr", "--rate", "9" * 400 + "mbit"], ["probe", "rr", "--rate", "0"],
-        ["probe", "rr", "--loss", "150%"], ["probe", "rr", "--request-size", "0"],
-        ["probe", "rr", "--request-size", "1" + "0" * 30], ["probe", "rr", "--connections", "1" + "0" * 400],
-        ["probe", "rr", "--think-time", "inf"], ["probe", "udp", "--udp-rate", "0"],
-        ["probe", "rr", "--set", "TCP_NODELAY=maybe"], ["probe", "rr", "--set", "kernel.core_pattern=|/bin/sh"],
+        ["probe", "rr", "--rtt", "99999h"],
+        ["probe", "rr", "--rtt", "-1ms"],
+        ["probe", "rr", "--rtt", "nan"],
+        ["probe", "rr", "--rate", "9" * 400 + "mbit"],
+        ["probe", "rr", "--rate", "0"],
+        ["probe", "rr", "--loss", "150%"],
+        ["probe", "rr", "--request-size", "0"],
+        ["probe", "rr", "--request-size", "1" + "0" * 30],
+        ["probe", "rr", "--connections", "1" + "0" * 400],
+        ["probe", "rr", "--think-time", "inf"],
+        ["probe", "udp", "--udp-rate", "0"],
+        ["probe", "rr", "--set", "TCP_NODELAY=maybe"],
+        ["probe", "rr", "--set", "kernel.core_pattern=|/bin/sh"],
         ["probe", "rr", "--set", "net.ipv4.ip_local_port_range=1 65535"],
-        ["recommend", "rr", "--budget", "100000"], ["recommend", "rr", "--budget", "0"],
-        ["recommend", "rr", "--time", "99999h"], ["recommend", "rr", "--repeats", "1000"],
-        ["recommend", "rr", "--duration", "0"], ["recommend", "rr", "--sampler", "magic"],
+        ["recommend", "rr", "--budget", "100000"],
+        ["recommend", "rr", "--budget", "0"],
+        ["recommend", "rr", "--time", "99999h"],
+        ["recommend", "rr", "--repeats", "1000"],
+        ["recommend", "rr", "--duration", "0"],
+        ["recommend", "rr", "--sampler", "magic"],
         ["recommend", "rr", "--objective", "nonsense"],
     ]
     return [(" ".join(c)[:60], outcome(tuner(*c))) for c in cases]
@@ -124,8 +140,12 @@ def main() -> int:
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
-        groups = {"profiles × (render, verify, apply --dry-run)": profiles(tmp), "daemon configs": configs(tmp),
-                  "daemon state files": states(tmp), "command-line values": cli_values()}
+        groups = {
+            "profiles × (render, verify, apply --dry-run)": profiles(tmp),
+            "daemon configs": configs(tmp),
+            "daemon state files": states(tmp),
+            "command-line values": cli_values(),
+        }
     lines = ["| input | tried | refused (exit 2) | accepted | crashed |", "|---|---|---|---|---|"]
     for name, rows in groups.items():
         c = Counter(r for _, r in rows)

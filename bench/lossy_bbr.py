@@ -19,8 +19,9 @@ import json
 import os
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path as FsPath
-from typing import Any, Mapping
+from typing import Any
 
 REPO = FsPath(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -33,7 +34,7 @@ from tuner.probe.measurement import Measurement  # noqa: E402
 from tuner.sandbox import Sandbox  # noqa: E402
 from tuner.search.recommend import live_baseline, probe_settings, recommend  # noqa: E402
 from tuner.search.study import SearchConfig  # noqa: E402
-from tuner.workload import DEFAULT_WORKLOADS, Path, WorkloadKind  # noqa: E402
+from tuner.workload import DEFAULT_WORKLOADS, NetworkPath, WorkloadKind  # noqa: E402
 
 CC = "net.ipv4.tcp_congestion_control"
 
@@ -43,15 +44,21 @@ class CubicHost:
 
     prunable = True
 
-    def __init__(self, path: Path, sandbox: Any, repeats: int, duration: float) -> None:
+    def __init__(self, path: NetworkPath, sandbox: Any, repeats: int, duration: float) -> None:
         self.workload = DEFAULT_WORKLOADS[WorkloadKind.BULK]
         self.path, self.sandbox, self.repeats, self.duration = path, sandbox, repeats, duration
 
     def __call__(self, assignment: Mapping[str, Value], repeats: int | None = None) -> Measurement:
         a = dict(assignment)
         a.setdefault("TCP_CONGESTION", a.pop(CC, "cubic"))
-        return run_probe(self.workload, self.path, a, repeats=repeats or self.repeats, duration=self.duration,
-                         sandbox=self.sandbox)
+        return run_probe(
+            self.workload,
+            self.path,
+            a,
+            repeats=repeats or self.repeats,
+            duration=self.duration,
+            sandbox=self.sandbox,
+        )
 
 
 def main() -> int:
@@ -61,7 +68,7 @@ def main() -> int:
     ap.add_argument("--out", default=str(REPO / "bench" / "results" / "lossy_bbr"))
     args = ap.parse_args()
     configure("error")
-    path = Path(rtt=0.05, rate_bps=100e6, loss=0.01)
+    path = NetworkPath(rtt=0.05, rate_bps=100e6, loss=0.01)
     out: dict[str, Any] = {"load_before": os.getloadavg(), "path": path.describe(), "seeds": []}
     for seed in range(args.first_seed, args.first_seed + args.seeds):
         config = SearchConfig(seed=seed)
@@ -70,24 +77,44 @@ def main() -> int:
         try:
             with Sandbox(path) as sb:
                 live = {**live_baseline(sb), CC: "cubic"}
-                rec = recommend(DEFAULT_WORKLOADS[WorkloadKind.BULK], path, config,
-                                measure=CubicHost(path, sb, repeats, duration), live=live)
+                rec = recommend(
+                    DEFAULT_WORKLOADS[WorkloadKind.BULK],
+                    path,
+                    config,
+                    measure=CubicHost(path, sb, repeats, duration),
+                    live=live,
+                )
         except TunerError as exc:  # e.g. the baseline invalid twice on an overloaded machine
-            row = {"seed": seed, "wall_s": round(time.monotonic() - t0, 1), "leader_cc": "-",
-                   "recommended_cc": "-", "verdict": f"FAILED: {exc}", "assignment": {}, "tried_bbr": False,
-                   "pruned": 0, "measurements": 0, "load": os.getloadavg()[0]}
+            row = {
+                "seed": seed,
+                "wall_s": round(time.monotonic() - t0, 1),
+                "leader_cc": "-",
+                "recommended_cc": "-",
+                "verdict": f"FAILED: {exc}",
+                "assignment": {},
+                "tried_bbr": False,
+                "pruned": 0,
+                "measurements": 0,
+                "load": os.getloadavg()[0],
+            }
             print(json.dumps(row), file=sys.stderr, flush=True)
             out["seeds"].append(row)
             _write(out, FsPath(args.out))
             continue
         wall = time.monotonic() - t0
         leader = dict(rec.result.leader) or dict(rec.assignment)
-        row = {"seed": seed, "wall_s": round(wall, 1), "leader_cc": leader.get(CC, "cubic"),
-               "recommended_cc": rec.assignment.get(CC, "cubic"), "verdict": rec.verdict.text,
-               "assignment": {k: list(v) if isinstance(v, tuple) else v for k, v in rec.assignment.items()},
-               "tried_bbr": any(t.assignment.get(CC) == "bbr" for t in rec.trials),
-               "pruned": sum(1 for t in rec.trials if t.pruned), "measurements":
-               sum(1 for t in rec.trials if t.measurement is not None), "load": os.getloadavg()[0]}
+        row = {
+            "seed": seed,
+            "wall_s": round(wall, 1),
+            "leader_cc": leader.get(CC, "cubic"),
+            "recommended_cc": rec.assignment.get(CC, "cubic"),
+            "verdict": rec.verdict.text,
+            "assignment": {k: list(v) if isinstance(v, tuple) else v for k, v in rec.assignment.items()},
+            "tried_bbr": any(t.assignment.get(CC) == "bbr" for t in rec.trials),
+            "pruned": sum(1 for t in rec.trials if t.pruned),
+            "measurements": sum(1 for t in rec.trials if t.measurement is not None),
+            "load": os.getloadavg()[0],
+        }
         print(json.dumps(row), file=sys.stderr, flush=True)
         out["seeds"].append(row)
         _write(out, FsPath(args.out))
@@ -103,16 +130,23 @@ def _write(out: dict[str, Any], file: FsPath) -> None:
     rows = out["seeds"]
     picked = sum(r["recommended_cc"] == "bbr" for r in rows)
     failed = sum(r["verdict"].startswith("FAILED") for r in rows)
-    lines = ["# bulk over a lossy path from a cubic baseline: is bbr picked? (real probes)", "",
-             f"path {out['path']}; default budget; load average before {out['load_before']}", "",
-             f"bbr recommended in {picked} of {len(rows)} seeds; best candidate uses bbr in "
-             f"{sum(r['leader_cc'] == 'bbr' for r in rows)}; bbr tried in {sum(r['tried_bbr'] for r in rows)}; "
-             f"runs that failed before a verdict: {failed}", "",
-             "| seed | wall s | tried bbr | best candidate cc | recommended | pruned | measurements | verdict |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "# bulk over a lossy path from a cubic baseline: is bbr picked? (real probes)",
+        "",
+        f"path {out['path']}; default budget; load average before {out['load_before']}",
+        "",
+        f"bbr recommended in {picked} of {len(rows)} seeds; best candidate uses bbr in "
+        f"{sum(r['leader_cc'] == 'bbr' for r in rows)}; bbr tried in {sum(r['tried_bbr'] for r in rows)}; "
+        f"runs that failed before a verdict: {failed}",
+        "",
+        "| seed | wall s | tried bbr | best candidate cc | recommended | pruned | measurements | verdict |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
-        lines.append(f"| {r['seed']} | {r['wall_s']} | {r['tried_bbr']} | {r['leader_cc']} | "
-                     f"`{r['assignment']}` | {r['pruned']} | {r['measurements']} | {r['verdict']} |")
+        lines.append(
+            f"| {r['seed']} | {r['wall_s']} | {r['tried_bbr']} | {r['leader_cc']} | "
+            f"`{r['assignment']}` | {r['pruned']} | {r['measurements']} | {r['verdict']} |"
+        )
     file.with_suffix(".md").write_text("\n".join(lines) + "\n")
 
 

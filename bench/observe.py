@@ -34,12 +34,12 @@ from pathlib import Path as FsPath
 
 sys.path.insert(0, str(FsPath(__file__).resolve().parents[1]))
 
-from tuner.adapters.netlink import SockDiag, decode_dump_with_pyroute2  # noqa: E402
-from tuner.adapters.procs import SocketOwners, psutil_connection_count  # noqa: E402
-from tuner.netns import run_in_netns  # noqa: E402
-from tuner.observe import Observer  # noqa: E402
-from tuner.observe.snapshot import attribute, collect  # noqa: E402
-from tuner.observe.sockets import Proto, TcpState  # noqa: E402
+from tuner.adapters.netlink import SockDiag, decode_dump_with_pyroute2
+from tuner.adapters.procs import SocketOwners, psutil_connection_count
+from tuner.netns import run_in_netns
+from tuner.observe import Observer
+from tuner.observe.snapshot import attribute, collect
+from tuner.observe.sockets import Proto, TcpState
 
 PORT = 5000
 
@@ -108,10 +108,17 @@ def bench(connections: int, repeats: int, interval: float, steps: int, busy: boo
         raw = [diag.dump_raw(4, Proto.TCP)]
     start = time.perf_counter()
     ref = decode_dump_with_pyroute2(raw[0])
-    out["pyroute2_decode_ms"] = {"median": (time.perf_counter() - start) * 1e3, "runs": 1, "messages": len(ref)}
+    out["pyroute2_decode_ms"] = {
+        "median": (time.perf_counter() - start) * 1e3,
+        "runs": 1,
+        "messages": len(ref),
+    }
     med, samples, count = _timed(lambda: psutil_connection_count("tcp"), repeats)
-    out["psutil_net_connections_ms"] = {"median": med * 1e3, "samples": [round(s * 1e3, 2) for s in samples],
-                                        "connections": count}
+    out["psutil_net_connections_ms"] = {
+        "median": med * 1e3,
+        "samples": [round(s * 1e3, 2) for s in samples],
+        "connections": count,
+    }
     med, samples, _ = _timed(_ss, repeats)
     out["ss_tin_ms"] = {"median": med * 1e3, "samples": [round(s * 1e3, 2) for s in samples]}
     owners = SocketOwners()
@@ -155,12 +162,15 @@ def _loop(out: dict, interval: float, steps: int) -> None:
             wall.append(time.monotonic())
             step_cpu.append(c1 - c0)
         out["loop"] = {
-            "interval_s": interval, "steps": steps,
+            "interval_s": interval,
+            "steps": steps,
             "cpu_percent_of_one_core": 100 * (cpu[-1] - cpu[0]) / (wall[-1] - wall[0]),
             "step_cpu_ms": [round(s * 1e3, 1) for s in step_cpu],
             "services": len(obs.services) if obs else 0,
             "owner_scans": observer.owners.scans,
-            "active_services": sum(1 for s in obs.services if s.shape.bytes_out or s.shape.bytes_in) if obs else 0,
+            "active_services": sum(1 for s in obs.services if s.shape.bytes_out or s.shape.bytes_in)
+            if obs
+            else 0,
         }
 
 
@@ -170,9 +180,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--interval", type=float, default=10.0, help="seconds between observation steps")
     ap.add_argument("--steps", type=int, default=3, help="observation intervals to measure")
-    ap.add_argument("--busy", action="store_true",
-                    help="during the loop, a child sends a byte on every connection each second "
-                         "(no socket is idle: the worst case for the loop)")
+    ap.add_argument(
+        "--busy",
+        action="store_true",
+        help="during the loop, a child sends a byte on every connection each second "
+        "(no socket is idle: the worst case for the loop)",
+    )
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     if os.geteuid() != 0:
@@ -192,9 +205,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     snap = result["snapshot_ms"]["median"]
     loop = result["loop"]
-    print(f"namespace {ns}: {result['connections']} connections = {result['established']} established sockets "
-          f"({result['sockets']} in all), set up in {result['setup_seconds']} s; "
-          f"load {result['load_average']} on {result['cpus']} CPUs")
+    print(
+        f"namespace {ns}: {result['connections']} connections = {result['established']} established sockets "
+        f"({result['sockets']} in all), set up in {result['setup_seconds']} s; "
+        f"load {result['load_average']} on {result['cpus']} CPUs"
+    )
     rows = [
         ("tuner snapshot (collect)", snap, 1.0),
         ("  of which the sock_diag dump + decode", result["snapshot_dump_ms"]["median"], None),
@@ -211,9 +226,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"snapshot target < 50 ms: {verdict} ({snap:.1f} ms; samples {result['snapshot_ms']['samples']})")
     pct = loop["cpu_percent_of_one_core"]
     what = "every connection busy" if args.busy else "connections idle"
-    print(f"observation loop ({what}) every {loop['interval_s']:g} s over {loop['steps']} intervals: "
-          f"{pct:.3f}% of one core "
-          f"(step CPU ms {loop['step_cpu_ms']}); target < 0.5%: {'PASS' if pct < 0.5 else 'FAIL'}")
+    print(
+        f"observation loop ({what}) every {loop['interval_s']:g} s over {loop['steps']} intervals: "
+        f"{pct:.3f}% of one core "
+        f"(step CPU ms {loop['step_cpu_ms']}); target < 0.5%: {'PASS' if pct < 0.5 else 'FAIL'}"
+    )
     return 0
 
 

@@ -27,22 +27,23 @@ from pathlib import Path as FsPath
 
 sys.path.insert(0, str(FsPath(__file__).resolve().parents[1]))
 
-from tuner.cli.output import print_table  # noqa: E402
-from tuner.logs import configure  # noqa: E402
-from tuner.probe import run_probe, udp  # noqa: E402
-from tuner.probe.base import connect_many  # noqa: E402
-from tuner.probe.board import Board  # noqa: E402
-from tuner.probe.sockopts import SocketOptions  # noqa: E402
-from tuner.sandbox import Sandbox, Side  # noqa: E402
-from tuner.workload import DEFAULT_WORKLOADS, Path, Workload, WorkloadKind  # noqa: E402
+from tuner.cli.output import print_table
+from tuner.logs import configure
+from tuner.probe import run_probe, udp
+from tuner.probe.base import connect_many
+from tuner.probe.board import Board
+from tuner.probe.sockopts import SocketOptions
+from tuner.sandbox import Sandbox, Side
+from tuner.workload import DEFAULT_WORKLOADS, NetworkPath, Workload, WorkloadKind
 
-PLAIN = Path()
-WAN = Path(rtt=0.05, rate_bps=100e6)
+PLAIN = NetworkPath()
+WAN = NetworkPath(rtt=0.05, rate_bps=100e6)
 K = WorkloadKind
 
 
 def _hold_listener(board: Board, host: str) -> None:
     import socket
+
     ls = socket.socket()
     ls.bind((host, 0))
     ls.listen(4096)
@@ -95,22 +96,69 @@ def capacity(duration: float) -> list[dict]:
     nodelay = {"TCP_NODELAY": True}
     for n in (1, 4, 16):
         m = run_probe(Workload(K.RR, connections=n), PLAIN, nodelay, repeats=3, duration=duration)
-        rows.append({"probe": "rr", "what": f"transactions/s, {n} conn", "value": m.value("tps"),
-                     "spread": m.metrics["tps"].spread, "limit": m.invalid_reason or "-"})
-    m = run_probe(Workload(K.BURST, burst_connections=2000, burst_threads=256, accept_rate=1e6), PLAIN,
-                  {"backlog": 4096, "net.core.somaxconn": 4096}, repeats=3, duration=duration)
-    rows.append({"probe": "burst", "what": "connects/s (256 in flight)", "value": m.value("connect_rate"),
-                 "spread": m.metrics["connect_rate"].spread, "limit": m.invalid_reason or "-"})
+        rows.append(
+            {
+                "probe": "rr",
+                "what": f"transactions/s, {n} conn",
+                "value": m.value("tps"),
+                "spread": m.metrics["tps"].spread,
+                "limit": m.invalid_reason or "-",
+            }
+        )
+    m = run_probe(
+        Workload(K.BURST, burst_connections=2000, burst_threads=256, accept_rate=1e6),
+        PLAIN,
+        {"backlog": 4096, "net.core.somaxconn": 4096},
+        repeats=3,
+        duration=duration,
+    )
+    rows.append(
+        {
+            "probe": "burst",
+            "what": "connects/s (256 in flight)",
+            "value": m.value("connect_rate"),
+            "spread": m.metrics["connect_rate"].spread,
+            "limit": m.invalid_reason or "-",
+        }
+    )
     m = run_probe(Workload(K.BULK), PLAIN, {}, repeats=3, duration=duration)
-    rows.append({"probe": "bulk", "what": "Mbit/s, 1 stream", "value": m.value("goodput_mbps"),
-                 "spread": m.metrics["goodput_mbps"].spread, "limit": m.invalid_reason or "-"})
+    rows.append(
+        {
+            "probe": "bulk",
+            "what": "Mbit/s, 1 stream",
+            "value": m.value("goodput_mbps"),
+            "spread": m.metrics["goodput_mbps"].spread,
+            "limit": m.invalid_reason or "-",
+        }
+    )
     offered, served = udp_capacity(duration)
-    rows.append({"probe": "udp", "what": "datagrams/s offered (1200 B)", "value": offered, "spread": None,
-                 "limit": "-"})
-    rows.append({"probe": "udp", "what": "datagrams/s served by the reader", "value": served, "spread": None,
-                 "limit": "-"})
-    rows.append({"probe": "memory", "what": "connections opened/s (500)", "value": conn_open_rate(), "spread": None,
-                 "limit": "-"})
+    rows.append(
+        {
+            "probe": "udp",
+            "what": "datagrams/s offered (1200 B)",
+            "value": offered,
+            "spread": None,
+            "limit": "-",
+        }
+    )
+    rows.append(
+        {
+            "probe": "udp",
+            "what": "datagrams/s served by the reader",
+            "value": served,
+            "spread": None,
+            "limit": "-",
+        }
+    )
+    rows.append(
+        {
+            "probe": "memory",
+            "what": "connections opened/s (500)",
+            "value": conn_open_rate(),
+            "spread": None,
+            "limit": "-",
+        }
+    )
     return rows
 
 
@@ -120,15 +168,36 @@ SPREAD_CASES = [
     ("rr split, TCP_NODELAY", DEFAULT_WORKLOADS[K.RR], PLAIN, {"TCP_NODELAY": True}, "latency_p50_ms"),
     ("rr 16 conn, TCP_NODELAY", Workload(K.RR, connections=16), PLAIN, {"TCP_NODELAY": True}, "tps"),
     ("bulk 50ms/100mbit, defaults", DEFAULT_WORKLOADS[K.BULK], WAN, {}, "goodput_mbps"),
-    ("bulk 50ms/100mbit, SO_RCVBUF 64K", DEFAULT_WORKLOADS[K.BULK], WAN, {"SO_RCVBUF": 65536}, "goodput_mbps"),
+    (
+        "bulk 50ms/100mbit, SO_RCVBUF 64K",
+        DEFAULT_WORKLOADS[K.BULK],
+        WAN,
+        {"SO_RCVBUF": 65536},
+        "goodput_mbps",
+    ),
     ("burst, defaults (backlog 128)", DEFAULT_WORKLOADS[K.BURST], PLAIN, {}, "connect_p99_ms"),
-    ("burst, backlog 4096", DEFAULT_WORKLOADS[K.BURST], PLAIN, {"backlog": 4096, "net.core.somaxconn": 4096},
-     "connect_p99_ms"),
+    (
+        "burst, backlog 4096",
+        DEFAULT_WORKLOADS[K.BURST],
+        PLAIN,
+        {"backlog": 4096, "net.core.somaxconn": 4096},
+        "connect_p99_ms",
+    ),
     ("udp, defaults", DEFAULT_WORKLOADS[K.UDP], PLAIN, {}, "delivered_fraction"),
-    ("udp, SO_RCVBUF 8M", DEFAULT_WORKLOADS[K.UDP], PLAIN, {"SO_RCVBUF": 8 << 20, "net.core.rmem_max": 16 << 20},
-     "delivered_fraction"),
-    ("keepalive 1s/1s/3", DEFAULT_WORKLOADS[K.KEEPALIVE], PLAIN,
-     {"SO_KEEPALIVE": True, "TCP_KEEPIDLE": 1, "TCP_KEEPINTVL": 1, "TCP_KEEPCNT": 3}, "detect_s"),
+    (
+        "udp, SO_RCVBUF 8M",
+        DEFAULT_WORKLOADS[K.UDP],
+        PLAIN,
+        {"SO_RCVBUF": 8 << 20, "net.core.rmem_max": 16 << 20},
+        "delivered_fraction",
+    ),
+    (
+        "keepalive 1s/1s/3",
+        DEFAULT_WORKLOADS[K.KEEPALIVE],
+        PLAIN,
+        {"SO_KEEPALIVE": True, "TCP_KEEPIDLE": 1, "TCP_KEEPINTVL": 1, "TCP_KEEPCNT": 3},
+        "detect_s",
+    ),
     ("memory 500 conn, defaults", DEFAULT_WORKLOADS[K.MEMORY], PLAIN, {}, "bytes_per_conn"),
 ]
 
@@ -147,14 +216,33 @@ def spread(runs: int, repeats: int, duration: float) -> list[dict]:
             medians.append(m.value(metric))
             inner.append(m.metrics[metric].spread)
         if not medians:
-            rows.append({"case": label, "metric": metric, "median": None, "run_spread": None, "within_run": None,
-                         "invalid": invalid, "failed": failed, "seconds_per_run": (time.monotonic() - t0) / runs})
+            rows.append(
+                {
+                    "case": label,
+                    "metric": metric,
+                    "median": None,
+                    "run_spread": None,
+                    "within_run": None,
+                    "invalid": invalid,
+                    "failed": failed,
+                    "seconds_per_run": (time.monotonic() - t0) / runs,
+                }
+            )
             continue
         med = statistics.median(medians)
         run_spread = (max(medians) - min(medians)) / 2 / abs(med) if med else 0.0
-        rows.append({"case": label, "metric": metric, "median": med, "run_spread": run_spread,
-                     "within_run": statistics.median(inner), "invalid": invalid, "failed": failed,
-                     "seconds_per_run": (time.monotonic() - t0) / runs})
+        rows.append(
+            {
+                "case": label,
+                "metric": metric,
+                "median": med,
+                "run_spread": run_spread,
+                "within_run": statistics.median(inner),
+                "invalid": invalid,
+                "failed": failed,
+                "seconds_per_run": (time.monotonic() - t0) / runs,
+            }
+        )
     return rows
 
 
@@ -187,18 +275,39 @@ def main() -> int:
     if args.json:
         print(json.dumps(out, indent=2))
         return 0
-    print(f"{out['cpus']} CPUs, load average {out['load_average'][0]:.2f} before, "
-          f"{out['load_average_after'][0]:.2f} after")
+    print(
+        f"{out['cpus']} CPUs, load average {out['load_average'][0]:.2f} before, "
+        f"{out['load_average_after'][0]:.2f} after"
+    )
     if "capacity" in out:
         print("\ncapacity (plain veth sandbox; median of 3 repeats)")
-        print_table(("PROBE", "WHAT", "VALUE", "SPREAD", "LIMITED BY"),
-                    [(r["probe"], r["what"], _num(r["value"]), _pct(r["spread"]), r["limit"]) for r in out["capacity"]])
+        print_table(
+            ("PROBE", "WHAT", "VALUE", "SPREAD", "LIMITED BY"),
+            [
+                (r["probe"], r["what"], _num(r["value"]), _pct(r["spread"]), r["limit"])
+                for r in out["capacity"]
+            ],
+        )
     if "spread" in out:
-        print(f"\nrun-to-run spread ({args.runs} runs of run_probe, each {args.repeats} x {args.duration:g} s)")
-        print_table(("CASE", "METRIC", "MEDIAN", "RUN SPREAD", "WITHIN RUN", "INVALID", "FAILED", "S/RUN"),
-                    [(r["case"], r["metric"], _num(r["median"]), _pct(r["run_spread"]), _pct(r["within_run"]),
-                      f"{r['invalid']}/{args.runs}", f"{r['failed']}/{args.runs}", f"{r['seconds_per_run']:.1f}")
-                     for r in out["spread"]])
+        print(
+            f"\nrun-to-run spread ({args.runs} runs of run_probe, each {args.repeats} x {args.duration:g} s)"
+        )
+        print_table(
+            ("CASE", "METRIC", "MEDIAN", "RUN SPREAD", "WITHIN RUN", "INVALID", "FAILED", "S/RUN"),
+            [
+                (
+                    r["case"],
+                    r["metric"],
+                    _num(r["median"]),
+                    _pct(r["run_spread"]),
+                    _pct(r["within_run"]),
+                    f"{r['invalid']}/{args.runs}",
+                    f"{r['failed']}/{args.runs}",
+                    f"{r['seconds_per_run']:.1f}",
+                )
+                for r in out["spread"]
+            ],
+        )
     return 0
 
 

@@ -45,9 +45,16 @@ def run(flags: list[str], out: FsPath) -> dict[str, Any]:
         return {"wall_s": round(wall, 1), "error": proc.stderr.strip()[-400:]}
     ev = load_profile(out).evidence
     pruned = sum(1 for line in proc.stderr.splitlines() if "pruned after one repeat" in line)
-    return {"wall_s": round(wall, 1), "verdict": ev.get("verdict"), "trials": ev.get("trials"),
-            "measurements": ev.get("measurements"), "pruned": pruned, "stop_reason": ev.get("stop_reason"),
-            "duration_s": ev.get("duration_s"), "repeats": ev.get("repeats")}
+    return {
+        "wall_s": round(wall, 1),
+        "verdict": ev.get("verdict"),
+        "trials": ev.get("trials"),
+        "measurements": ev.get("measurements"),
+        "pruned": pruned,
+        "stop_reason": ev.get("stop_reason"),
+        "duration_s": ev.get("duration_s"),
+        "repeats": ev.get("repeats"),
+    }
 
 
 def main() -> int:
@@ -67,9 +74,12 @@ def main() -> int:
             print(name, json.dumps(r), file=sys.stderr, flush=True)
             runs.append(r)
         walls = [r["wall_s"] for r in runs if "error" not in r]  # a failed run's time is not a search's
-        results["scenarios"][name] = {"flags": SCENARIOS[name],
-                                      "median_wall_s": statistics.median(walls) if walls else None,
-                                      "failed_runs": len(runs) - len(walls), "runs": runs}
+        results["scenarios"][name] = {
+            "flags": SCENARIOS[name],
+            "median_wall_s": statistics.median(walls) if walls else None,
+            "failed_runs": len(runs) - len(walls),
+            "runs": runs,
+        }
         _write(results, FsPath(args.out))
     results["load_after"] = os.getloadavg()
     _write(results, FsPath(args.out))
@@ -87,16 +97,22 @@ def _outcome(r: dict[str, Any]) -> str:
 def _write(results: dict[str, Any], out: FsPath) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(results, indent=2, default=str))
-    lines = ["# `tuner recommend KIND` wall time (default budget)", "",
-             f"load average before: {results['load_before']}; runs per kind: {results['runs']}", "",
-             "| kind | command | median wall s (successful runs) | per run (s) | trials / pruned / measurements | verdicts |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        "# `tuner recommend KIND` wall time (default budget)",
+        "",
+        f"load average before: {results['load_before']}; runs per kind: {results['runs']}",
+        "",
+        "| kind | command | median wall s (successful runs) | per run (s) | trials / pruned / measurements | verdicts |",
+        "|---|---|---|---|---|---|",
+    ]
     for name, s in results["scenarios"].items():
         runs = s["runs"]
-        lines.append(f"| {name} | `tuner recommend {' '.join(s['flags'])}` | {s['median_wall_s']} | "
-                     f"{[r['wall_s'] for r in runs]} | "
-                     f"{[(r.get('trials'), r.get('pruned'), r.get('measurements')) for r in runs]} | "
-                     f"{'; '.join(_outcome(r) for r in runs)} |")
+        lines.append(
+            f"| {name} | `tuner recommend {' '.join(s['flags'])}` | {s['median_wall_s']} | "
+            f"{[r['wall_s'] for r in runs]} | "
+            f"{[(r.get('trials'), r.get('pruned'), r.get('measurements')) for r in runs]} | "
+            f"{'; '.join(_outcome(r) for r in runs)} |"
+        )
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
 
 

@@ -31,12 +31,12 @@ from pathlib import Path as FsPath
 
 sys.path.insert(0, str(FsPath(__file__).resolve().parents[1]))
 
-from tuner.knobs import Value  # noqa: E402
-from tuner.logs import configure  # noqa: E402
-from tuner.probe.target import CONGESTION, namespace_algorithms, read_target  # noqa: E402
-from tuner.profiles import save_profile  # noqa: E402
-from tuner.search import SearchConfig, recommend  # noqa: E402
-from tuner.workload import DEFAULT_WORKLOADS, Path, Workload, WorkloadKind, WritePattern  # noqa: E402
+from tuner.knobs import Value
+from tuner.logs import configure
+from tuner.probe.target import CONGESTION, namespace_algorithms, read_target
+from tuner.profiles import save_profile
+from tuner.search import SearchConfig, recommend
+from tuner.workload import DEFAULT_WORKLOADS, NetworkPath, Workload, WorkloadKind, WritePattern
 
 K = WorkloadKind
 REPO = FsPath(__file__).resolve().parents[1]
@@ -62,23 +62,51 @@ DEBIAN12_NETNS: dict[str, str] = {
 }
 # Debian 12 host-wide defaults (emulated per socket, never written).
 DEBIAN12_HOST: dict[str, Value] = {
-    "net.core.rmem_max": 212992, "net.core.wmem_max": 212992,
-    "net.core.rmem_default": 212992, "net.core.wmem_default": 212992,
+    "net.core.rmem_max": 212992,
+    "net.core.wmem_max": 212992,
+    "net.core.rmem_default": 212992,
+    "net.core.wmem_default": 212992,
 }
 
 # file name -> (workload, path, knobs added, knobs removed, the equivalent CLI flags)
-PROFILES: dict[str, tuple[Workload, Path, tuple[str, ...], tuple[str, ...], str]] = {
-    "low-latency-rr": (DEFAULT_WORKLOADS[K.RR].with_(write_pattern=WritePattern.SPLIT), Path(), (), (),
-                       "rr --write-pattern split"),
-    "connection-burst": (DEFAULT_WORKLOADS[K.BURST].with_(burst_connections=600, burst_threads=64), Path(), (), (),
-                         "burst --burst-connections 600 --burst-threads 64"),
-    "bulk-long-fat-path": (DEFAULT_WORKLOADS[K.BULK], Path(rtt=0.3, rate_bps=100e6), (), (),
-                           "bulk --rtt 300ms --rate 100mbit"),
-    "lossy-path": (DEFAULT_WORKLOADS[K.BULK], Path(rtt=0.05, rate_bps=100e6, loss=0.01), (), (),
-                   "bulk --rtt 50ms --rate 100mbit --loss 1%"),
-    "udp-ingest": (DEFAULT_WORKLOADS[K.UDP], Path(), (), (), "udp"),
+PROFILES: dict[str, tuple[Workload, NetworkPath, tuple[str, ...], tuple[str, ...], str]] = {
+    "low-latency-rr": (
+        DEFAULT_WORKLOADS[K.RR].with_(write_pattern=WritePattern.SPLIT),
+        NetworkPath(),
+        (),
+        (),
+        "rr --write-pattern split",
+    ),
+    "connection-burst": (
+        DEFAULT_WORKLOADS[K.BURST].with_(burst_connections=600, burst_threads=64),
+        NetworkPath(),
+        (),
+        (),
+        "burst --burst-connections 600 --burst-threads 64",
+    ),
+    "bulk-long-fat-path": (
+        DEFAULT_WORKLOADS[K.BULK],
+        NetworkPath(rtt=0.3, rate_bps=100e6),
+        (),
+        (),
+        "bulk --rtt 300ms --rate 100mbit",
+    ),
+    "lossy-path": (
+        DEFAULT_WORKLOADS[K.BULK],
+        NetworkPath(rtt=0.05, rate_bps=100e6, loss=0.01),
+        (),
+        (),
+        "bulk --rtt 50ms --rate 100mbit --loss 1%",
+    ),
+    "udp-ingest": (DEFAULT_WORKLOADS[K.UDP], NetworkPath(), (), (), "udp"),
     # healthy connections cross the same 1% loss, so a setting that kills them is measured as such
-    "dead-peer-detection": (DEFAULT_WORKLOADS[K.KEEPALIVE], Path(loss=0.01), (), (), "keepalive --loss 1%"),
+    "dead-peer-detection": (
+        DEFAULT_WORKLOADS[K.KEEPALIVE],
+        NetworkPath(loss=0.01),
+        (),
+        (),
+        "keepalive --loss 1%",
+    ),
 }
 
 
@@ -95,8 +123,11 @@ def make_target_namespace(name: str) -> list[str]:
         if key == CONGESTION and value not in namespace_algorithms():
             refused.append(key)
             continue
-        proc = subprocess.run(["ip", "netns", "exec", name, "sysctl", "-q", "-w", f"{key}={value}"],
-                              capture_output=True, text=True)
+        proc = subprocess.run(
+            ["ip", "netns", "exec", name, "sysctl", "-q", "-w", f"{key}={value}"],
+            capture_output=True,
+            text=True,
+        )
         if proc.returncode != 0:
             refused.append(key)
     return refused
@@ -105,7 +136,9 @@ def make_target_namespace(name: str) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--only", help=f"comma-separated subset of: {', '.join(PROFILES)}")
-    p.add_argument("--out", default=str(REPO / "profiles"), help="directory of the profiles (default profiles/)")
+    p.add_argument(
+        "--out", default=str(REPO / "profiles"), help="directory of the profiles (default profiles/)"
+    )
     p.add_argument("--budget", type=int, default=None, help="search trials (default: recommend's default)")
     args = p.parse_args(argv)
     if os.geteuid() != 0:
@@ -123,25 +156,34 @@ def main(argv: list[str] | None = None) -> int:
         cc_emulated = CONGESTION in refused
         refused = [k for k in refused if k != CONGESTION]
         if refused:
-            print(f"this kernel refused {', '.join(refused)} in a namespace: the profiles would not be measured "
-                  "against the documented baseline", file=sys.stderr)
+            print(
+                f"this kernel refused {', '.join(refused)} in a namespace: the profiles would not be measured "
+                "against the documented baseline",
+                file=sys.stderr,
+            )
             return 1
         source = f"netns {ns}: Debian 12 stock values (bench/regenerate_profiles.py)"
         if cc_emulated:
-            source += "; cubic set per socket with TCP_CONGESTION (this host does not let a namespace select it)"
+            source += (
+                "; cubic set per socket with TCP_CONGESTION (this host does not let a namespace select it)"
+            )
         target = read_target(ns).with_values({**DEBIAN12_HOST, CONGESTION: "cubic"}, source=source)
         out = FsPath(args.out)
         out.mkdir(parents=True, exist_ok=True)
         for name in names:
             workload, path, add, remove, flags = PROFILES[name]
-            config = SearchConfig(name=name, knobs=add, no_knobs=remove,
-                                  **({"budget": args.budget} if args.budget else {}))
+            config = SearchConfig(
+                name=name, knobs=add, no_knobs=remove, **({"budget": args.budget} if args.budget else {})
+            )
             t0 = time.monotonic()
             print(f"{name}: tuner recommend {flags} against {ns} ...", file=sys.stderr, flush=True)
             rec = recommend(workload, path, config, target=target)
             profile = rec.profile
-            evidence = {**profile.evidence, "reproduce": f"sudo python3 bench/regenerate_profiles.py --only {name}",
-                        "recommend_flags": flags}
+            evidence = {
+                **profile.evidence,
+                "reproduce": f"sudo python3 bench/regenerate_profiles.py --only {name}",
+                "recommend_flags": flags,
+            }
             save_profile(replace(profile, evidence=evidence), out / f"{name}.toml")
             print(f"{name}: {rec.verdict.text} ({time.monotonic() - t0:.0f} s)", file=sys.stderr, flush=True)
     finally:

@@ -38,9 +38,9 @@ from pathlib import Path as FsPath
 
 sys.path.insert(0, str(FsPath(__file__).resolve().parents[1]))
 
-from tuner.logs import configure  # noqa: E402
-from tuner.sandbox import Sandbox, Side  # noqa: E402
-from tuner.workload import Path  # noqa: E402
+from tuner.logs import configure
+from tuner.sandbox import Sandbox, Side
+from tuner.workload import NetworkPath
 
 PORT = 5201
 SERVER = "198.18.0.2"
@@ -77,7 +77,7 @@ def ping_pong(count: int, size: int) -> list[float]:
         out.append(time.monotonic() - t0)
     info = s.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 232)
     s.close()
-    min_rtt = struct.unpack_from("=I", info, 148)[0] / 1e6   # tcpi_min_rtt: the kernel's view, no app wakeups
+    min_rtt = struct.unpack_from("=I", info, 148)[0] / 1e6  # tcpi_min_rtt: the kernel's view, no app wakeups
     return out[2:], min_rtt  # the first exchanges include slow start and the connection's first ACKs
 
 
@@ -144,7 +144,7 @@ def _med(rows: list[dict], key: str) -> tuple[float, float, float]:
 
 def bench_rtt(rtt: float, rate: float, backend: str | None) -> dict:
     count = int(max(20, min(200, 1.5 / rtt)))
-    with Sandbox(Path(rtt=rtt, rate_bps=rate), backend=backend) as sb:
+    with Sandbox(NetworkPath(rtt=rtt, rate_bps=rate), backend=backend) as sb:
         job = sb.spawn(Side.SERVER, echo_server, 100)
         sb.reset_health()
         rtts, min_rtt = sb.run(Side.CLIENT, ping_pong, count, 100)
@@ -152,19 +152,29 @@ def bench_rtt(rtt: float, rate: float, backend: str | None) -> dict:
         job.result(5)
         backend_used = sb.backend
     med = statistics.median(rtts)
-    return {"backend": backend_used, "rtt_ms": rtt * 1e3, "cap_mbit": rate / 1e6, "samples": len(rtts),
-            "median_ms": med * 1e3, "p99_ms": _p(rtts, 0.99) * 1e3, "error_ms": (med - rtt) * 1e3,
-            "error_pct": (med - rtt) / rtt * 100, "kernel_min_rtt_ms": min_rtt * 1e3,
-            "kernel_error_pct": (min_rtt - rtt) / rtt * 100, "late_p99_ms": health.late_p99_ms,
-            "valid": health.valid}
+    return {
+        "backend": backend_used,
+        "rtt_ms": rtt * 1e3,
+        "cap_mbit": rate / 1e6,
+        "samples": len(rtts),
+        "median_ms": med * 1e3,
+        "p99_ms": _p(rtts, 0.99) * 1e3,
+        "error_ms": (med - rtt) * 1e3,
+        "error_pct": (med - rtt) / rtt * 100,
+        "kernel_min_rtt_ms": min_rtt * 1e3,
+        "kernel_error_pct": (min_rtt - rtt) / rtt * 100,
+        "late_p99_ms": health.late_p99_ms,
+        "valid": health.valid,
+    }
 
 
-QUEUE: int | None = None   # --queue: the path's bottleneck queue in packets (default: tuner's own)
+QUEUE: int | None = None  # --queue: the path's bottleneck queue in packets (default: tuner's own)
 
 
-def bench_bulk(rate: float, rtt: float, seconds: float, backend: str | None, loss: float = 0.0,
-               cc: str = "cubic") -> dict:
-    path = Path(rtt=rtt, rate_bps=rate, loss=loss, queue_packets=QUEUE)
+def bench_bulk(
+    rate: float, rtt: float, seconds: float, backend: str | None, loss: float = 0.0, cc: str = "cubic"
+) -> dict:
+    path = NetworkPath(rtt=rtt, rate_bps=rate, loss=loss, queue_packets=QUEUE)
     with Sandbox(path, backend=backend, client_sysctls=BIG_BUFFERS, server_sysctls=BIG_BUFFERS) as sb:
         sink = sb.spawn(Side.SERVER, sink_server)
         t_start = time.monotonic()
@@ -179,14 +189,28 @@ def bench_bulk(rate: float, rtt: float, seconds: float, backend: str | None, los
         backend_used = sb.backend
     goodput = _rate_between(marks, t_half, t_end)
     ip_rate = health.bytes_to_server * 8 / health.elapsed
-    return {"backend": backend_used, "cap_mbit": rate / 1e6, "rtt_ms": rtt * 1e3, "loss_pct": loss * 100,
-            "ip_mbit": ip_rate / 1e6, "goodput_mbit": goodput / 1e6, "of_cap_pct": ip_rate / rate * 100,
-            "line_cpu_max": health.line_cpu_share, "line_cpu_total": health.cpu_seconds / health.elapsed,
-            "frames_per_s": health.frames / health.elapsed, "packets_per_s": health.packets / health.elapsed,
-            "tun_drops": health.tun_drops, "queue_drops": health.dropped_queue,
-            "loss_drops": health.dropped_loss, "late_p99_ms": health.late_p99_ms, "offload": health.offload,
-            "congestion_control": used, "valid": health.valid, "reason": health.reason,
-            "seconds": round(t_end - t_start, 1)}
+    return {
+        "backend": backend_used,
+        "cap_mbit": rate / 1e6,
+        "rtt_ms": rtt * 1e3,
+        "loss_pct": loss * 100,
+        "ip_mbit": ip_rate / 1e6,
+        "goodput_mbit": goodput / 1e6,
+        "of_cap_pct": ip_rate / rate * 100,
+        "line_cpu_max": health.line_cpu_share,
+        "line_cpu_total": health.cpu_seconds / health.elapsed,
+        "frames_per_s": health.frames / health.elapsed,
+        "packets_per_s": health.packets / health.elapsed,
+        "tun_drops": health.tun_drops,
+        "queue_drops": health.dropped_queue,
+        "loss_drops": health.dropped_loss,
+        "late_p99_ms": health.late_p99_ms,
+        "offload": health.offload,
+        "congestion_control": used,
+        "valid": health.valid,
+        "reason": health.reason,
+        "seconds": round(t_end - t_start, 1),
+    }
 
 
 def mathis_bps(rtt: float, loss: float) -> float:
@@ -214,15 +238,20 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--quick", action="store_true", help="shorter runs (goodput rows 6 s, loss rows 15 s)")
     ap.add_argument("--only", choices=["rtt", "goodput", "ceiling", "loss"], action="append")
-    ap.add_argument("--queue", type=int, default=None, metavar="PACKETS",
-                    help="bottleneck queue of every bulk path (default: one BDP, at least 100 packets)")
+    ap.add_argument(
+        "--queue",
+        type=int,
+        default=None,
+        metavar="PACKETS",
+        help="bottleneck queue of every bulk path (default: one BDP, at least 100 packets)",
+    )
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--render", metavar="FILE", help="print the tables of a saved --json run and exit")
     args = ap.parse_args()
     if args.render:
         _print(json.loads(FsPath(args.render).read_text()))
         return 0
-    configure("warning")   # events to stderr, and only what matters: stdout holds the tables (or JSON)
+    configure("warning")  # events to stderr, and only what matters: stdout holds the tables (or JSON)
     if os.geteuid() != 0:
         print("needs root (network namespaces)", file=sys.stderr)
         return 3
@@ -236,7 +265,9 @@ def main() -> int:
         load0 = os.getloadavg()
         out: dict = {"burners": args.burn, "repeats": args.repeats}
         if "rtt" in parts:
-            out["rtt"] = [bench_rtt(rtt, rate, args.backend) for rate in (1e9, 3e9) for rtt in (0.001, 0.05, 0.2)]
+            out["rtt"] = [
+                bench_rtt(rtt, rate, args.backend) for rate in (1e9, 3e9) for rtt in (0.001, 0.05, 0.2)
+            ]
         if "goodput" in parts:
             out["goodput"] = []
             for rtt in (0.001, 0.05, 0.2):
@@ -253,10 +284,17 @@ def main() -> int:
         if "loss" in parts:
             out["loss"] = []
             for loss in (0.001, 0.01):
-                secs = (15 if args.quick else 30)
+                secs = 15 if args.quick else 30
                 rows = _repeat(args.repeats, bench_bulk, 100e6, 0.02, secs, args.backend, loss=loss)
-                out["loss"].append({"rtt_ms": 20, "cap_mbit": 100, "loss_pct": loss * 100,
-                                    "mathis_mbit": mathis_bps(0.02, loss) / 1e6, "runs": rows})
+                out["loss"].append(
+                    {
+                        "rtt_ms": 20,
+                        "cap_mbit": 100,
+                        "loss_pct": loss * 100,
+                        "mathis_mbit": mathis_bps(0.02, loss) / 1e6,
+                        "runs": rows,
+                    }
+                )
         out["load"] = [load0, os.getloadavg()]
     finally:
         for b in burners:
@@ -272,40 +310,56 @@ def main() -> int:
 
 def _print(out: dict) -> None:
     load0, load1 = out["load"]
-    print(f"machine: {os.cpu_count()} cores, {out['burners']} CPU burners beside the bench, load average "
-          f"{load0[0]:.2f} before, {load1[0]:.2f} after; medians of {out['repeats']} runs (min..max)")
+    print(
+        f"machine: {os.cpu_count()} cores, {out['burners']} CPU burners beside the bench, load average "
+        f"{load0[0]:.2f} before, {load1[0]:.2f} after; medians of {out['repeats']} runs (min..max)"
+    )
     if "rtt" in out:
         print("\nRTT (idle path, TCP ping-pong, 100-byte messages)")
         print("  app: what the Python endpoints saw (includes their own wake-up delays on a busy machine);")
-        print("  kernel: tcp_info min_rtt of the client socket (the path as TCP sees it); ok: app within 5% or 0.5 ms")
-        print(f"{'cap':>9} {'configured':>10} {'app median':>10} {'app p99':>9} {'app err%':>8} "
-              f"{'kernel min':>10} {'kern err%':>9} {'late p99':>9}  ok")
+        print(
+            "  kernel: tcp_info min_rtt of the client socket (the path as TCP sees it); ok: app within 5% or 0.5 ms"
+        )
+        print(
+            f"{'cap':>9} {'configured':>10} {'app median':>10} {'app p99':>9} {'app err%':>8} "
+            f"{'kernel min':>10} {'kern err%':>9} {'late p99':>9}  ok"
+        )
         for r in out["rtt"]:
             ok = abs(r["error_ms"]) <= max(0.5, 0.05 * r["rtt_ms"])
             kmin = r.get("kernel_min_rtt_ms", float("nan"))
             kerr = r.get("kernel_error_pct", float("nan"))
-            print(f"{r['cap_mbit']:>5.0f}Mbit {r['rtt_ms']:>8.0f}ms {r['median_ms']:>8.2f}ms {r['p99_ms']:>7.2f}ms "
-                  f"{r['error_pct']:>+7.1f}% {kmin:>8.2f}ms {kerr:>+8.1f}% {r['late_p99_ms']:>7.2f}ms  "
-                  f"{'yes' if ok else 'NO'}")
-    for key, title in (("goodput", "Goodput at 1 Gbit/s (one cubic stream, 64 MiB buffer maxima, 2nd half)"),
-                       ("ceiling", "Ceiling (one cubic stream, RTT 20 ms, rising caps)")):
+            print(
+                f"{r['cap_mbit']:>5.0f}Mbit {r['rtt_ms']:>8.0f}ms {r['median_ms']:>8.2f}ms {r['p99_ms']:>7.2f}ms "
+                f"{r['error_pct']:>+7.1f}% {kmin:>8.2f}ms {kerr:>+8.1f}% {r['late_p99_ms']:>7.2f}ms  "
+                f"{'yes' if ok else 'NO'}"
+            )
+    for key, title in (
+        ("goodput", "Goodput at 1 Gbit/s (one cubic stream, 64 MiB buffer maxima, 2nd half)"),
+        ("ceiling", "Ceiling (one cubic stream, RTT 20 ms, rising caps)"),
+    ):
         if key not in out:
             continue
         print(f"\n{title}")
-        print(f"{'cap':>9} {'rtt':>6} {'IP rate Mbit/s':>24} {'of cap %':>22} {'payload Mbit/s':>24} "
-              f"{'line CPU (busiest)':>22} {'frames/s':>9} {'late p99':>8} {'TUN drops':>9} {'valid':>6}  ok")
+        print(
+            f"{'cap':>9} {'rtt':>6} {'IP rate Mbit/s':>24} {'of cap %':>22} {'payload Mbit/s':>24} "
+            f"{'line CPU (busiest)':>22} {'frames/s':>9} {'late p99':>8} {'TUN drops':>9} {'valid':>6}  ok"
+        )
         for g in out[key]:
             rows = g["runs"]
             of_cap = _med(rows, "of_cap_pct")
             cpu = _med(rows, "line_cpu_max")
             ok = of_cap[0] >= 95 and cpu[2] <= 1.0 and all(r["tun_drops"] == 0 for r in rows)
-            print(f"{g['cap_mbit']:>5.0f}Mbit {g['rtt_ms']:>4.0f}ms {_fmt(_med(rows, 'ip_mbit'), 8)} "
-                  f"{_fmt(of_cap, 6)} {_fmt(_med(rows, 'goodput_mbit'), 8)} {_fmt(cpu, 5, 2)} "
-                  f"{_med(rows, 'frames_per_s')[0]:>9.0f} {_med(rows, 'late_p99_ms')[0]:>6.2f}ms "
-                  f"{sum(r['tun_drops'] for r in rows):>9} {sum(r['valid'] for r in rows):>3}/{len(rows)}  "
-                  f"{'yes' if ok else 'NO'}")
+            print(
+                f"{g['cap_mbit']:>5.0f}Mbit {g['rtt_ms']:>4.0f}ms {_fmt(_med(rows, 'ip_mbit'), 8)} "
+                f"{_fmt(of_cap, 6)} {_fmt(_med(rows, 'goodput_mbit'), 8)} {_fmt(cpu, 5, 2)} "
+                f"{_med(rows, 'frames_per_s')[0]:>9.0f} {_med(rows, 'late_p99_ms')[0]:>6.2f}ms "
+                f"{sum(r['tun_drops'] for r in rows):>9} {sum(r['valid'] for r in rows):>3}/{len(rows)}  "
+                f"{'yes' if ok else 'NO'}"
+            )
         if key == "ceiling":
-            held = [g["cap_mbit"] for g in out[key] if statistics.median(r["of_cap_pct"] for r in g["runs"]) >= 95]
+            held = [
+                g["cap_mbit"] for g in out[key] if statistics.median(r["of_cap_pct"] for r in g["runs"]) >= 95
+            ]
             print(f"highest cap held at >= 95%: {max(held) if held else 0:.0f} Mbit/s")
     if "loss" in out:
         print("\nLoss vs Mathis (cubic, RTT 20 ms, 100 Mbit/s cap; receiver payload, 2nd half)")
@@ -317,8 +371,10 @@ def _print(out: dict) -> None:
                 r["dropped_pct"] = 100 * r["loss_drops"] / max(1, r["packets_per_s"] * (r["seconds"] / 2))
             ratio = _med(rows, "ratio")
             ok = 0.75 <= ratio[0] <= 1.25
-            print(f"{g['loss_pct']:>5.1f}% {g['mathis_mbit']:>5.1f}Mbit {_fmt(_med(rows, 'goodput_mbit'), 8, 2)} "
-                  f"{_fmt(ratio, 5, 2)} {_med(rows, 'dropped_pct')[0]:>9.2f}%  {'yes' if ok else 'NO'}")
+            print(
+                f"{g['loss_pct']:>5.1f}% {g['mathis_mbit']:>5.1f}Mbit {_fmt(_med(rows, 'goodput_mbit'), 8, 2)} "
+                f"{_fmt(ratio, 5, 2)} {_med(rows, 'dropped_pct')[0]:>9.2f}%  {'yes' if ok else 'NO'}"
+            )
 
 
 if __name__ == "__main__":

@@ -31,19 +31,20 @@ import random
 import statistics
 import sys
 import time
+from collections.abc import Callable, Mapping
 from pathlib import Path as FsPath
-from typing import Any, Callable, Mapping
+from typing import Any
 
 sys.path.insert(0, str(FsPath(__file__).resolve().parents[1]))
 
-from tuner.knobs import KernelFacts, Value  # noqa: E402
-from tuner.logs import configure  # noqa: E402
-from tuner.probe.measurement import Measurement, summarize  # noqa: E402
-from tuner.search.objective import Direction, default_objective  # noqa: E402
-from tuner.search.samplers import make_sampler  # noqa: E402
-from tuner.search.space import Space, assignment_key, build_space  # noqa: E402
-from tuner.search.study import DEFAULT_BUDGET, SearchConfig, Study, TrialRole  # noqa: E402
-from tuner.workload import DEFAULT_WORKLOADS, Path, WorkloadKind  # noqa: E402
+from tuner.knobs import KernelFacts, Value
+from tuner.logs import configure
+from tuner.probe.measurement import Measurement, summarize
+from tuner.search.objective import Goal, default_objective
+from tuner.search.samplers import make_sampler
+from tuner.search.space import Space, assignment_key, build_space
+from tuner.search.study import DEFAULT_BUDGET, SearchConfig, Study, TrialRole
+from tuner.workload import DEFAULT_WORKLOADS, NetworkPath, WorkloadKind
 
 K = WorkloadKind
 KiB, MiB = 1 << 10, 1 << 20
@@ -150,43 +151,73 @@ def keepalive_truth(a: Mapping[str, Any]) -> dict[str, float]:
     if not on and ut:
         detect = 7200.0  # a user timeout needs unacknowledged data or keepalive to act
     found = detect <= 5.0
-    return {"detect_s": detect if found else 5.0, "detected_fraction": 1.0 if found else 0.0,
-            "keepalive_packets_per_conn_hour": 3600.0 / idle if on else 0.0}
+    return {
+        "detect_s": detect if found else 5.0,
+        "detected_fraction": 1.0 if found else 0.0,
+        "keepalive_packets_per_conn_hour": 3600.0 / idle if on else 0.0,
+    }
 
 
 # name -> (kind, path, knobs added, removed, landscape)
-SCENARIOS: dict[str, tuple[WorkloadKind, Path, tuple[str, ...], tuple[str, ...], Truth]] = {
-    "rr": (K.RR, Path(), (), (), rr_truth),
-    "burst": (K.BURST, Path(), (), (), burst_truth),
-    "bulk": (K.BULK, Path(rtt=0.3, rate_bps=100e6), (), (), lfn_truth),
-    "lossy": (K.BULK, Path(rtt=0.05, rate_bps=100e6, loss=0.01), (), (), lossy_truth),
-    "lossy-socket": (K.BULK, Path(rtt=0.05, rate_bps=100e6, loss=0.01), ("TCP_CONGESTION",),
-                     ("net.ipv4.tcp_congestion_control", "net.ipv4.tcp_slow_start_after_idle"), lossy_truth),
-    "udp": (K.UDP, Path(), (), (), udp_truth),
-    "keepalive": (K.KEEPALIVE, Path(), (), (), keepalive_truth),
+SCENARIOS: dict[str, tuple[WorkloadKind, NetworkPath, tuple[str, ...], tuple[str, ...], Truth]] = {
+    "rr": (K.RR, NetworkPath(), (), (), rr_truth),
+    "burst": (K.BURST, NetworkPath(), (), (), burst_truth),
+    "bulk": (K.BULK, NetworkPath(rtt=0.3, rate_bps=100e6), (), (), lfn_truth),
+    "lossy": (K.BULK, NetworkPath(rtt=0.05, rate_bps=100e6, loss=0.01), (), (), lossy_truth),
+    "lossy-socket": (
+        K.BULK,
+        NetworkPath(rtt=0.05, rate_bps=100e6, loss=0.01),
+        ("TCP_CONGESTION",),
+        ("net.ipv4.tcp_congestion_control", "net.ipv4.tcp_slow_start_after_idle"),
+        lossy_truth,
+    ),
+    "udp": (K.UDP, NetworkPath(), (), (), udp_truth),
+    "keepalive": (K.KEEPALIVE, NetworkPath(), (), (), keepalive_truth),
 }
 
 
 class Replay:
     """The synthetic probe: the landscape's value with seeded +-``noise`` per repeat."""
 
-    def __init__(self, kind: WorkloadKind, path: Path, truth: Truth, seed: int, repeats: int = 3,
-                 noise: float = 0.03) -> None:
+    def __init__(
+        self,
+        kind: WorkloadKind,
+        path: NetworkPath,
+        truth: Truth,
+        seed: int,
+        repeats: int = 3,
+        noise: float = 0.03,
+    ) -> None:
         self.kind, self.path, self.truth, self.repeats, self.noise = kind, path, truth, repeats, noise
         self.rng = random.Random(seed)
 
     def __call__(self, assignment: Mapping[str, Value]) -> Measurement:
         true = self.truth(assignment)
-        metrics = {k: summarize([v * (1 + self.rng.uniform(-self.noise, self.noise)) for _ in range(self.repeats)])
-                   for k, v in true.items()}
-        return Measurement(workload=DEFAULT_WORKLOADS[self.kind], path=self.path, assignment=dict(assignment),
-                           metrics=metrics, backend="synthetic", repeats=self.repeats, duration=0.0)
+        metrics = {
+            k: summarize([v * (1 + self.rng.uniform(-self.noise, self.noise)) for _ in range(self.repeats)])
+            for k, v in true.items()
+        }
+        return Measurement(
+            workload=DEFAULT_WORKLOADS[self.kind],
+            path=self.path,
+            assignment=dict(assignment),
+            metrics=metrics,
+            backend="synthetic",
+            repeats=self.repeats,
+            duration=0.0,
+        )
 
 
 def true_score(objective, truth: Truth, assignment: Mapping[str, Any]) -> float:
-    m = Measurement(workload=DEFAULT_WORKLOADS[K.RR], path=Path(), assignment=dict(assignment),
-                    metrics={k: summarize([v]) for k, v in truth(assignment).items()}, backend="synthetic",
-                    repeats=1, duration=0.0)
+    m = Measurement(
+        workload=DEFAULT_WORKLOADS[K.RR],
+        path=NetworkPath(),
+        assignment=dict(assignment),
+        metrics={k: summarize([v]) for k, v in truth(assignment).items()},
+        backend="synthetic",
+        repeats=1,
+        duration=0.0,
+    )
     return objective.score(m).value
 
 
@@ -195,15 +226,15 @@ def grid(space: Space, objective, truth: Truth) -> dict[str, float]:
     for point in space.points():
         try:
             cand = space.candidate(point)
-        except Exception:  # noqa: BLE001 - a point no repair makes valid is not a setting
+        except Exception:
             continue
         out.setdefault(cand.key, true_score(objective, truth, cand.assignment))
     return out
 
 
-def quality(value: float, optimum: float, direction: Direction) -> float:
+def quality(value: float, optimum: float, direction: Goal) -> float:
     """How close ``value`` is to the optimum: 1.0 at it, 0.5 at half as good (times-as-good ratio)."""
-    if direction is Direction.MAX:
+    if direction is Goal.MAX:
         return value / optimum if optimum else 1.0
     return optimum / value if value else 1.0
 
@@ -213,10 +244,15 @@ def run_one(name: str, sampler: str, seed: int, budget: int, cap: int) -> dict[s
     space = build_space(kind, STOCK, facts=FACTS, add=add, remove=remove)
     objective = default_objective(kind)
     values = grid(space, objective, truth)
-    optimum = (max if objective.direction is Direction.MAX else min)(values.values())
+    optimum = (max if objective.direction is Goal.MAX else min)(values.values())
     config = SearchConfig(budget=cap, sampler=sampler, seed=seed, confirm=0, simplify=False)
-    study = Study(space, objective, make_sampler(sampler, space, seed=seed, budget=budget),
-                  Replay(kind, path, truth, seed), config=config)
+    study = Study(
+        space,
+        objective,
+        make_sampler(sampler, space, seed=seed, budget=budget),
+        Replay(kind, path, truth, seed),
+        config=config,
+    )
     result = study.run()
     base = values[assignment_key({})]
     best_measured: tuple[float, str] | None = None
@@ -233,7 +269,10 @@ def run_one(name: str, sampler: str, seed: int, budget: int, cap: int) -> dict[s
             if best_measured is None or t.score.loss < best_measured[0]:
                 best_measured = (t.score.loss, t.key)
                 best_true = values.get(t.key, true_score(objective, truth, t.assignment))
-                bbr = "bbr" in (t.assignment.get("TCP_CONGESTION"), t.assignment.get("net.ipv4.tcp_congestion_control"))
+                bbr = "bbr" in (
+                    t.assignment.get("TCP_CONGESTION"),
+                    t.assignment.get("net.ipv4.tcp_congestion_control"),
+                )
         if to95 is None and quality(best_true, optimum, objective.direction) >= 0.95:
             to95 = n
         if n == budget:  # the first ``budget`` trials are those of a run with that budget (same seeds)
@@ -263,10 +302,13 @@ def main() -> int:
             qs = [r["quality"] for r in runs]
             to95 = [r["to95"] for r in runs]
             row[sampler] = {
-                "quality_median": statistics.median(qs), "quality_worst": min(qs),
+                "quality_median": statistics.median(qs),
+                "quality_worst": min(qs),
                 "reached_95": sum(q >= 0.95 for q in qs) / len(qs),
-                "to95_per_seed": to95, "to95_median": _median_censored(to95),
-                "bbr_seeds": sum(r["bbr"] for r in runs), "seconds": round(time.monotonic() - t0, 1),
+                "to95_per_seed": to95,
+                "to95_median": _median_censored(to95),
+                "bbr_seeds": sum(r["bbr"] for r in runs),
+                "seconds": round(time.monotonic() - t0, 1),
             }
             print(name, sampler, json.dumps(row[sampler]), file=sys.stderr)
         results["scenarios"][name] = row
@@ -282,17 +324,23 @@ def _median_censored(values: list[int | None]) -> float:
 def _write(results: dict[str, Any], out: FsPath) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(results, indent=2, default=str))
-    lines = ["# search robustness over seeds (synthetic landscapes, replayed)", "",
-             f"{results['seeds']} seeds; quality = best found / grid optimum (true values) after "
-             f"{results['budget']} search trials; trials to 95% counted up to {results['cap']}.", "",
-             "| scenario | sampler | quality median | quality worst | seeds reaching 95% | trials to 95% "
-             "(median) | per seed | bbr chosen |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "# search robustness over seeds (synthetic landscapes, replayed)",
+        "",
+        f"{results['seeds']} seeds; quality = best found / grid optimum (true values) after "
+        f"{results['budget']} search trials; trials to 95% counted up to {results['cap']}.",
+        "",
+        "| scenario | sampler | quality median | quality worst | seeds reaching 95% | trials to 95% "
+        "(median) | per seed | bbr chosen |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for name, row in results["scenarios"].items():
         for sampler, r in row.items():
-            lines.append(f"| {name} | {sampler} | {r['quality_median']:.3f} | {r['quality_worst']:.3f} | "
-                         f"{r['reached_95']:.0%} | {r['to95_median']:g} | {r['to95_per_seed']} | "
-                         f"{r['bbr_seeds'] if name.startswith('lossy') else '-'} |")
+            lines.append(
+                f"| {name} | {sampler} | {r['quality_median']:.3f} | {r['quality_worst']:.3f} | "
+                f"{r['reached_95']:.0%} | {r['to95_median']:g} | {r['to95_per_seed']} | "
+                f"{r['bbr_seeds'] if name.startswith('lossy') else '-'} |"
+            )
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
 
 

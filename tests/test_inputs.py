@@ -18,17 +18,20 @@ from tuner.daemon.state import load_state
 from tuner.errors import InputError, KnobError
 from tuner.inputs import MAX_NESTING, TooDeep, bounded, bounded_int, check_nesting, parse_json, parse_toml
 from tuner.knobs import KernelFacts, check_assignment
-from tuner.workload import Path as NetPath
+from tuner.workload import NetworkPath as NetPath
 from tuner.workload import Workload, WorkloadKind
 
 REPO = Path(__file__).resolve().parents[1]
-HEAD = ('version = 1\n[profile]\nname = "x"\ncreated = 2026-01-01T00:00:00Z\ntuner_version = "0.1"\n'
-        'kernel = "6.1"\n')
+HEAD = (
+    'version = 1\n[profile]\nname = "x"\ncreated = 2026-01-01T00:00:00Z\ntuner_version = "0.1"\n'
+    'kernel = "6.1"\n'
+)
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "tuner", *args], cwd=REPO, capture_output=True, text=True,
-                          timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "tuner", *args], cwd=REPO, capture_output=True, text=True, timeout=60
+    )
 
 
 def refused(done: subprocess.CompletedProcess, *words: str) -> None:
@@ -40,13 +43,22 @@ def refused(done: subprocess.CompletedProcess, *words: str) -> None:
 
 PROFILES = {
     "deep-table": (HEAD + "[sysctl." + ".".join(["a"] * 3000) + "]\nb = 1\n", "nested more than"),
-    "deep-array": (HEAD + '[sysctl]\n"net.core.somaxconn" = ' + "[" * 50_000 + "]" * 50_000 + "\n", "nested more than"),
+    "deep-array": (
+        HEAD + '[sysctl]\n"net.core.somaxconn" = ' + "[" * 50_000 + "]" * 50_000 + "\n",
+        "nested more than",
+    ),
     "rtt-400-digits": (HEAD + "[path]\nrtt = " + "9" * 400 + "\n", "far too large"),
     "rtt-inf": (HEAD + "[path]\nrtt = inf\n", "out of range [0, 10] s"),
     "rtt-nan": (HEAD + "[path]\nrtt = nan\n", "out of range"),
-    "connections-10e400": (HEAD + '[workload]\nkind = "rr"\nconnections = 1' + "0" * 400 + "\n", "out of range"),
+    "connections-10e400": (
+        HEAD + '[workload]\nkind = "rr"\nconnections = 1' + "0" * 400 + "\n",
+        "out of range",
+    ),
     "think-time-inf": (HEAD + '[workload]\nkind = "rr"\nthink_time = inf\n', "out of range [0, 3600]"),
-    "port-range-from-1": (HEAD + '[sysctl]\n"net.ipv4.ip_local_port_range" = [1, 65535]\n', "low 1 is out of range"),
+    "port-range-from-1": (
+        HEAD + '[sysctl]\n"net.ipv4.ip_local_port_range" = [1, 65535]\n',
+        "low 1 is out of range",
+    ),
 }
 
 
@@ -67,14 +79,17 @@ def test_host_tcp_mem_below_the_memory_floor_is_refused_where_the_machine_is_kno
     assert KernelFacts.read().memory_pages > 0
 
 
-@pytest.mark.parametrize("args, words", [
-    (["probe", "rr", "--rtt", "99999h"], ["path rtt", "out of range [0, 10] s"]),
-    (["probe", "rr", "--request-size", "0"], ["request_size", "[1, 67108864]"]),
-    (["probe", "rr", "--connections", "1" + "0" * 400], ["connections"]),
-    (["probe", "rr", "--rate", "9" * 400 + "mbit"], ["path rate", "out of range"]),
-    (["recommend", "rr", "--budget", "100000"], ["--budget 100000: at most 1000"]),
-    (["recommend", "rr", "--time", "99999h"], ["--time", "at most 604800 s"]),
-])
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["probe", "rr", "--rtt", "99999h"], ["path rtt", "out of range [0, 10] s"]),
+        (["probe", "rr", "--request-size", "0"], ["request_size", "[1, 67108864]"]),
+        (["probe", "rr", "--connections", "1" + "0" * 400], ["connections"]),
+        (["probe", "rr", "--rate", "9" * 400 + "mbit"], ["path rate", "out of range"]),
+        (["recommend", "rr", "--budget", "100000"], ["--budget 100000: at most 1000"]),
+        (["recommend", "rr", "--time", "99999h"], ["--time", "at most 604800 s"]),
+    ],
+)
 def test_command_line_values_far_out_of_range_are_refused_with_the_bound(args, words):
     refused(run(*args), *words)
 
@@ -102,7 +117,7 @@ def test_config_numbers_must_be_finite(tmp_path, capsys):
 def test_a_deeply_nested_state_file_is_set_aside_not_fatal(tmp_path):
     path = tmp_path / "state.json"
     path.write_text("[" * 100_000 + "]" * 100_000)
-    state, problem = load_state(path)
+    _state, problem = load_state(path)
     assert problem and "set aside" in problem and "nested more than" in problem
     assert not path.exists()
 
@@ -153,9 +168,11 @@ def test_models_refuse_non_finite_and_huge_values():
 
 def test_the_journal_refuses_nesting_without_a_traceback(tmp_path):
     from tuner.errors import StateError
-    from tuner.search.journal import Journal
+    from tuner.search.journal import SearchJournal
 
     path = tmp_path / "j.jsonl"
-    path.write_text(json.dumps({"type": "header", "version": 1}) + "\n" + "[" * 50_000 + "]" * 50_000 + "\n" + "{}\n")
+    path.write_text(
+        json.dumps({"type": "header", "version": 1}) + "\n" + "[" * 50_000 + "]" * 50_000 + "\n" + "{}\n"
+    )
     with pytest.raises(StateError, match="line 2 is damaged"):
-        Journal.resume(path, {})
+        SearchJournal.resume(path, {})

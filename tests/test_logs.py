@@ -23,8 +23,14 @@ def _stderr_of(args: list[str], *, journal: bool, env: dict[str, str] | None = N
         st = os.fstat(err.fileno())
         extra = {"JOURNAL_STREAM": f"{st.st_dev}:{st.st_ino}"} if journal else {}
         base = {k: v for k, v in os.environ.items() if k not in ("JOURNAL_STREAM", "TUNER_LOG_LEVEL")}
-        subprocess.run([sys.executable, "-m", "tuner", *args], cwd=REPO, stderr=err, stdout=subprocess.DEVNULL,
-                       env={**base, **extra, **(env or {})}, timeout=60)
+        subprocess.run(
+            [sys.executable, "-m", "tuner", *args],
+            cwd=REPO,
+            stderr=err,
+            stdout=subprocess.DEVNULL,
+            env={**base, **extra, **(env or {})},
+            timeout=60,
+        )
         err.seek(0)
         return err.read().decode()
 
@@ -45,13 +51,16 @@ def test_without_journald_there_is_no_prefix():
     assert lines and not any(line.startswith("<") for line in lines)
 
 
-@pytest.mark.parametrize("args, env, shown", [
-    (["--log-level", "debug", *BAD], {}, True),   # before the subcommand
-    ([*BAD, "--log-level", "debug"], {}, True),   # after it
-    (BAD, {"TUNER_LOG_LEVEL": "debug"}, True),     # from the environment
-    ([*BAD, "--log-level", "error"], {"TUNER_LOG_LEVEL": "debug"}, False),  # the flag wins
-    (BAD, {}, False),                              # default: warning
-])
+@pytest.mark.parametrize(
+    "args, env, shown",
+    [
+        (["--log-level", "debug", *BAD], {}, True),  # before the subcommand
+        ([*BAD, "--log-level", "debug"], {}, True),  # after it
+        (BAD, {"TUNER_LOG_LEVEL": "debug"}, True),  # from the environment
+        ([*BAD, "--log-level", "error"], {"TUNER_LOG_LEVEL": "debug"}, False),  # the flag wins
+        (BAD, {}, False),  # default: warning
+    ],
+)
 def test_the_log_level_comes_from_the_flag_anywhere_then_the_environment(args, env, shown):
     err = _stderr_of(args, journal=False, env=env)
     assert ('"command.failed"' in err or "command.failed" in err) is shown, err

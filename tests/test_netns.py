@@ -47,6 +47,7 @@ def test_a_missing_namespace_is_reported_by_name():
 
 def _note_pid_then_sleep(file: str) -> None:
     import time
+
     with open(file, "w") as f:
         f.write(str(os.getpid()))
     time.sleep(60)
@@ -58,6 +59,7 @@ class _Interrupted(Exception):
 
 def test_an_interrupted_wait_kills_and_reaps_the_child(tmp_path):
     import signal
+
     pid_file = tmp_path / "pid"
 
     def interrupt(signum, frame):

@@ -105,8 +105,13 @@ def test_atomic_write_replaces_a_planted_symlink_instead_of_following_it(tmp_pat
 def test_the_daemon_refuses_a_planted_state_directory_and_lock(attacker_dir, tmp_path):
     victim = tmp_path / "victim"
     (attacker_dir / "daemon.lock").symlink_to(victim)
-    done = subprocess.run([sys.executable, "-m", "tuner", "daemon", "--state-dir", str(attacker_dir)], cwd=REPO,
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "tuner", "daemon", "--state-dir", str(attacker_dir)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 2, done.stderr
     assert "owned by uid 65534" in done.stderr
     assert not victim.exists()
@@ -142,9 +147,23 @@ def test_a_config_others_can_write_fails_check_config(tmp_path, capsys):
 def test_recommend_refuses_a_journal_symlink_in_tmp(sticky, tmp_path):
     victim = tmp_path / "victim"
     (sticky / "search.jsonl").symlink_to(victim)
-    done = subprocess.run([sys.executable, "-m", "tuner", "recommend", "rr", "--budget", "1",
-                           "--journal", str(sticky / "search.jsonl")], cwd=REPO, capture_output=True, text=True,
-                          timeout=120)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tuner",
+            "recommend",
+            "rr",
+            "--budget",
+            "1",
+            "--journal",
+            str(sticky / "search.jsonl"),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 2, done.stderr
     assert "symbolic link" in done.stderr
     assert not victim.exists()

@@ -12,8 +12,10 @@ def test_parse_human_quantities():
     assert parse_ratio("0.5%") == pytest.approx(0.005)
 
 
-@pytest.mark.parametrize("parser,text", [(parse_duration, "5 parsecs"), (parse_rate, "fast"),
-                                         (parse_size, "-1"), (parse_ratio, "150%")])
+@pytest.mark.parametrize(
+    "parser,text",
+    [(parse_duration, "5 parsecs"), (parse_rate, "fast"), (parse_size, "-1"), (parse_ratio, "150%")],
+)
 def test_bad_quantities_are_refused_with_the_accepted_forms(parser, text):
     with pytest.raises(InputError) as info:
         parser(text)

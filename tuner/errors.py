@@ -74,7 +74,9 @@ class ProfileError(InputError):
 class ConfigError(InputError):
     """A daemon configuration file that cannot be used."""
 
-    def __init__(self, file: Path | str, message: str, *, key: str | None = None, hint: str | None = None) -> None:
+    def __init__(
+        self, file: Path | str, message: str, *, key: str | None = None, hint: str | None = None
+    ) -> None:
         where = f"{file}: [{key}]" if key else str(file)
         super().__init__(f"{where}: {message}", hint=hint)
         self.file = str(file)
@@ -124,8 +126,14 @@ class SandboxError(EnvironmentProblem):
 class ApplyError(TunerError):
     """Writing a setting failed; whatever was written before has been restored."""
 
-    def __init__(self, knob: str, value: str, reason: str, *, restored: bool = True, hint: str | None = None) -> None:
-        tail = "; the values already written were restored" if restored else "; RESTORE FAILED, run `tuner rollback`"
+    def __init__(
+        self, knob: str, value: str, reason: str, *, restored: bool = True, hint: str | None = None
+    ) -> None:
+        tail = (
+            "; the values already written were restored"
+            if restored
+            else "; RESTORE FAILED, run `tuner rollback`"
+        )
         super().__init__(f"could not set {knob} = {value}: {reason}{tail}", hint=hint)
         self.knob = knob
         self.value = value

@@ -16,7 +16,7 @@ from typing import Any
 
 from tuner.errors import InputError
 
-__all__ = ["MAX_NESTING", "TooDeep", "parse_toml", "parse_json", "check_nesting", "bounded", "bounded_int"]
+__all__ = ["MAX_NESTING", "TooDeep", "bounded", "bounded_int", "check_nesting", "parse_json", "parse_toml"]
 
 MAX_NESTING = 16  # tables/arrays inside each other; a profile or config needs 4, evidence about 6
 
@@ -58,6 +58,7 @@ def parse_toml(text: str, limit: int = MAX_NESTING) -> dict[str, Any]:
 def parse_json(data: str | bytes, limit: int = MAX_NESTING, *, allow_nan: bool = False) -> Any:
     """``json.loads`` that refuses deep nesting, and NaN and infinities unless ``allow_nan`` (tuner's own
     records may hold them). Raises ``ValueError`` (JSONDecodeError, :class:`TooDeep`, a refused constant)."""
+
     def constant(name: str) -> Any:
         if allow_nan:
             return float(name)
@@ -71,7 +72,9 @@ def parse_json(data: str | bytes, limit: int = MAX_NESTING, *, allow_nan: bool =
     return doc
 
 
-def bounded(value: object, lo: float, hi: float, what: str, *, unit: str = "", lo_open: bool = False) -> float:
+def bounded(
+    value: object, lo: float, hi: float, what: str, *, unit: str = "", lo_open: bool = False
+) -> float:
     """``value`` as a float if it is a finite number in [lo, hi] (``(lo, hi]`` with ``lo_open``); otherwise
     :class:`InputError` naming ``what`` and the range."""
     span = f"{'(' if lo_open else '['}{lo:g}, {hi:g}]{(' ' + unit) if unit else ''}"
@@ -90,9 +93,13 @@ def bounded(value: object, lo: float, hi: float, what: str, *, unit: str = "", l
 def bounded_int(value: object, lo: int, hi: int, what: str) -> int:
     """``value`` if it is an integer (not a bool) in [lo, hi]; otherwise :class:`InputError` with the range."""
     if isinstance(value, bool) or not isinstance(value, int):
-        raise InputError(f"{what}: expected a whole number, got {value!r}", hint=f"a whole number in [{lo}, {hi}]")
+        raise InputError(
+            f"{what}: expected a whole number, got {value!r}", hint=f"a whole number in [{lo}, {hi}]"
+        )
     if not lo <= value <= hi:
-        raise InputError(f"{what}: {_short(value)} is out of range [{lo}, {hi}]", hint=f"a whole number in [{lo}, {hi}]")
+        raise InputError(
+            f"{what}: {_short(value)} is out of range [{lo}, {hi}]", hint=f"a whole number in [{lo}, {hi}]"
+        )
     return value
 
 

@@ -41,9 +41,11 @@ def journal_prefix(level: str) -> str:
 
 def _with_priority(renderer):
     """Prefix each rendered line with the event's syslog priority, for journald."""
+
     def render(logger, method_name, event_dict):
         priority = _PRIORITY.get(str(event_dict.get("level", method_name)), 6)
         return f"<{priority}>" + renderer(logger, method_name, event_dict)
+
     return render
 
 
@@ -70,7 +72,9 @@ def configure(level: str = "info", *, json: bool | None = None, stream=None) -> 
     stream = stream or _CurrentStderr()
     if json is None:
         json = not stream.isatty() or "INVOCATION_ID" in os.environ  # systemd sets INVOCATION_ID
-    renderer = structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=stream.isatty())
+    renderer = (
+        structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=stream.isatty())
+    )
     if _is_journal(stream):
         renderer = _with_priority(renderer)
     structlog.configure(

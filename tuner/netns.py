@@ -8,6 +8,7 @@ Named namespaces are the files ``ip netns`` keeps under ``/run/netns``.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import pickle
@@ -16,12 +17,21 @@ import signal
 import struct
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 from tuner.errors import NetnsNotFoundError, TunerError
 
-__all__ = ["NETNS_DIR", "netns_exists", "enter_netns", "run_in_netns", "NetnsChild", "ChildFailed", "ChildTimeout"]
+__all__ = [
+    "NETNS_DIR",
+    "ChildFailed",
+    "ChildTimeout",
+    "NetnsChild",
+    "enter_netns",
+    "netns_exists",
+    "run_in_netns",
+]
 
 NETNS_DIR = Path("/run/netns")
 CLONE_NEWNET = 0x40000000
@@ -68,7 +78,7 @@ def enter_netns(name: str) -> None:
 _PR_SET_PDEATHSIG = 1
 _CHILD_DEFAULT_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
 _HEADER = struct.Struct("<Q")  # length of the pickled report that follows
-_POLL = 0.05                  # seconds between liveness checks where pidfds are missing
+_POLL = 0.05  # seconds between liveness checks where pidfds are missing
 
 
 class ChildTimeout(TunerError, TimeoutError):
@@ -80,8 +90,15 @@ class ChildTimeout(TunerError, TimeoutError):
         self.timeout = timeout
 
 
-def _child_main(netns: str | None, fn: Callable[..., Any], args: tuple, kwargs: dict, w: int,
-                parent: int, die_with_parent: bool) -> None:
+def _child_main(
+    netns: str | None,
+    fn: Callable[..., Any],
+    args: tuple,
+    kwargs: dict,
+    w: int,
+    parent: int,
+    die_with_parent: bool,
+) -> None:
     """Body of a forked child: enter ``netns``, run ``fn``, pickle the outcome into ``w``, exit."""
     status = 0
     try:
@@ -96,11 +113,11 @@ def _child_main(netns: str | None, fn: Callable[..., Any], args: tuple, kwargs: 
         if netns is not None:
             enter_netns(netns)
         payload = ("ok", fn(*args, **kwargs))
-    except BaseException as exc:  # noqa: BLE001 - everything goes back to the parent
+    except BaseException as exc:
         payload = ("err", exc, traceback.format_exc())
     try:
         data = pickle.dumps(payload)
-    except Exception as exc:  # noqa: BLE001 - unpicklable result or exception
+    except Exception as exc:
         data = pickle.dumps(("err", ChildFailed(f"child result could not be sent: {exc}"), ""))
     try:
         with os.fdopen(w, "wb") as f:
@@ -116,8 +133,15 @@ class NetnsChild:
     :func:`run_in_netns` is ``start(...).result()``; sandbox jobs keep the handle and collect later.
     """
 
-    def __init__(self, netns: str | None, fn: Callable[..., Any], args: tuple = (), kwargs: dict | None = None,
-                 *, die_with_parent: bool = False) -> None:
+    def __init__(
+        self,
+        netns: str | None,
+        fn: Callable[..., Any],
+        args: tuple = (),
+        kwargs: dict | None = None,
+        *,
+        die_with_parent: bool = False,
+    ) -> None:
         if netns is not None and not netns_exists(netns):
             raise NetnsNotFoundError(netns)
         self.netns = netns
@@ -160,7 +184,10 @@ class NetnsChild:
         return not self._reap(block=False)
 
     def _complete(self) -> bool:
-        return len(self._buf) >= _HEADER.size and len(self._buf) >= _HEADER.size + _HEADER.unpack_from(self._buf)[0]
+        return (
+            len(self._buf) >= _HEADER.size
+            and len(self._buf) >= _HEADER.size + _HEADER.unpack_from(self._buf)[0]
+        )
 
     def _read_available(self) -> None:
         """Everything already in the pipe (the child is gone, so nothing more is coming from it)."""
@@ -211,10 +238,13 @@ class NetnsChild:
         self.close()  # the child is reaped and its report read: its pipe and pidfd are done (a long-lived
         #               process would otherwise run out of descriptors, and select() fails past 1024)
         if not self._complete():
-            raise ChildFailed(f"child for namespace {self.netns!r} exited without a result "
-                              f"({_describe_status(self._status)})", exit_status=self._status)
+            raise ChildFailed(
+                f"child for namespace {self.netns!r} exited without a result "
+                f"({_describe_status(self._status)})",
+                exit_status=self._status,
+            )
         size = _HEADER.unpack_from(self._buf)[0]
-        payload = pickle.loads(self._buf[_HEADER.size:_HEADER.size + size])
+        payload = pickle.loads(self._buf[_HEADER.size : _HEADER.size + size])  # noqa: S301 (our own child)
         if payload[0] == "ok":
             return payload[1]
         exc = payload[1]
@@ -237,17 +267,13 @@ class NetnsChild:
                         break
                     time.sleep(0.005)
             self._reap(block=True)
-        try:
+        with contextlib.suppress(OSError):
             self._drain(0.0)
-        except OSError:
-            pass
         self.close()
 
     def _signal(self, sig: int) -> None:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(self.pid, sig)
-        except ProcessLookupError:
-            pass
 
     def close(self) -> None:
         for name in ("_fd", "_pidfd"):

@@ -21,14 +21,23 @@ Errors are :class:`~tuner.errors.UnsafeFileError` (exit 2) naming the file and w
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 from pathlib import Path
 
 from tuner.errors import UnsafeFileError
 
-__all__ = ["check_dir", "ensure_dir", "check_owner_mode", "open_nofollow", "read_trusted", "read_limited",
-           "atomic_write", "open_append"]
+__all__ = [
+    "atomic_write",
+    "check_dir",
+    "check_owner_mode",
+    "ensure_dir",
+    "open_append",
+    "open_nofollow",
+    "read_limited",
+    "read_trusted",
+]
 
 _OPEN_READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 
@@ -40,12 +49,18 @@ def _owners() -> set[int]:
 def check_owner_mode(file: Path | str, st: os.stat_result, what: str = "file") -> None:
     """Refuse ``st`` when owned by someone other than root/us, or writable by group or others."""
     if st.st_uid not in _owners():
-        raise UnsafeFileError(file, f"refusing to use the {what}: it is owned by uid {st.st_uid}, not root",
-                              hint=f"anyone who owns it could change what root does; run `chown root: {file}`")
+        raise UnsafeFileError(
+            file,
+            f"refusing to use the {what}: it is owned by uid {st.st_uid}, not root",
+            hint=f"anyone who owns it could change what root does; run `chown root: {file}`",
+        )
     if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-        raise UnsafeFileError(file, f"refusing to use the {what}: it is writable by group or others "
-                                    f"(mode {stat.S_IMODE(st.st_mode):04o})",
-                              hint=f"anyone who can edit it could change what root does; run `chmod go-w {file}`")
+        raise UnsafeFileError(
+            file,
+            f"refusing to use the {what}: it is writable by group or others "
+            f"(mode {stat.S_IMODE(st.st_mode):04o})",
+            hint=f"anyone who can edit it could change what root does; run `chmod go-w {file}`",
+        )
 
 
 def _check_parents(path: Path) -> None:
@@ -56,12 +71,18 @@ def _check_parents(path: Path) -> None:
         except FileNotFoundError:
             continue
         if st.st_uid not in _owners():
-            raise UnsafeFileError(path, f"refusing to use it: its directory {parent} is owned by uid {st.st_uid}",
-                                  hint="keep tuner's files in directories only root can change")
+            raise UnsafeFileError(
+                path,
+                f"refusing to use it: its directory {parent} is owned by uid {st.st_uid}",
+                hint="keep tuner's files in directories only root can change",
+            )
         if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH) and not st.st_mode & stat.S_ISVTX:
-            raise UnsafeFileError(path, f"refusing to use it: its directory {parent} is writable by group or others "
-                                        f"(mode {stat.S_IMODE(st.st_mode):04o}) and not sticky",
-                                  hint=f"run `chmod go-w {parent}`, or choose a directory only root can change")
+            raise UnsafeFileError(
+                path,
+                f"refusing to use it: its directory {parent} is writable by group or others "
+                f"(mode {stat.S_IMODE(st.st_mode):04o}) and not sticky",
+                hint=f"run `chmod go-w {parent}`, or choose a directory only root can change",
+            )
 
 
 def check_dir(path: Path | str) -> Path:
@@ -72,8 +93,11 @@ def check_dir(path: Path | str) -> Path:
     except FileNotFoundError:
         raise UnsafeFileError(path, "no such directory") from None
     if stat.S_ISLNK(st.st_mode):
-        raise UnsafeFileError(path, "refusing to use the directory: it is a symbolic link",
-                              hint=f"give the real directory ({os.path.realpath(path)}) if you trust it")
+        raise UnsafeFileError(
+            path,
+            "refusing to use the directory: it is a symbolic link",
+            hint=f"give the real directory ({os.path.realpath(path)}) if you trust it",
+        )
     if not stat.S_ISDIR(st.st_mode):
         raise UnsafeFileError(path, "is not a directory")
     check_owner_mode(path, st, "directory")
@@ -88,10 +112,9 @@ def ensure_dir(path: Path | str, mode: int = 0o700) -> Path:
     _check_parents(path)
     missing = [p for p in (path, *path.parents) if not os.path.lexists(p)]
     for p in reversed(missing):
-        try:
+        # created meanwhile: checked below like any existing one
+        with contextlib.suppress(FileExistsError):
             os.mkdir(p, mode if p == path else 0o755)
-        except FileExistsError:  # created meanwhile: checked below like any existing one
-            pass
     return check_dir(path)
 
 
@@ -101,8 +124,11 @@ def open_nofollow(file: Path | str, flags: int = _OPEN_READ, mode: int = 0o600) 
         return os.open(file, flags | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
     except OSError as exc:
         if exc.errno == 40:  # ELOOP: the last component is a symbolic link
-            raise UnsafeFileError(file, "refusing to use it: it is a symbolic link",
-                                  hint=f"give the real file ({os.path.realpath(file)}) if you trust it") from None
+            raise UnsafeFileError(
+                file,
+                "refusing to use it: it is a symbolic link",
+                hint=f"give the real file ({os.path.realpath(file)}) if you trust it",
+            ) from None
         raise
 
 
@@ -154,8 +180,11 @@ def atomic_write(path: Path | str, data: bytes, *, mode: int = 0o644) -> None:
         except FileExistsError:
             continue
     else:
-        raise UnsafeFileError(tmp, "cannot create a temporary file: every name is taken",
-                              hint=f"remove the .{path.name}.*.tmp files in {directory}")
+        raise UnsafeFileError(
+            tmp,
+            "cannot create a temporary file: every name is taken",
+            hint=f"remove the .{path.name}.*.tmp files in {directory}",
+        )
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -164,10 +193,8 @@ def atomic_write(path: Path | str, data: bytes, *, mode: int = 0o644) -> None:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-        except FileNotFoundError:
-            pass
         raise
     dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:

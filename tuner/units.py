@@ -10,14 +10,34 @@ import re
 
 from tuner.errors import InputError
 
-__all__ = ["parse_duration", "parse_rate", "parse_size", "parse_ratio", "format_size", "format_duration",
-           "format_count", "format_metric", "format_value"]
+__all__ = [
+    "format_count",
+    "format_duration",
+    "format_metric",
+    "format_size",
+    "format_value",
+    "parse_duration",
+    "parse_rate",
+    "parse_ratio",
+    "parse_size",
+]
 
 _NUM = r"([0-9]+(?:\.[0-9]*)?|\.[0-9]+)"
 _DURATION = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
 _RATE = {"bit": 1, "kbit": 1e3, "mbit": 1e6, "gbit": 1e9, "bps": 8, "kbps": 8e3, "mbps": 8e6, "gbps": 8e9}
-_SIZE = {"": 1, "b": 1, "k": 1024, "kib": 1024, "kb": 1000, "m": 1 << 20, "mib": 1 << 20, "mb": 10**6,
-         "g": 1 << 30, "gib": 1 << 30, "gb": 10**9}
+_SIZE = {
+    "": 1,
+    "b": 1,
+    "k": 1024,
+    "kib": 1024,
+    "kb": 1000,
+    "m": 1 << 20,
+    "mib": 1 << 20,
+    "mb": 10**6,
+    "g": 1 << 30,
+    "gib": 1 << 30,
+    "gb": 10**9,
+}
 
 
 def _split(text: str, what: str, forms: str) -> tuple[float, str]:
@@ -105,7 +125,7 @@ def format_metric(name: str, value: float) -> str:
         return f"{value:.3g} Mbit/s"
     if name.endswith(("_fraction", "_share", "_ratio")):
         return f"{value * 100:.3g}%"
-    if name.endswith("_bytes") or name.endswith("_b"):
+    if name.endswith(("_bytes", "_b")):
         return format_size(value)
     if name in ("tps", "connect_rate") or name.endswith("_rate"):
         return format_count(value, "/s")

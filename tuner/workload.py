@@ -1,36 +1,45 @@
-"""Workload and Path: what traffic to reproduce and over what network conditions.
+"""Workload and NetworkPath: what traffic to reproduce and over what network conditions.
 
 Both are plain, immutable data shared by observe, probe, search, profiles and the daemon.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields, replace
 from enum import Enum
-from typing import Any, Mapping
+from typing import Any
 
 from tuner.errors import InputError
 from tuner.inputs import bounded, bounded_int
 
-__all__ = ["WorkloadKind", "WritePattern", "Direction", "Workload", "Path", "DEFAULT_WORKLOADS", "DEFAULT_LOSS"]
+__all__ = [
+    "DEFAULT_LOSS",
+    "DEFAULT_WORKLOADS",
+    "Direction",
+    "NetworkPath",
+    "Workload",
+    "WorkloadKind",
+    "WritePattern",
+]
 
 
 class WorkloadKind(Enum):
-    RR = "rr"                # TCP request/response (echo service)
-    BULK = "bulk"            # long TCP streams
-    BURST = "burst"          # many short connections at once against a listener
-    UDP = "udp"              # UDP sender into a reader with a service rate
+    RR = "rr"  # TCP request/response (echo service)
+    BULK = "bulk"  # long TCP streams
+    BURST = "burst"  # many short connections at once against a listener
+    UDP = "udp"  # UDP sender into a reader with a service rate
     KEEPALIVE = "keepalive"  # idle connections whose peer silently disappears
-    MEMORY = "memory"        # many mostly idle connections: kernel memory per connection
+    MEMORY = "memory"  # many mostly idle connections: kernel memory per connection
 
 
 class WritePattern(Enum):
     SINGLE = "single"  # the request in one write
-    SPLIT = "split"    # a header write, then a body write (write-write-read: the Nagle trap)
+    SPLIT = "split"  # a header write, then a body write (write-write-read: the Nagle trap)
 
 
 class Direction(Enum):
-    UPLOAD = "upload"      # client sends to server
+    UPLOAD = "upload"  # client sends to server
     DOWNLOAD = "download"  # server sends to client
 
 
@@ -44,21 +53,21 @@ class Workload:
     response_size: int = 100
     write_pattern: WritePattern = WritePattern.SINGLE
     connections: int = 1
-    think_time: float = 0.0          # seconds between requests on one connection
+    think_time: float = 0.0  # seconds between requests on one connection
     # bulk
     streams: int = 1
     direction: Direction = Direction.UPLOAD
     # burst
     burst_connections: int = 2000
     burst_threads: int = 256
-    accept_rate: float = 2000.0      # accepts per second the server performs
+    accept_rate: float = 2000.0  # accepts per second the server performs
     # udp
     # the default: bursts a receive buffer can absorb (10k/s on average into a reader of 20k/s). An
     # offered rate above service_rate is an overload no buffer fixes (see tuner.probe.udp).
-    udp_rate: float = 10000.0        # datagrams per second offered (on average)
-    udp_size: int = 1200             # bytes per datagram
-    udp_burst: int = 500             # datagrams sent back to back
-    service_rate: float = 20000.0    # datagrams per second the reader processes
+    udp_rate: float = 10000.0  # datagrams per second offered (on average)
+    udp_size: int = 1200  # bytes per datagram
+    udp_burst: int = 500  # datagrams sent back to back
+    service_rate: float = 20000.0  # datagrams per second the reader processes
     # keepalive / memory
     idle_connections: int = 100
 
@@ -75,20 +84,24 @@ class Workload:
         return {k: (v.value if isinstance(v, Enum) else v) for k, v in d.items()}
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "Workload":
+    def from_dict(cls, data: Mapping[str, Any]) -> Workload:
         known = {f.name: f for f in fields(cls)}
         unknown = set(data) - set(known)
         if unknown:
-            raise InputError(f"unknown workload field(s): {', '.join(sorted(unknown))}",
-                             hint=f"known fields: {', '.join(known)}")
+            raise InputError(
+                f"unknown workload field(s): {', '.join(sorted(unknown))}",
+                hint=f"known fields: {', '.join(known)}",
+            )
         if "kind" not in data:
-            raise InputError("a workload needs a kind", hint=f"one of {', '.join(k.value for k in WorkloadKind)}")
+            raise InputError(
+                "a workload needs a kind", hint=f"one of {', '.join(k.value for k in WorkloadKind)}"
+            )
         kwargs: dict[str, Any] = {}
         for name, value in data.items():
             kwargs[name] = _coerce(name, value, known[name].type)
         return cls(**kwargs)
 
-    def with_(self, **changes: Any) -> "Workload":
+    def with_(self, **changes: Any) -> Workload:
         return replace(self, **changes)
 
 
@@ -126,8 +139,9 @@ def _coerce(name: str, value: Any, type_name: Any) -> Any:
         try:
             return enum(value)
         except ValueError:
-            raise InputError(f"workload {name}: {value!r} is not valid",
-                             hint=f"one of {', '.join(e.value for e in enum)}") from None
+            raise InputError(
+                f"workload {name}: {value!r} is not valid", hint=f"one of {', '.join(e.value for e in enum)}"
+            ) from None
     if tname == "int":
         lo, hi = WORKLOAD_BOUNDS.get(name, (0, 2**31 - 1))
         return bounded_int(value, int(lo), int(hi), f"workload {name}")
@@ -138,14 +152,14 @@ def _coerce(name: str, value: Any, type_name: Any) -> Any:
 
 
 @dataclass(frozen=True)
-class Path:
+class NetworkPath:
     """Network conditions between the two peers. ``rate_bps`` None means uncapped; ``queue_packets`` is
     the bottleneck queue (None: about one bandwidth-delay product, at least 100 packets)."""
 
-    rtt: float = 0.0                  # seconds, round trip
-    rate_bps: float | None = None     # bits per second
-    loss: float = 0.0                 # probability per packet, each direction
-    jitter: float = 0.0               # seconds (only where the backend supports it)
+    rtt: float = 0.0  # seconds, round trip
+    rate_bps: float | None = None  # bits per second
+    loss: float = 0.0  # probability per packet, each direction
+    jitter: float = 0.0  # seconds (only where the backend supports it)
     queue_packets: int | None = None
 
     def __post_init__(self) -> None:
@@ -175,12 +189,14 @@ class Path:
         return {k: v for k, v in asdict(self).items() if v is not None}
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "Path":
+    def from_dict(cls, data: Mapping[str, Any]) -> NetworkPath:
         known = {f.name for f in fields(cls)}
         unknown = set(data) - known
         if unknown:
-            raise InputError(f"unknown path field(s): {', '.join(sorted(unknown))}",
-                             hint=f"known fields: {', '.join(sorted(known))}")
+            raise InputError(
+                f"unknown path field(s): {', '.join(sorted(unknown))}",
+                hint=f"known fields: {', '.join(sorted(known))}",
+            )
         return cls(**dict(data))
 
 
@@ -195,6 +211,6 @@ DEFAULT_WORKLOADS: Mapping[WorkloadKind, Workload] = {
     WorkloadKind.MEMORY: Workload(WorkloadKind.MEMORY, idle_connections=500),
 }
 
-# Path loss a kind is measured over unless the user gives one: keepalive settings must be judged on a
+# NetworkPath loss a kind is measured over unless the user gives one: keepalive settings must be judged on a
 # realistic lossy path, where a lost probe (or its ACK) can make them give up on a live peer.
 DEFAULT_LOSS: Mapping[WorkloadKind, float] = {WorkloadKind.KEEPALIVE: 0.01}

@@ -17,13 +17,26 @@ from tuner.observe.sockets import Proto, TcpInfo, TcpState
 pytestmark = pytest.mark.root
 
 _TCPI_FIELDS = {  # TcpInfo field -> pyroute2's tcp_info key
-    "rtt_us": "tcpi_rtt", "rttvar_us": "tcpi_rttvar", "min_rtt_us": "tcpi_min_rtt", "cwnd": "tcpi_snd_cwnd",
-    "total_retrans": "tcpi_total_retrans", "bytes_acked": "tcpi_bytes_acked",
-    "bytes_received": "tcpi_bytes_received", "delivery_rate": "tcpi_delivery_rate", "segs_out": "tcpi_segs_out",
-    "segs_in": "tcpi_segs_in", "busy_time_us": "tcpi_busy_time", "rwnd_limited_us": "tcpi_rwnd_limited",
-    "sndbuf_limited_us": "tcpi_sndbuf_limited", "last_data_sent_ms": "tcpi_last_data_sent",
-    "last_data_recv_ms": "tcpi_last_data_recv", "data_segs_out": "tcpi_data_segs_out", "snd_wnd": "tcpi_snd_wnd",
-    "bytes_sent": "tcpi_bytes_sent", "ato_us": "tcpi_ato", "rcv_space": "tcpi_rcv_space",
+    "rtt_us": "tcpi_rtt",
+    "rttvar_us": "tcpi_rttvar",
+    "min_rtt_us": "tcpi_min_rtt",
+    "cwnd": "tcpi_snd_cwnd",
+    "total_retrans": "tcpi_total_retrans",
+    "bytes_acked": "tcpi_bytes_acked",
+    "bytes_received": "tcpi_bytes_received",
+    "delivery_rate": "tcpi_delivery_rate",
+    "segs_out": "tcpi_segs_out",
+    "segs_in": "tcpi_segs_in",
+    "busy_time_us": "tcpi_busy_time",
+    "rwnd_limited_us": "tcpi_rwnd_limited",
+    "sndbuf_limited_us": "tcpi_sndbuf_limited",
+    "last_data_sent_ms": "tcpi_last_data_sent",
+    "last_data_recv_ms": "tcpi_last_data_recv",
+    "data_segs_out": "tcpi_data_segs_out",
+    "snd_wnd": "tcpi_snd_wnd",
+    "bytes_sent": "tcpi_bytes_sent",
+    "ato_us": "tcpi_ato",
+    "rcv_space": "tcpi_rcv_space",
 }
 
 
@@ -51,7 +64,11 @@ def _traffic_and_raw_dumps() -> dict[tuple[int, str], list[bytes]]:
         keep += [ls, c, s, u]
     time.sleep(0.05)
     with SockDiag() as diag:
-        return {(fam, proto.value): diag.dump_raw(fam, proto) for fam in (4, 6) for proto in (Proto.TCP, Proto.UDP)}
+        return {
+            (fam, proto.value): diag.dump_raw(fam, proto)
+            for fam in (4, 6)
+            for proto in (Proto.TCP, Proto.UDP)
+        }
 
 
 def test_the_fast_decoder_agrees_with_pyroute2_field_by_field(netns):
@@ -66,9 +83,25 @@ def test_the_fast_decoder_agrees_with_pyroute2_field_by_field(netns):
             assert o.family == family
             assert (o.local, o.local_port) == (r["idiag_src"], r["idiag_sport"])
             assert (o.remote, o.remote_port) == (r["idiag_dst"], r["idiag_dport"])
-            assert (int(o.state), o.timer.value, o.rqueue, o.wqueue, o.inode, o.uid, o.cookie, o.timer_expires_ms) \
-                == (r["idiag_state"], r["idiag_timer"], r["idiag_rqueue"], r["idiag_wqueue"], r["idiag_inode"],
-                    r["idiag_uid"], r["idiag_cookie"], r["idiag_expires"])
+            assert (
+                int(o.state),
+                o.timer.value,
+                o.rqueue,
+                o.wqueue,
+                o.inode,
+                o.uid,
+                o.cookie,
+                o.timer_expires_ms,
+            ) == (
+                r["idiag_state"],
+                r["idiag_timer"],
+                r["idiag_rqueue"],
+                r["idiag_wqueue"],
+                r["idiag_inode"],
+                r["idiag_uid"],
+                r["idiag_cookie"],
+                r["idiag_expires"],
+            )
             if "INET_DIAG_INFO" in r:
                 for ours_name, ref_name in _TCPI_FIELDS.items():
                     assert getattr(o.tcp, ours_name) == r["INET_DIAG_INFO"][ref_name], ours_name
@@ -77,8 +110,14 @@ def test_the_fast_decoder_agrees_with_pyroute2_field_by_field(netns):
             if "INET_DIAG_SKMEMINFO" in r:
                 raw = bytes.fromhex(r["INET_DIAG_SKMEMINFO"].replace(":", ""))
                 mem = struct.unpack("=9I", raw[:36])
-                assert (o.memory.rmem_alloc, o.memory.rcvbuf, o.memory.wmem_alloc, o.memory.sndbuf,
-                        o.memory.wmem_queued, o.memory.drops) == (mem[0], mem[1], mem[2], mem[3], mem[5], mem[8])
+                assert (
+                    o.memory.rmem_alloc,
+                    o.memory.rcvbuf,
+                    o.memory.wmem_alloc,
+                    o.memory.sndbuf,
+                    o.memory.wmem_queued,
+                    o.memory.drops,
+                ) == (mem[0], mem[1], mem[2], mem[3], mem[5], mem[8])
             if "INET_DIAG_CONG" in r:
                 assert o.congestion == r["INET_DIAG_CONG"]
     assert {TcpState.LISTEN, TcpState.ESTABLISHED, TcpState.TIME_WAIT, TcpState.CLOSE} <= states_seen
@@ -98,9 +137,11 @@ def _truncate_tcp_info(msg: bytes, keep: int) -> bytes:
         alen, atype = struct.unpack_from("=HH", msg, a)
         step = (alen + 3) & ~3
         if atype == 2:
-            out += struct.pack("=HH", 4 + keep, 2) + msg[a + 4:a + 4 + keep] + bytes(((keep + 3) & ~3) - keep)
+            out += (
+                struct.pack("=HH", 4 + keep, 2) + msg[a + 4 : a + 4 + keep] + bytes(((keep + 3) & ~3) - keep)
+            )
         else:
-            out += msg[a:a + step]
+            out += msg[a : a + step]
         a += step
     struct.pack_into("=I", out, 0, len(out))
     return bytes(out)
@@ -110,7 +151,7 @@ def test_a_shorter_tcp_info_from_an_older_kernel_reads_as_zero_beyond_its_end(ne
     dumps = run_in_netns(netns, _traffic_and_raw_dumps)
     full = _one_tcp_message(dumps[(4, "tcp")])
     (whole,) = decode_dump([full], Proto.TCP)
-    (short,) = decode_dump([_truncate_tcp_info(full, 104)], Proto.TCP)   # up to tcpi_total_retrans
+    (short,) = decode_dump([_truncate_tcp_info(full, 104)], Proto.TCP)  # up to tcpi_total_retrans
     assert short.tcp.rtt_us == whole.tcp.rtt_us and short.tcp.cwnd == whole.tcp.cwnd
     assert short.tcp.bytes_acked == 0 and short.tcp.min_rtt_us == 0 and short.tcp.busy_time_us == 0
     assert (short.inode, short.local_port, short.memory) == (whole.inode, whole.local_port, whole.memory)
@@ -125,7 +166,7 @@ def test_a_message_of_a_known_length_but_another_layout_is_not_misread(netns):
     while a + 4 <= len(full):
         alen = struct.unpack_from("=H", full, a)[0]
         step = (alen + 3) & ~3
-        attrs.append(full[a:a + step])
+        attrs.append(full[a : a + step])
         a += step
     reordered = full[:88] + b"".join(reversed(attrs))
     assert len(reordered) == len(full)
@@ -151,8 +192,8 @@ def _two_incremental_dumps() -> tuple:
     ls.bind(("127.0.0.1", 7100))
     ls.listen(8)
     idle = socket.create_connection(("127.0.0.1", 7100))
-    idle.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)   # a timer that counts down between dumps
-    idle_peer, _ = ls.accept()
+    idle.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)  # a timer that counts down between dumps
+    _idle_peer, _ = ls.accept()
     busy = socket.create_connection(("127.0.0.1", 7100))
     busy_peer, _ = ls.accept()
     with SockDiag(incremental=True) as diag:
@@ -160,7 +201,7 @@ def _two_incremental_dumps() -> tuple:
         time.sleep(0.05)
         busy.sendall(b"q" * 5000)
         busy_peer.recv(10000)
-        late = socket.create_connection(("127.0.0.1", 7100))   # waits in the accept queue
+        late = socket.create_connection(("127.0.0.1", 7100))  # waits in the accept queue
         time.sleep(0.05)
         second = diag.dump()
     ports = {"idle": idle.getsockname()[1], "busy": busy.getsockname()[1], "late": late.getsockname()[1]}
@@ -169,14 +210,19 @@ def _two_incremental_dumps() -> tuple:
 
 def test_an_incremental_dump_keeps_the_records_of_idle_sockets_and_rereads_the_rest(netns):
     first, second, ports = run_in_netns(netns, _two_incremental_dumps)
+
     # both lists come back in one pickle, which keeps shared objects shared: identity survives
     def find(records, **kw):
         return next(r for r in records if all(getattr(r, k) == v for k, v in kw.items()))
 
     idle1, idle2 = (find(r, local_port=ports["idle"]) for r in (first, second))
-    assert idle2 is idle1                                                      # carried over
+    assert idle2 is idle1  # carried over
     busy1, busy2 = (find(r, local_port=ports["busy"]) for r in (first, second))
-    assert busy2 is not busy1 and busy2.observed_at > busy1.observed_at and busy2.tcp.bytes_acked == busy1.tcp.bytes_acked + 5000
+    assert (
+        busy2 is not busy1
+        and busy2.observed_at > busy1.observed_at
+        and busy2.tcp.bytes_acked == busy1.tcp.bytes_acked + 5000
+    )
     l1, l2 = (find(r, local_port=7100, state=TcpState.LISTEN) for r in (first, second))
     assert (l1.rqueue, l2.rqueue) == (0, 1) and l2.observed_at > l1.observed_at
     assert any(r.local_port == ports["late"] for r in second)

@@ -41,7 +41,7 @@ def test_a_socket_is_attributed_to_the_child_that_holds_it_and_remembered():
         assert found[inode].pid == pid and found[inode].name
         scans = owners.scans
         assert owners.lookup([inode])[inode].pid == pid
-        assert owners.scans == scans      # answered from the cache
+        assert owners.scans == scans  # answered from the cache
     finally:
         os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
@@ -51,9 +51,8 @@ def test_a_socket_is_attributed_to_the_child_that_holds_it_and_remembered():
 
 def test_an_inode_no_process_holds_is_searched_once():
     owners = SocketOwners()
-    gone = 2**32 - 7   # no socket has this inode
+    gone = 2**32 - 7  # no socket has this inode
     assert owners.lookup([gone]) == {}
     scans = owners.scans
     assert owners.lookup([gone]) == {}
     assert owners.scans == scans
-

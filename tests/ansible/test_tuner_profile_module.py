@@ -17,8 +17,9 @@ COLLECTIONS = REPO / "ansible" / "collections"
 
 
 def ns_value(netns: str, name: str) -> str:
-    return subprocess.run(["ip", "netns", "exec", netns, "sysctl", "-n", name], capture_output=True, text=True,
-                          check=True).stdout.strip()
+    return subprocess.run(
+        ["ip", "netns", "exec", netns, "sysctl", "-n", name], capture_output=True, text=True, check=True
+    ).stdout.strip()
 
 
 @pytest.fixture
@@ -27,21 +28,49 @@ def play(tmp_path, netns):
     if not ansible_bin.exists():
         pytest.skip("ansible-core is not installed (pip install -e '.[test]')")
     tuner = tmp_path / "tuner"
-    tuner.write_text(f"#!/bin/sh\nexec {sys.executable} -m tuner \"$@\"\n")
+    tuner.write_text(f'#!/bin/sh\nexec {sys.executable} -m tuner "$@"\n')
     tuner.chmod(0o755)
     profile = tmp_path / "web.toml"
-    profile.write_text('version = 1\n[sysctl]\n"net.core.somaxconn" = 3333\n"net.ipv4.tcp_fin_timeout" = 17\n')
+    profile.write_text(
+        'version = 1\n[sysctl]\n"net.core.somaxconn" = 3333\n"net.ipv4.tcp_fin_timeout" = 17\n'
+    )
 
     def run(*flags: str, state: str = "present") -> tuple[dict, str]:
         """The module's result (and what Ansible printed, e.g. the diff) of one ad-hoc run."""
-        module_args = f"name={profile} state={state} netns={netns} state_dir={tmp_path / 'state'} tuner={tuner}"
-        env = {**os.environ, "ANSIBLE_COLLECTIONS_PATH": str(COLLECTIONS), "ANSIBLE_LOCALHOST_WARNING": "false",
-               "ANSIBLE_INVENTORY_UNPARSED_WARNING": "false", "ANSIBLE_PYTHON_INTERPRETER": sys.executable,
-               "PYTHONPATH": str(REPO), "ANSIBLE_LOCAL_TEMP": str(tmp_path / "ansible-tmp"),
-               "ANSIBLE_HOME": str(tmp_path / "ansible-home"), "ANSIBLE_NOCOLOR": "1"}
-        done = subprocess.run([str(ansible_bin), "localhost", "-i", "localhost,", "-c", "local",
-                               "-m", "tuner.net.tuner_profile", "-a", module_args, *flags],
-                              capture_output=True, text=True, env=env, cwd=tmp_path, timeout=240)
+        module_args = (
+            f"name={profile} state={state} netns={netns} state_dir={tmp_path / 'state'} tuner={tuner}"
+        )
+        env = {
+            **os.environ,
+            "ANSIBLE_COLLECTIONS_PATH": str(COLLECTIONS),
+            "ANSIBLE_LOCALHOST_WARNING": "false",
+            "ANSIBLE_INVENTORY_UNPARSED_WARNING": "false",
+            "ANSIBLE_PYTHON_INTERPRETER": sys.executable,
+            "PYTHONPATH": str(REPO),
+            "ANSIBLE_LOCAL_TEMP": str(tmp_path / "ansible-tmp"),
+            "ANSIBLE_HOME": str(tmp_path / "ansible-home"),
+            "ANSIBLE_NOCOLOR": "1",
+        }
+        done = subprocess.run(
+            [
+                str(ansible_bin),
+                "localhost",
+                "-i",
+                "localhost,",
+                "-c",
+                "local",
+                "-m",
+                "tuner.net.tuner_profile",
+                "-a",
+                module_args,
+                *flags,
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=tmp_path,
+            timeout=240,
+        )
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
         head, _, body = done.stdout.partition("localhost | ")
         status, _, result = body.partition(" => ")
@@ -83,8 +112,18 @@ def test_the_example_playbook_passes_ansibles_syntax_check(tmp_path):
     bin_ = Path(sys.executable).parent / "ansible-playbook"
     if not bin_.exists():
         pytest.skip("ansible-core is not installed (pip install -e '.[test]')")
-    env = {**os.environ, "ANSIBLE_COLLECTIONS_PATH": str(COLLECTIONS), "ANSIBLE_HOME": str(tmp_path),
-           "ANSIBLE_LOCALHOST_WARNING": "false", "ANSIBLE_INVENTORY_UNPARSED_WARNING": "false"}
-    done = subprocess.run([str(bin_), "--syntax-check", "-i", "localhost,", str(book), "-e", "profile=x"],
-                          capture_output=True, text=True, env=env, timeout=120)
+    env = {
+        **os.environ,
+        "ANSIBLE_COLLECTIONS_PATH": str(COLLECTIONS),
+        "ANSIBLE_HOME": str(tmp_path),
+        "ANSIBLE_LOCALHOST_WARNING": "false",
+        "ANSIBLE_INVENTORY_UNPARSED_WARNING": "false",
+    }
+    done = subprocess.run(
+        [str(bin_), "--syntax-check", "-i", "localhost,", str(book), "-e", "profile=x"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stdout + done.stderr

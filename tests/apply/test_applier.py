@@ -12,18 +12,32 @@ from pathlib import Path
 
 import pytest
 
-from tuner.apply import (ABSENT_REASON, HOST_ONLY_REASON, Applier, Change, FileWrite, Target, ensure_state_dir,
-                         make_plan, rollback, verify)
+from tuner.apply import (
+    ABSENT_REASON,
+    HOST_ONLY_REASON,
+    Applier,
+    Change,
+    FileWrite,
+    Target,
+    ensure_state_dir,
+    make_plan,
+    rollback,
+    verify,
+)
 from tuner.errors import ApplyError, StateError, UnsafeFileError
 from tuner.knobs import SysctlTree, get_knob
 from tuner.profiles import Profile
 
-PROFILE = Profile(name="t", sysctl={
-    "net.core.somaxconn": 8192,
-    "net.ipv4.tcp_rmem": (4096, 87380, 16777216),
-    "net.ipv4.tcp_fin_timeout": 15,
-    "net.core.rmem_max": 16777216,
-}, socket={"TCP_NODELAY": True})
+PROFILE = Profile(
+    name="t",
+    sysctl={
+        "net.core.somaxconn": 8192,
+        "net.ipv4.tcp_rmem": (4096, 87380, 16777216),
+        "net.ipv4.tcp_fin_timeout": 15,
+        "net.core.rmem_max": 16777216,
+    },
+    socket={"TCP_NODELAY": True},
+)
 ORDER = ["net.core.somaxconn", "net.ipv4.tcp_rmem", "net.ipv4.tcp_fin_timeout", "net.core.rmem_max"]
 
 
@@ -62,12 +76,14 @@ def test_host_knobs_do_not_apply_to_a_namespace_target(tree):
 
 def test_verify_reports_per_key_drift_and_not_absent_knobs(tree, fake_proc_sys, state):
     drift = verify(PROFILE, tree)
-    assert [(d.knob, d.expected, d.live) for d in drift][0] == ("net.core.somaxconn", 8192, 4096)
+    assert next((d.knob, d.expected, d.live) for d in drift) == ("net.core.somaxconn", 8192, 4096)
     Applier(state, tree).apply(make_plan(PROFILE, tree), "test")
     assert verify(PROFILE, tree) == []
     tree.write(get_knob("net.ipv4.tcp_fin_timeout"), 30)
     (fake_proc_sys / "net" / "core" / "rmem_max").unlink()
-    assert [(d.knob, d.expected, d.live) for d in verify(PROFILE, tree)] == [("net.ipv4.tcp_fin_timeout", 15, 30)]
+    assert [(d.knob, d.expected, d.live) for d in verify(PROFILE, tree)] == [
+        ("net.ipv4.tcp_fin_timeout", 15, 30)
+    ]
 
 
 # --- apply ---------------------------------------------------------------------------------------
@@ -80,8 +96,9 @@ def test_apply_writes_the_plan_and_journals_each_original_first(tree, snap, stat
     assert tree.read(get_knob("net.ipv4.tcp_rmem")) == (4096, 87380, 16777216)
     records = [json.loads(line) for line in (state / "host.journal").read_text().splitlines()]
     assert [r["op"] for r in records] == ["begin", "set", "set", "set", "set", "commit"]
-    assert {r["knob"]: r["old"] for r in records if r["op"] == "set"} == \
-        {k: list(v) if isinstance(v, tuple) else v for k, v in before.items() if k in ORDER}
+    assert {r["knob"]: r["old"] for r in records if r["op"] == "set"} == {
+        k: list(v) if isinstance(v, tuple) else v for k, v in before.items() if k in ORDER
+    }
 
 
 def test_applying_twice_changes_nothing_the_second_time(tree, state):
@@ -121,12 +138,16 @@ def test_a_persist_file_that_cannot_be_written_undoes_the_sysctls_too(tree, snap
     immutable(etc)
     before = snap()
     with pytest.raises(ApplyError) as info:
-        Applier(state, tree).apply(make_plan(PROFILE, tree), "test", files=[FileWrite(etc / "90.conf", b"x\n")])
+        Applier(state, tree).apply(
+            make_plan(PROFILE, tree), "test", files=[FileWrite(etc / "90.conf", b"x\n")]
+        )
     assert info.value.knob == str(etc / "90.conf") and info.value.restored
     assert snap() == before and not (etc / "90.conf").exists()
 
 
-def test_a_knob_that_vanishes_between_plan_and_apply_fails_the_apply_and_restores(tree, snap, state, fake_proc_sys):
+def test_a_knob_that_vanishes_between_plan_and_apply_fails_the_apply_and_restores(
+    tree, snap, state, fake_proc_sys
+):
     before = snap()
     plan = make_plan(PROFILE, tree)
     path = fake_proc_sys / "net" / "ipv4" / "tcp_fin_timeout"
@@ -135,8 +156,9 @@ def test_a_knob_that_vanishes_between_plan_and_apply_fails_the_apply_and_restore
     with pytest.raises(ApplyError, match="no longer available") as info:
         Applier(state, tree).apply(plan, "test")
     assert info.value.restored
-    assert {k: v for k, v in snap().items() if k != "net.ipv4.tcp_fin_timeout"} == \
-        {k: v for k, v in before.items() if k != "net.ipv4.tcp_fin_timeout"}
+    assert {k: v for k, v in snap().items() if k != "net.ipv4.tcp_fin_timeout"} == {
+        k: v for k, v in before.items() if k != "net.ipv4.tcp_fin_timeout"
+    }
 
 
 @dataclass(frozen=True)
@@ -201,8 +223,9 @@ def _apply_and_get_killed(root: Path, state: Path, marker: Path, *, write_first:
 
 
 @pytest.mark.parametrize("write_first", [True, False], ids=["killed-after-a-write", "killed-before-a-write"])
-def test_rollback_after_a_kill_midway_restores_the_recorded_originals(fake_proc_sys, tree, snap, state, tmp_path,
-                                                                      write_first):
+def test_rollback_after_a_kill_midway_restores_the_recorded_originals(
+    fake_proc_sys, tree, snap, state, tmp_path, write_first
+):
     before = snap()
     _apply_and_get_killed(fake_proc_sys, state, tmp_path / "paused", write_first=write_first)
     changed = {k for k, v in snap().items() if v != before[k]}
@@ -224,8 +247,11 @@ def test_rollback_undoes_several_applies_newest_first(tree, snap, state):
     Applier(state, tree).apply(make_plan(first, tree), "one")
     Applier(state, tree).apply(make_plan(second, tree), "two")
     restored = rollback(state, tree)
-    assert restored == [Change("net.ipv4.tcp_fin_timeout", 20, 60), Change("net.core.somaxconn", 16384, 8192),
-                        Change("net.core.somaxconn", 8192, 4096)]
+    assert restored == [
+        Change("net.ipv4.tcp_fin_timeout", 20, 60),
+        Change("net.core.somaxconn", 16384, 8192),
+        Change("net.core.somaxconn", 8192, 4096),
+    ]
     assert snap() == before
     assert rollback(state, tree) == []
 
@@ -255,7 +281,9 @@ def test_a_damaged_journal_is_refused_and_nothing_is_written(tree, snap, state):
     Applier(state, tree).apply(make_plan(PROFILE, tree), "test")
     after = snap()
     journal = state / "host.journal"
-    journal.write_text(journal.read_text().replace('"knob":"net.core.somaxconn"', '"knob":"kernel.core_pattern"'))
+    journal.write_text(
+        journal.read_text().replace('"knob":"net.core.somaxconn"', '"knob":"kernel.core_pattern"')
+    )
     with pytest.raises(StateError, match="line 2 is damaged"):
         rollback(state, tree)
     journal.write_text("garbage\n")
@@ -304,7 +332,10 @@ def test_a_persisted_file_is_written_atomically_journaled_and_rolled_back(tree, 
     etc.mkdir()
     fresh, existing = etc / "90-new.conf", etc / "80-old.conf"
     existing.write_bytes(b"net.core.somaxconn = 1\n")
-    files = [FileWrite(fresh, b"net.core.somaxconn = 8192\n"), FileWrite(existing, b"net.core.somaxconn = 8192\n")]
+    files = [
+        FileWrite(fresh, b"net.core.somaxconn = 8192\n"),
+        FileWrite(existing, b"net.core.somaxconn = 8192\n"),
+    ]
     applier = Applier(state, tree)
     applier.apply(make_plan(PROFILE, tree), "test", files=files)
     assert applier.written_files == (fresh, existing)

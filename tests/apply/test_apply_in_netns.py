@@ -13,14 +13,17 @@ from tuner.profiles import Profile
 
 pytestmark = pytest.mark.root
 
-PROFILE = Profile(name="ns", sysctl={
-    "net.core.somaxconn": 1234,
-    "net.ipv4.tcp_rmem": (4096, 65536, 2097152),
-    "net.ipv4.tcp_slow_start_after_idle": False,
-    "net.ipv4.ip_local_port_range": (20000, 50000),
-    "net.ipv4.tcp_fin_timeout": 17,
-    "net.core.rmem_max": 8388608,  # host-wide: must not be touched in a namespace
-})
+PROFILE = Profile(
+    name="ns",
+    sysctl={
+        "net.core.somaxconn": 1234,
+        "net.ipv4.tcp_rmem": (4096, 65536, 2097152),
+        "net.ipv4.tcp_slow_start_after_idle": False,
+        "net.ipv4.ip_local_port_range": (20000, 50000),
+        "net.ipv4.tcp_fin_timeout": 17,
+        "net.core.rmem_max": 8388608,  # host-wide: must not be touched in a namespace
+    },
+)
 
 
 def live() -> dict[str, object]:
@@ -54,7 +57,7 @@ def test_apply_verify_and_rollback_real_sysctls_in_a_namespace(netns, tmp_path):
 
     assert run_in_target(target, apply_here, tmp_path, target)[1] == []  # idempotent
     restored = run_in_target(target, rollback_here, tmp_path, target)
-    assert [c.knob for c in restored][0] == "net.ipv4.ip_local_port_range"  # newest first
+    assert next(c.knob for c in restored) == "net.ipv4.ip_local_port_range"  # newest first
     assert run_in_target(target, live) == ns_before
     assert len(run_in_target(target, verify, PROFILE, SysctlTree(), target=target)) == 5
 
@@ -67,11 +70,17 @@ def test_a_write_the_kernel_refuses_midway_restores_the_real_earlier_writes(netn
     target = Target(netns)
     before = run_in_target(target, live)
     # Built by hand to get past validation: the kernel itself refuses a port range with low > high.
-    plan = Plan("refused", target, (
-        Change("net.core.somaxconn", before["net.core.somaxconn"], 999),
-        Change("net.ipv4.tcp_fin_timeout", before["net.ipv4.tcp_fin_timeout"], 21),
-        Change("net.ipv4.ip_local_port_range", before["net.ipv4.ip_local_port_range"], (60000, 1000)),
-    ), (), ())
+    plan = Plan(
+        "refused",
+        target,
+        (
+            Change("net.core.somaxconn", before["net.core.somaxconn"], 999),
+            Change("net.ipv4.tcp_fin_timeout", before["net.ipv4.tcp_fin_timeout"], 21),
+            Change("net.ipv4.ip_local_port_range", before["net.ipv4.ip_local_port_range"], (60000, 1000)),
+        ),
+        (),
+        (),
+    )
     with pytest.raises(ApplyError) as info:
         run_in_target(target, _apply_plan_here, tmp_path, plan)
     assert info.value.knob == "net.ipv4.ip_local_port_range" and info.value.restored

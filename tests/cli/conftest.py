@@ -25,6 +25,7 @@ class Result:
 @pytest.fixture
 def cli(capsys):
     """cli(*args) -> Result: `tuner ARGS` in this process (fast; same code path as the console script)."""
+
     def run(*args: object) -> Result:
         capsys.readouterr()
         try:
@@ -34,15 +35,23 @@ def cli(capsys):
             structlog.reset_defaults()
         captured = capsys.readouterr()
         return Result(code, captured.out, captured.err)
+
     return run
 
 
 @pytest.fixture
 def tuner_process():
     """tuner_process(*args) -> Result: `python3 -m tuner ARGS` as a real subprocess."""
-    def run(*args: object, env: dict[str, str] | None = None) -> Result:
-        p = subprocess.run([sys.executable, "-m", "tuner", *map(str, args)], capture_output=True, text=True,
-                           cwd=REPO, env=env, timeout=60)
-        return Result(p.returncode, p.stdout, p.stderr)
-    return run
 
+    def run(*args: object, env: dict[str, str] | None = None) -> Result:
+        p = subprocess.run(
+            [sys.executable, "-m", "tuner", *map(str, args)],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            env=env,
+            timeout=60,
+        )
+        return Result(p.returncode, p.stdout, p.stderr)
+
+    return run

@@ -49,7 +49,9 @@ def test_the_shipped_example_applies_verifies_and_rolls_back_in_a_namespace(netn
     assert r.code == 0, r.err
     data = json.loads(r.out)
     assert data["changed"] is True
-    assert {c["knob"] for c in data["applied"]} == {k for k in profile.sysctl if CATALOGUE[k].scope.value == "netns"}
+    assert {c["knob"] for c in data["applied"]} == {
+        k for k in profile.sysctl if CATALOGUE[k].scope.value == "netns"
+    }
     assert [n["knob"] for n in data["not_applicable"]] == ["net.core.netdev_max_backlog"]
     assert "host-wide" in data["not_applicable"][0]["reason"]
     assert data["socket"]["TCP_NODELAY"] is True and data["persisted"] is True
@@ -92,13 +94,24 @@ def test_every_bad_profile_is_refused_by_apply_and_verify_with_nothing_written(n
     problems = []
     for file in corpus:
         key, line = expectations(file)
-        for args in (("apply", file, "--netns", netns, "--state-dir", state), ("verify", file, "--netns", netns)):
+        for args in (
+            ("apply", file, "--netns", netns, "--state-dir", state),
+            ("verify", file, "--netns", netns),
+        ):
             r = cli(*args)
-            wanted = {"exit code 2": r.code == 2, "the file": str(file) in r.err,
-                      "the key": not key or f"[{key}]" in r.err, "the line": not line or f"{file}:{line}:" in r.err,
-                      "a hint": "hint:" in r.err, "no traceback": "Traceback" not in r.err}
-            problems += [f"{file.name} ({args[0]}): no {what}; stderr: {r.err!r}" for what, ok in wanted.items()
-                         if not ok]
+            wanted = {
+                "exit code 2": r.code == 2,
+                "the file": str(file) in r.err,
+                "the key": not key or f"[{key}]" in r.err,
+                "the line": not line or f"{file}:{line}:" in r.err,
+                "a hint": "hint:" in r.err,
+                "no traceback": "Traceback" not in r.err,
+            }
+            problems += [
+                f"{file.name} ({args[0]}): no {what}; stderr: {r.err!r}"
+                for what, ok in wanted.items()
+                if not ok
+            ]
     assert problems == []
     assert len(corpus) >= 25
     assert run_in_netns(netns, live) == before
@@ -110,8 +123,10 @@ def test_a_10_mb_profile_is_refused_with_nothing_written(netns, tmp_path, cli):
     big = tmp_path / "big.toml"
     big.write_bytes(b"version = 1\n" + b"#" * (10 * 1024 * 1024) + b"\n")
     before = run_in_netns(netns, live)
-    for args in (("apply", big, "--netns", netns, "--state-dir", tmp_path / "state"),
-                 ("verify", big, "--netns", netns)):
+    for args in (
+        ("apply", big, "--netns", netns, "--state-dir", tmp_path / "state"),
+        ("verify", big, "--netns", netns),
+    ):
         r = cli(*args)
         assert r.code == 2 and str(big) in r.err and "at most" in r.err
     assert run_in_netns(netns, live) == before
@@ -179,8 +194,17 @@ def test_the_state_dir_comes_from_tuner_state_dir_when_no_flag_is_given(netns, t
 @pytest.mark.root
 def test_a_dry_run_shows_the_plan_and_writes_nothing(netns, tmp_path, cli):
     before = run_in_netns(netns, live)
-    r = cli("apply", EXAMPLE, "--dry-run", "--netns", netns, "--state-dir", tmp_path / "state",
-            "--persist", tmp_path / "90.conf")
+    r = cli(
+        "apply",
+        EXAMPLE,
+        "--dry-run",
+        "--netns",
+        netns,
+        "--state-dir",
+        tmp_path / "state",
+        "--persist",
+        tmp_path / "90.conf",
+    )
     assert r.code == 0
     assert re.search(r"net\.core\.somaxconn\s+\d+\s+8192\s+would change", r.out)
     assert "Would write" in r.out
@@ -202,8 +226,16 @@ def test_verify_json_lists_drift_per_key(netns, cli):
 @pytest.mark.root
 def test_persist_into_a_missing_directory_is_bad_input_and_writes_nothing(netns, tmp_path, cli):
     before = run_in_netns(netns, live)
-    r = cli("apply", EXAMPLE, "--netns", netns, "--state-dir", tmp_path / "state",
-            "--persist", tmp_path / "nope" / "90.conf")
+    r = cli(
+        "apply",
+        EXAMPLE,
+        "--netns",
+        netns,
+        "--state-dir",
+        tmp_path / "state",
+        "--persist",
+        tmp_path / "nope" / "90.conf",
+    )
     assert r.code == 2 and "does not exist" in r.err
     assert run_in_netns(netns, live) == before and not (tmp_path / "state").exists()
 

@@ -9,8 +9,19 @@ import pytest
 
 @pytest.mark.root
 def test_recommend_rr_with_one_repeat_makes_no_significance_claim(cli):
-    r = cli("recommend", "rr", "--write-pattern", "split", "--budget", "2", "--repeats", "1",
-            "--duration", "0.3s", "--json")
+    r = cli(
+        "recommend",
+        "rr",
+        "--write-pattern",
+        "split",
+        "--budget",
+        "2",
+        "--repeats",
+        "1",
+        "--duration",
+        "0.3s",
+        "--json",
+    )
     assert r.code == 0, r.err
     out = json.loads(r.out)
     assert out["significant"] is False

@@ -15,7 +15,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tuner.search.journal import Journal
+from tuner.search.journal import SearchJournal
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 REPO = Path(__file__).resolve().parents[2]
@@ -36,8 +36,14 @@ def _measuring(pid: int) -> bool:
 
 
 def _start(*args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "tuner", *args], cwd=REPO, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "tuner", *args],
+        cwd=REPO,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _wait_for(what, deadline: float = 120.0) -> None:
@@ -78,7 +84,7 @@ def test_a_signal_to_the_group_stops_a_search_and_leaves_a_resumable_journal(tmp
     assert "Traceback" not in err
     assert _namespaces_of(proc.pid) == []
     header = {k: v for k, v in _journal_lines(journal)[0].items() if k not in ("type", "version")}
-    resumed = Journal.resume(journal, header)
+    resumed = SearchJournal.resume(journal, header)
     assert resumed.records and resumed.records[0]["role"] == "baseline"
 
 

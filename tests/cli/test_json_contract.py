@@ -13,8 +13,9 @@ pytestmark = pytest.mark.root
 
 
 def ns_get(netns: str, name: str) -> str:
-    return subprocess.run(["ip", "netns", "exec", netns, "sysctl", "-n", name], capture_output=True, text=True,
-                          check=True).stdout.strip()
+    return subprocess.run(
+        ["ip", "netns", "exec", netns, "sysctl", "-n", name], capture_output=True, text=True, check=True
+    ).stdout.strip()
 
 
 def ns_set(netns: str, name: str, value: str) -> None:
@@ -28,7 +29,9 @@ def profile(tmp_path):
     return f
 
 
-def test_check_exits_1_when_something_would_change_and_0_when_nothing_would(netns, profile, tmp_path, tuner_process):
+def test_check_exits_1_when_something_would_change_and_0_when_nothing_would(
+    netns, profile, tmp_path, tuner_process
+):
     r = tuner_process("apply", profile, "--netns", netns, "--check", "--json")
     assert r.code == 1, r.err
     data = json.loads(r.out)

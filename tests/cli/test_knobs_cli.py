@@ -50,8 +50,10 @@ def test_netns_shows_the_namespace_values_and_what_it_lacks(netns, cli):
     assert "net.core.netdev_max_backlog" in absent and "net.ipv4.tcp_mem" in absent
     assert data["net.core.netdev_max_backlog"]["live"] is None
     table = cli("knobs", "--netns", netns).out
-    assert any(line.startswith("net.core.netdev_max_backlog") and "not available" in line
-               for line in table.splitlines())
+    assert any(
+        line.startswith("net.core.netdev_max_backlog") and "not available" in line
+        for line in table.splitlines()
+    )
     assert any(line.split()[:3] == ["net.core.somaxconn", "netns", "77"] for line in table.splitlines())
 
 

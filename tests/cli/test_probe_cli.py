@@ -11,8 +11,19 @@ from tuner.probe import Measurement
 
 @pytest.mark.root
 def test_probe_prints_a_measurement_as_json_that_loads_back(cli):
-    r = cli("probe", "rr", "--write-pattern", "split", "--set", "TCP_NODELAY=on", "--repeats", "2",
-            "--duration", "0.2", "--json")
+    r = cli(
+        "probe",
+        "rr",
+        "--write-pattern",
+        "split",
+        "--set",
+        "TCP_NODELAY=on",
+        "--repeats",
+        "2",
+        "--duration",
+        "0.2",
+        "--json",
+    )
     assert r.code == 0, r.err
     m = Measurement.from_dict(json.loads(r.out))
     assert m.repeats == 2 and m.assignment == {"TCP_NODELAY": True}
@@ -22,20 +33,42 @@ def test_probe_prints_a_measurement_as_json_that_loads_back(cli):
 
 @pytest.mark.root
 def test_probe_prints_metrics_counters_and_a_verdict_for_people(cli):
-    r = cli("probe", "burst", "--burst-connections", "64", "--burst-threads", "16", "--set", "backlog=4096",
-            "--set", "net.core.somaxconn=4096", "--repeats", "1", "--duration", "0.2")
+    r = cli(
+        "probe",
+        "burst",
+        "--burst-connections",
+        "64",
+        "--burst-threads",
+        "16",
+        "--set",
+        "backlog=4096",
+        "--set",
+        "net.core.somaxconn=4096",
+        "--repeats",
+        "1",
+        "--duration",
+        "0.2",
+    )
     assert r.code == 0, r.err
-    for text in ("workload  burst", "settings  backlog=4096, net.core.somaxconn=4096", "connect_p99_ms",
-                 "listen_overflows", "path health"):
+    for text in (
+        "workload  burst",
+        "settings  backlog=4096, net.core.somaxconn=4096",
+        "connect_p99_ms",
+        "listen_overflows",
+        "path health",
+    ):
         assert text in r.out
     assert "valid" in r.out.splitlines()[-1].lower()
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--set", "NOPE=1"], "NOPE: is not a knob"),
-    (["--set", "SO_RCVBUF=lots"], "SO_RCVBUF"),
-    (["--set", "backlog=4096", "--set", "net.core.somaxconn=128"], "somaxconn"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--set", "NOPE=1"], "NOPE: is not a knob"),
+        (["--set", "SO_RCVBUF=lots"], "SO_RCVBUF"),
+        (["--set", "backlog=4096", "--set", "net.core.somaxconn=128"], "somaxconn"),
+    ],
+)
 def test_bad_settings_exit_2_with_a_hint_and_no_traceback(cli, args, message):
     r = cli("probe", "rr", *args)
     assert r.code == 2
@@ -43,7 +76,12 @@ def test_bad_settings_exit_2_with_a_hint_and_no_traceback(cli, args, message):
 
 
 def test_bad_shape_or_path_flags_exit_2(cli):
-    for args in (["--rtt", "5xs"], ["--connections", "0"], ["--write-pattern", "sideways"], ["--loss", "150%"]):
+    for args in (
+        ["--rtt", "5xs"],
+        ["--connections", "0"],
+        ["--write-pattern", "sideways"],
+        ["--loss", "150%"],
+    ):
         with pytest.raises(SystemExit) as info:
             cli("probe", "rr", *args)
         assert info.value.code == 2

@@ -51,7 +51,11 @@ def test_every_flag_in_the_readme_command_table_exists():
 
 def test_the_recommend_auto_row_only_shows_flags_that_act_with_auto():
     recommend = _subparsers(build_parser())["recommend"]
-    group = next(g for g in recommend._action_groups if any("--auto" in a.option_strings for a in g._group_actions))
+    group = next(
+        g for g in recommend._action_groups if any("--auto" in a.option_strings for a in g._group_actions)
+    )
     auto_flags = {o for a in group._group_actions for o in a.option_strings} | {"-o", "--output", "--json"}
     [usage] = [u for u in _command_rows() if u.startswith("tuner recommend --auto")]
-    assert set(_flags(usage)) <= auto_flags, usage   # e.g. --duration is a probe's repeat length, not observing
+    assert set(_flags(usage)) <= auto_flags, (
+        usage
+    )  # e.g. --duration is a probe's repeat length, not observing

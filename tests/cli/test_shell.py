@@ -12,8 +12,9 @@ from tuner.cli.shell import DATA, SHIPPED, generate
 
 @pytest.mark.parametrize("rel, kind", sorted(SHIPPED.items()))
 def test_the_shipped_file_is_what_the_parser_generates(rel, kind):
-    assert (DATA / rel).read_text() == generate(kind), \
+    assert (DATA / rel).read_text() == generate(kind), (
         f"tuner/data/{rel} is stale: run `python -m tuner.cli.shell --write` after changing the command line"
+    )
 
 
 def test_the_bash_completion_is_valid_bash_and_knows_the_verbs(tmp_path):
@@ -24,7 +25,9 @@ def test_the_bash_completion_is_valid_bash_and_knows_the_verbs(tmp_path):
     assert subprocess.run(["bash", "-n", str(tmp_path / "c.bash")]).returncode == 0
 
 
-@pytest.mark.skipif(shutil.which("groff") is None and shutil.which("nroff") is None, reason="no roff formatter")
+@pytest.mark.skipif(
+    shutil.which("groff") is None and shutil.which("nroff") is None, reason="no roff formatter"
+)
 def test_the_manual_page_formats(tmp_path):
     (tmp_path / "tuner.1").write_text(generate("man"))
     tool = shutil.which("nroff") or shutil.which("groff")

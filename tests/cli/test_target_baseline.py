@@ -60,8 +60,19 @@ def test_probe_measures_with_the_namespace_baseline(cli, target_ns):
 
 def test_probe_settings_override_the_copied_baseline(cli, target_ns):
     ns, _ = target_ns
-    r = cli("probe", "bulk", "--netns", ns, "--set", "net.core.somaxconn=128", "--repeats", "1",
-            "--duration", "0.2", "--json")
+    r = cli(
+        "probe",
+        "bulk",
+        "--netns",
+        ns,
+        "--set",
+        "net.core.somaxconn=128",
+        "--repeats",
+        "1",
+        "--duration",
+        "0.2",
+        "--json",
+    )
     assert r.code == 0, r.err
     m = json.loads(r.out)
     assert m["assignment"] == {"net.core.somaxconn": 128}
@@ -72,7 +83,9 @@ def test_recommend_profile_records_the_namespace_baseline(cli, target_ns, tmp_pa
     ns, algorithm = target_ns
     out = tmp_path / "p.toml"
     # rr with split writes: a light load generator (Nagle-bound), so a busy machine cannot invalidate it
-    r = cli("recommend", "rr", "--netns", ns, "--budget", "1", "--repeats", "1", "--duration", "0.2", "-o", out)
+    r = cli(
+        "recommend", "rr", "--netns", ns, "--budget", "1", "--repeats", "1", "--duration", "0.2", "-o", out
+    )
     assert r.code == 0, r.err
     baseline = tomllib.loads(out.read_text())["evidence"]["baseline"]
     assert baseline["source"] == f"netns {ns}"
@@ -97,4 +110,7 @@ def test_an_algorithm_a_namespace_may_not_select_is_set_per_socket(monkeypatch):
     assert target.socket_emulation() == {"TCP_CONGESTION": "cubic"}
     assert target.emulated_sysctls() == {"net.ipv4.tcp_congestion_control": "cubic"}
     monkeypatch.setattr(target_module, "namespace_algorithms", lambda: frozenset({"reno", "cubic"}))
-    assert target.socket_emulation() == {} and target.sandbox_sysctls()["net.ipv4.tcp_congestion_control"] == "cubic"
+    assert (
+        target.socket_emulation() == {}
+        and target.sandbox_sysctls()["net.ipv4.tcp_congestion_control"] == "cubic"
+    )

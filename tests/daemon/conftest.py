@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from typing import Callable
+from collections.abc import Callable
 
 import pytest
-
 from daemon_helpers import WORKLOADS, DaemonProcess, NotifyListener
 
 
@@ -29,8 +28,12 @@ def notify(tmp_path):
 def run_daemon(tmp_path, netns, notify):
     started: list[DaemonProcess] = []
 
-    def start(config: str = "", *, prepare: Callable[[DaemonProcess], None] | None = None,
-              env: dict[str, str] | None = None) -> DaemonProcess:
+    def start(
+        config: str = "",
+        *,
+        prepare: Callable[[DaemonProcess], None] | None = None,
+        env: dict[str, str] | None = None,
+    ) -> DaemonProcess:
         d = DaemonProcess(tmp_path, netns, notify, config)
         if prepare is not None:
             prepare(d)
@@ -55,5 +58,3 @@ def workload(netns):
     for p in procs:
         p.kill()
         p.wait()
-
-

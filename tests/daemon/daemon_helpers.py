@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -12,8 +13,9 @@ import threading
 import time
 import tomllib
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import tomli_w
 
@@ -44,6 +46,7 @@ def scrape(port: int) -> dict[str, list] | None:
     """The daemon's /metrics parsed by prometheus_client's parser: sample name -> [(labels, value)];
     None while nothing answers."""
     from prometheus_client.parser import text_string_to_metric_families
+
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
             text = r.read().decode()
@@ -84,7 +87,7 @@ class NotifyListener:
         while not self._stop:
             try:
                 self.messages.append(self.sock.recv(65536).decode())
-            except socket.timeout:
+            except TimeoutError:
                 continue
             except OSError:
                 return
@@ -92,6 +95,7 @@ class NotifyListener:
     def wait(self, predicate: Callable[[str], bool], timeout: float, what: str) -> str:
         def found() -> str | None:
             return next((m for m in list(self.messages) if predicate(m)), None)
+
         return wait_for(found, timeout, what)
 
     def close(self) -> None:
@@ -145,21 +149,37 @@ class DaemonProcess:
 
     def write_config(self, extra: str) -> None:
         """The test settings (BASE_CONFIG) with ``extra`` (TOML) merged over them."""
+
         def merge(base: dict, over: dict) -> dict:
             out = dict(base)
             for k, v in over.items():
                 out[k] = merge(base[k], v) if isinstance(v, dict) and isinstance(base.get(k), dict) else v
             return out
+
         data = merge(tomllib.loads(BASE_CONFIG.format(state_dir=self.state_dir)), tomllib.loads(extra))
         self.config_path.write_text(tomli_w.dumps(data))
 
-    def start(self, env_extra: dict[str, str] | None = None) -> "DaemonProcess":
+    def start(self, env_extra: dict[str, str] | None = None) -> DaemonProcess:
         env = {**os.environ, "NOTIFY_SOCKET": self.notify.path, "PYTHONPATH": str(REPO), **(env_extra or {})}
         self.log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tuner", "--log-level", "info", "daemon", "--config", str(self.config_path),
-             "--netns", self.netns],
-            stdout=self.log, stderr=subprocess.STDOUT, env=env, cwd=REPO)
+            [
+                sys.executable,
+                "-m",
+                "tuner",
+                "--log-level",
+                "info",
+                "daemon",
+                "--config",
+                str(self.config_path),
+                "--netns",
+                self.netns,
+            ],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=REPO,
+        )
         return self
 
     @property
@@ -168,8 +188,15 @@ class DaemonProcess:
         return self.proc.pid
 
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "tuner", *args], capture_output=True, text=True, cwd=REPO,
-                              env={**os.environ, "PYTHONPATH": str(REPO)}, check=check, timeout=60)
+        return subprocess.run(
+            [sys.executable, "-m", "tuner", *args],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+            check=check,
+            timeout=60,
+        )
 
     def state(self) -> dict[str, Any] | None:
         try:
@@ -180,14 +207,19 @@ class DaemonProcess:
             self.search_pids.add(int(data["search"]["pid"]))
         return data
 
-    def wait_state(self, predicate: Callable[[dict[str, Any]], Any], timeout: float, what: str) -> dict[str, Any]:
+    def wait_state(
+        self, predicate: Callable[[dict[str, Any]], Any], timeout: float, what: str
+    ) -> dict[str, Any]:
         def check() -> dict[str, Any] | None:
             assert self.proc is not None
             if self.proc.poll() is not None:
-                raise AssertionError(f"the daemon exited ({self.proc.returncode}) while waiting for {what}:\n"
-                                     + self.log_text()[-3000:])
+                raise AssertionError(
+                    f"the daemon exited ({self.proc.returncode}) while waiting for {what}:\n"
+                    + self.log_text()[-3000:]
+                )
             s = self.state()
             return s if s is not None and predicate(s) else None
+
         return wait_for(check, timeout, what)
 
     def log_text(self) -> str:
@@ -214,10 +246,8 @@ class DaemonProcess:
         self.state()
         for pid in self.search_pids:  # a search child left by a daemon that was killed
             for member in group_members(pid):
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.kill(member, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
             for name in sandboxes_of(pid):
                 subprocess.run(["ip", "netns", "del", name], check=False)
         if getattr(self, "log", None):
@@ -226,7 +256,9 @@ class DaemonProcess:
 
 def ns_sysctl(netns: str, name: str) -> str:
     path = "/proc/sys/" + name.replace(".", "/")
-    out = subprocess.run(["ip", "netns", "exec", netns, "cat", path], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        ["ip", "netns", "exec", netns, "cat", path], capture_output=True, text=True, check=True
+    )
     return " ".join(out.stdout.split())
 
 

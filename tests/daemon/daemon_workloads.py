@@ -53,8 +53,8 @@ def nagle(port: int) -> None:
     def client() -> None:
         c = socket.create_connection(("127.0.0.1", port))
         while True:
-            c.sendall(b"h" * 50)   # header ...
-            c.sendall(b"b" * 50)   # ... then body: the second write waits for the delayed ACK
+            c.sendall(b"h" * 50)  # header ...
+            c.sendall(b"b" * 50)  # ... then body: the second write waits for the delayed ACK
             got = 0
             while got < 100:
                 got += len(c.recv(100))

@@ -2,20 +2,29 @@
 
 from __future__ import annotations
 
-from tuner.daemon.admin import describe_writer, find_overrides, other_tuners, parse_sysctl_conf, sysctl_sources
+from tuner.daemon.admin import (
+    describe_writer,
+    find_overrides,
+    other_tuners,
+    parse_sysctl_conf,
+    sysctl_sources,
+)
 
 
 def test_parse_sysctl_conf_handles_comments_dashes_and_slashes():
     text = "# c\n; c\nnet.core.somaxconn = 1024\n-net.ipv4.tcp_fin_timeout=30\nnet/ipv4/tcp_rmem = 4096 87380 6291456\n"
-    assert parse_sysctl_conf(text) == [(3, "net.core.somaxconn", "1024"), (4, "net.ipv4.tcp_fin_timeout", "30"),
-                                       (5, "net.ipv4.tcp_rmem", "4096 87380 6291456")]
+    assert parse_sysctl_conf(text) == [
+        (3, "net.core.somaxconn", "1024"),
+        (4, "net.ipv4.tcp_fin_timeout", "30"),
+        (5, "net.ipv4.tcp_rmem", "4096 87380 6291456"),
+    ]
 
 
 def test_sources_follow_systemd_precedence_and_globs(tmp_path):
     etc, lib = tmp_path / "etc", tmp_path / "lib"
     etc.mkdir(), lib.mkdir()
     (lib / "50-x.conf").write_text("net.core.somaxconn = 1\n")
-    (etc / "50-x.conf").write_text("net.core.somaxconn = 2\n")   # same name: hides the /usr/lib one
+    (etc / "50-x.conf").write_text("net.core.somaxconn = 2\n")  # same name: hides the /usr/lib one
     (lib / "60-y.conf").write_text("net.ipv4.tcp_*_timeout = 9\nnet.core.rmem_max = 5\n")
     conf = tmp_path / "sysctl.conf"
     conf.write_text("net.core.somaxconn = 3\n")

@@ -12,13 +12,36 @@ from tuner.daemon.watch import SearchQueue
 
 
 def _state(tmp_path):
-    state = DaemonState(pid=0, mode="recommend", config="/etc/tuner/tuner.toml", activity="recommend mode, watching 1 service",
-                        profiles=[ProfileRecord("web", str(tmp_path / "web.toml"), "tcp server :80", 1.0, "new service",
-                                                {"gain": "latency_p99_ms 40x better"})],
-                        manual={"net.core.somaxconn": ManualKnob(2.0, 4096, 128, "/etc/sysctl.d/99-x.conf:1 sets it to 128")},
-                        queue=SearchQueue(), last_observation={"at": 3.0, "services": [
-                            {"key": "tcp server :80", "process": "nginx[7]", "class": "connection churn", "path": "rtt 1 ms",
-                             "symptoms": [{"name": "listen-overflow", "evidence": "...", "knobs": ["backlog"]}]}]})
+    state = DaemonState(
+        pid=0,
+        mode="recommend",
+        config="/etc/tuner/tuner.toml",
+        activity="recommend mode, watching 1 service",
+        profiles=[
+            ProfileRecord(
+                "web",
+                str(tmp_path / "web.toml"),
+                "tcp server :80",
+                1.0,
+                "new service",
+                {"gain": "latency_p99_ms 40x better"},
+            )
+        ],
+        manual={"net.core.somaxconn": ManualKnob(2.0, 4096, 128, "/etc/sysctl.d/99-x.conf:1 sets it to 128")},
+        queue=SearchQueue(),
+        last_observation={
+            "at": 3.0,
+            "services": [
+                {
+                    "key": "tcp server :80",
+                    "process": "nginx[7]",
+                    "class": "connection churn",
+                    "path": "rtt 1 ms",
+                    "symptoms": [{"name": "listen-overflow", "evidence": "...", "knobs": ["backlog"]}],
+                }
+            ],
+        },
+    )
     save_state(state, tmp_path / "state.json")
 
 
@@ -57,8 +80,10 @@ def test_release_of_an_unknown_knob_is_bad_input(tmp_path, capsys):
 
 def test_release_writes_a_request_the_daemon_picks_up(tmp_path, capsys):
     assert main(["daemon", "--state-dir", str(tmp_path), "--release", "net.core.somaxconn"]) == 0
-    assert json.loads((tmp_path / "control" / "release-net.core.somaxconn.json").read_text())["knob"] == \
-        "net.core.somaxconn"
+    assert (
+        json.loads((tmp_path / "control" / "release-net.core.somaxconn.json").read_text())["knob"]
+        == "net.core.somaxconn"
+    )
     assert "not running" in capsys.readouterr().out
 
 
@@ -80,20 +105,30 @@ def test_check_config_reports_a_bad_file_with_exit_2(tmp_path, capsys):
 
 def test_the_daemon_process_never_imports_the_search_stack():
     """Everything `tuner daemon` imports to run its loop, in a fresh interpreter: no numpy, no skopt."""
-    code = ("import sys, tuner.cli; tuner.cli.build_parser(); import tuner.daemon.loop, tuner.daemon.sample, "
-            "tuner.daemon.runner, tuner.daemon.searcher, tuner.observe; tuner.observe.Observer; "
-            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('numpy', 'skopt', 'scipy', 'sklearn')))")
+    code = (
+        "import sys, tuner.cli; tuner.cli.build_parser(); import tuner.daemon.loop, tuner.daemon.sample, "
+        "tuner.daemon.runner, tuner.daemon.searcher, tuner.observe; tuner.observe.Observer; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('numpy', 'skopt', 'scipy', 'sklearn')))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
     # and the check can fail: what the search child does (a GP optimiser) loads them
-    code2 = ("import sys; from tuner.adapters.skopt import GaussianProcessOptimizer, LevelDimension; "
-             "GaussianProcessOptimizer([LevelDimension(4)], seed=0, initial_points=1); "
-             "print('numpy' in sys.modules and 'skopt' in sys.modules)")
-    assert subprocess.run([sys.executable, "-c", code2], capture_output=True, text=True, check=True).stdout.strip() == "True"
+    code2 = (
+        "import sys; from tuner.adapters.skopt import GaussianProcessOptimizer, LevelDimension; "
+        "GaussianProcessOptimizer([LevelDimension(4)], seed=0, initial_points=1); "
+        "print('numpy' in sys.modules and 'skopt' in sys.modules)"
+    )
+    assert (
+        subprocess.run(
+            [sys.executable, "-c", code2], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        == "True"
+    )
 
 
 def test_print_default_config_is_the_documented_file_and_valid(tmp_path, capsys):
     from tuner.daemon.config import load_config, parse_config
+
     assert main(["daemon", "--print-default-config"]) == 0
     text = capsys.readouterr().out
     assert "Precedence" in text

@@ -52,22 +52,25 @@ def test_user_file_overrides_only_the_keys_it_sets(tmp_path):
     assert cfg.source == str(f)
 
 
-@pytest.mark.parametrize("text, key, fragment", [
-    ('mode = "yolo"\n', "mode", "not allowed"),
-    ('enabled = "yes"\n', "enabled", "true or false"),
-    ('[observe]\nintervall = "1s"\n', "observe.intervall", "unknown key"),
-    ('[observe]\ninterval = "10 parsecs"\n', "observe.interval", "duration"),
-    ('[observe]\ninterval = -1\n', "observe.interval", "out of range"),
-    ('[search]\nbudget = 0\n', "search.budget", "integer"),
-    ('[search]\nio_class = "realtime"\n', "search.io_class", "not allowed"),
-    ('[apply]\nallow = ["kernel.core_pattern"]\n', "apply.allow", "not a knob"),
-    ('[apply]\nallow = ["TCP_NODELAY"]\n', "apply.allow", "socket setting"),
-    ('[apply]\nallow = "net.core.somaxconn"\n', "apply.allow", "list of strings"),
-    ('[apply]\non_stop = "shrug"\n', "apply.on_stop", "not allowed"),
-    ('[guard]\ncounters = ["../../etc/passwd"]\n', "guard.counters", "not a counter"),
-    ('observe = 3\n', "observe", "must be a table"),
-    ('state_dir = "relative/dir"\n', "state_dir", "absolute"),
-])
+@pytest.mark.parametrize(
+    "text, key, fragment",
+    [
+        ('mode = "yolo"\n', "mode", "not allowed"),
+        ('enabled = "yes"\n', "enabled", "true or false"),
+        ('[observe]\nintervall = "1s"\n', "observe.intervall", "unknown key"),
+        ('[observe]\ninterval = "10 parsecs"\n', "observe.interval", "duration"),
+        ("[observe]\ninterval = -1\n", "observe.interval", "out of range"),
+        ("[search]\nbudget = 0\n", "search.budget", "integer"),
+        ('[search]\nio_class = "realtime"\n', "search.io_class", "not allowed"),
+        ('[apply]\nallow = ["kernel.core_pattern"]\n', "apply.allow", "not a knob"),
+        ('[apply]\nallow = ["TCP_NODELAY"]\n', "apply.allow", "socket setting"),
+        ('[apply]\nallow = "net.core.somaxconn"\n', "apply.allow", "list of strings"),
+        ('[apply]\non_stop = "shrug"\n', "apply.on_stop", "not allowed"),
+        ('[guard]\ncounters = ["../../etc/passwd"]\n', "guard.counters", "not a counter"),
+        ("observe = 3\n", "observe", "must be a table"),
+        ('state_dir = "relative/dir"\n', "state_dir", "absolute"),
+    ],
+)
 def test_invalid_values_are_rejected_naming_file_and_key(tmp_path, text, key, fragment):
     f = tmp_path / "bad.toml"
     f.write_text(text)
@@ -82,7 +85,7 @@ def test_invalid_values_are_rejected_naming_file_and_key(tmp_path, text, key, fr
 
 def test_unknown_key_suggests_the_close_one(tmp_path):
     f = tmp_path / "bad.toml"
-    f.write_text('[search]\nbudgett = 3\n')
+    f.write_text("[search]\nbudgett = 3\n")
     with pytest.raises(ConfigError) as info:
         load_config(f)
     assert "search.budget" in (info.value.hint or "")

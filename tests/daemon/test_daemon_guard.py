@@ -5,20 +5,43 @@ from __future__ import annotations
 from dataclasses import replace
 
 from tuner.daemon.config import parse_config
-from tuner.daemon.guard import (NAMESPACE, GuardWatch, Phase, Signals, combine, judge, retrans_share,
-                                select_knobs, signals)
+from tuner.daemon.guard import (
+    NAMESPACE,
+    GuardWatch,
+    Phase,
+    Signals,
+    combine,
+    judge,
+    retrans_share,
+    select_knobs,
+    signals,
+)
 
 G = parse_config(None).guard
-SYSCTLS = {"net.core.somaxconn": 4096, "net.ipv4.tcp_rmem": (4096, 131072, 8388608),
-           "net.core.rmem_max": 8388608, "net.ipv4.tcp_fin_timeout": 30, "net.ipv4.tcp_keepalive_time": 60}
+SYSCTLS = {
+    "net.core.somaxconn": 4096,
+    "net.ipv4.tcp_rmem": (4096, 131072, 8388608),
+    "net.core.rmem_max": 8388608,
+    "net.ipv4.tcp_fin_timeout": 30,
+    "net.ipv4.tcp_keepalive_time": 60,
+}
 
 
 def test_only_allow_listed_knobs_are_selected_and_every_other_one_says_why():
-    sel = select_knobs(SYSCTLS, allow={"net.core.somaxconn", "net.ipv4.tcp_rmem", "net.core.rmem_max",
-                                       "net.ipv4.tcp_fin_timeout", "net.ipv4.tcp_keepalive_time"},
-                       manual={"net.ipv4.tcp_rmem"},
-                       admin_files={"net.ipv4.tcp_fin_timeout": "/etc/sysctl.d/10-x.conf:3 sets it to 60"},
-                       held={"net.ipv4.tcp_keepalive_time": "other-profile"}, in_netns=True)
+    sel = select_knobs(
+        SYSCTLS,
+        allow={
+            "net.core.somaxconn",
+            "net.ipv4.tcp_rmem",
+            "net.core.rmem_max",
+            "net.ipv4.tcp_fin_timeout",
+            "net.ipv4.tcp_keepalive_time",
+        },
+        manual={"net.ipv4.tcp_rmem"},
+        admin_files={"net.ipv4.tcp_fin_timeout": "/etc/sysctl.d/10-x.conf:3 sets it to 60"},
+        held={"net.ipv4.tcp_keepalive_time": "other-profile"},
+        in_netns=True,
+    )
     assert sel.apply == {"net.core.somaxconn": 4096}
     assert sel.skipped["net.ipv4.tcp_rmem"] == "manually managed"
     assert "administrator" in sel.skipped["net.ipv4.tcp_fin_timeout"]
@@ -32,14 +55,25 @@ def test_nothing_is_selected_with_an_empty_allow_list():
 
 
 def test_host_knobs_are_selected_on_the_host():
-    sel = select_knobs({"net.core.rmem_max": 8388608}, allow={"net.core.rmem_max"}, manual=(), admin_files={},
-                       held={}, in_netns=False)
+    sel = select_knobs(
+        {"net.core.rmem_max": 8388608},
+        allow={"net.core.rmem_max"},
+        manual=(),
+        admin_files={},
+        held={},
+        in_netns=False,
+    )
     assert sel.apply == {"net.core.rmem_max": 8388608}
 
 
 def base(**kw):
-    d = dict(counter_rates={"TcpExt.ListenOverflows": 0.0}, retrans_share=0.001, rtt={"svc": 0.010},
-             symptoms=frozenset(), services=frozenset({"svc", "churner"}))
+    d = dict(
+        counter_rates={"TcpExt.ListenOverflows": 0.0},
+        retrans_share=0.001,
+        rtt={"svc": 0.010},
+        symptoms=frozenset(),
+        services=frozenset({"svc", "churner"}),
+    )
     d.update(kw)
     return Signals(**d)
 
@@ -75,8 +109,13 @@ def test_rtt_and_retransmission_increases():
 
 
 def test_signals_from_counter_deltas():
-    s = signals({"TcpExt.ListenOverflows": 100, "Tcp.OutSegs": 1000, "Tcp.RetransSegs": 10}, 10.0,
-                ["TcpExt.ListenOverflows", "Udp.RcvbufErrors"], {"svc": 0.01}, [("svc", "x")])
+    s = signals(
+        {"TcpExt.ListenOverflows": 100, "Tcp.OutSegs": 1000, "Tcp.RetransSegs": 10},
+        10.0,
+        ["TcpExt.ListenOverflows", "Udp.RcvbufErrors"],
+        {"svc": 0.01},
+        [("svc", "x")],
+    )
     assert s.counter_rates == {"TcpExt.ListenOverflows": 10.0, "Udp.RcvbufErrors": 0.0}
     assert s.retrans_share == 0.01
     assert s.services == {"svc"}
@@ -85,8 +124,9 @@ def test_signals_from_counter_deltas():
 
 def test_combined_baseline_is_the_most_lenient():
     a = base(counter_rates={"TcpExt.ListenOverflows": 1.0}, rtt={"svc": 0.010})
-    b = base(counter_rates={"TcpExt.ListenOverflows": 3.0}, rtt={"svc": 0.008},
-             symptoms=frozenset({("svc", "x")}))
+    b = base(
+        counter_rates={"TcpExt.ListenOverflows": 3.0}, rtt={"svc": 0.008}, symptoms=frozenset({("svc", "x")})
+    )
     c = combine([a, b])
     assert c.counter_rates["TcpExt.ListenOverflows"] == 3.0 and c.rtt["svc"] == 0.010
     assert ("svc", "x") in c.symptoms

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-
 from test_daemon_state import full_state
+
 from tuner.cli import main
 from tuner.daemon.config import parse_config
 from tuner.daemon.metrics import METRIC_NAMES, render
@@ -29,10 +29,17 @@ def samples(text: str) -> dict[str, list]:
 
 def _state():
     state = full_state()
-    state.profiles[0].summary.update({"gains": {"latency_p99_ms": 40.5}, "significant": True,
-                                      "path_health": {"late_p99_ms": 0.12, "dropped": 0.0, "cpu_s": 1.5}})
-    state.last_observation = {"at": 7.0, "services": [{"key": "tcp server :80",
-                                                       "symptoms": [{"name": "listen-overflow"}]}]}
+    state.profiles[0].summary.update(
+        {
+            "gains": {"latency_p99_ms": 40.5},
+            "significant": True,
+            "path_health": {"late_p99_ms": 0.12, "dropped": 0.0, "cpu_s": 1.5},
+        }
+    )
+    state.last_observation = {
+        "at": 7.0,
+        "services": [{"key": "tcp server :80", "symptoms": [{"name": "listen-overflow"}]}],
+    }
     state.stats.count_search("rr", "profile", 42.0, trials=9, invalid=1)
     state.stats.count_search("rr", "failed", 3.0)
     state.stats.rollbacks["rolled back"] = 1
@@ -47,7 +54,9 @@ def test_the_state_renders_as_parseable_prometheus_text_with_every_documented_na
     assert got["tuner_search_duration_seconds_sum"] == [({"kind": "rr"}, 45.0)]
     assert got["tuner_search_duration_seconds_count"] == [({"kind": "rr"}, 2.0)]
     assert got["tuner_profile_gain_ratio"] == [({"profile": "p", "metric": "latency_p99_ms"}, 40.5)]
-    assert got["tuner_service_symptom"] == [({"service": "tcp server :80", "symptom": "listen-overflow"}, 1.0)]
+    assert got["tuner_service_symptom"] == [
+        ({"service": "tcp server :80", "symptom": "listen-overflow"}, 1.0)
+    ]
     assert got["tuner_path_late_p99_seconds"][0][1] == pytest.approx(0.00012)
     assert got["tuner_loop_lag_seconds"] == [({}, 0.25)]
     assert got["tuner_knobs_manual"] == [({}, 1.0)]
@@ -81,14 +90,15 @@ def test_a_port_in_use_is_reported_and_the_daemon_keeps_running(run_daemon):
         busy.listen()
         port = busy.getsockname()[1]
         d = run_daemon(f'[metrics]\nlisten = "127.0.0.1:{port}"\n')
-        s = d.wait_state(lambda s: any("metrics: cannot listen" in p for p in s["problems"]), 30,
-                         "the bind failure in the state's problems")
+        s = d.wait_state(
+            lambda s: any("metrics: cannot listen" in p for p in s["problems"]),
+            30,
+            "the bind failure in the state's problems",
+        )
         assert s["pid"] == d.pid
         d.wait_state(lambda s: s["last_observation"], 30, "an observation after the failed bind")
     code, _ = d.stop()
     assert code == 0
-
-
 
 
 def test_the_readme_documents_every_metric():

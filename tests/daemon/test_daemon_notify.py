@@ -59,6 +59,9 @@ def test_a_vanished_socket_is_tolerated(tmp_path):
 
 def test_watchdog_period_is_half_the_interval_and_only_for_this_pid():
     assert Notifier.from_env({"WATCHDOG_USEC": "10000000"}).watchdog_period == 5.0
-    assert Notifier.from_env({"WATCHDOG_USEC": "10000000", "WATCHDOG_PID": str(os.getpid())}).watchdog_period == 5.0
+    assert (
+        Notifier.from_env({"WATCHDOG_USEC": "10000000", "WATCHDOG_PID": str(os.getpid())}).watchdog_period
+        == 5.0
+    )
     assert Notifier.from_env({"WATCHDOG_USEC": "10000000", "WATCHDOG_PID": "1"}).watchdog_period is None
     assert Notifier.from_env({"WATCHDOG_USEC": "junk"}).watchdog_period is None

@@ -10,10 +10,14 @@ from tuner.daemon.priority import io_priority
 
 
 def _child(nice: int, io_class: str) -> tuple[int, tuple[str, int]]:
-    code = ("import os, sys; from tuner.daemon.priority import lower_priority, io_priority; "
-            f"lower_priority({nice}, {io_class!r}); "
-            "print(os.getpriority(os.PRIO_PROCESS, 0), *io_priority())")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    code = (
+        "import os, sys; from tuner.daemon.priority import lower_priority, io_priority; "
+        f"lower_priority({nice}, {io_class!r}); "
+        "print(os.getpriority(os.PRIO_PROCESS, 0), *io_priority())"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.split()
     return int(out[0]), (out[1], int(out[2]))
 
 
@@ -28,8 +32,10 @@ def test_best_effort_takes_its_lowest_level():
 
 
 def test_priority_is_never_raised():
-    code = ("import os; os.nice(15); from tuner.daemon.priority import lower_priority; lower_priority(5, 'idle'); "
-            "print(os.getpriority(os.PRIO_PROCESS, 0))")
+    code = (
+        "import os; os.nice(15); from tuner.daemon.priority import lower_priority; lower_priority(5, 'idle'); "
+        "print(os.getpriority(os.PRIO_PROCESS, 0))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert int(out) >= 15
 

@@ -12,11 +12,22 @@ import pytest
 
 from tuner.daemon.runner import SearchEvent, SearchJob, SearchRunner
 
-JOB = SearchJob(service="tcp server :80", reason="new service", workload={"kind": "rr"}, path={}, budget=2,
-                time=10.0, repeats=1, duration=0.1, nice=19, io_class="idle", profile_file="/tmp/x.toml",
-                profile_name="x")
+JOB = SearchJob(
+    service="tcp server :80",
+    reason="new service",
+    workload={"kind": "rr"},
+    path={},
+    budget=2,
+    time=10.0,
+    repeats=1,
+    duration=0.1,
+    nice=19,
+    io_class="idle",
+    profile_file="/tmp/x.toml",
+    profile_name="x",
+)
 
-CHILD = r'''
+CHILD = r"""
 import json, os, signal, subprocess, sys, time
 job = json.loads(sys.stdin.read())
 mode = sys.argv[1]
@@ -34,7 +45,7 @@ if mode == "stubborn":
 else:
     signal.signal(signal.SIGTERM, lambda *a: (grandchild.terminate(), grandchild.wait(), sys.exit(143)))
 time.sleep(60)
-'''
+"""
 
 
 def _runner(tmp_path: Path, mode: str) -> SearchRunner:
@@ -86,8 +97,10 @@ def test_events_are_read_without_blocking_and_junk_lines_skipped(tmp_path):
 def test_child_runs_without_the_daemons_notify_socket(tmp_path, monkeypatch):
     monkeypatch.setenv("NOTIFY_SOCKET", "/run/systemd/notify")
     script = tmp_path / "env.py"
-    script.write_text("import json, os, sys; sys.stdin.read(); "
-                      "print(json.dumps({'event': 'env', 'notify': os.environ.get('NOTIFY_SOCKET')}))")
+    script.write_text(
+        "import json, os, sys; sys.stdin.read(); "
+        "print(json.dumps({'event': 'env', 'notify': os.environ.get('NOTIFY_SOCKET')}))"
+    )
     r = SearchRunner(JOB, (sys.executable, str(script)))
     r.start()
     [event] = [e for e in _wait_events(r, "env") if e.kind == "env"]
@@ -99,7 +112,7 @@ def test_child_runs_without_the_daemons_notify_socket(tmp_path, monkeypatch):
 def test_stop_lets_a_cooperative_child_clean_up(tmp_path):
     r = _runner(tmp_path, "cooperative")
     r.start()
-    grandchild = [e for e in _wait_events(r, "grandchild") if e.kind == "grandchild"][0].data["pid"]
+    grandchild = next(e for e in _wait_events(r, "grandchild") if e.kind == "grandchild").data["pid"]
     t0 = time.monotonic()
     r.stop(5.0)
     assert time.monotonic() - t0 < 4.0
@@ -111,7 +124,7 @@ def test_stop_lets_a_cooperative_child_clean_up(tmp_path):
 def test_stop_kills_a_stubborn_child_and_its_whole_group_after_the_grace(tmp_path):
     r = _runner(tmp_path, "stubborn")
     r.start()
-    grandchild = [e for e in _wait_events(r, "grandchild") if e.kind == "grandchild"][0].data["pid"]
+    grandchild = next(e for e in _wait_events(r, "grandchild") if e.kind == "grandchild").data["pid"]
     t0 = time.monotonic()
     r.stop(1.0)
     elapsed = time.monotonic() - t0
@@ -125,7 +138,9 @@ def test_stop_kills_a_stubborn_child_and_its_whole_group_after_the_grace(tmp_pat
 
 
 def test_a_child_that_exits_before_reading_its_job_is_reaped_and_its_pipes_closed():
-    big = replace(JOB, workload={"kind": "rr", "pad": "x" * (1 << 18)})  # more than a pipe holds: the write waits
+    big = replace(
+        JOB, workload={"kind": "rr", "pad": "x" * (1 << 18)}
+    )  # more than a pipe holds: the write waits
     r = SearchRunner(big, (sys.executable, "-c", "import os; os.close(0)"))
     with pytest.raises(BrokenPipeError):
         r.start()
@@ -133,7 +148,7 @@ def test_a_child_that_exits_before_reading_its_job_is_reaped_and_its_pipes_close
     assert r.proc.stdout.closed and r.proc.stdin.closed
 
 
-DAEMON = r'''
+DAEMON = r"""
 import sys
 from tuner.daemon.runner import SearchJob, SearchRunner
 job = SearchJob(service="s", reason="r", workload={"kind": "rr"}, path={}, budget=1, time=1.0, repeats=1,
@@ -141,7 +156,7 @@ job = SearchJob(service="s", reason="r", workload={"kind": "rr"}, path={}, budge
 r = SearchRunner(job, (sys.executable, "-c", "import sys, time; sys.stdin.read(); time.sleep(60)"))
 print("child", r.start(), flush=True)
 import time; time.sleep(60)
-'''
+"""
 
 
 def test_the_search_child_stops_when_the_daemon_is_killed(tmp_path):

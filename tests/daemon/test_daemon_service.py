@@ -11,8 +11,17 @@ import signal
 import time
 
 import pytest
+from daemon_helpers import (
+    free_port,
+    group_members,
+    maps_of,
+    ns_set_sysctl,
+    ns_sysctl,
+    sandboxes_of,
+    scrape,
+    wait_for,
+)
 
-from daemon_helpers import free_port, group_members, maps_of, ns_set_sysctl, ns_sysctl, sandboxes_of, scrape, wait_for
 from tuner.daemon.priority import io_priority
 from tuner.profiles import Profile, load_profile, save_profile
 
@@ -35,7 +44,8 @@ def _nice(pid: int) -> int:
 
 
 def test_ready_then_a_new_workload_is_searched_in_a_low_priority_child_and_a_profile_written_and_counted(
-        run_daemon, workload, notify):
+    run_daemon, workload, notify
+):
     workload("nagle", 5000)
     port = free_port()
     d = run_daemon(f'[metrics]\nlisten = "127.0.0.1:{port}"\n')
@@ -46,7 +56,9 @@ def test_ready_then_a_new_workload_is_searched_in_a_low_priority_child_and_a_pro
     assert "STATUS=" in ready and f"MAINPID={d.pid}" in ready
 
     # the search runs in a child at nice 19 and idle I/O; numpy is loaded there, never in the daemon
-    s = d.wait_state(lambda s: s["search"] and s["search"]["trial"] >= 1, 40, "a search with a finished trial")
+    s = d.wait_state(
+        lambda s: s["search"] and s["search"]["trial"] >= 1, 40, "a search with a finished trial"
+    )
     child = s["search"]["pid"]
     assert s["search"]["service"].startswith("tcp client -> 127.0.0.1:5000")
     if os.path.exists(f"/proc/{child}"):
@@ -72,11 +84,15 @@ def test_ready_then_a_new_workload_is_searched_in_a_low_priority_child_and_a_pro
     assert "PROFILES WRITTEN" in text and rec["name"] in text and "running" in text
 
     # the search moved the Prometheus counters (prometheus_client's parser reads them)
-    after = wait_for(lambda: (m := scrape(port)) and m.get("tuner_searches_total") and m, 20, "the search counted")
+    after = wait_for(
+        lambda: (m := scrape(port)) and m.get("tuner_searches_total") and m, 20, "the search counted"
+    )
     assert sum(v for labels, v in after["tuner_searches_total"] if labels["kind"] == "rr") == 1
     assert sum(v for _, v in after["tuner_trials_total"]) >= 1
     assert after["tuner_search_duration_seconds_sum"][0][1] > 0
-    assert ({"profile": rec["name"]}, 1.0 if rec["summary"]["significant"] else 0.0) in after["tuner_profile_significant"]
+    assert ({"profile": rec["name"]}, 1.0 if rec["summary"]["significant"] else 0.0) in after[
+        "tuner_profile_significant"
+    ]
     code, took = d.stop()
     assert code == 0 and took < 10
 
@@ -92,9 +108,12 @@ def test_sigterm_mid_search_exits_within_10s_leaving_no_namespace_or_process(run
     assert took < 10, f"stopping took {took:.1f} s"
     assert sandboxes_of(child) == []
     assert group_members(child) == []
-    observers = [json.loads(line)["pid"] for line in d.log_text().splitlines()
-                 if '"observe.child_started"' in line]
-    assert observers and not any(os.path.exists(f"/proc/{pid}") and "Z" not in _state_of(pid) for pid in observers)
+    observers = [
+        json.loads(line)["pid"] for line in d.log_text().splitlines() if '"observe.child_started"' in line
+    ]
+    assert observers and not any(
+        os.path.exists(f"/proc/{pid}") and "Z" not in _state_of(pid) for pid in observers
+    )
     notify.wait(lambda m: "STOPPING=1" in m, 2, "STOPPING=1")
     final = d.state()
     assert final["search"] is None and final["pid"] == 0
@@ -104,17 +123,23 @@ def test_sigterm_mid_search_exits_within_10s_leaving_no_namespace_or_process(run
 def test_apply_mode_guard_rolls_back_a_harmful_profile(run_daemon, workload, netns, tmp_path):
     workload("churn", 5002)
     original = ns_sysctl(netns, "net.ipv4.ip_local_port_range")
-    d = run_daemon('mode = "apply"\n[search]\nenabled = false\n'
-                   '[apply]\nallow = ["net.ipv4.ip_local_port_range"]\n[guard]\nwindow = "30s"\n')
-    d.wait_state(lambda s: any(k.startswith("tcp client") and r["streak"] >= 2 for k, r in s["services"].items()),
-                 20, "the churning client being watched")
+    d = run_daemon(
+        'mode = "apply"\n[search]\nenabled = false\n'
+        '[apply]\nallow = ["net.ipv4.ip_local_port_range"]\n[guard]\nwindow = "30s"\n'
+    )
+    d.wait_state(
+        lambda s: any(k.startswith("tcp client") and r["streak"] >= 2 for k, r in s["services"].items()),
+        20,
+        "the churning client being watched",
+    )
     harmful = Profile(name="harmful-ports", sysctl={"net.ipv4.ip_local_port_range": (40000, 40009)})
     save_profile(harmful, tmp_path / "harmful.toml")
     out = d.cli("daemon", "--config", str(d.config_path), "--stage", str(tmp_path / "harmful.toml")).stdout
     assert "staged harmful-ports" in out
 
-    s = d.wait_state(lambda s: s["applied"] and s["applied"][-1]["outcome"] == "rolled back", 20,
-                     "the guard's rollback")
+    s = d.wait_state(
+        lambda s: s["applied"] and s["applied"][-1]["outcome"] == "rolled back", 20, "the guard's rollback"
+    )
     record = s["applied"][-1]
     assert record["changes"]["net.ipv4.ip_local_port_range"]["new"] == [40000, 40009]
     assert any("ephemeral-port-exhaustion" in r for r in record["reasons"]), record["reasons"]
@@ -125,12 +150,16 @@ def test_apply_mode_guard_rolls_back_a_harmful_profile(run_daemon, workload, net
 
 def test_out_of_band_change_marks_the_knob_manual_and_it_is_never_fought(run_daemon, netns, tmp_path):
     fin_before = ns_sysctl(netns, "net.ipv4.tcp_fin_timeout")
-    d = run_daemon('mode = "apply"\n[search]\nenabled = false\n'
-                   '[apply]\nallow = ["net.ipv4.tcp_keepalive_time", "net.ipv4.tcp_fin_timeout"]\n'
-                   'on_stop = "rollback"\n[guard]\nwindow = "1s"\n')
+    d = run_daemon(
+        'mode = "apply"\n[search]\nenabled = false\n'
+        '[apply]\nallow = ["net.ipv4.tcp_keepalive_time", "net.ipv4.tcp_fin_timeout"]\n'
+        'on_stop = "rollback"\n[guard]\nwindow = "1s"\n'
+    )
     d.wait_state(lambda s: s["last_observation"], 20, "a first observation")
-    save_profile(Profile(name="benign", sysctl={"net.ipv4.tcp_keepalive_time": 600, "net.ipv4.tcp_fin_timeout": 17}),
-                 tmp_path / "benign.toml")
+    save_profile(
+        Profile(name="benign", sysctl={"net.ipv4.tcp_keepalive_time": 600, "net.ipv4.tcp_fin_timeout": 17}),
+        tmp_path / "benign.toml",
+    )
     d.cli("daemon", "--config", str(d.config_path), "--stage", str(tmp_path / "benign.toml"))
     d.wait_state(lambda s: s["applied"] and s["applied"][-1]["outcome"] == "kept", 20, "the profile kept")
     assert ns_sysctl(netns, "net.ipv4.tcp_keepalive_time") == "600"
@@ -156,10 +185,13 @@ def test_out_of_band_change_marks_the_knob_manual_and_it_is_never_fought(run_dae
     assert ns_sysctl(netns, "net.ipv4.tcp_keepalive_time") == "1234"
 
 
-def test_sighup_with_a_broken_config_keeps_the_old_one_and_a_good_one_takes_effect(run_daemon, notify, netns,
-                                                                                  tmp_path):
-    settings = ('mode = "apply"\n[search]\nenabled = false\n[apply]\nallow = ["net.ipv4.tcp_keepalive_time"]\n'
-                '[guard]\nwindow = "60s"\n')
+def test_sighup_with_a_broken_config_keeps_the_old_one_and_a_good_one_takes_effect(
+    run_daemon, notify, netns, tmp_path
+):
+    settings = (
+        'mode = "apply"\n[search]\nenabled = false\n[apply]\nallow = ["net.ipv4.tcp_keepalive_time"]\n'
+        '[guard]\nwindow = "60s"\n'
+    )
     before = ns_sysctl(netns, "net.ipv4.tcp_keepalive_time")
     d = run_daemon(settings)
     notify.wait(lambda m: "READY=1" in m, 20, "READY=1")
@@ -167,7 +199,9 @@ def test_sighup_with_a_broken_config_keeps_the_old_one_and_a_good_one_takes_effe
     os.kill(d.pid, signal.SIGHUP)
     msg = notify.wait(lambda m: "configuration rejected" in m, 10, "the rejection on STATUS")
     assert "READY=1" in msg
-    s = d.wait_state(lambda s: any("configuration rejected" in p for p in s["problems"]), 10, "the problem noted")
+    s = d.wait_state(
+        lambda s: any("configuration rejected" in p for p in s["problems"]), 10, "the problem noted"
+    )
     assert s["mode"] == "apply" and d.proc.poll() is None
 
     # still working on the old configuration: a staged profile is applied under the guard
@@ -179,8 +213,11 @@ def test_sighup_with_a_broken_config_keeps_the_old_one_and_a_good_one_takes_effe
     # a valid configuration is taken: here the per-host off switch, which undoes the unverified apply
     d.write_config("enabled = false\n" + settings)
     os.kill(d.pid, signal.SIGHUP)
-    s = d.wait_state(lambda s: not s["enabled"] and s["applied"][-1]["outcome"] == "rolled back", 10,
-                     "disabled, with the unverified apply rolled back")
+    s = d.wait_state(
+        lambda s: not s["enabled"] and s["applied"][-1]["outcome"] == "rolled back",
+        10,
+        "disabled, with the unverified apply rolled back",
+    )
     assert "disabled" in s["applied"][-1]["reasons"][0]
     assert ns_sysctl(netns, "net.ipv4.tcp_keepalive_time") == before
     notify.wait(lambda m: "STATUS=disabled by configuration" in m, 5, "the disabled status")
@@ -192,7 +229,7 @@ def test_corrupt_state_file_is_set_aside_and_the_daemon_runs_and_pings_the_watch
         d.state_dir.mkdir()
         (d.state_dir / "state.json").write_bytes(b'{"version": 1, "services": [\x00\xff')
 
-    d = run_daemon('[search]\nenabled = false\n', prepare=corrupt, env={"WATCHDOG_USEC": "1000000"})
+    d = run_daemon("[search]\nenabled = false\n", prepare=corrupt, env={"WATCHDOG_USEC": "1000000"})
     ready = notify.wait(lambda m: "READY=1" in m, 20, "READY=1")
     assert "unusable" in ready
     # systemd's watchdog (1 s here) is pinged at half its period

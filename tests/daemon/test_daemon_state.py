@@ -5,25 +5,57 @@ from __future__ import annotations
 import json
 
 from tuner.daemon.guard import GuardWatch, Signals
-from tuner.daemon.state import (AppliedRecord, DaemonState, ManualKnob, OwnedKnob, ProfileRecord, SearchActivity,
-                                load_state, read_state, save_state)
+from tuner.daemon.state import (
+    AppliedRecord,
+    DaemonState,
+    ManualKnob,
+    OwnedKnob,
+    ProfileRecord,
+    SearchActivity,
+    load_state,
+    read_state,
+    save_state,
+)
 from tuner.daemon.watch import SearchQueue, ServiceRecord, Signature
 
 
 def full_state() -> DaemonState:
     sig = Signature("tcp server :80", "bulk", 0.01, 1e8, 0.0, frozenset({"receive-window-limited"}))
     return DaemonState(
-        pid=42, started=1.0, mode="apply", enabled=True, config="/etc/tuner/tuner.toml", netns="ns",
-        activity="watching", services={sig.key: ServiceRecord(sig.key, sig, sig, 1.0, 2.0, 3, "nginx[1]",
-                                                               {"kind": "bulk"}, {"rtt": 0.01}, 5.0, "/p.toml")},
-        queue=SearchQueue(), search=SearchActivity("tcp server :80", "new service", 99, 3.0, 2, 8, "best 1"),
+        pid=42,
+        started=1.0,
+        mode="apply",
+        enabled=True,
+        config="/etc/tuner/tuner.toml",
+        netns="ns",
+        activity="watching",
+        services={
+            sig.key: ServiceRecord(
+                sig.key, sig, sig, 1.0, 2.0, 3, "nginx[1]", {"kind": "bulk"}, {"rtt": 0.01}, 5.0, "/p.toml"
+            )
+        },
+        queue=SearchQueue(),
+        search=SearchActivity("tcp server :80", "new service", 99, 3.0, 2, 8, "best 1"),
         profiles=[ProfileRecord("p", "/p.toml", sig.key, 4.0, "new service", {"gain": "2x"})],
-        applied=[AppliedRecord("a1", "p", "/p.toml", sig.key, 5.0,
-                               {"net.ipv4.tcp_rmem": {"old": (4096, 131072, 6291456), "new": (4096, 1, 2)}},
-                               {"net.core.rmem_max": "host-only"}, "guarding", [], "/j")],
+        applied=[
+            AppliedRecord(
+                "a1",
+                "p",
+                "/p.toml",
+                sig.key,
+                5.0,
+                {"net.ipv4.tcp_rmem": {"old": (4096, 131072, 6291456), "new": (4096, 1, 2)}},
+                {"net.core.rmem_max": "host-only"},
+                "guarding",
+                [],
+                "/j",
+            )
+        ],
         owned={"net.ipv4.tcp_rmem": OwnedKnob((4096, 1, 2), "a1", "p", 5.0)},
         manual={"net.core.somaxconn": ManualKnob(6.0, 4096, 128, "unknown writer")},
-        guard=GuardWatch("a1", "p", 5.0, 65.0, Signals({"x": 1.0}, None, {"s": 0.1}, frozenset({("s", "y")}))),
+        guard=GuardWatch(
+            "a1", "p", 5.0, 65.0, Signals({"x": 1.0}, None, {"s": 0.1}, frozenset({("s", "y")}))
+        ),
         pending=[{"file": "/q.toml", "service": None, "reason": "staged"}],
         rejected={"/bad.toml": "rolled back"},
         last_observation={"at": 7.0, "services": []},
@@ -57,7 +89,7 @@ def test_corrupt_state_is_set_aside_and_reported(tmp_path):
 
 
 def test_wrong_shape_and_unknown_version_count_as_corrupt(tmp_path):
-    for content in ('{"version": 99}', '[1, 2]', '{"version": 1, "services": {"x": {"key": 1}}}'):
+    for content in ('{"version": 99}', "[1, 2]", '{"version": 1, "services": {"x": {"key": 1}}}'):
         path = tmp_path / "state.json"
         path.write_text(content)
         _, problem = load_state(path)

@@ -5,8 +5,16 @@ from __future__ import annotations
 from dataclasses import replace
 
 from tuner.daemon.config import ServiceSelection, parse_config
-from tuner.daemon.watch import (CHANGE_AGREE, Observed, SearchQueue, ServiceRecord, Signature, TriggerReason, compare,
-                                  track)
+from tuner.daemon.watch import (
+    CHANGE_AGREE,
+    Observed,
+    SearchQueue,
+    ServiceRecord,
+    Signature,
+    TriggerReason,
+    compare,
+    track,
+)
 
 CFG = parse_config(None).observe
 ALL = replace(CFG, services=ServiceSelection.ALL)
@@ -27,7 +35,9 @@ def test_same_signature_is_no_change():
 
 
 def test_class_change_path_move_and_new_symptom_are_each_reported():
-    reasons = {t.reason for t in compare(sig(), sig(cls="bulk", rtt=0.050, symptoms=["nagle-delayed-ack"]), CFG)}
+    reasons = {
+        t.reason for t in compare(sig(), sig(cls="bulk", rtt=0.050, symptoms=["nagle-delayed-ack"]), CFG)
+    }
     assert reasons == {TriggerReason.CLASS_CHANGED, TriggerReason.PATH_MOVED, TriggerReason.NEW_SYMPTOM}
 
 
@@ -99,6 +109,7 @@ def test_records_round_trip_through_json_data():
     r = track(r.records, obs, 2.0, CFG)
     rec = r.records["tcp server :80"]
     from tuner.daemon.watch import ServiceRecord
+
     assert ServiceRecord.from_dict(rec.to_dict()) == rec
 
 
@@ -131,10 +142,13 @@ def test_queue_round_trips():
 
 def test_prune_forgets_old_services_without_profiles_and_caps_the_count():
     from tuner.daemon.watch import ServiceRecord, prune
+
     day = 86400.0
     recs = {
         "old": ServiceRecord("old", sig("old"), last_seen=0.0),
-        "old-with-profile": ServiceRecord("old-with-profile", sig("old-with-profile"), last_seen=0.0, profile="/p"),
+        "old-with-profile": ServiceRecord(
+            "old-with-profile", sig("old-with-profile"), last_seen=0.0, profile="/p"
+        ),
         "recent": ServiceRecord("recent", sig("recent"), last_seen=9 * day),
         "present": ServiceRecord("present", sig("present"), last_seen=1.0, streak=3),
     }
@@ -172,7 +186,7 @@ def test_a_class_change_that_lasts_is_searched_once_after_consecutive_agreeing_o
     for i in range(6):
         r = track(r.records, moved, 3.0 + i, ALL)
         fired.append([t.reason for t in r.to_search])
-    assert fired[:CHANGE_AGREE - 1] == [[]] * (CHANGE_AGREE - 1)
+    assert fired[: CHANGE_AGREE - 1] == [[]] * (CHANGE_AGREE - 1)
     assert fired[CHANGE_AGREE - 1] == [TriggerReason.CLASS_CHANGED]
     assert fired[CHANGE_AGREE:] == [[]] * (6 - CHANGE_AGREE)
     assert r.records["tcp server :80"].reference.service_class == "bulk"
@@ -180,9 +194,15 @@ def test_a_class_change_that_lasts_is_searched_once_after_consecutive_agreeing_o
 
 def test_a_new_symptom_fires_at_once_without_adopting_a_passing_class():
     r = _settled(sig(cls="request/response"))
-    r = track(r.records, [Observed(sig(cls="bulk", symptoms=["retransmissions"]), workload=WL, path={})], 3.0, ALL)
+    r = track(
+        r.records, [Observed(sig(cls="bulk", symptoms=["retransmissions"]), workload=WL, path={})], 3.0, ALL
+    )
     assert [t.reason for t in r.to_search] == [TriggerReason.NEW_SYMPTOM]
     ref = r.records["tcp server :80"].reference
     assert ref.service_class == "request/response" and "retransmissions" in ref.symptoms
     restored = ServiceRecord.from_dict(r.records["tcp server :80"].to_dict())
-    assert restored.pending is not None and restored.pending.service_class == "bulk" and restored.pending_count == 1
+    assert (
+        restored.pending is not None
+        and restored.pending.service_class == "bulk"
+        and restored.pending_count == 1
+    )

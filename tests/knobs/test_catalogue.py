@@ -8,15 +8,42 @@ from tuner.knobs import CATALOGUE, INT_MAX, KernelFacts, Kind, Scope, SysctlTree
 
 def test_catalogue_covers_every_required_knob():
     required = {
-        "net.core.somaxconn", "net.ipv4.tcp_rmem", "net.ipv4.tcp_wmem", "net.ipv4.tcp_max_syn_backlog",
-        "net.ipv4.tcp_keepalive_time", "net.ipv4.tcp_keepalive_intvl", "net.ipv4.tcp_keepalive_probes",
-        "net.ipv4.tcp_congestion_control", "net.ipv4.tcp_notsent_lowat", "net.ipv4.tcp_slow_start_after_idle",
-        "net.ipv4.tcp_fastopen", "net.ipv4.tcp_fin_timeout", "net.ipv4.tcp_tw_reuse", "net.ipv4.tcp_syncookies",
-        "net.ipv4.tcp_mtu_probing", "net.ipv4.ip_local_port_range", "net.ipv4.tcp_no_metrics_save",
-        "net.core.rmem_max", "net.core.wmem_max", "net.core.rmem_default", "net.core.wmem_default",
-        "net.core.netdev_max_backlog", "net.ipv4.tcp_mem", "net.ipv4.udp_mem",
-        "TCP_NODELAY", "SO_RCVBUF", "SO_SNDBUF", "backlog", "SO_KEEPALIVE", "TCP_KEEPIDLE", "TCP_KEEPINTVL",
-        "TCP_KEEPCNT", "TCP_USER_TIMEOUT", "TCP_NOTSENT_LOWAT", "TCP_CONGESTION", "TCP_QUICKACK",
+        "net.core.somaxconn",
+        "net.ipv4.tcp_rmem",
+        "net.ipv4.tcp_wmem",
+        "net.ipv4.tcp_max_syn_backlog",
+        "net.ipv4.tcp_keepalive_time",
+        "net.ipv4.tcp_keepalive_intvl",
+        "net.ipv4.tcp_keepalive_probes",
+        "net.ipv4.tcp_congestion_control",
+        "net.ipv4.tcp_notsent_lowat",
+        "net.ipv4.tcp_slow_start_after_idle",
+        "net.ipv4.tcp_fastopen",
+        "net.ipv4.tcp_fin_timeout",
+        "net.ipv4.tcp_tw_reuse",
+        "net.ipv4.tcp_syncookies",
+        "net.ipv4.tcp_mtu_probing",
+        "net.ipv4.ip_local_port_range",
+        "net.ipv4.tcp_no_metrics_save",
+        "net.core.rmem_max",
+        "net.core.wmem_max",
+        "net.core.rmem_default",
+        "net.core.wmem_default",
+        "net.core.netdev_max_backlog",
+        "net.ipv4.tcp_mem",
+        "net.ipv4.udp_mem",
+        "TCP_NODELAY",
+        "SO_RCVBUF",
+        "SO_SNDBUF",
+        "backlog",
+        "SO_KEEPALIVE",
+        "TCP_KEEPIDLE",
+        "TCP_KEEPINTVL",
+        "TCP_KEEPCNT",
+        "TCP_USER_TIMEOUT",
+        "TCP_NOTSENT_LOWAT",
+        "TCP_CONGESTION",
+        "TCP_QUICKACK",
     }
     assert required <= set(CATALOGUE)
 
@@ -28,9 +55,19 @@ def test_host_only_sysctls_are_marked_host_scope():
     assert get_knob("TCP_NODELAY").scope is Scope.SOCKET
 
 
-@pytest.mark.parametrize("name", ["kernel.core_pattern", "net/../../kernel/core_pattern", "net.core..somaxconn",
-                                  " net.core.somaxconn", "net.core.somaxconn ", "NET.CORE.SOMAXCONN",
-                                  "net/core/somaxconn", "net.core.somaxconn\x00"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "kernel.core_pattern",
+        "net/../../kernel/core_pattern",
+        "net.core..somaxconn",
+        " net.core.somaxconn",
+        "net.core.somaxconn ",
+        "NET.CORE.SOMAXCONN",
+        "net/core/somaxconn",
+        "net.core.somaxconn\x00",
+    ],
+)
 def test_unknown_or_disguised_names_are_not_knobs(name):
     with pytest.raises(KnobError):
         get_knob(name)

@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 import traceback
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 from tuner.netns import enter_netns
 from tuner.observe import Observation, ServiceSignature
@@ -43,7 +43,7 @@ class Background:
         self.netns, self.fn, self.args = netns, fn, args
         self.pid = 0
 
-    def __enter__(self) -> "Background":
+    def __enter__(self) -> Background:
         r, w = os.pipe()
         pid = os.fork()
         if pid == 0:
@@ -53,7 +53,7 @@ class Background:
                 signal.signal(signal.SIGINT, signal.SIG_DFL)
                 enter_netns(self.netns)
                 self.fn(lambda: os.write(w, b"1"), *self.args)
-            except BaseException:  # noqa: BLE001 - report and leave; the parent checks readiness
+            except BaseException:
                 traceback.print_exc(file=sys.stderr)
                 status = 1
             os._exit(status)
@@ -79,8 +79,9 @@ class Background:
         self._stop()
 
 
-def _listener(port: int, backlog: int, *, rcvbuf: int | None = None, keepalive: bool = False,
-              host: str = "127.0.0.1") -> socket.socket:
+def _listener(
+    port: int, backlog: int, *, rcvbuf: int | None = None, keepalive: bool = False, host: str = "127.0.0.1"
+) -> socket.socket:
     ls = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
     ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     if rcvbuf:
@@ -98,6 +99,7 @@ def _forever() -> None:
 
 
 # --- listen overflow: a tiny backlog, a slow acceptor and a burst of connects ----------------------
+
 
 def slow_acceptor(ready: Callable[[], object], backlog: int, accept_every: float) -> None:
     ls = _listener(PORT, backlog)
@@ -122,12 +124,15 @@ def connect_burst(ready: Callable[[], object], count: int, delay: float, host: s
 
 
 @contextlib.contextmanager
-def listen_overflow(netns: str, *, backlog: int = 2, connects: int = 300, delay: float = 0.2) -> Iterator[None]:
+def listen_overflow(
+    netns: str, *, backlog: int = 2, connects: int = 300, delay: float = 0.2
+) -> Iterator[None]:
     with Background(netns, slow_acceptor, backlog, 0.05), Background(netns, connect_burst, connects, delay):
         yield
 
 
 # --- Nagle: write-write-read request/response with small writes ---------------------------------
+
 
 def _serve_rr(conn: socket.socket, request: int, response: int) -> None:
     payload = b"r" * response
@@ -160,8 +165,9 @@ def _rr_loop(s: socket.socket, header: int, body: int, response: int) -> None:
             got += len(s.recv(response - got))
 
 
-def rr_client(ready: Callable[[], object], connections: int, header: int, body: int, response: int,
-              nodelay: bool) -> None:
+def rr_client(
+    ready: Callable[[], object], connections: int, header: int, body: int, response: int, nodelay: bool
+) -> None:
     socks = []
     for _ in range(connections):
         s = socket.create_connection(("127.0.0.1", PORT))
@@ -176,12 +182,15 @@ def rr_client(ready: Callable[[], object], connections: int, header: int, body: 
 
 @contextlib.contextmanager
 def nagle_rr(netns: str, *, nodelay: bool = False, connections: int = 4) -> Iterator[None]:
-    with Background(netns, rr_server, 200, 100), \
-            Background(netns, rr_client, connections, 100, 100, 100, nodelay):
+    with (
+        Background(netns, rr_server, 200, 100),
+        Background(netns, rr_client, connections, 100, 100, 100, nodelay),
+    ):
         yield
 
 
 # --- UDP: a burst sender into a slow reader with a small receive buffer -------------------------
+
 
 def udp_reader(ready: Callable[[], object], rcvbuf: int, per_read_sleep: float) -> None:
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -216,6 +225,7 @@ def udp_drops(netns: str, *, rate: float = 5000.0, size: int = 1000) -> Iterator
 
 # --- idle connections, with or without keepalive -------------------------------------------------
 
+
 def idle_pairs(ready: Callable[[], object], count: int, keepalive: bool) -> None:
     ls = _listener(PORT, 128, keepalive=keepalive)
     clients, servers = [], []
@@ -238,6 +248,7 @@ def idle_connections(netns: str, *, count: int = 12, keepalive: bool = False) ->
 
 # --- short connections closed by the client: TIME_WAIT on the client's ephemeral ports -----------
 
+
 def echo_server(ready: Callable[[], object]) -> None:
     ls = _listener(PORT, 512)
     ready()
@@ -246,7 +257,7 @@ def echo_server(ready: Callable[[], object]) -> None:
         conn.recv(16)
         conn.sendall(b"ok")
         with contextlib.suppress(OSError):
-            conn.recv(16)   # wait for the client's FIN so that the client closes first
+            conn.recv(16)  # wait for the client's FIN so that the client closes first
         conn.close()
 
 
@@ -269,6 +280,7 @@ def short_connections(netns: str, *, count: int, delay: float = 0.2) -> Iterator
 
 
 # --- bulk: a sender into a receiver with a small receive buffer ----------------------------------
+
 
 def bulk_receiver(ready: Callable[[], object], host: str, rcvbuf: int) -> None:
     ls = _listener(PORT, 16, rcvbuf=rcvbuf, host=host)

@@ -17,19 +17,20 @@ import os
 import platform
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager as ContextManager
 from pathlib import Path as FsPath
-from typing import Callable, ContextManager, Iterator
 
 sys.path.insert(0, str(FsPath(__file__).resolve().parent))
 sys.path.insert(0, str(FsPath(__file__).resolve().parents[2]))
 
-import observe_scenarios as sc  # noqa: E402
+import observe_scenarios as sc
 
-from tuner.adapters.procs import SocketOwners  # noqa: E402
-from tuner.knobs import SysctlTree, get_knob  # noqa: E402
-from tuner.netns import run_in_netns  # noqa: E402
-from tuner.observe.observer import collect_interval  # noqa: E402
-from tuner.observe.snapshot import attribute, read_host_sysctls  # noqa: E402
+from tuner.adapters.procs import SocketOwners
+from tuner.knobs import SysctlTree, get_knob
+from tuner.netns import run_in_netns
+from tuner.observe.observer import collect_interval
+from tuner.observe.snapshot import attribute, read_host_sysctls
 
 DATA = FsPath(__file__).resolve().parent / "data"
 
@@ -52,17 +53,20 @@ def _narrow_ports() -> None:
 @contextlib.contextmanager
 def _bulk(rcvbuf: int) -> Iterator[str]:
     from tuner.sandbox import Sandbox, Side
-    from tuner.workload import Path
+    from tuner.workload import NetworkPath as Path
 
     with Sandbox(Path(rtt=0.05, rate_bps=100e6)) as sb:
         host = sb.address(Side.SERVER)
-        with sc.Background(sb.netns(Side.SERVER), sc.bulk_receiver, host, rcvbuf), \
-                sc.Background(sb.netns(Side.CLIENT), sc.bulk_sender, host):
+        with (
+            sc.Background(sb.netns(Side.SERVER), sc.bulk_receiver, host, rcvbuf),
+            sc.Background(sb.netns(Side.CLIENT), sc.bulk_sender, host),
+        ):
             yield sb.netns(Side.CLIENT)
 
 
-def _in_netns(tag: str, workload: Callable[[str], ContextManager[None]],
-              prepare: Callable[[], None] | None = None) -> Callable[[], ContextManager[str]]:
+def _in_netns(
+    tag: str, workload: Callable[[str], ContextManager[None]], prepare: Callable[[], None] | None = None
+) -> Callable[[], ContextManager[str]]:
     @contextlib.contextmanager
     def run() -> Iterator[str]:
         with plain_netns(tag) as ns:
@@ -70,6 +74,7 @@ def _in_netns(tag: str, workload: Callable[[str], ContextManager[None]],
                 run_in_netns(ns, prepare)
             with workload(ns):
                 yield ns
+
     return run
 
 
@@ -101,7 +106,7 @@ def record(name: str) -> FsPath:
             snap.sysctls.setdefault(key, value)
     doc = {
         "scenario": name,
-        "recorded": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "recorded": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "kernel": platform.release(),
         "listener_peaks": {str(k): v for k, v in peaks.items()},
         "before": before.to_dict(),

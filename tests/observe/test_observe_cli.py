@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 
+import observe_scenarios as sc
 import pytest
 
-import observe_scenarios as sc
 from tuner.cli import EXIT_BAD_INPUT, EXIT_ENVIRONMENT, main
 
 pytestmark = pytest.mark.root

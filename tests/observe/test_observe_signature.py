@@ -7,10 +7,11 @@ from dataclasses import replace
 from pathlib import Path as FsPath
 
 from observe_scenarios import names, service
+
 from tuner.knobs import CATALOGUE
 from tuner.observe import SYMPTOM_KNOBS, Observation, Role, ServiceClass, Snapshot, Thresholds, signature
 from tuner.observe.sockets import Proto, SocketMemory, SocketRecord, TcpState, Timer
-from tuner.workload import Direction, Path, Workload, WorkloadKind, WritePattern
+from tuner.workload import Direction, NetworkPath, Workload, WorkloadKind, WritePattern
 
 DATA = FsPath(__file__).resolve().parent / "data"
 
@@ -83,7 +84,7 @@ def test_a_slow_udp_reader_is_a_udp_stream_with_receive_buffer_errors():
     assert reader.shape.udp_drops == obs.counters["Udp.RcvbufErrors"] > 0
     w = reader.workload
     assert w.kind is WorkloadKind.UDP
-    assert w.udp_rate > 5 * w.service_rate   # the sender offers far more than the reader takes
+    assert w.udp_rate > 5 * w.service_rate  # the sender offers far more than the reader takes
 
 
 def test_idle_connections_without_keepalive_are_flagged_and_with_keepalive_are_not():
@@ -111,7 +112,7 @@ def test_a_window_limited_bulk_sender_over_a_long_path_is_receive_window_limited
     assert sender.service_class is ServiceClass.BULK
     assert "receive-window-limited" in names(sender)
     assert set(sender.knobs) >= {"net.ipv4.tcp_rmem", "SO_RCVBUF"}
-    assert 0.045 < sender.path.rtt < 0.060                # the sandbox path was 50 ms
+    assert 0.045 < sender.path.rtt < 0.060  # the sandbox path was 50 ms
     assert sender.path.rate_bps is None and sender.notes  # a window-limited flow cannot tell the path rate
     w = sender.workload
     assert (w.kind, w.direction, w.streams) == (WorkloadKind.BULK, Direction.UPLOAD, 1)
@@ -147,7 +148,7 @@ def test_short_client_connections_in_a_narrow_port_range_risk_port_exhaustion():
     assert "ephemeral-port-exhaustion" in names(client)
     assert "40000-40099" in next(s.evidence for s in client.symptoms if s.name == "ephemeral-port-exhaustion")
     server = service(obs, "tcp server :5000")
-    assert "ephemeral-port-exhaustion" not in names(server)   # a server's port is not ephemeral
+    assert "ephemeral-port-exhaustion" not in names(server)  # a server's port is not ephemeral
 
 
 def test_the_same_connections_in_the_default_port_range_are_no_exhaustion_risk():
@@ -162,15 +163,32 @@ def test_the_same_connections_in_the_default_port_range_are_no_exhaustion_risk()
 def test_every_service_carries_a_workload_and_path_a_search_can_use():
     for fixture in sorted(p.stem for p in DATA.glob("*.json")):
         for svc in observe_fixture(fixture).services:
-            assert isinstance(svc.workload, Workload) and isinstance(svc.path, Path)
+            assert isinstance(svc.workload, Workload) and isinstance(svc.path, NetworkPath)
             assert Workload.from_dict(svc.workload.to_dict()) == svc.workload
-            assert Path.from_dict(svc.path.to_dict()) == svc.path
+            assert NetworkPath.from_dict(svc.path.to_dict()) == svc.path
             json.dumps(svc.to_dict())
 
 
 def _udp(cookie: int, drops: int) -> SocketRecord:
-    return SocketRecord(Proto.UDP, 4, TcpState.CLOSE, "127.0.0.1", 9999, "0.0.0.0", 0, 0, 0, 100 + cookie, 0,
-                        cookie, Timer.NONE, 0, 0, None, SocketMemory(0, 4608, 0, 4608, 0, drops))
+    return SocketRecord(
+        Proto.UDP,
+        4,
+        TcpState.CLOSE,
+        "127.0.0.1",
+        9999,
+        "0.0.0.0",
+        0,
+        0,
+        0,
+        100 + cookie,
+        0,
+        cookie,
+        Timer.NONE,
+        0,
+        0,
+        None,
+        SocketMemory(0, 4608, 0, 4608, 0, drops),
+    )
 
 
 def test_udp_errors_on_sockets_that_are_gone_are_reported_for_the_namespace():
@@ -206,4 +224,4 @@ def test_local_peers_get_no_path_estimate_at_all():
     local = [svc for svc in obs.services if any("local peers" in n for n in svc.notes)]
     assert local
     for svc in local:
-        assert svc.path == Path(), (svc.key, svc.path)
+        assert svc.path == NetworkPath(), (svc.key, svc.path)

@@ -6,9 +6,9 @@ import os
 import socket
 import time
 
+import observe_scenarios as sc
 import pytest
 
-import observe_scenarios as sc
 from tuner.adapters.procs import SocketOwners
 from tuner.netns import run_in_netns
 from tuner.observe import Observer, Proto, TcpState, Timer, take_snapshot
@@ -22,7 +22,7 @@ def _sockets_and_snapshot() -> dict:
     ls4 = socket.socket()
     ls4.bind(("127.0.0.1", 6000))
     ls4.listen(7)
-    pending = [socket.create_connection(("127.0.0.1", 6000)) for _ in range(3)]   # never accepted
+    pending = [socket.create_connection(("127.0.0.1", 6000)) for _ in range(3)]  # never accepted
     ls6 = socket.socket(socket.AF_INET6)
     ls6.bind(("::1", 6001))
     ls6.listen(16)
@@ -54,8 +54,11 @@ def _sockets_and_snapshot() -> dict:
     snap = collect()
     return {
         "snap": snap,
-        "inodes": {"ls4": os.fstat(ls4.fileno()).st_ino, "c6": os.fstat(c6.fileno()).st_ino,
-                   "u": os.fstat(u.fileno()).st_ino},
+        "inodes": {
+            "ls4": os.fstat(ls4.fileno()).st_ino,
+            "c6": os.fstat(c6.fileno()).st_ino,
+            "u": os.fstat(u.fileno()).st_ino,
+        },
         "c6_port": c6.getsockname()[1],
         "congestion": c6.getsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, 16).split(b"\0")[0].decode(),
         "pending": len(pending),
@@ -69,10 +72,16 @@ def test_a_snapshot_reports_states_queues_tcp_info_memory_and_drops(netns):
 
     ls4 = by_inode[r["inodes"]["ls4"]]
     assert (ls4.proto, ls4.family, ls4.state, ls4.local_port) == (Proto.TCP, 4, TcpState.LISTEN, 6000)
-    assert (ls4.rqueue, ls4.wqueue) == (3, 7)    # accept queue now / its maximum
+    assert (ls4.rqueue, ls4.wqueue) == (3, 7)  # accept queue now / its maximum
 
     c6 = by_inode[r["inodes"]["c6"]]
-    assert (c6.family, c6.state, c6.local, c6.remote, c6.remote_port) == (6, TcpState.ESTABLISHED, "::1", "::1", 6001)
+    assert (c6.family, c6.state, c6.local, c6.remote, c6.remote_port) == (
+        6,
+        TcpState.ESTABLISHED,
+        "::1",
+        "::1",
+        6001,
+    )
     assert c6.local_port == r["c6_port"] and c6.uid == 0
     assert c6.tcp is not None and c6.tcp.bytes_acked >= 100_000 and c6.tcp.data_segs_out > 0
     assert 0 < c6.tcp.min_rtt_us <= c6.tcp.rtt_us < 1_000_000 and c6.tcp.cwnd > 0
@@ -107,7 +116,7 @@ def test_sockets_in_a_namespace_are_attributed_to_the_process_holding_them(netns
     (listener,) = [s for s in snap.sockets if s.local_port == 6100]
     owner = snap.owners[listener.inode]
     assert owner.pid == holder and owner.name.startswith("python")
-    assert snap.netns == netns and "net.core.rmem_max" in snap.sysctls   # host-wide value filled in
+    assert snap.netns == netns and "net.core.rmem_max" in snap.sysctls  # host-wide value filled in
 
 
 def test_an_observer_steps_interval_by_interval_without_rescanning_processes(netns):
@@ -122,7 +131,7 @@ def test_an_observer_steps_interval_by_interval_without_rescanning_processes(net
             observer.close()
     assert obs is not None and 0.1 < obs.duration < 5
     assert {s.key for s in obs.services} == {"tcp server :5000", "tcp client -> 127.0.0.1:5000"}
-    assert observer.owners.scans == scans   # the same sockets: their owners came from the cache
+    assert observer.owners.scans == scans  # the same sockets: their owners came from the cache
 
 
 def test_an_observer_of_a_missing_namespace_says_which():

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import pytest
-
 import observe_scenarios as sc
+import pytest
 from observe_scenarios import names, service
+
 from tuner.knobs import SysctlTree, get_knob
 from tuner.netns import run_in_netns
 from tuner.observe import ServiceClass, observe
@@ -31,12 +31,14 @@ def test_a_listener_with_a_tiny_backlog_under_a_connect_burst_overflows(netns):
 
 def test_a_bulk_sender_into_a_small_receive_buffer_over_a_long_path_is_window_limited():
     from tuner.sandbox import Sandbox, Side
-    from tuner.workload import Path
+    from tuner.workload import NetworkPath
 
-    with Sandbox(Path(rtt=0.05, rate_bps=100e6)) as sb:
+    with Sandbox(NetworkPath(rtt=0.05, rate_bps=100e6)) as sb:
         host = sb.address(Side.SERVER)
-        with sc.Background(sb.netns(Side.SERVER), sc.bulk_receiver, host, 16 * 1024), \
-                sc.Background(sb.netns(Side.CLIENT), sc.bulk_sender, host):
+        with (
+            sc.Background(sb.netns(Side.SERVER), sc.bulk_receiver, host, 16 * 1024),
+            sc.Background(sb.netns(Side.CLIENT), sc.bulk_sender, host),
+        ):
             obs = observe(2.0, sb.netns(Side.CLIENT))
     sender = service(obs, f"tcp client -> {host}:5000")
     assert sender.service_class is ServiceClass.BULK
@@ -54,7 +56,7 @@ def test_split_small_writes_without_nodelay_are_nagle_bound(netns):
     assert client.service_class is ServiceClass.REQUEST_RESPONSE
     assert "nagle-delayed-ack" in names(client)
     assert obs.counters.get("TcpExt.DelayedACKs", 0) > 0
-    assert client.shape.exchange_rate / client.shape.connections < 50   # ~1 per 40 ms delayed ACK
+    assert client.shape.exchange_rate / client.shape.connections < 50  # ~1 per 40 ms delayed ACK
     assert client.workload.write_pattern is WritePattern.SPLIT
 
 
@@ -64,7 +66,7 @@ def test_the_same_exchange_with_nodelay_is_fast_and_has_no_nagle_symptom(netns):
     client = service(obs, CLIENT)
     assert client.service_class is ServiceClass.REQUEST_RESPONSE
     assert "nagle-delayed-ack" not in names(client)
-    assert client.shape.exchange_rate / client.shape.connections > 200   # vs ~22 when Nagle-bound
+    assert client.shape.exchange_rate / client.shape.connections > 200  # vs ~22 when Nagle-bound
 
 
 def test_a_udp_reader_that_cannot_keep_up_drops_at_its_socket(netns):
@@ -80,10 +82,14 @@ def test_a_udp_reader_that_cannot_keep_up_drops_at_its_socket(netns):
     assert reader.workload.kind is WorkloadKind.UDP
 
 
-@pytest.mark.parametrize("keepalive, symptoms, kind", [
-    (False, {"idle-without-keepalive"}, WorkloadKind.KEEPALIVE),
-    (True, set(), WorkloadKind.MEMORY),
-], ids=["keepalive-off-is-flagged", "keepalive-on-is-not"])
+@pytest.mark.parametrize(
+    "keepalive, symptoms, kind",
+    [
+        (False, {"idle-without-keepalive"}, WorkloadKind.KEEPALIVE),
+        (True, set(), WorkloadKind.MEMORY),
+    ],
+    ids=["keepalive-off-is-flagged", "keepalive-on-is-not"],
+)
 def test_idle_connections_are_flagged_only_without_keepalive(netns, keepalive, symptoms, kind):
     with sc.idle_connections(netns, count=12, keepalive=keepalive):
         obs = observe(1.0, netns)

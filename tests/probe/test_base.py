@@ -10,7 +10,7 @@ from tuner.probe.base import RepeatEnv, ServerCrashed, start_server
 from tuner.probe.board import Board, BoardTimeout
 from tuner.probe.sockopts import SocketOptions
 from tuner.sandbox import Sandbox, Side
-from tuner.workload import Path, Workload, WorkloadKind
+from tuner.workload import NetworkPath, Workload, WorkloadKind
 
 pytestmark = pytest.mark.root
 
@@ -24,9 +24,16 @@ def _dies_at_once() -> None:
 
 
 def _env(sb: Sandbox) -> RepeatEnv:
-    return RepeatEnv(sandbox=sb, workload=Workload(kind=WorkloadKind.RR), path=Path(),
-                     options=SocketOptions.from_assignment({}), duration=0.1, warmup=0.0,
-                     client_side=Side.CLIENT, server_side=Side.SERVER)
+    return RepeatEnv(
+        sandbox=sb,
+        workload=Workload(kind=WorkloadKind.RR),
+        path=NetworkPath(),
+        options=SocketOptions.from_assignment({}),
+        duration=0.1,
+        warmup=0.0,
+        client_side=Side.CLIENT,
+        server_side=Side.SERVER,
+    )
 
 
 def test_a_server_that_never_gets_ready_is_stopped_before_the_error_is_raised():

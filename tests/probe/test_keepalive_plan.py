@@ -8,8 +8,8 @@ from tuner.probe.keepalive import HEALTHY_PROBES, PHASE_CAP, WINDOW_MIN, Timers,
 def test_the_healthy_phase_covers_a_few_probes_and_the_give_up_after_a_lost_one():
     eager = Timers(True, idle_s=1, intvl_s=1, count=1)
     assert healthy_phase(0.5, eager, 0.01) == (1 + 1 + HEALTHY_PROBES * 1, True)
-    assert healthy_phase(0.5, eager, 0.0) == (0.5, True)            # no loss: nothing to give up on
-    assert healthy_phase(0.5, Timers(False), 0.01) == (0.5, True)    # no keepalive: nothing that kills
+    assert healthy_phase(0.5, eager, 0.0) == (0.5, True)  # no loss: nothing to give up on
+    assert healthy_phase(0.5, Timers(False), 0.01) == (0.5, True)  # no keepalive: nothing that kills
 
 
 def test_timers_that_give_up_later_than_the_probe_can_wait_leave_the_risk_unmeasured():

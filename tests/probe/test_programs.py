@@ -15,7 +15,7 @@ from tuner.probe.board import Board, BoardTimeout
 from tuner.probe.measurement import Measurement, Stat
 from tuner.probe.sockopts import SocketOptions
 from tuner.probe.tcpinfo import sock_meminfo, tcp_info
-from tuner.workload import Direction, Path, Workload, WorkloadKind, WritePattern
+from tuner.workload import Direction, NetworkPath, Workload, WorkloadKind, WritePattern
 
 HOST = "127.0.0.1"
 NO_OPTIONS = SocketOptions.from_assignment({})
@@ -27,8 +27,9 @@ def _in_thread(fn, *args):
     def run():
         try:
             out["result"] = fn(*args)
-        except BaseException as exc:  # noqa: BLE001 - handed to the test
+        except BaseException as exc:
             out["error"] = exc
+
     t = threading.Thread(target=run, daemon=True)
     t.start()
     return t, out
@@ -61,15 +62,22 @@ def test_percentiles_interpolate_and_latencies_are_reported_in_ms():
 
 
 def test_a_measurement_with_notes_survives_a_round_trip():
-    m = Measurement(Workload(WorkloadKind.KEEPALIVE), Path(rtt=0.05), {"net.ipv4.tcp_rmem": (1, 2, 3)},
-                    metrics={"detect_s": Stat(4.0, 3.5, 4.5, (3.5, 4.0, 4.5))}, notes=("derived from settings",),
-                    valid=False, invalid_reason="sandbox: late")
+    m = Measurement(
+        Workload(WorkloadKind.KEEPALIVE),
+        NetworkPath(rtt=0.05),
+        {"net.ipv4.tcp_rmem": (1, 2, 3)},
+        metrics={"detect_s": Stat(4.0, 3.5, 4.5, (3.5, 4.0, 4.5))},
+        notes=("derived from settings",),
+        valid=False,
+        invalid_reason="sandbox: late",
+    )
     assert Measurement.from_dict(m.to_dict()) == m
 
 
 def test_rr_split_writes_reach_the_server_as_whole_requests():
-    w = Workload(WorkloadKind.RR, request_size=300, response_size=5000, write_pattern=WritePattern.SPLIT,
-                 connections=3)
+    w = Workload(
+        WorkloadKind.RR, request_size=300, response_size=5000, write_pattern=WritePattern.SPLIT, connections=3
+    )
     opts = SocketOptions.from_assignment({"TCP_NODELAY": True})
     board = Board("port", "stop")
     t, out = _in_thread(rr.serve, w, opts, board, HOST)
@@ -108,8 +116,8 @@ def test_udp_counts_only_datagrams_sent_in_the_window():
     t.join(5.0)
     reader = out["result"]
     assert sender.steady and sender.read_through
-    assert sender.sent_in_window == 600               # 2000/s for 0.3 s (whole bursts), not the warm-up's
-    assert reader.emptied                             # a fast reader drains every burst
+    assert sender.sent_in_window == 600  # 2000/s for 0.3 s (whole bursts), not the warm-up's
+    assert reader.emptied  # a fast reader drains every burst
     # every datagram of the window is either read or counted by the socket's drop counter (a reader
     # thread stalled by a busy host may drop a few), and nothing outside the window is counted
     assert reader.window_read <= sender.sent_in_window <= reader.window_read + reader.drops
@@ -134,6 +142,6 @@ def test_connect_many_opens_waves_and_the_sockets_report_tcp_info_and_memory():
 def test_connect_many_fails_whole_when_nobody_listens():
     with socket.socket() as s:
         s.bind((HOST, 0))
-        port = s.getsockname()[1]   # bound, not listening: connects are refused
+        port = s.getsockname()[1]  # bound, not listening: connects are refused
         with pytest.raises(OSError):
             connect_many(3, HOST, port, NO_OPTIONS)

@@ -9,15 +9,25 @@ from dataclasses import replace
 
 from tuner.probe import runner
 from tuner.probe.measurement import Measurement
-from tuner.workload import DEFAULT_WORKLOADS, Path, WorkloadKind
+from tuner.workload import DEFAULT_WORKLOADS, NetworkPath, WorkloadKind
 
-BASE = Measurement(workload=DEFAULT_WORKLOADS[WorkloadKind.BULK], path=Path(rtt=0.2, rate_bps=1e9),
-                   assignment={}, repeats=0, duration=1.0)
-LATE = replace(BASE, valid=False, invalid_reason="sandbox: p99 packet lateness 1.5 ms > 1 ms",
-               health={"valid": False, "late_p99_ms": 1.5})
+BASE = Measurement(
+    workload=DEFAULT_WORKLOADS[WorkloadKind.BULK],
+    path=NetworkPath(rtt=0.2, rate_bps=1e9),
+    assignment={},
+    repeats=0,
+    duration=1.0,
+)
+LATE = replace(
+    BASE,
+    valid=False,
+    invalid_reason="sandbox: p99 packet lateness 1.5 ms > 1 ms",
+    health={"valid": False, "late_p99_ms": 1.5},
+)
 GOOD = replace(BASE, valid=True, health={"valid": True, "late_p99_ms": 0.2})
-LOADGEN = replace(BASE, valid=False, invalid_reason="load generator: the sender was busy 95%",
-                  health={"valid": True})
+LOADGEN = replace(
+    BASE, valid=False, invalid_reason="load generator: the sender was busy 95%", health={"valid": True}
+)
 
 
 def _double(monkeypatch, results):

@@ -56,7 +56,11 @@ def test_a_hand_written_profile_needs_only_version_and_settings(tmp_path):
     f = tmp_path / "web-edge.toml"
     f.write_text('version = 1\n[sysctl]\n"net.core.somaxconn" = 8192\n[socket]\nTCP_NODELAY = true\n')
     p = load_profile(f)
-    assert p.name == "web-edge" and p.sysctl == {"net.core.somaxconn": 8192} and p.socket == {"TCP_NODELAY": True}
+    assert (
+        p.name == "web-edge"
+        and p.sysctl == {"net.core.somaxconn": 8192}
+        and p.socket == {"TCP_NODELAY": True}
+    )
     assert p.tuner_version == "" and p.evidence == {}
     assert "hand-written" in render_sysctl_d(p)
 
@@ -71,7 +75,8 @@ def test_show_says_evidence_none_for_a_hand_written_profile(tmp_path, capsys):
 def test_include_merges_a_parent_and_this_file_wins(system_dir, tmp_path):
     (system_dir / "base.toml").write_text(
         'version = 1\n[sysctl]\n"net.core.somaxconn" = 4096\n"net.ipv4.tcp_fin_timeout" = 30\n'
-        '[socket]\nTCP_NODELAY = true\n')
+        "[socket]\nTCP_NODELAY = true\n"
+    )
     child = tmp_path / "child.toml"
     child.write_text('version = 1\ninclude = "base"\n[sysctl]\n"net.core.somaxconn" = 8192\n')
     p = load_profile(child)
@@ -81,7 +86,7 @@ def test_include_merges_a_parent_and_this_file_wins(system_dir, tmp_path):
 
 
 def test_include_by_relative_path_and_the_merged_constraints_are_checked(tmp_path):
-    (tmp_path / "parent.toml").write_text('version = 1\n[socket]\nbacklog = 8192\n')
+    (tmp_path / "parent.toml").write_text("version = 1\n[socket]\nbacklog = 8192\n")
     child = tmp_path / "child.toml"
     child.write_text('version = 1\ninclude = "./parent.toml"\n[sysctl]\n"net.core.somaxconn" = 8192\n')
     assert load_profile(child).socket == {"backlog": 8192}
@@ -103,7 +108,7 @@ def test_an_include_cycle_is_refused_with_exit_2(tmp_path, capsys):
 def test_includes_nested_too_deep_are_refused(tmp_path):
     for i in range(12):
         (tmp_path / f"p{i}.toml").write_text(f'version = 1\ninclude = "./p{i + 1}.toml"\n')
-    (tmp_path / "p12.toml").write_text('version = 1\n')
+    (tmp_path / "p12.toml").write_text("version = 1\n")
     with pytest.raises(ProfileError, match="nest more than 8 deep"):
         load_profile(tmp_path / "p0.toml")
     load_profile(tmp_path / "p6.toml")  # 6 levels are fine
@@ -114,14 +119,20 @@ def test_diff_exits_1_when_two_profiles_differ(tmp_path, capsys):
     a.write_text('version = 1\n[sysctl]\n"net.core.somaxconn" = 8192\n')
     b.write_text('version = 1\n[sysctl]\n"net.core.somaxconn" = 4096\n')
     assert main(["profiles", "diff", str(a), str(b), "--json"]) == 1
-    assert json.loads(capsys.readouterr().out)["differ"] == [{"knob": "net.core.somaxconn", "a": 8192, "b": 4096}]
+    assert json.loads(capsys.readouterr().out)["differ"] == [
+        {"knob": "net.core.somaxconn", "a": 8192, "b": 4096}
+    ]
     assert main(["profiles", "diff", str(a), str(a)]) == 0
 
 
 @pytest.mark.slow
 def test_the_wheel_carries_the_shipped_profiles_the_units_the_manual_and_the_license(tmp_path):
-    done = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(tmp_path), str(REPO)],
-                          capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(tmp_path), str(REPO)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr
     [wheel] = tmp_path.glob("tuner-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import os
 import stat
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -10,7 +10,7 @@ import pytest
 from tuner.errors import InputError, KnobError, ProfileError, UnsafeFileError
 from tuner.knobs import KernelFacts
 from tuner.profiles import Profile, dump_profile, load_profile, parse_profile, save_profile
-from tuner.workload import Path as NetPath
+from tuner.workload import NetworkPath as NetPath
 from tuner.workload import Workload, WorkloadKind, WritePattern
 
 REPO = Path(__file__).resolve().parents[2]
@@ -30,22 +30,31 @@ kernel = "6.1"
 def _profile_with_everything() -> Profile:
     return Profile(
         name="everything",
-        description="line one\nline two, with \"quotes\" and unicode: µs",
-        created=datetime(2025, 3, 4, 5, 6, 7, 890000, tzinfo=timezone.utc),
+        description='line one\nline two, with "quotes" and unicode: µs',
+        created=datetime(2025, 3, 4, 5, 6, 7, 890000, tzinfo=UTC),
         tuner_version="0.1.0",
         kernel="6.1.0-18-amd64",
         workload=Workload(WorkloadKind.RR, write_pattern=WritePattern.SPLIT, connections=4, think_time=0.25),
         path=NetPath(rtt=0.05, rate_bps=1e8, loss=0.01, queue_packets=300),
-        sysctl={"net.ipv4.tcp_rmem": [4096, 131072, 33554432], "net.core.somaxconn": 4096,
-                "net.ipv4.tcp_congestion_control": "reno", "net.ipv4.tcp_slow_start_after_idle": 0,
-                "net.core.rmem_max": 67108864},
+        sysctl={
+            "net.ipv4.tcp_rmem": [4096, 131072, 33554432],
+            "net.core.somaxconn": 4096,
+            "net.ipv4.tcp_congestion_control": "reno",
+            "net.ipv4.tcp_slow_start_after_idle": 0,
+            "net.core.rmem_max": 67108864,
+        },
         socket={"TCP_NODELAY": True, "backlog": 1024, "TCP_CONGESTION": "cubic"},
-        evidence={"baseline": {"latency_p50_ms": 44.1, "tps": 22.0},
-                  "recommended": {"latency_p50_ms": 0.05, "tps": 19000.5},
-                  "trials": [{"n": 1, "score": 44.1, "assignment": {"TCP_NODELAY": False}},
-                             {"n": 2, "score": 0.05, "assignment": {"TCP_NODELAY": True}}],
-                  "confidence": 0.99, "measured": datetime(2025, 3, 4, tzinfo=timezone.utc),
-                  "notes": ["median of 3 repeats", "spread < 5%"]},
+        evidence={
+            "baseline": {"latency_p50_ms": 44.1, "tps": 22.0},
+            "recommended": {"latency_p50_ms": 0.05, "tps": 19000.5},
+            "trials": [
+                {"n": 1, "score": 44.1, "assignment": {"TCP_NODELAY": False}},
+                {"n": 2, "score": 0.05, "assignment": {"TCP_NODELAY": True}},
+            ],
+            "confidence": 0.99,
+            "measured": datetime(2025, 3, 4, tzinfo=UTC),
+            "notes": ["median of 3 repeats", "spread < 5%"],
+        },
     )
 
 
@@ -109,7 +118,9 @@ def test_from_assignment_splits_kernel_and_socket_settings():
 
 
 def test_unquoted_dotted_names_are_flattened_to_exact_catalogue_names():
-    text = HEAD + """
+    text = (
+        HEAD
+        + """
 [sysctl]
 net . core . somaxconn = 4096
 "net.ipv4.tcp_fin_timeout" = 15
@@ -117,8 +128,13 @@ net . core . somaxconn = 4096
 [sysctl.net.ipv4]
 tcp_tw_reuse = 1
 """
+    )
     profile = parse_profile(text.encode(), "nested.toml")
-    assert profile.sysctl == {"net.core.somaxconn": 4096, "net.ipv4.tcp_fin_timeout": 15, "net.ipv4.tcp_tw_reuse": 1}
+    assert profile.sysctl == {
+        "net.core.somaxconn": 4096,
+        "net.ipv4.tcp_fin_timeout": 15,
+        "net.ipv4.tcp_tw_reuse": 1,
+    }
     assert '"net.core.somaxconn" = 4096' in dump_profile(profile)
 
 
@@ -154,10 +170,13 @@ def test_save_replaces_the_file_atomically_and_leaves_no_temporary_files(tmp_pat
     assert load_profile(target).name == "everything"
 
 
-@pytest.mark.parametrize("make", [
-    lambda p: os.mkfifo(p),
-    lambda p: p.mkdir(),
-])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda p: os.mkfifo(p),
+        lambda p: p.mkdir(),
+    ],
+)
 def test_only_regular_files_are_read_and_a_fifo_does_not_block(tmp_path, make):
     make(tmp_path / "p.toml")
     with pytest.raises(ProfileError, match="not a regular file"):

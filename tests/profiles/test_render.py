@@ -10,16 +10,29 @@ from tuner.apply import Target, run_in_target, verify
 from tuner.knobs import SysctlTree
 from tuner.profiles import Profile, load_profile, render_nginx_listen, render_socket_snippets, render_sysctl_d
 
-EXAMPLE = Path(__file__).resolve().parent / "data" / "hand-written-example.toml"  # mechanics only: no evidence
+EXAMPLE = (
+    Path(__file__).resolve().parent / "data" / "hand-written-example.toml"
+)  # mechanics only: no evidence
 
 
 def test_sysctl_d_has_one_key_value_line_per_sysctl_in_kernel_format():
-    p = Profile(name="x", sysctl={"net.ipv4.tcp_rmem": [4096, 131072, 6291456], "net.core.somaxconn": 4096,
-                                  "net.ipv4.tcp_slow_start_after_idle": False, "net.core.rmem_max": 8388608},
-                socket={"TCP_NODELAY": True})
+    p = Profile(
+        name="x",
+        sysctl={
+            "net.ipv4.tcp_rmem": [4096, 131072, 6291456],
+            "net.core.somaxconn": 4096,
+            "net.ipv4.tcp_slow_start_after_idle": False,
+            "net.core.rmem_max": 8388608,
+        },
+        socket={"TCP_NODELAY": True},
+    )
     settings = [line for line in render_sysctl_d(p).splitlines() if line and not line.startswith("#")]
-    assert settings == ["net.core.somaxconn = 4096", "net.ipv4.tcp_rmem = 4096 131072 6291456",
-                        "net.ipv4.tcp_slow_start_after_idle = 0", "net.core.rmem_max = 8388608"]
+    assert settings == [
+        "net.core.somaxconn = 4096",
+        "net.ipv4.tcp_rmem = 4096 131072 6291456",
+        "net.ipv4.tcp_slow_start_after_idle = 0",
+        "net.core.rmem_max = 8388608",
+    ]
 
 
 def test_a_profile_without_sysctls_renders_a_file_that_says_so():
@@ -34,7 +47,7 @@ def test_the_python_lines_give_real_sockets_the_profile_settings():
     code = text.split("# --- Python ---\n")[1].split("# --- nginx")[0]
     with socket.socket() as sock, socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
-        exec(compile(code, "snippet", "exec"), {"sock": sock, "listener": listener})  # noqa: S102
+        exec(compile(code, "snippet", "exec"), {"sock": sock, "listener": listener})
         tcp = socket.IPPROTO_TCP
         assert sock.getsockopt(tcp, socket.TCP_NODELAY) == 1
         assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
@@ -53,9 +66,18 @@ def test_python_lines_pass_the_congestion_control_as_bytes():
 
 
 def test_nginx_gets_listen_parameters_and_tcp_nodelay():
-    text = render_nginx_listen({"backlog": 4096, "SO_RCVBUF": 262144, "SO_SNDBUF": 131072, "SO_KEEPALIVE": True,
-                                "TCP_KEEPIDLE": 60, "TCP_KEEPCNT": 5, "TCP_NODELAY": True,
-                                "TCP_CONGESTION": "reno"})
+    text = render_nginx_listen(
+        {
+            "backlog": 4096,
+            "SO_RCVBUF": 262144,
+            "SO_SNDBUF": 131072,
+            "SO_KEEPALIVE": True,
+            "TCP_KEEPIDLE": 60,
+            "TCP_KEEPCNT": 5,
+            "TCP_NODELAY": True,
+            "TCP_CONGESTION": "reno",
+        }
+    )
     lines = text.splitlines()
     assert lines[0] == "listen 80 backlog=4096 rcvbuf=262144 sndbuf=131072 so_keepalive=60::5;"
     assert lines[1] == "tcp_nodelay on;"
@@ -68,8 +90,14 @@ def test_a_profile_without_socket_settings_says_so():
 
 
 def _netns_only_profile() -> Profile:
-    return Profile(name="netns-only", sysctl={"net.core.somaxconn": 1234, "net.ipv4.tcp_rmem": [4096, 65536, 1048576],
-                                              "net.ipv4.tcp_slow_start_after_idle": False})
+    return Profile(
+        name="netns-only",
+        sysctl={
+            "net.core.somaxconn": 1234,
+            "net.ipv4.tcp_rmem": [4096, 65536, 1048576],
+            "net.ipv4.tcp_slow_start_after_idle": False,
+        },
+    )
 
 
 @pytest.mark.root

@@ -40,4 +40,6 @@ def test_every_profile_a_document_names_exists(doc):
     named |= set(re.findall(r"-e profile=([\w.-]+)", text))
     assert named, doc
     for name in named:
-        assert (REPO / "profiles" / f"{name}.toml").is_file(), f"{doc} names the profile {name}, which does not exist"
+        assert (REPO / "profiles" / f"{name}.toml").is_file(), (
+            f"{doc} names the profile {name}, which does not exist"
+        )

@@ -17,16 +17,27 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def tuner(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "tuner", *args], cwd=REPO, capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "tuner", *args], cwd=REPO, capture_output=True, text=True, timeout=timeout
+    )
 
 
 @pytest.fixture(scope="module")
 def search(tmp_path_factory):
     """A real search: rr, two trials, its journal and its profile."""
     d = tmp_path_factory.mktemp("search")
-    done = tuner("recommend", "rr", "--budget", "2", "--duration", "0.2s", "--journal", str(d / "s.jsonl"),
-                 "-o", str(d / "p.toml"))
+    done = tuner(
+        "recommend",
+        "rr",
+        "--budget",
+        "2",
+        "--duration",
+        "0.2s",
+        "--journal",
+        str(d / "s.jsonl"),
+        "-o",
+        str(d / "p.toml"),
+    )
     assert done.returncode == 0, done.stderr
     return d
 
@@ -47,10 +58,13 @@ def test_a_report_of_a_search_has_its_pictures_figures_and_no_external_resource(
     for heading in ("Search", "Before and after", "Knobs", "Context", "Apply it"):
         assert f"<h2>{heading}</h2>" in page
     from tuner.profiles import load_profile
+
     evidence = load_profile(search / "p.toml").evidence
     assert evidence["verdict"].split(" (")[0] in page.replace("&#x27;", "'")
     assert "latency_p99_ms" in page
-    assert not re.search(r"<(script|link|img|iframe)\b|\bsrc=|url\((?!#)", page), "the report must be self-contained"
+    assert not re.search(r"<(script|link|img|iframe)\b|\bsrc=|url\((?!#)", page), (
+        "the report must be self-contained"
+    )
 
 
 def test_a_journal_still_being_written_gives_a_partial_report(search, tmp_path):
@@ -66,39 +80,76 @@ def test_a_journal_still_being_written_gives_a_partial_report(search, tmp_path):
 
 # Chromium's own background services (blocked here by the dead proxy, like everything else)
 _BROWSER_HOSTS = ("google.com", "googleapis.com", "gvt1.com", "gstatic.com")
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--enable-logging=stderr", "--v=0",
-                  "--proxy-server=127.0.0.1:9", "--host-resolver-rules=MAP * ~NOTFOUND",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                  "--no-first-run", "--disable-default-apps", "--disable-extensions"]
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--enable-logging=stderr",
+    "--v=0",
+    "--proxy-server=127.0.0.1:9",
+    "--host-resolver-rules=MAP * ~NOTFOUND",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-default-apps",
+    "--disable-extensions",
+]
 
 
 def load_in_chromium(page: Path, tmp_path: Path) -> tuple[Path, str, list[str]]:
     """Screenshot, log, and the URLs the page asked for beyond the file itself (from Chromium's net log)."""
     shot, netlog = tmp_path / "page.png", tmp_path / "net.json"
-    done = subprocess.run(["chromium", *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}",
-                           f"--log-net-log={netlog}", f"--screenshot={shot}", "--window-size=1200,2400", page.as_uri()],
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [
+            "chromium",
+            *CHROMIUM_FLAGS,
+            f"--user-data-dir={tmp_path / 'profile'}",
+            f"--log-net-log={netlog}",
+            f"--screenshot={shot}",
+            "--window-size=1200,2400",
+            page.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     urls = set(re.findall(r'"url":"([^"]+)"', netlog.read_text())) if netlog.exists() else set()
-    wanted = [u for u in urls if not u.startswith(("file:", "data:"))
-              and not (re.match(r"https?://([^/:]+)", u) or [None, ""])[1].endswith(_BROWSER_HOSTS)]
+    wanted = [
+        u
+        for u in urls
+        if not u.startswith(("file:", "data:"))
+        and not (re.match(r"https?://([^/:]+)", u) or [None, ""])[1].endswith(_BROWSER_HOSTS)
+    ]
     return shot, done.stdout + done.stderr, wanted
 
 
-@pytest.mark.skipif(shutil.which("chromium") is None, reason="chromium is not installed (.ci/setup installs it)")
+@pytest.mark.skipif(
+    shutil.which("chromium") is None, reason="chromium is not installed (.ci/setup installs it)"
+)
 def test_the_report_loads_in_headless_chromium_without_errors(search, tmp_path):
     out = tmp_path / "report.html"
-    assert tuner("report", str(search / "p.toml"), "--journal", str(search / "s.jsonl"), "-o", str(out)).returncode == 0
+    assert (
+        tuner(
+            "report", str(search / "p.toml"), "--journal", str(search / "s.jsonl"), "-o", str(out)
+        ).returncode
+        == 0
+    )
     shot, log, wanted = load_in_chromium(out, tmp_path)
     assert shot.exists() and shot.stat().st_size > 20_000, log[-2000:]
     assert wanted == [], f"the page asked for {wanted}"
     assert "CONSOLE" not in log, log[-2000:]
 
 
-@pytest.mark.skipif(shutil.which("chromium") is None, reason="chromium is not installed (.ci/setup installs it)")
+@pytest.mark.skipif(
+    shutil.which("chromium") is None, reason="chromium is not installed (.ci/setup installs it)"
+)
 def test_the_chromium_check_catches_a_missing_resource_and_a_console_error(tmp_path):
     page = tmp_path / "bad.html"
-    page.write_text('<html><body><img src="http://example.invalid/x.png"><script>console.error("boom")</script>'
-                    "</body></html>")
+    page.write_text(
+        '<html><body><img src="http://example.invalid/x.png"><script>console.error("boom")</script>'
+        "</body></html>"
+    )
     _, log, wanted = load_in_chromium(page, tmp_path)
     assert wanted == ["http://example.invalid/x.png"]
     assert "CONSOLE" in log and "boom" in log

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 
 import pytest
-
 from sandbox_helpers import Holder, Line, alive, children, host_links, own_namespaces, own_records
+
 from tuner.netns import NETNS_DIR
 from tuner.sandbox.delayline import LineParams
 
@@ -15,9 +16,15 @@ from tuner.sandbox.delayline import LineParams
 @pytest.fixture
 def host_snapshot():
     """What the host looks like before the test; the test compares with ``take()`` afterwards."""
+
     def take():
-        return {"netns": own_namespaces(), "records": own_records(), "links": host_links(),
-                "children": children()}
+        return {
+            "netns": own_namespaces(),
+            "records": own_records(),
+            "links": host_links(),
+            "children": children(),
+        }
+
     return take
 
 
@@ -34,16 +41,15 @@ def holder():
     yield make
     from tuner.adapters.netlink import remove_netns
     from tuner.sandbox.registry import Registry
+
     for h in made:
         if h.proc.poll() is None:
             h.proc.send_signal(signal.SIGKILL)
             h.proc.wait()
         for pid in h.helpers:
             if alive(pid):
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
         for ns in h.netns:
             if (NETNS_DIR / ns).exists():
                 remove_netns(ns)

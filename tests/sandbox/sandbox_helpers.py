@@ -10,10 +10,9 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
-
-import threading
 
 from tuner.netns import NETNS_DIR, NetnsChild
 from tuner.sandbox.delayline import LineParams, LineStats, run_line
@@ -27,7 +26,7 @@ import json, sys, time
 from tuner.logs import configure
 configure("warning")
 from tuner.sandbox import Sandbox, Side
-from tuner.workload import Path
+from tuner.workload import NetworkPath as Path
 path = Path(rtt=0.01, rate_bps=50e6) if sys.argv[1] == "tun" else None
 with Sandbox(path) as sb:
     job = sb.spawn(Side.SERVER, time.sleep, 600)
@@ -78,7 +77,7 @@ def children(pid: int | None = None) -> list[int]:
                 stat = f.read()
         except OSError:
             continue
-        if int(stat[stat.rfind(b")") + 2:].split()[1]) == pid:
+        if int(stat[stat.rfind(b")") + 2 :].split()[1]) == pid:
             out.append(int(entry))
     return out
 
@@ -99,8 +98,14 @@ def wait_until(predicate, timeout: float = 5.0) -> bool:
 class Holder:
     def __init__(self, kind: str) -> None:
         env = dict(os.environ, PYTHONPATH=str(REPO))
-        self.proc = subprocess.Popen([sys.executable, "-c", HOLDER, kind], stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True, env=env, cwd=REPO)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", HOLDER, kind],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            cwd=REPO,
+        )
         line = self.proc.stdout.readline()
         if not line:
             raise AssertionError(f"holder did not start: {self.proc.stderr.read()}")
@@ -123,8 +128,9 @@ class Holder:
 
 def run_next() -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    return subprocess.run([sys.executable, "-c", NEXT_RUN], capture_output=True, text=True, env=env, cwd=REPO,
-                          timeout=30)
+    return subprocess.run(
+        [sys.executable, "-c", NEXT_RUN], capture_output=True, text=True, env=env, cwd=REPO, timeout=30
+    )
 
 
 # --- traffic across a sandbox (run in its namespaces) -------------------------------------------
@@ -187,8 +193,9 @@ class Line:
         self.inlet, line_in = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
         line_out, self.outlet = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.stats = LineStats()
-        self.child = NetnsChild(None, run_line, (line_in.fileno(), line_out.fileno(), params, self.stats),
-                                die_with_parent=True)
+        self.child = NetnsChild(
+            None, run_line, (line_in.fileno(), line_out.fileno(), params, self.stats), die_with_parent=True
+        )
         line_in.close()
         line_out.close()
         self.arrivals: list[tuple[float, bytes]] = []

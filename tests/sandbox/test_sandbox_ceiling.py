@@ -8,8 +8,8 @@ import sys
 import tomllib
 
 import pytest
-
 from sandbox_helpers import REPO
+
 from tuner.sandbox.ceiling import Ceiling
 
 
@@ -24,14 +24,32 @@ def test_a_ceiling_holds_the_rates_it_carried_and_no_more():
     at_rate = _ceiling(400e6, 395e6)
     assert at_rate.holds(400e6) and at_rate.holds(100e6)
     assert not _ceiling(400e6, 208e6).holds(400e6)
-    assert not _ceiling(400e6, 399e6, valid=False).holds(400e6)   # an unhealthy run proves nothing
+    assert not _ceiling(400e6, 399e6, valid=False).holds(400e6)  # an unhealthy run proves nothing
 
 
 @pytest.mark.root
 def test_a_search_over_a_path_the_emulator_cannot_carry_says_so_and_claims_nothing(tmp_path):
     profile = tmp_path / "bulk.toml"
-    cmd = [sys.executable, "-m", "tuner", "recommend", "bulk", "--rtt", "20ms", "--rate", "20gbit",
-           "--budget", "2", "--duration", "0.5", "--repeats", "1", "--json", "-o", str(profile)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "tuner",
+        "recommend",
+        "bulk",
+        "--rtt",
+        "20ms",
+        "--rate",
+        "20gbit",
+        "--budget",
+        "2",
+        "--duration",
+        "0.5",
+        "--repeats",
+        "1",
+        "--json",
+        "-o",
+        str(profile),
+    ]
     done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert "cannot carry 20,000 Mbit/s" in done.stderr and "no verdict will rest on it" in done.stderr
     if done.returncode != 0:

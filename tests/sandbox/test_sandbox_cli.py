@@ -8,8 +8,8 @@ import subprocess
 import sys
 
 import pytest
-
 from sandbox_helpers import REPO
+
 from tuner.sandbox import netem_available
 from tuner.sandbox.doctor import TCP_INFO_FIELDS, tcp_info_length
 
@@ -18,8 +18,9 @@ pytestmark = pytest.mark.root
 
 def _tuner(*args: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    return subprocess.run([sys.executable, "-m", "tuner", *args], capture_output=True, text=True, timeout=60,
-                          env=env, cwd=REPO)
+    return subprocess.run(
+        [sys.executable, "-m", "tuner", *args], capture_output=True, text=True, timeout=60, env=env, cwd=REPO
+    )
 
 
 def test_doctor_reports_what_this_machine_really_has():
@@ -42,7 +43,10 @@ def test_doctor_reports_what_this_machine_really_has():
     assert all(a in checks["congestion control"]["found"] for a in available)
     firewall = checks["nftables/iptables"]
     assert ("neither" in firewall["found"]) is not any(
-        os.access(os.path.join(d, t), os.X_OK) for d in os.environ["PATH"].split(":") for t in ("nft", "iptables"))
+        os.access(os.path.join(d, t), os.X_OK)
+        for d in os.environ["PATH"].split(":")
+        for t in ("nft", "iptables")
+    )
 
 
 def test_doctor_prints_one_screen_for_people():

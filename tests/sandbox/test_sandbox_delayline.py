@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import statistics
 import struct
@@ -34,7 +35,7 @@ def test_the_rate_cap_spaces_packets_and_a_full_queue_drops_the_rest(line_factor
     assert snap.packets == sent
     assert snap.dropped_queue >= sent // 2
     assert len(got) == snap.sent_packets == sent - snap.dropped_queue
-    gaps = [b[0] - a[0] for a, b in zip(got, got[1:])]
+    gaps = [b[0] - a[0] for a, b in itertools.pairwise(got)]
     assert 0.0007 < statistics.median(gaps) < 0.0015, gaps
 
 
@@ -59,7 +60,7 @@ def test_a_reset_starts_the_counters_again_and_a_partition_drops_everything(line
     line.settle()
     assert line.stats.snapshot().sent_packets == 5
     line.stats.request_reset()
-    assert line.stats.snapshot().packets == 0          # no packet since the reset: all zero
+    assert line.stats.snapshot().packets == 0  # no packet since the reset: all zero
     line.stats.set_partitioned(True)
     for _ in range(3):
         line.send(b"b")
@@ -75,8 +76,8 @@ def test_a_reset_starts_the_counters_again_and_a_partition_drops_everything(line
 def test_lateness_percentiles_come_from_the_histogram():
     hist = [0] * LATE_BUCKETS
     assert late_percentile(hist, 0.99) == 0.0
-    hist[1] = 98      # 10-20 us late
-    hist[150] = 2     # 1.5 ms late
+    hist[1] = 98  # 10-20 us late
+    hist[150] = 2  # 1.5 ms late
     assert late_percentile(hist, 0.5) == pytest.approx(20e-6)
     assert late_percentile(hist, 0.99) == pytest.approx(1.51e-3)
     hist[LATE_BUCKETS - 1] = 1000

@@ -4,17 +4,17 @@ import os
 import time
 
 import pytest
-
 from sandbox_helpers import alive, wait_until
+
 from tuner.errors import KnobError, SandboxError
 from tuner.netns import NETNS_DIR
 from tuner.sandbox import Sandbox, Side
 from tuner.sandbox.registry import REGISTRY_DIR
-from tuner.workload import Path
+from tuner.workload import NetworkPath
 
 pytestmark = pytest.mark.root
 
-WAN = Path(rtt=0.05, rate_bps=50e6, loss=0.001)
+WAN = NetworkPath(rtt=0.05, rate_bps=50e6, loss=0.001)
 
 
 def _namespace_facts() -> dict:
@@ -23,15 +23,19 @@ def _namespace_facts() -> dict:
     def read(name: str) -> str:
         with open("/proc/sys/" + name.replace(".", "/")) as f:
             return f.read().strip()
+
     with open("/proc/net/dev") as f:  # /proc/net follows the reader's namespace (/sys/class/net does not)
         links = sorted(line.split(":")[0].strip() for line in f.readlines()[2:])
     with socket.socket() as ls:  # loopback works only if lo is up
         ls.bind(("127.0.0.1", 0))
         ls.listen(1)
         socket.create_connection(ls.getsockname(), timeout=1).close()
-    return {"ipv6_off": read("net.ipv6.conf.all.disable_ipv6"),
-            "no_metrics_save": read("net.ipv4.tcp_no_metrics_save"),
-            "links": links, "netns": os.readlink("/proc/self/ns/net")}
+    return {
+        "ipv6_off": read("net.ipv6.conf.all.disable_ipv6"),
+        "no_metrics_save": read("net.ipv4.tcp_no_metrics_save"),
+        "links": links,
+        "netns": os.readlink("/proc/self/ns/net"),
+    }
 
 
 def _tun_users(pids: list[int]) -> list[int]:
@@ -79,17 +83,17 @@ def _fail():
 
 def test_an_exception_in_the_block_still_removes_everything(host_snapshot):
     before = host_snapshot()
-    with pytest.raises(ValueError, match="boom"):
-        with Sandbox(WAN) as sb:
-            helpers = sb.helper_pids()
-            sb.spawn(Side.SERVER, time.sleep, 60)
-            _fail()
+    with pytest.raises(ValueError, match="boom"), Sandbox(WAN) as sb:
+        helpers = sb.helper_pids()
+        sb.spawn(Side.SERVER, time.sleep, 60)
+        _fail()
     assert wait_until(lambda: not any(alive(p) for p in helpers), 2)
     assert host_snapshot() == before
 
 
 def _udp_echo_once() -> bytes:
     import socket
+
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.bind(("198.18.0.2", 7007))
     s.settimeout(5)
@@ -100,6 +104,7 @@ def _udp_echo_once() -> bytes:
 
 def _udp_ask() -> bytes:
     import socket
+
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.settimeout(0.3)
     for _ in range(20):
@@ -152,6 +157,7 @@ def test_a_closed_sandbox_refuses_to_run_code():
 
 def test_a_dead_delay_line_makes_the_path_unhealthy_and_says_why():
     import signal
+
     with Sandbox(WAN) as sb:
         assert sb.health().valid
         os.kill(sb.helper_pids()[0], signal.SIGKILL)

@@ -1,4 +1,4 @@
-"""The emulated path does what the Path says: RTT, the window effect, loss, partition."""
+"""The emulated path does what the NetworkPath says: RTT, the window effect, loss, partition."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ import statistics
 import time
 
 import pytest
-
 from sandbox_helpers import PORT, SERVER, SO_RCVBUFFORCE, connect, echo, listener, ping_pong
+
 from tuner.sandbox import Sandbox, Side
-from tuner.workload import Path
+from tuner.workload import NetworkPath
 
 pytestmark = pytest.mark.root
 
@@ -29,7 +29,7 @@ def backend(request, monkeypatch) -> str:
 
 
 def test_a_50ms_path_measures_50ms_of_tcp_ping_pong(backend):
-    with Sandbox(Path(rtt=0.05), backend=backend) as sb:
+    with Sandbox(NetworkPath(rtt=0.05), backend=backend) as sb:
         sb.spawn(Side.SERVER, echo)
         rtts = sb.run(Side.CLIENT, ping_pong, 12)
         health = sb.health()
@@ -66,7 +66,7 @@ def _source(seconds: float) -> None:
 
 
 def _bulk(server_sysctls: dict, rcvbuf: int | None, backend: str, seconds: float = 1.6) -> float:
-    with Sandbox(Path(rtt=0.05, rate_bps=100e6), server_sysctls=server_sysctls, backend=backend) as sb:
+    with Sandbox(NetworkPath(rtt=0.05, rate_bps=100e6), server_sysctls=server_sysctls, backend=backend) as sb:
         sink = sb.spawn(Side.SERVER, _sink, rcvbuf, seconds)
         sb.run(Side.CLIENT, _source, seconds)
         return sink.result(10)
@@ -75,7 +75,9 @@ def _bulk(server_sysctls: dict, rcvbuf: int | None, backend: str, seconds: float
 def test_a_1mib_window_moves_at_least_5x_more_than_a_64kib_receive_buffer_across_50ms(backend):
     wide = _bulk({"net.ipv4.tcp_rmem": (4096, 131072, 1 << 20)}, None, backend)
     narrow = _bulk({}, 64 * 1024, backend)
-    assert wide >= 5 * narrow, f"1 MiB window {wide / 1e6:.1f} Mbit/s vs 64 KiB buffer {narrow / 1e6:.1f} Mbit/s"
+    assert wide >= 5 * narrow, (
+        f"1 MiB window {wide / 1e6:.1f} Mbit/s vs 64 KiB buffer {narrow / 1e6:.1f} Mbit/s"
+    )
 
 
 def _udp_sink(seconds: float) -> int:
@@ -104,7 +106,7 @@ def _udp_source(count: int) -> None:
 
 def test_5_percent_loss_shows_about_5_percent_dropped_in_the_links_own_counters(backend):
     count = 4000
-    with Sandbox(Path(rtt=0.002, loss=0.05, rate_bps=100e6), backend=backend) as sb:
+    with Sandbox(NetworkPath(rtt=0.002, loss=0.05, rate_bps=100e6), backend=backend) as sb:
         sink = sb.spawn(Side.SERVER, _udp_sink, 10)
         time.sleep(0.05)
         sb.run(Side.CLIENT, _udp_source, count)
@@ -119,7 +121,9 @@ def test_5_percent_loss_shows_about_5_percent_dropped_in_the_links_own_counters(
 def test_tcp_segments_are_lost_one_by_one_even_when_they_travel_as_super_packets(backend):
     """1% loss on a bulk stream: about 1% of the packets on the wire are dropped (per segment, not
     whole super-packets), and the delay line that takes offloads reads far fewer frames than packets."""
-    with Sandbox(Path(rtt=0.01, loss=0.01, rate_bps=400e6), backend=backend) as sb:  # super-packets above 150M
+    with Sandbox(
+        NetworkPath(rtt=0.01, loss=0.01, rate_bps=400e6), backend=backend
+    ) as sb:  # super-packets above 150M
         sink = sb.spawn(Side.SERVER, _sink, None, 2.0)
         sb.reset_health()
         sb.run(Side.CLIENT, _source, 2.0)
@@ -159,7 +163,7 @@ def test_every_byte_arrives_intact_across_a_lossy_path(backend):
     """Carved super-packets (lost segments cut out, checksums left to the kernel) still make a
     byte-exact stream: the receiver's digest equals the sender's."""
     size = 3 << 20
-    with Sandbox(Path(rtt=0.01, loss=0.02, rate_bps=200e6), backend=backend) as sb:
+    with Sandbox(NetworkPath(rtt=0.01, loss=0.02, rate_bps=200e6), backend=backend) as sb:
         sink = sb.spawn(Side.SERVER, _digest_sink)
         sent = sb.run(Side.CLIENT, _random_source, size)
         got, digest = sink.result(60)
@@ -179,8 +183,8 @@ def _partition_server() -> bytes:
 
 def _talk(wait: float) -> str:
     s = connect()
-    time.sleep(wait)      # the parent partitions the path meanwhile
-    s.sendall(b"hello")   # no error: a dead peer is silent
+    time.sleep(wait)  # the parent partitions the path meanwhile
+    s.sendall(b"hello")  # no error: a dead peer is silent
     time.sleep(0.6)
     s.close()
     return "sent"
@@ -188,7 +192,7 @@ def _talk(wait: float) -> str:
 
 @pytest.mark.parametrize("backend", ["tun", "none"])
 def test_a_partition_drops_everything_silently_until_it_heals(backend):
-    path = Path(rtt=0.01) if backend == "tun" else None
+    path = NetworkPath(rtt=0.01) if backend == "tun" else None
     with Sandbox(path, backend=backend) as sb:
         server = sb.spawn(Side.SERVER, _partition_server)
         client = sb.spawn(Side.CLIENT, _talk, 0.3)
@@ -207,5 +211,5 @@ def test_a_partition_drops_everything_silently_until_it_heals(backend):
 def test_the_line_reads_single_packets_below_150_mbit_and_super_packets_above(monkeypatch, rate, offload):
     """Below 150 Mbit/s one packet per read keeps finer time (and has the CPU); above, super-packets."""
     monkeypatch.delenv("TUNER_TUN_OFFLOAD", raising=False)
-    with Sandbox(Path(rtt=0.002, rate_bps=rate), backend="tun") as sb:
+    with Sandbox(NetworkPath(rtt=0.002, rate_bps=rate), backend="tun") as sb:
         assert sb._link.offload is offload

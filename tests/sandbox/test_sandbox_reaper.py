@@ -9,8 +9,8 @@ import sys
 import time
 
 import pytest
-
 from sandbox_helpers import REPO, alive, run_next, wait_until
+
 from tuner.adapters.netlink import create_netns, remove_netns
 from tuner.netns import NETNS_DIR, NetnsChild
 from tuner.sandbox import reap_stale
@@ -47,9 +47,9 @@ def _dead_pid() -> int:
 def test_orphan_tuner_namespaces_of_dead_pids_go_and_everything_else_stays():
     dead = _dead_pid()
     orphan = f"tuner-{dead}-t0"
-    occupied = f"tuner-{dead}-t1"              # a process still lives inside: not ours to judge
-    mine = f"tuner-{os.getpid()}-tfixture"     # a live owner (this test) without a record
-    foreign = f"tunerlike-{dead}-x"            # not a tuner name at all
+    occupied = f"tuner-{dead}-t1"  # a process still lives inside: not ours to judge
+    mine = f"tuner-{os.getpid()}-tfixture"  # a live owner (this test) without a record
+    foreign = f"tunerlike-{dead}-x"  # not a tuner name at all
     names = [orphan, occupied, mine, foreign]
     for name in names:
         create_netns(name)
@@ -71,7 +71,7 @@ def test_orphan_tuner_namespaces_of_dead_pids_go_and_everything_else_stays():
 def test_a_record_of_a_reused_pid_is_stale_and_its_helpers_are_only_killed_if_still_theirs(tmp_path):
     registry = Registry(tmp_path)
     me = ProcessId.of(os.getpid())
-    impostor = ProcessId(os.getpid(), me.start + 1)   # same pid, another process start: dead owner
+    impostor = ProcessId(os.getpid(), me.start + 1)  # same pid, another process start: dead owner
     bystander = subprocess.Popen(["sleep", "60"])
     try:
         # the record claims the bystander's pid with the wrong start time: it must survive the reap
@@ -92,8 +92,14 @@ def test_sandbox_gc_on_the_command_line_reaps_and_says_so(holder):
     os.kill(dead.pid, signal.SIGKILL)
     dead.proc.wait()
     assert wait_until(lambda: not any(alive(p) for p in dead.helpers), 3)
-    out = subprocess.run([sys.executable, "-m", "tuner", "sandbox", "gc"], capture_output=True, text=True,
-                         timeout=30, env=dict(os.environ, PYTHONPATH=str(REPO)), cwd=REPO)
+    out = subprocess.run(
+        [sys.executable, "-m", "tuner", "sandbox", "gc"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=dict(os.environ, PYTHONPATH=str(REPO)),
+        cwd=REPO,
+    )
     assert out.returncode == 0, out.stderr
     assert not dead.namespaces_exist() and not dead.record_exists()
     # a concurrent run may have reaped it first; either way gc reports in words

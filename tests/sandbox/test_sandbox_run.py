@@ -5,8 +5,8 @@ import signal
 import time
 
 import pytest
-
 from sandbox_helpers import alive, wait_until
+
 from tuner.errors import KnobError
 from tuner.netns import ChildFailed, ChildTimeout
 from tuner.sandbox import Sandbox, Side
@@ -103,7 +103,7 @@ def test_processes_a_job_left_in_the_namespace_go_with_the_sandbox():
 
 def test_a_large_result_arrives_whole_from_a_job_and_from_run():
     with Sandbox() as sb:
-        job = sb.spawn(Side.CLIENT, lambda: bytes(range(256)) * 8192)   # 2 MiB: far more than a pipe holds
+        job = sb.spawn(Side.CLIENT, lambda: bytes(range(256)) * 8192)  # 2 MiB: far more than a pipe holds
         assert sb.run(Side.SERVER, lambda: b"y" * (3 << 20)) == b"y" * (3 << 20)
         assert job.result(10) == bytes(range(256)) * 8192
 

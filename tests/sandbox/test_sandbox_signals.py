@@ -5,7 +5,6 @@ from __future__ import annotations
 import signal
 
 import pytest
-
 from sandbox_helpers import alive, wait_until
 
 pytestmark = pytest.mark.root

@@ -16,7 +16,9 @@ def _read(name: str):
 def test_a_server_sysctl_is_visible_in_the_server_namespace_only_and_the_host_is_untouched():
     host_before = _read("net.core.somaxconn")
     host_rmem = _read("net.ipv4.tcp_rmem")
-    with Sandbox(server_sysctls={"net.core.somaxconn": 777, "net.ipv4.tcp_rmem": (4096, 65536, 1 << 20)}) as sb:
+    with Sandbox(
+        server_sysctls={"net.core.somaxconn": 777, "net.ipv4.tcp_rmem": (4096, 65536, 1 << 20)}
+    ) as sb:
         assert sb.run(Side.SERVER, _read, "net.core.somaxconn") == 777
         assert sb.run(Side.SERVER, _read, "net.ipv4.tcp_rmem") == (4096, 65536, 1 << 20)
         assert sb.run(Side.CLIENT, _read, "net.core.somaxconn") != 777
@@ -44,7 +46,9 @@ def test_a_value_the_kernel_refuses_comes_back_as_a_knob_error_with_a_hint():
         if refused:
             with pytest.raises(KnobError) as info:
                 sb.apply_sysctls(Side.CLIENT, {"net.ipv4.tcp_congestion_control": refused[0]})
-            assert info.value.knob == "net.ipv4.tcp_congestion_control" and "TCP_CONGESTION" in info.value.hint
+            assert (
+                info.value.knob == "net.ipv4.tcp_congestion_control" and "TCP_CONGESTION" in info.value.hint
+            )
         with pytest.raises(KnobError) as info:
             sb.apply_sysctls(Side.CLIENT, {"net.core.wmem_max": 1 << 20})
         assert info.value.knob == "net.core.wmem_max"

@@ -9,14 +9,14 @@ Tests of what the search finds on real traffic use the real probe in a real sand
 from __future__ import annotations
 
 import random
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Callable, Mapping
 
 import pytest
 
 from tuner.knobs import KernelFacts
 from tuner.probe.measurement import Measurement, summarize
-from tuner.workload import DEFAULT_WORKLOADS, Path, WorkloadKind
+from tuner.workload import DEFAULT_WORKLOADS, NetworkPath, WorkloadKind
 
 # Live values as a stock kernel shows them (what build_space gets from the sandbox namespace and host).
 STOCK = {
@@ -48,9 +48,9 @@ class SyntheticMeasure:
     seed: int = 0
     fail_when: Callable[[Mapping[str, object]], bool] | None = None
     calls: list[dict] = field(default_factory=list)
-    prunable: bool = False          # True: accepts ``repeats=`` so a study may prune after one repeat
-    repeat_calls: list[int] = field(default_factory=list)   # repeats run by each call
-    on_repeat: Callable[[], None] | None = None             # called per repeat (tests advance a fake clock)
+    prunable: bool = False  # True: accepts ``repeats=`` so a study may prune after one repeat
+    repeat_calls: list[int] = field(default_factory=list)  # repeats run by each call
+    on_repeat: Callable[[], None] | None = None  # called per repeat (tests advance a fake clock)
 
     def __post_init__(self) -> None:
         self._rng = random.Random(self.seed)
@@ -65,10 +65,19 @@ class SyntheticMeasure:
         if self.fail_when is not None and self.fail_when(assignment):
             raise RuntimeError("synthetic probe failure")
         truth = self.metric_fn(assignment)
-        metrics = {name: summarize([v * (1 + self._rng.uniform(-self.noise, self.noise))
-                                    for _ in range(n)]) for name, v in truth.items()}
-        return Measurement(workload=DEFAULT_WORKLOADS[self.kind], path=Path(), assignment=dict(assignment),
-                           metrics=metrics, backend="none", repeats=n, duration=0.1)
+        metrics = {
+            name: summarize([v * (1 + self._rng.uniform(-self.noise, self.noise)) for _ in range(n)])
+            for name, v in truth.items()
+        }
+        return Measurement(
+            workload=DEFAULT_WORKLOADS[self.kind],
+            path=NetworkPath(),
+            assignment=dict(assignment),
+            metrics=metrics,
+            backend="none",
+            repeats=n,
+            duration=0.1,
+        )
 
 
 def rr_truth(a):

@@ -12,16 +12,34 @@ import pytest
 from tuner.profiles import load_profile
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "observe"))
-import observe_scenarios as sc  # noqa: E402 - the observe tests' real workloads
+import observe_scenarios as sc
 
 pytestmark = pytest.mark.root
 REPO = Path(__file__).resolve().parents[2]
 
 
 def _auto(netns: str, out: Path, *extra: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "tuner", "recommend", "--auto", "--netns", netns,
-                           "--observe", "2s", "-o", str(out), "--json", *extra],
-                          cwd=REPO, capture_output=True, text=True, timeout=240)
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tuner",
+            "recommend",
+            "--auto",
+            "--netns",
+            netns,
+            "--observe",
+            "2s",
+            "-o",
+            str(out),
+            "--json",
+            *extra,
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
 
 
 def test_a_nagle_bound_service_gets_a_profile_that_turns_nagle_off(netns, tmp_path):
@@ -31,8 +49,10 @@ def test_a_nagle_bound_service_gets_a_profile_that_turns_nagle_off(netns, tmp_pa
     results = json.loads(done.stdout)
     assert results, "a Nagle-bound service must be searched"
     nagle = [r for r in results if r["assignment"].get("TCP_NODELAY") is True]
-    assert nagle, [(r, load_profile(Path(r["profile_file"])).evidence.get("observed")) if r.get("profile_file") else r
-                   for r in results]
+    assert nagle, [
+        (r, load_profile(Path(r["profile_file"])).evidence.get("observed")) if r.get("profile_file") else r
+        for r in results
+    ]
     profile = load_profile(Path(nagle[0]["profile_file"]))
     assert profile.socket["TCP_NODELAY"] is True
     observed = profile.evidence["observed"]
@@ -41,15 +61,37 @@ def test_a_nagle_bound_service_gets_a_profile_that_turns_nagle_off(netns, tmp_pa
 
 def test_a_quiet_namespace_needs_no_tuning_and_writes_nothing(netns, tmp_path):
     out = tmp_path / "profiles"
-    done = subprocess.run([sys.executable, "-m", "tuner", "recommend", "--auto", "--netns", netns,
-                           "--observe", "1s", "-o", str(out)], cwd=REPO, capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tuner",
+            "recommend",
+            "--auto",
+            "--netns",
+            netns,
+            "--observe",
+            "1s",
+            "-o",
+            str(out),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr
     assert "nothing needs tuning" in done.stdout
     assert not out.exists()
 
 
 def test_auto_refuses_a_named_workload_too(tmp_path):
-    done = subprocess.run([sys.executable, "-m", "tuner", "recommend", "rr", "--auto"], cwd=REPO,
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "tuner", "recommend", "rr", "--auto"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 2
     assert "--auto observes the workload" in done.stderr

@@ -9,13 +9,21 @@ from tuner.observe.classify import Role, ServiceClass, ServiceShape, ServiceSign
 from tuner.search.auto import auto_space
 from tuner.search.space import INERT_KNOBS, KIND_KNOBS, OPTIONAL_KNOBS, space_knobs
 from tuner.search.study import SearchConfig
-from tuner.workload import Path, Workload, WorkloadKind
+from tuner.workload import NetworkPath, Workload, WorkloadKind
 
 
 def _svc(kind: WorkloadKind, *symptoms: str) -> ServiceSignature:
-    return ServiceSignature(key="tcp server :80", role=Role.SERVER, endpoint=":80", process=None,
-                            service_class=ServiceClass.REQUEST_RESPONSE, shape=ServiceShape(), path=Path(rtt=0.08),
-                            workload=Workload(kind), symptoms=[_symptom(s, "seen") for s in symptoms])
+    return ServiceSignature(
+        key="tcp server :80",
+        role=Role.SERVER,
+        endpoint=":80",
+        process=None,
+        service_class=ServiceClass.REQUEST_RESPONSE,
+        shape=ServiceShape(),
+        path=NetworkPath(rtt=0.08),
+        workload=Workload(kind),
+        symptoms=[_symptom(s, "seen") for s in symptoms],
+    )
 
 
 def _space(kind: WorkloadKind, config: SearchConfig) -> list[str]:
@@ -29,11 +37,19 @@ def test_retransmissions_on_an_rr_service_search_congestion_control_not_the_rr_d
 
 def test_symptoms_are_searched_as_the_union_of_their_knobs():
     auto = auto_space(_svc(WorkloadKind.RR, "nagle-delayed-ack", "retransmissions"), SearchConfig())
-    assert set(_space(WorkloadKind.RR, auto.config)) == {"TCP_NODELAY", "TCP_QUICKACK",
-                                                         "net.ipv4.tcp_congestion_control", "TCP_CONGESTION"}
+    assert set(_space(WorkloadKind.RR, auto.config)) == {
+        "TCP_NODELAY",
+        "TCP_QUICKACK",
+        "net.ipv4.tcp_congestion_control",
+        "TCP_CONGESTION",
+    }
     overflow = auto_space(_svc(WorkloadKind.BURST, "listen-overflow", "syn-drops"), SearchConfig())
     assert set(_space(WorkloadKind.BURST, overflow.config)) == {
-        "backlog", "net.core.somaxconn", "net.ipv4.tcp_max_syn_backlog", "net.ipv4.tcp_syncookies"}
+        "backlog",
+        "net.core.somaxconn",
+        "net.ipv4.tcp_max_syn_backlog",
+        "net.ipv4.tcp_syncookies",
+    }
 
 
 def test_the_users_no_knob_still_applies():
@@ -41,14 +57,18 @@ def test_the_users_no_knob_still_applies():
     assert _space(WorkloadKind.RR, auto.config) == ["TCP_NODELAY"]
     bulk = auto_space(_svc(WorkloadKind.BULK, "send-buffer-limited"), SearchConfig())
     assert bulk.left_out == {}
-    assert set(_space(WorkloadKind.BULK, bulk.config)) == {"net.ipv4.tcp_wmem", "SO_SNDBUF", "net.core.wmem_max"}
+    assert set(_space(WorkloadKind.BULK, bulk.config)) == {
+        "net.ipv4.tcp_wmem",
+        "SO_SNDBUF",
+        "net.core.wmem_max",
+    }
 
 
 def test_a_symptom_whose_knobs_the_probe_cannot_exercise_falls_back_to_the_kinds_space():
     auto = auto_space(_svc(WorkloadKind.BURST, "time-wait-pressure"), SearchConfig())
     assert set(auto.left_out) == {"net.ipv4.tcp_tw_reuse", "net.ipv4.ip_local_port_range"}
     assert _space(WorkloadKind.BURST, auto.config) == list(KIND_KNOBS[WorkloadKind.BURST])
-    assert "net.core.somaxconn" not in KIND_KNOBS[WorkloadKind.BURST]   # it only caps the backlog
+    assert "net.core.somaxconn" not in KIND_KNOBS[WorkloadKind.BURST]  # it only caps the backlog
 
 
 @pytest.mark.parametrize("kind, knob", [(k, n) for k, inert in INERT_KNOBS.items() for n in inert])

@@ -7,16 +7,16 @@ machinery's rules, not what a real transfer gains.
 
 from __future__ import annotations
 
+from search_doubles import FACTS, STOCK, SyntheticMeasure
+
 from tuner.search.objective import parse_objective
 from tuner.search.space import bdp_levels, build_space
 from tuner.search.study import SearchConfig, Study, TrialRole
-from tuner.workload import Path, WorkloadKind
-
-from search_doubles import FACTS, STOCK, SyntheticMeasure
+from tuner.workload import NetworkPath, WorkloadKind
 
 BULK = WorkloadKind.BULK
 MiB = 1 << 20
-PATH = Path(rtt=0.2, rate_bps=400e6)   # BDP 10 MB
+PATH = NetworkPath(rtt=0.2, rate_bps=400e6)  # BDP 10 MB
 
 
 def test_bulk_buffer_levels_span_half_to_four_times_the_bdp_plus_the_kernel_default():
@@ -25,12 +25,12 @@ def test_bulk_buffer_levels_span_half_to_four_times_the_bdp_plus_the_kernel_defa
     rmem = dims["net.ipv4.tcp_rmem"].levels
     assert min(rmem) == 5 * MiB and max(rmem) >= 4 * 10e6
     assert any(1.9 * 10e6 <= v <= 2.2 * 10e6 for v in rmem)
-    assert STOCK["net.ipv4.tcp_rmem"][2] in rmem                     # the kernel default stays a level
+    assert STOCK["net.ipv4.tcp_rmem"][2] in rmem  # the kernel default stays a level
     assert STOCK["net.ipv4.tcp_wmem"][2] in dims["net.ipv4.tcp_wmem"].levels
-    small = bdp_levels(100e6, 0.001)                                  # 12.5 kB BDP: the 64 KiB floor
+    small = bdp_levels(100e6, 0.001)  # 12.5 kB BDP: the 64 KiB floor
     assert small[0] == 64 * 1024 and all(v % (64 * 1024) == 0 for v in small)
     without = {d.knob: d for d in build_space(BULK, STOCK, facts=FACTS).dimensions}
-    assert without["net.ipv4.tcp_rmem"].levels != rmem                # no path: the static levels
+    assert without["net.ipv4.tcp_rmem"].levels != rmem  # no path: the static levels
 
 
 def _emulator_bound_truth(a):
@@ -39,9 +39,11 @@ def _emulator_bound_truth(a):
     idle off is a real gain, so the verdict is significant. (The second change is bbr: slow start after
     idle left the bulk space, a stream that never pauses cannot show it.)"""
     rmem = a.get("net.ipv4.tcp_rmem", STOCK["net.ipv4.tcp_rmem"])[2]
-    return {"goodput_mbps": 208.0 if a.get("net.ipv4.tcp_congestion_control") == "bbr" else 150.0,
-            "rwnd_limited_pct": 100.0 if rmem < 20e6 else 0.0,
-            "sndbuf_limited_pct": 0.0}
+    return {
+        "goodput_mbps": 208.0 if a.get("net.ipv4.tcp_congestion_control") == "bbr" else 150.0,
+        "rwnd_limited_pct": 100.0 if rmem < 20e6 else 0.0,
+        "sndbuf_limited_pct": 0.0,
+    }
 
 
 class _Fixed:
@@ -75,15 +77,22 @@ def _best_point(space, rmem):
 
 def test_simplification_does_not_shrink_a_receive_buffer_into_rwnd_limits():
     space = build_space(BULK, STOCK, facts=FACTS, path=PATH)
-    rmem = max(_levels(space, "net.ipv4.tcp_rmem"))     # 4x BDP: not rwnd_limited
+    rmem = max(_levels(space, "net.ipv4.tcp_rmem"))  # 4x BDP: not rwnd_limited
     measure = SyntheticMeasure(BULK, _emulator_bound_truth, noise=0.02)
-    result = Study(space, parse_objective(None, BULK), _Fixed([_best_point(space, rmem)]), measure,
-                   config=SearchConfig(budget=2)).run()
+    result = Study(
+        space,
+        parse_objective(None, BULK),
+        _Fixed([_best_point(space, rmem)]),
+        measure,
+        config=SearchConfig(budget=2),
+    ).run()
     simplify = [t for t in result.trials if t.role is TrialRole.SIMPLIFY]
     # the reduction to the stock 6 MiB was measured (it scores the same) but left the flow rwnd_limited
     assert any("net.ipv4.tcp_rmem" not in t.assignment for t in simplify)
     assert result.verdict.significant
-    assert result.assignment.get("net.ipv4.tcp_rmem", STOCK["net.ipv4.tcp_rmem"])[2] >= 20e6   # not back to 6 MiB
+    assert (
+        result.assignment.get("net.ipv4.tcp_rmem", STOCK["net.ipv4.tcp_rmem"])[2] >= 20e6
+    )  # not back to 6 MiB
 
 
 def test_a_buffer_the_best_was_held_back_by_is_never_tried_lower():
@@ -91,8 +100,13 @@ def test_a_buffer_the_best_was_held_back_by_is_never_tried_lower():
     # the best has a 10 MiB receive buffer and is rwnd_limited all the time
     rmem = 10 * MiB
     measure = SyntheticMeasure(BULK, _emulator_bound_truth, noise=0.02)
-    result = Study(space, parse_objective(None, BULK), _Fixed([_best_point(space, rmem)]), measure,
-                   config=SearchConfig(budget=2)).run()
+    result = Study(
+        space,
+        parse_objective(None, BULK),
+        _Fixed([_best_point(space, rmem)]),
+        measure,
+        config=SearchConfig(budget=2),
+    ).run()
     simplify = [t for t in result.trials if t.role is TrialRole.SIMPLIFY]
     tried_lower = [t for t in simplify if t.assignment.get("net.ipv4.tcp_rmem", (0, 0, 0))[2] < rmem]
     assert simplify and not tried_lower

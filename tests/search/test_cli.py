@@ -7,14 +7,17 @@ import pytest
 from tuner.cli import main
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["recommend", "rr", "--no-knob", "net.core.somaxconn"], "not in the rr search space"),
-    (["recommend", "rr", "--knob", "TCP_NODELAYY"], "is not a knob tuner knows"),
-    (["recommend", "rr", "--knob", "net.ipv4.tcp_mem"], "cannot be searched"),
-    (["recommend", "rr", "--objective", "latency"], "unknown metric"),
-    (["recommend", "rr", "--resume"], "--resume needs --journal"),
-    (["recommend", "rr", "--budget", "0"], "at least one trial"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["recommend", "rr", "--no-knob", "net.core.somaxconn"], "not in the rr search space"),
+        (["recommend", "rr", "--knob", "TCP_NODELAYY"], "is not a knob tuner knows"),
+        (["recommend", "rr", "--knob", "net.ipv4.tcp_mem"], "cannot be searched"),
+        (["recommend", "rr", "--objective", "latency"], "unknown metric"),
+        (["recommend", "rr", "--resume"], "--resume needs --journal"),
+        (["recommend", "rr", "--budget", "0"], "at least one trial"),
+    ],
+)
 def test_bad_input_exits_2_with_a_message_and_a_hint(argv, message, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err

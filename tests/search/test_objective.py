@@ -10,29 +10,43 @@ import pytest
 from tuner.errors import InputError
 from tuner.probe.measurement import Measurement, summarize
 from tuner.search.objective import (
-    Direction, KeepaliveObjective, MemoryObjective, MetricObjective, Score, UdpObjective,
-    default_objective, gain, parse_objective, udp_latency_bound_ms,
+    Goal,
+    KeepaliveObjective,
+    MemoryObjective,
+    MetricObjective,
+    Score,
+    UdpObjective,
+    default_objective,
+    gain,
+    parse_objective,
+    udp_latency_bound_ms,
 )
-from tuner.workload import DEFAULT_WORKLOADS, Path, WorkloadKind
+from tuner.workload import DEFAULT_WORKLOADS, NetworkPath, WorkloadKind
 
 
 def _m(kind, **metrics):
-    return Measurement(workload=DEFAULT_WORKLOADS[kind], path=Path(), assignment={},
-                       metrics={k: summarize(v if isinstance(v, list) else [v]) for k, v in metrics.items()})
+    return Measurement(
+        workload=DEFAULT_WORKLOADS[kind],
+        path=NetworkPath(),
+        assignment={},
+        metrics={k: summarize(v if isinstance(v, list) else [v]) for k, v in metrics.items()},
+    )
 
 
 def test_each_kind_has_a_default_objective_with_the_right_direction():
-    assert default_objective(WorkloadKind.RR) == MetricObjective("latency_p99_ms", Direction.MIN)
-    assert default_objective(WorkloadKind.BULK) == MetricObjective("goodput_mbps", Direction.MAX)
-    assert default_objective(WorkloadKind.BURST) == MetricObjective("connect_p99_ms", Direction.MIN)
+    assert default_objective(WorkloadKind.RR) == MetricObjective("latency_p99_ms", Goal.MIN)
+    assert default_objective(WorkloadKind.BULK) == MetricObjective("goodput_mbps", Goal.MAX)
+    assert default_objective(WorkloadKind.BURST) == MetricObjective("connect_p99_ms", Goal.MIN)
     assert isinstance(default_objective(WorkloadKind.UDP), UdpObjective)
     assert isinstance(default_objective(WorkloadKind.KEEPALIVE), KeepaliveObjective)
     assert isinstance(default_objective(WorkloadKind.MEMORY), MemoryObjective)
 
 
 def test_objective_flag_takes_a_metric_and_an_optional_direction():
-    assert parse_objective("tps", WorkloadKind.RR) == MetricObjective("tps", Direction.MAX)
-    assert parse_objective("latency_p50_ms:min", WorkloadKind.RR) == MetricObjective("latency_p50_ms", Direction.MIN)
+    assert parse_objective("tps", WorkloadKind.RR) == MetricObjective("tps", Goal.MAX)
+    assert parse_objective("latency_p50_ms:min", WorkloadKind.RR) == MetricObjective(
+        "latency_p50_ms", Goal.MIN
+    )
     with pytest.raises(InputError, match="unknown metric"):
         parse_objective("latency", WorkloadKind.RR)
     with pytest.raises(InputError, match="neither min nor max"):
@@ -40,13 +54,13 @@ def test_objective_flag_takes_a_metric_and_an_optional_direction():
 
 
 def test_a_loss_is_smaller_for_better_scores_in_both_directions():
-    lo = Score(1.0, (1.0,), Direction.MIN)
-    hi = Score(2.0, (2.0,), Direction.MIN)
+    lo = Score(1.0, (1.0,), Goal.MIN)
+    hi = Score(2.0, (2.0,), Goal.MIN)
     assert lo.better_than(hi)
-    assert Score(2.0, (2.0,), Direction.MAX).better_than(Score(1.0, (1.0,), Direction.MAX))
-    assert gain(44.0, 0.2, Direction.MIN) == pytest.approx(220)
-    assert gain(10.0, 20.0, Direction.MAX) == 2.0
-    assert Score(1.0, (), Direction.MIN, feasible=False).loss == math.inf
+    assert Score(2.0, (2.0,), Goal.MAX).better_than(Score(1.0, (1.0,), Goal.MAX))
+    assert gain(44.0, 0.2, Goal.MIN) == pytest.approx(220)
+    assert gain(10.0, 20.0, Goal.MAX) == 2.0
+    assert Score(1.0, (), Goal.MIN, feasible=False).loss == math.inf
 
 
 def test_keepalive_scores_measured_detection_a_lower_bound_as_such_and_refuses_false_kills():
@@ -64,7 +78,7 @@ def test_keepalive_scores_measured_detection_a_lower_bound_as_such_and_refuses_f
     assert lower.value == pytest.approx(5.0) and lower.feasible and "lower bound" in lower.reason  # no model
     assert not obj.score(killer).feasible and "killed" in obj.score(killer).reason
     assert obj.score(detected).better_than(lower)
-    assert not obj.score(_m(WorkloadKind.KEEPALIVE, detect_s=[1.0])).feasible   # risk not measured: no claim
+    assert not obj.score(_m(WorkloadKind.KEEPALIVE, detect_s=[1.0])).feasible  # risk not measured: no claim
 
 
 def test_memory_settings_below_the_throughput_floor_are_infeasible():
@@ -81,7 +95,9 @@ def test_udp_refuses_a_buffer_that_buys_delivery_with_a_standing_queue():
     obj = UdpObjective()
     base = _m(WorkloadKind.UDP, delivered_fraction=[0.25, 0.26, 0.24], reader_latency_ms=[2.0, 2.1, 2.2])
     absorbs = _m(WorkloadKind.UDP, delivered_fraction=[1.0, 1.0, 1.0], reader_latency_ms=[12.0, 12.5, 13.0])
-    queues = _m(WorkloadKind.UDP, delivered_fraction=[0.42, 0.41, 0.42], reader_latency_ms=[2400.0, 2500.0, 2450.0])
+    queues = _m(
+        WorkloadKind.UDP, delivered_fraction=[0.42, 0.41, 0.42], reader_latency_ms=[2400.0, 2500.0, 2450.0]
+    )
     assert udp_latency_bound_ms(base) == pytest.approx(2e3 * 500 / 20000 + 10.0)
     assert obj.score(absorbs, base).feasible and obj.score(absorbs, base).value == 1.0
     refused = obj.score(queues, base)
@@ -90,18 +106,21 @@ def test_udp_refuses_a_buffer_that_buys_delivery_with_a_standing_queue():
     # a baseline already above the bound sets the bound: a candidate may not queue more than it
     slow = _m(WorkloadKind.UDP, delivered_fraction=[0.4], reader_latency_ms=[3000.0])
     assert obj.score(queues, slow).feasible
-    assert not obj.score(_m(WorkloadKind.UDP, delivered_fraction=[0.4]), base).feasible  # no latency: no claim
+    assert not obj.score(
+        _m(WorkloadKind.UDP, delivered_fraction=[0.4]), base
+    ).feasible  # no latency: no claim
 
 
 def test_udp_makes_no_buffer_claim_under_a_sustained_overload():
     from dataclasses import replace as _replace
 
     from tuner.probe.udp import overload_note
+
     note = (overload_note(20000, 50000),)
     base = _replace(_m(WorkloadKind.UDP, delivered_fraction=[0.2], reader_latency_ms=[4.0]), notes=note)
     fuller = _replace(_m(WorkloadKind.UDP, delivered_fraction=[0.4], reader_latency_ms=[20.0]), notes=note)
     score = UdpObjective().score(fuller, base)
     assert not score.feasible and "buffers cannot fix this" in score.reason
-    assert UdpObjective().score(base).feasible          # the baseline itself is scored
+    assert UdpObjective().score(base).feasible  # the baseline itself is scored
     slow_base = _m(WorkloadKind.UDP, delivered_fraction=[0.5], reader_latency_ms=[900.0])
-    assert UdpObjective().score(slow_base).feasible     # even above the bound: it is what runs
+    assert UdpObjective().score(slow_base).feasible  # even above the bound: it is what runs

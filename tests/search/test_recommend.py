@@ -18,7 +18,7 @@ from tuner.apply import Applier, Target, make_plan, run_in_target, verify
 from tuner.knobs import SysctlTree
 from tuner.profiles import load_profile
 from tuner.search import SearchConfig, TrialRole, recommend
-from tuner.workload import DEFAULT_WORKLOADS, Path, WorkloadKind
+from tuner.workload import DEFAULT_WORKLOADS, NetworkPath, WorkloadKind
 
 pytestmark = pytest.mark.root
 
@@ -32,7 +32,11 @@ def _tuner(*args: str) -> list[str]:
 
 def _namespaces_of(pid: int) -> list[str]:
     run_netns = FsPath("/run/netns")
-    return sorted(p.name for p in run_netns.iterdir() if p.name.startswith(f"tuner-{pid}-")) if run_netns.exists() else []
+    return (
+        sorted(p.name for p in run_netns.iterdir() if p.name.startswith(f"tuner-{pid}-"))
+        if run_netns.exists()
+        else []
+    )
 
 
 def _journal_trials(file: FsPath) -> list[dict]:
@@ -46,7 +50,9 @@ def interrupted_and_resumed(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("recommend")
     journal, profile = tmp / "rr.jsonl", tmp / "rr.toml"
     args = [*RR_ARGS, "--journal", str(journal), "-o", str(profile)]
-    first = subprocess.Popen(_tuner(*args), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = subprocess.Popen(
+        _tuner(*args), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     try:
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline and first.poll() is None:
@@ -55,7 +61,7 @@ def interrupted_and_resumed(tmp_path_factory):
             time.sleep(0.1)
         assert first.poll() is None, f"the search ended before it could be interrupted: {first.communicate()}"
         first.send_signal(signal.SIGINT)
-        out, err = first.communicate(timeout=60)
+        _out, err = first.communicate(timeout=60)
     finally:
         if first.poll() is None:
             first.kill()
@@ -63,8 +69,15 @@ def interrupted_and_resumed(tmp_path_factory):
     before_resume = _journal_trials(journal)
     leftover = _namespaces_of(first.pid)
     resumed = subprocess.run(_tuner(*args, "--resume"), cwd=REPO, capture_output=True, text=True, timeout=180)
-    return {"first": first, "first_err": err, "leftover": leftover, "before": before_resume,
-            "resumed": resumed, "journal": journal, "profile": profile}
+    return {
+        "first": first,
+        "first_err": err,
+        "leftover": leftover,
+        "before": before_resume,
+        "resumed": resumed,
+        "journal": journal,
+        "profile": profile,
+    }
 
 
 def test_sigint_leaves_no_namespace_and_the_search_resumes_from_its_journal(interrupted_and_resumed):
@@ -75,12 +88,14 @@ def test_sigint_leaves_no_namespace_and_the_search_resumes_from_its_journal(inte
     assert r["resumed"].returncode == 0, r["resumed"].stderr
     trials = _journal_trials(r["journal"])
     assert [t["number"] for t in trials] == list(range(len(trials)))
-    assert trials[: len(r["before"])] == r["before"]                     # kept as it was, continued after it
-    assert sum(1 for t in trials if t["role"] == "baseline") == 1          # the baseline was not measured again
+    assert trials[: len(r["before"])] == r["before"]  # kept as it was, continued after it
+    assert sum(1 for t in trials if t["role"] == "baseline") == 1  # the baseline was not measured again
     assert sum(1 for t in trials if t["role"] == "search") == 6
 
 
-def test_rr_with_split_writes_turns_the_nagle_delay_off_with_at_least_a_10x_latency_gain(interrupted_and_resumed):
+def test_rr_with_split_writes_turns_the_nagle_delay_off_with_at_least_a_10x_latency_gain(
+    interrupted_and_resumed,
+):
     r = interrupted_and_resumed
     profile = load_profile(r["profile"])
     # TCP_NODELAY (the cheaper, sticky fix) or TCP_QUICKACK (the peer ACKs at once): both end the wait
@@ -91,12 +106,13 @@ def test_rr_with_split_writes_turns_the_nagle_delay_off_with_at_least_a_10x_late
     lat = ev["metrics"]["latency_p99_ms"]
     assert lat["baseline"] >= 10 * lat["recommended"]
     assert "baseline vs" not in r["resumed"].stdout  # the table, not a placeholder
-    assert "latency_p99_ms" in r["resumed"].stdout and ("TCP_NODELAY" in r["resumed"].stdout
-                                                        or "TCP_QUICKACK" in r["resumed"].stdout)
+    assert "latency_p99_ms" in r["resumed"].stdout and (
+        "TCP_NODELAY" in r["resumed"].stdout or "TCP_QUICKACK" in r["resumed"].stdout
+    )
     for key in ("kernel", "cpu_model", "cores"):
         assert ev["machine"][key]
     assert ev["sampler"] == "skopt" and ev["trials"] == 6 and ev["backend"] in ("none", "netem", "tun")
-    assert "setsockopt" in r["resumed"].stdout                            # the application owner's snippet
+    assert "setsockopt" in r["resumed"].stdout  # the application owner's snippet
 
 
 def _apply_and_verify(state: FsPath, file: str, target: Target):
@@ -107,16 +123,18 @@ def _apply_and_verify(state: FsPath, file: str, target: Target):
     return plan, changes, verify(profile, tree, target=target)
 
 
-def test_the_written_profile_loads_validates_and_applies_in_a_namespace(interrupted_and_resumed, netns, tmp_path):
+def test_the_written_profile_loads_validates_and_applies_in_a_namespace(
+    interrupted_and_resumed, netns, tmp_path
+):
     file = str(interrupted_and_resumed["profile"])
-    plan, changes, drift = run_in_target(Target(netns), _apply_and_verify, tmp_path, file, Target(netns))
+    _plan, changes, drift = run_in_target(Target(netns), _apply_and_verify, tmp_path, file, Target(netns))
     assert drift == []
     assert all(c.knob in load_profile(file).sysctl for c in changes)
 
 
 def test_burst_raises_the_backlog_and_the_listen_overflows_disappear():
     workload = DEFAULT_WORKLOADS[WorkloadKind.BURST].with_(burst_connections=600, burst_threads=64)
-    rec = recommend(workload, Path(), SearchConfig(budget=4, sampler="grid", duration=0.3))
+    rec = recommend(workload, NetworkPath(), SearchConfig(budget=4, sampler="grid", duration=0.3))
     effective = min(rec.assignment.get("backlog", 128), rec.assignment.get("net.core.somaxconn", 4096))
     assert effective > 128
     assert rec.verdict.significant

@@ -2,26 +2,38 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
+from search_doubles import FACTS, STOCK, SyntheticMeasure
 
 from tuner.knobs import check_assignment
 from tuner.search.objective import parse_objective
-from tuner.search.samplers import (FEW_LEVELS, GridSampler, RandomSampler, SkoptSampler, is_categorical,
-                                  make_sampler, switch_screen)
+from tuner.search.samplers import (
+    FEW_LEVELS,
+    GridSampler,
+    RandomSampler,
+    SkoptSampler,
+    is_categorical,
+    make_sampler,
+    switch_screen,
+)
 from tuner.search.space import build_space
 from tuner.search.study import SearchConfig, Study
 from tuner.workload import WorkloadKind
 
-from search_doubles import FACTS, STOCK, SyntheticMeasure
-
 MiB = 1024 * 1024
 # live values where a searched max below the live default would unorder the triple, and a socket
 # buffer above the host cap would be silently capped: both need repair before a probe may see them
-TIGHT = {**STOCK, "net.ipv4.tcp_wmem": (4096, 2 * MiB, 4 * MiB), "net.ipv4.tcp_rmem": (4096, 4 * MiB, 6 * MiB)}
+TIGHT = {
+    **STOCK,
+    "net.ipv4.tcp_wmem": (4096, 2 * MiB, 4 * MiB),
+    "net.ipv4.tcp_rmem": (4096, 4 * MiB, 6 * MiB),
+}
 
 
 def _ordered(v):
-    return all(a <= b for a, b in zip(v, v[1:]))
+    return all(a <= b for a, b in itertools.pairwise(v))
 
 
 @pytest.mark.parametrize("sampler", ["skopt", "random", "grid"])
@@ -33,8 +45,13 @@ def test_no_candidate_with_an_unordered_triple_or_a_capped_buffer_ever_reaches_a
         seen.append(dict(a))
         return {"goodput_mbps": 10.0 + a.get("net.ipv4.tcp_wmem", (0, 0, 4 * MiB))[2] / MiB}
 
-    study = Study(space, parse_objective(None, WorkloadKind.BULK), make_sampler(sampler, space, seed=5, budget=40),
-                  SyntheticMeasure(WorkloadKind.BULK, truth), config=SearchConfig(budget=40, sampler=sampler))
+    study = Study(
+        space,
+        parse_objective(None, WorkloadKind.BULK),
+        make_sampler(sampler, space, seed=5, budget=40),
+        SyntheticMeasure(WorkloadKind.BULK, truth),
+        config=SearchConfig(budget=40, sampler=sampler),
+    )
     study.run()
     assert len(seen) >= 30
     for a in seen:
@@ -117,12 +134,17 @@ def test_a_study_tries_bbr_from_a_cubic_baseline_within_the_default_budget_for_e
     for seed in range(10):
         seen = []
 
-        def truth(a):
+        def truth(a, seen=seen):
             seen.append(a.get("net.ipv4.tcp_congestion_control"))
             return {"goodput_mbps": 95.0 if a.get("net.ipv4.tcp_congestion_control") == "bbr" else 1.8}
 
-        study = Study(space, parse_objective(None, WorkloadKind.BULK), make_sampler("skopt", space, seed=seed),
-                      SyntheticMeasure(WorkloadKind.BULK, truth), config=SearchConfig(confirm=0, seed=seed))
+        study = Study(
+            space,
+            parse_objective(None, WorkloadKind.BULK),
+            make_sampler("skopt", space, seed=seed),
+            SyntheticMeasure(WorkloadKind.BULK, truth),
+            config=SearchConfig(confirm=0, seed=seed),
+        )
         study.run()
         assert "bbr" in seen, seed
 
@@ -130,9 +152,11 @@ def test_a_study_tries_bbr_from_a_cubic_baseline_within_the_default_budget_for_e
 def test_categories_are_categories():
     space = build_space(WorkloadKind.BULK, STOCK, facts=FACTS, add=["SO_RCVBUF"])
     kinds = {d.knob: is_categorical(d) for d in space.dimensions}
-    switches = {d.knob: is_categorical(d) for d in build_space(WorkloadKind.RR, STOCK, facts=FACTS).dimensions}
+    switches = {
+        d.knob: is_categorical(d) for d in build_space(WorkloadKind.RR, STOCK, facts=FACTS).dimensions
+    }
     assert kinds["net.ipv4.tcp_congestion_control"] and switches["TCP_NODELAY"]
-    assert kinds["SO_RCVBUF"]             # "unset" is not a buffer size
+    assert kinds["SO_RCVBUF"]  # "unset" is not a buffer size
     assert not kinds["net.ipv4.tcp_rmem"]  # a scale of sizes
 
 
@@ -158,5 +182,5 @@ def test_the_screen_measures_each_switch_alone_before_the_design():
 
 
 def test_a_lone_switch_is_not_screened():
-    space = build_space(WorkloadKind.BULK, STOCK, facts=FACTS)   # one switch: slow start after idle
+    space = build_space(WorkloadKind.BULK, STOCK, facts=FACTS)  # one switch: slow start after idle
     assert switch_screen(space, 4) == []

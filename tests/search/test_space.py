@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
+from search_doubles import FACTS, STOCK
 
 from tuner.errors import InputError, KnobError
 from tuner.knobs import check_assignment
 from tuner.search.space import KIND_KNOBS, build_space, knob_cost
 from tuner.workload import WorkloadKind
-
-from search_doubles import FACTS, STOCK
 
 
 @pytest.mark.parametrize("kind", list(WorkloadKind))
@@ -26,7 +27,7 @@ def test_buffer_levels_are_on_a_log_scale_and_include_the_baseline():
     assert rmem.part == 2
     assert 6291456 in rmem.levels
     sizes = [v for v in rmem.levels if v != 6291456]
-    ratios = {b / a for a, b in zip(sizes, sizes[1:])}
+    ratios = {b / a for a, b in itertools.pairwise(sizes)}
     assert all(r >= 4 for r in ratios)
 
 
@@ -41,16 +42,21 @@ def test_every_point_of_every_space_gives_a_valid_assignment_or_is_rejected():
             assert check_assignment(cand.assignment, FACTS) == dict(cand.assignment)
             effective = {**STOCK, **cand.assignment}
             # a socket value capped by a sysctl in the kernel never sits above its (effective) cap
-            for sock, cap in (("SO_RCVBUF", "net.core.rmem_max"), ("SO_SNDBUF", "net.core.wmem_max"),
-                              ("backlog", "net.core.somaxconn")):
+            for sock, cap in (
+                ("SO_RCVBUF", "net.core.rmem_max"),
+                ("SO_SNDBUF", "net.core.wmem_max"),
+                ("backlog", "net.core.somaxconn"),
+            ):
                 if sock in cand.assignment:
                     assert cand.assignment[sock] <= effective[cap]
 
 
 def test_a_socket_buffer_above_the_host_cap_raises_the_cap():
     space = build_space(WorkloadKind.UDP, STOCK, facts=FACTS)
-    point = tuple(d.levels.index(16 * 1024 * 1024) if d.knob == "SO_RCVBUF" else d.levels.index(212992)
-                  for d in space.dimensions)
+    point = tuple(
+        d.levels.index(16 * 1024 * 1024) if d.knob == "SO_RCVBUF" else d.levels.index(212992)
+        for d in space.dimensions
+    )
     cand = space.candidate(point)
     assert cand.assignment["SO_RCVBUF"] == 16 * 1024 * 1024
     assert cand.assignment["net.core.rmem_max"] == 16 * 1024 * 1024
@@ -118,7 +124,7 @@ def test_a_repair_that_lands_on_the_baseline_value_leaves_the_knob_out():
     point[names.index("backlog")] = dims["backlog"].levels.index(4096)
     point[names.index("net.core.somaxconn")] = dims["net.core.somaxconn"].levels.index(1024)
     cand = space.candidate(point)
-    assert dict(cand.assignment) == {"backlog": 4096}     # somaxconn back at the live 4096: not a change
+    assert dict(cand.assignment) == {"backlog": 4096}  # somaxconn back at the live 4096: not a change
 
 
 def test_a_backlog_above_somaxconn_raises_somaxconn_when_it_is_no_dimension():
@@ -133,6 +139,7 @@ def test_a_backlog_above_somaxconn_raises_somaxconn_when_it_is_no_dimension():
 
 def test_every_keepalive_setting_that_detects_is_measured_within_the_probes_window():
     from tuner.probe.keepalive import WINDOW_MIN
+
     space = build_space(WorkloadKind.KEEPALIVE, STOCK, facts=FACTS)
     levels = {d.knob: [v for v in d.levels if v is not None] for d in space.dimensions}
     slowest = max(levels["TCP_KEEPIDLE"]) + max(levels["TCP_KEEPINTVL"]) * max(levels["TCP_KEEPCNT"])

@@ -9,30 +9,42 @@ from __future__ import annotations
 import json
 
 import pytest
+from search_doubles import FACTS, STOCK, SyntheticMeasure, rr_truth
 
 from tuner.errors import InputError, StateError
 from tuner.probe.measurement import Measurement
-from tuner.search.journal import Journal
+from tuner.search.journal import SearchJournal
 from tuner.search.objective import parse_objective
 from tuner.search.samplers import make_sampler
 from tuner.search.space import Dimension, Space, build_space
 from tuner.search.study import SearchConfig, Study, TrialRole, TrialState
-from tuner.workload import DEFAULT_WORKLOADS, Path, WorkloadKind
-
-from search_doubles import FACTS, STOCK, SyntheticMeasure, rr_truth
+from tuner.workload import DEFAULT_WORKLOADS, NetworkPath, WorkloadKind
 
 RR = WorkloadKind.RR
 
 
 def _study(space, measure, config, journal=None, events=None):
     sampler = make_sampler(config.sampler, space, seed=config.seed, budget=config.budget)
-    return Study(space, parse_objective(config.objective, space.kind), sampler, measure, config=config,
-                 journal=journal, progress=events.append if events is not None else None)
+    return Study(
+        space,
+        parse_objective(config.objective, space.kind),
+        sampler,
+        measure,
+        config=config,
+        journal=journal,
+        progress=events.append if events is not None else None,
+    )
 
 
 def _header(space, config):
-    return {"workload": DEFAULT_WORKLOADS[space.kind].to_dict(), "path": Path().to_dict(),
-            "space": space.to_dict(), "objective": "default", "sampler": config.sampler, "seed": config.seed}
+    return {
+        "workload": DEFAULT_WORKLOADS[space.kind].to_dict(),
+        "path": NetworkPath().to_dict(),
+        "space": space.to_dict(),
+        "objective": "default",
+        "sampler": config.sampler,
+        "seed": config.seed,
+    }
 
 
 @pytest.mark.parametrize("sampler", ["skopt", "random", "grid"])
@@ -42,7 +54,7 @@ def test_every_sampler_finds_nodelay_in_a_nagle_trap_and_reports_a_significant_g
     config = SearchConfig(budget=12, sampler=sampler, seed=3)
     events = []
     result = _study(space, measure, config, events=events).run()
-    assert measure.calls[0] == {}                          # the baseline first, with nothing set
+    assert measure.calls[0] == {}  # the baseline first, with nothing set
     assert result.trials[0].role is TrialRole.BASELINE
     assert result.assignment.get("TCP_NODELAY") is True
     assert result.verdict.significant and result.verdict.interval.lo > 10
@@ -56,7 +68,7 @@ def test_a_trial_that_raises_is_recorded_as_failed_and_the_search_continues():
     result = _study(space, measure, SearchConfig(budget=10, sampler="grid")).run()
     failed = [t for t in result.trials if t.state is TrialState.FAILED]
     assert failed and all("synthetic probe failure" in t.error for t in failed)
-    assert result.search_trials == 10                     # failures count against the budget, search went on
+    assert result.search_trials == 10  # failures count against the budget, search went on
     assert result.assignment.get("TCP_NODELAY") is True
     assert "TCP_QUICKACK" not in result.assignment
 
@@ -68,10 +80,18 @@ def test_a_failed_or_invalid_measurement_is_recorded_and_never_wins():
     def measure(a):
         m = inner(a)
         if a.get("TCP_NODELAY") and a.get("SO_SNDBUF"):
-            return Measurement(workload=m.workload, path=m.path, assignment=a, failed=True, error="probe: boom")
+            return Measurement(
+                workload=m.workload, path=m.path, assignment=a, failed=True, error="probe: boom"
+            )
         if a.get("TCP_NODELAY") and a.get("SO_RCVBUF"):
-            return Measurement(workload=m.workload, path=m.path, assignment=a, metrics=m.metrics, valid=False,
-                               invalid_reason="sandbox: 12 packets dropped")
+            return Measurement(
+                workload=m.workload,
+                path=m.path,
+                assignment=a,
+                metrics=m.metrics,
+                valid=False,
+                invalid_reason="sandbox: 12 packets dropped",
+            )
         return m
 
     result = _study(space, measure, SearchConfig(budget=30, sampler="grid")).run()
@@ -84,7 +104,7 @@ def test_time_budget_and_an_exhausted_space_stop_the_search():
     space = build_space(RR, STOCK, facts=FACTS, remove=["SO_SNDBUF", "SO_RCVBUF"])
     result = _study(space, SyntheticMeasure(RR, rr_truth), SearchConfig(budget=50, sampler="grid")).run()
     assert result.stop_reason == "every point of the space was measured"
-    assert result.search_trials == space.size - 1          # the baseline is one of the points
+    assert result.search_trials == space.size - 1  # the baseline is one of the points
     result = _study(space, SyntheticMeasure(RR, rr_truth), SearchConfig(budget=50, time_budget=1e-6)).run()
     assert result.stop_reason == "time budget" and result.search_trials == 0
 
@@ -96,8 +116,8 @@ def test_leaders_and_baseline_are_measured_again_before_the_winner_is_declared()
     confirm = [t for t in result.trials if t.role is TrialRole.CONFIRM]
     first = [t.key for t in confirm[:3]]
     assert confirm[0].assignment == {} and len(set(first)) == 3  # the baseline and two leaders, side by side
-    assert [t.key for t in confirm] == first * 2           # rounds of 3 repeats until 5 per side: two rounds
-    assert result.baseline.repeats == 6                    # judged on the side-by-side confirmation only
+    assert [t.key for t in confirm] == first * 2  # rounds of 3 repeats until 5 per side: two rounds
+    assert result.baseline.repeats == 6  # judged on the side-by-side confirmation only
 
 
 def test_a_gain_within_noise_keeps_the_defaults():
@@ -138,8 +158,9 @@ def test_the_cheaper_of_two_settings_equal_within_noise_wins():
     truth = lambda a: {"latency_p99_ms": 0.2 if a.get("TCP_NODELAY") else 44.0}  # noqa: E731 - buffers irrelevant
     sampler = _FixedSampler([tuple(expensive), tuple(cheap)])
     config = SearchConfig(budget=5, confirm=2)
-    result = Study(space, parse_objective(None, RR), sampler, SyntheticMeasure(RR, truth, noise=0.05),
-                   config=config).run()
+    result = Study(
+        space, parse_objective(None, RR), sampler, SyntheticMeasure(RR, truth, noise=0.05), config=config
+    ).run()
     assert result.assignment == {"TCP_NODELAY": True}
 
 
@@ -163,44 +184,46 @@ def test_journal_resume_continues_without_measuring_again(tmp_path):
     file = tmp_path / "j.jsonl"
     config = SearchConfig(budget=4, sampler="skopt", seed=2, journal=file, confirm=0)
     first = SyntheticMeasure(RR, rr_truth)
-    _study(space, first, config, Journal.create(file, _header(space, config))).run()
+    _study(space, first, config, SearchJournal.create(file, _header(space, config))).run()
     lines = [json.loads(x) for x in file.read_text().splitlines()]
     assert lines[0]["type"] == "header" and lines[0]["seed"] == 2
-    assert [r["number"] for r in lines[1:]] == list(range(5))    # baseline + 4 trials, each on its own line
+    assert [r["number"] for r in lines[1:]] == list(range(5))  # baseline + 4 trials, each on its own line
     more = SearchConfig(budget=7, sampler="skopt", seed=2, journal=file, resume=True, confirm=0)
     second = SyntheticMeasure(RR, rr_truth)
-    result = _study(space, second, more, Journal.resume(file, _header(space, more))).run()
+    result = _study(space, second, more, SearchJournal.resume(file, _header(space, more))).run()
     assert result.search_trials == 7
-    assert len(second.calls) == 3 and {} not in second.calls      # only the new trials; no new baseline
+    assert len(second.calls) == 3 and {} not in second.calls  # only the new trials; no new baseline
     keys = [t.key for t in result.trials if t.role is TrialRole.SEARCH]
-    assert len(keys) == len(set(keys))                             # nothing measured twice
+    assert len(keys) == len(set(keys))  # nothing measured twice
 
 
 def test_a_resume_with_a_different_search_is_refused(tmp_path):
     space = build_space(RR, STOCK, facts=FACTS)
     file = tmp_path / "j.jsonl"
     config = SearchConfig(budget=2, journal=file)
-    Journal.create(file, _header(space, config))
+    SearchJournal.create(file, _header(space, config))
     with pytest.raises(InputError, match="different search: seed"):
-        Journal.resume(file, _header(space, SearchConfig(seed=9, journal=file)))
+        SearchJournal.resume(file, _header(space, SearchConfig(seed=9, journal=file)))
     with pytest.raises(InputError, match="already exists"):
-        Journal.create(file, _header(space, config))
+        SearchJournal.create(file, _header(space, config))
 
 
 def test_a_last_line_cut_short_is_dropped_on_resume_and_damage_elsewhere_is_an_error(tmp_path):
     space = build_space(RR, STOCK, facts=FACTS)
     file = tmp_path / "j.jsonl"
     config = SearchConfig(budget=2, journal=file, confirm=0)
-    _study(space, SyntheticMeasure(RR, rr_truth), config, Journal.create(file, _header(space, config))).run()
+    _study(
+        space, SyntheticMeasure(RR, rr_truth), config, SearchJournal.create(file, _header(space, config))
+    ).run()
     whole = file.read_bytes()
     file.write_bytes(whole + b'{"type":"trial","number":3,"ro')
-    j = Journal.resume(file, _header(space, config))
+    j = SearchJournal.resume(file, _header(space, config))
     assert len(j.records) == 3 and file.read_bytes() == whole
     lines = whole.split(b"\n")
     lines[1] = b"{damaged"
     file.write_bytes(b"\n".join(lines))
     with pytest.raises(StateError, match="line 2"):
-        Journal.resume(file, _header(space, config))
+        SearchJournal.resume(file, _header(space, config))
 
 
 def test_the_best_candidate_is_simplified_to_the_knobs_that_matter():
@@ -213,11 +236,18 @@ def test_the_best_candidate_is_simplified_to_the_knobs_that_matter():
     point[names.index("SO_RCVBUF")] = dims["SO_RCVBUF"].levels.index(4 * 1024 * 1024)
     truth = lambda a: {"latency_p99_ms": 0.2 if a.get("TCP_NODELAY") else 44.0}  # noqa: E731
     measure = SyntheticMeasure(RR, truth, noise=0.05)
-    result = Study(space, parse_objective(None, RR), _FixedSampler([tuple(point)]), measure,
-                   config=SearchConfig(budget=3)).run()
+    result = Study(
+        space,
+        parse_objective(None, RR),
+        _FixedSampler([tuple(point)]),
+        measure,
+        config=SearchConfig(budget=3),
+    ).run()
     assert result.assignment == {"TCP_NODELAY": True}
     simplify = [t for t in result.trials if t.role is TrialRole.SIMPLIFY]
-    assert len(simplify) == 3 and all(t.assignment.get("TCP_NODELAY") for t in simplify)  # best again + 2 reductions
+    assert len(simplify) == 3 and all(
+        t.assignment.get("TCP_NODELAY") for t in simplify
+    )  # best again + 2 reductions
 
 
 def test_simplification_ends_when_a_repair_would_undo_a_reduction():
@@ -227,7 +257,12 @@ def test_simplification_ends_when_a_repair_would_undo_a_reduction():
     space = Space(WorkloadKind.BURST, dims, dict(STOCK), FACTS)
     truth = lambda a: {"connect_p99_ms": 2.0 if a.get("backlog", 0) >= 512 else 1000.0}  # noqa: E731
     measure = SyntheticMeasure(WorkloadKind.BURST, truth, noise=0.05)
-    result = Study(space, parse_objective(None, WorkloadKind.BURST), _FixedSampler([(2, 1)]), measure,
-                   config=SearchConfig(budget=2)).run()
+    result = Study(
+        space,
+        parse_objective(None, WorkloadKind.BURST),
+        _FixedSampler([(2, 1)]),
+        measure,
+        config=SearchConfig(budget=2),
+    ).run()
     assert result.assignment.get("backlog", 0) >= 512
     assert len(measure.calls) < 20

@@ -7,9 +7,11 @@ exact and do not depend on how busy the machine is.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import replace
 
 import pytest
+from search_doubles import FACTS, STOCK, SyntheticMeasure, rr_truth
 
 from tuner.search import study as study_module
 from tuner.search.objective import parse_objective
@@ -17,9 +19,7 @@ from tuner.search.recommend import probe_settings
 from tuner.search.samplers import make_sampler
 from tuner.search.space import build_space
 from tuner.search.study import SearchConfig, Study, TrialRole
-from tuner.workload import Path, WorkloadKind
-
-from search_doubles import FACTS, STOCK, SyntheticMeasure, rr_truth
+from tuner.workload import NetworkPath, WorkloadKind
 
 RR = WorkloadKind.RR
 
@@ -44,8 +44,14 @@ def clock(monkeypatch):
 
 def _study(space, measure, config, events=None):
     sampler = make_sampler(config.sampler, space, seed=config.seed, budget=config.budget)
-    return Study(space, parse_objective(config.objective, space.kind), sampler, measure, config=config,
-                 progress=events.append if events is not None else None)
+    return Study(
+        space,
+        parse_objective(config.objective, space.kind),
+        sampler,
+        measure,
+        config=config,
+        progress=events.append if events is not None else None,
+    )
 
 
 def test_a_trial_clearly_worse_than_the_best_stops_after_its_first_repeat():
@@ -55,7 +61,7 @@ def test_a_trial_clearly_worse_than_the_best_stops_after_its_first_repeat():
     search = [t for t in result.trials if t.role is TrialRole.SEARCH and t.usable]
     # once TCP_NODELAY (0.2 ms) is known, a setting without it (44 ms) is pruned after one repeat
     first_nodelay = next(i for i, t in enumerate(search) if t.assignment.get("TCP_NODELAY"))
-    later_slow = [t for t in search[first_nodelay + 1:] if not t.assignment.get("TCP_NODELAY")]
+    later_slow = [t for t in search[first_nodelay + 1 :] if not t.assignment.get("TCP_NODELAY")]
     assert later_slow and all(t.pruned and t.measurement.repeats == 1 for t in later_slow)
     # settings as good as the best are measured in full (first repeat, then the rest)
     fast = [t for t in search if t.assignment.get("TCP_NODELAY")]
@@ -74,7 +80,7 @@ def test_without_pruning_every_trial_runs_all_its_repeats():
 @pytest.mark.parametrize("limit", [8.0, 20.0, 31.0, 45.0])
 def test_the_time_budget_holds_the_whole_run_including_simplify_and_confirmation(clock, limit):
     space = build_space(RR, STOCK, facts=FACTS)
-    measure = SyntheticMeasure(RR, rr_truth, on_repeat=clock.advance)   # 3 s per full measurement
+    measure = SyntheticMeasure(RR, rr_truth, on_repeat=clock.advance)  # 3 s per full measurement
     config = SearchConfig(budget=40, time_budget=limit, sampler="random", seed=2)
     result = _study(space, measure, config).run()
     assert result.elapsed <= limit
@@ -99,7 +105,7 @@ def test_progress_names_each_phase_with_its_own_count_and_an_eta(clock):
     def truth(a):
         g = 90.0 if a.get("net.ipv4.tcp_congestion_control") == "bbr" else 2.0
         if a.get("net.ipv4.tcp_rmem", STOCK["net.ipv4.tcp_rmem"])[2] < 4 << 20:
-            g *= 0.98   # a little worse: the best has more than one change, so simplify has work
+            g *= 0.98  # a little worse: the best has more than one change, so simplify has work
         return {"goodput_mbps": g}
 
     measure = SyntheticMeasure(WorkloadKind.BULK, truth, on_repeat=clock.advance)
@@ -120,11 +126,13 @@ def test_progress_names_each_phase_with_its_own_count_and_an_eta(clock):
 
 def test_probe_windows_are_sized_from_the_path():
     cfg = SearchConfig()
-    short = probe_settings(WorkloadKind.BULK, cfg, Path(rtt=0.001, rate_bps=1e9))[1]
-    long = probe_settings(WorkloadKind.BULK, cfg, Path(rtt=0.2, rate_bps=100e6))[1]
+    short = probe_settings(WorkloadKind.BULK, cfg, NetworkPath(rtt=0.001, rate_bps=1e9))[1]
+    long = probe_settings(WorkloadKind.BULK, cfg, NetworkPath(rtt=0.2, rate_bps=100e6))[1]
     assert long >= 8 * 0.2 and short < long
-    assert probe_settings(WorkloadKind.BULK, SearchConfig(duration=0.7), Path(rtt=0.2))[1] == 0.7  # the user's
-    assert probe_settings(RR, cfg, Path(rtt=0.02))[1] >= 100 * 0.02
+    assert (
+        probe_settings(WorkloadKind.BULK, SearchConfig(duration=0.7), NetworkPath(rtt=0.2))[1] == 0.7
+    )  # the user's
+    assert probe_settings(RR, cfg, NetworkPath(rtt=0.02))[1] >= 100 * 0.02
 
 
 # seeds where the random sampler's best candidate has three or four changes: one at a time, three
@@ -154,7 +162,7 @@ def test_an_invalid_search_run_is_measured_once_more_before_the_sampler_hears_of
     def measure(a):
         m = inner(a)
         key = repr(sorted(a.items()))
-        if a and key not in invalid_once:   # every setting's first search run is invalid (an overloaded path)
+        if a and key not in invalid_once:  # every setting's first search run is invalid (an overloaded path)
             invalid_once.add(key)
             return replace(m, valid=False, invalid_reason="sandbox: synthetic overload")
         return m
@@ -163,7 +171,7 @@ def test_an_invalid_search_run_is_measured_once_more_before_the_sampler_hears_of
     search = [t for t in result.trials if t.role is TrialRole.SEARCH]
     assert len(search) == 8
     # every invalid run is followed by a valid run of the same setting, and bbr was measured validly
-    for a, b in zip(search, search[1:]):
+    for a, b in itertools.pairwise(search):
         if a.state.value == "invalid":
             assert b.key == a.key and b.usable
     assert any(t.usable and t.assignment.get("net.ipv4.tcp_congestion_control") == "bbr" for t in search)

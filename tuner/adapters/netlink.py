@@ -14,20 +14,27 @@ from __future__ import annotations
 # ``struct`` formats: pyroute2's generic decoder (asyncio queue + per-field objects) takes about
 # 1 s for 10,000 sockets, this one about 20 ms. ``decode_dump_with_pyroute2`` keeps pyroute2's
 # decoder as the reference the tests compare against.
-
 import errno as _errno
 import os as _os
 import socket as _socket
 import struct as _struct
 import time as _time
+from collections.abc import Iterable as _Iterable
+from collections.abc import Sequence as _Sequence
 from operator import itemgetter as _itemgetter
-from typing import Iterable as _Iterable, Sequence as _Sequence
 
-from pyroute2.netlink import NLM_F_DUMP as _NLM_F_DUMP, NLM_F_REQUEST as _NLM_F_REQUEST
+from pyroute2.netlink import NLM_F_DUMP as _NLM_F_DUMP
+from pyroute2.netlink import NLM_F_REQUEST as _NLM_F_REQUEST
 from pyroute2.netlink.diag import (
     SOCK_DIAG_BY_FAMILY as _SOCK_DIAG_BY_FAMILY,
+)
+from pyroute2.netlink.diag import (
     MarshalDiag as _MarshalDiag,
+)
+from pyroute2.netlink.diag import (
     inet_diag_msg as _inet_diag_msg,
+)
+from pyroute2.netlink.diag import (
     inet_diag_req as _inet_diag_req,
 )
 
@@ -35,8 +42,12 @@ from tuner.errors import EnvironmentProblem
 from tuner.observe.sockets import Proto, SocketMemory, SocketRecord, TcpInfo, TcpState, Timer
 
 __all__ = [
-    "SockDiag", "dump_sockets", "decode_dump", "decode_dump_with_pyroute2",
-    "ALL_STATES", "LISTEN_STATES",
+    "ALL_STATES",
+    "LISTEN_STATES",
+    "SockDiag",
+    "decode_dump",
+    "decode_dump_with_pyroute2",
+    "dump_sockets",
 ]
 
 _NETLINK_SOCK_DIAG = 4
@@ -55,12 +66,12 @@ _SKMEMINFO = _ATTR["INET_DIAG_SKMEMINFO"]
 _EXT_TCP = (1 << (_INFO - 1)) | (1 << (_CONG - 1)) | (1 << (_SKMEMINFO - 1))
 _EXT_UDP = 1 << (_SKMEMINFO - 1)
 
-ALL_STATES = (1 << 12) - 1                    # every state up to CLOSING
+ALL_STATES = (1 << 12) - 1  # every state up to CLOSING
 LISTEN_STATES = 1 << TcpState.LISTEN
 
 _NLMSGHDR = _struct.Struct("=IHHII")
 _LEN_TYPE = _struct.Struct("=IH")
-_SWAPPED = [((p & 0xFF) << 8) | (p >> 8) for p in range(1 << 16)]   # ports arrive big-endian
+_SWAPPED = [((p & 0xFF) << 8) | (p >> 8) for p in range(1 << 16)]  # ports arrive big-endian
 _NLATTR = _struct.Struct("=HH")
 # inet_diag_msg; ports are big-endian on the wire and swapped below
 _MSG_FMT = "BBBBHH16s16sIQIIIII"
@@ -87,26 +98,45 @@ def _body_format(fields: _Sequence[tuple[str, str]], wanted: _Sequence[str]) -> 
 # tcp_info as pyroute2 lays it out (every field naturally aligned, so the packed and C layouts agree);
 # TcpInfo's fields are in the same order, so a decoded slice constructs it positionally
 _TCPI_NAMES = {
-    "delivery_rate_app_limited": "tcpi_delivery_rate_app_limited", "ato_us": "tcpi_ato",
-    "snd_mss": "tcpi_snd_mss", "rcv_mss": "tcpi_rcv_mss", "unacked": "tcpi_unacked", "retrans": "tcpi_retrans",
-    "last_data_sent_ms": "tcpi_last_data_sent", "last_data_recv_ms": "tcpi_last_data_recv",
-    "last_ack_recv_ms": "tcpi_last_ack_recv", "rtt_us": "tcpi_rtt", "rttvar_us": "tcpi_rttvar",
-    "cwnd": "tcpi_snd_cwnd", "rcv_space": "tcpi_rcv_space", "total_retrans": "tcpi_total_retrans",
-    "bytes_acked": "tcpi_bytes_acked", "bytes_received": "tcpi_bytes_received", "segs_out": "tcpi_segs_out",
-    "segs_in": "tcpi_segs_in", "notsent_bytes": "tcpi_notsent_bytes", "min_rtt_us": "tcpi_min_rtt",
-    "data_segs_in": "tcpi_data_segs_in", "data_segs_out": "tcpi_data_segs_out",
-    "delivery_rate": "tcpi_delivery_rate", "busy_time_us": "tcpi_busy_time",
-    "rwnd_limited_us": "tcpi_rwnd_limited", "sndbuf_limited_us": "tcpi_sndbuf_limited",
-    "bytes_sent": "tcpi_bytes_sent", "bytes_retrans": "tcpi_bytes_retrans", "snd_wnd": "tcpi_snd_wnd",
+    "delivery_rate_app_limited": "tcpi_delivery_rate_app_limited",
+    "ato_us": "tcpi_ato",
+    "snd_mss": "tcpi_snd_mss",
+    "rcv_mss": "tcpi_rcv_mss",
+    "unacked": "tcpi_unacked",
+    "retrans": "tcpi_retrans",
+    "last_data_sent_ms": "tcpi_last_data_sent",
+    "last_data_recv_ms": "tcpi_last_data_recv",
+    "last_ack_recv_ms": "tcpi_last_ack_recv",
+    "rtt_us": "tcpi_rtt",
+    "rttvar_us": "tcpi_rttvar",
+    "cwnd": "tcpi_snd_cwnd",
+    "rcv_space": "tcpi_rcv_space",
+    "total_retrans": "tcpi_total_retrans",
+    "bytes_acked": "tcpi_bytes_acked",
+    "bytes_received": "tcpi_bytes_received",
+    "segs_out": "tcpi_segs_out",
+    "segs_in": "tcpi_segs_in",
+    "notsent_bytes": "tcpi_notsent_bytes",
+    "min_rtt_us": "tcpi_min_rtt",
+    "data_segs_in": "tcpi_data_segs_in",
+    "data_segs_out": "tcpi_data_segs_out",
+    "delivery_rate": "tcpi_delivery_rate",
+    "busy_time_us": "tcpi_busy_time",
+    "rwnd_limited_us": "tcpi_rwnd_limited",
+    "sndbuf_limited_us": "tcpi_sndbuf_limited",
+    "bytes_sent": "tcpi_bytes_sent",
+    "bytes_retrans": "tcpi_bytes_retrans",
+    "snd_wnd": "tcpi_snd_wnd",
 }
-_TCPI_FMT, _TCPI_SIZE = _body_format(_inet_diag_msg.tcp_info.fields,
-                                     [_TCPI_NAMES[f] for f in TcpInfo.__slots__])
+_TCPI_FMT, _TCPI_SIZE = _body_format(
+    _inet_diag_msg.tcp_info.fields, [_TCPI_NAMES[f] for f in TcpInfo.__slots__]
+)
 _TCPI = _struct.Struct("=" + _TCPI_FMT)
 _TCPI_COUNT = len(TcpInfo.__slots__)
 # SK_MEMINFO_*: RMEM_ALLOC RCVBUF WMEM_ALLOC SNDBUF FWD_ALLOC WMEM_QUEUED OPTMEM BACKLOG DROPS;
 # SocketMemory takes rmem_alloc rcvbuf wmem_alloc sndbuf wmem_queued drops
 _SKMEM_FMT, _SKMEM_SIZE = "4I4xI8xI", 36
-_SKMEM_OLD_FMT, _SKMEM_OLD_SIZE = "4I4xI8x", 32      # kernels before 4.? (no DROPS)
+_SKMEM_OLD_FMT, _SKMEM_OLD_SIZE = "4I4xI8x", 32  # kernels before 4.? (no DROPS)
 # what changes in the message of an idle socket from one dump to the next: idiag_expires (a timer
 # counting down) and tcp_info's last_data_sent .. last_ack_recv ("ms ago" values)
 _COOKIE = _struct.Struct("=Q")
@@ -132,7 +162,7 @@ class _Layout:
     A reply's layout is re-checked on every message: ``expected`` must equal the attribute headers
     read at the layout's offsets, so a message of another layout never decodes through this one."""
 
-    __slots__ = ("struct", "check", "expected", "tcp", "mem", "mem_old", "cong", "length", "volatile")
+    __slots__ = ("check", "cong", "expected", "length", "mem", "mem_old", "struct", "tcp", "volatile")
 
     def __init__(self, data: bytes, off: int, length: int) -> None:
         fmt = ["=16x", _MSG_FMT]
@@ -141,7 +171,7 @@ class _Layout:
         expected: list[int] = []
         self.tcp = self.mem = self.cong = None
         self.mem_old = False
-        self.volatile = (length, length)   # the tcp_info bytes that change while a socket is idle
+        self.volatile = (length, length)  # the tcp_info bytes that change while a socket is idle
         a, end = off + _ATTRS_OFF, off + length
         while a + 4 <= end:
             alen, atype = _NLATTR.unpack_from(data, a)
@@ -188,7 +218,7 @@ class _ShortTcpInfo(Exception):
     """tcp_info shorter than pyroute2's table (an old kernel): decode that message field by field."""
 
 
-_LAYOUTS: dict[int, list[_Layout]] = {}   # by message length; layouts are few and stable per kernel
+_LAYOUTS: dict[int, list[_Layout]] = {}  # by message length; layouts are few and stable per kernel
 _MAX_LAYOUTS_PER_LENGTH = 8
 
 
@@ -241,7 +271,7 @@ class SockDiag:
         sock = _socket.socket(_socket.AF_NETLINK, _socket.SOCK_RAW | _socket.SOCK_CLOEXEC, _NETLINK_SOCK_DIAG)
         try:
             sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_RCVBUF, self._rcvbuf)
-            sock.settimeout(10.0)   # a reply the kernel never finishes must not hang the daemon
+            sock.settimeout(10.0)  # a reply the kernel never finishes must not hang the daemon
             sock.bind((0, 0))
         except BaseException:
             sock.close()
@@ -251,13 +281,15 @@ class SockDiag:
     def close(self) -> None:
         self._sock.close()
 
-    def __enter__(self) -> "SockDiag":
+    def __enter__(self) -> SockDiag:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def dump_raw(self, family: int, proto: Proto, states: int = ALL_STATES, ext: int | None = None) -> list[bytes]:
+    def dump_raw(
+        self, family: int, proto: Proto, states: int = ALL_STATES, ext: int | None = None
+    ) -> list[bytes]:
         """The reply datagrams of one dump request, undecoded."""
         try:
             return self._dump_raw(family, proto, states, ext)
@@ -297,12 +329,18 @@ class SockDiag:
                     code = -_struct.unpack_from("=i", buf, n - 4)[0]
                     if code > 0:
                         raise _diag_error(code, family, proto)
-                    chunks.append(bytes(view[:n - 20]))
+                    chunks.append(bytes(view[: n - 20]))
                     return chunks
             chunks.append(bytes(view[:n]))
 
-    def dump(self, families: _Sequence[int] = (4, 6), protos: _Sequence[Proto] = (Proto.TCP, Proto.UDP),
-             states: int = ALL_STATES, *, details: bool = True) -> list[SocketRecord]:
+    def dump(
+        self,
+        families: _Sequence[int] = (4, 6),
+        protos: _Sequence[Proto] = (Proto.TCP, Proto.UDP),
+        states: int = ALL_STATES,
+        *,
+        details: bool = True,
+    ) -> list[SocketRecord]:
         """Every matching socket. ``details=False`` skips tcp_info, memory and congestion (cheaper)."""
         out: list[SocketRecord] = []
         now = _time.monotonic()
@@ -324,22 +362,32 @@ def _diag_error(code: int, family: int, proto: Proto) -> Exception:
     if code == _errno.ENOENT:
         return EnvironmentProblem(
             f"this kernel cannot list {proto.value} IPv{family} sockets (sock_diag: {_os.strerror(code)})",
-            hint=f"load the module: modprobe {proto.value}_diag")
+            hint=f"load the module: modprobe {proto.value}_diag",
+        )
     if code in (_errno.EPERM, _errno.EACCES):
         return EnvironmentProblem(f"sock_diag refused: {_os.strerror(code)}", hint="run as root")
     return OSError(code, f"sock_diag {proto.value} IPv{family}: {_os.strerror(code)}")
 
 
-def dump_sockets(families: _Sequence[int] = (4, 6), protos: _Sequence[Proto] = (Proto.TCP, Proto.UDP),
-                 states: int = ALL_STATES, *, details: bool = True) -> list[SocketRecord]:
+def dump_sockets(
+    families: _Sequence[int] = (4, 6),
+    protos: _Sequence[Proto] = (Proto.TCP, Proto.UDP),
+    states: int = ALL_STATES,
+    *,
+    details: bool = True,
+) -> list[SocketRecord]:
     """One-shot :meth:`SockDiag.dump` in the calling process's network namespace."""
     with SockDiag() as diag:
         return diag.dump(families, protos, states, details=details)
 
 
-def decode_dump(chunks: _Iterable[bytes], proto: Proto, observed_at: float = 0.0,
-                previous: dict[int, tuple] | None = None, keep: dict[int, tuple] | None = None,
-                ) -> list[SocketRecord]:
+def decode_dump(
+    chunks: _Iterable[bytes],
+    proto: Proto,
+    observed_at: float = 0.0,
+    previous: dict[int, tuple] | None = None,
+    keep: dict[int, tuple] | None = None,
+) -> list[SocketRecord]:
     """Decode the SOCK_DIAG_BY_FAMILY messages of a dump (NLMSG_DONE/ERROR are skipped).
 
     With ``keep``, each socket's message is stored there by cookie; with ``previous`` (the ``keep`` of
@@ -373,8 +421,12 @@ def decode_dump(chunks: _Iterable[bytes], proto: Proto, observed_at: float = 0.0
                 prev = previous.get(cookie_unpack(data, off + c_off)[0])
                 if prev is not None:
                     raw, record, v1, v2 = prev
-                    if (len(raw) == length and raw[16:e_off] == data[off + 16:off + e_off]
-                            and raw[e_end:v1] == data[off + e_end:off + v1] and raw[v2:] == data[off + v2:off + length]):
+                    if (
+                        len(raw) == length
+                        and raw[16:e_off] == data[off + 16 : off + e_off]
+                        and raw[e_end:v1] == data[off + e_end : off + v1]
+                        and raw[v2:] == data[off + v2 : off + length]
+                    ):
                         append(record)
                         keep[record.cookie] = prev  # type: ignore[index]
                         off += (length + 3) & ~3
@@ -397,8 +449,23 @@ def decode_dump(chunks: _Iterable[bytes], proto: Proto, observed_at: float = 0.0
                 mem_lo, mem_hi = current.mem or (-1, -1)
                 mem_old = current.mem_old
                 cong = -1 if current.cong is None else current.cong
-            (fam, state, timer, retrans, sport, dport, src, dst, _ifindex, cookie, expires,
-             rq, wq, uid, inode) = t[:_MSG_VALUES]
+            (
+                fam,
+                state,
+                timer,
+                retrans,
+                sport,
+                dport,
+                src,
+                dst,
+                _ifindex,
+                cookie,
+                expires,
+                rq,
+                wq,
+                uid,
+                inode,
+            ) = t[:_MSG_VALUES]
             by_addr = names[fam]
             local = by_addr.get(src)
             if local is None:
@@ -411,20 +478,38 @@ def decode_dump(chunks: _Iterable[bytes], proto: Proto, observed_at: float = 0.0
                 tcp = TcpInfo(*t[tcp_lo:tcp_hi])
                 tcp.delivery_rate_app_limited = bool(tcp.delivery_rate_app_limited & 1)
             if mem_lo >= 0:
-                memory = SocketMemory(*t[mem_lo:mem_hi]) if not mem_old else SocketMemory(*t[mem_lo:mem_hi], 0)
+                memory = (
+                    SocketMemory(*t[mem_lo:mem_hi]) if not mem_old else SocketMemory(*t[mem_lo:mem_hi], 0)
+                )
             if cong >= 0:
                 raw = t[cong]
                 congestion = congestions.get(raw)
                 if congestion is None:
                     congestion = congestions[raw] = raw.split(b"\0", 1)[0].decode("ascii", "replace")
             record = SocketRecord(
-                proto, 4 if fam == af_inet else 6, states[state] if state < 14 else TcpState.CLOSE,
-                local, swap[sport], remote, swap[dport], rq, wq, inode, uid, cookie, timers[timer] if timer < 5 else Timer.NONE, expires, retrans,
-                tcp, memory, congestion, observed_at,
+                proto,
+                4 if fam == af_inet else 6,
+                states[state] if state < 14 else TcpState.CLOSE,
+                local,
+                swap[sport],
+                remote,
+                swap[dport],
+                rq,
+                wq,
+                inode,
+                uid,
+                cookie,
+                timers[timer] if timer < 5 else Timer.NONE,
+                expires,
+                retrans,
+                tcp,
+                memory,
+                congestion,
+                observed_at,
             )
             append(record)
             if keep is not None:
-                keep[cookie] = (data[off:off + length], record, *current.volatile)
+                keep[cookie] = (data[off : off + length], record, *current.volatile)
             off += (length + 3) & ~3
     return out
 
@@ -435,15 +520,16 @@ def _address(fam: int, raw: bytes) -> str:
 
 def _decode_one_slowly(data: bytes, off: int, length: int, proto: Proto, observed_at: float) -> SocketRecord:
     """Attribute by attribute, zero-filling a short tcp_info (an older kernel's)."""
-    (fam, state, timer, retrans, sport, dport, src, dst, _ifindex, cookie, expires,
-     rq, wq, uid, inode) = _MSG.unpack_from(data, off + _MSG_OFF)
+    (fam, state, timer, retrans, sport, dport, src, dst, _ifindex, cookie, expires, rq, wq, uid, inode) = (
+        _MSG.unpack_from(data, off + _MSG_OFF)
+    )
     tcp = memory = congestion = None
     a, end = off + _ATTRS_OFF, off + length
     while a + 4 <= end:
         alen, atype = _NLATTR.unpack_from(data, a)
         if alen < 4:
             break
-        payload = bytes(data[a + 4:a + alen])
+        payload = bytes(data[a + 4 : a + alen])
         if atype == _INFO:
             tcp = TcpInfo(*_TCPI.unpack((payload + bytes(_TCPI_SIZE))[:_TCPI_SIZE]))
             tcp.delivery_rate_app_limited = bool(tcp.delivery_rate_app_limited & 1)
@@ -454,10 +540,26 @@ def _decode_one_slowly(data: bytes, off: int, length: int, proto: Proto, observe
             congestion = payload.split(b"\0", 1)[0].decode("ascii", "replace")
         a += (alen + 3) & ~3
     return SocketRecord(
-        proto, 4 if fam == _socket.AF_INET else 6, _STATES.get(state, TcpState.CLOSE),
-        _address(fam, src), _socket.ntohs(sport), _address(fam, dst), _socket.ntohs(dport),
-        rq, wq, inode, uid, cookie, _TIMERS.get(timer, Timer.NONE), expires, retrans, tcp, memory, congestion,
-        observed_at)
+        proto,
+        4 if fam == _socket.AF_INET else 6,
+        _STATES.get(state, TcpState.CLOSE),
+        _address(fam, src),
+        _socket.ntohs(sport),
+        _address(fam, dst),
+        _socket.ntohs(dport),
+        rq,
+        wq,
+        inode,
+        uid,
+        cookie,
+        _TIMERS.get(timer, Timer.NONE),
+        expires,
+        retrans,
+        tcp,
+        memory,
+        congestion,
+        observed_at,
+    )
 
 
 def decode_dump_with_pyroute2(chunks: _Iterable[bytes]) -> list[dict]:
@@ -490,10 +592,25 @@ from pyroute2.netlink.exceptions import NetlinkError as _NetlinkError
 from pyroute2.netlink.rtnl.ndmsg import NUD_PERMANENT as _NUD_PERMANENT
 
 __all__ += [
-    "LinkCounters", "QdiscCounters", "NetemSettings",
-    "create_netns", "remove_netns", "link_index", "set_link", "add_veth_pair", "delete_link", "add_ipv4", "link_mac",
-    "set_neighbour", "link_counters", "add_netem", "change_netem", "qdisc_counters", "netem_counters",
-    "netem_options", "netem_supported",
+    "LinkCounters",
+    "NetemSettings",
+    "QdiscCounters",
+    "add_ipv4",
+    "add_netem",
+    "add_veth_pair",
+    "change_netem",
+    "create_netns",
+    "delete_link",
+    "link_counters",
+    "link_index",
+    "link_mac",
+    "netem_counters",
+    "netem_options",
+    "netem_supported",
+    "qdisc_counters",
+    "remove_netns",
+    "set_link",
+    "set_neighbour",
 ]
 
 
@@ -568,8 +685,14 @@ def set_link(ifname: str, *, up: bool = True, txqlen: int | None = None, mtu: in
         ipr.link("set", index=index, **attrs)
 
 
-def add_veth_pair(local: str, peer: str, peer_netns: str | None = None, *, local_mac: str | None = None,
-                  peer_mac: str | None = None) -> None:
+def add_veth_pair(
+    local: str,
+    peer: str,
+    peer_netns: str | None = None,
+    *,
+    local_mac: str | None = None,
+    peer_mac: str | None = None,
+) -> None:
     """A veth pair whose ``peer`` end is created directly inside the named namespace ``peer_netns``
     (or next to ``local`` when it is None)."""
     peer_attrs: dict[str, object] = {"ifname": peer}
@@ -615,13 +738,20 @@ def link_counters(ifname: str) -> LinkCounters:
     with _IPRoute() as ipr, _netlink_errors(f"read counters of {ifname}"):
         msg = ipr.get_links(index)[0]
     stats = msg.get_attr("IFLA_STATS64") or msg.get_attr("IFLA_STATS")
-    return LinkCounters(*(int(stats[k]) for k in (
-        "rx_packets", "tx_packets", "rx_bytes", "tx_bytes", "rx_dropped", "tx_dropped")))
+    return LinkCounters(
+        *(
+            int(stats[k])
+            for k in ("rx_packets", "tx_packets", "rx_bytes", "tx_bytes", "rx_dropped", "tx_dropped")
+        )
+    )
 
 
 def _netem_kwargs(settings: NetemSettings) -> dict[str, object]:
-    kwargs: dict[str, object] = {"delay": settings.delay_us, "loss": settings.loss_percent,
-                                 "limit": settings.limit}
+    kwargs: dict[str, object] = {
+        "delay": settings.delay_us,
+        "loss": settings.loss_percent,
+        "limit": settings.limit,
+    }
     if settings.jitter_us:
         kwargs["jitter"] = settings.jitter_us
     if settings.rate_bps:
@@ -654,7 +784,9 @@ def qdisc_counters(ifname: str, kind: str) -> QdiscCounters:
             q = stats2.get_attr("TCA_STATS_QUEUE") if stats2 else None
             if b is None or q is None:
                 st = msg.get_attr("TCA_STATS")
-                return QdiscCounters(int(st["packets"]), int(st["bytes"]), int(st["drops"]), int(st["backlog"]))
+                return QdiscCounters(
+                    int(st["packets"]), int(st["bytes"]), int(st["drops"]), int(st["backlog"])
+                )
             return QdiscCounters(int(b["packets"]), int(b["bytes"]), int(q["drops"]), int(q["backlog"]))
     raise OSError(_errno.ENOENT, f"no {kind} qdisc on {ifname}")
 

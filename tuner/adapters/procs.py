@@ -10,15 +10,15 @@ are read directly.
 from __future__ import annotations
 
 import os
+from collections.abc import Collection, Iterable
 from pathlib import Path
-from typing import Collection, Iterable
 
 import psutil
 
 from tuner.logs import get_logger
 from tuner.observe.sockets import Owner
 
-__all__ = ["SocketOwners", "unit_from_cgroup", "psutil_connection_count"]
+__all__ = ["SocketOwners", "psutil_connection_count", "unit_from_cgroup"]
 
 log = get_logger(__name__)
 PROC = Path("/proc")
@@ -56,9 +56,9 @@ class SocketOwners:
     def __init__(self, proc: Path = PROC) -> None:
         self.proc = proc
         self._owners: dict[int, Owner] = {}
-        self._unowned: set[int] = set()   # searched by a full scan and not found (another PID namespace)
+        self._unowned: set[int] = set()  # searched by a full scan and not found (another PID namespace)
         self._units: dict[int, str | None] = {}
-        self.scans = 0   # number of process scans done (for tests and the bench)
+        self.scans = 0  # number of process scans done (for tests and the bench)
 
     def lookup(self, inodes: Iterable[int]) -> dict[int, Owner]:
         wanted = {i for i in inodes if i}

@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
-__all__ = ["LevelDimension", "GaussianProcessOptimizer"]
+__all__ = ["GaussianProcessOptimizer", "LevelDimension"]
 
 
 @dataclass(frozen=True)
@@ -35,8 +36,8 @@ class GaussianProcessOptimizer:
     def __init__(self, dimensions: Sequence[LevelDimension], *, seed: int, initial_points: int) -> None:
         if not dimensions:
             raise ValueError("a search space needs at least one dimension")
-        from skopt import Optimizer  # noqa: PLC0415 - lazy: importing skopt is slow
-        from skopt.space import Categorical, Integer  # noqa: PLC0415
+        from skopt import Optimizer
+        from skopt.space import Categorical, Integer
 
         skdims: list[Any] = []
         for d in dimensions:

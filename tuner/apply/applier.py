@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from tuner.apply.journal import FileStep, Journal, SetStep
 from tuner.apply.plan import Change, Plan, read_live
@@ -33,7 +34,7 @@ from tuner.logs import get_logger
 from tuner.profiles import MAX_PROFILE_BYTES, atomic_write
 from tuner.trusted import read_limited
 
-__all__ = ["Applier", "FileWrite", "rollback", "check_file_target"]
+__all__ = ["Applier", "FileWrite", "check_file_target", "rollback"]
 
 log = get_logger(__name__)
 
@@ -63,9 +64,13 @@ def check_file_target(path: Path) -> bytes | None:
     if not stat.S_ISREG(st.st_mode):
         raise InputError(f"{path}: exists and is not a regular file", hint="give the path of a .conf file")
     if st.st_size > MAX_PROFILE_BYTES:
-        raise InputError(f"{path}: exists and is {st.st_size} bytes; tuner only replaces small sysctl.d files")
+        raise InputError(
+            f"{path}: exists and is {st.st_size} bytes; tuner only replaces small sysctl.d files"
+        )
     try:
-        return read_limited(path, MAX_PROFILE_BYTES, what="sysctl.d file")  # the file checked is the file read
+        return read_limited(
+            path, MAX_PROFILE_BYTES, what="sysctl.d file"
+        )  # the file checked is the file read
     except ValueError as exc:
         raise InputError(f"{path}: {exc}", hint="give the path of a .conf file") from None
 
@@ -77,7 +82,7 @@ class Applier:
         self.state_dir = Path(state_dir)
         self.tree = tree
         self.target = target
-        self.written_files: tuple[Path, ...] = ()   # files the last apply replaced
+        self.written_files: tuple[Path, ...] = ()  # files the last apply replaced
         self.restored_files: tuple[Path, ...] = ()  # files the last rollback restored or removed
 
     @property
@@ -90,7 +95,9 @@ class Applier:
         """Make the live values match ``plan`` (and put ``files`` in place); returns what changed."""
         self.written_files = ()
         if plan.target != self.target:
-            raise ValueError(f"a plan for {plan.target.describe()} cannot be applied to {self.target.describe()}")
+            raise ValueError(
+                f"a plan for {plan.target.describe()} cannot be applied to {self.target.describe()}"
+            )
         previous = {f.path: check_file_target(f.path) for f in files}
         if plan.empty and all(previous[f.path] == f.content for f in files):
             log.info("apply.nothing_to_change", profile=plan.profile, target=self.target.key)
@@ -119,8 +126,14 @@ class Applier:
                     inflight = None
                     if stored != change.new:
                         raise _Refused(f"the kernel kept {_show(stored)}")
-                    log.info("knob.changed", knob=knob.name, old=_show(live), new=_show(change.new),
-                             reason=reason, target=self.target.key)
+                    log.info(
+                        "knob.changed",
+                        knob=knob.name,
+                        old=_show(live),
+                        new=_show(change.new),
+                        reason=reason,
+                        target=self.target.key,
+                    )
                 for f in files:
                     if previous[f.path] == f.content:
                         continue
@@ -140,8 +153,14 @@ class Applier:
                 if not isinstance(exc, (OSError, _Refused)):
                     raise  # not a write failure (e.g. interrupted): undone as far as possible, re-raised
                 why = str(exc) if isinstance(exc, _Refused) else _os_reason(exc)
-                log.error("apply.failed", knob=current[0], value=current[1], error=why, restored=restored,
-                          target=self.target.key)
+                log.error(
+                    "apply.failed",
+                    knob=current[0],
+                    value=current[1],
+                    error=why,
+                    restored=restored,
+                    target=self.target.key,
+                )
                 hint = None if restored else f"run `tuner rollback{self.target.cli_flag()}`"
                 raise ApplyError(current[0], current[1], why, restored=restored, hint=hint) from None
             if txn is not None:
@@ -149,7 +168,9 @@ class Applier:
         self.written_files = tuple(p for p, _ in written)
         return done
 
-    def _undo(self, done: list[Change], inflight: Change | None, written: list[tuple[Path, bytes | None]]) -> bool:
+    def _undo(
+        self, done: list[Change], inflight: Change | None, written: list[tuple[Path, bytes | None]]
+    ) -> bool:
         """Restore what this apply wrote, newest first; ``True`` when everything is back."""
         ok = True
         for path, content in reversed(written):
@@ -162,7 +183,9 @@ class Applier:
                 log.info("knob.restored", knob=change.knob, value=_show(change.old), target=self.target.key)
             except OSError as exc:
                 ok = False
-                log.error("knob.restore_failed", knob=change.knob, value=_show(change.old), error=exc.strerror)
+                log.error(
+                    "knob.restore_failed", knob=change.knob, value=_show(change.old), error=exc.strerror
+                )
         return ok
 
     def _restore_file(self, path: Path, content: bytes | None) -> bool:
@@ -195,12 +218,15 @@ class Applier:
             outstanding = [t for t in journal.transactions() if t.outstanding]
             drifted = self._changed_since(outstanding)
             if drifted and not force:
-                raise ApplyError(", ".join(k for k, _, _ in drifted), "(original)",
-                                 "changed by someone else since tuner applied it: "
-                                 + "; ".join(f"{k} is {_show(live)}, tuner set {_show(new)}" for k, new, live in drifted),
-                                 restored=False,
-                                 hint=f"nothing was rolled back; keep the other value, or put the originals back "
-                                      f"anyway with `tuner rollback{self.target.cli_flag()} --force`")
+                raise ApplyError(
+                    ", ".join(k for k, _, _ in drifted),
+                    "(original)",
+                    "changed by someone else since tuner applied it: "
+                    + "; ".join(f"{k} is {_show(live)}, tuner set {_show(new)}" for k, new, live in drifted),
+                    restored=False,
+                    hint=f"nothing was rolled back; keep the other value, or put the originals back "
+                    f"anyway with `tuner rollback{self.target.cli_flag()} --force`",
+                )
             for txn in reversed(outstanding):
                 failed: list[str] = []
                 for step in reversed(txn.steps):
@@ -214,12 +240,21 @@ class Applier:
                     if change is not None:
                         restored.append(change)
                 if failed:
-                    raise ApplyError(", ".join(failed), "(original)", "rollback could not restore it",
-                                     restored=False, hint=f"fix the cause, then run `tuner rollback"
-                                                          f"{self.target.cli_flag()}` again")
+                    raise ApplyError(
+                        ", ".join(failed),
+                        "(original)",
+                        "rollback could not restore it",
+                        restored=False,
+                        hint=f"fix the cause, then run `tuner rollback{self.target.cli_flag()}` again",
+                    )
                 journal.close_txn(txn.txn, "rolledback")
-                log.info("apply.rolled_back", txn=txn.txn, profile=txn.profile, state=txn.state,
-                         target=self.target.key)
+                log.info(
+                    "apply.rolled_back",
+                    txn=txn.txn,
+                    profile=txn.profile,
+                    state=txn.state,
+                    target=self.target.key,
+                )
             journal.compact()
         self.restored_files = tuple(files)
         return restored
@@ -251,7 +286,9 @@ class Applier:
         except OSError as exc:
             failed.append(f"{knob.name} = {_show(step.old)} ({exc.strerror})")
             return None
-        log.info("knob.restored", knob=knob.name, old=_show(live), new=_show(step.old), target=self.target.key)
+        log.info(
+            "knob.restored", knob=knob.name, old=_show(live), new=_show(step.old), target=self.target.key
+        )
         return Change(knob.name, live, step.old)
 
 
@@ -259,6 +296,8 @@ def _os_reason(exc: OSError) -> str:
     return f"{exc.strerror or exc} ({exc.filename})" if exc.filename else str(exc.strerror or exc)
 
 
-def rollback(state_dir: Path, tree: SysctlTree, *, target: Target = HOST, force: bool = False) -> list[Change]:
+def rollback(
+    state_dir: Path, tree: SysctlTree, *, target: Target = HOST, force: bool = False
+) -> list[Change]:
     """Undo every outstanding apply of ``target`` recorded under ``state_dir``, newest first."""
     return Applier(state_dir, tree, target=target).rollback(force=force)

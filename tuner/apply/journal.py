@@ -23,19 +23,19 @@ import json
 import os
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from tuner.apply.target import Target
 from tuner.errors import KnobError, StateError
+from tuner.inputs import parse_json
 from tuner.knobs import CATALOGUE, Kind, Value
 from tuner.logs import get_logger
-from tuner.inputs import parse_json
 from tuner.profiles import atomic_write
 from tuner.trusted import check_owner_mode, ensure_dir, open_nofollow, read_limited
 
-__all__ = ["Journal", "Transaction", "SetStep", "FileStep", "ensure_state_dir"]
+__all__ = ["FileStep", "Journal", "SetStep", "Transaction", "ensure_state_dir"]
 
 log = get_logger(__name__)
 
@@ -76,8 +76,11 @@ def ensure_state_dir(state_dir: Path) -> None:
     try:
         ensure_dir(state_dir)
     except OSError as exc:
-        raise StateError(state_dir, f"cannot create the state directory: {exc.strerror}",
-                         hint="choose another with --state-dir or TUNER_STATE_DIR") from None
+        raise StateError(
+            state_dir,
+            f"cannot create the state directory: {exc.strerror}",
+            hint="choose another with --state-dir or TUNER_STATE_DIR",
+        ) from None
 
 
 def _check_owned(path: Path, st: os.stat_result) -> None:
@@ -111,7 +114,7 @@ class Journal:
 
     # --- lifetime -------------------------------------------------------------------------------
 
-    def __enter__(self) -> "Journal":
+    def __enter__(self) -> Journal:
         ensure_state_dir(self.state_dir)
         self._lock_fd = open_nofollow(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
@@ -120,8 +123,11 @@ class Journal:
             os.close(self._lock_fd)
             self._lock_fd = None
             if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
-                raise StateError(self.lock_path, f"another tuner apply or rollback is working on {self.target.describe()}",
-                                 hint="wait for it to finish, then try again") from None
+                raise StateError(
+                    self.lock_path,
+                    f"another tuner apply or rollback is working on {self.target.describe()}",
+                    hint="wait for it to finish, then try again",
+                ) from None
             raise
         return self
 
@@ -147,7 +153,7 @@ class Journal:
         data = (json.dumps(record, separators=(",", ":")) + "\n").encode()
         view = memoryview(data)
         while view:
-            view = view[os.write(self._fd, view):]
+            view = view[os.write(self._fd, view) :]
         os.fsync(self._fd)
 
     def _drop_partial_tail(self) -> None:
@@ -172,16 +178,29 @@ class Journal:
 
     def begin(self, profile: str, reason: str) -> str:
         txn = uuid.uuid4().hex[:16]
-        self._append({"op": "begin", "txn": txn, "profile": profile, "reason": reason,
-                      "time": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+        self._append(
+            {
+                "op": "begin",
+                "txn": txn,
+                "profile": profile,
+                "reason": reason,
+                "time": datetime.now(UTC).isoformat(timespec="seconds"),
+            }
+        )
         return txn
 
     def record_set(self, txn: str, knob: str, old: Value, new: Value) -> None:
         self._append({"op": "set", "txn": txn, "knob": knob, "old": _encode(old), "new": _encode(new)})
 
     def record_file(self, txn: str, path: Path, previous: bytes | None) -> None:
-        self._append({"op": "file", "txn": txn, "path": str(path),
-                      "previous": None if previous is None else base64.b64encode(previous).decode()})
+        self._append(
+            {
+                "op": "file",
+                "txn": txn,
+                "path": str(path),
+                "previous": None if previous is None else base64.b64encode(previous).decode(),
+            }
+        )
 
     def close_txn(self, txn: str, state: str) -> None:
         assert state in ("commit", "abort", "rolledback")
@@ -217,8 +236,11 @@ class Journal:
                 rec = parse_json(raw)
                 self._apply_record(txns, rec)
             except (ValueError, KeyError, TypeError, KnobError) as exc:
-                raise StateError(self.path, f"line {number} is damaged ({exc})",
-                                 hint="inspect it; tuner cannot roll back from a journal it cannot read") from None
+                raise StateError(
+                    self.path,
+                    f"line {number} is damaged ({exc})",
+                    hint="inspect it; tuner cannot roll back from a journal it cannot read",
+                ) from None
         return list(txns.values())
 
     def _apply_record(self, txns: dict[str, Transaction], rec: dict[str, Any]) -> None:
@@ -231,7 +253,9 @@ class Journal:
             name = rec["knob"]
             if CATALOGUE.get(name) is None or CATALOGUE[name].kind is not Kind.SYSCTL:
                 raise KnobError(str(name), "is not a catalogue sysctl")
-            t.steps.append(SetStep(name, _decode(self.path, name, rec["old"]), _decode(self.path, name, rec["new"])))
+            t.steps.append(
+                SetStep(name, _decode(self.path, name, rec["old"]), _decode(self.path, name, rec["new"]))
+            )
         elif op == "file":
             prev = rec["previous"]
             t.steps.append(FileStep(Path(rec["path"]), None if prev is None else base64.b64decode(prev)))

@@ -8,16 +8,27 @@ settings are carried along for display: the application sets them, tuner never a
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from tuner.apply.target import HOST, Target
 from tuner.errors import EnvironmentProblem
 from tuner.knobs import CATALOGUE, Scope, SysctlTree, Value
 from tuner.profiles import Profile
 
-__all__ = ["Change", "Setting", "NotApplicable", "Plan", "make_plan", "read_live", "json_value", "show_value",
-           "HOST_ONLY_REASON", "ABSENT_REASON"]
+__all__ = [
+    "ABSENT_REASON",
+    "HOST_ONLY_REASON",
+    "Change",
+    "NotApplicable",
+    "Plan",
+    "Setting",
+    "json_value",
+    "make_plan",
+    "read_live",
+    "show_value",
+]
 
 HOST_ONLY_REASON = "host-wide setting, cannot be set inside a network namespace; apply it on the host"
 ABSENT_REASON = "not available on this kernel"
@@ -95,8 +106,9 @@ def read_live(tree: SysctlTree, name: str) -> Value | None:
     try:
         return tree.read(knob)
     except OSError as exc:
-        raise EnvironmentProblem(f"cannot read {name}: {exc.strerror}",
-                                 hint="run as root, or check that /proc/sys is mounted") from None
+        raise EnvironmentProblem(
+            f"cannot read {name}: {exc.strerror}", hint="run as root, or check that /proc/sys is mounted"
+        ) from None
     except ValueError as exc:
         raise EnvironmentProblem(f"cannot understand the live value of {name}: {exc}") from None
 
@@ -120,5 +132,6 @@ def make_plan(profile: Profile, tree: SysctlTree, *, target: Target = HOST) -> P
             unchanged.append(Setting(name, new))
         else:
             changes.append(Change(name, live, new))
-    return Plan(profile.name, target, tuple(changes), tuple(unchanged), tuple(not_applicable),
-                dict(profile.socket))
+    return Plan(
+        profile.name, target, tuple(changes), tuple(unchanged), tuple(not_applicable), dict(profile.socket)
+    )

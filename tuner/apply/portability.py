@@ -8,8 +8,9 @@ warn, and keep their exit codes. Pure reading.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from tuner.apply.plan import json_value, show_value
 from tuner.apply.target import Target, run_in_target
@@ -17,23 +18,29 @@ from tuner.errors import KnobError
 from tuner.knobs import CATALOGUE, Kind, Scope, SysctlTree, Value
 from tuner.profiles import Profile
 
-__all__ = ["BaselineDiff", "recorded_baseline", "baseline_differences", "target_baseline_differences"]
+__all__ = ["BaselineDiff", "baseline_differences", "recorded_baseline", "target_baseline_differences"]
 
 
 @dataclass(frozen=True)
 class BaselineDiff:
     knob: str
-    measured: Value      # the profile's baseline value (what its gain was measured against)
-    live: Value          # the target's live value
-    where: str           # "this host", "network namespace NS"
+    measured: Value  # the profile's baseline value (what its gain was measured against)
+    live: Value  # the target's live value
+    where: str  # "this host", "network namespace NS"
 
     def message(self) -> str:
-        return (f"measured with {self.knob}={show_value(self.measured)}, {self.where} has "
-                f"{show_value(self.live)}: its gain may not hold here; re-run tuner recommend on {self.where}")
+        return (
+            f"measured with {self.knob}={show_value(self.measured)}, {self.where} has "
+            f"{show_value(self.live)}: its gain may not hold here; re-run tuner recommend on {self.where}"
+        )
 
     def to_dict(self) -> dict[str, Any]:
-        return {"knob": self.knob, "measured": json_value(self.measured), "live": json_value(self.live),
-                "message": self.message()}
+        return {
+            "knob": self.knob,
+            "measured": json_value(self.measured),
+            "live": json_value(self.live),
+            "message": self.message(),
+        }
 
 
 def recorded_baseline(profile: Profile) -> dict[str, Value]:
@@ -55,7 +62,9 @@ def recorded_baseline(profile: Profile) -> dict[str, Value]:
     return out
 
 
-def baseline_differences(profile: Profile, tree: SysctlTree, scopes: Sequence[Scope], where: str) -> list[BaselineDiff]:
+def baseline_differences(
+    profile: Profile, tree: SysctlTree, scopes: Sequence[Scope], where: str
+) -> list[BaselineDiff]:
     """Knobs of ``scopes`` the profile leaves alone whose live value (here) differs from its baseline."""
     out = []
     for name, measured in sorted(recorded_baseline(profile).items()):
@@ -73,5 +82,6 @@ def target_baseline_differences(profile: Profile, target: Target) -> list[Baseli
     if target.is_host:
         return baseline_differences(profile, SysctlTree(), (Scope.NETNS, Scope.HOST), "this host")
     where = target.describe()
-    return (run_in_target(target, baseline_differences, profile, SysctlTree(), (Scope.NETNS,), where)
-            + baseline_differences(profile, SysctlTree(), (Scope.HOST,), "this host"))
+    return run_in_target(
+        target, baseline_differences, profile, SysctlTree(), (Scope.NETNS,), where
+    ) + baseline_differences(profile, SysctlTree(), (Scope.HOST,), "this host")

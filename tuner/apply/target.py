@@ -6,13 +6,14 @@ inside it (:func:`tuner.netns.run_in_netns`), where ``/proc/sys/net`` is the nam
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 from tuner.netns import run_in_netns
 
-__all__ = ["Target", "HOST", "run_in_target"]
+__all__ = ["HOST", "Target", "run_in_target"]
 
 T = TypeVar("T")
 

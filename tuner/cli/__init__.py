@@ -15,7 +15,7 @@ from tuner import __version__
 from tuner.errors import EnvironmentProblem, InputError, TunerError
 from tuner.logs import configure, get_logger, journal_prefix
 
-__all__ = ["main", "EXIT_OK", "EXIT_FAILED", "EXIT_BAD_INPUT", "EXIT_ENVIRONMENT", "EXIT_INTERRUPTED"]
+__all__ = ["EXIT_BAD_INPUT", "EXIT_ENVIRONMENT", "EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_OK", "main"]
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -50,16 +50,27 @@ def exit_code_for(error: BaseException) -> int:
 
 def _print_error_json(err: TunerError, code: int) -> None:
     from tuner.cli.output import print_json
-    details = {k: getattr(err, k) for k in ("file", "key", "line", "knob") if getattr(err, k, None) is not None}
-    print_json({"changed": False, "error": err.message, "hint": err.hint, "exit_code": code,
-                "kind": type(err).__name__, **{k: str(v) if k != "line" else v for k, v in details.items()}})
+
+    details = {
+        k: getattr(err, k) for k in ("file", "key", "line", "knob") if getattr(err, k, None) is not None
+    }
+    print_json(
+        {
+            "changed": False,
+            "error": err.message,
+            "hint": err.hint,
+            "exit_code": code,
+            "kind": type(err).__name__,
+            **{k: str(v) if k != "line" else v for k, v in details.items()},
+        }
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tuner",
         description="Find better socket and kernel network settings for a workload, prove the gain, "
-                    "and apply the result as a profile.",
+        "and apply the result as a profile.",
         epilog="exit codes: 0 ok, 1 drift or failed operation, 2 bad input, 3 environment problem",
     )
     parser.add_argument("--version", action="version", version=f"tuner {__version__}")
@@ -76,11 +87,19 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
 def _add_log_options(parser: argparse.ArgumentParser, *, default: object) -> None:
-    parser.add_argument("--log-level", default=default, choices=LOG_LEVELS,
-                        help="log events at this level and above (default: $TUNER_LOG_LEVEL, else the daemon "
-                             "config's log_level for `tuner daemon`, else warning)")
-    parser.add_argument("--log-json", action="store_true", default=None if default is None else default,
-                        help="log JSON lines even on a terminal (the default elsewhere)")
+    parser.add_argument(
+        "--log-level",
+        default=default,
+        choices=LOG_LEVELS,
+        help="log events at this level and above (default: $TUNER_LOG_LEVEL, else the daemon "
+        "config's log_level for `tuner daemon`, else warning)",
+    )
+    parser.add_argument(
+        "--log-json",
+        action="store_true",
+        default=None if default is None else default,
+        help="log JSON lines even on a terminal (the default elsewhere)",
+    )
 
 
 def _subparsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:

@@ -12,18 +12,26 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from tuner.apply import Applier, Change, FileWrite, Plan, Target, check_file_target, make_plan, run_in_target
 from tuner.apply.plan import json_value
-from tuner.apply.portability import BaselineDiff, target_baseline_differences
 from tuner.apply.plan import show_value as _show
+from tuner.apply.portability import BaselineDiff, target_baseline_differences
 from tuner.cli.output import print_json, print_table, require_root
 from tuner.errors import UnsafeFileError
 from tuner.knobs import KernelFacts, SysctlTree
-from tuner.profiles import Profile, check_trusted, load_profile, resolve_profile, render_socket_snippets, render_sysctl_d
+from tuner.profiles import (
+    Profile,
+    check_trusted,
+    load_profile,
+    render_socket_snippets,
+    render_sysctl_d,
+    resolve_profile,
+)
 
-__all__ = ["register", "DEFAULT_STATE_DIR", "state_dir_from"]
+__all__ = ["DEFAULT_STATE_DIR", "register", "state_dir_from"]
 
 DEFAULT_STATE_DIR = Path("/var/lib/tuner")
 
@@ -44,15 +52,20 @@ def _target(args: argparse.Namespace) -> Target:
 
 def _load(args: argparse.Namespace, target: Target, *, trusted_only: bool) -> Profile:
     facts = run_in_target(target, KernelFacts.read)
-    return load_profile(resolve_profile(args.profile), facts=facts, trusted_only=trusted_only,
-                        in_netns=not target.is_host)
+    return load_profile(
+        resolve_profile(args.profile), facts=facts, trusted_only=trusted_only, in_netns=not target.is_host
+    )
 
 
 def _plan_rows(plan: Plan, done: list[Change] | None, dry_run: bool) -> list[tuple[str, str, str, str]]:
     changed = {c.knob for c in done} if done is not None else None
     rows = []
     for c in plan.changes:
-        action = "would change" if dry_run else ("changed" if changed is None or c.knob in changed else "already set")
+        action = (
+            "would change"
+            if dry_run
+            else ("changed" if changed is None or c.knob in changed else "already set")
+        )
         rows.append((c.knob, _show(c.old), _show(c.new), action))
     rows += [(s.knob, _show(s.value), _show(s.value), "already set") for s in plan.unchanged]
     rows += [(n.knob, "-", _show(n.value), f"not applicable: {n.reason}") for n in plan.not_applicable]
@@ -72,8 +85,9 @@ def _plan_in_target(profile: Profile, target: Target) -> Plan:
     return make_plan(profile, SysctlTree(), target=target)
 
 
-def _apply_in_target(profile: Profile, target: Target, state_dir: Path, files: list[FileWrite],
-                     reason: str) -> tuple[Plan, list[Change], tuple[Path, ...], Path]:
+def _apply_in_target(
+    profile: Profile, target: Target, state_dir: Path, files: list[FileWrite], reason: str
+) -> tuple[Plan, list[Change], tuple[Path, ...], Path]:
     tree = SysctlTree()
     plan = make_plan(profile, tree, target=target)
     applier = Applier(state_dir, tree, target=target)
@@ -101,12 +115,23 @@ def cmd_apply(args: argparse.Namespace) -> int:
                 check_trusted(args.profile, os.stat(resolve_profile(args.profile)))
             except UnsafeFileError as err:
                 warning = f"{err.message} ({err.hint})"
-        return _report_apply(args, profile, plan, None, (), None, persist, warning,
-                             target_baseline_differences(profile, target))
+        return _report_apply(
+            args,
+            profile,
+            plan,
+            None,
+            (),
+            None,
+            persist,
+            warning,
+            target_baseline_differences(profile, target),
+        )
     differs = target_baseline_differences(profile, target)  # read before the apply changes anything
     state_dir = state_dir_from(args)
     reason = f"tuner apply {args.profile}"
-    plan, done, written, journal = run_in_target(target, _apply_in_target, profile, target, state_dir, files, reason)
+    plan, done, written, journal = run_in_target(
+        target, _apply_in_target, profile, target, state_dir, files, reason
+    )
     return _report_apply(args, profile, plan, done, written, journal, persist, None, differs)
 
 
@@ -123,25 +148,35 @@ def _warn_baseline(verb: str, differs: list[BaselineDiff]) -> None:
         print(f"tuner {verb}: warning: {d.message()}", file=sys.stderr)
 
 
-def _report_apply(args: argparse.Namespace, profile: Profile, plan: Plan, done: list[Change] | None,
-                  written: tuple[Path, ...], journal: Path | None, persist: Path | None, warning: str | None,
-                  differs: list[BaselineDiff] = []) -> int:
+def _report_apply(
+    args: argparse.Namespace,
+    profile: Profile,
+    plan: Plan,
+    done: list[Change] | None,
+    written: tuple[Path, ...],
+    journal: Path | None,
+    persist: Path | None,
+    warning: str | None,
+    differs: Sequence[BaselineDiff] = (),
+) -> int:
     target = plan.target
     if warning:
         print(f"tuner apply: note: a real apply would refuse this file: {warning}", file=sys.stderr)
     _warn_baseline("apply", differs)
     if args.json:
         data = plan.to_dict()
-        data.update({
-            "baseline_differs": [d.to_dict() for d in differs],
-            "dry_run": args.dry_run,
-            "changed": bool(done) or bool(written),          # something was written (never in a dry run)
-            "would_change": bool(plan.changes),               # the plan had changes (dry run: what it would do)
-            "applied": [c.to_dict() for c in done] if done is not None else [],
-            "persist": str(persist) if persist else None,
-            "persisted": bool(written),
-            "journal": str(journal) if journal else None,
-        })
+        data.update(
+            {
+                "baseline_differs": [d.to_dict() for d in differs],
+                "dry_run": args.dry_run,
+                "changed": bool(done) or bool(written),  # something was written (never in a dry run)
+                "would_change": bool(plan.changes),  # the plan had changes (dry run: what it would do)
+                "applied": [c.to_dict() for c in done] if done is not None else [],
+                "persist": str(persist) if persist else None,
+                "persisted": bool(written),
+                "journal": str(journal) if journal else None,
+            }
+        )
         print_json(data)
         return _check_code(args, plan)
     print(f"Profile {profile.name} on {target.describe()}:")
@@ -152,12 +187,16 @@ def _report_apply(args: argparse.Namespace, profile: Profile, plan: Plan, done: 
         print("  (the profile sets no kernel settings)")
     applicable = len(plan.changes) + len(plan.unchanged)
     if args.dry_run:
-        print(f"Dry run: {len(plan.changes)} of {applicable} applicable settings would change; nothing was written.")
+        print(
+            f"Dry run: {len(plan.changes)} of {applicable} applicable settings would change; nothing was written."
+        )
         if persist:
             print(f"Would write {persist}.")
     elif done:
-        print(f"Changed {len(done)} of {applicable} applicable settings (originals saved in {journal}); "
-              f"undo with `tuner rollback{target.cli_flag()}`.")
+        print(
+            f"Changed {len(done)} of {applicable} applicable settings (originals saved in {journal}); "
+            f"undo with `tuner rollback{target.cli_flag()}`."
+        )
     else:
         print(f"Nothing to change: all {applicable} applicable settings already match.")
     if persist and not args.dry_run:
@@ -177,20 +216,33 @@ def cmd_verify(args: argparse.Namespace) -> int:
     _warn_baseline("verify", differs)
     ok = plan.empty
     if args.json:
-        print_json({"ok": ok, "changed": False, "profile": profile.name, "target": target.netns or "host",
-                    "baseline_differs": [d.to_dict() for d in differs],
-                    "drift": [{"knob": c.knob, "expected": json_value(c.new), "live": json_value(c.old)}
-                              for c in plan.changes],
-                    "matched": [s.to_dict() for s in plan.unchanged],
-                    "not_applicable": [n.to_dict() for n in plan.not_applicable]})
+        print_json(
+            {
+                "ok": ok,
+                "changed": False,
+                "profile": profile.name,
+                "target": target.netns or "host",
+                "baseline_differs": [d.to_dict() for d in differs],
+                "drift": [
+                    {"knob": c.knob, "expected": json_value(c.new), "live": json_value(c.old)}
+                    for c in plan.changes
+                ],
+                "matched": [s.to_dict() for s in plan.unchanged],
+                "not_applicable": [n.to_dict() for n in plan.not_applicable],
+            }
+        )
         return 0 if ok else 1
     na = f", {len(plan.not_applicable)} not applicable" if plan.not_applicable else ""
     if ok:
         print(f"OK: {profile.name} matches {target.describe()} ({len(plan.unchanged)} settings{na}).")
     else:
-        print(f"DRIFT: {len(plan.changes)} of {len(plan.changes) + len(plan.unchanged)} settings of "
-              f"{profile.name} differ on {target.describe()}:")
-        print_table(("KNOB", "EXPECTED", "LIVE"), [(c.knob, _show(c.new), _show(c.old)) for c in plan.changes])
+        print(
+            f"DRIFT: {len(plan.changes)} of {len(plan.changes) + len(plan.unchanged)} settings of "
+            f"{profile.name} differ on {target.describe()}:"
+        )
+        print_table(
+            ("KNOB", "EXPECTED", "LIVE"), [(c.knob, _show(c.new), _show(c.old)) for c in plan.changes]
+        )
     for n in plan.not_applicable:
         print(f"  {n.knob}: not applicable ({n.reason})")
     return 0 if ok else 1
@@ -199,7 +251,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
 # --- rollback --------------------------------------------------------------------------------------
 
 
-def _rollback_in_target(target: Target, state_dir: Path, force: bool = False) -> tuple[list[Change], tuple[Path, ...]]:
+def _rollback_in_target(
+    target: Target, state_dir: Path, force: bool = False
+) -> tuple[list[Change], tuple[Path, ...]]:
     applier = Applier(state_dir, SysctlTree(), target=target)
     restored = applier.rollback(force=force)
     return restored, applier.restored_files
@@ -211,9 +265,14 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     state_dir = state_dir_from(args)
     restored, files = run_in_target(target, _rollback_in_target, target, state_dir, args.force)
     if args.json:
-        print_json({"changed": bool(restored or files), "target": target.netns or "host",
-                    "restored": [c.to_dict() for c in restored],
-                    "files": [str(f) for f in files]})
+        print_json(
+            {
+                "changed": bool(restored or files),
+                "target": target.netns or "host",
+                "restored": [c.to_dict() for c in restored],
+                "files": [str(f) for f in files],
+            }
+        )
         return 0
     if not restored and not files:
         print(f"Nothing to roll back on {target.describe()}.")
@@ -241,45 +300,75 @@ def cmd_render(args: argparse.Namespace) -> int:
 def _common(p: argparse.ArgumentParser, netns_help: str, *, state: bool) -> None:
     p.add_argument("--netns", metavar="NS", help=netns_help)
     if state:
-        p.add_argument("--state-dir", metavar="DIR",
-                       help="directory of the journal of originals (default: $TUNER_STATE_DIR or /var/lib/tuner)")
+        p.add_argument(
+            "--state-dir",
+            metavar="DIR",
+            help="directory of the journal of originals (default: $TUNER_STATE_DIR or /var/lib/tuner)",
+        )
     p.add_argument("--json", action="store_true", help="print JSON")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("apply", help="apply a profile's kernel settings (all or nothing, reversible)",
-                       description="Show the plan (knob, live value, new value) and apply it. Originals are "
-                                   "journaled before each write; if a write fails, everything written is "
-                                   "restored. Applying twice changes nothing the second time. Socket settings "
-                                   "are printed for the application, never applied.")
+    p = sub.add_parser(
+        "apply",
+        help="apply a profile's kernel settings (all or nothing, reversible)",
+        description="Show the plan (knob, live value, new value) and apply it. Originals are "
+        "journaled before each write; if a write fails, everything written is "
+        "restored. Applying twice changes nothing the second time. Socket settings "
+        "are printed for the application, never applied.",
+    )
     p.add_argument("profile", metavar="PROFILE", help="profile name (`tuner profiles list`) or file (.toml)")
     p.add_argument("--dry-run", action="store_true", help="show the plan, write nothing (exit 0)")
-    p.add_argument("--check", action="store_true",
-                   help="like --dry-run, but exit 1 when something would change (0 when nothing would)")
-    p.add_argument("--persist", metavar="PATH", help="also write the settings as a sysctl.d file (atomically) "
-                                                     "so they survive a reboot, e.g. /etc/sysctl.d/90-tuner.conf")
-    _common(p, "apply inside this network namespace (host-wide knobs are reported as not applicable there)",
-            state=True)
+    p.add_argument(
+        "--check",
+        action="store_true",
+        help="like --dry-run, but exit 1 when something would change (0 when nothing would)",
+    )
+    p.add_argument(
+        "--persist",
+        metavar="PATH",
+        help="also write the settings as a sysctl.d file (atomically) "
+        "so they survive a reboot, e.g. /etc/sysctl.d/90-tuner.conf",
+    )
+    _common(
+        p,
+        "apply inside this network namespace (host-wide knobs are reported as not applicable there)",
+        state=True,
+    )
     p.set_defaults(func=cmd_apply)
 
-    p = sub.add_parser("verify", help="check that live values match a profile (exit 1 on drift)",
-                       description="Compare live values with a profile: exit 0 when they match, 1 with a per-key "
-                                   "diff when they do not. Knobs absent here are reported as not applicable.")
+    p = sub.add_parser(
+        "verify",
+        help="check that live values match a profile (exit 1 on drift)",
+        description="Compare live values with a profile: exit 0 when they match, 1 with a per-key "
+        "diff when they do not. Knobs absent here are reported as not applicable.",
+    )
     p.add_argument("profile", metavar="PROFILE", help="profile name (`tuner profiles list`) or file (.toml)")
     _common(p, "check inside this network namespace", state=False)
     p.set_defaults(func=cmd_verify)
 
-    p = sub.add_parser("rollback", help="restore what tuner apply changed, newest first",
-                       description="Restore the original values of every apply not yet rolled back, newest "
-                                   "first, including applies cut short by a crash.")
+    p = sub.add_parser(
+        "rollback",
+        help="restore what tuner apply changed, newest first",
+        description="Restore the original values of every apply not yet rolled back, newest "
+        "first, including applies cut short by a crash.",
+    )
     _common(p, "roll back inside this network namespace", state=True)
-    p.add_argument("--force", action="store_true", help="restore the originals even of knobs someone else "
-                                                        "changed since tuner applied them")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="restore the originals even of knobs someone else changed since tuner applied them",
+    )
     p.set_defaults(func=cmd_rollback)
 
-    p = sub.add_parser("render", help="print a profile as a sysctl.d file or as socket settings",
-                       description="Print a profile's kernel settings as a sysctl.d file, or its socket settings "
-                                   "as Python setsockopt lines and nginx listen parameters.")
+    p = sub.add_parser(
+        "render",
+        help="print a profile as a sysctl.d file or as socket settings",
+        description="Print a profile's kernel settings as a sysctl.d file, or its socket settings "
+        "as Python setsockopt lines and nginx listen parameters.",
+    )
     p.add_argument("profile", metavar="PROFILE", help="profile name (`tuner profiles list`) or file (.toml)")
-    p.add_argument("--format", choices=("sysctl", "socket"), default="sysctl", help="what to print (default: sysctl)")
+    p.add_argument(
+        "--format", choices=("sysctl", "socket"), default="sysctl", help="what to print (default: sysctl)"
+    )
     p.set_defaults(func=cmd_render)

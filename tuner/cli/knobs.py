@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 
+from tuner.cli.output import print_json, print_table
 from tuner.knobs import CATALOGUE, Kind, SysctlTree
 from tuner.netns import run_in_netns
-from tuner.cli.output import print_json, print_table
 
-__all__ = ["register", "live_values"]
+__all__ = ["live_values", "register"]
 
 
 def live_values() -> dict[str, object]:
@@ -28,12 +28,20 @@ def _show(value: object) -> str:
 def cmd_knobs(args: argparse.Namespace) -> int:
     live = run_in_netns(args.netns, live_values) if args.netns else live_values()
     if args.json:
-        print_json([
-            {"name": k.name, "kind": k.kind.value, "scope": k.scope.value, "domain": k.domain.describe(),
-             "description": k.description, "available": k.kind is not Kind.SYSCTL or live.get(k.name) is not None,
-             "live": list(v) if isinstance(v := live.get(k.name), tuple) else v}
-            for k in CATALOGUE.values()
-        ])
+        print_json(
+            [
+                {
+                    "name": k.name,
+                    "kind": k.kind.value,
+                    "scope": k.scope.value,
+                    "domain": k.domain.describe(),
+                    "description": k.description,
+                    "available": k.kind is not Kind.SYSCTL or live.get(k.name) is not None,
+                    "live": list(v) if isinstance(v := live.get(k.name), tuple) else v,
+                }
+                for k in CATALOGUE.values()
+            ]
+        )
         return 0
     rows = []
     for k in CATALOGUE.values():
@@ -44,8 +52,11 @@ def cmd_knobs(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("knobs", help="list every knob with its live value",
-                       description="List every knob tuner knows, with its scope and live value.")
+    p = sub.add_parser(
+        "knobs",
+        help="list every knob with its live value",
+        description="List every knob tuner knows, with its scope and live value.",
+    )
     p.add_argument("--netns", metavar="NS", help="read live values inside this network namespace")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_knobs)

@@ -48,19 +48,33 @@ def render(obs: Observation) -> None:
     """The human report: a table of services, then each symptom with its evidence and knobs."""
     where = f"namespace {obs.netns}" if obs.netns else "this host"
     total = sum(obs.sockets.values())
-    print(f"Observed {where} for {format_duration(obs.duration)}: {total} sockets "
-          f"(read in {format_duration(obs.snapshot_seconds)}), {len(obs.services)} services.")
+    print(
+        f"Observed {where} for {format_duration(obs.duration)}: {total} sockets "
+        f"(read in {format_duration(obs.snapshot_seconds)}), {len(obs.services)} services."
+    )
     if obs.services:
         print()
         print_table(
             ("SERVICE", "PROCESS", "CLASS", "CONNS", "TRAFFIC", "PATH", "SYMPTOMS"),
-            [(s.key, _process(s), s.service_class.value, s.shape.connections, _traffic(s), _path(s),
-              ", ".join(y.name for y in s.symptoms) or "-") for s in obs.services],
+            [
+                (
+                    s.key,
+                    _process(s),
+                    s.service_class.value,
+                    s.shape.connections,
+                    _traffic(s),
+                    _path(s),
+                    ", ".join(y.name for y in s.symptoms) or "-",
+                )
+                for s in obs.services
+            ],
         )
     for svc in obs.needs_tuning:
         print()
-        print(f"{svc.key} ({_process(svc)}): {svc.service_class.value}; search workload {svc.workload.kind.value}"
-              f" over {svc.path.describe()}")
+        print(
+            f"{svc.key} ({_process(svc)}): {svc.service_class.value}; search workload {svc.workload.kind.value}"
+            f" over {svc.path.describe()}"
+        )
         for y in svc.symptoms:
             print(f"  - {y.name}: {y.evidence}")
             print(f"    knobs: {', '.join(y.knobs)}")
@@ -100,12 +114,15 @@ def cmd_observe(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "observe", help="watch live sockets: services, their class, path and symptoms",
+        "observe",
+        help="watch live sockets: services, their class, path and symptoms",
         description="Watch every TCP and UDP socket (sock_diag, tcp_info) and the kernel counters for a "
-                    "while, group the sockets into services, and report each service's class, path "
-                    "estimate and symptoms with the knobs that address them.")
-    p.add_argument("--duration", default="10s", metavar="TIME",
-                   help="how long to watch (e.g. 10s, 500ms; default 10s)")
+        "while, group the sockets into services, and report each service's class, path "
+        "estimate and symptoms with the knobs that address them.",
+    )
+    p.add_argument(
+        "--duration", default="10s", metavar="TIME", help="how long to watch (e.g. 10s, 500ms; default 10s)"
+    )
     p.add_argument("--netns", metavar="NS", help="watch this network namespace instead of the host's")
     p.add_argument("--json", action="store_true", help="print JSON for scripts")
     p.set_defaults(func=cmd_observe)

@@ -6,11 +6,12 @@ import json
 import os
 import sys
 import time
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 from tuner.errors import NotRootError
 
-__all__ = ["print_table", "print_json", "require_root", "Progress"]
+__all__ = ["Progress", "print_json", "print_table", "require_root"]
 
 
 def print_table(headers: Sequence[str], rows: Iterable[Sequence[Any]], *, file=None) -> None:

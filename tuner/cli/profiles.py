@@ -35,7 +35,9 @@ def _evidence_line(profile: Profile) -> str:
 def cmd_list(args: argparse.Namespace) -> int:
     found = entries()
     if args.json:
-        print_json([{"name": e.name, "file": str(e.path), "source": e.source, "shadowed": e.shadowed} for e in found])
+        print_json(
+            [{"name": e.name, "file": str(e.path), "source": e.source, "shadowed": e.shadowed} for e in found]
+        )
         return 0
     if not found:
         print("No profiles found (looked in /etc/tuner/profiles and the shipped ones).")
@@ -46,7 +48,7 @@ def cmd_list(args: argparse.Namespace) -> int:
             description = load_profile(e.path).description.splitlines()[0] if not e.shadowed else ""
         except (IndexError, ValueError):
             description = ""
-        except Exception as exc:  # noqa: BLE001 - one broken file must not hide the others
+        except Exception as exc:
             description = f"(unreadable: {exc})"
         rows.append((e.name + (" (hidden)" if e.shadowed else ""), e.source, description[:70]))
     print_table(("NAME", "SOURCE", "DESCRIPTION"), rows)
@@ -57,18 +59,29 @@ def cmd_show(args: argparse.Namespace) -> int:
     file = resolve_profile(args.profile)
     profile = load_profile(file)
     if args.json:
-        print_json({"name": profile.name, "file": str(file), "description": profile.description,
-                    "created": profile.created.isoformat(), "tuner_version": profile.tuner_version or None,
-                    "workload": profile.workload.to_dict() if profile.workload else None,
-                    "path": profile.path.to_dict() if profile.path else None,
-                    "sysctl": {k: _json_value(v) for k, v in profile.sysctl.items()},
-                    "socket": {k: _json_value(v) for k, v in profile.socket.items()},
-                    "evidence": profile.evidence or None})
+        print_json(
+            {
+                "name": profile.name,
+                "file": str(file),
+                "description": profile.description,
+                "created": profile.created.isoformat(),
+                "tuner_version": profile.tuner_version or None,
+                "workload": profile.workload.to_dict() if profile.workload else None,
+                "path": profile.path.to_dict() if profile.path else None,
+                "sysctl": {k: _json_value(v) for k, v in profile.sysctl.items()},
+                "socket": {k: _json_value(v) for k, v in profile.socket.items()},
+                "evidence": profile.evidence or None,
+            }
+        )
         return 0
     print(f"{profile.name}  ({file})")
     if profile.description:
         print(f"  {profile.description.strip()}")
-    origin = f"tuner {profile.tuner_version} on kernel {profile.kernel}" if profile.tuner_version else "hand-written"
+    origin = (
+        f"tuner {profile.tuner_version} on kernel {profile.kernel}"
+        if profile.tuner_version
+        else "hand-written"
+    )
     print(f"created   {profile.created.isoformat()} ({origin})")
     if profile.workload:
         print(f"workload  {profile.workload.kind.value}")
@@ -85,10 +98,20 @@ def cmd_show(args: argparse.Namespace) -> int:
 def cmd_diff(args: argparse.Namespace) -> int:
     a, b = (load_profile(resolve_profile(ref)) for ref in (args.a, args.b))
     knobs = sorted(set(a.assignment) | set(b.assignment))
-    differ = [(k, a.assignment.get(k), b.assignment.get(k)) for k in knobs if a.assignment.get(k) != b.assignment.get(k)]
+    differ = [
+        (k, a.assignment.get(k), b.assignment.get(k))
+        for k in knobs
+        if a.assignment.get(k) != b.assignment.get(k)
+    ]
     if args.json:
-        print_json({"a": a.name, "b": b.name, "same": not differ,
-                    "differ": [{"knob": k, "a": _json_value(x), "b": _json_value(y)} for k, x, y in differ]})
+        print_json(
+            {
+                "a": a.name,
+                "b": b.name,
+                "same": not differ,
+                "differ": [{"knob": k, "a": _json_value(x), "b": _json_value(y)} for k, x, y in differ],
+            }
+        )
         return 0 if not differ else 1
     if not differ:
         print(f"{a.name} and {b.name} set the same values ({len(knobs)} settings).")
@@ -105,22 +128,42 @@ def cmd_active(args: argparse.Namespace) -> int:
     target = Target(args.netns)
     txns = [t for t in Journal(state_dir_from(args), target).transactions() if t.outstanding]
     if args.json:
-        print_json({"target": target.netns or "host", "active": [
-            {"profile": t.profile, "applied": t.time, "state": t.state, "reason": t.reason,
-             "knobs": [s.knob for s in t.steps if hasattr(s, "knob")]} for t in txns]})
+        print_json(
+            {
+                "target": target.netns or "host",
+                "active": [
+                    {
+                        "profile": t.profile,
+                        "applied": t.time,
+                        "state": t.state,
+                        "reason": t.reason,
+                        "knobs": [s.knob for s in t.steps if hasattr(s, "knob")],
+                    }
+                    for t in txns
+                ],
+            }
+        )
         return 0
     if not txns:
         print(f"No profile applied on {target.describe()} (nothing to roll back).")
         return 0
-    print_table(("PROFILE", "APPLIED", "KNOBS", "REASON"),
-                [(t.profile, t.time, " ".join(s.knob for s in t.steps if hasattr(s, "knob")), t.reason) for t in txns])
+    print_table(
+        ("PROFILE", "APPLIED", "KNOBS", "REASON"),
+        [
+            (t.profile, t.time, " ".join(s.knob for s in t.steps if hasattr(s, "knob")), t.reason)
+            for t in txns
+        ],
+    )
     return 0
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("profiles", help="the profile catalogue: list, show, diff, and what is applied",
-                       description="Profiles are found by name in /etc/tuner/profiles, then among the profiles "
-                                   "shipped with tuner; apply, verify and render take a name or a path.")
+    p = sub.add_parser(
+        "profiles",
+        help="the profile catalogue: list, show, diff, and what is applied",
+        description="Profiles are found by name in /etc/tuner/profiles, then among the profiles "
+        "shipped with tuner; apply, verify and render take a name or a path.",
+    )
     verbs = p.add_subparsers(dest="verb", metavar="VERB", required=True)
     v = verbs.add_parser("list", help="every profile by name, with where it comes from")
     v.add_argument("--json", action="store_true", help="print JSON")
@@ -134,9 +177,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     v.add_argument("b", metavar="B", help="profile name or file")
     v.add_argument("--json", action="store_true", help="print JSON")
     v.set_defaults(func=cmd_diff)
-    v = verbs.add_parser("active", help="the profiles applied (and not rolled back), from tuner apply's journal")
+    v = verbs.add_parser(
+        "active", help="the profiles applied (and not rolled back), from tuner apply's journal"
+    )
     v.add_argument("--netns", metavar="NS", help="the applies inside this network namespace")
-    v.add_argument("--state-dir", metavar="DIR",
-                   help="directory of the journal (default: $TUNER_STATE_DIR or /var/lib/tuner)")
+    v.add_argument(
+        "--state-dir",
+        metavar="DIR",
+        help="directory of the journal (default: $TUNER_STATE_DIR or /var/lib/tuner)",
+    )
     v.add_argument("--json", action="store_true", help="print JSON")
     v.set_defaults(func=cmd_active)

@@ -1,8 +1,8 @@
 """`tuner recommend`: search the knobs of a workload in a sandbox, prove the gain, write a profile.
 
-    tuner recommend rr --write-pattern split -o rr.toml
-    tuner recommend bulk --rtt 100ms --rate 200mbit --budget 12 --journal bulk.jsonl
-    tuner recommend bulk --rtt 100ms --rate 200mbit --budget 12 --journal bulk.jsonl --resume
+tuner recommend rr --write-pattern split -o rr.toml
+tuner recommend bulk --rtt 100ms --rate 200mbit --budget 12 --journal bulk.jsonl
+tuner recommend bulk --rtt 100ms --rate 200mbit --budget 12 --journal bulk.jsonl --resume
 """
 
 from __future__ import annotations
@@ -13,12 +13,16 @@ import sys
 import threading
 import time
 from pathlib import Path as FsPath
-from typing import Any
+from typing import Any, ClassVar
 
-from tuner.units import format_value
 from tuner.cli.output import print_json, print_table, require_root
-from tuner.cli.workload_args import (add_path_arguments, add_workload_arguments, path_from_args,
-                                     positive_duration, workload_from_args)
+from tuner.cli.workload_args import (
+    add_path_arguments,
+    add_workload_arguments,
+    path_from_args,
+    positive_duration,
+    workload_from_args,
+)
 from tuner.errors import EnvironmentProblem, InputError
 from tuner.probe.measurement import METRICS
 from tuner.probe.target import read_target
@@ -26,11 +30,12 @@ from tuner.profiles import Profile, dump_profile, save_profile
 from tuner.search.objective import Score, parse_objective
 from tuner.search.recommend import PROBE_DEFAULTS, Recommendation, metric_comparison, recommend
 from tuner.search.samplers import SAMPLERS
-from tuner.search.stats import MIN_REPEATS
 from tuner.search.space import KIND_KNOBS
+from tuner.search.stats import MIN_REPEATS
 from tuner.search.study import DEFAULT_BUDGET, SearchConfig, TrialEvent
+from tuner.units import format_value
 
-__all__ = ["register", "cmd_recommend", "render_recommendation"]
+__all__ = ["cmd_recommend", "register", "render_recommendation"]
 
 
 def _show(value: Any) -> str:
@@ -60,7 +65,12 @@ class _ProgressView:
     the elapsed time and an ETA, the last score against the best and the baseline, and while a
     measurement runs its elapsed time (ticking once a second on a terminal)."""
 
-    _LABELS = {"baseline": "baseline", "search": "trial", "simplify": "simplify", "confirm": "confirm"}
+    _LABELS: ClassVar[dict[str, str]] = {
+        "baseline": "baseline",
+        "search": "trial",
+        "simplify": "simplify",
+        "confirm": "confirm",
+    }
 
     def __init__(self, budget: int, objective: str, *, file: Any = None) -> None:
         self.file = file or sys.stderr
@@ -91,7 +101,9 @@ class _ProgressView:
         eta = ""
         if self._eta is not None:  # counts down while a measurement runs
             eta = f", ETA {_seconds(max(0.0, self._eta - (now - self._eta_at)))}"
-        line = f"[{self._head}, {_seconds(now - self._start)}{eta}]" + (f" {self._tail}" if self._tail else "")
+        line = f"[{self._head}, {_seconds(now - self._start)}{eta}]" + (
+            f" {self._tail}" if self._tail else ""
+        )
         if self._running_since is not None:
             line += f" | measuring {time.monotonic() - self._running_since:.0f} s"
         if self.tty:
@@ -118,8 +130,10 @@ class _ProgressView:
                 return
             current = _score(t.score) if t.usable else t.state.value
             pruned = " (pruned after one repeat)" if t.pruned else ""
-            self._tail = (f"{self.objective} {current}{pruned} (best {_score(event.best)}, "
-                          f"baseline {_score(event.baseline)})")
+            self._tail = (
+                f"{self.objective} {current}{pruned} (best {_score(event.best)}, "
+                f"baseline {_score(event.baseline)})"
+            )
             self._show()
 
     def close(self) -> None:
@@ -137,27 +151,43 @@ def render_recommendation(rec: Recommendation, file=None) -> None:
     failed = f", {r.failed_trials} failed" if r.failed_trials else ""
     print(f"workload   {rec.workload.kind.value}", file=file)
     print(f"path       {rec.path.describe()} (backend: {rec.baseline.backend})", file=file)
-    print(f"search     {ev['sampler']}, {r.search_trials} trials{failed} over {len(rec.space.knobs)} knobs "
-          f"({rec.space.size} settings); stopped: {r.stop_reason}; {r.elapsed:.0f} s", file=file)
+    print(
+        f"search     {ev['sampler']}, {r.search_trials} trials{failed} over {len(rec.space.knobs)} knobs "
+        f"({rec.space.size} settings); stopped: {r.stop_reason}; {r.elapsed:.0f} s",
+        file=file,
+    )
     print(f"objective  {ev['objective_description']}", file=file)
     print(f"verdict    {rec.verdict.text}", file=file)
-    for note in rec.baseline.notes:   # what the baseline's probe found (e.g. a reader slower than its load)
+    for note in rec.baseline.notes:  # what the baseline's probe found (e.g. a reader slower than its load)
         print(f"baseline   {note}", file=file)
     print(file=file)
     rows = []
     for name, c in metric_comparison(rec.baseline, rec.best, seed=ev.get("seed", 0)).items():
         unit = METRICS[name].unit if name in METRICS else ""
-        conf = (f"{_num(c['gain'])}x ({_num(c['gain_lo'])}..{_num(c['gain_hi'])})"
-                + (" *" if c["significant"] else ""))
-        rows.append((name, _num(c["baseline"], unit or "x"), _num(c["recommended"], unit or "x"), unit,
-                     _num(c["ratio"]), conf))
+        conf = f"{_num(c['gain'])}x ({_num(c['gain_lo'])}..{_num(c['gain_hi'])})" + (
+            " *" if c["significant"] else ""
+        )
+        rows.append(
+            (
+                name,
+                _num(c["baseline"], unit or "x"),
+                _num(c["recommended"], unit or "x"),
+                unit,
+                _num(c["ratio"]),
+                conf,
+            )
+        )
     print_table(("METRIC", "BASELINE", "RECOMMENDED", "UNIT", "RATIO", "GAIN (95% CI)"), rows, file=file)
-    print("  ratio = recommended / baseline; gain = times better; * = beyond noise at 95% confidence",
-          file=file)
+    print(
+        "  ratio = recommended / baseline; gain = times better; * = beyond noise at 95% confidence", file=file
+    )
     print(file=file)
     if rec.assignment:
-        print_table(("KNOB", "BASELINE", "RECOMMENDED"),
-                    [(k, _show(old), _show(new)) for k, (old, new) in rec.changed.items()], file=file)
+        print_table(
+            ("KNOB", "BASELINE", "RECOMMENDED"),
+            [(k, _show(old), _show(new)) for k, (old, new) in rec.changed.items()],
+            file=file,
+        )
     else:
         print("no knob changed: keep the defaults", file=file)
     if rec.profile.socket:
@@ -167,10 +197,18 @@ def render_recommendation(rec: Recommendation, file=None) -> None:
 
 def _config(args: argparse.Namespace) -> SearchConfig:
     return SearchConfig(
-        budget=args.budget, time_budget=args.time, sampler=args.sampler, seed=args.seed,
-        repeats=args.repeats, duration=args.duration, objective=args.objective,
-        knobs=tuple(args.knob), no_knobs=tuple(args.no_knob),
-        journal=FsPath(args.journal) if args.journal else None, resume=args.resume, name=args.name,
+        budget=args.budget,
+        time_budget=args.time,
+        sampler=args.sampler,
+        seed=args.seed,
+        repeats=args.repeats,
+        duration=args.duration,
+        objective=args.objective,
+        knobs=tuple(args.knob),
+        no_knobs=tuple(args.no_knob),
+        journal=FsPath(args.journal) if args.journal else None,
+        resume=args.resume,
+        name=args.name,
         max_repeats=args.max_repeats,
     )
 
@@ -179,17 +217,21 @@ def _save(profile: Profile, file: FsPath) -> None:
     try:
         save_profile(profile, file)
     except OSError as exc:
-        raise EnvironmentProblem(f"cannot write the profile to {file}: {exc.strerror or exc}",
-                                 hint="check the directory exists and is writable, then run the search again "
-                                      "(with --journal and --resume, finished trials are kept)") from None
+        raise EnvironmentProblem(
+            f"cannot write the profile to {file}: {exc.strerror or exc}",
+            hint="check the directory exists and is writable, then run the search again "
+            "(with --journal and --resume, finished trials are kept)",
+        ) from None
 
 
 def cmd_recommend(args: argparse.Namespace) -> int:
     if args.auto:
         return cmd_recommend_auto(args)
     if args.workload is None:
-        raise InputError("name a workload kind, or use --auto to observe this host",
-                         hint="e.g. `tuner recommend rr`; kinds: " + ", ".join(k.value for k in KIND_KNOBS))
+        raise InputError(
+            "name a workload kind, or use --auto to observe this host",
+            hint="e.g. `tuner recommend rr`; kinds: " + ", ".join(k.value for k in KIND_KNOBS),
+        )
     workload = workload_from_args(args)
     path = path_from_args(args)
     config = _config(args)
@@ -197,33 +239,48 @@ def cmd_recommend(args: argparse.Namespace) -> int:
         raise InputError(f"-o {args.output} is a directory", hint="name the profile file, e.g. -o rr.toml")
     if args.output and not FsPath(args.output).parent.is_dir():
         # checked before the search: a search of minutes must not end in a profile that cannot be written
-        raise InputError(f"-o {args.output}: the directory {FsPath(args.output).parent} does not exist",
-                         hint="create it first, or name a file in an existing directory")
+        raise InputError(
+            f"-o {args.output}: the directory {FsPath(args.output).parent} does not exist",
+            hint="create it first, or name a file in an existing directory",
+        )
     require_root("searching in sandboxes (network namespaces)")
     target = read_target(args.netns)
     view = _ProgressView(config.budget, parse_objective(config.objective, workload.kind).name.split(":")[0])
     try:
-        rec = recommend(workload, path, config, view, target=target,
-                        notify=lambda text: print(f"tuner recommend: {text}", file=sys.stderr, flush=True))
+        rec = recommend(
+            workload,
+            path,
+            config,
+            view,
+            target=target,
+            notify=lambda text: print(f"tuner recommend: {text}", file=sys.stderr, flush=True),
+        )
     except KeyboardInterrupt:
         view.close()
         if config.journal is not None:
-            print(f"tuner recommend: the journal {config.journal} keeps every finished trial; continue with the "
-                  f"same command and --resume", file=sys.stderr)
+            print(
+                f"tuner recommend: the journal {config.journal} keeps every finished trial; continue with the "
+                f"same command and --resume",
+                file=sys.stderr,
+            )
         raise
     view.close()
     if args.output:
         _save(rec.profile, FsPath(args.output))
     if args.json:
-        print_json({
-            "verdict": rec.verdict.text, "significant": rec.verdict.significant,
-            "assignment": {k: list(v) if isinstance(v, tuple) else v for k, v in rec.assignment.items()},
-            "baseline": rec.baseline.to_dict(), "recommended": rec.best.to_dict(),
-            "metrics": metric_comparison(rec.baseline, rec.best, seed=config.seed),
-            "trials": [t.to_record() for t in rec.trials],
-            "profile": dump_profile(rec.profile),
-            "profile_file": args.output,
-        })
+        print_json(
+            {
+                "verdict": rec.verdict.text,
+                "significant": rec.verdict.significant,
+                "assignment": {k: list(v) if isinstance(v, tuple) else v for k, v in rec.assignment.items()},
+                "baseline": rec.baseline.to_dict(),
+                "recommended": rec.best.to_dict(),
+                "metrics": metric_comparison(rec.baseline, rec.best, seed=config.seed),
+                "trials": [t.to_record() for t in rec.trials],
+                "profile": dump_profile(rec.profile),
+                "profile_file": args.output,
+            }
+        )
         return 0
     render_recommendation(rec)
     print()
@@ -240,14 +297,18 @@ def cmd_recommend_auto(args: argparse.Namespace) -> int:
     from tuner.search.auto import recommend_for_service, services_to_tune
 
     if args.workload is not None:
-        raise InputError(f"--auto observes the workload; do not also name one ({args.workload})",
-                         hint="drop the workload kind, or drop --auto")
+        raise InputError(
+            f"--auto observes the workload; do not also name one ({args.workload})",
+            hint="drop the workload kind, or drop --auto",
+        )
     if args.journal or args.resume or args.name:
         raise InputError("--journal, --resume and --name apply to a single search, not to --auto")
     out_dir = FsPath(args.output or ".")
     if out_dir.exists() and not out_dir.is_dir():
-        raise InputError(f"-o {out_dir}: with --auto, -o names a directory for the profiles",
-                         hint="e.g. -o /var/lib/tuner/profiles")
+        raise InputError(
+            f"-o {out_dir}: with --auto, -o names a directory for the profiles",
+            hint="e.g. -o /var/lib/tuner/profiles",
+        )
     seconds = args.observe
     config = _config(args)
     require_root("searching in sandboxes (network namespaces)")
@@ -256,15 +317,19 @@ def cmd_recommend_auto(args: argparse.Namespace) -> int:
     obs = observe(seconds, args.netns)
     targets = services_to_tune(obs)
     if not targets:
-        print(f"nothing needs tuning: {len(obs.services)} service(s) observed on {where} for {seconds:g} s, "
-              f"none with a symptom a search can address")
+        print(
+            f"nothing needs tuning: {len(obs.services)} service(s) observed on {where} for {seconds:g} s, "
+            f"none with a symptom a search can address"
+        )
         return 0
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for i, svc in enumerate(targets, 1):
         symptoms = ", ".join(s.name for s in svc.symptoms)
         print(f"[{i}/{len(targets)}] {svc.key} ({svc.service_class.value}): {symptoms}", file=sys.stderr)
-        view = _ProgressView(config.budget, parse_objective(config.objective, svc.workload.kind).name.split(":")[0])
+        view = _ProgressView(
+            config.budget, parse_objective(config.objective, svc.workload.kind).name.split(":")[0]
+        )
         try:
             rec = recommend_for_service(svc, obs, config, view)
         finally:
@@ -277,9 +342,20 @@ def cmd_recommend_auto(args: argparse.Namespace) -> int:
             render_recommendation(rec)
             print(f"profile written to {file}\n")
     if args.json:
-        print_json([{"service": svc.key, "verdict": rec.verdict.text, "significant": rec.verdict.significant,
-                     "assignment": {k: list(v) if isinstance(v, tuple) else v for k, v in rec.assignment.items()},
-                     "profile_file": str(file)} for svc, rec, file in written])
+        print_json(
+            [
+                {
+                    "service": svc.key,
+                    "verdict": rec.verdict.text,
+                    "significant": rec.verdict.significant,
+                    "assignment": {
+                        k: list(v) if isinstance(v, tuple) else v for k, v in rec.assignment.items()
+                    },
+                    "profile_file": str(file),
+                }
+                for svc, rec, file in written
+            ]
+        )
     return 0
 
 
@@ -287,48 +363,91 @@ def register(sub: argparse._SubParsersAction) -> None:
     kinds = "; ".join(f"{k.value}: {', '.join(v)}" for k, v in KIND_KNOBS.items())
     defaults = ", ".join(f"{k.value} {r}x{d:g}s" for k, (r, d) in PROBE_DEFAULTS.items())
     p = sub.add_parser(
-        "recommend", help="search the best settings for a workload and write a profile with evidence",
+        "recommend",
+        help="search the best settings for a workload and write a profile with evidence",
         description="Search the knobs that matter for a workload with Bayesian optimisation, measuring every "
-                    "candidate in a sandbox (two namespaces joined by an emulated path). The baseline is "
-                    "measured first; the leading candidates are measured again beside it, and the gain gets a "
-                    "95% confidence interval. Prints baseline vs recommended for every metric and the knobs "
-                    "that changed; -o writes the profile (settings, workload, path and evidence).",
+        "candidate in a sandbox (two namespaces joined by an emulated path). The baseline is "
+        "measured first; the leading candidates are measured again beside it, and the gain gets a "
+        "95% confidence interval. Prints baseline vs recommended for every metric and the knobs "
+        "that changed; -o writes the profile (settings, workload, path and evidence).",
         epilog=f"knobs searched by default: {kinds}. Probe repeats x duration per kind: {defaults}; over a path "
-               "a bulk window is 8 round trips (0.5-2.5 s) and an rr window at least 100. "
-               "Examples: tuner recommend rr --write-pattern split -o rr.toml | "
-               "tuner recommend bulk --rtt 100ms --rate 200mbit --journal bulk.jsonl")
+        "a bulk window is 8 round trips (0.5-2.5 s) and an rr window at least 100. "
+        "Examples: tuner recommend rr --write-pattern split -o rr.toml | "
+        "tuner recommend bulk --rtt 100ms --rate 200mbit --journal bulk.jsonl",
+    )
     add_workload_arguments(p, kind_optional=True)
     add_path_arguments(p)
     auto = p.add_argument_group("observe the host instead of naming a workload")
-    auto.add_argument("--auto", action="store_true",
-                      help="observe live sockets, then search and write one profile per service with symptoms "
-                           "(-o names a directory, default .)")
-    auto.add_argument("--observe", type=positive_duration, default=10.0, metavar="DURATION",
-                      help="with --auto: how long to observe (default 10s)")
-    auto.add_argument("--netns", metavar="NS",
-                      help="the target: its live per-namespace sysctls are the baseline, copied into the sandbox "
-                           "(default: this host's); with --auto: observe inside this network namespace")
+    auto.add_argument(
+        "--auto",
+        action="store_true",
+        help="observe live sockets, then search and write one profile per service with symptoms "
+        "(-o names a directory, default .)",
+    )
+    auto.add_argument(
+        "--observe",
+        type=positive_duration,
+        default=10.0,
+        metavar="DURATION",
+        help="with --auto: how long to observe (default 10s)",
+    )
+    auto.add_argument(
+        "--netns",
+        metavar="NS",
+        help="the target: its live per-namespace sysctls are the baseline, copied into the sandbox "
+        "(default: this host's); with --auto: observe inside this network namespace",
+    )
     g = p.add_argument_group("search")
-    g.add_argument("--budget", type=int, default=DEFAULT_BUDGET, metavar="N",
-                   help=f"search trials, not counting the baseline and the confirmation (default {DEFAULT_BUDGET})")
-    g.add_argument("--time", type=positive_duration, metavar="DURATION", help="stop searching after this long, e.g. 5m")
-    g.add_argument("--sampler", choices=SAMPLERS, default="skopt",
-                   help="skopt: Bayesian optimisation (default); random; grid: every setting in turn")
-    g.add_argument("--knob", action="append", default=[], metavar="KNOB", help="add a knob to the search (repeatable)")
-    g.add_argument("--no-knob", action="append", default=[], metavar="KNOB",
-                   help="leave a knob out of the search (repeatable)")
-    g.add_argument("--objective", metavar="METRIC[:min|max]",
-                   help="what to optimise (default per kind: rr latency_p99_ms, bulk goodput_mbps, burst "
-                        "connect_p99_ms, udp delivered_fraction, keepalive detect_s plus a cost per probe "
-                        "packet, memory bytes_per_conn above a throughput floor)")
+    g.add_argument(
+        "--budget",
+        type=int,
+        default=DEFAULT_BUDGET,
+        metavar="N",
+        help=f"search trials, not counting the baseline and the confirmation (default {DEFAULT_BUDGET})",
+    )
+    g.add_argument(
+        "--time", type=positive_duration, metavar="DURATION", help="stop searching after this long, e.g. 5m"
+    )
+    g.add_argument(
+        "--sampler",
+        choices=SAMPLERS,
+        default="skopt",
+        help="skopt: Bayesian optimisation (default); random; grid: every setting in turn",
+    )
+    g.add_argument(
+        "--knob", action="append", default=[], metavar="KNOB", help="add a knob to the search (repeatable)"
+    )
+    g.add_argument(
+        "--no-knob",
+        action="append",
+        default=[],
+        metavar="KNOB",
+        help="leave a knob out of the search (repeatable)",
+    )
+    g.add_argument(
+        "--objective",
+        metavar="METRIC[:min|max]",
+        help="what to optimise (default per kind: rr latency_p99_ms, bulk goodput_mbps, burst "
+        "connect_p99_ms, udp delivered_fraction, keepalive detect_s plus a cost per probe "
+        "packet, memory bytes_per_conn above a throughput floor)",
+    )
     g.add_argument("--seed", type=int, default=0, metavar="N", help="seed of the sampler (default 0)")
     g.add_argument("--repeats", type=int, metavar="N", help="repeats per measurement (default per kind)")
-    g.add_argument("--duration", type=positive_duration, metavar="DURATION",
-                   help="measured seconds per repeat (default per kind)")
-    g.add_argument("--max-repeats", type=int, default=20, metavar="N",
-                   help=f"confirmation: add side-by-side repeats while the gain is unclear, up to N per side "
-                        f"(default 20; a claim needs at least {MIN_REPEATS}; with --repeats below {MIN_REPEATS} "
-                        "nothing is added and nothing is claimed)")
+    g.add_argument(
+        "--duration",
+        type=positive_duration,
+        metavar="DURATION",
+        help="measured seconds per repeat (default per kind)",
+    )
+    g.add_argument(
+        "--max-repeats",
+        type=int,
+        default=20,
+        metavar="N",
+        help=f"confirmation: add side-by-side repeats while the gain is unclear, up to N per side "
+        f"(default 20; a claim needs at least {MIN_REPEATS}; with --repeats below {MIN_REPEATS} "
+        "nothing is added and nothing is claimed)",
+    )
     g.add_argument("--journal", metavar="FILE", help="append every trial to this JSON-lines file")
     g.add_argument("--resume", action="store_true", help="continue the interrupted search in --journal")
     out = p.add_argument_group("output")

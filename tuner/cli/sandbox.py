@@ -8,7 +8,7 @@ import time
 
 from tuner.cli.output import print_json, print_table, require_root
 
-__all__ = ["register", "cmd_gc", "cmd_list", "cmd_doctor"]
+__all__ = ["cmd_doctor", "cmd_gc", "cmd_list", "register"]
 
 
 def cmd_gc(args: argparse.Namespace) -> int:
@@ -31,19 +31,36 @@ def cmd_list(args: argparse.Namespace) -> int:
     records = Registry().records()
     rows = []
     for r in records:
-        rows.append({"name": r.name, "owner": r.owner.pid, "owner_alive": r.owner.alive(),
-                     "netns": list(r.netns), "helpers": [h.pid for h in r.helpers if h.alive()],
-                     "age_s": round(time.time() - r.created, 1)})
+        rows.append(
+            {
+                "name": r.name,
+                "owner": r.owner.pid,
+                "owner_alive": r.owner.alive(),
+                "netns": list(r.netns),
+                "helpers": [h.pid for h in r.helpers if h.alive()],
+                "age_s": round(time.time() - r.created, 1),
+            }
+        )
     if args.json:
         print_json(rows)
         return 0
     if not rows:
         print("no sandboxes")
         return 0
-    print_table(("SANDBOX", "OWNER", "STATE", "NAMESPACES", "HELPERS", "AGE"),
-                [(r["name"], r["owner"], "live" if r["owner_alive"] else "stale (run `tuner sandbox gc`)",
-                  " ".join(r["netns"]), " ".join(map(str, r["helpers"])) or "-", f"{r['age_s']:g} s")
-                 for r in rows])
+    print_table(
+        ("SANDBOX", "OWNER", "STATE", "NAMESPACES", "HELPERS", "AGE"),
+        [
+            (
+                r["name"],
+                r["owner"],
+                "live" if r["owner_alive"] else "stale (run `tuner sandbox gc`)",
+                " ".join(r["netns"]),
+                " ".join(map(str, r["helpers"])) or "-",
+                f"{r['age_s']:g} s",
+            )
+            for r in rows
+        ],
+    )
     return 0
 
 
@@ -77,24 +94,33 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("sandbox", help="manage measurement sandboxes",
-                       description="Sandboxes are pairs of network namespaces joined by an emulated path. "
-                                   "Every tuner command removes its own; `gc` removes those left by tuner "
-                                   "processes that were killed.")
+    p = sub.add_parser(
+        "sandbox",
+        help="manage measurement sandboxes",
+        description="Sandboxes are pairs of network namespaces joined by an emulated path. "
+        "Every tuner command removes its own; `gc` removes those left by tuner "
+        "processes that were killed.",
+    )
     ssub = p.add_subparsers(dest="sandbox_command", metavar="ACTION", required=True)
-    gc = ssub.add_parser("gc", help="remove sandboxes left behind by dead tuner processes",
-                         description="Remove sandboxes, tuner- namespaces and helper processes whose owning "
-                                     "tuner process is dead. Live sandboxes are never touched.")
+    gc = ssub.add_parser(
+        "gc",
+        help="remove sandboxes left behind by dead tuner processes",
+        description="Remove sandboxes, tuner- namespaces and helper processes whose owning "
+        "tuner process is dead. Live sandboxes are never touched.",
+    )
     gc.add_argument("--json", action="store_true", help="print JSON")
     gc.set_defaults(func=cmd_gc)
     ls = ssub.add_parser("list", help="list sandboxes and whether their owner is alive")
     ls.add_argument("--json", action="store_true", help="print JSON")
     ls.set_defaults(func=cmd_list)
 
-    d = sub.add_parser("doctor", help="check what this machine supports",
-                       description="Check root, network namespaces, netem or the userspace delay line, TUN, "
-                                   "congestion-control algorithms, tcp_info fields and firewall tools, and say "
-                                   "what each means and how to fix a missing piece. Exit code 3 if tuner "
-                                   "cannot work here.")
+    d = sub.add_parser(
+        "doctor",
+        help="check what this machine supports",
+        description="Check root, network namespaces, netem or the userspace delay line, TUN, "
+        "congestion-control algorithms, tcp_info fields and firewall tools, and say "
+        "what each means and how to fix a missing piece. Exit code 3 if tuner "
+        "cannot work here.",
+    )
     d.add_argument("--json", action="store_true", help="print JSON")
     d.set_defaults(func=cmd_doctor)

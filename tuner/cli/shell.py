@@ -13,7 +13,7 @@ from pathlib import Path
 
 from tuner import __version__
 
-__all__ = ["register", "completion", "manpage", "SHIPPED"]
+__all__ = ["SHIPPED", "completion", "manpage", "register"]
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 SHIPPED = {"man/tuner.1": "man", "completion/tuner.bash": "bash", "completion/_tuner": "zsh"}
@@ -21,18 +21,29 @@ SHIPPED = {"man/tuner.1": "man", "completion/tuner.bash": "bash", "completion/_t
 
 def _parser() -> argparse.ArgumentParser:
     from tuner.cli import build_parser
+
     return build_parser()
 
 
 def completion(shell: str) -> str:
     import shtab
+
     return shtab.complete(_parser(), shell=shell)
 
 
 def manpage() -> str:
     from build_manpages.manpage import Manpage
-    page = Manpage(_parser(), _data={"date": f"tuner {__version__}", "project_name": "tuner", "version": __version__,
-                                     "manual_title": "tuner manual", "manual_section": "1"})
+
+    page = Manpage(
+        _parser(),
+        _data={
+            "date": f"tuner {__version__}",
+            "project_name": "tuner",
+            "version": __version__,
+            "manual_title": "tuner manual",
+            "manual_section": "1",
+        },
+    )
     return str(page)
 
 
@@ -51,13 +62,19 @@ def cmd_manpage(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("completion", help="print a shell completion script (bash or zsh)",
-                       description="Print the completion script for a shell, e.g. "
-                                   "`tuner completion bash > /etc/bash_completion.d/tuner`.")
+    p = sub.add_parser(
+        "completion",
+        help="print a shell completion script (bash or zsh)",
+        description="Print the completion script for a shell, e.g. "
+        "`tuner completion bash > /etc/bash_completion.d/tuner`.",
+    )
     p.add_argument("shell", choices=("bash", "zsh"), help="the shell")
     p.set_defaults(func=cmd_completion)
-    p = sub.add_parser("manpage", help="print the manual page (roff)", description="Print tuner(1) as roff: "
-                                                                                 "`tuner manpage | man -l -`.")
+    p = sub.add_parser(
+        "manpage",
+        help="print the manual page (roff)",
+        description="Print tuner(1) as roff: `tuner manpage | man -l -`.",
+    )
     p.set_defaults(func=cmd_manpage)
 
 

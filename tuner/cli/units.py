@@ -35,7 +35,10 @@ def unit_texts(command: str) -> dict[str, str]:
         lines = [ln.replace(PLACEHOLDER, command) if ln.startswith("Exec") else ln for ln in lines]
         text = "".join(lines)
         if command.startswith(_HOMES):
-            text = text.replace("\nProtectHome=yes\n", "\n# tuner lives in a home directory: readable, not writable\nProtectHome=read-only\n")
+            text = text.replace(
+                "\nProtectHome=yes\n",
+                "\n# tuner lives in a home directory: readable, not writable\nProtectHome=read-only\n",
+            )
         texts[name] = text
     return texts
 
@@ -65,14 +68,24 @@ def cmd_install_units(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("install-units", help="write the systemd units (tuner.service, tuner-apply@.service)",
-                       description="Write the shipped systemd units into --dest with ExecStart set to this "
-                                   "tuner (its Python interpreter with -m tuner), so the service runs the "
-                                   "installation you ran this from.")
-    p.add_argument("--dest", default="/etc/systemd/system", metavar="DIR",
-                   help="directory to write the units to (default: /etc/systemd/system)")
-    p.add_argument("--command-path", metavar="CMD", help="ExecStart command instead of this interpreter's "
-                                                         "`-m tuner` (e.g. /usr/local/bin/tuner)")
+    p = sub.add_parser(
+        "install-units",
+        help="write the systemd units (tuner.service, tuner-apply@.service)",
+        description="Write the shipped systemd units into --dest with ExecStart set to this "
+        "tuner (its Python interpreter with -m tuner), so the service runs the "
+        "installation you ran this from.",
+    )
+    p.add_argument(
+        "--dest",
+        default="/etc/systemd/system",
+        metavar="DIR",
+        help="directory to write the units to (default: /etc/systemd/system)",
+    )
+    p.add_argument(
+        "--command-path",
+        metavar="CMD",
+        help="ExecStart command instead of this interpreter's `-m tuner` (e.g. /usr/local/bin/tuner)",
+    )
     p.add_argument("--dry-run", action="store_true", help="show what would be written")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_install_units)

@@ -15,6 +15,16 @@ from tuner.daemon.notify import Notifier
 from tuner.daemon.state import DaemonState, load_state, save_state
 
 __all__ = [
-    "DEFAULT_CONFIG_PATH", "Daemon", "DaemonConfig", "DaemonState", "Mode", "Notifier", "OnStop",
-    "daemon_running", "load_config", "load_state", "parse_config", "save_state",
+    "DEFAULT_CONFIG_PATH",
+    "Daemon",
+    "DaemonConfig",
+    "DaemonState",
+    "Mode",
+    "Notifier",
+    "OnStop",
+    "daemon_running",
+    "load_config",
+    "load_state",
+    "parse_config",
+    "save_state",
 ]

@@ -7,8 +7,8 @@ journal directory, so its rollback undoes exactly that apply and nothing an admi
 
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping
 from pathlib import Path
-from typing import Collection, Mapping
 
 from tuner.apply import Applier, Change, Journal, Plan, SetStep, Target, make_plan, rollback, run_in_target
 from tuner.apply.plan import read_live
@@ -79,17 +79,26 @@ class KnobAccess:
     def read(self, names: Collection[str]) -> dict[str, Value | None]:
         return run_in_target(self.target, _read, list(names))
 
-    def apply(self, profile: Profile, settings: Mapping[str, Value], journal: Path, *, reason: str) -> list[Change]:
+    def apply(
+        self, profile: Profile, settings: Mapping[str, Value], journal: Path, *, reason: str
+    ) -> list[Change]:
         """Apply ``settings`` (a subset of ``profile``'s sysctls) with the Applier, journaled in ``journal``."""
-        subset = Profile(name=profile.name, description=profile.description, workload=profile.workload,
-                         path=profile.path, sysctl=dict(settings))
+        subset = Profile(
+            name=profile.name,
+            description=profile.description,
+            workload=profile.workload,
+            path=profile.path,
+            sysctl=dict(settings),
+        )
         return run_in_target(self.target, _apply, subset, journal, self.target, reason)
 
-    def rollback(self, journal: Path, *, only: Collection[str] | None = None,
-                 reason: str = "tuner daemon rollback") -> list[Change]:
+    def rollback(
+        self, journal: Path, *, only: Collection[str] | None = None, reason: str = "tuner daemon rollback"
+    ) -> list[Change]:
         """Undo the apply journaled in ``journal``; with ``only``, restore just those knobs and leave
         the others as they are now (knobs that became the administrator's)."""
         if not (journal / f"{self.target.key}.journal").exists():
             return []
-        return run_in_target(self.target, _rollback, journal, self.target,
-                             None if only is None else frozenset(only), reason)
+        return run_in_target(
+            self.target, _rollback, journal, self.target, None if only is None else frozenset(only), reason
+        )

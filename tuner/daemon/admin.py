@@ -11,19 +11,32 @@ from __future__ import annotations
 
 import fnmatch
 import os
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Mapping
 
 from tuner.knobs import Value
 
-__all__ = ["SYSCTL_DIRS", "SYSCTL_CONF", "SysctlSource", "parse_sysctl_conf", "sysctl_sources",
-           "find_overrides", "other_tuners", "describe_writer", "normalize"]
+__all__ = [
+    "SYSCTL_CONF",
+    "SYSCTL_DIRS",
+    "SysctlSource",
+    "describe_writer",
+    "find_overrides",
+    "normalize",
+    "other_tuners",
+    "parse_sysctl_conf",
+    "sysctl_sources",
+]
 
 # systemd-sysctl's search path, highest precedence first (a file name in an earlier directory hides
 # the same name in a later one), then procps' /etc/sysctl.conf.
-SYSCTL_DIRS: tuple[Path, ...] = (Path("/etc/sysctl.d"), Path("/run/sysctl.d"), Path("/usr/local/lib/sysctl.d"),
-                                 Path("/usr/lib/sysctl.d"))
+SYSCTL_DIRS: tuple[Path, ...] = (
+    Path("/etc/sysctl.d"),
+    Path("/run/sysctl.d"),
+    Path("/usr/local/lib/sysctl.d"),
+    Path("/usr/lib/sysctl.d"),
+)
 SYSCTL_CONF = Path("/etc/sysctl.conf")
 _TUNERS = frozenset({"tuned", "bpftune"})
 
@@ -71,8 +84,9 @@ def _conf_files(dirs: Iterable[Path], conf: Path | None) -> list[Path]:
     return files
 
 
-def sysctl_sources(knob: str, dirs: Iterable[Path] = SYSCTL_DIRS,
-                   conf: Path | None = SYSCTL_CONF) -> list[SysctlSource]:
+def sysctl_sources(
+    knob: str, dirs: Iterable[Path] = SYSCTL_DIRS, conf: Path | None = SYSCTL_CONF
+) -> list[SysctlSource]:
     """Every line of the effective sysctl.d files (and sysctl.conf) that sets ``knob``."""
     found = []
     for file in _conf_files(dirs, conf):
@@ -91,7 +105,9 @@ def normalize(value: object) -> object:
     return tuple(value) if isinstance(value, list) else value
 
 
-def find_overrides(owned: Mapping[str, object], live: Mapping[str, Value | None]) -> dict[str, tuple[object, object]]:
+def find_overrides(
+    owned: Mapping[str, object], live: Mapping[str, Value | None]
+) -> dict[str, tuple[object, object]]:
     """Knobs whose live value is no longer the value the daemon set: ``{knob: (set, live)}``.
 
     A knob that vanished (None, e.g. a module unloaded) is not an override.

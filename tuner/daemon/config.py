@@ -11,22 +11,33 @@ import difflib
 import ipaddress
 import re
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from enum import Enum
 from importlib import resources
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from tuner.errors import ConfigError, InputError, UnsafeFileError
 from tuner.inputs import TooDeep, bounded, parse_toml
-from tuner.trusted import read_trusted
 from tuner.knobs import CATALOGUE, Kind
-from tuner.units import parse_duration
 from tuner.search.stats import MIN_REPEATS
+from tuner.trusted import read_trusted
+from tuner.units import parse_duration
 
 __all__ = [
-    "DEFAULT_CONFIG_PATH", "Mode", "OnStop", "ServiceSelection", "ObserveConfig", "SearchPolicy",
-    "ApplyConfig", "GuardConfig", "DaemonConfig", "default_config_text", "load_config", "parse_config",
+    "DEFAULT_CONFIG_PATH",
+    "ApplyConfig",
+    "DaemonConfig",
+    "GuardConfig",
+    "Mode",
+    "ObserveConfig",
+    "OnStop",
+    "SearchPolicy",
+    "ServiceSelection",
+    "default_config_text",
+    "load_config",
+    "parse_config",
 ]
 
 DEFAULT_CONFIG_PATH = Path("/etc/tuner/tuner.toml")
@@ -109,7 +120,7 @@ class DaemonConfig:
     metrics: MetricsConfig = field(default_factory=lambda: MetricsConfig(None))
     log_level: str = "info"
 
-    def with_state_dir(self, state_dir: Path) -> "DaemonConfig":
+    def with_state_dir(self, state_dir: Path) -> DaemonConfig:
         return replace(self, state_dir=state_dir)
 
 
@@ -122,20 +133,30 @@ def _parse_toml(text: str, file: str) -> dict[str, Any]:
     try:
         return parse_toml(text)
     except TooDeep as exc:
-        raise ConfigError(file, str(exc), hint="a configuration has tables one level deep, e.g. [search]") from None
+        raise ConfigError(
+            file, str(exc), hint="a configuration has tables one level deep, e.g. [search]"
+        ) from None
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(file, f"not valid TOML: {exc}", hint="fix the syntax; the default file documents "
-                                                               "every key (tuner/data/tuner.toml)") from None
+        raise ConfigError(
+            file,
+            f"not valid TOML: {exc}",
+            hint="fix the syntax; the default file documents every key (tuner/data/tuner.toml)",
+        ) from None
 
 
-def _merge(base: Mapping[str, Any], override: Mapping[str, Any], file: str, prefix: str = "") -> dict[str, Any]:
+def _merge(
+    base: Mapping[str, Any], override: Mapping[str, Any], file: str, prefix: str = ""
+) -> dict[str, Any]:
     out = dict(base)
     for key, value in override.items():
         dotted = f"{prefix}{key}"
         if key not in base:
             close = difflib.get_close_matches(key, list(base), n=1)
-            hint = f"did you mean {prefix}{close[0]}?" if close else \
-                f"known keys here: {', '.join(prefix + k for k in base)}"
+            hint = (
+                f"did you mean {prefix}{close[0]}?"
+                if close
+                else f"known keys here: {', '.join(prefix + k for k in base)}"
+            )
             raise ConfigError(file, "unknown key", key=dotted, hint=hint)
         if isinstance(base[key], dict):
             if not isinstance(value, dict):
@@ -148,7 +169,7 @@ def _merge(base: Mapping[str, Any], override: Mapping[str, Any], file: str, pref
     return out
 
 
-_NUMBER_CAP = 1e15          # no config number means more; NaN and infinities are refused too
+_NUMBER_CAP = 1e15  # no config number means more; NaN and infinities are refused too
 _DURATION_CAP = 30 * 86400.0  # 30 days: no interval of the daemon is longer
 
 
@@ -189,7 +210,7 @@ class _Reader:
     def duration(self, key: str, lo: float, hi: float = _DURATION_CAP) -> float:
         v = self._get(key)
         if isinstance(v, bool) or not isinstance(v, (int, float, str)):
-            raise self.fail(key, f"expected a duration such as \"10s\", got {v!r}")
+            raise self.fail(key, f'expected a duration such as "10s", got {v!r}')
         if isinstance(v, str):
             try:
                 seconds = parse_duration(v)
@@ -200,15 +221,16 @@ class _Reader:
         try:
             return bounded(seconds, lo, hi, "duration", unit="s")
         except InputError as exc:
-            raise self.fail(key, exc.message, hint="use a duration such as \"10s\" in that range") from None
+            raise self.fail(key, exc.message, hint='use a duration such as "10s" in that range') from None
 
     def choice(self, key: str, enum: type[Enum]) -> Any:
         v = self._get(key)
         try:
             return enum(v)
         except ValueError:
-            raise self.fail(key, f"{v!r} is not allowed",
-                            hint=f"one of: {', '.join(repr(e.value) for e in enum)}") from None
+            raise self.fail(
+                key, f"{v!r} is not allowed", hint=f"one of: {', '.join(repr(e.value) for e in enum)}"
+            ) from None
 
     def string_list(self, key: str) -> list[str]:
         v = self._get(key)
@@ -222,12 +244,20 @@ def _allowed_knobs(r: _Reader) -> frozenset[str]:
     for name in names:
         knob = CATALOGUE.get(name)
         if knob is None:
-            close = difflib.get_close_matches(name, [k for k, v in CATALOGUE.items() if v.kind is Kind.SYSCTL], n=2)
-            raise r.fail("apply.allow", f"{name!r} is not a knob tuner knows",
-                         hint=f"did you mean {' or '.join(close)}?" if close else "list them with `tuner knobs`")
+            close = difflib.get_close_matches(
+                name, [k for k, v in CATALOGUE.items() if v.kind is Kind.SYSCTL], n=2
+            )
+            raise r.fail(
+                "apply.allow",
+                f"{name!r} is not a knob tuner knows",
+                hint=f"did you mean {' or '.join(close)}?" if close else "list them with `tuner knobs`",
+            )
         if knob.kind is not Kind.SYSCTL:
-            raise r.fail("apply.allow", f"{name!r} is a socket setting; only the application can set it",
-                         hint="the daemon applies sysctls only; socket settings are in each profile's [socket]")
+            raise r.fail(
+                "apply.allow",
+                f"{name!r} is a socket setting; only the application can set it",
+                hint="the daemon applies sysctls only; socket settings are in each profile's [socket]",
+            )
     return frozenset(names)
 
 
@@ -235,8 +265,11 @@ def _counters(r: _Reader) -> tuple[str, ...]:
     names = r.string_list("guard.counters")
     for name in names:
         if not _COUNTER_NAME.fullmatch(name):
-            raise r.fail("guard.counters", f"{name!r} is not a counter name",
-                         hint="use Group.Name as in /proc/net/netstat and /proc/net/snmp, e.g. TcpExt.ListenOverflows")
+            raise r.fail(
+                "guard.counters",
+                f"{name!r} is not a counter name",
+                hint="use Group.Name as in /proc/net/netstat and /proc/net/snmp, e.g. TcpExt.ListenOverflows",
+            )
     return tuple(names)
 
 
@@ -334,7 +367,9 @@ def load_config(path: Path | None = None) -> DaemonConfig:
         raw = read_trusted(path, _MAX_CONFIG_BYTES, what="configuration")
     except FileNotFoundError:
         if explicit:
-            raise ConfigError(path, "no such file", hint="create it, or leave out --config to run on the defaults")
+            raise ConfigError(
+                path, "no such file", hint="create it, or leave out --config to run on the defaults"
+            ) from None
         return parse_config(None)
     except UnsafeFileError:
         raise

@@ -14,27 +14,46 @@ The writes themselves go through tuner.apply's Applier (see tuner.daemon.target)
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from tuner.daemon.config import GuardConfig
 from tuner.knobs import CATALOGUE, Kind, Scope
 
-__all__ = ["NAMESPACE", "Selection", "select_knobs", "Signals", "counter_rates", "retrans_share", "signals", "combine", "judge",
-           "Phase", "GuardWatch"]
+__all__ = [
+    "NAMESPACE",
+    "GuardWatch",
+    "Phase",
+    "Selection",
+    "Signals",
+    "combine",
+    "counter_rates",
+    "judge",
+    "retrans_share",
+    "select_knobs",
+    "signals",
+]
 
 _MIN_SEGMENTS = 200  # below this many segments sent in an interval, a retransmit share means nothing
 
 
 @dataclass(frozen=True)
 class Selection:
-    apply: dict[str, Any]                 # knob -> value to write
-    skipped: dict[str, str]               # knob -> why it is left alone
+    apply: dict[str, Any]  # knob -> value to write
+    skipped: dict[str, str]  # knob -> why it is left alone
 
 
-def select_knobs(sysctls: Mapping[str, Any], *, allow: Iterable[str], manual: Iterable[str],
-                 admin_files: Mapping[str, str], held: Mapping[str, str], in_netns: bool) -> Selection:
+def select_knobs(
+    sysctls: Mapping[str, Any],
+    *,
+    allow: Iterable[str],
+    manual: Iterable[str],
+    admin_files: Mapping[str, str],
+    held: Mapping[str, str],
+    in_netns: bool,
+) -> Selection:
     """Split a profile's ``[sysctl]`` into what the daemon writes and what it leaves, with reasons.
 
     ``admin_files``: knob -> the sysctl.d line that sets it; ``held``: knob -> the profile of another
@@ -70,23 +89,29 @@ class Signals:
 
     counter_rates: Mapping[str, float] = field(default_factory=dict)
     retrans_share: float | None = None
-    rtt: Mapping[str, float] = field(default_factory=dict)           # service key -> seconds
-    symptoms: frozenset[tuple[str, str]] = frozenset()               # (service key, symptom name)
-    services: frozenset[str] = frozenset()                           # every service seen
+    rtt: Mapping[str, float] = field(default_factory=dict)  # service key -> seconds
+    symptoms: frozenset[tuple[str, str]] = frozenset()  # (service key, symptom name)
+    services: frozenset[str] = frozenset()  # every service seen
 
     def to_dict(self) -> dict[str, Any]:
-        return {"counter_rates": dict(self.counter_rates), "retrans_share": self.retrans_share,
-                "rtt": dict(self.rtt), "symptoms": sorted([k, s] for k, s in self.symptoms),
-                "services": sorted(self.services)}
+        return {
+            "counter_rates": dict(self.counter_rates),
+            "retrans_share": self.retrans_share,
+            "rtt": dict(self.rtt),
+            "symptoms": sorted([k, s] for k, s in self.symptoms),
+            "services": sorted(self.services),
+        }
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "Signals":
+    def from_dict(cls, d: Mapping[str, Any]) -> Signals:
         share = d.get("retrans_share")
-        return cls({str(k): float(v) for k, v in d.get("counter_rates", {}).items()},
-                   None if share is None else float(share),
-                   {str(k): float(v) for k, v in d.get("rtt", {}).items()},
-                   frozenset((str(k), str(s)) for k, s in d.get("symptoms", ())),
-                   frozenset(str(k) for k in d.get("services", ())))
+        return cls(
+            {str(k): float(v) for k, v in d.get("counter_rates", {}).items()},
+            None if share is None else float(share),
+            {str(k): float(v) for k, v in d.get("rtt", {}).items()},
+            frozenset((str(k), str(s)) for k, s in d.get("symptoms", ())),
+            frozenset(str(k) for k in d.get("services", ())),
+        )
 
 
 NAMESPACE = "(namespace)"  # the key of symptoms observe could not blame on one service
@@ -107,8 +132,14 @@ def retrans_share(deltas: Mapping[str, int]) -> float | None:
     return max(0, deltas.get("Tcp.RetransSegs", 0)) / sent
 
 
-def signals(deltas: Mapping[str, int], seconds: float, names: Iterable[str], rtt: Mapping[str, float],
-            symptoms: Iterable[tuple[str, str]], services: Iterable[str] = ()) -> Signals:
+def signals(
+    deltas: Mapping[str, int],
+    seconds: float,
+    names: Iterable[str],
+    rtt: Mapping[str, float],
+    symptoms: Iterable[tuple[str, str]],
+    services: Iterable[str] = (),
+) -> Signals:
     """The guard's view of one observation interval (counter deltas over ``seconds``)."""
     symptoms = frozenset(symptoms)
     seen = frozenset(services) | frozenset(rtt) | frozenset(k for k, _ in symptoms)
@@ -129,9 +160,13 @@ def combine(samples: Iterable[Signals]) -> Signals:
         for k, v in s.rtt.items():
             rtt[k] = max(rtt.get(k, 0.0), v)
     shares = [s.retrans_share for s in items if s.retrans_share is not None]
-    return Signals(rates, max(shares) if shares else None, rtt,
-                   frozenset().union(*(s.symptoms for s in items)),
-                   frozenset().union(*(s.services for s in items)))
+    return Signals(
+        rates,
+        max(shares) if shares else None,
+        rtt,
+        frozenset().union(*(s.symptoms for s in items)),
+        frozenset().union(*(s.services for s in items)),
+    )
 
 
 def judge(baseline: Signals, current: Signals, cfg: GuardConfig) -> list[str]:
@@ -147,8 +182,11 @@ def judge(baseline: Signals, current: Signals, cfg: GuardConfig) -> list[str]:
         n = current.counter_rates.get(name, 0.0)
         if n - b > cfg.counter_floor and n > b * (1.0 + cfg.max_counter_increase):
             reasons.append(f"{name} {b:.3g}/s -> {n:.3g}/s")
-    if baseline.retrans_share is not None and current.retrans_share is not None and \
-            current.retrans_share - baseline.retrans_share > cfg.max_retrans_increase:
+    if (
+        baseline.retrans_share is not None
+        and current.retrans_share is not None
+        and current.retrans_share - baseline.retrans_share > cfg.max_retrans_increase
+    ):
         reasons.append(f"retransmitted share {baseline.retrans_share:.2%} -> {current.retrans_share:.2%}")
     for key in sorted(baseline.rtt.keys() & current.rtt.keys()):
         b, n = baseline.rtt[key], current.rtt[key]
@@ -169,7 +207,7 @@ class GuardWatch:
 
     apply_id: str
     profile: str
-    started: float            # wall-clock seconds
+    started: float  # wall-clock seconds
     deadline: float
     baseline: Signals
     samples: int = 0
@@ -186,10 +224,22 @@ class GuardWatch:
         return Phase.WATCHING, []
 
     def to_dict(self) -> dict[str, Any]:
-        return {"apply_id": self.apply_id, "profile": self.profile, "started": self.started,
-                "deadline": self.deadline, "baseline": self.baseline.to_dict(), "samples": self.samples}
+        return {
+            "apply_id": self.apply_id,
+            "profile": self.profile,
+            "started": self.started,
+            "deadline": self.deadline,
+            "baseline": self.baseline.to_dict(),
+            "samples": self.samples,
+        }
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "GuardWatch":
-        return cls(str(d["apply_id"]), str(d["profile"]), float(d["started"]), float(d["deadline"]),
-                   Signals.from_dict(d.get("baseline", {})), int(d.get("samples", 0)))
+    def from_dict(cls, d: Mapping[str, Any]) -> GuardWatch:
+        return cls(
+            str(d["apply_id"]),
+            str(d["profile"]),
+            float(d["started"]),
+            float(d["deadline"]),
+            Signals.from_dict(d.get("baseline", {})),
+            int(d.get("samples", 0)),
+        )

@@ -11,49 +11,67 @@ requests from `tuner daemon --release/--stage` at once.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import os
 import select
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from tuner.daemon.access import KnobAccess
 from tuner.daemon.admin import describe_writer, find_overrides, other_tuners, sysctl_sources
 from tuner.daemon.config import DaemonConfig, Mode, OnStop, load_config
-from tuner.daemon.metrics import MetricsServer
 from tuner.daemon.guard import GuardWatch, Phase, Signals, combine, select_knobs, signals
+from tuner.daemon.metrics import MetricsServer
 from tuner.daemon.notify import Notifier
 from tuner.daemon.runner import CHILD_ARGV, SearchEvent, SearchJob, SearchRunner
 from tuner.daemon.sample import LiveSource, NetnsSource, SampleSource
-from tuner.daemon.state import (STATE_FILE, AppliedRecord, DaemonState, ManualKnob, OwnedKnob, ProfileRecord,
-                                SearchActivity, load_state, save_state)
+from tuner.daemon.state import (
+    STATE_FILE,
+    AppliedRecord,
+    DaemonState,
+    ManualKnob,
+    OwnedKnob,
+    ProfileRecord,
+    SearchActivity,
+    load_state,
+    save_state,
+)
 from tuner.daemon.watch import prune, track
 from tuner.errors import ConfigError, EnvironmentProblem, TunerError, UnsafeFileError
 from tuner.inputs import parse_json
-from tuner.profiles import profile_name_for
 from tuner.logs import get_logger
+from tuner.profiles import profile_name_for
 from tuner.trusted import check_owner_mode, ensure_dir, open_nofollow, read_limited
 
-__all__ = ["Daemon", "LOCK_FILE", "CONTROL_DIR", "INBOX_DIR", "PROFILES_DIR", "APPLIED_DIR",
-           "daemon_running"]
+__all__ = [
+    "APPLIED_DIR",
+    "CONTROL_DIR",
+    "INBOX_DIR",
+    "LOCK_FILE",
+    "PROFILES_DIR",
+    "Daemon",
+    "daemon_running",
+]
 
 log = get_logger(__name__)
 
 LOCK_FILE = "daemon.lock"
-CONTROL_DIR = "control"      # release-<knob> requests
-INBOX_DIR = "inbox"          # profiles staged for a guarded apply
-PROFILES_DIR = "profiles"    # profiles the daemon wrote (one per service, kept current)
-APPLIED_DIR = "applied"      # the Applier's journal of each guarded apply
+CONTROL_DIR = "control"  # release-<knob> requests
+INBOX_DIR = "inbox"  # profiles staged for a guarded apply
+PROFILES_DIR = "profiles"  # profiles the daemon wrote (one per service, kept current)
+APPLIED_DIR = "applied"  # the Applier's journal of each guarded apply
 _BASELINE_INTERVALS = 3
-_SEARCH_OVERRUN = 1.5        # a search running this much past its time budget (+60 s) is stopped
-_REFRESH = 30.0              # seconds between rewrites of an unchanged state (fresh last observation)
+_SEARCH_OVERRUN = 1.5  # a search running this much past its time budget (+60 s) is stopped
+_REFRESH = 30.0  # seconds between rewrites of an unchanged state (fresh last observation)
 _VOLATILE = ("current", "last_seen", "streak", "workload", "path", "process")
 _FORGET_AFTER = 7 * 86400.0  # a service unseen this long, with no profile, is forgotten
-_MAX_SERVICES = 500          # at most this many service records are kept (least recently seen go)
+_MAX_SERVICES = 500  # at most this many service records are kept (least recently seen go)
 
 
 def daemon_running(state_dir: Path) -> bool:
@@ -72,10 +90,17 @@ def daemon_running(state_dir: Path) -> bool:
 
 
 class Daemon:
-    def __init__(self, config_path: Path | None = None, *, netns: str | None = None,
-                 state_dir: Path | None = None, notifier: Notifier | None = None,
-                 source: SampleSource | None = None, child_argv: tuple[str, ...] = CHILD_ARGV,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        config_path: Path | None = None,
+        *,
+        netns: str | None = None,
+        state_dir: Path | None = None,
+        notifier: Notifier | None = None,
+        source: SampleSource | None = None,
+        child_argv: tuple[str, ...] = CHILD_ARGV,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.config_path = config_path
         self.netns = netns
         self.state_dir_override = state_dir
@@ -120,12 +145,18 @@ class Daemon:
         except ConfigError as exc:
             log.error("config.rejected", file=exc.file, key=exc.key, error=exc.message, hint=exc.hint)
             self.state.note_problem(f"configuration rejected, keeping the previous one: {exc.message}")
-            self.notifier.send(READY=1, STATUS=f"configuration rejected, running on the previous one: {exc.message}")
+            self.notifier.send(
+                READY=1, STATUS=f"configuration rejected, running on the previous one: {exc.message}"
+            )
             self._status = ""
             return
         if new.state_dir != self.config.state_dir:
-            log.warning("config.state_dir_unchanged", configured=str(new.state_dir), used=str(self.config.state_dir),
-                        hint="a new state_dir takes effect at the next start")
+            log.warning(
+                "config.state_dir_unchanged",
+                configured=str(new.state_dir),
+                used=str(self.config.state_dir),
+                hint="a new state_dir takes effect at the next start",
+            )
             new = new.with_state_dir(self.config.state_dir)
         old = self.config
         self.config = new
@@ -137,7 +168,9 @@ class Daemon:
             record = self._record(self.state.guard.apply_id)
             self.state.guard = None
             if record is not None:
-                self._rollback(record, "rolled back", ["the daemon was disabled before the guard window ended"])
+                self._rollback(
+                    record, "rolled back", ["the daemon was disabled before the guard window ended"]
+                )
         if new.observe.interval != old.observe.interval:
             self._next_tick = min(self._next_tick, time.monotonic() + new.observe.interval)
         if new.metrics != old.metrics:
@@ -158,8 +191,10 @@ class Daemon:
             raise
         except OSError:
             os.close(fd)
-            raise EnvironmentProblem(f"another tuner daemon is running with state directory {self.state_dir}",
-                                     hint="stop it first (`systemctl stop tuner`), or use another --state-dir") from None
+            raise EnvironmentProblem(
+                f"another tuner daemon is running with state directory {self.state_dir}",
+                hint="stop it first (`systemctl stop tuner`), or use another --state-dir",
+            ) from None
         self._lock_fd = fd
 
     def _install_signals(self) -> None:
@@ -172,10 +207,9 @@ class Daemon:
         if signum in (signal.SIGTERM, signal.SIGINT):
             self._stop = True
             if self.runner is not None and self.runner.poll() is None:
-                try:  # start the search's cleanup now, in parallel with ours
+                # start the search's cleanup now, in parallel with ours
+                with contextlib.suppress(ProcessLookupError):
                     os.kill(self.runner.pid, signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
         elif signum == signal.SIGHUP:
             self._reload = True
         elif signum == signal.SIGUSR1:
@@ -200,8 +234,15 @@ class Daemon:
         self._recover()
         self._start_metrics()
         self._save()
-        log.info("daemon.started", pid=os.getpid(), config=self.config.source, mode=self.config.mode.value,
-                 enabled=self.config.enabled, state_dir=str(self.state_dir), netns=self.netns)
+        log.info(
+            "daemon.started",
+            pid=os.getpid(),
+            config=self.config.source,
+            mode=self.config.mode.value,
+            enabled=self.config.enabled,
+            state_dir=str(self.state_dir),
+            netns=self.netns,
+        )
         self.notifier.ready(self._status_line(extra=problem))
         now = time.monotonic()
         self._next_tick = now
@@ -320,7 +361,9 @@ class Daemon:
             server.start()
         except OSError as exc:
             log.error("metrics.bind_failed", address=f"{listen[0]}:{listen[1]}", error=str(exc))
-            self.state.note_problem(f"metrics: cannot listen on {listen[0]}:{listen[1]}: {exc.strerror or exc}")
+            self.state.note_problem(
+                f"metrics: cannot listen on {listen[0]}:{listen[1]}: {exc.strerror or exc}"
+            )
             return
         self._metrics = server
         server.publish(self.state, loop_lag=self._loop_lag)
@@ -330,9 +373,13 @@ class Daemon:
         if runner is None:
             return
         summary = summary or {}
-        self.state.stats.count_search(str(runner.job.workload.get("kind", "unknown")), result,
-                                      time.monotonic() - runner.started, int(summary.get("trials", 0) or 0),
-                                      int(summary.get("invalid_trials", 0) or 0))
+        self.state.stats.count_search(
+            str(runner.job.workload.get("kind", "unknown")),
+            result,
+            time.monotonic() - runner.started,
+            int(summary.get("trials", 0) or 0),
+            int(summary.get("invalid_trials", 0) or 0),
+        )
 
     # --- one observation ------------------------------------------------------------------------
 
@@ -362,11 +409,20 @@ class Daemon:
         for trig in result.to_search:
             if self.state.queue.offer(trig.key, trig.describe(), wall):
                 log.info("search.queued", service=trig.key, reason=trig.describe())
-        self.state.last_observation = {"at": sample.wall, "duration": sample.duration,
-                                       "services": sample.summary}
-        current = signals(sample.counters, sample.duration, self.config.guard.counters, sample.rtt,
-                          sample.symptoms, [o.signature.key for o in sample.services])
-        self._recent = (self._recent + [current])[-_BASELINE_INTERVALS:]
+        self.state.last_observation = {
+            "at": sample.wall,
+            "duration": sample.duration,
+            "services": sample.summary,
+        }
+        current = signals(
+            sample.counters,
+            sample.duration,
+            self.config.guard.counters,
+            sample.rtt,
+            sample.symptoms,
+            [o.signature.key for o in sample.services],
+        )
+        self._recent = ([*self._recent, current])[-_BASELINE_INTERVALS:]
         self._check_manual()
         if self.state.guard is not None:
             self._guard_step(current)
@@ -393,9 +449,17 @@ class Daemon:
         name = profile_name_for(queued.key)
         profiles = ensure_dir(self.state_dir / PROFILES_DIR)
         job = SearchJob(
-            service=queued.key, reason=queued.reason, workload=dict(record.workload), path=dict(record.path),
-            budget=policy.budget, time=policy.time, repeats=policy.repeats, duration=policy.duration,
-            nice=policy.nice, io_class=policy.io_class, profile_file=str(profiles / f"{name}.toml"),
+            service=queued.key,
+            reason=queued.reason,
+            workload=dict(record.workload),
+            path=dict(record.path),
+            budget=policy.budget,
+            time=policy.time,
+            repeats=policy.repeats,
+            duration=policy.duration,
+            nice=policy.nice,
+            io_class=policy.io_class,
+            profile_file=str(profiles / f"{name}.toml"),
             profile_name=name,
         )
         runner = SearchRunner(job, self.child_argv)
@@ -440,16 +504,23 @@ class Daemon:
         elif event.kind == "done":
             self._search_done(event.data)
         elif event.kind == "failed" and not self._stop:  # a stop re-queues it instead (_stop_search)
-            self._search_failed(str(event.data.get("service", act.service if act else "?")),
-                                str(event.data.get("error", "unknown error")))
+            self._search_failed(
+                str(event.data.get("service", act.service if act else "?")),
+                str(event.data.get("error", "unknown error")),
+            )
 
     def _search_done(self, data: dict[str, Any]) -> None:
         act = self.state.search
         service = str(data.get("service", act.service if act else ""))
         file = str(data["file"])
-        rec = ProfileRecord(name=str(data.get("name", Path(file).stem)), file=file, service=service,
-                            created=self.clock(), reason=act.reason if act else "",
-                            summary=dict(data.get("summary", {})))
+        rec = ProfileRecord(
+            name=str(data.get("name", Path(file).stem)),
+            file=file,
+            service=service,
+            created=self.clock(),
+            reason=act.reason if act else "",
+            summary=dict(data.get("summary", {})),
+        )
         self.state.profiles = [p for p in self.state.profiles if p.file != file] + [rec]
         if service in self.state.services:
             self.state.services[service] = replace(self.state.services[service], profile=file)
@@ -492,6 +563,7 @@ class Daemon:
     def _reap_sandboxes(self) -> None:
         try:
             from tuner.sandbox import reap_stale
+
             removed = reap_stale()
         except (TunerError, OSError) as exc:
             log.error("sandbox.reap_failed", error=str(exc))
@@ -535,8 +607,14 @@ class Daemon:
             os.replace(inbox / name, dest)  # a symlink moves as a link; loading it later refuses it
             self.state.rejected.pop(str(dest), None)
             self.state.profiles = [p for p in self.state.profiles if p.file != str(dest)] + [
-                ProfileRecord(name=dest.stem, file=str(dest), service=None, created=self.clock(),
-                              reason="staged with tuner daemon --stage")]
+                ProfileRecord(
+                    name=dest.stem,
+                    file=str(dest),
+                    service=None,
+                    created=self.clock(),
+                    reason="staged with tuner daemon --stage",
+                )
+            ]
             self.state.pending = [p for p in self.state.pending if p.get("file") != str(dest)]
             self.state.pending.append({"file": str(dest), "service": None, "reason": "staged"})
             log.info("profile.staged", file=str(dest))
@@ -545,9 +623,15 @@ class Daemon:
         writer = describe_writer(knob, sysctl_sources(knob), other_tuners())
         self.state.manual[knob] = ManualKnob(self.clock(), expected, found, writer)
         owner = self.state.owned.pop(knob, None)
-        log.warning("knob.manual", knob=knob, set_by_daemon=expected, live=found, writer=writer,
-                    profile=owner.profile if owner else None,
-                    hint=f"left alone from now on; `tuner daemon --release {knob}` hands it back")
+        log.warning(
+            "knob.manual",
+            knob=knob,
+            set_by_daemon=expected,
+            live=found,
+            writer=writer,
+            profile=owner.profile if owner else None,
+            hint=f"left alone from now on; `tuner daemon --release {knob}` hands it back",
+        )
 
     def _check_manual(self) -> None:
         """Knobs the daemon set whose live value someone else changed become manually managed."""
@@ -572,9 +656,20 @@ class Daemon:
         if file in self.state.rejected:
             log.info("apply.skipped", file=file, reason=self.state.rejected[file])
             return
-        apply_id = time.strftime("%Y%m%dT%H%M%S", time.gmtime(self.clock())) + f"-{os.getpid()}-{len(self.state.applied)}"
-        record = AppliedRecord(apply_id=apply_id, profile=Path(file).stem, file=file, service=item.get("service"),
-                               at=self.clock(), changes={}, skipped={}, outcome="failed")
+        apply_id = (
+            time.strftime("%Y%m%dT%H%M%S", time.gmtime(self.clock()))
+            + f"-{os.getpid()}-{len(self.state.applied)}"
+        )
+        record = AppliedRecord(
+            apply_id=apply_id,
+            profile=Path(file).stem,
+            file=file,
+            service=item.get("service"),
+            at=self.clock(),
+            changes={},
+            skipped={},
+            outcome="failed",
+        )
         try:
             profile = self.target.load(Path(file))
             sysctls = dict(profile.sysctl)
@@ -584,8 +679,14 @@ class Daemon:
                 if sources:
                     admin[knob] = sources[-1].describe()
             held = {k: o.profile for k, o in self.state.owned.items() if o.profile != profile.name}
-            sel = select_knobs(sysctls, allow=self.config.apply.allow, manual=self.state.manual,
-                               admin_files=admin, held=held, in_netns=self.netns is not None)
+            sel = select_knobs(
+                sysctls,
+                allow=self.config.apply.allow,
+                manual=self.state.manual,
+                admin_files=admin,
+                held=held,
+                in_netns=self.netns is not None,
+            )
             record = replace(record, profile=profile.name, skipped=dict(sel.skipped))
             to_apply = dict(sel.apply)
             # re-read before writing: a value the daemon set that changed since is the administrator's now
@@ -602,7 +703,9 @@ class Daemon:
                 self.state.applied.append(record)
                 return
             journal = self.state_dir / APPLIED_DIR / apply_id
-            changes = self.target.apply(profile, to_apply, journal, reason=f"tuner daemon: guarded apply of {file}")
+            changes = self.target.apply(
+                profile, to_apply, journal, reason=f"tuner daemon: guarded apply of {file}"
+            )
         except TunerError as exc:
             log.error("apply.failed", file=file, error=exc.message, hint=exc.hint)
             self.state.note_problem(f"apply of {file} failed: {exc.message}")
@@ -623,10 +726,16 @@ class Daemon:
             self.state.owned[c.knob] = OwnedKnob(c.new, apply_id, profile.name, now)
         record.outcome = "guarding"
         self.state.applied.append(record)
-        self.state.guard = GuardWatch(apply_id, profile.name, now, now + self.config.guard.window,
-                                      combine(self._recent))
-        log.info("guard.started", profile=profile.name, apply_id=apply_id, window=self.config.guard.window,
-                 knobs=[c.knob for c in changes])  # each write was logged by the Applier (knob.changed)
+        self.state.guard = GuardWatch(
+            apply_id, profile.name, now, now + self.config.guard.window, combine(self._recent)
+        )
+        log.info(
+            "guard.started",
+            profile=profile.name,
+            apply_id=apply_id,
+            window=self.config.guard.window,
+            knobs=[c.knob for c in changes],
+        )  # each write was logged by the Applier (knob.changed)
 
     def _record(self, apply_id: str) -> AppliedRecord | None:
         return next((a for a in reversed(self.state.applied) if a.apply_id == apply_id), None)
@@ -657,15 +766,21 @@ class Daemon:
             for knob, (expected, found) in find_overrides(mine, live).items():
                 self._mark_manual(knob, expected, found)
             still_mine = [k for k, o in self.state.owned.items() if o.apply_id == record.apply_id]
-            restored = self.target.rollback(Path(record.journal), only=still_mine,
-                                            reason=f"tuner daemon: {outcome} ({record.profile})")
+            restored = self.target.rollback(
+                Path(record.journal), only=still_mine, reason=f"tuner daemon: {outcome} ({record.profile})"
+            )
         except TunerError as exc:
             log.error("rollback.failed", apply_id=record.apply_id, error=exc.message, hint=exc.hint)
             self.state.note_problem(f"rollback of {record.profile} failed: {exc.message}")
-            record.reasons = list(reasons) + [f"rollback failed: {exc.message}"]
+            record.reasons = [*list(reasons), f"rollback failed: {exc.message}"]
             return
-        log.info("apply.undone", apply_id=record.apply_id, profile=record.profile, outcome=outcome,
-                 restored=[c.knob for c in restored])
+        log.info(
+            "apply.undone",
+            apply_id=record.apply_id,
+            profile=record.profile,
+            outcome=outcome,
+            restored=[c.knob for c in restored],
+        )
         for knob in still_mine:
             del self.state.owned[knob]
         left = sorted(set(record.changes) - set(still_mine))
@@ -691,8 +806,10 @@ class Daemon:
             text = "disabled by configuration (enabled = false)"
         else:
             n = sum(1 for r in self.state.services.values() if r.streak > 0)
-            parts = [f"{self.config.mode.value} mode, watching {n} service{'s' if n != 1 else ''}"
-                     + (f" in netns {self.netns}" if self.netns else "")]
+            parts = [
+                f"{self.config.mode.value} mode, watching {n} service{'s' if n != 1 else ''}"
+                + (f" in netns {self.netns}" if self.netns else "")
+            ]
             act = self.state.search
             if act is not None:
                 trial = f"trial {act.trial}/{act.budget}" if act.trial else "starting"

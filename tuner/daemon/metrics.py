@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import math
 import threading
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, SummaryMetricFamily
@@ -23,22 +24,33 @@ from tuner import __version__
 from tuner.daemon.state import DaemonState
 from tuner.logs import get_logger
 
-__all__ = ["METRIC_NAMES", "families", "render", "MetricsServer"]
+__all__ = ["METRIC_NAMES", "MetricsServer", "families", "render"]
 
 log = get_logger(__name__)
 
 # (name as exposed, type, help): the README's metrics table is generated from the same list in a test
 METRIC_NAMES: tuple[tuple[str, str, str], ...] = (
     ("tuner_info", "gauge", "always 1; labels: version, mode (recommend/apply), netns"),
-    ("tuner_searches_total", "counter", "searches finished, by workload kind and result "
-                                        "(profile: a significant gain; no_gain; failed; stopped)"),
+    (
+        "tuner_searches_total",
+        "counter",
+        "searches finished, by workload kind and result "
+        "(profile: a significant gain; no_gain; failed; stopped)",
+    ),
     ("tuner_trials_total", "counter", "trials measured by searches, by kind"),
-    ("tuner_invalid_trials_total", "counter", "trials whose measurement was invalid (the emulated path or the "
-                                              "load generator was the bottleneck), by kind"),
+    (
+        "tuner_invalid_trials_total",
+        "counter",
+        "trials whose measurement was invalid (the emulated path or the "
+        "load generator was the bottleneck), by kind",
+    ),
     ("tuner_search_duration_seconds", "summary", "wall time of finished searches, by kind (_sum and _count)"),
     ("tuner_search_running", "gauge", "1 while a search runs"),
-    ("tuner_profile_gain_ratio", "gauge", "times better per metric of each written profile "
-                                          "(1 = no change), labels: profile, metric"),
+    (
+        "tuner_profile_gain_ratio",
+        "gauge",
+        "times better per metric of each written profile (1 = no change), labels: profile, metric",
+    ),
     ("tuner_profile_significant", "gauge", "1 if the profile's gain was confirmed beyond noise, by profile"),
     ("tuner_service_symptom", "gauge", "1 per symptom seen on a service in the last observation"),
     ("tuner_services", "gauge", "services tracked"),
@@ -75,18 +87,27 @@ def families(state: DaemonState, *, loop_lag: float | None = None) -> list[Any]:
             searches.add_metric([kind, result], n)
     trials = CounterMetricFamily("tuner_trials", "trials measured by searches", labels=["kind"])
     invalid = CounterMetricFamily("tuner_invalid_trials", "trials on an invalid measurement", labels=["kind"])
-    duration = SummaryMetricFamily("tuner_search_duration_seconds", "wall time of finished searches",
-                                   labels=["kind"])
+    duration = SummaryMetricFamily(
+        "tuner_search_duration_seconds", "wall time of finished searches", labels=["kind"]
+    )
     for kind in sorted(set(stats.trials) | set(stats.search_seconds)):
         trials.add_metric([kind], stats.trials.get(kind, 0))
         invalid.add_metric([kind], stats.invalid_trials.get(kind, 0))
-        duration.add_metric([kind], count_value=sum(stats.searches.get(kind, {}).values()),
-                            sum_value=stats.search_seconds.get(kind, 0.0))
+        duration.add_metric(
+            [kind],
+            count_value=sum(stats.searches.get(kind, {}).values()),
+            sum_value=stats.search_seconds.get(kind, 0.0),
+        )
     out += [searches, trials, invalid, duration]
-    out.append(GaugeMetricFamily("tuner_search_running", "1 while a search runs",
-                                 value=1 if state.search is not None else 0))
+    out.append(
+        GaugeMetricFamily(
+            "tuner_search_running", "1 while a search runs", value=1 if state.search is not None else 0
+        )
+    )
 
-    gain = GaugeMetricFamily("tuner_profile_gain_ratio", "times better per metric", labels=["profile", "metric"])
+    gain = GaugeMetricFamily(
+        "tuner_profile_gain_ratio", "times better per metric", labels=["profile", "metric"]
+    )
     significant = GaugeMetricFamily("tuner_profile_significant", "gain beyond noise", labels=["profile"])
     for rec in state.profiles:
         for metric, value in sorted(dict(rec.summary.get("gains") or {}).items()):
@@ -95,8 +116,9 @@ def families(state: DaemonState, *, loop_lag: float | None = None) -> list[Any]:
         significant.add_metric([rec.name], 1 if rec.summary.get("significant") else 0)
     out += [gain, significant]
 
-    symptoms = GaugeMetricFamily("tuner_service_symptom", "symptom seen in the last observation",
-                                 labels=["service", "symptom"])
+    symptoms = GaugeMetricFamily(
+        "tuner_service_symptom", "symptom seen in the last observation", labels=["service", "symptom"]
+    )
     for svc in state.last_observation.get("services") or []:
         if isinstance(svc, dict):
             for sym in svc.get("symptoms") or []:
@@ -106,22 +128,30 @@ def families(state: DaemonState, *, loop_lag: float | None = None) -> list[Any]:
     out.append(GaugeMetricFamily("tuner_services", "services tracked", value=len(state.services)))
     out.append(GaugeMetricFamily("tuner_knobs_owned", "knobs applied and owned", value=len(state.owned)))
     out.append(GaugeMetricFamily("tuner_knobs_manual", "knobs marked manual", value=len(state.manual)))
-    out.append(CounterMetricFamily("tuner_knobs_applied", "knob writes by guarded applies",
-                                   value=stats.knobs_applied))
+    out.append(
+        CounterMetricFamily(
+            "tuner_knobs_applied", "knob writes by guarded applies", value=stats.knobs_applied
+        )
+    )
     rollbacks = CounterMetricFamily("tuner_guard_rollbacks", "applies rolled back", labels=["outcome"])
     for outcome, n in sorted(stats.rollbacks.items()):
         rollbacks.add_metric([outcome], n)
     out.append(rollbacks)
 
     health = dict(state.profiles[-1].summary.get("path_health") or {}) if state.profiles else {}
-    for name, key, scale in (("tuner_path_late_p99_seconds", "late_p99_ms", 1e-3),
-                             ("tuner_path_dropped_packets", "dropped", 1.0),
-                             ("tuner_path_cpu_seconds", "cpu_s", 1.0)):
+    for name, key, scale in (
+        ("tuner_path_late_p99_seconds", "late_p99_ms", 1e-3),
+        ("tuner_path_dropped_packets", "dropped", 1.0),
+        ("tuner_path_cpu_seconds", "cpu_s", 1.0),
+    ):
         if (v := _finite(health.get(key))) is not None:
             out.append(GaugeMetricFamily(name, f"emulated path of the last search ({key})", value=v * scale))
     if loop_lag is not None:
-        out.append(GaugeMetricFamily("tuner_loop_lag_seconds", "lateness of the last observation tick",
-                                     value=max(loop_lag, 0.0)))
+        out.append(
+            GaugeMetricFamily(
+                "tuner_loop_lag_seconds", "lateness of the last observation tick", value=max(loop_lag, 0.0)
+            )
+        )
     return out
 
 
@@ -159,7 +189,9 @@ class MetricsServer:
         log.info("metrics.listening", address=f"{self.host}:{self.port}")
 
     def publish(self, state: DaemonState, *, loop_lag: float | None = None) -> None:
-        self._snap.latest = tuple(families(state, loop_lag=loop_lag))  # one reference swap: atomic for readers
+        self._snap.latest = tuple(
+            families(state, loop_lag=loop_lag)
+        )  # one reference swap: atomic for readers
 
     def close(self) -> None:
         if self._server is not None:

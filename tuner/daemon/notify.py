@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import socket
 import time
-from typing import Mapping
+from collections.abc import Mapping
 
 from tuner.logs import get_logger
 
@@ -30,7 +30,7 @@ class Notifier:
         self._failed = False
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> "Notifier":
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Notifier:
         env = os.environ if environ is None else environ
         address = env.get("NOTIFY_SOCKET") or None
         usec: int | None = None

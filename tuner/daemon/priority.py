@@ -12,7 +12,7 @@ import platform
 
 from tuner.logs import get_logger
 
-__all__ = ["IO_CLASSES", "lower_priority", "io_priority"]
+__all__ = ["IO_CLASSES", "io_priority", "lower_priority"]
 
 log = get_logger(__name__)
 
@@ -21,8 +21,16 @@ _IOPRIO_WHO_PROCESS = 1
 IO_CLASSES = {"none": 0, "realtime": 1, "best-effort": 2, "idle": 3}
 _IO_CLASS_NAMES = {v: k for k, v in IO_CLASSES.items()}
 # (ioprio_set, ioprio_get) by machine: x86_64 has its own table; arm64 and riscv use the generic one.
-_SYSCALLS = {"x86_64": (251, 252), "aarch64": (30, 31), "riscv64": (30, 31), "i686": (289, 290),
-             "i386": (289, 290), "armv7l": (314, 315), "ppc64le": (273, 274), "s390x": (282, 283)}
+_SYSCALLS = {
+    "x86_64": (251, 252),
+    "aarch64": (30, 31),
+    "riscv64": (30, 31),
+    "i686": (289, 290),
+    "i386": (289, 290),
+    "armv7l": (314, 315),
+    "ppc64le": (273, 274),
+    "s390x": (282, 283),
+}
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -49,7 +57,9 @@ def io_priority(pid: int = 0) -> tuple[str, int]:
     if value < 0:
         err = ctypes.get_errno()
         raise OSError(err, f"ioprio_get: {os.strerror(err)}")
-    return _IO_CLASS_NAMES.get(value >> _IOPRIO_CLASS_SHIFT, "unknown"), value & ((1 << _IOPRIO_CLASS_SHIFT) - 1)
+    return _IO_CLASS_NAMES.get(value >> _IOPRIO_CLASS_SHIFT, "unknown"), value & (
+        (1 << _IOPRIO_CLASS_SHIFT) - 1
+    )
 
 
 def lower_priority(nice: int, io_class: str, pid: int = 0) -> None:

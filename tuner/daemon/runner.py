@@ -10,6 +10,7 @@ reach every process it started; its sandboxes are removed by the child on SIGTER
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import functools
 import json
@@ -18,12 +19,13 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from tuner.logs import get_logger
 
-__all__ = ["SearchJob", "SearchEvent", "SearchRunner", "CHILD_ARGV"]
+__all__ = ["CHILD_ARGV", "SearchEvent", "SearchJob", "SearchRunner"]
 
 log = get_logger(__name__)
 CHILD_ARGV: tuple[str, ...] = (sys.executable, "-m", "tuner.daemon.searcher")
@@ -34,8 +36,8 @@ _MAX_LINE = 1 << 20
 class SearchJob:
     service: str
     reason: str
-    workload: Mapping[str, Any]      # Workload.to_dict()
-    path: Mapping[str, Any]          # Path.to_dict()
+    workload: Mapping[str, Any]  # Workload.to_dict()
+    path: Mapping[str, Any]  # Path.to_dict()
     budget: int
     time: float
     repeats: int
@@ -51,7 +53,7 @@ class SearchJob:
         return json.dumps(d)
 
     @classmethod
-    def from_json(cls, text: str) -> "SearchJob":
+    def from_json(cls, text: str) -> SearchJob:
         return cls(**json.loads(text))
 
 
@@ -66,7 +68,7 @@ class SearchEvent:
         return json.dumps({"event": self.kind, **self.data}, default=str) + "\n"
 
     @classmethod
-    def from_line(cls, line: str) -> "SearchEvent":
+    def from_line(cls, line: str) -> SearchEvent:
         d = json.loads(line)
         if not isinstance(d, dict) or "event" not in d:
             raise ValueError("not an event")
@@ -81,6 +83,7 @@ def _die_with_daemon(daemon: int) -> None:
     """In the forked child before exec: SIGTERM (its orderly stop) when the daemon dies, even by SIGKILL,
     so a restarted daemon never finds an orphaned search still running beside its own."""
     import ctypes
+
     ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
     if os.getppid() != daemon:  # the daemon died before prctl took effect
         os.kill(os.getpid(), signal.SIGTERM)
@@ -98,10 +101,19 @@ class SearchRunner:
         self.killed = False
 
     def start(self) -> int:
-        env = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")}
+        env = {
+            k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")
+        }
         self.proc = subprocess.Popen(
-            self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=None, env=env,
-            process_group=0, close_fds=True, preexec_fn=functools.partial(_die_with_daemon, os.getpid()),
+            self.argv,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=None,
+            env=env,
+            process_group=0,
+            close_fds=True,
+            # prctl only, no locks taken: safe although the daemon has threads
+            preexec_fn=functools.partial(_die_with_daemon, os.getpid()),  # noqa: PLW1509
         )
         assert self.proc.stdin is not None and self.proc.stdout is not None
         try:
@@ -111,16 +123,20 @@ class SearchRunner:
             self._kill_group()
             self.proc.wait()
             for stream in (self.proc.stdin, self.proc.stdout):
-                try:
+                with contextlib.suppress(OSError):
                     stream.close()
-                except OSError:
-                    pass
             raise
         fd = self.proc.stdout.fileno()
         fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | os.O_NONBLOCK)
         self.started = time.monotonic()
-        log.info("search.started", service=self.job.service, pid=self.proc.pid, reason=self.job.reason,
-                 budget=self.job.budget, time=self.job.time)
+        log.info(
+            "search.started",
+            service=self.job.service,
+            pid=self.proc.pid,
+            reason=self.job.reason,
+            budget=self.job.budget,
+            time=self.job.time,
+        )
         return self.proc.pid
 
     @property
@@ -166,10 +182,8 @@ class SearchRunner:
         if self.proc is None or self.proc.poll() is not None:
             self._kill_group()
             return
-        try:
+        with contextlib.suppress(ProcessLookupError):
             self.proc.send_signal(signal.SIGTERM)
-        except ProcessLookupError:
-            pass
         try:
             self.proc.wait(timeout=grace)
         except subprocess.TimeoutExpired:
@@ -183,10 +197,8 @@ class SearchRunner:
     def _kill_group(self) -> None:
         if self.proc is None:
             return
-        try:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
 
     def close(self) -> None:
         if self.proc is not None and self.proc.stdout is not None:

@@ -13,8 +13,9 @@ import os
 import pickle
 import select
 import signal
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping, Protocol
+from typing import Any, Protocol
 
 from tuner.daemon.guard import NAMESPACE
 from tuner.daemon.watch import Observed, Signature
@@ -22,7 +23,7 @@ from tuner.errors import TunerError
 from tuner.logs import get_logger
 from tuner.netns import ChildFailed, NetnsChild
 
-__all__ = ["Sample", "SampleSource", "LiveSource", "NetnsSource", "to_sample"]
+__all__ = ["LiveSource", "NetnsSource", "Sample", "SampleSource", "to_sample"]
 
 log = get_logger(__name__)
 _STEP_TIMEOUT = 60.0  # seconds one observation may take in the namespace child
@@ -30,13 +31,13 @@ _STEP_TIMEOUT = 60.0  # seconds one observation may take in the namespace child
 
 @dataclass(frozen=True)
 class Sample:
-    wall: float                                   # when the interval started (epoch seconds)
-    duration: float                               # seconds the interval lasted
+    wall: float  # when the interval started (epoch seconds)
+    duration: float  # seconds the interval lasted
     services: tuple[Observed, ...]
-    counters: Mapping[str, int]                   # counter deltas over the interval
-    rtt: Mapping[str, float]                      # service key -> rtt estimate, seconds
-    symptoms: frozenset[tuple[str, str]]          # (service key, symptom name)
-    summary: list[dict[str, Any]]                 # for `tuner status`
+    counters: Mapping[str, int]  # counter deltas over the interval
+    rtt: Mapping[str, float]  # service key -> rtt estimate, seconds
+    symptoms: frozenset[tuple[str, str]]  # (service key, symptom name)
+    summary: list[dict[str, Any]]  # for `tuner status`
 
 
 class SampleSource(Protocol):
@@ -53,22 +54,46 @@ def to_sample(obs: Any) -> Sample:
     for svc in obs.services:
         names = frozenset(s.name for s in svc.symptoms)
         path = svc.path
-        sig = Signature(svc.key, svc.service_class.value, float(path.rtt), path.rate_bps, float(path.loss), names)
+        sig = Signature(
+            svc.key, svc.service_class.value, float(path.rtt), path.rate_bps, float(path.loss), names
+        )
         process = svc.process.describe() if svc.process is not None else ""
         services.append(Observed(sig, process=process, workload=svc.workload.to_dict(), path=path.to_dict()))
         if path.rtt > 0:
             rtt[svc.key] = float(path.rtt)
         symptoms.update((svc.key, n) for n in names)
-        summary.append({"key": svc.key, "process": process, "class": svc.service_class.value,
-                        "path": path.describe(), "workload": svc.workload.kind.value,
-                        "symptoms": [s.to_dict() for s in svc.symptoms]})
+        summary.append(
+            {
+                "key": svc.key,
+                "process": process,
+                "class": svc.service_class.value,
+                "path": path.describe(),
+                "workload": svc.workload.kind.value,
+                "symptoms": [s.to_dict() for s in svc.symptoms],
+            }
+        )
     for s in obs.symptoms:
         symptoms.add((NAMESPACE, s.name))
     if obs.symptoms:
-        summary.append({"key": NAMESPACE, "process": "", "class": "", "path": "",
-                        "workload": "", "symptoms": [s.to_dict() for s in obs.symptoms]})
-    return Sample(float(obs.wall_time), float(obs.duration), tuple(services), dict(obs.counters), rtt,
-                  frozenset(symptoms), summary)
+        summary.append(
+            {
+                "key": NAMESPACE,
+                "process": "",
+                "class": "",
+                "path": "",
+                "workload": "",
+                "symptoms": [s.to_dict() for s in obs.symptoms],
+            }
+        )
+    return Sample(
+        float(obs.wall_time),
+        float(obs.duration),
+        tuple(services),
+        dict(obs.counters),
+        rtt,
+        frozenset(symptoms),
+        summary,
+    )
 
 
 class LiveSource:
@@ -80,6 +105,7 @@ class LiveSource:
     def sample(self) -> Sample | None:
         if self._observer is None:
             from tuner.observe import Observer
+
             self._observer = Observer(None)
         obs = self._observer.step()
         return None if obs is None else to_sample(obs)
@@ -93,7 +119,7 @@ class LiveSource:
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
-        view = view[os.write(fd, view):]
+        view = view[os.write(fd, view) :]
 
 
 def _read_exactly(fd: int, n: int, timeout: float) -> bytes:
@@ -117,6 +143,7 @@ def _serve(requests: int, replies: int, parent_ends: tuple[int, ...]) -> None:
     for sig in (signal.SIGHUP, signal.SIGUSR1):
         signal.signal(sig, signal.SIG_IGN)
     from tuner.observe import Observer
+
     observer = Observer(None)
     while os.read(requests, 1):
         try:
@@ -139,7 +166,9 @@ class NetnsSource:
         req_r, req_w = os.pipe2(os.O_CLOEXEC)
         resp_r, resp_w = os.pipe2(os.O_CLOEXEC)
         try:
-            self._child = NetnsChild(self.netns, _serve, (req_r, resp_w, (req_w, resp_r)), die_with_parent=True)
+            self._child = NetnsChild(
+                self.netns, _serve, (req_r, resp_w, (req_w, resp_r)), die_with_parent=True
+            )
         except BaseException:
             os.close(req_w)  # the namespace is gone, say: retried every interval, so nothing may leak
             os.close(resp_r)
@@ -157,7 +186,7 @@ class NetnsSource:
         try:
             _write_all(self._req, b"s")
             size = int.from_bytes(_read_exactly(self._resp, 8, _STEP_TIMEOUT), "big")
-            payload = pickle.loads(_read_exactly(self._resp, size, _STEP_TIMEOUT))
+            payload = pickle.loads(_read_exactly(self._resp, size, _STEP_TIMEOUT))  # noqa: S301 (our own forked child)
         except (OSError, ChildFailed) as exc:
             self.close()  # started again at the next sample
             raise ChildFailed(f"observing namespace {self.netns} failed: {exc}") from None

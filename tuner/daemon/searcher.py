@@ -14,8 +14,9 @@ from __future__ import annotations
 import os
 import signal
 import sys
+from collections.abc import Mapping
 from dataclasses import replace
-from typing import Any, Mapping, TextIO
+from typing import Any, TextIO
 
 from tuner.daemon.priority import lower_priority
 from tuner.daemon.runner import SearchEvent, SearchJob
@@ -55,27 +56,50 @@ def _emit(channel: TextIO, kind: str, **data: Any) -> None:
 def _run(job: SearchJob, channel: TextIO) -> int:
     from tuner.profiles import save_profile
     from tuner.search import SearchConfig, TrialEvent, recommend  # the heavy imports
-    from tuner.workload import Path, Workload
+    from tuner.workload import NetworkPath, Workload
 
-    workload, path = Workload.from_dict(job.workload), Path.from_dict(job.path)
-    config = SearchConfig(budget=job.budget, time_budget=job.time, repeats=job.repeats, duration=job.duration,
-                          name=job.profile_name)
+    workload, path = Workload.from_dict(job.workload), NetworkPath.from_dict(job.path)
+    config = SearchConfig(
+        budget=job.budget,
+        time_budget=job.time,
+        repeats=job.repeats,
+        duration=job.duration,
+        name=job.profile_name,
+    )
 
     def progress(event: TrialEvent) -> None:
         best = f"best {event.best.value:.4g}" if event.best is not None else ""
-        _emit(channel, "trial", trial=event.done, budget=event.total, phase=event.phase,
-              detail=event.message or best)
+        _emit(
+            channel,
+            "trial",
+            trial=event.done,
+            budget=event.total,
+            phase=event.phase,
+            detail=event.message or best,
+        )
 
     rec = recommend(workload, path, config, progress=progress)
     evidence = {**rec.profile.evidence, "daemon": {"service": job.service, "trigger": job.reason}}
     profile = replace(rec.profile, evidence=evidence)
     save_profile(profile, job.profile_file)
     changed = {k: list(v) if isinstance(v, tuple) else v for k, v in rec.assignment.items()}
-    _emit(channel, "done", service=job.service, name=profile.name, file=job.profile_file,
-          summary={"gain": rec.verdict.text, "significant": rec.verdict.significant, "changed": changed,
-                   "objective": rec.objective, "trials": len(rec.trials),
-                   "invalid_trials": sum(1 for t in rec.trials if t.state.value == "invalid"),
-                   "gains": _gains(profile.evidence), "path_health": _path_health(rec.best)})
+    _emit(
+        channel,
+        "done",
+        service=job.service,
+        name=profile.name,
+        file=job.profile_file,
+        summary={
+            "gain": rec.verdict.text,
+            "significant": rec.verdict.significant,
+            "changed": changed,
+            "objective": rec.objective,
+            "trials": len(rec.trials),
+            "invalid_trials": sum(1 for t in rec.trials if t.state.value == "invalid"),
+            "gains": _gains(profile.evidence),
+            "path_health": _path_health(rec.best),
+        },
+    )
     log.info("search.done", service=job.service, file=job.profile_file, verdict=rec.verdict.text)
     return 0
 
@@ -85,8 +109,11 @@ def _gains(evidence: Mapping[str, Any]) -> dict[str, float]:
     metrics = evidence.get("metrics")
     if not isinstance(metrics, Mapping):
         return {}
-    return {str(k): float(v["gain"]) for k, v in metrics.items()
-            if isinstance(v, Mapping) and isinstance(v.get("gain"), (int, float))}
+    return {
+        str(k): float(v["gain"])
+        for k, v in metrics.items()
+        if isinstance(v, Mapping) and isinstance(v.get("gain"), (int, float))
+    }
 
 
 def _path_health(best: Any) -> dict[str, float]:

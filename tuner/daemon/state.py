@@ -9,18 +9,32 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from tuner.daemon.guard import GuardWatch
 from tuner.daemon.watch import SearchQueue, ServiceRecord
-from tuner.logs import get_logger
 from tuner.inputs import parse_json
+from tuner.logs import get_logger
 from tuner.trusted import atomic_write, read_limited
 
-__all__ = ["STATE_VERSION", "STATE_FILE", "AppliedRecord", "OwnedKnob", "ManualKnob", "ProfileRecord",
-           "SearchActivity", "DaemonStats", "DaemonState", "load_state", "read_state", "save_state", "jsonable"]
+__all__ = [
+    "STATE_FILE",
+    "STATE_VERSION",
+    "AppliedRecord",
+    "DaemonState",
+    "DaemonStats",
+    "ManualKnob",
+    "OwnedKnob",
+    "ProfileRecord",
+    "SearchActivity",
+    "jsonable",
+    "load_state",
+    "read_state",
+    "save_state",
+]
 
 log = get_logger(__name__)
 STATE_VERSION = 1
@@ -44,30 +58,47 @@ def jsonable(value: Any) -> Any:
 @dataclass
 class AppliedRecord:
     apply_id: str
-    profile: str                       # profile name
-    file: str                          # the profile file
+    profile: str  # profile name
+    file: str  # the profile file
     service: str | None
     at: float
     changes: dict[str, dict[str, Any]]  # knob -> {"old": ..., "new": ...}
     skipped: dict[str, str]
-    outcome: str                       # guarding | kept | rolled back | failed | rolled back on stop
+    outcome: str  # guarding | kept | rolled back | failed | rolled back on stop
     reasons: list[str] = field(default_factory=list)
-    journal: str = ""                  # the Applier's state directory of this apply
+    journal: str = ""  # the Applier's state directory of this apply
     ended: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"apply_id": self.apply_id, "profile": self.profile, "file": self.file, "service": self.service,
-                "at": self.at, "changes": jsonable(self.changes), "skipped": dict(self.skipped),
-                "outcome": self.outcome, "reasons": list(self.reasons), "journal": self.journal,
-                "ended": self.ended}
+        return {
+            "apply_id": self.apply_id,
+            "profile": self.profile,
+            "file": self.file,
+            "service": self.service,
+            "at": self.at,
+            "changes": jsonable(self.changes),
+            "skipped": dict(self.skipped),
+            "outcome": self.outcome,
+            "reasons": list(self.reasons),
+            "journal": self.journal,
+            "ended": self.ended,
+        }
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "AppliedRecord":
-        return cls(str(d["apply_id"]), str(d["profile"]), str(d["file"]), d.get("service"), float(d["at"]),
-                   {str(k): dict(v) for k, v in d.get("changes", {}).items()},
-                   {str(k): str(v) for k, v in d.get("skipped", {}).items()}, str(d["outcome"]),
-                   [str(r) for r in d.get("reasons", [])], str(d.get("journal", "")),
-                   None if d.get("ended") is None else float(d["ended"]))
+    def from_dict(cls, d: Mapping[str, Any]) -> AppliedRecord:
+        return cls(
+            str(d["apply_id"]),
+            str(d["profile"]),
+            str(d["file"]),
+            d.get("service"),
+            float(d["at"]),
+            {str(k): dict(v) for k, v in d.get("changes", {}).items()},
+            {str(k): str(v) for k, v in d.get("skipped", {}).items()},
+            str(d["outcome"]),
+            [str(r) for r in d.get("reasons", [])],
+            str(d.get("journal", "")),
+            None if d.get("ended") is None else float(d["ended"]),
+        )
 
 
 @dataclass
@@ -80,10 +111,15 @@ class OwnedKnob:
     at: float
 
     def to_dict(self) -> dict[str, Any]:
-        return {"value": jsonable(self.value), "apply_id": self.apply_id, "profile": self.profile, "at": self.at}
+        return {
+            "value": jsonable(self.value),
+            "apply_id": self.apply_id,
+            "profile": self.profile,
+            "at": self.at,
+        }
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "OwnedKnob":
+    def from_dict(cls, d: Mapping[str, Any]) -> OwnedKnob:
         return cls(d["value"], str(d["apply_id"]), str(d["profile"]), float(d["at"]))
 
 
@@ -97,11 +133,15 @@ class ManualKnob:
     writer: str
 
     def to_dict(self) -> dict[str, Any]:
-        return {"since": self.since, "expected": jsonable(self.expected), "found": jsonable(self.found),
-                "writer": self.writer}
+        return {
+            "since": self.since,
+            "expected": jsonable(self.expected),
+            "found": jsonable(self.found),
+            "writer": self.writer,
+        }
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "ManualKnob":
+    def from_dict(cls, d: Mapping[str, Any]) -> ManualKnob:
         return cls(float(d["since"]), d.get("expected"), d.get("found"), str(d.get("writer", "")))
 
 
@@ -115,13 +155,25 @@ class ProfileRecord:
     summary: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "file": self.file, "service": self.service, "created": self.created,
-                "reason": self.reason, "summary": jsonable(self.summary)}
+        return {
+            "name": self.name,
+            "file": self.file,
+            "service": self.service,
+            "created": self.created,
+            "reason": self.reason,
+            "summary": jsonable(self.summary),
+        }
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "ProfileRecord":
-        return cls(str(d["name"]), str(d["file"]), d.get("service"), float(d["created"]), str(d.get("reason", "")),
-                   dict(d.get("summary", {})))
+    def from_dict(cls, d: Mapping[str, Any]) -> ProfileRecord:
+        return cls(
+            str(d["name"]),
+            str(d["file"]),
+            d.get("service"),
+            float(d["created"]),
+            str(d.get("reason", "")),
+            dict(d.get("summary", {})),
+        )
 
 
 @dataclass
@@ -135,13 +187,27 @@ class SearchActivity:
     detail: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        return {"service": self.service, "reason": self.reason, "pid": self.pid, "started": self.started,
-                "trial": self.trial, "budget": self.budget, "detail": self.detail}
+        return {
+            "service": self.service,
+            "reason": self.reason,
+            "pid": self.pid,
+            "started": self.started,
+            "trial": self.trial,
+            "budget": self.budget,
+            "detail": self.detail,
+        }
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "SearchActivity":
-        return cls(str(d["service"]), str(d.get("reason", "")), int(d["pid"]), float(d["started"]),
-                   int(d.get("trial", 0)), int(d.get("budget", 0)), str(d.get("detail", "")))
+    def from_dict(cls, d: Mapping[str, Any]) -> SearchActivity:
+        return cls(
+            str(d["service"]),
+            str(d.get("reason", "")),
+            int(d["pid"]),
+            float(d["started"]),
+            int(d.get("trial", 0)),
+            int(d.get("budget", 0)),
+            str(d.get("detail", "")),
+        )
 
 
 def _counts(d: Any) -> dict[str, int]:
@@ -153,11 +219,11 @@ class DaemonStats:
     """Running totals behind the Prometheus counters; kept in the state so they survive a restart."""
 
     searches: dict[str, dict[str, int]] = field(default_factory=dict)  # kind -> result -> searches
-    trials: dict[str, int] = field(default_factory=dict)               # kind -> trials measured
-    invalid_trials: dict[str, int] = field(default_factory=dict)       # kind -> trials on an invalid run
-    search_seconds: dict[str, float] = field(default_factory=dict)     # kind -> wall seconds searching
-    knobs_applied: int = 0                                            # knob writes by guarded applies
-    rollbacks: dict[str, int] = field(default_factory=dict)            # outcome -> applies rolled back
+    trials: dict[str, int] = field(default_factory=dict)  # kind -> trials measured
+    invalid_trials: dict[str, int] = field(default_factory=dict)  # kind -> trials on an invalid run
+    search_seconds: dict[str, float] = field(default_factory=dict)  # kind -> wall seconds searching
+    knobs_applied: int = 0  # knob writes by guarded applies
+    rollbacks: dict[str, int] = field(default_factory=dict)  # outcome -> applies rolled back
 
     def count_search(self, kind: str, result: str, seconds: float, trials: int = 0, invalid: int = 0) -> None:
         by_result = self.searches.setdefault(kind, {})
@@ -167,16 +233,25 @@ class DaemonStats:
         self.search_seconds[kind] = self.search_seconds.get(kind, 0.0) + max(seconds, 0.0)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"searches": {k: dict(v) for k, v in self.searches.items()}, "trials": dict(self.trials),
-                "invalid_trials": dict(self.invalid_trials), "search_seconds": dict(self.search_seconds),
-                "knobs_applied": self.knobs_applied, "rollbacks": dict(self.rollbacks)}
+        return {
+            "searches": {k: dict(v) for k, v in self.searches.items()},
+            "trials": dict(self.trials),
+            "invalid_trials": dict(self.invalid_trials),
+            "search_seconds": dict(self.search_seconds),
+            "knobs_applied": self.knobs_applied,
+            "rollbacks": dict(self.rollbacks),
+        }
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "DaemonStats":
-        return cls(searches={str(k): _counts(v) for k, v in dict(d.get("searches") or {}).items()},
-                   trials=_counts(d.get("trials")), invalid_trials=_counts(d.get("invalid_trials")),
-                   search_seconds={str(k): float(v) for k, v in dict(d.get("search_seconds") or {}).items()},
-                   knobs_applied=int(d.get("knobs_applied", 0)), rollbacks=_counts(d.get("rollbacks")))
+    def from_dict(cls, d: Mapping[str, Any]) -> DaemonStats:
+        return cls(
+            searches={str(k): _counts(v) for k, v in dict(d.get("searches") or {}).items()},
+            trials=_counts(d.get("trials")),
+            invalid_trials=_counts(d.get("invalid_trials")),
+            search_seconds={str(k): float(v) for k, v in dict(d.get("search_seconds") or {}).items()},
+            knobs_applied=int(d.get("knobs_applied", 0)),
+            rollbacks=_counts(d.get("rollbacks")),
+        )
 
 
 @dataclass
@@ -197,20 +272,28 @@ class DaemonState:
     owned: dict[str, OwnedKnob] = field(default_factory=dict)
     manual: dict[str, ManualKnob] = field(default_factory=dict)
     guard: GuardWatch | None = None
-    pending: list[dict[str, Any]] = field(default_factory=list)  # profiles waiting for apply: file, service, reason
-    rejected: dict[str, str] = field(default_factory=dict)     # profile file -> why it is never applied again
+    pending: list[dict[str, Any]] = field(
+        default_factory=list
+    )  # profiles waiting for apply: file, service, reason
+    rejected: dict[str, str] = field(default_factory=dict)  # profile file -> why it is never applied again
     last_observation: dict[str, Any] = field(default_factory=dict)
-    problems: list[str] = field(default_factory=list)          # recent problems worth showing in status
+    problems: list[str] = field(default_factory=list)  # recent problems worth showing in status
     stats: DaemonStats = field(default_factory=DaemonStats)
 
     def note_problem(self, message: str, *, keep: int = 20) -> None:
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime())
-        self.problems = (self.problems + [f"{stamp} {message}"])[-keep:]
+        self.problems = ([*self.problems, f"{stamp} {message}"])[-keep:]
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "version": STATE_VERSION, "pid": self.pid, "started": self.started, "updated": self.updated,
-            "mode": self.mode, "enabled": self.enabled, "config": self.config, "netns": self.netns,
+            "version": STATE_VERSION,
+            "pid": self.pid,
+            "started": self.started,
+            "updated": self.updated,
+            "mode": self.mode,
+            "enabled": self.enabled,
+            "config": self.config,
+            "netns": self.netns,
             "activity": self.activity,
             "services": {k: r.to_dict() for k, r in self.services.items()},
             "queue": self.queue.to_list(),
@@ -228,15 +311,20 @@ class DaemonState:
         }
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "DaemonState":
+    def from_dict(cls, d: Mapping[str, Any]) -> DaemonState:
         if not isinstance(d, dict):
-            raise ValueError("the state is not a JSON object")
+            raise ValueError("the state is not a JSON object")  # noqa: TRY004 (a load error, set aside)
         if d.get("version") != STATE_VERSION:
             raise ValueError(f"unknown state version {d.get('version')!r}")
         return cls(
-            pid=int(d.get("pid", 0)), started=float(d.get("started", 0.0)), updated=float(d.get("updated", 0.0)),
-            mode=str(d.get("mode", "")), enabled=bool(d.get("enabled", True)), config=str(d.get("config", "")),
-            netns=d.get("netns"), activity=str(d.get("activity", "")),
+            pid=int(d.get("pid", 0)),
+            started=float(d.get("started", 0.0)),
+            updated=float(d.get("updated", 0.0)),
+            mode=str(d.get("mode", "")),
+            enabled=bool(d.get("enabled", True)),
+            config=str(d.get("config", "")),
+            netns=d.get("netns"),
+            activity=str(d.get("activity", "")),
             services={str(k): ServiceRecord.from_dict(v) for k, v in d.get("services", {}).items()},
             queue=SearchQueue.from_list(d.get("queue", [])),
             search=SearchActivity.from_dict(d["search"]) if d.get("search") else None,

@@ -10,15 +10,26 @@ Times are wall-clock seconds (``time.time()``) so that the minimum interval hold
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from enum import Enum
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from tuner.daemon.config import ObserveConfig, ServiceSelection
 
 __all__ = [
-    "Signature", "TriggerReason", "Trigger", "ServiceRecord", "Observed", "compare", "track", "Tracked",
-    "prune", "QueuedSearch", "SearchQueue", "CHANGE_AGREE",
+    "CHANGE_AGREE",
+    "Observed",
+    "QueuedSearch",
+    "SearchQueue",
+    "ServiceRecord",
+    "Signature",
+    "Tracked",
+    "Trigger",
+    "TriggerReason",
+    "compare",
+    "prune",
+    "track",
 ]
 
 # A class change or a path move is acted on only after this many consecutive observations (at least
@@ -34,21 +45,32 @@ class Signature:
 
     key: str
     service_class: str
-    rtt: float                   # seconds
+    rtt: float  # seconds
     rate_bps: float | None
     loss: float
     symptoms: frozenset[str] = frozenset()
 
     def to_dict(self) -> dict[str, Any]:
-        return {"key": self.key, "class": self.service_class, "rtt": self.rtt, "rate_bps": self.rate_bps,
-                "loss": self.loss, "symptoms": sorted(self.symptoms)}
+        return {
+            "key": self.key,
+            "class": self.service_class,
+            "rtt": self.rtt,
+            "rate_bps": self.rate_bps,
+            "loss": self.loss,
+            "symptoms": sorted(self.symptoms),
+        }
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "Signature":
+    def from_dict(cls, d: Mapping[str, Any]) -> Signature:
         rate = d.get("rate_bps")
-        return cls(str(d["key"]), str(d["class"]), float(d.get("rtt", 0.0)),
-                   None if rate is None else float(rate), float(d.get("loss", 0.0)),
-                   frozenset(str(s) for s in d.get("symptoms", ())))
+        return cls(
+            str(d["key"]),
+            str(d["class"]),
+            float(d.get("rtt", 0.0)),
+            None if rate is None else float(rate),
+            float(d.get("loss", 0.0)),
+            frozenset(str(s) for s in d.get("symptoms", ())),
+        )
 
 
 class TriggerReason(Enum):
@@ -84,14 +106,19 @@ def compare(reference: Signature | None, current: Signature, cfg: ObserveConfig)
         return [Trigger(key, TriggerReason.NEW_SERVICE, detail)]
     out: list[Trigger] = []
     if current.service_class != reference.service_class:
-        out.append(Trigger(key, TriggerReason.CLASS_CHANGED, f"{reference.service_class} -> {current.service_class}"))
+        out.append(
+            Trigger(key, TriggerReason.CLASS_CHANGED, f"{reference.service_class} -> {current.service_class}")
+        )
     moved = []
     if _moved(reference.rtt, current.rtt, cfg.rtt_change, cfg.rtt_floor):
         moved.append(f"rtt {reference.rtt * 1e3:.3g} -> {current.rtt * 1e3:.3g} ms")
     if (reference.rate_bps is None) != (current.rate_bps is None):
         moved.append("rate estimate appeared" if current.rate_bps is not None else "rate estimate vanished")
-    elif reference.rate_bps is not None and current.rate_bps is not None and \
-            _moved(reference.rate_bps, current.rate_bps, cfg.rate_change):
+    elif (
+        reference.rate_bps is not None
+        and current.rate_bps is not None
+        and _moved(reference.rate_bps, current.rate_bps, cfg.rate_change)
+    ):
         moved.append(f"rate {reference.rate_bps / 1e6:.3g} -> {current.rate_bps / 1e6:.3g} Mbit/s")
     if abs(current.loss - reference.loss) > cfg.loss_change:
         moved.append(f"loss {reference.loss * 100:.2g}% -> {current.loss * 100:.2g}%")
@@ -109,38 +136,48 @@ class ServiceRecord:
 
     key: str
     current: Signature
-    reference: Signature | None = None   # the signature it was last judged by; None until it settled
+    reference: Signature | None = None  # the signature it was last judged by; None until it settled
     first_seen: float = 0.0
     last_seen: float = 0.0
-    streak: int = 0                      # consecutive observations it was present in
+    streak: int = 0  # consecutive observations it was present in
     process: str = ""
-    workload: Mapping[str, Any] | None = None   # Workload.to_dict() to search
-    path: Mapping[str, Any] | None = None       # Path.to_dict() to search
+    workload: Mapping[str, Any] | None = None  # Workload.to_dict() to search
+    path: Mapping[str, Any] | None = None  # Path.to_dict() to search
     last_search: float | None = None
-    profile: str | None = None           # the newest profile written for it
-    pending: Signature | None = None     # a class/path change seen but not yet agreed on
-    pending_count: int = 0               # consecutive observations that agreed with ``pending``
+    profile: str | None = None  # the newest profile written for it
+    pending: Signature | None = None  # a class/path change seen but not yet agreed on
+    pending_count: int = 0  # consecutive observations that agreed with ``pending``
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "key": self.key, "current": self.current.to_dict(),
+            "key": self.key,
+            "current": self.current.to_dict(),
             "reference": self.reference.to_dict() if self.reference else None,
-            "first_seen": self.first_seen, "last_seen": self.last_seen, "streak": self.streak,
-            "process": self.process, "workload": dict(self.workload) if self.workload else None,
-            "path": dict(self.path) if self.path else None, "last_search": self.last_search,
+            "first_seen": self.first_seen,
+            "last_seen": self.last_seen,
+            "streak": self.streak,
+            "process": self.process,
+            "workload": dict(self.workload) if self.workload else None,
+            "path": dict(self.path) if self.path else None,
+            "last_search": self.last_search,
             "profile": self.profile,
-            "pending": self.pending.to_dict() if self.pending else None, "pending_count": self.pending_count,
+            "pending": self.pending.to_dict() if self.pending else None,
+            "pending_count": self.pending_count,
         }
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "ServiceRecord":
+    def from_dict(cls, d: Mapping[str, Any]) -> ServiceRecord:
         ref = d.get("reference")
         return cls(
-            key=str(d["key"]), current=Signature.from_dict(d["current"]),
+            key=str(d["key"]),
+            current=Signature.from_dict(d["current"]),
             reference=Signature.from_dict(ref) if ref else None,
-            first_seen=float(d.get("first_seen", 0.0)), last_seen=float(d.get("last_seen", 0.0)),
-            streak=int(d.get("streak", 0)), process=str(d.get("process", "")),
-            workload=d.get("workload"), path=d.get("path"),
+            first_seen=float(d.get("first_seen", 0.0)),
+            last_seen=float(d.get("last_seen", 0.0)),
+            streak=int(d.get("streak", 0)),
+            process=str(d.get("process", "")),
+            workload=d.get("workload"),
+            path=d.get("path"),
             last_search=None if d.get("last_search") is None else float(d["last_search"]),
             profile=d.get("profile"),
             pending=Signature.from_dict(d["pending"]) if d.get("pending") else None,
@@ -161,12 +198,13 @@ class Observed:
 @dataclass(frozen=True)
 class Tracked:
     records: dict[str, ServiceRecord]
-    triggers: list[Trigger]          # every change found
-    to_search: list[Trigger]         # the subset that should start a search (first trigger per service)
+    triggers: list[Trigger]  # every change found
+    to_search: list[Trigger]  # the subset that should start a search (first trigger per service)
 
 
-def track(records: Mapping[str, ServiceRecord], observed: Iterable[Observed], now: float,
-          cfg: ObserveConfig) -> Tracked:
+def track(
+    records: Mapping[str, ServiceRecord], observed: Iterable[Observed], now: float, cfg: ObserveConfig
+) -> Tracked:
     """Fold one observation into ``records``.
 
     A service is judged once it was present in ``cfg.settle`` consecutive observations. A new symptom
@@ -188,13 +226,19 @@ def track(records: Mapping[str, ServiceRecord], observed: Iterable[Observed], no
         old = records.get(sig.key)
         streak = (old.streak + 1) if old is not None and old.streak > 0 else 1
         rec = ServiceRecord(
-            key=sig.key, current=sig, reference=old.reference if old else None,
-            first_seen=old.first_seen if old else now, last_seen=now, streak=streak,
+            key=sig.key,
+            current=sig,
+            reference=old.reference if old else None,
+            first_seen=old.first_seen if old else now,
+            last_seen=now,
+            streak=streak,
             process=item.process or (old.process if old else ""),
             workload=item.workload if item.workload is not None else (old.workload if old else None),
             path=item.path if item.path is not None else (old.path if old else None),
-            last_search=old.last_search if old else None, profile=old.profile if old else None,
-            pending=old.pending if old else None, pending_count=old.pending_count if old else 0,
+            last_search=old.last_search if old else None,
+            profile=old.profile if old else None,
+            pending=old.pending if old else None,
+            pending_count=old.pending_count if old else 0,
         )
         if streak >= cfg.settle:
             found, rec = _hysteresis(rec, sig, cfg)
@@ -210,7 +254,9 @@ def track(records: Mapping[str, ServiceRecord], observed: Iterable[Observed], no
     return Tracked(out, triggers, to_search)
 
 
-def _hysteresis(rec: ServiceRecord, sig: Signature, cfg: ObserveConfig) -> tuple[list[Trigger], ServiceRecord]:
+def _hysteresis(
+    rec: ServiceRecord, sig: Signature, cfg: ObserveConfig
+) -> tuple[list[Trigger], ServiceRecord]:
     """The changes to act on now, and the record with its reference and pending change updated."""
     found = compare(rec.reference, sig, cfg)
     if rec.reference is None:
@@ -220,17 +266,21 @@ def _hysteresis(rec: ServiceRecord, sig: Signature, cfg: ObserveConfig) -> tuple
     if not lasting:
         rec = replace(rec, pending=None, pending_count=0)
     else:
-        agrees = rec.pending is not None and not any(t.reason.value in _LASTING for t in compare(rec.pending, sig, cfg))
+        agrees = rec.pending is not None and not any(
+            t.reason.value in _LASTING for t in compare(rec.pending, sig, cfg)
+        )
         count = rec.pending_count + 1 if agrees else 1
         if count >= max(CHANGE_AGREE, cfg.settle):
             return found, replace(rec, reference=sig, pending=None, pending_count=0)
         rec = replace(rec, pending=sig if not agrees else rec.pending, pending_count=count)
-    if symptoms:   # act on the new symptom; keep the class and path judged until a change is agreed on
+    if symptoms:  # act on the new symptom; keep the class and path judged until a change is agreed on
         rec = replace(rec, reference=replace(rec.reference, symptoms=rec.reference.symptoms | sig.symptoms))
     return symptoms, rec
 
 
-def prune(records: Mapping[str, ServiceRecord], now: float, *, max_age: float, max_count: int) -> dict[str, ServiceRecord]:
+def prune(
+    records: Mapping[str, ServiceRecord], now: float, *, max_age: float, max_count: int
+) -> dict[str, ServiceRecord]:
     """Forget services unseen for ``max_age`` seconds (unless a profile was written for them), then keep
     at most ``max_count``, the most recently seen first (a host talking to many remotes stays bounded)."""
     kept = {k: r for k, r in records.items() if r.streak > 0 or r.profile or now - r.last_seen <= max_age}
@@ -250,7 +300,7 @@ class QueuedSearch:
         return {"key": self.key, "reason": self.reason, "queued_at": self.queued_at}
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "QueuedSearch":
+    def from_dict(cls, d: Mapping[str, Any]) -> QueuedSearch:
         return cls(str(d["key"]), str(d.get("reason", "")), float(d.get("queued_at", 0.0)))
 
 
@@ -270,8 +320,9 @@ class SearchQueue:
     def discard(self, key: str) -> None:
         self.pending = [q for q in self.pending if q.key != key]
 
-    def next_ready(self, now: float, last_search: Mapping[str, float | None], min_interval: float,
-                   *, busy: bool) -> QueuedSearch | None:
+    def next_ready(
+        self, now: float, last_search: Mapping[str, float | None], min_interval: float, *, busy: bool
+    ) -> QueuedSearch | None:
         """The first waiting search allowed to start now, removed from the queue; None if none is.
 
         Nothing starts while another search runs (``busy``); a service searched less than
@@ -286,7 +337,9 @@ class SearchQueue:
                 return q
         return None
 
-    def wait_time(self, now: float, last_search: Mapping[str, float | None], min_interval: float) -> float | None:
+    def wait_time(
+        self, now: float, last_search: Mapping[str, float | None], min_interval: float
+    ) -> float | None:
         """Seconds until the earliest waiting search becomes allowed (None: nothing waits)."""
         waits = []
         for q in self.pending:
@@ -298,5 +351,5 @@ class SearchQueue:
         return [q.to_dict() for q in self.pending]
 
     @classmethod
-    def from_list(cls, items: Iterable[Mapping[str, Any]]) -> "SearchQueue":
+    def from_list(cls, items: Iterable[Mapping[str, Any]]) -> SearchQueue:
         return cls([QueuedSearch.from_dict(d) for d in items])

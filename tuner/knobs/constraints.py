@@ -7,15 +7,15 @@ ordered triples) live in the domains; here are the rules that need two knobs or 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Callable, Mapping
 
 from tuner.errors import KnobError
 from tuner.knobs.catalogue import get_knob
 from tuner.knobs.domains import Value
 from tuner.knobs.sysctl import PROC_SYS, SysctlTree
 
-__all__ = ["Constraint", "CONSTRAINTS", "KernelFacts", "check_assignment", "violations"]
+__all__ = ["CONSTRAINTS", "Constraint", "KernelFacts", "check_assignment", "violations"]
 
 Assignment = Mapping[str, Value]
 
@@ -33,20 +33,48 @@ def _max_part(v: Value) -> int:
 
 
 CONSTRAINTS: tuple[Constraint, ...] = (
-    Constraint(("SO_RCVBUF", "net.core.rmem_max"), lambda a, b: a <= b,
-               "SO_RCVBUF is silently capped at net.core.rmem_max", "raise net.core.rmem_max or lower SO_RCVBUF"),
-    Constraint(("SO_SNDBUF", "net.core.wmem_max"), lambda a, b: a <= b,
-               "SO_SNDBUF is silently capped at net.core.wmem_max", "raise net.core.wmem_max or lower SO_SNDBUF"),
-    Constraint(("net.core.rmem_default", "net.core.rmem_max"), lambda a, b: a <= b,
-               "net.core.rmem_default is above net.core.rmem_max", "keep rmem_default <= rmem_max"),
-    Constraint(("net.core.wmem_default", "net.core.wmem_max"), lambda a, b: a <= b,
-               "net.core.wmem_default is above net.core.wmem_max", "keep wmem_default <= wmem_max"),
-    Constraint(("net.ipv4.tcp_rmem", "net.core.rmem_max"), lambda a, b: _max_part(a) <= b,
-               "tcp_rmem max is above net.core.rmem_max", "keep tcp_rmem max <= rmem_max"),
-    Constraint(("net.ipv4.tcp_wmem", "net.core.wmem_max"), lambda a, b: _max_part(a) <= b,
-               "tcp_wmem max is above net.core.wmem_max", "keep tcp_wmem max <= wmem_max"),
-    Constraint(("backlog", "net.core.somaxconn"), lambda a, b: a <= b,
-               "the listen backlog is silently capped at net.core.somaxconn", "raise net.core.somaxconn too"),
+    Constraint(
+        ("SO_RCVBUF", "net.core.rmem_max"),
+        lambda a, b: a <= b,
+        "SO_RCVBUF is silently capped at net.core.rmem_max",
+        "raise net.core.rmem_max or lower SO_RCVBUF",
+    ),
+    Constraint(
+        ("SO_SNDBUF", "net.core.wmem_max"),
+        lambda a, b: a <= b,
+        "SO_SNDBUF is silently capped at net.core.wmem_max",
+        "raise net.core.wmem_max or lower SO_SNDBUF",
+    ),
+    Constraint(
+        ("net.core.rmem_default", "net.core.rmem_max"),
+        lambda a, b: a <= b,
+        "net.core.rmem_default is above net.core.rmem_max",
+        "keep rmem_default <= rmem_max",
+    ),
+    Constraint(
+        ("net.core.wmem_default", "net.core.wmem_max"),
+        lambda a, b: a <= b,
+        "net.core.wmem_default is above net.core.wmem_max",
+        "keep wmem_default <= wmem_max",
+    ),
+    Constraint(
+        ("net.ipv4.tcp_rmem", "net.core.rmem_max"),
+        lambda a, b: _max_part(a) <= b,
+        "tcp_rmem max is above net.core.rmem_max",
+        "keep tcp_rmem max <= rmem_max",
+    ),
+    Constraint(
+        ("net.ipv4.tcp_wmem", "net.core.wmem_max"),
+        lambda a, b: _max_part(a) <= b,
+        "tcp_wmem max is above net.core.wmem_max",
+        "keep tcp_wmem max <= wmem_max",
+    ),
+    Constraint(
+        ("backlog", "net.core.somaxconn"),
+        lambda a, b: a <= b,
+        "the listen backlog is silently capped at net.core.somaxconn",
+        "raise net.core.somaxconn too",
+    ),
 )
 
 _ALGORITHM_KNOBS = ("net.ipv4.tcp_congestion_control", "TCP_CONGESTION")
@@ -67,7 +95,7 @@ class KernelFacts:
     memory_pages: int = 0  # the machine's RAM in pages (0: unknown; the memory floors are not checked)
 
     @classmethod
-    def read(cls, root=PROC_SYS) -> "KernelFacts":
+    def read(cls, root=PROC_SYS) -> KernelFacts:
         tree = SysctlTree(root)
 
         def names(knob_path: str) -> frozenset[str]:
@@ -80,8 +108,11 @@ class KernelFacts:
             pages = os.sysconf("SC_PHYS_PAGES")
         except (OSError, ValueError):
             pages = 0
-        return cls(names("net.ipv4.tcp_available_congestion_control"),
-                   names("net.ipv4.tcp_allowed_congestion_control"), max(pages, 0))
+        return cls(
+            names("net.ipv4.tcp_available_congestion_control"),
+            names("net.ipv4.tcp_allowed_congestion_control"),
+            max(pages, 0),
+        )
 
 
 def violations(assignment: Assignment, facts: KernelFacts | None = None) -> list[KnobError]:
@@ -90,25 +121,41 @@ def violations(assignment: Assignment, facts: KernelFacts | None = None) -> list
     for c in CONSTRAINTS:
         a, b = c.knobs
         if a in assignment and b in assignment and not c.holds(assignment[a], assignment[b]):
-            problems.append(KnobError(a, f"{c.message} ({assignment[a]!r} vs {b} = {assignment[b]!r})",
-                                      value=assignment[a], hint=c.hint))
+            problems.append(
+                KnobError(
+                    a,
+                    f"{c.message} ({assignment[a]!r} vs {b} = {assignment[b]!r})",
+                    value=assignment[a],
+                    hint=c.hint,
+                )
+            )
     if facts is not None and facts.congestion_available:
         for name in _ALGORITHM_KNOBS:
             algo = assignment.get(name)
             if algo is not None and algo not in facts.congestion_available:
                 offered = " ".join(sorted(facts.congestion_available))
-                problems.append(KnobError(name, f"congestion control {algo!r} is not available on this kernel",
-                                          value=algo, hint=f"this kernel offers: {offered} "
-                                                           f"(or load the module tcp_{algo})"))
+                problems.append(
+                    KnobError(
+                        name,
+                        f"congestion control {algo!r} is not available on this kernel",
+                        value=algo,
+                        hint=f"this kernel offers: {offered} (or load the module tcp_{algo})",
+                    )
+                )
     if facts is not None and facts.memory_pages:
         floor = max(facts.memory_pages // MEMORY_FLOOR_DIVISOR, 1)
         for name in _MEMORY_KNOBS:
             triple = assignment.get(name)
             if isinstance(triple, tuple) and min(triple) < floor:
-                problems.append(KnobError(
-                    name, f"{min(triple)} pages is below the floor of {floor} pages (1/{MEMORY_FLOOR_DIVISOR} of "
-                          f"this machine's memory): sockets would stall under memory pressure",
-                    value=list(triple), hint=f"give each threshold at least {floor} pages, or leave the knob out"))
+                problems.append(
+                    KnobError(
+                        name,
+                        f"{min(triple)} pages is below the floor of {floor} pages (1/{MEMORY_FLOOR_DIVISOR} of "
+                        f"this machine's memory): sockets would stall under memory pressure",
+                        value=list(triple),
+                        hint=f"give each threshold at least {floor} pages, or leave the knob out",
+                    )
+                )
     return problems
 
 

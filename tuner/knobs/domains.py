@@ -14,11 +14,11 @@ from tuner.errors import KnobError
 
 __all__ = [
     "INT_MAX",
+    "Algorithm",
     "Domain",
-    "IntRange",
     "Flag",
     "IntChoice",
-    "Algorithm",
+    "IntRange",
     "OrderedTuple",
     "Value",
 ]
@@ -71,8 +71,10 @@ class IntRange:
 
     @property
     def bounds(self) -> tuple[int, int]:
-        return (self.search_lo if self.search_lo is not None else self.lo,
-                self.search_hi if self.search_hi is not None else self.hi)
+        return (
+            self.search_lo if self.search_lo is not None else self.lo,
+            self.search_hi if self.search_hi is not None else self.hi,
+        )
 
 
 @dataclass(frozen=True)
@@ -84,7 +86,9 @@ class Flag:
             return value
         if isinstance(value, int) and value in (0, 1):
             return bool(value)
-        raise KnobError(knob, f"expected true or false, got {value!r}", value=value, hint="allowed: true, false")
+        raise KnobError(
+            knob, f"expected true or false, got {value!r}", value=value, hint="allowed: true, false"
+        )
 
     def to_kernel(self, value: Value) -> str:
         return "1" if value else "0"
@@ -105,7 +109,9 @@ class IntChoice:
     def validate(self, knob: str, value: object) -> int:
         v = _as_int(knob, value)
         if v not in self.values:
-            raise KnobError(knob, f"{v} is not one of the allowed modes", value=v, hint=f"allowed: {self.describe()}")
+            raise KnobError(
+                knob, f"{v} is not one of the allowed modes", value=v, hint=f"allowed: {self.describe()}"
+            )
         return v
 
     @property
@@ -134,8 +140,12 @@ class Algorithm:
 
     def validate(self, knob: str, value: object) -> str:
         if not isinstance(value, str) or not _ALGO_NAME.fullmatch(value):
-            raise KnobError(knob, f"{value!r} is not a congestion-control name", value=value,
-                            hint="use a name such as cubic, reno or bbr")
+            raise KnobError(
+                knob,
+                f"{value!r} is not a congestion-control name",
+                value=value,
+                hint="use a name such as cubic, reno or bbr",
+            )
         return value
 
     def to_kernel(self, value: Value) -> str:
@@ -145,7 +155,9 @@ class Algorithm:
         return text.strip()
 
     def describe(self) -> str:
-        return "a congestion-control algorithm this kernel offers (e.g. " + ", ".join(self.candidates[:3]) + ")"
+        return (
+            "a congestion-control algorithm this kernel offers (e.g. " + ", ".join(self.candidates[:3]) + ")"
+        )
 
 
 @dataclass(frozen=True)
@@ -166,21 +178,37 @@ class OrderedTuple:
 
     def validate(self, knob: str, value: object) -> tuple[int, ...]:
         if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
-            raise KnobError(knob, f"expected a list of {len(self.labels)} integers, got {value!r}", value=value,
-                            hint=f"allowed: {self.describe()}")
+            raise KnobError(
+                knob,
+                f"expected a list of {len(self.labels)} integers, got {value!r}",
+                value=value,
+                hint=f"allowed: {self.describe()}",
+            )
         if len(value) != len(self.labels):
-            raise KnobError(knob, f"expected {len(self.labels)} integers ({', '.join(self.labels)}), "
-                                  f"got {len(value)}", value=value, hint=f"allowed: {self.describe()}")
+            raise KnobError(
+                knob,
+                f"expected {len(self.labels)} integers ({', '.join(self.labels)}), got {len(value)}",
+                value=value,
+                hint=f"allowed: {self.describe()}",
+            )
         parts = tuple(_as_int(f"{knob}[{label}]", v) for label, v in zip(self.labels, value))
         for label, v in zip(self.labels, parts):
             if not self.lo <= v <= self.hi:
-                raise KnobError(knob, f"{label} {v} is out of range", value=list(parts),
-                                hint=f"allowed: {self.describe()}")
+                raise KnobError(
+                    knob,
+                    f"{label} {v} is out of range",
+                    value=list(parts),
+                    hint=f"allowed: {self.describe()}",
+                )
         for (la, a), (lb, b) in zip(zip(self.labels, parts), zip(self.labels[1:], parts[1:])):
             if a > b or (self.strict and a == b):
                 rel = "<" if self.strict else "<="
-                raise KnobError(knob, f"{la} {a} must be {rel} {lb} {b}", value=list(parts),
-                                hint=f"order the values {f' {rel} '.join(self.labels)}")
+                raise KnobError(
+                    knob,
+                    f"{la} {a} must be {rel} {lb} {b}",
+                    value=list(parts),
+                    hint=f"order the values {f' {rel} '.join(self.labels)}",
+                )
         return parts
 
     def to_kernel(self, value: Value) -> str:

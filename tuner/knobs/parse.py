@@ -13,7 +13,7 @@ and pairs separated by commas or spaces (``"4096 131072 6291456"``). Every error
 from __future__ import annotations
 
 import re
-from typing import Iterable
+from collections.abc import Iterable
 
 from tuner.errors import InputError, KnobError
 from tuner.knobs.catalogue import Knob, get_knob
@@ -21,7 +21,7 @@ from tuner.knobs.constraints import KernelFacts, check_assignment
 from tuner.knobs.domains import Algorithm, Flag, IntChoice, IntRange, OrderedTuple, Value
 from tuner.units import parse_duration, parse_size
 
-__all__ = ["parse_value", "parse_setting", "parse_settings"]
+__all__ = ["parse_setting", "parse_settings", "parse_value"]
 
 _TRUE = {"true", "on", "yes", "1"}
 _FALSE = {"false", "off", "no", "0"}
@@ -41,7 +41,9 @@ def _int(knob: Knob, text: str, unit: str) -> int:
             raise InputError(f"{text!r} is not a whole number of {unit}")
     except InputError as exc:
         raise KnobError(knob.name, str(exc), value=text, hint=f"allowed: {knob.domain.describe()}") from None
-    raise KnobError(knob.name, f"{text!r} is not an integer", value=text, hint=f"allowed: {knob.domain.describe()}")
+    raise KnobError(
+        knob.name, f"{text!r} is not an integer", value=text, hint=f"allowed: {knob.domain.describe()}"
+    )
 
 
 def parse_value(knob: Knob, text: str) -> Value:
@@ -51,7 +53,9 @@ def parse_value(knob: Knob, text: str) -> Value:
     if isinstance(domain, Flag):
         low = text.strip().lower()
         if low not in _TRUE | _FALSE:
-            raise KnobError(knob.name, f"{text!r} is not a flag", value=text, hint="use on/off, true/false or 1/0")
+            raise KnobError(
+                knob.name, f"{text!r} is not a flag", value=text, hint="use on/off, true/false or 1/0"
+            )
         raw = low in _TRUE
     elif isinstance(domain, IntChoice):
         by_meaning = {meaning.lower(): v for v, meaning in domain.choices}
@@ -73,8 +77,12 @@ def parse_setting(text: str) -> tuple[str, Value]:
     """``"KNOB=VALUE"`` -> (knob name, canonical value)."""
     name, sep, value = text.partition("=")
     if not sep or not name.strip():
-        raise KnobError(text, "is not a KNOB=VALUE setting", value=text,
-                        hint="write e.g. TCP_NODELAY=on or net.core.somaxconn=4096 (list the knobs with `tuner knobs`)")
+        raise KnobError(
+            text,
+            "is not a KNOB=VALUE setting",
+            value=text,
+            hint="write e.g. TCP_NODELAY=on or net.core.somaxconn=4096 (list the knobs with `tuner knobs`)",
+        )
     return name.strip(), parse_value(get_knob(name.strip()), value)
 
 

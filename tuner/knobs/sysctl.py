@@ -13,7 +13,7 @@ from pathlib import Path
 from tuner.knobs.catalogue import Kind, Knob
 from tuner.knobs.domains import Value
 
-__all__ = ["SysctlTree", "PROC_SYS"]
+__all__ = ["PROC_SYS", "SysctlTree"]
 
 PROC_SYS = Path("/proc/sys")
 

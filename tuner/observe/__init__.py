@@ -17,10 +17,27 @@ from typing import Any
 _EXPORTS = {
     "tuner.observe.counters": ("Counters", "delta", "parse_counter_table", "read_counters"),
     "tuner.observe.observer": ("Observer", "collect_interval", "observe"),
-    "tuner.observe.classify": ("SYMPTOM_KNOBS", "Observation", "Role", "ServiceClass", "ServiceShape",
-                                "ServiceSignature", "Symptom", "Thresholds", "signature"),
+    "tuner.observe.classify": (
+        "SYMPTOM_KNOBS",
+        "Observation",
+        "Role",
+        "ServiceClass",
+        "ServiceShape",
+        "ServiceSignature",
+        "Symptom",
+        "Thresholds",
+        "signature",
+    ),
     "tuner.observe.snapshot": ("Snapshot", "take_snapshot"),
-    "tuner.observe.sockets": ("Owner", "Proto", "SocketMemory", "SocketRecord", "TcpInfo", "TcpState", "Timer"),
+    "tuner.observe.sockets": (
+        "Owner",
+        "Proto",
+        "SocketMemory",
+        "SocketRecord",
+        "TcpInfo",
+        "TcpState",
+        "Timer",
+    ),
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 

@@ -6,10 +6,10 @@ them, e.g. ``TcpExt.ListenOverflows``, ``Tcp.RetransSegs``, ``Udp.RcvbufErrors``
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
-__all__ = ["Counters", "parse_counter_table", "read_counters", "delta"]
+__all__ = ["Counters", "delta", "parse_counter_table", "read_counters"]
 
 Counters = dict[str, int]
 PROC_NET = Path("/proc/net")

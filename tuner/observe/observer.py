@@ -11,15 +11,16 @@ from tuner.errors import InputError
 from tuner.logs import get_logger
 from tuner.netns import run_in_netns
 from tuner.observe.classify import Observation, Thresholds, signature
-from tuner.observe.snapshot import Snapshot, read_host_sysctls, attribute, collect, sample_listeners
+from tuner.observe.snapshot import Snapshot, attribute, collect, read_host_sysctls, sample_listeners
 
-__all__ = ["observe", "Observer", "collect_interval"]
+__all__ = ["Observer", "collect_interval", "observe"]
 
 log = get_logger(__name__)
 
 
-def collect_interval(duration: float, sample_interval: float = 0.25, *,
-                     netns_name: str | None = None) -> tuple[Snapshot, Snapshot, dict[int, int]]:
+def collect_interval(
+    duration: float, sample_interval: float = 0.25, *, netns_name: str | None = None
+) -> tuple[Snapshot, Snapshot, dict[int, int]]:
     """Two snapshots ``duration`` apart in the calling process's namespace, and the largest accept
     queue of each listener (by cookie) sampled in between (a full queue rarely shows in a snapshot)."""
     with SockDiag() as diag:
@@ -42,23 +43,38 @@ def _fillread_host_sysctls(*snapshots: Snapshot) -> None:
             snap.sysctls.setdefault(name, value)
 
 
-def observe(duration: float = 10.0, netns: str | None = None, *, sample_interval: float = 0.25,
-            thresholds: Thresholds | None = None, owners: SocketOwners | None = None) -> Observation:
+def observe(
+    duration: float = 10.0,
+    netns: str | None = None,
+    *,
+    sample_interval: float = 0.25,
+    thresholds: Thresholds | None = None,
+    owners: SocketOwners | None = None,
+) -> Observation:
     """Watch ``netns`` (None: the caller's namespace) for ``duration`` seconds and return its services."""
     if not duration > 0:
-        raise InputError(f"observation duration must be positive, got {duration!r}", hint="e.g. --duration 10s")
+        raise InputError(
+            f"observation duration must be positive, got {duration!r}", hint="e.g. --duration 10s"
+        )
     log.info("observe.started", netns=netns, duration=duration)
     if netns is None:
         before, after, peaks = collect_interval(duration, sample_interval)
     else:
-        before, after, peaks = run_in_netns(netns, collect_interval, duration, sample_interval, netns_name=netns)
+        before, after, peaks = run_in_netns(
+            netns, collect_interval, duration, sample_interval, netns_name=netns
+        )
         _fillread_host_sysctls(before, after)
     owners = owners or SocketOwners()
     attribute(before, owners)
     attribute(after, owners)
     obs = signature(before, after, listener_peaks=peaks, thresholds=thresholds)
-    log.info("observe.done", netns=netns, services=len(obs.services), with_symptoms=len(obs.needs_tuning),
-             sockets=sum(obs.sockets.values()))
+    log.info(
+        "observe.done",
+        netns=netns,
+        services=len(obs.services),
+        with_symptoms=len(obs.needs_tuning),
+        sockets=sum(obs.sockets.values()),
+    )
     return obs
 
 
@@ -97,7 +113,7 @@ class Observer:
             self._diag.close()
             self._diag = None
 
-    def __enter__(self) -> "Observer":
+    def __enter__(self) -> Observer:
         return self
 
     def __exit__(self, *exc: Any) -> None:

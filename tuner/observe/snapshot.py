@@ -11,9 +11,10 @@ import contextlib
 import gc
 import json
 import time
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any
 
 from tuner.adapters.netlink import LISTEN_STATES, SockDiag
 from tuner.adapters.procs import SocketOwners
@@ -23,17 +24,35 @@ from tuner.netns import run_in_netns
 from tuner.observe.counters import Counters, read_counters
 from tuner.observe.sockets import Owner, Proto, SocketRecord, TcpState
 
-__all__ = ["Snapshot", "SNAPSHOT_SYSCTLS", "gc_paused", "take_snapshot", "collect", "sample_listeners", "attribute",
-           "representative_inodes", "read_sysctls", "read_host_sysctls"]
+__all__ = [
+    "SNAPSHOT_SYSCTLS",
+    "Snapshot",
+    "attribute",
+    "collect",
+    "gc_paused",
+    "read_host_sysctls",
+    "read_sysctls",
+    "representative_inodes",
+    "sample_listeners",
+    "take_snapshot",
+]
 
 log = get_logger(__name__)
 
 # live values the signature compares against (catalogue names)
 SNAPSHOT_SYSCTLS = (
-    "net.ipv4.ip_local_port_range", "net.core.somaxconn", "net.ipv4.tcp_max_syn_backlog",
-    "net.ipv4.tcp_keepalive_time", "net.ipv4.tcp_rmem", "net.ipv4.tcp_wmem",
-    "net.ipv4.tcp_congestion_control", "net.ipv4.tcp_tw_reuse", "net.ipv4.tcp_syncookies",
-    "net.core.rmem_max", "net.core.rmem_default", "net.core.wmem_max",
+    "net.ipv4.ip_local_port_range",
+    "net.core.somaxconn",
+    "net.ipv4.tcp_max_syn_backlog",
+    "net.ipv4.tcp_keepalive_time",
+    "net.ipv4.tcp_rmem",
+    "net.ipv4.tcp_wmem",
+    "net.ipv4.tcp_congestion_control",
+    "net.ipv4.tcp_tw_reuse",
+    "net.ipv4.tcp_syncookies",
+    "net.core.rmem_max",
+    "net.core.rmem_default",
+    "net.core.wmem_max",
 )
 
 
@@ -47,8 +66,8 @@ class Snapshot:
     sockets: list[SocketRecord]
     counters: Counters
     sysctls: dict[str, Any] = field(default_factory=dict)
-    owners: dict[int, Owner] = field(default_factory=dict)     # inode -> owner, where known
-    took: float = 0.0                                           # seconds spent reading the sockets
+    owners: dict[int, Owner] = field(default_factory=dict)  # inode -> owner, where known
+    took: float = 0.0  # seconds spent reading the sockets
 
     def owner(self, sock: SocketRecord) -> Owner | None:
         return self.owners.get(sock.inode)
@@ -64,7 +83,10 @@ class Snapshot:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "taken_at": self.taken_at, "wall_time": self.wall_time, "netns": self.netns, "took": self.took,
+            "taken_at": self.taken_at,
+            "wall_time": self.wall_time,
+            "netns": self.netns,
+            "took": self.took,
             "sysctls": {k: list(v) if isinstance(v, tuple) else v for k, v in self.sysctls.items()},
             "counters": dict(self.counters),
             "owners": {str(i): o.to_dict() for i, o in self.owners.items()},
@@ -72,9 +94,11 @@ class Snapshot:
         }
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "Snapshot":
+    def from_dict(cls, d: Mapping[str, Any]) -> Snapshot:
         return cls(
-            taken_at=float(d["taken_at"]), wall_time=float(d.get("wall_time", 0.0)), netns=d.get("netns"),
+            taken_at=float(d["taken_at"]),
+            wall_time=float(d.get("wall_time", 0.0)),
+            netns=d.get("netns"),
             sockets=[SocketRecord.from_dict(s) for s in d["sockets"]],
             counters={k: int(v) for k, v in d.get("counters", {}).items()},
             sysctls={k: tuple(v) if isinstance(v, list) else v for k, v in d.get("sysctls", {}).items()},
@@ -86,7 +110,7 @@ class Snapshot:
         path.write_text(json.dumps(self.to_dict(), indent=1) + "\n")
 
     @classmethod
-    def load(cls, path: Path) -> "Snapshot":
+    def load(cls, path: Path) -> Snapshot:
         return cls.from_dict(json.loads(path.read_text()))
 
 
@@ -126,8 +150,15 @@ def collect(diag: SockDiag | None = None, *, netns_name: str | None = None) -> S
     finally:
         if own:
             diag.close()
-    return Snapshot(taken_at=start, wall_time=wall, netns=netns_name, sockets=sockets, counters=read_counters(),
-                    sysctls=read_sysctls(), took=took)
+    return Snapshot(
+        taken_at=start,
+        wall_time=wall,
+        netns=netns_name,
+        sockets=sockets,
+        counters=read_counters(),
+        sysctls=read_sysctls(),
+        took=took,
+    )
 
 
 def sample_listeners(diag: SockDiag) -> list[SocketRecord]:
@@ -162,8 +193,9 @@ def read_host_sysctls() -> dict[str, Any]:
     return read_sysctls([n for n in SNAPSHOT_SYSCTLS if CATALOGUE[n].scope is Scope.HOST])
 
 
-def take_snapshot(netns: str | None = None, *, owners: SocketOwners | None = None,
-                  attribute_all: bool = False) -> Snapshot:
+def take_snapshot(
+    netns: str | None = None, *, owners: SocketOwners | None = None, attribute_all: bool = False
+) -> Snapshot:
     """A snapshot of ``netns`` (None: the caller's namespace), with process attribution."""
     if netns is None:
         snap = collect()

@@ -13,5 +13,15 @@ from tuner.probe.measurement import METRICS, Better, Measurement, MetricInfo, St
 from tuner.probe.runner import PROBES, run_probe
 from tuner.probe.sockopts import HostLimits, SocketOptions
 
-__all__ = ["METRICS", "PROBES", "Better", "HostLimits", "Measurement", "MetricInfo", "SocketOptions", "Stat",
-           "run_probe", "summarize"]
+__all__ = [
+    "METRICS",
+    "PROBES",
+    "Better",
+    "HostLimits",
+    "Measurement",
+    "MetricInfo",
+    "SocketOptions",
+    "Stat",
+    "run_probe",
+    "summarize",
+]

@@ -13,20 +13,34 @@ import os
 import selectors
 import socket
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from tuner.errors import ProbeError
 from tuner.netns import ChildTimeout
 from tuner.probe.board import Board
 from tuner.probe.sockopts import SocketOptions
-from tuner.workload import Path, Workload
+from tuner.workload import NetworkPath, Workload
 
-__all__ = ["Sample", "RepeatEnv", "ServerCrashed", "ServerHung", "percentile", "latency_metrics", "start_server",
-           "stop_server", "open_listener", "connect_many", "accept_many", "CONNECT_TIMEOUT", "DEFAULT_BACKLOG"]
+__all__ = [
+    "CONNECT_TIMEOUT",
+    "DEFAULT_BACKLOG",
+    "RepeatEnv",
+    "Sample",
+    "ServerCrashed",
+    "ServerHung",
+    "accept_many",
+    "connect_many",
+    "latency_metrics",
+    "open_listener",
+    "percentile",
+    "start_server",
+    "stop_server",
+]
 
 CONNECT_TIMEOUT = 10.0  # seconds a probe waits for a connection its workload needs (not burst's)
-DEFAULT_BACKLOG = 128   # what an application that does not choose gets (Python's listen() default)
+DEFAULT_BACKLOG = 128  # what an application that does not choose gets (Python's listen() default)
 
 
 class ServerCrashed(ProbeError):
@@ -51,7 +65,7 @@ class Sample:
     """One repeat's metric values, and what may make the repeat untrustworthy."""
 
     metrics: dict[str, float] = field(default_factory=dict)
-    computed: dict[str, float] = field(default_factory=dict)   # figures derived from settings, not measured
+    computed: dict[str, float] = field(default_factory=dict)  # figures derived from settings, not measured
     bottlenecks: dict[str, str] = field(default_factory=dict)  # key -> "load generator: ..." reason
     notes: list[str] = field(default_factory=list)
 
@@ -66,12 +80,12 @@ class RepeatEnv:
 
     sandbox: Any
     workload: Workload
-    path: Path
+    path: NetworkPath
     options: SocketOptions
-    duration: float           # measured seconds per repeat
-    warmup: float             # seconds run before the measured window, in every repeat
-    client_side: Any          # tuner.sandbox.Side.CLIENT
-    server_side: Any          # tuner.sandbox.Side.SERVER
+    duration: float  # measured seconds per repeat
+    warmup: float  # seconds run before the measured window, in every repeat
+    client_side: Any  # tuner.sandbox.Side.CLIENT
+    server_side: Any  # tuner.sandbox.Side.SERVER
 
     @property
     def server_host(self) -> str:
@@ -93,20 +107,32 @@ def latency_metrics(prefix: str, seconds: Sequence[float]) -> dict[str, float]:
     xs = sorted(seconds)
     if not xs:
         return {}
-    return {f"{prefix}_p50_ms": percentile(xs, 50) * 1e3, f"{prefix}_p90_ms": percentile(xs, 90) * 1e3,
-            f"{prefix}_p99_ms": percentile(xs, 99) * 1e3, f"{prefix}_max_ms": xs[-1] * 1e3}
+    return {
+        f"{prefix}_p50_ms": percentile(xs, 50) * 1e3,
+        f"{prefix}_p90_ms": percentile(xs, 90) * 1e3,
+        f"{prefix}_p99_ms": percentile(xs, 99) * 1e3,
+        f"{prefix}_max_ms": xs[-1] * 1e3,
+    }
 
 
 def _reason(job: Any) -> str:
     try:
         job.result(timeout=5.0)
-    except Exception as exc:  # noqa: BLE001 - whatever it died of is the reason we report
+    except Exception as exc:
         return f"{type(exc).__name__}: {exc}"
     return "it exited early"
 
 
-def start_server(env: RepeatEnv, board: Board, fn: Callable[..., Any], *args: Any, ready: str = "port",
-                 role: str = "server", side: Any = None, timeout: float = CONNECT_TIMEOUT) -> Any:
+def start_server(
+    env: RepeatEnv,
+    board: Board,
+    fn: Callable[..., Any],
+    *args: Any,
+    ready: str = "port",
+    role: str = "server",
+    side: Any = None,
+    timeout: float = CONNECT_TIMEOUT,
+) -> Any:
     """Spawn ``fn(*args)`` in the server namespace (or ``side``'s) and wait until it sets ``board[ready]``.
 
     Raises :class:`ServerCrashed` with the child's own error when it dies first.
@@ -134,12 +160,13 @@ def stop_server(job: Any, board: Board | None = None, *, role: str = "server", t
     except ChildTimeout as exc:
         job.terminate()
         raise ServerHung(role, f"no result within {timeout:g} s") from exc
-    except Exception as exc:  # noqa: BLE001 - the child's failure becomes the probe's reason
+    except Exception as exc:
         raise ServerCrashed(role, f"{type(exc).__name__}: {exc}") from exc
 
 
-def open_listener(host: str, options: SocketOptions,
-                  default_backlog: int = DEFAULT_BACKLOG) -> tuple[socket.socket, int]:
+def open_listener(
+    host: str, options: SocketOptions, default_backlog: int = DEFAULT_BACKLOG
+) -> tuple[socket.socket, int]:
     """A TCP listener on an ephemeral port of ``host``: the server options set before ``listen()``, the
     assignment's backlog or else ``default_backlog``. Returns the socket and the backlog asked for."""
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -153,8 +180,16 @@ def open_listener(host: str, options: SocketOptions,
         raise
 
 
-def connect_many(n: int, host: str, port: int, options: SocketOptions, *, dead_peer: bool = True,
-                 wave: int = 64, timeout: float = CONNECT_TIMEOUT) -> list[socket.socket]:
+def connect_many(
+    n: int,
+    host: str,
+    port: int,
+    options: SocketOptions,
+    *,
+    dead_peer: bool = True,
+    wave: int = 64,
+    timeout: float = CONNECT_TIMEOUT,
+) -> list[socket.socket]:
     """Open ``n`` TCP connections, ``wave`` at a time (non-blocking connects), with the client options.
 
     Waves keep the arrivals below a default accept backlog; every socket is blocking on return.
@@ -197,8 +232,14 @@ def connect_many(n: int, host: str, port: int, options: SocketOptions, *, dead_p
     return done
 
 
-def accept_many(listener: socket.socket, n: int, options: SocketOptions, *, dead_peer: bool = True,
-                timeout: float = CONNECT_TIMEOUT) -> list[socket.socket]:
+def accept_many(
+    listener: socket.socket,
+    n: int,
+    options: SocketOptions,
+    *,
+    dead_peer: bool = True,
+    timeout: float = CONNECT_TIMEOUT,
+) -> list[socket.socket]:
     """Accept ``n`` connections (blocking sockets, server options applied) within ``timeout`` s."""
     conns: list[socket.socket] = []
     listener.settimeout(timeout)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import mmap
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from tuner.errors import ProbeError
 
@@ -43,8 +43,9 @@ class Board:
     def __setitem__(self, name: str, value: float) -> None:
         self._values[self._index[name]] = float(value)
 
-    def wait(self, name: str, *, timeout: float, alive: Callable[[], bool] | None = None,
-             poll: float = 0.002) -> float:
+    def wait(
+        self, name: str, *, timeout: float, alive: Callable[[], bool] | None = None, poll: float = 0.002
+    ) -> float:
         """Wait until slot ``name`` is non-zero and return it.
 
         ``alive`` is checked while waiting: when it turns false (the process that should set the slot

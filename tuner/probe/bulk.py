@@ -26,15 +26,23 @@ import threading
 import time
 from dataclasses import dataclass
 
-from tuner.probe.base import (CONNECT_TIMEOUT, RepeatEnv, Sample, accept_many, connect_many, open_listener,
-                              start_server, stop_server)
+from tuner.probe.base import (
+    CONNECT_TIMEOUT,
+    RepeatEnv,
+    Sample,
+    accept_many,
+    connect_many,
+    open_listener,
+    start_server,
+    stop_server,
+)
 from tuner.probe.board import Board
+from tuner.probe.cpu import SATURATED, CpuMeter
 from tuner.probe.sockopts import SocketOptions
 from tuner.probe.tcpinfo import TcpInfo, tcp_info
-from tuner.probe.cpu import SATURATED, CpuMeter
 from tuner.workload import Direction, Workload
 
-__all__ = ["EndpointReport", "serve", "drive", "run_repeat", "warmup_for"]
+__all__ = ["EndpointReport", "drive", "run_repeat", "serve", "warmup_for"]
 
 _CHUNK = 256 * 1024
 _POLL = 0.2  # seconds a stream thread blocks before it looks at the stop flag
@@ -54,19 +62,23 @@ def warmup_for(rtt: float, base: float, rate_bps: float | None = None) -> float:
 @dataclass(frozen=True)
 class EndpointReport:
     sending: bool
-    window: float               # seconds between the two snapshots
-    bytes_in_window: int        # bytes read (receiver) in the window
-    retransmits: int            # sender: segments retransmitted in the window
-    busy_us: int                # sender: time with data in flight
+    window: float  # seconds between the two snapshots
+    bytes_in_window: int  # bytes read (receiver) in the window
+    retransmits: int  # sender: segments retransmitted in the window
+    busy_us: int  # sender: time with data in flight
     rwnd_limited_us: int
     sndbuf_limited_us: int
     cpu_share: float
-    delivered_bytes: int = 0    # sender: payload delivered in the window (tcpi_delivered x MSS)
+    delivered_bytes: int = 0  # sender: payload delivered in the window (tcpi_delivered x MSS)
 
 
 def _sum_info(infos: list[TcpInfo]) -> tuple[int, int, int, int]:
-    return (sum(i.total_retrans for i in infos), sum(i.busy_time_us for i in infos),
-            sum(i.rwnd_limited_us for i in infos), sum(i.sndbuf_limited_us for i in infos))
+    return (
+        sum(i.total_retrans for i in infos),
+        sum(i.busy_time_us for i in infos),
+        sum(i.rwnd_limited_us for i in infos),
+        sum(i.sndbuf_limited_us for i in infos),
+    )
 
 
 def _endpoint(socks: list[socket.socket], sending: bool, board: Board, *, ends: bool) -> EndpointReport:
@@ -103,8 +115,12 @@ def _endpoint(socks: list[socket.socket], sending: bool, board: Board, *, ends: 
 
     for s in socks:
         s.settimeout(_POLL)
-    threads = [threading.Thread(target=send, args=(s,), daemon=True) if sending else
-               threading.Thread(target=receive, args=(i, s), daemon=True) for i, s in enumerate(socks)]
+    threads = [
+        threading.Thread(target=send, args=(s,), daemon=True)
+        if sending
+        else threading.Thread(target=receive, args=(i, s), daemon=True)
+        for i, s in enumerate(socks)
+    ]
     for t in threads:
         t.start()
     try:
@@ -131,8 +147,9 @@ def _endpoint(socks: list[socket.socket], sending: bool, board: Board, *, ends: 
             # end with a reset: queued data is discarded instead of draining over a slow path
             s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             s.close()
-    return EndpointReport(sending, t1 - t0, c1 - c0, i1[0] - i0[0], i1[1] - i0[1], i1[2] - i0[2],
-                          i1[3] - i0[3], share, d1 - d0)
+    return EndpointReport(
+        sending, t1 - t0, c1 - c0, i1[0] - i0[0], i1[1] - i0[1], i1[2] - i0[2], i1[3] - i0[3], share, d1 - d0
+    )
 
 
 def _delivered(socks: list[socket.socket]) -> int:
@@ -157,8 +174,9 @@ def serve(workload: Workload, options: SocketOptions, board: Board, host: str) -
     return _endpoint(socks, workload.direction is Direction.DOWNLOAD, board, ends=False)
 
 
-def drive(workload: Workload, options: SocketOptions, board: Board, host: str, warmup: float,
-          duration: float) -> EndpointReport:
+def drive(
+    workload: Workload, options: SocketOptions, board: Board, host: str, warmup: float, duration: float
+) -> EndpointReport:
     socks = connect_many(max(workload.streams, 1), host, int(board["port"]), options)
     board["t_start"] = time.monotonic() + warmup
     board["t_end"] = board["t_start"] + duration
@@ -170,8 +188,16 @@ def run_repeat(env: RepeatEnv) -> Sample:
     w = env.workload
     server = start_server(env, board, serve, w, env.options, board, env.server_host)
     try:
-        client: EndpointReport = env.sandbox.run(env.client_side, drive, w, env.options, board, env.server_host,
-                                                 warmup_for(env.path.rtt, env.warmup, env.path.rate_bps), env.duration)
+        client: EndpointReport = env.sandbox.run(
+            env.client_side,
+            drive,
+            w,
+            env.options,
+            board,
+            env.server_host,
+            warmup_for(env.path.rtt, env.warmup, env.path.rate_bps),
+            env.duration,
+        )
     finally:
         server_report: EndpointReport = stop_server(server, board)
     sender, receiver = (client, server_report) if client.sending else (server_report, client)
@@ -190,6 +216,7 @@ def run_repeat(env: RepeatEnv) -> Sample:
     sample.metrics["sndbuf_limited_pct"] = 100.0 * sender.sndbuf_limited_us / busy if busy else 0.0
     for name, report in (("sender", sender), ("receiver", receiver)):
         if report.cpu_share >= SATURATED:
-            sample.bottleneck(f"{name} cpu",
-                              f"load generator: the bulk {name} was busy {report.cpu_share:.0%} of a core")
+            sample.bottleneck(
+                f"{name} cpu", f"load generator: the bulk {name} was busy {report.cpu_share:.0%} of a core"
+            )
     return sample

@@ -35,17 +35,27 @@ from dataclasses import dataclass
 
 from tuner.probe.base import RepeatEnv, Sample, latency_metrics, open_listener, start_server, stop_server
 from tuner.probe.board import Board
-from tuner.probe.sockopts import SocketOptions
 from tuner.probe.cpu import SATURATED, CpuMeter
+from tuner.probe.sockopts import SocketOptions
 from tuner.workload import Workload
 
-__all__ = ["COUNTER_METRICS", "ServerReport", "ClientReport", "serve", "drive", "run_repeat", "connect_timeout"]
+__all__ = [
+    "COUNTER_METRICS",
+    "ClientReport",
+    "ServerReport",
+    "connect_timeout",
+    "drive",
+    "run_repeat",
+    "serve",
+]
 
 _RESET = struct.pack("ii", 1, 0)
 
 # metrics the runner takes from kernel counter deltas of one repeat: name -> (side, counter)
-COUNTER_METRICS = {"listen_overflows": ("server", "TcpExt.ListenOverflows"),
-                   "listen_drops": ("server", "TcpExt.ListenDrops")}
+COUNTER_METRICS = {
+    "listen_overflows": ("server", "TcpExt.ListenOverflows"),
+    "listen_drops": ("server", "TcpExt.ListenDrops"),
+}
 
 
 def connect_timeout(duration: float) -> float:
@@ -90,11 +100,11 @@ def serve(workload: Workload, options: SocketOptions, board: Board, host: str) -
 
 @dataclass(frozen=True)
 class ClientReport:
-    times: list[float]       # seconds per connect attempt (failed ones at their elapsed time)
+    times: list[float]  # seconds per connect attempt (failed ones at their elapsed time)
     failed: int
-    span: float              # first attempt to last success, seconds
-    attempt_rate: float      # connect attempts started per second, first to last attempt
-    first_wave_spread: float # seconds to issue the first ``burst_threads`` connects
+    span: float  # first attempt to last success, seconds
+    attempt_rate: float  # connect attempts started per second, first to last attempt
+    first_wave_spread: float  # seconds to issue the first ``burst_threads`` connects
     cpu_share: float
     errors: dict[str, int]
 
@@ -107,10 +117,10 @@ def drive(workload: Workload, options: SocketOptions, host: str, port: int, time
     warm.close()
     total = workload.burst_connections
     concurrency = max(1, min(workload.burst_threads, total))
-    results: list[tuple[float, float, bool]] = []   # (start, elapsed, ok)
+    results: list[tuple[float, float, bool]] = []  # (start, elapsed, ok)
     errors: dict[str, int] = {}
     pending: dict[socket.socket, float] = {}
-    order: deque[tuple[float, socket.socket]] = deque()   # by start time, for the timeouts
+    order: deque[tuple[float, socket.socket]] = deque()  # by start time, for the timeouts
     first_wave: list[float] = []
     started = 0
 
@@ -165,8 +175,15 @@ def drive(workload: Workload, options: SocketOptions, host: str, port: int, time
     last_start = max((s for s, _, _ in results), default=first)
     attempt_rate = len(results) / (last_start - first) if last_start > first else float("inf")
     spread = first_wave[-1] - first_wave[0] if first_wave else 0.0
-    return ClientReport([e for _, e, _ in results], sum(1 for *_, ok in results if not ok), last_ok - first,
-                        attempt_rate, spread, share, errors)
+    return ClientReport(
+        [e for _, e, _ in results],
+        sum(1 for *_, ok in results if not ok),
+        last_ok - first,
+        attempt_rate,
+        spread,
+        share,
+        errors,
+    )
 
 
 def run_repeat(env: RepeatEnv) -> Sample:
@@ -174,8 +191,15 @@ def run_repeat(env: RepeatEnv) -> Sample:
     w = env.workload
     server = start_server(env, board, serve, w, env.options, board, env.server_host)
     try:
-        client: ClientReport = env.sandbox.run(env.client_side, drive, w, env.options, env.server_host,
-                                               int(board["port"]), connect_timeout(env.duration))
+        client: ClientReport = env.sandbox.run(
+            env.client_side,
+            drive,
+            w,
+            env.options,
+            env.server_host,
+            int(board["port"]),
+            connect_timeout(env.duration),
+        )
     finally:
         stop_server(server, board)
     sample = Sample()
@@ -185,14 +209,22 @@ def run_repeat(env: RepeatEnv) -> Sample:
     ok = len(client.times) - client.failed
     sample.metrics["connect_rate"] = ok / client.span if client.span > 0 else 0.0
     if client.errors:
-        sample.notes.append("connect errors: " + ", ".join(f"{k} x{v}" for k, v in sorted(client.errors.items())))
+        sample.notes.append(
+            "connect errors: " + ", ".join(f"{k} x{v}" for k, v in sorted(client.errors.items()))
+        )
     wave = min(w.burst_threads, w.burst_connections)
     if w.accept_rate > 0 and client.first_wave_spread > max(wave / w.accept_rate, 0.05):
-        sample.bottleneck("first wave", f"load generator: the first {wave} connects took "
-                                        f"{client.first_wave_spread * 1e3:.0f} ms to start, longer than the server "
-                                        f"needs to accept them ({wave / w.accept_rate * 1e3:.0f} ms)")
+        sample.bottleneck(
+            "first wave",
+            f"load generator: the first {wave} connects took "
+            f"{client.first_wave_spread * 1e3:.0f} ms to start, longer than the server "
+            f"needs to accept them ({wave / w.accept_rate * 1e3:.0f} ms)",
+        )
     if client.cpu_share >= SATURATED and client.attempt_rate < w.accept_rate:
-        sample.bottleneck("client cpu", f"load generator: the burst client, busy {client.cpu_share:.0%} of a core, "
-                                        f"started {client.attempt_rate:.0f} connects/s, fewer than the server accepts "
-                                        f"({w.accept_rate:.0f}/s)")
+        sample.bottleneck(
+            "client cpu",
+            f"load generator: the burst client, busy {client.cpu_share:.0%} of a core, "
+            f"started {client.attempt_rate:.0f} connects/s, fewer than the server accepts "
+            f"({w.accept_rate:.0f}/s)",
+        )
     return sample

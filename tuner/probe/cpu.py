@@ -6,7 +6,7 @@ import resource
 import time
 from dataclasses import dataclass
 
-__all__ = ["CpuMeter", "cpu_seconds", "SATURATED"]
+__all__ = ["SATURATED", "CpuMeter", "cpu_seconds"]
 
 # A process whose CPU time reaches this share of the wall time of a window was busy all along: for a
 # Python loop (one GIL) it is the load generator, not the network settings, that set the pace.

@@ -47,18 +47,36 @@ import time
 from dataclasses import dataclass, field
 
 from tuner.observe.counters import read_counters
-from tuner.probe.base import (DEFAULT_BACKLOG, RepeatEnv, Sample, accept_many, connect_many, open_listener,
-                              start_server, stop_server)
+from tuner.probe.base import (
+    DEFAULT_BACKLOG,
+    RepeatEnv,
+    Sample,
+    accept_many,
+    connect_many,
+    open_listener,
+    start_server,
+    stop_server,
+)
 from tuner.probe.board import Board
 from tuner.probe.sockopts import SocketOptions
 from tuner.workload import Workload
 
-__all__ = ["SurvivorReport", "Timers", "serve", "hold", "run_repeat", "window", "healthy_phase",
-           "HEALTHY_PROBES", "PHASE_CAP", "WINDOW_MIN"]
+__all__ = [
+    "HEALTHY_PROBES",
+    "PHASE_CAP",
+    "WINDOW_MIN",
+    "SurvivorReport",
+    "Timers",
+    "healthy_phase",
+    "hold",
+    "run_repeat",
+    "serve",
+    "window",
+]
 
 _PROBES_SENT = "TcpExt.TCPKeepAlive"
-HEALTHY_PROBES = 3     # keepalive probes per connection the healthy phase aims to cover
-PHASE_CAP = 30.0       # seconds: the healthy phase is not stretched beyond this for settings that act later
+HEALTHY_PROBES = 3  # keepalive probes per connection the healthy phase aims to cover
+PHASE_CAP = 30.0  # seconds: the healthy phase is not stretched beyond this for settings that act later
 # The dead-peer window covers every setting of the keepalive search space that can detect at all (the
 # slowest, TCP_KEEPIDLE 3 + TCP_KEEPINTVL 2 x TCP_KEEPCNT 4 = 11 s, with margin)
 WINDOW_MIN = 18.0
@@ -109,30 +127,33 @@ def healthy_phase(duration: float, timers: Timers, loss: float) -> tuple[float, 
 
 
 def _timers(sock: socket.socket) -> Timers:
-    return Timers(bool(sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE)),
-                  sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE),
-                  sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL),
-                  sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT),
-                  sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT))
+    return Timers(
+        bool(sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE)),
+        sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE),
+        sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL),
+        sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT),
+        sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT),
+    )
 
 
 @dataclass(frozen=True)
 class SurvivorReport:
-    detect_times: list[float]          # seconds from the partition to each socket's error
-    undetected: int                    # connections still open when the window closed
-    window_s: float                    # how long the survivor waited after the partition
+    detect_times: list[float]  # seconds from the partition to each socket's error
+    undetected: int  # connections still open when the window closed
+    window_s: float  # how long the survivor waited after the partition
     timers: Timers
-    errors: dict[str, int] = field(default_factory=dict)   # errno name -> count
-    false_kills: int = 0               # sockets that failed with a timeout while the peer was alive
-    early: int = 0                     # sockets that ended otherwise (EOF, reset) while the peer was alive
-    healthy_s: float = 0.0             # how long the healthy phase lasted
-    risk_seen: bool = True             # the healthy phase was long enough for the timers to give up
+    errors: dict[str, int] = field(default_factory=dict)  # errno name -> count
+    false_kills: int = 0  # sockets that failed with a timeout while the peer was alive
+    early: int = 0  # sockets that ended otherwise (EOF, reset) while the peer was alive
+    healthy_s: float = 0.0  # how long the healthy phase lasted
+    risk_seen: bool = True  # the healthy phase was long enough for the timers to give up
     connections: int = 0
-    healthy_probes: int = 0            # keepalive probes the survivor sent in the healthy phase (TcpExt.TCPKeepAlive)
+    healthy_probes: int = 0  # keepalive probes the survivor sent in the healthy phase (TcpExt.TCPKeepAlive)
 
 
-def serve(workload: Workload, options: SocketOptions, board: Board, host: str, duration: float,
-          loss: float) -> SurvivorReport:
+def serve(
+    workload: Workload, options: SocketOptions, board: Board, host: str, duration: float, loss: float
+) -> SurvivorReport:
     listener, _ = open_listener(host, options, max(DEFAULT_BACKLOG, workload.idle_connections))
     board["port"] = listener.getsockname()[1]
     conns = accept_many(listener, max(workload.idle_connections, 1), options, dead_peer=True)
@@ -152,7 +173,7 @@ def serve(workload: Workload, options: SocketOptions, board: Board, host: str, d
         open_count = len(conns)
         while open_count and not board["stop"]:
             t0 = board["partitioned_at"]
-            if t0 and probes < 0:   # the healthy phase is over: the keepalive probes it took
+            if t0 and probes < 0:  # the healthy phase is over: the keepalive probes it took
                 probes = read_counters().get(_PROBES_SENT, 0) - probes_before
             if t0 and time.monotonic() > t0 + wait_s:
                 break
@@ -180,13 +201,26 @@ def serve(workload: Workload, options: SocketOptions, board: Board, host: str, d
         conn.close()
     if probes < 0:
         probes = read_counters().get(_PROBES_SENT, 0) - probes_before
-    return SurvivorReport(detect, open_count, wait_s, timers, errors, false_kills, early, board["healthy_s"],
-                          risk_seen, len(conns), probes)
+    return SurvivorReport(
+        detect,
+        open_count,
+        wait_s,
+        timers,
+        errors,
+        false_kills,
+        early,
+        board["healthy_s"],
+        risk_seen,
+        len(conns),
+        probes,
+    )
 
 
 def hold(workload: Workload, options: SocketOptions, board: Board, host: str) -> int:
     """The client: open the idle connections and keep them until ``board["stop"]``."""
-    conns = connect_many(max(workload.idle_connections, 1), host, int(board["port"]), options, dead_peer=False)
+    conns = connect_many(
+        max(workload.idle_connections, 1), host, int(board["port"]), options, dead_peer=False
+    )
     try:
         board["connected"] = len(conns)
         while not board["stop"]:
@@ -200,15 +234,26 @@ def hold(workload: Workload, options: SocketOptions, board: Board, host: str) ->
 def run_repeat(env: RepeatEnv) -> Sample:
     board = Board("port", "stop", "accepted", "connected", "partitioned_at", "healthy_s")
     w = env.workload
-    server = start_server(env, board, serve, w, env.options, board, env.server_host, env.duration,
-                          env.path.loss)
+    server = start_server(
+        env, board, serve, w, env.options, board, env.server_host, env.duration, env.path.loss
+    )
     client = None
     partitioned = False
     try:
-        client = start_server(env, board, hold, w, env.options, board, env.server_host, ready="connected",
-                              role="client", side=env.client_side)
+        client = start_server(
+            env,
+            board,
+            hold,
+            w,
+            env.options,
+            board,
+            env.server_host,
+            ready="connected",
+            role="client",
+            side=env.client_side,
+        )
         board.wait("accepted", timeout=10.0, alive=server.alive)
-        time.sleep(board["healthy_s"] or env.duration)   # the healthy idle phase, over the lossy path
+        time.sleep(board["healthy_s"] or env.duration)  # the healthy idle phase, over the lossy path
         env.sandbox.set_partitioned(True)
         partitioned = True
         board["partitioned_at"] = time.monotonic()
@@ -233,20 +278,32 @@ def run_repeat(env: RepeatEnv) -> Sample:
         sample.metrics["false_kills"] = float(report.false_kills)
         sample.metrics["healthy_keepalive_probes"] = float(report.healthy_probes)
     else:
-        sample.notes.append(f"false kills not measured: these timers (idle {t.idle_s} s, interval {t.intvl_s} s x "
-                            f"{t.count}, user timeout {t.user_timeout_ms} ms) give up on a live peer later than "
-                            f"the probe's {PHASE_CAP:g} s healthy phase can show")
-    sample.computed["keepalive_packets_per_conn_hour"] = 3600.0 / t.idle_s if t.keepalive_on and t.idle_s > 0 else 0.0
+        sample.notes.append(
+            f"false kills not measured: these timers (idle {t.idle_s} s, interval {t.intvl_s} s x "
+            f"{t.count}, user timeout {t.user_timeout_ms} ms) give up on a live peer later than "
+            f"the probe's {PHASE_CAP:g} s healthy phase can show"
+        )
+    sample.computed["keepalive_packets_per_conn_hour"] = (
+        3600.0 / t.idle_s if t.keepalive_on and t.idle_s > 0 else 0.0
+    )
     if report.false_kills:
-        sample.notes.append(f"{report.false_kills} of {report.connections} healthy connections killed in "
-                            f"{report.healthy_s:g} s over the lossy path (keepalive probes or their ACKs lost "
-                            f"{t.count} time(s) in a row)")
+        sample.notes.append(
+            f"{report.false_kills} of {report.connections} healthy connections killed in "
+            f"{report.healthy_s:g} s over the lossy path (keepalive probes or their ACKs lost "
+            f"{t.count} time(s) in a row)"
+        )
     if report.undetected:
-        sample.notes.append(f"{report.undetected} of {n} connections: dead peer not detected within the "
-                            f"{wait_s:g} s window (detect_s counts them as {wait_s:g} s: a lower bound)")
+        sample.notes.append(
+            f"{report.undetected} of {n} connections: dead peer not detected within the "
+            f"{wait_s:g} s window (detect_s counts them as {wait_s:g} s: a lower bound)"
+        )
     if report.errors:
-        sample.notes.append("socket errors: " + ", ".join(f"{k} x{v}" for k, v in sorted(report.errors.items())))
+        sample.notes.append(
+            "socket errors: " + ", ".join(f"{k} x{v}" for k, v in sorted(report.errors.items()))
+        )
     if report.early:
-        sample.bottleneck("early failures", f"probe: {report.early} connections ended before the partition "
-                                            "(not by a timeout)")
+        sample.bottleneck(
+            "early failures",
+            f"probe: {report.early} connections ended before the partition (not by a timeout)",
+        )
     return sample

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import math
 import statistics
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Mapping, Sequence
+from typing import Any
 
-from tuner.workload import Path, Workload
+from tuner.workload import NetworkPath, Workload
 
-__all__ = ["Better", "MetricInfo", "METRICS", "Stat", "summarize", "Measurement"]
+__all__ = ["METRICS", "Better", "Measurement", "MetricInfo", "Stat", "summarize"]
 
 
 class Better(Enum):
@@ -35,37 +36,54 @@ def _m(name: str, unit: str, better: Better, description: str) -> tuple[str, Met
 
 
 L, H = Better.LOWER, Better.HIGHER
-METRICS: Mapping[str, MetricInfo] = dict([
-    _m("tps", "1/s", H, "transactions per second"),
-    _m("latency_p50_ms", "ms", L, "median request latency"),
-    _m("latency_p90_ms", "ms", L, "90th percentile request latency"),
-    _m("latency_p99_ms", "ms", L, "99th percentile request latency"),
-    _m("latency_max_ms", "ms", L, "largest request latency"),
-    _m("goodput_mbps", "Mbit/s", H, "application bytes delivered per second"),
-    _m("retransmits", "segments", L, "TCP segments retransmitted"),
-    _m("sndbuf_limited_pct", "%", L, "share of time the sender was limited by its send buffer"),
-    _m("rwnd_limited_pct", "%", L, "share of time the sender was limited by the receive window"),
-    _m("connect_p50_ms", "ms", L, "median connect time"),
-    _m("connect_p99_ms", "ms", L, "99th percentile connect time"),
-    _m("connect_max_ms", "ms", L, "largest connect time"),
-    _m("connect_failed", "connections", L, "connects that failed"),
-    _m("connect_rate", "1/s", H, "connections established per second"),
-    _m("listen_overflows", "events", L, "accept-queue overflows at the listener (TcpExt.ListenOverflows)"),
-    _m("listen_drops", "events", L, "connection attempts the listener dropped (TcpExt.ListenDrops)"),
-    _m("delivered_fraction", "", H, "share of datagrams the reader received"),
-    _m("reader_latency_ms", "ms", L, "median time from send to read"),
-    _m("reader_latency_p99_ms", "ms", L, "99th percentile time from send to read"),
-    _m("rcvbuf_errors", "datagrams", L, "datagrams dropped for a full receive buffer (Udp.RcvbufErrors)"),
-    _m("detect_s", "s", L, "time until the survivor noticed the dead peer"),
-    _m("detected_fraction", "", H, "share of connections whose dead peer was noticed within the window"),
-    _m("false_kills", "connections", L, "healthy connections the survivor dropped over the lossy path"),
-    _m("healthy_keepalive_probes", "probes", L,
-       "keepalive probes sent while the peer was alive (the exposure behind false_kills; fewer cost less)"),
-    _m("keepalive_packets_per_conn_hour", "packets", L,
-       "keepalive probes per connection-hour (computed from the settings, not measured)"),
-    _m("bytes_per_conn", "bytes", L, "kernel socket memory per connection"),
-    _m("queued_bytes_per_conn", "bytes", L, "bytes of pending data held in the kernel's queues per connection"),
-])
+METRICS: Mapping[str, MetricInfo] = dict(
+    [
+        _m("tps", "1/s", H, "transactions per second"),
+        _m("latency_p50_ms", "ms", L, "median request latency"),
+        _m("latency_p90_ms", "ms", L, "90th percentile request latency"),
+        _m("latency_p99_ms", "ms", L, "99th percentile request latency"),
+        _m("latency_max_ms", "ms", L, "largest request latency"),
+        _m("goodput_mbps", "Mbit/s", H, "application bytes delivered per second"),
+        _m("retransmits", "segments", L, "TCP segments retransmitted"),
+        _m("sndbuf_limited_pct", "%", L, "share of time the sender was limited by its send buffer"),
+        _m("rwnd_limited_pct", "%", L, "share of time the sender was limited by the receive window"),
+        _m("connect_p50_ms", "ms", L, "median connect time"),
+        _m("connect_p99_ms", "ms", L, "99th percentile connect time"),
+        _m("connect_max_ms", "ms", L, "largest connect time"),
+        _m("connect_failed", "connections", L, "connects that failed"),
+        _m("connect_rate", "1/s", H, "connections established per second"),
+        _m(
+            "listen_overflows", "events", L, "accept-queue overflows at the listener (TcpExt.ListenOverflows)"
+        ),
+        _m("listen_drops", "events", L, "connection attempts the listener dropped (TcpExt.ListenDrops)"),
+        _m("delivered_fraction", "", H, "share of datagrams the reader received"),
+        _m("reader_latency_ms", "ms", L, "median time from send to read"),
+        _m("reader_latency_p99_ms", "ms", L, "99th percentile time from send to read"),
+        _m("rcvbuf_errors", "datagrams", L, "datagrams dropped for a full receive buffer (Udp.RcvbufErrors)"),
+        _m("detect_s", "s", L, "time until the survivor noticed the dead peer"),
+        _m("detected_fraction", "", H, "share of connections whose dead peer was noticed within the window"),
+        _m("false_kills", "connections", L, "healthy connections the survivor dropped over the lossy path"),
+        _m(
+            "healthy_keepalive_probes",
+            "probes",
+            L,
+            "keepalive probes sent while the peer was alive (the exposure behind false_kills; fewer cost less)",
+        ),
+        _m(
+            "keepalive_packets_per_conn_hour",
+            "packets",
+            L,
+            "keepalive probes per connection-hour (computed from the settings, not measured)",
+        ),
+        _m("bytes_per_conn", "bytes", L, "kernel socket memory per connection"),
+        _m(
+            "queued_bytes_per_conn",
+            "bytes",
+            L,
+            "bytes of pending data held in the kernel's queues per connection",
+        ),
+    ]
+)
 
 
 @dataclass(frozen=True)
@@ -88,8 +106,10 @@ class Stat:
         return {"median": self.median, "lo": self.lo, "hi": self.hi, "samples": list(self.samples)}
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "Stat":
-        return cls(float(d["median"]), float(d["lo"]), float(d["hi"]), tuple(float(x) for x in d.get("samples", ())))
+    def from_dict(cls, d: Mapping[str, Any]) -> Stat:
+        return cls(
+            float(d["median"]), float(d["lo"]), float(d["hi"]), tuple(float(x) for x in d.get("samples", ()))
+        )
 
 
 def summarize(samples: Sequence[float]) -> Stat:
@@ -115,22 +135,24 @@ def summarize(samples: Sequence[float]) -> Stat:
 @dataclass(frozen=True)
 class Measurement:
     workload: Workload
-    path: Path
+    path: NetworkPath
     assignment: Mapping[str, Any]
     metrics: Mapping[str, Stat] = field(default_factory=dict)
     counters: Mapping[str, Mapping[str, int]] = field(default_factory=dict)  # side -> counter deltas
-    backend: str = "none"                    # path backend: none, netem, tun
+    backend: str = "none"  # path backend: none, netem, tun
     health: Mapping[str, float] = field(default_factory=dict)
     repeats: int = 0
-    duration: float = 0.0                    # seconds per repeat, warm-up excluded
+    duration: float = 0.0  # seconds per repeat, warm-up excluded
     valid: bool = True
-    invalid_reason: str | None = None        # e.g. "sandbox: 12 packets dropped at the TUN ring"
+    invalid_reason: str | None = None  # e.g. "sandbox: 12 packets dropped at the TUN ring"
     failed: bool = False
     error: str | None = None
-    notes: tuple[str, ...] = ()              # what a reader should know (e.g. a metric derived, not measured)
-    computed: Mapping[str, float] = field(default_factory=dict)   # figures computed from the settings:
-                                             # not measured, so no interval (e.g. keepalive packets per hour)
-    baseline: Mapping[str, Any] = field(default_factory=dict)  # {"source", "settings"}: the target's values it ran on
+    notes: tuple[str, ...] = ()  # what a reader should know (e.g. a metric derived, not measured)
+    computed: Mapping[str, float] = field(default_factory=dict)  # figures computed from the settings:
+    # not measured, so no interval (e.g. keepalive packets per hour)
+    baseline: Mapping[str, Any] = field(
+        default_factory=dict
+    )  # {"source", "settings"}: the target's values it ran on
 
     def value(self, metric: str) -> float:
         return self.metrics[metric].median
@@ -162,17 +184,23 @@ class Measurement:
         if self.computed:
             d["computed"] = dict(self.computed)
         if self.baseline:
-            d["baseline"] = {"source": self.baseline.get("source"),
-                             "settings": {k: list(v) if isinstance(v, tuple) else v
-                                          for k, v in self.baseline.get("settings", {}).items()}}
+            d["baseline"] = {
+                "source": self.baseline.get("source"),
+                "settings": {
+                    k: list(v) if isinstance(v, tuple) else v
+                    for k, v in self.baseline.get("settings", {}).items()
+                },
+            }
         return d
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "Measurement":
+    def from_dict(cls, d: Mapping[str, Any]) -> Measurement:
         return cls(
             workload=Workload.from_dict(d["workload"]),
-            path=Path.from_dict(d["path"]),
-            assignment={k: tuple(v) if isinstance(v, list) else v for k, v in d.get("assignment", {}).items()},
+            path=NetworkPath.from_dict(d["path"]),
+            assignment={
+                k: tuple(v) if isinstance(v, list) else v for k, v in d.get("assignment", {}).items()
+            },
             metrics={k: Stat.from_dict(s) for k, s in d.get("metrics", {}).items()},
             counters={side: dict(c) for side, c in d.get("counters", {}).items()},
             backend=d.get("backend", "none"),

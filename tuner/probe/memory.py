@@ -27,29 +27,39 @@ import time
 from dataclasses import dataclass, replace
 
 from tuner.probe import bulk
-from tuner.probe.base import (DEFAULT_BACKLOG, RepeatEnv, Sample, accept_many, connect_many, open_listener,
-                              start_server, stop_server)
+from tuner.probe.base import (
+    DEFAULT_BACKLOG,
+    RepeatEnv,
+    Sample,
+    accept_many,
+    connect_many,
+    open_listener,
+    start_server,
+    stop_server,
+)
 from tuner.probe.board import Board
 from tuner.probe.sockopts import SocketOptions
 from tuner.probe.tcpinfo import sock_meminfo
 from tuner.workload import Direction, Workload, WorkloadKind
 
-__all__ = ["SideMemory", "serve", "hold", "run_repeat", "FLOOR_SECONDS"]
+__all__ = ["FLOOR_SECONDS", "SideMemory", "hold", "run_repeat", "serve"]
 
-FLOOR_SECONDS = 0.5   # longest measured window of the throughput-floor check
+FLOOR_SECONDS = 0.5  # longest measured window of the throughput-floor check
 _RESET = struct.pack("ii", 1, 0)
 
 
 @dataclass(frozen=True)
 class SideMemory:
     sockets: int
-    charged: int          # bytes, summed over this side's sockets
-    queued: int           # bytes of the messages still in this side's queues (receive + send)
+    charged: int  # bytes, summed over this side's sockets
+    queued: int  # bytes of the messages still in this side's queues (receive + send)
 
 
 def _measure(conns: list[socket.socket]) -> SideMemory:
     mems = [sock_meminfo(c) for c in conns]
-    return SideMemory(len(conns), sum(m.charged for m in mems), sum(m.rmem_alloc + m.wmem_queued for m in mems))
+    return SideMemory(
+        len(conns), sum(m.charged for m in mems), sum(m.rmem_alloc + m.wmem_queued for m in mems)
+    )
 
 
 def serve(workload: Workload, options: SocketOptions, board: Board, host: str, settle: float) -> SideMemory:
@@ -61,7 +71,7 @@ def serve(workload: Workload, options: SocketOptions, board: Board, host: str, s
     try:
         left = {c: max(workload.response_size, 0) for c in conns}
         _push(left, settle)
-        mem = _measure(conns)   # before the client may reset the connections
+        mem = _measure(conns)  # before the client may reset the connections
         board["filled"] = time.monotonic()
         board.wait("measured", timeout=60.0, alive=lambda: not board["stop"])
         return mem
@@ -103,7 +113,7 @@ def hold(workload: Workload, options: SocketOptions, board: Board, host: str, se
     conns = connect_many(max(workload.idle_connections, 1), host, int(board["port"]), options)
     try:
         board.wait("filled", timeout=120.0, alive=lambda: not board["stop"])
-        time.sleep(settle)   # what was in flight lands
+        time.sleep(settle)  # what was in flight lands
         mem = _measure(conns)
         board["measured"] = time.monotonic()
         return mem
@@ -119,18 +129,24 @@ def run_repeat(env: RepeatEnv) -> Sample:
     settle = max(0.1, 4 * env.path.rtt)
     server = start_server(env, board, serve, w, env.options, board, env.server_host, settle)
     try:
-        client: SideMemory = env.sandbox.run(env.client_side, hold, w, env.options, board, env.server_host, settle)
+        client: SideMemory = env.sandbox.run(
+            env.client_side, hold, w, env.options, board, env.server_host, settle
+        )
     finally:
         board["measured"] = board["measured"] or time.monotonic()
         server_mem: SideMemory = stop_server(server, None, timeout=30.0)
     sample = Sample()
     n = max(client.sockets, 1)
     sample.metrics["bytes_per_conn"] = (client.charged + server_mem.charged) / n
-    floor_env = replace(env, workload=Workload(WorkloadKind.BULK, streams=1, direction=Direction.DOWNLOAD),
-                        duration=min(FLOOR_SECONDS, env.duration), warmup=min(env.warmup, 0.2))
+    floor_env = replace(
+        env,
+        workload=Workload(WorkloadKind.BULK, streams=1, direction=Direction.DOWNLOAD),
+        duration=min(FLOOR_SECONDS, env.duration),
+        warmup=min(env.warmup, 0.2),
+    )
     floor = bulk.run_repeat(floor_env)
     sample.metrics["goodput_mbps"] = floor.metrics["goodput_mbps"]
-    if floor.bottlenecks:   # a CPU-bound floor check still proves at least this goodput
+    if floor.bottlenecks:  # a CPU-bound floor check still proves at least this goodput
         sample.notes.append("goodput_mbps is a lower bound: " + "; ".join(floor.bottlenecks.values()))
     sample.metrics["queued_bytes_per_conn"] = (client.queued + server_mem.queued) / n
     return sample

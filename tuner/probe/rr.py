@@ -25,14 +25,21 @@ import socket
 import time
 from dataclasses import dataclass
 
-from tuner.probe.base import (RepeatEnv, Sample, connect_many, latency_metrics, open_listener, start_server,
-                              stop_server)
+from tuner.probe.base import (
+    RepeatEnv,
+    Sample,
+    connect_many,
+    latency_metrics,
+    open_listener,
+    start_server,
+    stop_server,
+)
 from tuner.probe.board import Board
-from tuner.probe.sockopts import SocketOptions
 from tuner.probe.cpu import SATURATED, CpuMeter
+from tuner.probe.sockopts import SocketOptions
 from tuner.workload import Workload, WritePattern
 
-__all__ = ["serve", "drive", "ClientReport", "ServerReport", "run_repeat"]
+__all__ = ["ClientReport", "ServerReport", "drive", "run_repeat", "serve"]
 
 _CHUNK = 1 << 16
 
@@ -113,13 +120,14 @@ def serve(workload: Workload, options: SocketOptions, board: Board, host: str) -
 
 @dataclass(frozen=True)
 class ClientReport:
-    latencies: list[float]   # seconds, transactions completed in the measured window
-    window: float            # seconds actually measured
-    cpu_share: float         # client CPU time / wall time over the window
+    latencies: list[float]  # seconds, transactions completed in the measured window
+    window: float  # seconds actually measured
+    cpu_share: float  # client CPU time / wall time over the window
 
 
-def drive(workload: Workload, options: SocketOptions, host: str, port: int, warmup: float,
-          duration: float) -> ClientReport:
+def drive(
+    workload: Workload, options: SocketOptions, host: str, port: int, warmup: float, duration: float
+) -> ClientReport:
     """The client: ``connections`` closed loops; measures the window after ``warmup`` seconds."""
     request = _parts(workload.request_size, workload.write_pattern)
     response = max(workload.response_size, 1)
@@ -131,11 +139,18 @@ def drive(workload: Workload, options: SocketOptions, host: str, port: int, warm
             sock.close()
 
 
-def _loop(conns: list[socket.socket], request: tuple[bytes, ...], response: int, think: float,
-          options: SocketOptions, warmup: float, duration: float) -> ClientReport:
+def _loop(
+    conns: list[socket.socket],
+    request: tuple[bytes, ...],
+    response: int,
+    think: float,
+    options: SocketOptions,
+    warmup: float,
+    duration: float,
+) -> ClientReport:
     sent_at: dict[socket.socket, float] = {}
     got: dict[socket.socket, int] = {c: 0 for c in conns}
-    idle: list[tuple[float, int, socket.socket]] = []   # (when to send, tie-breaker, socket)
+    idle: list[tuple[float, int, socket.socket]] = []  # (when to send, tie-breaker, socket)
     latencies: list[float] = []
     meter = CpuMeter()
     now = time.monotonic()
@@ -179,8 +194,16 @@ def run_repeat(env: RepeatEnv) -> Sample:
     w = env.workload
     server = start_server(env, board, serve, w, env.options, board, env.server_host)
     try:
-        report: ClientReport = env.sandbox.run(env.client_side, drive, w, env.options, env.server_host,
-                                               int(board["port"]), env.warmup, env.duration)
+        report: ClientReport = env.sandbox.run(
+            env.client_side,
+            drive,
+            w,
+            env.options,
+            env.server_host,
+            int(board["port"]),
+            env.warmup,
+            env.duration,
+        )
     finally:
         server_report: ServerReport = stop_server(server, board)
     sample = Sample()
@@ -189,8 +212,11 @@ def run_repeat(env: RepeatEnv) -> Sample:
     if not report.latencies:
         sample.bottleneck("no transactions", "probe: no transaction completed in the measured window")
     if report.cpu_share >= SATURATED:
-        sample.bottleneck("client cpu", f"load generator: the rr client was busy {report.cpu_share:.0%} of a core")
+        sample.bottleneck(
+            "client cpu", f"load generator: the rr client was busy {report.cpu_share:.0%} of a core"
+        )
     if server_report.cpu_share >= SATURATED:
-        sample.bottleneck("server cpu",
-                          f"load generator: the rr server was busy {server_report.cpu_share:.0%} of a core")
+        sample.bottleneck(
+            "server cpu", f"load generator: the rr server was busy {server_report.cpu_share:.0%} of a core"
+        )
     return sample

@@ -1,4 +1,4 @@
-"""run_probe: one Measurement of a Workload over a Path under an Assignment, in a Sandbox.
+"""run_probe: one Measurement of a Workload over a NetworkPath under an Assignment, in a Sandbox.
 
     m = run_probe(workload, path, assignment, repeats=3, duration=1.0, sandbox=None)
 
@@ -22,9 +22,10 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Mapping
 from dataclasses import replace
 from types import ModuleType
-from typing import Any, Mapping
+from typing import Any
 
 from tuner.errors import TunerError, interrupt_behind, reraise_interrupt
 from tuner.knobs import Kind, Scope, SysctlTree, Value, check_assignment, get_knob
@@ -35,26 +36,33 @@ from tuner.probe.base import RepeatEnv, Sample, ServerCrashed
 from tuner.probe.measurement import METRICS, Measurement, summarize
 from tuner.probe.sockopts import HostLimits, SocketOptions
 from tuner.probe.target import CONGESTION, NOT_COPIED, TargetBaseline, read_scope
-from tuner.workload import Path, Workload, WorkloadKind
+from tuner.workload import NetworkPath, Workload, WorkloadKind
 
-__all__ = ["run_probe", "PROBES", "netns_part", "default_warmup"]
+__all__ = ["PROBES", "default_warmup", "netns_part", "run_probe"]
 
 log = get_logger(__name__)
 
 PROBES: Mapping[WorkloadKind, ModuleType] = {
-    WorkloadKind.RR: rr, WorkloadKind.BULK: bulk, WorkloadKind.BURST: burst,
-    WorkloadKind.UDP: udp, WorkloadKind.KEEPALIVE: keepalive, WorkloadKind.MEMORY: memory,
+    WorkloadKind.RR: rr,
+    WorkloadKind.BULK: bulk,
+    WorkloadKind.BURST: burst,
+    WorkloadKind.UDP: udp,
+    WorkloadKind.KEEPALIVE: keepalive,
+    WorkloadKind.MEMORY: memory,
 }
 _SIDES = ("client", "server")
 
 
 def netns_part(assignment: Mapping[str, Value]) -> dict[str, Value]:
     """The per-namespace sysctls of an assignment."""
-    return {name: value for name, value in assignment.items()
-            if get_knob(name).kind is Kind.SYSCTL and get_knob(name).scope is Scope.NETNS}
+    return {
+        name: value
+        for name, value in assignment.items()
+        if get_knob(name).kind is Kind.SYSCTL and get_knob(name).scope is Scope.NETNS
+    }
 
 
-def default_warmup(duration: float, path: Path) -> float:
+def default_warmup(duration: float, path: NetworkPath) -> float:
     """Run before each measured window: a fifth of the window (0.1..0.5 s) plus two round trips."""
     return min(0.5, max(0.1, 0.2 * duration)) + 2 * path.rtt
 
@@ -79,11 +87,21 @@ def _error_text(exc: BaseException) -> str:
     return text
 
 
-def run_probe(workload: Workload, path: Path, assignment: Mapping[str, Any], *, repeats: int = 3,
-              duration: float = 1.0, sandbox: Any = None, target: TargetBaseline | None = None) -> Measurement:
+def run_probe(
+    workload: Workload,
+    path: NetworkPath,
+    assignment: Mapping[str, Any],
+    *,
+    repeats: int = 3,
+    duration: float = 1.0,
+    sandbox: Any = None,
+    target: TargetBaseline | None = None,
+) -> Measurement:
     """Measure ``workload`` over ``path`` under ``assignment``; see the module documentation."""
     t0 = time.monotonic()
-    base = Measurement(workload=workload, path=path, assignment=dict(assignment), repeats=0, duration=duration)
+    base = Measurement(
+        workload=workload, path=path, assignment=dict(assignment), repeats=0, duration=duration
+    )
 
     def failed(error: str, **fields: Any) -> Measurement:
         log.warning("probe.failed", kind=workload.kind.value, error=error)
@@ -96,8 +114,14 @@ def run_probe(workload: Workload, path: Path, assignment: Mapping[str, Any], *, 
     except TunerError as exc:
         return failed(f"invalid assignment: {exc}" + (f" ({exc.hint})" if exc.hint else ""))
     base = Measurement(workload=workload, path=path, assignment=canonical, repeats=0, duration=duration)
-    log.info("probe.started", kind=workload.kind.value, path=path.describe(), assignment=canonical,
-             repeats=repeats, duration=duration)
+    log.info(
+        "probe.started",
+        kind=workload.kind.value,
+        path=path.describe(),
+        assignment=canonical,
+        repeats=repeats,
+        duration=duration,
+    )
     try:
         limits = target.host_limits() if target is not None else HostLimits.read()
         emulated: dict[str, Value] = {}
@@ -107,6 +131,7 @@ def run_probe(workload: Workload, path: Path, assignment: Mapping[str, Any], *, 
         sysctls = netns_part(canonical)
         if sandbox is None:
             from tuner.sandbox import Sandbox
+
             # the target's own per-namespace values first, the assignment's on top (see tuner.probe.target)
             start = {**(target.sandbox_sysctls() if target is not None else {}), **sysctls}
             with Sandbox(path, client_sysctls=start, server_sysctls=start) as sb:
@@ -115,21 +140,35 @@ def run_probe(workload: Workload, path: Path, assignment: Mapping[str, Any], *, 
             m = _measure_in(sandbox, base, options, sysctls, repeats, duration, target)
     except KeyboardInterrupt:
         raise
-    except Exception as exc:  # noqa: BLE001 - a probe reports failures, it does not raise them
+    except Exception as exc:
         if interrupt_behind(exc) is not None:
             log.warning("probe.interrupted", kind=workload.kind.value, cleanup_error=_error_text(exc))
             reraise_interrupt(exc)
         return failed(_error_text(exc))
-    log.info("probe.finished", kind=workload.kind.value, valid=m.valid, failed=m.failed,
-             reason=m.invalid_reason or m.error, seconds=round(time.monotonic() - t0, 3),
-             **{k: round(s.median, 4) for k, s in m.metrics.items()})
+    log.info(
+        "probe.finished",
+        kind=workload.kind.value,
+        valid=m.valid,
+        failed=m.failed,
+        reason=m.invalid_reason or m.error,
+        seconds=round(time.monotonic() - t0, 3),
+        **{k: round(s.median, 4) for k, s in m.metrics.items()},
+    )
     return m
 
 
-def _measure_in(sb: Any, base: Measurement, options: SocketOptions, sysctls: dict[str, Value], repeats: int,
-                duration: float, target: TargetBaseline | None = None) -> Measurement:
+def _measure_in(
+    sb: Any,
+    base: Measurement,
+    options: SocketOptions,
+    sysctls: dict[str, Value],
+    repeats: int,
+    duration: float,
+    target: TargetBaseline | None = None,
+) -> Measurement:
     """In the caller's sandbox: apply the sysctls to both sides, measure, put the old values back."""
     from tuner.sandbox import Side
+
     originals = {side: sb.run(side, _read_sysctls, list(sysctls)) for side in (Side.CLIENT, Side.SERVER)}
     try:
         for side in (Side.CLIENT, Side.SERVER):
@@ -146,15 +185,26 @@ def _baseline_in(sb: Any, base: Measurement, target: TargetBaseline) -> dict[str
     """What the measurement ran on for the knobs its assignment leaves alone: the per-namespace sysctls
     read back live in the sandbox (client side) and the target's host-only values (emulated per socket)."""
     from tuner.sandbox import Side
+
     live = {**target.host, **sb.run(Side.CLIENT, read_scope, Scope.NETNS)}
     if CONGESTION not in base.assignment and "TCP_CONGESTION" not in base.assignment:
         live.update(target.emulated_sysctls())  # set on every socket of the probe instead
-    return {"source": target.source,
-            "settings": {k: v for k, v in sorted(live.items()) if k not in base.assignment and k not in NOT_COPIED}}
+    return {
+        "source": target.source,
+        "settings": {
+            k: v for k, v in sorted(live.items()) if k not in base.assignment and k not in NOT_COPIED
+        },
+    }
 
 
-def _measure(sb: Any, base: Measurement, options: SocketOptions, repeats: int, duration: float,
-             target: TargetBaseline | None = None) -> Measurement:
+def _measure(
+    sb: Any,
+    base: Measurement,
+    options: SocketOptions,
+    repeats: int,
+    duration: float,
+    target: TargetBaseline | None = None,
+) -> Measurement:
     """Measure; a run the path itself spoiled (late packets, a saturated delay line, TUN drops: a busy
     machine) is measured once more, and the second run is the measurement (with a note)."""
     m = _measure_once(sb, base, options, repeats, duration, target)
@@ -166,16 +216,25 @@ def _measure(sb: Any, base: Measurement, options: SocketOptions, repeats: int, d
     return replace(again, notes=(*again.notes, note))
 
 
-def _measure_once(sb: Any, base: Measurement, options: SocketOptions, repeats: int, duration: float,
-                  target: TargetBaseline | None = None) -> Measurement:
+def _measure_once(
+    sb: Any,
+    base: Measurement,
+    options: SocketOptions,
+    repeats: int,
+    duration: float,
+    target: TargetBaseline | None = None,
+) -> Measurement:
     from tuner.sandbox import Side
+
     sides = {"client": Side.CLIENT, "server": Side.SERVER}
     if target is not None:
         base = replace(base, baseline=_baseline_in(sb, base, target))
     workload, path = base.workload, base.path
     probe = PROBES[workload.kind]
     counter_metrics: Mapping[str, tuple[str, str]] = getattr(probe, "COUNTER_METRICS", {})
-    env = RepeatEnv(sb, workload, path, options, duration, default_warmup(duration, path), Side.CLIENT, Side.SERVER)
+    env = RepeatEnv(
+        sb, workload, path, options, duration, default_warmup(duration, path), Side.CLIENT, Side.SERVER
+    )
     samples: list[Sample] = []
     totals: dict[str, Counters] = {side: {} for side in _SIDES}
     fields: dict[str, Any] = {"backend": sb.backend}
@@ -193,22 +252,37 @@ def _measure_once(sb: Any, base: Measurement, options: SocketOptions, repeats: i
                     if side_name == name:
                         sample.metrics[metric] = float(d.get(counter, 0))
             samples.append(sample)
-            log.debug("probe.repeat", kind=workload.kind.value, repeat=i + 1, metrics=sample.metrics,
-                      bottlenecks=sample.bottlenecks)
-    except Exception as exc:  # noqa: BLE001 - the run failed: report it with what was measured so far
-        if interrupt_behind(exc) is not None:  # stopping a server the interrupt also hit failed: still an interrupt
+            log.debug(
+                "probe.repeat",
+                kind=workload.kind.value,
+                repeat=i + 1,
+                metrics=sample.metrics,
+                bottlenecks=sample.bottlenecks,
+            )
+    except Exception as exc:
+        if (
+            interrupt_behind(exc) is not None
+        ):  # stopping a server the interrupt also hit failed: still an interrupt
             log.warning("probe.interrupted", kind=workload.kind.value, cleanup_error=_error_text(exc))
             reraise_interrupt(exc)
         log.warning("probe.failed", kind=workload.kind.value, repeat=len(samples) + 1, error=_error_text(exc))
-        return replace(base, **fields, health=_health_dict(sb.health()), repeats=len(samples),
-                       counters={k: dict(sorted(v.items())) for k, v in totals.items()},
-                       failed=True, valid=False, error=_error_text(exc))
+        return replace(
+            base,
+            **fields,
+            health=_health_dict(sb.health()),
+            repeats=len(samples),
+            counters={k: dict(sorted(v.items())) for k, v in totals.items()},
+            failed=True,
+            valid=False,
+            error=_error_text(exc),
+        )
     health = sb.health()
     return _combine(base, samples, totals, health, fields)
 
 
-def _combine(base: Measurement, samples: list[Sample], totals: dict[str, Counters], health: Any,
-             fields: dict[str, Any]) -> Measurement:
+def _combine(
+    base: Measurement, samples: list[Sample], totals: dict[str, Counters], health: Any, fields: dict[str, Any]
+) -> Measurement:
     names = [n for n in METRICS if any(n in s.metrics for s in samples)]
     metrics = {n: summarize([s.metrics[n] for s in samples if n in s.metrics]) for n in names}
     reasons: list[str] = []
@@ -216,19 +290,33 @@ def _combine(base: Measurement, samples: list[Sample], totals: dict[str, Counter
         reasons.append(health.reason or "sandbox: the path was unhealthy")
     unemulated = SocketOptions.unemulated(base.assignment)
     if unemulated:
-        reasons.append(f"probe: host knob(s) {', '.join(unemulated)} cannot be emulated in a sandbox; "
-                       "the measurement does not reflect them")
+        reasons.append(
+            f"probe: host knob(s) {', '.join(unemulated)} cannot be emulated in a sandbox; "
+            "the measurement does not reflect them"
+        )
     first: dict[str, str] = {}
     count: dict[str, int] = {}
     for s in samples:
         for key, reason in s.bottlenecks.items():
             first.setdefault(key, reason)
             count[key] = count.get(key, 0) + 1
-    reasons += [f"{first[k]} ({count[k]} of {len(samples)} repeats)" if len(samples) > 1 else first[k] for k in first]
+    reasons += [
+        f"{first[k]} ({count[k]} of {len(samples)} repeats)" if len(samples) > 1 else first[k] for k in first
+    ]
     notes = tuple(dict.fromkeys(n for s in samples for n in s.notes))
-    computed = {n: statistics.median([s.computed[n] for s in samples if n in s.computed])
-                for n in dict.fromkeys(n for s in samples for n in s.computed)}
-    return replace(base, **fields, metrics=metrics, repeats=len(samples), computed=computed,
-                   counters={k: dict(sorted(v.items())) for k, v in totals.items()},
-                   health=_health_dict(health), valid=not reasons,
-                   invalid_reason="; ".join(reasons) if reasons else None, notes=notes)
+    computed = {
+        n: statistics.median([s.computed[n] for s in samples if n in s.computed])
+        for n in dict.fromkeys(n for s in samples for n in s.computed)
+    }
+    return replace(
+        base,
+        **fields,
+        metrics=metrics,
+        repeats=len(samples),
+        computed=computed,
+        counters={k: dict(sorted(v.items())) for k, v in totals.items()},
+        health=_health_dict(health),
+        valid=not reasons,
+        invalid_reason="; ".join(reasons) if reasons else None,
+        notes=notes,
+    )

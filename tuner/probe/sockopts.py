@@ -23,22 +23,34 @@ Host-only limits are never written: their effect is emulated per socket as root 
 from __future__ import annotations
 
 import socket
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 
 from tuner.knobs import Kind, Scope, SysctlTree, Value, get_knob
 
 __all__ = [
-    "SO_SNDBUFFORCE", "SO_RCVBUFFORCE", "DEAD_PEER_KNOBS", "EMULATED_HOST_KNOBS", "HostLimits", "SocketOptions",
+    "DEAD_PEER_KNOBS",
+    "EMULATED_HOST_KNOBS",
+    "SO_RCVBUFFORCE",
+    "SO_SNDBUFFORCE",
+    "HostLimits",
+    "SocketOptions",
 ]
 
 SO_SNDBUFFORCE = getattr(socket, "SO_SNDBUFFORCE", 32)
 SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
 
-DEAD_PEER_KNOBS = frozenset({"SO_KEEPALIVE", "TCP_KEEPIDLE", "TCP_KEEPINTVL", "TCP_KEEPCNT", "TCP_USER_TIMEOUT"})
+DEAD_PEER_KNOBS = frozenset(
+    {"SO_KEEPALIVE", "TCP_KEEPIDLE", "TCP_KEEPINTVL", "TCP_KEEPCNT", "TCP_USER_TIMEOUT"}
+)
 _BUFFER_KNOBS = frozenset({"SO_RCVBUF", "SO_SNDBUF"})
 _STICKY_EXCLUDED = frozenset({"TCP_QUICKACK"})
-EMULATED_HOST_KNOBS = ("net.core.rmem_max", "net.core.wmem_max", "net.core.rmem_default", "net.core.wmem_default")
+EMULATED_HOST_KNOBS = (
+    "net.core.rmem_max",
+    "net.core.wmem_max",
+    "net.core.rmem_default",
+    "net.core.wmem_default",
+)
 
 
 @dataclass(frozen=True)
@@ -51,7 +63,7 @@ class HostLimits:
     wmem_default: int = 212992
 
     @classmethod
-    def read(cls, tree: SysctlTree | None = None) -> "HostLimits":
+    def read(cls, tree: SysctlTree | None = None) -> HostLimits:
         tree = tree or SysctlTree()
         values = {}
         for name in EMULATED_HOST_KNOBS:
@@ -73,18 +85,20 @@ def _raw(value: Value) -> int | bytes:
 class SocketOptions:
     """The per-socket part of an assignment, ready to apply. Build it with :meth:`from_assignment`."""
 
-    stream: tuple[tuple[int, int, int | bytes], ...] = ()     # (level, optname, raw value)
+    stream: tuple[tuple[int, int, int | bytes], ...] = ()  # (level, optname, raw value)
     dead_peer: tuple[tuple[int, int, int | bytes], ...] = ()
-    rcvbuf_force: int | None = None       # value for SO_RCVBUFFORCE (the kernel doubles it)
+    rcvbuf_force: int | None = None  # value for SO_RCVBUFFORCE (the kernel doubles it)
     sndbuf_force: int | None = None
-    udp_rcvbuf_force: int | None = None   # emulated rmem_default for non-TCP sockets
+    udp_rcvbuf_force: int | None = None  # emulated rmem_default for non-TCP sockets
     udp_sndbuf_force: int | None = None
     backlog: int | None = None
     quickack: bool = False
-    applied: Mapping[str, Value] = field(default_factory=dict)   # knob -> value, what these options stand for
+    applied: Mapping[str, Value] = field(default_factory=dict)  # knob -> value, what these options stand for
 
     @classmethod
-    def from_assignment(cls, assignment: Mapping[str, Value], limits: HostLimits | None = None) -> "SocketOptions":
+    def from_assignment(
+        cls, assignment: Mapping[str, Value], limits: HostLimits | None = None
+    ) -> SocketOptions:
         limits = limits or HostLimits()
         stream: list[tuple[int, int, int | bytes]] = []
         dead_peer: list[tuple[int, int, int | bytes]] = []
@@ -119,14 +133,24 @@ class SocketOptions:
         quickack = bool(assignment.get("TCP_QUICKACK", False))
         if "TCP_QUICKACK" in assignment:
             applied["TCP_QUICKACK"] = assignment["TCP_QUICKACK"]
-        return cls(tuple(stream), tuple(dead_peer), rcv, sndb, udp_rcv, udp_snd,
-                   int(backlog) if backlog is not None else None, quickack, applied)  # type: ignore[arg-type]
+        return cls(
+            tuple(stream),
+            tuple(dead_peer),
+            rcv,
+            sndb,
+            udp_rcv,
+            udp_snd,
+            int(backlog) if backlog is not None else None,
+            quickack,
+            applied,
+        )  # type: ignore[arg-type]
 
     @staticmethod
     def unemulated(assignment: Mapping[str, Value]) -> list[str]:
         """Host knobs of ``assignment`` that a probe can neither write nor emulate per socket."""
-        return sorted(n for n in assignment
-                      if get_knob(n).scope is Scope.HOST and n not in EMULATED_HOST_KNOBS)
+        return sorted(
+            n for n in assignment if get_knob(n).scope is Scope.HOST and n not in EMULATED_HOST_KNOBS
+        )
 
     # --- applying -----------------------------------------------------------------------------
 

@@ -15,8 +15,8 @@ host-only sysctls are read on the host (a namespace has none of its own) and emu
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Mapping
 
 from tuner.errors import InputError
 from tuner.knobs import CATALOGUE, Kind, Scope, SysctlTree, Value, get_knob
@@ -24,7 +24,7 @@ from tuner.logs import get_logger
 from tuner.netns import run_in_netns
 from tuner.probe.sockopts import EMULATED_HOST_KNOBS, HostLimits
 
-__all__ = ["TargetBaseline", "read_target", "read_scope", "namespace_algorithms", "NOT_COPIED", "CONGESTION"]
+__all__ = ["CONGESTION", "NOT_COPIED", "TargetBaseline", "namespace_algorithms", "read_scope", "read_target"]
 
 log = get_logger(__name__)
 
@@ -60,8 +60,8 @@ class TargetBaseline:
     """The live sysctls of a target: ``source`` is "host" or "netns NAME"."""
 
     source: str
-    netns: Mapping[str, Value] = field(default_factory=dict)   # per-namespace sysctls, read in the target
-    host: Mapping[str, Value] = field(default_factory=dict)    # host-only sysctls, read on the host
+    netns: Mapping[str, Value] = field(default_factory=dict)  # per-namespace sysctls, read in the target
+    host: Mapping[str, Value] = field(default_factory=dict)  # host-only sysctls, read on the host
 
     @property
     def settings(self) -> dict[str, Value]:
@@ -91,11 +91,14 @@ class TargetBaseline:
 
     def host_limits(self) -> HostLimits:
         """The host-only buffer limits a socket gets in the target, for per-socket emulation."""
-        values = {name.rsplit(".", 1)[1]: self.host[name] for name in EMULATED_HOST_KNOBS
-                  if isinstance(self.host.get(name), int)}
+        values = {
+            name.rsplit(".", 1)[1]: self.host[name]
+            for name in EMULATED_HOST_KNOBS
+            if isinstance(self.host.get(name), int)
+        }
         return HostLimits(**values)  # type: ignore[arg-type]
 
-    def with_values(self, values: Mapping[str, Value], source: str | None = None) -> "TargetBaseline":
+    def with_values(self, values: Mapping[str, Value], source: str | None = None) -> TargetBaseline:
         """This baseline with some values replaced (validated), e.g. a documented stock-distro host's
         host-only limits for a target namespace on a machine whose own limits differ."""
         netns, host = dict(self.netns), dict(self.host)
@@ -107,8 +110,10 @@ class TargetBaseline:
         return replace(self, netns=netns, host=host, source=source or self.source)
 
     def to_dict(self) -> dict[str, object]:
-        return {"source": self.source,
-                "settings": {k: list(v) if isinstance(v, tuple) else v for k, v in sorted(self.settings.items())}}
+        return {
+            "source": self.source,
+            "settings": {k: list(v) if isinstance(v, tuple) else v for k, v in sorted(self.settings.items())},
+        }
 
 
 def read_target(netns: str | None = None) -> TargetBaseline:

@@ -11,7 +11,7 @@ import socket
 import struct
 from dataclasses import dataclass
 
-__all__ = ["TcpInfo", "tcp_info", "SockMem", "sock_meminfo"]
+__all__ = ["SockMem", "TcpInfo", "sock_meminfo", "tcp_info"]
 
 SO_MEMINFO = getattr(socket, "SO_MEMINFO", 55)
 _TCP_INFO_LEN = 232
@@ -65,13 +65,13 @@ class TcpInfo:
     busy_time_us: int = 0
     rwnd_limited_us: int = 0
     sndbuf_limited_us: int = 0
-    delivered: int = 0          # data segments delivered (ACKed or SACKed), each counted once
+    delivered: int = 0  # data segments delivered (ACKed or SACKed), each counted once
     bytes_sent: int = 0
     bytes_retrans: int = 0
     snd_wnd: int = 0
 
     @classmethod
-    def parse(cls, raw: bytes) -> "TcpInfo":
+    def parse(cls, raw: bytes) -> TcpInfo:
         values = {}
         for name, (offset, fmt) in _FIELDS.items():
             size = struct.calcsize(fmt)

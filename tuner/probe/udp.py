@@ -58,17 +58,30 @@ from tuner.probe.cpu import CpuMeter
 from tuner.probe.sockopts import SocketOptions
 from tuner.workload import Workload
 
-__all__ = ["COUNTER_METRICS", "Phase", "SenderReport", "ReaderReport", "serve", "drive", "run_repeat",
-           "STEADY_CAP", "AFTER_CAP", "OVERLOAD_NOTE", "overload_note"]
+__all__ = [
+    "AFTER_CAP",
+    "COUNTER_METRICS",
+    "OVERLOAD_NOTE",
+    "STEADY_CAP",
+    "Phase",
+    "ReaderReport",
+    "SenderReport",
+    "drive",
+    "overload_note",
+    "run_repeat",
+    "serve",
+]
 
-_HEADER = struct.Struct("=QdB")   # sequence number, send time (time.monotonic), phase
+_HEADER = struct.Struct("=QdB")  # sequence number, send time (time.monotonic), phase
 # metrics the runner takes from kernel counter deltas of one repeat: name -> (side, counter)
 COUNTER_METRICS = {"rcvbuf_errors": ("server", "Udp.RcvbufErrors")}
-_CATCH_UP = 0.002   # a busy reader may make up this much oversleep (more would let it swallow bursts at full speed)
-SO_RXQ_OVFL = getattr(socket, "SO_RXQ_OVFL", 40)   # per-socket drop counter as ancillary data (Linux)
+_CATCH_UP = (
+    0.002  # a busy reader may make up this much oversleep (more would let it swallow bursts at full speed)
+)
+SO_RXQ_OVFL = getattr(socket, "SO_RXQ_OVFL", 40)  # per-socket drop counter as ancillary data (Linux)
 _ANC = socket.CMSG_SPACE(4)
-AFTER_CAP = 30.0      # seconds the sender keeps the load on after the window until the reader got through it
-STEADY_CAP = 20.0     # seconds of warm-up beyond the workload's own after which an unsteady buffer is invalid
+AFTER_CAP = 30.0  # seconds the sender keeps the load on after the window until the reader got through it
+STEADY_CAP = 20.0  # seconds of warm-up beyond the workload's own after which an unsteady buffer is invalid
 _OVERLOAD_MARGIN = 1.05
 OVERLOAD_NOTE = "buffers cannot fix this"
 
@@ -81,21 +94,23 @@ class Phase(IntEnum):
 
 def overload_note(capacity: float, offered: float) -> str:
     """The symptom of a reader slower than its offered load, and what can fix it."""
-    return (f"reader capacity {capacity:,.0f}/s < offered {offered:,.0f}/s: {OVERLOAD_NOTE} (at steady state "
-            f"the reader delivers {capacity / offered:.0%} whatever the buffer; a larger one only adds delay). "
-            "What can: more readers with SO_REUSEPORT, batched reads with recvmmsg, a faster reader")
+    return (
+        f"reader capacity {capacity:,.0f}/s < offered {offered:,.0f}/s: {OVERLOAD_NOTE} (at steady state "
+        f"the reader delivers {capacity / offered:.0%} whatever the buffer; a larger one only adds delay). "
+        "What can: more readers with SO_REUSEPORT, batched reads with recvmmsg, a faster reader"
+    )
 
 
 @dataclass(frozen=True)
 class ReaderReport:
-    window_read: int             # datagrams sent in the window that the reader read (their fate)
-    paced_read: int              # datagrams of any phase read during one window length from the first
-                                 # window datagram read (the reader's rate while it is behind)
-    emptied: bool                # the reader found its queue empty during that time
-    latencies: list[float]       # seconds from send to read, for the window's datagrams
-    processed: int               # datagrams read while more were waiting (for the service-rate check)
-    busy_seconds: float          # time spent reading and serving while more were waiting
-    drops: int                   # the socket's own drop counter (SO_RXQ_OVFL) at the last read
+    window_read: int  # datagrams sent in the window that the reader read (their fate)
+    paced_read: int  # datagrams of any phase read during one window length from the first
+    # window datagram read (the reader's rate while it is behind)
+    emptied: bool  # the reader found its queue empty during that time
+    latencies: list[float]  # seconds from send to read, for the window's datagrams
+    processed: int  # datagrams read while more were waiting (for the service-rate check)
+    busy_seconds: float  # time spent reading and serving while more were waiting
+    drops: int  # the socket's own drop counter (SO_RXQ_OVFL) at the last read
     cpu_share: float
 
 
@@ -120,10 +135,10 @@ def serve(workload: Workload, options: SocketOptions, board: Board, host: str) -
     latencies: list[float] = []
     window_read = paced_read = processed = drops = 0
     seen_data = emptied = past = False
-    r0 = r1 = 0.0                       # one window length of reads from the first window datagram read
+    r0 = r1 = 0.0  # one window length of reads from the first window datagram read
     busy = 0.0
     owed_until = 0.0
-    waited = True                       # the last read came after waiting for data (not from a backlog)
+    waited = True  # the last read came after waiting for data (not from a backlog)
     meter = CpuMeter()
     meter.start()
     board["port"] = sock.getsockname()[1]
@@ -133,7 +148,7 @@ def serve(workload: Workload, options: SocketOptions, board: Board, host: str) -
             n, anc, _, _ = sock.recvmsg_into([buf], _ANC)
         except BlockingIOError:
             if seen_data and not overload:
-                _steady(board, 1)          # drained: every later burst starts from an empty queue
+                _steady(board, 1)  # drained: every later burst starts from an empty queue
             if r0 and t_try < r1:
                 emptied = True
             waited = True
@@ -144,7 +159,7 @@ def serve(workload: Workload, options: SocketOptions, board: Board, host: str) -
             if level == socket.SOL_SOCKET and kind == SO_RXQ_OVFL and len(data) >= 4:
                 drops = int.from_bytes(data[:4], "little")
         if drops:
-            _steady(board, 2)               # full: the socket drops what does not fit
+            _steady(board, 2)  # full: the socket drops what does not fit
         seen_data = True
         if n >= _HEADER.size:
             _, sent, phase = _HEADER.unpack_from(buf)
@@ -164,7 +179,7 @@ def serve(workload: Workload, options: SocketOptions, board: Board, host: str) -
         ahead = owed_until - time.monotonic()
         if ahead > 0.001:
             time.sleep(ahead)
-        if not waited:                      # it was already queued: the reader is the bottleneck
+        if not waited:  # it was already queued: the reader is the bottleneck
             processed += 1
             busy += time.monotonic() - t_try
         waited = False
@@ -176,17 +191,18 @@ def serve(workload: Workload, options: SocketOptions, board: Board, host: str) -
 class SenderReport:
     sent_in_window: int
     window_seconds: float
-    offered_rate: float          # datagrams per second actually sent in the window
-    send_errors: int             # in the window
-    steady: bool                 # the window started in the buffer's steady state
-    warmup_seconds: float        # warm-up actually run (the workload's own plus the wait for steadiness)
-    read_through: bool           # the reader read the window and a datagram sent after it
+    offered_rate: float  # datagrams per second actually sent in the window
+    send_errors: int  # in the window
+    steady: bool  # the window started in the buffer's steady state
+    warmup_seconds: float  # warm-up actually run (the workload's own plus the wait for steadiness)
+    read_through: bool  # the reader read the window and a datagram sent after it
     cpu_share: float
-    burst_seconds: float = 0.0   # median time one burst of the window took to send
+    burst_seconds: float = 0.0  # median time one burst of the window took to send
 
 
-def drive(workload: Workload, options: SocketOptions, board: Board, host: str, warmup: float,
-          duration: float) -> SenderReport:
+def drive(
+    workload: Workload, options: SocketOptions, board: Board, host: str, warmup: float, duration: float
+) -> SenderReport:
     if workload.udp_rate <= 0:
         raise ProbeError("a udp workload needs a positive udp_rate")
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -201,7 +217,7 @@ def drive(workload: Workload, options: SocketOptions, board: Board, host: str, w
         t_start = t_end = t_after = 0.0
         phase = Phase.WARMUP
         seq = sent_in_window = errors = left = 0
-        burst_times: list[float] = []   # how long each burst of the window took to send
+        burst_times: list[float] = []  # how long each burst of the window took to send
         steady = False
         share = 0.0
         meter = CpuMeter()
@@ -229,7 +245,7 @@ def drive(workload: Workload, options: SocketOptions, board: Board, host: str, w
                 seq += 1
                 try:
                     sock.send(payload)
-                except OSError as exc:   # ENOBUFS and friends: the datagram never left
+                except OSError as exc:  # ENOBUFS and friends: the datagram never left
                     if exc.errno not in (errno.ENOBUFS, errno.EAGAIN):
                         raise
                     if phase is Phase.WINDOW:
@@ -241,15 +257,23 @@ def drive(workload: Workload, options: SocketOptions, board: Board, host: str, w
                 left -= 1
                 burst_times.append(time.monotonic() - t_burst)
             due += period
-            if due < now - 1.0:   # the sender fell far behind (host busy): do not send a backlog at once
+            if due < now - 1.0:  # the sender fell far behind (host busy): do not send a backlog at once
                 due = now
     finally:
         board["sent_all"] = time.monotonic()
         sock.close()
-    window = max((t_after or t_end) - t_start, 1e-9)   # as long as the window's bursts actually took
-    return SenderReport(sent_in_window, window, sent_in_window / window, errors, steady, t_start - t0,
-                        bool(board["done"]), share,
-                        statistics.median(burst_times) if burst_times else 0.0)
+    window = max((t_after or t_end) - t_start, 1e-9)  # as long as the window's bursts actually took
+    return SenderReport(
+        sent_in_window,
+        window,
+        sent_in_window / window,
+        errors,
+        steady,
+        t_start - t0,
+        bool(board["done"]),
+        share,
+        statistics.median(burst_times) if burst_times else 0.0,
+    )
 
 
 def run_repeat(env: RepeatEnv) -> Sample:
@@ -257,8 +281,9 @@ def run_repeat(env: RepeatEnv) -> Sample:
     w = env.workload
     server = start_server(env, board, serve, w, env.options, board, env.server_host)
     try:
-        sender: SenderReport = env.sandbox.run(env.client_side, drive, w, env.options, board, env.server_host,
-                                               env.warmup, env.duration)
+        sender: SenderReport = env.sandbox.run(
+            env.client_side, drive, w, env.options, board, env.server_host, env.warmup, env.duration
+        )
     finally:
         board["sent_all"] = board["sent_all"] or time.monotonic()  # the reader ends
         reader: ReaderReport = stop_server(server, None, timeout=10.0)
@@ -278,26 +303,41 @@ def run_repeat(env: RepeatEnv) -> Sample:
         sample.metrics["reader_latency_ms"] = statistics.median(xs) * 1e3
         sample.metrics["reader_latency_p99_ms"] = percentile(xs, 99) * 1e3
     if sender.send_errors:
-        sample.notes.append(f"{sender.send_errors} datagrams could not be sent (the sender's buffer was full)")
+        sample.notes.append(
+            f"{sender.send_errors} datagrams could not be sent (the sender's buffer was full)"
+        )
     if not sender.steady:
-        sample.bottleneck("unsteady", f"probe: the receive buffer had neither drained nor filled after "
-                                      f"{sender.warmup_seconds:.3g} s of load: it was still filling, so "
-                                      "the window would not show the steady state")
+        sample.bottleneck(
+            "unsteady",
+            f"probe: the receive buffer had neither drained nor filled after "
+            f"{sender.warmup_seconds:.3g} s of load: it was still filling, so "
+            "the window would not show the steady state",
+        )
     if not sender.read_through:
-        sample.bottleneck("unread", f"probe: the reader had not read through the window {AFTER_CAP:g} s after it")
+        sample.bottleneck(
+            "unread", f"probe: the reader had not read through the window {AFTER_CAP:g} s after it"
+        )
     if sender.offered_rate < 0.95 * w.udp_rate:
-        sample.bottleneck("sender rate", f"load generator: the sender offered {sender.offered_rate:.0f} of "
-                                         f"{w.udp_rate:.0f} datagrams/s")
+        sample.bottleneck(
+            "sender rate",
+            f"load generator: the sender offered {sender.offered_rate:.0f} of {w.udp_rate:.0f} datagrams/s",
+        )
     serve_s = max(w.udp_burst, 1) / w.service_rate if w.service_rate > 0 else 0.0
     if w.udp_burst > 1 and serve_s and sender.burst_seconds > 0.5 * serve_s:
-        sample.bottleneck("burst", f"load generator: a burst of {w.udp_burst} took {sender.burst_seconds * 1e3:.3g} ms "
-                                   f"to send: it arrived less than twice as fast as the reader serves it ({serve_s * 1e3:.3g} ms)")
+        sample.bottleneck(
+            "burst",
+            f"load generator: a burst of {w.udp_burst} took {sender.burst_seconds * 1e3:.3g} ms "
+            f"to send: it arrived less than twice as fast as the reader serves it ({serve_s * 1e3:.3g} ms)",
+        )
     capacity = w.service_rate
     if reader.busy_seconds > 0.1 and reader.processed > 100:
         capacity = reader.processed / reader.busy_seconds
         if capacity < 0.9 * w.service_rate:
-            sample.bottleneck("reader rate", f"load generator: the reader served {capacity:.0f} of "
-                                             f"{w.service_rate:.0f} datagrams/s with datagrams waiting")
+            sample.bottleneck(
+                "reader rate",
+                f"load generator: the reader served {capacity:.0f} of "
+                f"{w.service_rate:.0f} datagrams/s with datagrams waiting",
+            )
     if w.service_rate > 0 and w.udp_rate > _OVERLOAD_MARGIN * min(capacity, w.service_rate):
         # the service rate as the capacity unless the reader fell short of it (then the repeat is invalid
         # anyway): one note per measurement, not one per repeat's noise

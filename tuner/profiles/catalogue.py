@@ -18,7 +18,7 @@ from pathlib import Path
 from tuner.errors import ProfileError
 from tuner.profiles.model import NAME_RE
 
-__all__ = ["SYSTEM_DIR", "UnknownProfile", "CatalogueEntry", "search_dirs", "resolve", "entries", "is_path"]
+__all__ = ["SYSTEM_DIR", "CatalogueEntry", "UnknownProfile", "entries", "is_path", "resolve", "search_dirs"]
 
 SYSTEM_DIR = Path("/etc/tuner/profiles")
 
@@ -31,7 +31,7 @@ class UnknownProfile(ProfileError):
 class CatalogueEntry:
     name: str
     path: Path
-    source: str             # "system" (/etc/tuner/profiles) or "shipped"
+    source: str  # "system" (/etc/tuner/profiles) or "shipped"
     shadowed: bool = False  # a system profile of the same name hides this one
 
 
@@ -51,15 +51,19 @@ def resolve(ref: str) -> Path:
     if is_path(ref):
         return Path(ref)
     if not NAME_RE.fullmatch(ref):
-        raise UnknownProfile(ref, "is neither a profile name nor a path",
-                           hint="give a profile name (`tuner profiles list`) or a path to a .toml file")
+        raise UnknownProfile(
+            ref,
+            "is neither a profile name nor a path",
+            hint="give a profile name (`tuner profiles list`) or a path to a .toml file",
+        )
     for _, directory in search_dirs():
         candidate = directory / f"{ref}.toml"
         if candidate.is_file():
             return candidate
     known = ", ".join(sorted({e.name for e in entries()})) or "none"
-    raise UnknownProfile(ref, "no profile of that name",
-                       hint=f"known profiles: {known}; or give a path to a .toml file")
+    raise UnknownProfile(
+        ref, "no profile of that name", hint=f"known profiles: {known}; or give a path to a .toml file"
+    )
 
 
 def entries() -> list[CatalogueEntry]:

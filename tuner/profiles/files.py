@@ -12,7 +12,7 @@ from pathlib import Path
 from tuner.errors import ProfileError, UnsafeFileError
 from tuner.trusted import atomic_write, check_owner_mode, read_limited
 
-__all__ = ["MAX_PROFILE_BYTES", "read_profile_bytes", "check_trusted", "atomic_write"]
+__all__ = ["MAX_PROFILE_BYTES", "atomic_write", "check_trusted", "read_profile_bytes"]
 
 MAX_PROFILE_BYTES = 1 << 20  # 1 MiB: far more than any profile with evidence needs
 
@@ -30,9 +30,13 @@ def read_profile_bytes(file: Path | str, *, trusted_only: bool = False) -> bytes
     except UnsafeFileError:
         raise
     except ValueError as exc:
-        hint = "is this the right file? a profile with evidence is a few KiB" if "bytes" in str(exc) else \
-            "give the path of a profile file (.toml)"
+        hint = (
+            "is this the right file? a profile with evidence is a few KiB"
+            if "bytes" in str(exc)
+            else "give the path of a profile file (.toml)"
+        )
         raise ProfileError(file, str(exc), hint=hint) from None
     except OSError as exc:
-        raise ProfileError(file, f"cannot open: {exc.strerror}",
-                           hint="give the path of a profile file (.toml)") from None
+        raise ProfileError(
+            file, f"cannot open: {exc.strerror}", hint="give the path of a profile file (.toml)"
+        ) from None

@@ -16,9 +16,10 @@ from __future__ import annotations
 import os
 import re
 import tomllib
-from datetime import datetime, timezone
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 from pathlib import Path as FilePath
-from typing import Any, Callable, Mapping, NoReturn
+from typing import Any, NoReturn
 
 from tuner.errors import InputError, KnobError, ProfileError, TunerError
 from tuner.inputs import TooDeep, parse_toml
@@ -28,24 +29,37 @@ from tuner.profiles.catalogue import resolve as resolve_profile
 from tuner.profiles.files import read_profile_bytes
 from tuner.profiles.locate import KeyLines, key_path_text
 from tuner.profiles.model import SCHEMA_VERSION, Profile, check_name
-from tuner.workload import Path, Workload
+from tuner.workload import NetworkPath, Workload
 
 __all__ = ["load_profile", "parse_profile"]
 
 SECTIONS = ("profile", "workload", "path", "sysctl", "socket", "evidence")
 # A hand-written profile needs only `version` and its settings: the name defaults to the file's name,
 # `created` to the file's modification time; tuner_version and kernel stay empty ("hand-written").
-_PROFILE_FIELDS = {"name": False, "description": False, "created": False, "tuner_version": False, "kernel": False}
+_PROFILE_FIELDS = {
+    "name": False,
+    "description": False,
+    "created": False,
+    "tuner_version": False,
+    "kernel": False,
+}
 MAX_INCLUDE_DEPTH = 8
 _PATH_FLOATS = ("rtt", "rate_bps", "loss", "jitter")
 _PATH_INTS = ("queue_packets",)
 _NESTED_PART = re.compile(r"[a-z0-9_]+")
-_SCHEMA_HINT = "a profile has `version = 1`, optionally `include = \"NAME\"`, and the sections [profile], " \
-               "[workload], [path], [sysctl], [socket], [evidence]"
+_SCHEMA_HINT = (
+    'a profile has `version = 1`, optionally `include = "NAME"`, and the sections [profile], '
+    "[workload], [path], [sysctl], [socket], [evidence]"
+)
 
 
-def load_profile(file: FilePath | str, *, facts: KernelFacts | None = None, trusted_only: bool = False,
-                 in_netns: bool = False) -> Profile:
+def load_profile(
+    file: FilePath | str,
+    *,
+    facts: KernelFacts | None = None,
+    trusted_only: bool = False,
+    in_netns: bool = False,
+) -> Profile:
     """Read and validate a profile file.
 
     ``facts``: what the target kernel offers (congestion-control algorithms); ``None`` skips that check.
@@ -65,8 +79,13 @@ class _IncludeProblem(Exception):
         self.message, self.hint = message, hint
 
 
-def _load(file: FilePath | str, facts: KernelFacts | None, trusted_only: bool, in_netns: bool,
-          chain: tuple[str, ...]) -> Profile:
+def _load(
+    file: FilePath | str,
+    facts: KernelFacts | None,
+    trusted_only: bool,
+    in_netns: bool,
+    chain: tuple[str, ...],
+) -> Profile:
     data = read_profile_bytes(file, trusted_only=trusted_only)
     chain = (*chain, os.path.realpath(file))
 
@@ -77,21 +96,31 @@ def _load(file: FilePath | str, facts: KernelFacts | None, trusted_only: bool, i
             path = FilePath(file).parent / path
         if os.path.realpath(path) in chain:
             cycle = " -> ".join(FilePath(c).name for c in (*chain, os.path.realpath(path)))
-            raise _IncludeProblem(f"include cycle: {cycle}", "a profile cannot include itself, directly or through others")
+            raise _IncludeProblem(
+                f"include cycle: {cycle}", "a profile cannot include itself, directly or through others"
+            )
         if len(chain) > MAX_INCLUDE_DEPTH:
-            raise _IncludeProblem(f"includes nest more than {MAX_INCLUDE_DEPTH} deep", "flatten the chain of included profiles")
+            raise _IncludeProblem(
+                f"includes nest more than {MAX_INCLUDE_DEPTH} deep", "flatten the chain of included profiles"
+            )
         return _load(path, facts, trusted_only, in_netns, chain)
 
     try:
-        mtime = datetime.fromtimestamp(os.stat(file).st_mtime, timezone.utc).replace(microsecond=0)
+        mtime = datetime.fromtimestamp(os.stat(file).st_mtime, UTC).replace(microsecond=0)
     except (OSError, ValueError, OverflowError):
         mtime = None
     return parse_profile(data, file, facts=facts, in_netns=in_netns, include=parent, created=mtime)
 
 
-def parse_profile(data: bytes, file: FilePath | str = "<profile>", *, facts: KernelFacts | None = None,
-                  in_netns: bool = False, include: Callable[[str], Profile] | None = None,
-                  created: datetime | None = None) -> Profile:
+def parse_profile(
+    data: bytes,
+    file: FilePath | str = "<profile>",
+    *,
+    facts: KernelFacts | None = None,
+    in_netns: bool = False,
+    include: Callable[[str], Profile] | None = None,
+    created: datetime | None = None,
+) -> Profile:
     """Validate the bytes of a profile; ``file`` names it in messages (and gives a hand-written profile
     its default name). ``include`` loads a parent profile by reference (``include = "NAME"``);
     ``created`` is the default creation time of a profile that does not state one."""
@@ -99,26 +128,42 @@ def parse_profile(data: bytes, file: FilePath | str = "<profile>", *, facts: Ker
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
-        raise ProfileError(file, f"is not UTF-8 text (byte {exc.start})", line=line,
-                           hint="a profile is a TOML text file") from None
+        raise ProfileError(
+            file, f"is not UTF-8 text (byte {exc.start})", line=line, hint="a profile is a TOML text file"
+        ) from None
     if not text.strip():
         raise ProfileError(file, "is empty", key="version", hint="a profile starts with `version = 1`")
     try:
         doc = parse_toml(text)
     except TooDeep as exc:
-        raise ProfileError(file, f"is {exc}", key=".".join(exc.path[:4]) or None,
-                           hint="a profile nests tables at most a few levels deep") from None
+        raise ProfileError(
+            file,
+            f"is {exc}",
+            key=".".join(exc.path[:4]) or None,
+            hint="a profile nests tables at most a few levels deep",
+        ) from None
     except tomllib.TOMLDecodeError as exc:
         m = re.search(r"\(at line (\d+), column \d+\)", str(exc))
         message = re.sub(r"\s*\(at line \d+, column \d+\)", "", str(exc)) if m else str(exc)
-        raise ProfileError(file, f"is not valid TOML: {message}", line=int(m.group(1)) if m else None,
-                           hint="see https://toml.io for the syntax") from None
+        raise ProfileError(
+            file,
+            f"is not valid TOML: {message}",
+            line=int(m.group(1)) if m else None,
+            hint="see https://toml.io for the syntax",
+        ) from None
     return _Validator(file, KeyLines(text), facts, in_netns, include, created).profile(doc)
 
 
 class _Validator:
-    def __init__(self, file: FilePath | str, lines: KeyLines, facts: KernelFacts | None, in_netns: bool,
-                 include: Callable[[str], Profile] | None = None, created: datetime | None = None) -> None:
+    def __init__(
+        self,
+        file: FilePath | str,
+        lines: KeyLines,
+        facts: KernelFacts | None,
+        in_netns: bool,
+        include: Callable[[str], Profile] | None = None,
+        created: datetime | None = None,
+    ) -> None:
         self.include = include
         self.created = created
         self.file = file
@@ -128,8 +173,13 @@ class _Validator:
         self.where: dict[tuple[str, str], tuple[str, ...]] = {}  # (section, knob) -> key path in the file
 
     def fail(self, message: str, *path: str, hint: str | None = None) -> NoReturn:
-        raise ProfileError(self.file, message, key=key_path_text(*path) if path else None,
-                           line=self.lines.line_of(*path) if path else None, hint=hint)
+        raise ProfileError(
+            self.file,
+            message,
+            key=key_path_text(*path) if path else None,
+            line=self.lines.line_of(*path) if path else None,
+            hint=hint,
+        )
 
     # --- the document -------------------------------------------------------------------------
 
@@ -137,8 +187,11 @@ class _Validator:
         self.version(doc)
         for key in doc:
             if key not in ("version", "include") and key not in SECTIONS:
-                self.fail(f"unknown {'section' if isinstance(doc[key], dict) else 'key'} {key!r}", key,
-                          hint=_SCHEMA_HINT)
+                self.fail(
+                    f"unknown {'section' if isinstance(doc[key], dict) else 'key'} {key!r}",
+                    key,
+                    hint=_SCHEMA_HINT,
+                )
         for key in SECTIONS:
             if key in doc and not isinstance(doc[key], dict):
                 self.fail(f"must be a table ([{key}]), not {_type(doc[key])}", key, hint=_SCHEMA_HINT)
@@ -154,8 +207,14 @@ class _Validator:
             meta.setdefault("description", parent.description)
         self.coupled(sysctl, socket)
         try:
-            return Profile(**meta, workload=workload, path=path, sysctl=sysctl, socket=socket,
-                           evidence=doc.get("evidence", {}))
+            return Profile(
+                **meta,
+                workload=workload,
+                path=path,
+                sysctl=sysctl,
+                socket=socket,
+                evidence=doc.get("evidence", {}),
+            )
         except TunerError as exc:  # every check above should have caught it first
             self.fail(exc.message, hint=exc.hint)
 
@@ -167,15 +226,21 @@ class _Validator:
         if isinstance(v, bool) or not isinstance(v, int):
             self.fail(f"must be an integer, not {_type(v)} {v!r}", "version", hint=hint)
         if v > SCHEMA_VERSION:
-            self.fail(f"schema version {v} is newer than this tuner reads (version {SCHEMA_VERSION})", "version",
-                      hint="upgrade tuner to use this profile")
+            self.fail(
+                f"schema version {v} is newer than this tuner reads (version {SCHEMA_VERSION})",
+                "version",
+                hint="upgrade tuner to use this profile",
+            )
         if v != SCHEMA_VERSION:
             self.fail(f"{v} is not a schema version", "version", hint=hint)
 
     def parent(self, ref: object) -> Profile:
         if not isinstance(ref, str) or not ref:
-            self.fail(f"must be a profile name or path, not {_type(ref)} {ref!r}", "include",
-                      hint='e.g. include = "low-latency-rr"')
+            self.fail(
+                f"must be a profile name or path, not {_type(ref)} {ref!r}",
+                "include",
+                hint='e.g. include = "low-latency-rr"',
+            )
         if self.include is None:
             self.fail("cannot include from a profile that is not a file", "include")
         try:
@@ -188,32 +253,51 @@ class _Validator:
     def metadata(self, section: Mapping[str, Any]) -> dict[str, Any]:
         for key in section:
             if key not in _PROFILE_FIELDS:
-                self.fail(f"unknown key {key!r}", "profile", key,
-                          hint=f"[profile] has: {', '.join(_PROFILE_FIELDS)}")
+                self.fail(
+                    f"unknown key {key!r}",
+                    "profile",
+                    key,
+                    hint=f"[profile] has: {', '.join(_PROFILE_FIELDS)}",
+                )
         for key, required in _PROFILE_FIELDS.items():
             if required and key not in section:
-                self.fail(f"[profile] {key} is missing", "profile", key,
-                          hint=f"[profile] needs {', '.join(k for k, r in _PROFILE_FIELDS.items() if r)}")
+                self.fail(
+                    f"[profile] {key} is missing",
+                    "profile",
+                    key,
+                    hint=f"[profile] needs {', '.join(k for k, r in _PROFILE_FIELDS.items() if r)}",
+                )
         meta: dict[str, Any] = {"tuner_version": "", "kernel": ""}  # a hand-written profile: no measurement
         stem = FilePath(str(self.file)).stem
         try:
             meta["name"] = check_name(section.get("name", stem))
         except InputError as exc:
-            self.fail(exc.message, "profile", "name",
-                      hint=exc.hint if "name" in section else f"{exc.hint}; or add [profile] name = \"...\"")
+            self.fail(
+                exc.message,
+                "profile",
+                "name",
+                hint=exc.hint if "name" in section else f'{exc.hint}; or add [profile] name = "..."',
+            )
         if "created" not in section:
-            meta["created"] = self.created or datetime.now(timezone.utc).replace(microsecond=0)
+            meta["created"] = self.created or datetime.now(UTC).replace(microsecond=0)
             created = meta["created"]
         else:
             created = section["created"]
         if not isinstance(created, datetime):
-            self.fail(f"must be a date and time, not {_type(created)} {created!r}", "profile", "created",
-                      hint="write it as TOML offset date-time, e.g. 2025-01-31T12:00:00Z")
+            self.fail(
+                f"must be a date and time, not {_type(created)} {created!r}",
+                "profile",
+                "created",
+                hint="write it as TOML offset date-time, e.g. 2025-01-31T12:00:00Z",
+            )
         if created.tzinfo is None:
             self.fail("needs a UTC offset", "profile", "created", hint="e.g. 2025-01-31T12:00:00Z")
         meta["created"] = created
-        for key, limit, multiline in (("description", 4000, True), ("tuner_version", 64, False),
-                                      ("kernel", 256, False)):
+        for key, limit, multiline in (
+            ("description", 4000, True),
+            ("tuner_version", 64, False),
+            ("kernel", 256, False),
+        ):
             if key in section:
                 meta[key] = self.text(section[key], limit, multiline, "profile", key)
         return meta
@@ -232,11 +316,19 @@ class _Validator:
         known = Workload.__dataclass_fields__
         for key in section:
             if key not in known:
-                self.fail(f"unknown workload field {key!r}", "workload", key,
-                          hint=f"workload fields: {', '.join(known)}")
+                self.fail(
+                    f"unknown workload field {key!r}",
+                    "workload",
+                    key,
+                    hint=f"workload fields: {', '.join(known)}",
+                )
         if "kind" not in section:
-            self.fail("[workload] kind is missing", "workload", "kind",
-                      hint="e.g. kind = \"rr\" (rr, bulk, burst, udp, keepalive, memory)")
+            self.fail(
+                "[workload] kind is missing",
+                "workload",
+                "kind",
+                hint='e.g. kind = "rr" (rr, bulk, burst, udp, keepalive, memory)',
+            )
         for key in sorted(section, key=lambda k: k != "kind"):  # kind first, then one field at a time
             try:
                 Workload.from_dict({"kind": section["kind"], key: section[key]})
@@ -244,29 +336,42 @@ class _Validator:
                 self.fail(exc.message, "workload", key, hint=exc.hint)
         return Workload.from_dict(section)
 
-    def path(self, section: Mapping[str, Any]) -> Path:
+    def path(self, section: Mapping[str, Any]) -> NetworkPath:
         values: dict[str, Any] = {}
         for key, value in section.items():
             if key in _PATH_FLOATS:
                 if isinstance(value, bool) or not isinstance(value, (int, float)):
-                    self.fail(f"must be a number, not {_type(value)} {value!r}", "path", key,
-                              hint="rtt and jitter in seconds, rate_bps in bits per second, loss a fraction")
-                values[key] = value  # Path checks it is finite and in range
+                    self.fail(
+                        f"must be a number, not {_type(value)} {value!r}",
+                        "path",
+                        key,
+                        hint="rtt and jitter in seconds, rate_bps in bits per second, loss a fraction",
+                    )
+                values[key] = value  # NetworkPath checks it is finite and in range
             elif key in _PATH_INTS:
                 if isinstance(value, bool) or not isinstance(value, int):
                     self.fail(f"must be an integer, not {_type(value)} {value!r}", "path", key)
                 values[key] = value
             else:
-                self.fail(f"unknown path field {key!r}", "path", key,
-                          hint=f"path fields: {', '.join(_PATH_FLOATS + _PATH_INTS)}")
+                self.fail(
+                    f"unknown path field {key!r}",
+                    "path",
+                    key,
+                    hint=f"path fields: {', '.join(_PATH_FLOATS + _PATH_INTS)}",
+                )
         for key, value in values.items():  # one field at a time, so the message can name it
             try:
-                Path(**{key: value})
+                NetworkPath(**{key: value})
             except InputError as exc:
-                self.fail(exc.message, "path", key,
-                          hint=exc.hint or "rtt and jitter in seconds (>= 0), rate_bps in bits per second (> 0), "
-                                           "loss a fraction between 0 and 1")
-        return Path(**values)
+                self.fail(
+                    exc.message,
+                    "path",
+                    key,
+                    hint=exc.hint
+                    or "rtt and jitter in seconds (>= 0), rate_bps in bits per second (> 0), "
+                    "loss a fraction between 0 and 1",
+                )
+        return NetworkPath(**values)
 
     # --- settings -------------------------------------------------------------------------------
 
@@ -279,10 +384,15 @@ class _Validator:
             if knob is None:
                 self._unknown(name, path)
             if knob.kind is not Kind.SYSCTL:
-                self.fail(f"{name} is a socket setting, set by the application", *path, hint="put it in [socket]")
+                self.fail(
+                    f"{name} is a socket setting, set by the application", *path, hint="put it in [socket]"
+                )
             if name in out:
-                self.fail(f"{name} is set twice (once quoted, once as nested keys)", *path,
-                          hint="keep one: \"" + name + "\" = ...")
+                self.fail(
+                    f"{name} is set twice (once quoted, once as nested keys)",
+                    *path,
+                    hint='keep one: "' + name + '" = ...',
+                )
             out[name] = self.value(knob.name, value, path)
             self.where[("sysctl", name)] = path
         return out
@@ -291,16 +401,30 @@ class _Validator:
         for key, value in table.items():
             if isinstance(value, dict):
                 if key in CATALOGUE and not prefix:
-                    self.fail(f"expected a value for {key}, not a table", "sysctl", key,
-                              hint=f"allowed: {CATALOGUE[key].domain.describe()}")
+                    self.fail(
+                        f"expected a value for {key}, not a table",
+                        "sysctl",
+                        key,
+                        hint=f"allowed: {CATALOGUE[key].domain.describe()}",
+                    )
                 if not _NESTED_PART.fullmatch(key):
-                    self.fail(f"{key!r} is not part of a knob name", "sysctl", *prefix, key,
-                              hint='write knob names quoted: "net.core.somaxconn" = 4096')
+                    self.fail(
+                        f"{key!r} is not part of a knob name",
+                        "sysctl",
+                        *prefix,
+                        key,
+                        hint='write knob names quoted: "net.core.somaxconn" = 4096',
+                    )
                 yield from self._flatten(value, (*prefix, key))
             else:
                 if prefix and not _NESTED_PART.fullmatch(key):
-                    self.fail(f"{key!r} is not part of a knob name", "sysctl", *prefix, key,
-                              hint='write knob names quoted: "net.core.somaxconn" = 4096')
+                    self.fail(
+                        f"{key!r} is not part of a knob name",
+                        "sysctl",
+                        *prefix,
+                        key,
+                        hint='write knob names quoted: "net.core.somaxconn" = 4096',
+                    )
                 yield (*prefix, key), value
 
     def socket(self, section: Mapping[str, Any]) -> dict[str, Value]:
@@ -311,11 +435,17 @@ class _Validator:
             if knob is None:
                 self._unknown(name, path)
             if knob.scope is not Scope.SOCKET:
-                self.fail(f"{name} is a kernel setting (sysctl), not a socket setting", *path,
-                          hint="put it in [sysctl]")
+                self.fail(
+                    f"{name} is a kernel setting (sysctl), not a socket setting",
+                    *path,
+                    hint="put it in [sysctl]",
+                )
             if isinstance(value, dict):
-                self.fail(f"expected a value for {name}, not a table", *path,
-                          hint=f"allowed: {knob.domain.describe()}")
+                self.fail(
+                    f"expected a value for {name}, not a table",
+                    *path,
+                    hint=f"allowed: {knob.domain.describe()}",
+                )
             out[name] = self.value(name, value, path)
             self.where[("socket", name)] = path
         return out
@@ -324,16 +454,22 @@ class _Validator:
         try:
             get_knob(name)
         except KnobError as exc:
-            self.fail(f"{key_path_text(name)} is not a knob tuner knows; a profile may only set catalogue knobs",
-                      *path, hint=exc.hint)
+            self.fail(
+                f"{key_path_text(name)} is not a knob tuner knows; a profile may only set catalogue knobs",
+                *path,
+                hint=exc.hint,
+            )
         raise AssertionError("unreachable")
 
     def value(self, name: str, value: object, path: tuple[str, ...]) -> Value:
         try:
             return CATALOGUE[name].validate(value)
         except KnobError as exc:
-            self.fail(_strip_knob(exc, name), *path,
-                      hint=exc.hint or f"allowed: {CATALOGUE[name].domain.describe()}")
+            self.fail(
+                _strip_knob(exc, name),
+                *path,
+                hint=exc.hint or f"allowed: {CATALOGUE[name].domain.describe()}",
+            )
 
     def coupled(self, sysctl: dict[str, Value], socket: dict[str, Value]) -> None:
         merged = {**sysctl, **socket}
@@ -342,24 +478,37 @@ class _Validator:
             where = self.where.get((section, problem.knob), ("include",))  # a knob of the included profile
             self.fail(_strip_knob(problem, problem.knob), *where, hint=problem.hint)
         algo = sysctl.get("net.ipv4.tcp_congestion_control")
-        if self.in_netns and self.facts is not None and self.facts.congestion_allowed and algo is not None \
-                and algo not in self.facts.congestion_allowed:
+        if (
+            self.in_netns
+            and self.facts is not None
+            and self.facts.congestion_allowed
+            and algo is not None
+            and algo not in self.facts.congestion_allowed
+        ):
             allowed = " ".join(sorted(self.facts.congestion_allowed))
-            self.fail(f"congestion control {algo!r} is not allowed inside a network namespace "
-                      f"(allowed: {allowed})",
-                      *self.where.get(("sysctl", "net.ipv4.tcp_congestion_control"), ("include",)),
-                      hint=f"on the host, add it to net.ipv4.tcp_allowed_congestion_control, or use one of {allowed}")
+            self.fail(
+                f"congestion control {algo!r} is not allowed inside a network namespace (allowed: {allowed})",
+                *self.where.get(("sysctl", "net.ipv4.tcp_congestion_control"), ("include",)),
+                hint=f"on the host, add it to net.ipv4.tcp_allowed_congestion_control, or use one of {allowed}",
+            )
 
 
 def _strip_knob(exc: KnobError, name: str) -> str:
     """The message of a KnobError without its leading ``knob:`` (the key path already names it)."""
     prefix = f"{exc.knob}: "
-    message = exc.message[len(prefix):] if exc.message.startswith(prefix) else exc.message
+    message = exc.message[len(prefix) :] if exc.message.startswith(prefix) else exc.message
     if exc.knob.startswith(name + "[") and exc.knob.endswith("]"):
-        message = f"{exc.knob[len(name) + 1:-1]}: {message}"
+        message = f"{exc.knob[len(name) + 1 : -1]}: {message}"
     return message
 
 
 def _type(value: object) -> str:
-    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "an array",
-            dict: "a table", datetime: "a date-time"}.get(type(value), type(value).__name__)
+    return {
+        bool: "a boolean",
+        int: "an integer",
+        float: "a number",
+        str: "a string",
+        list: "an array",
+        dict: "a table",
+        datetime: "a date-time",
+    }.get(type(value), type(value).__name__)

@@ -9,16 +9,17 @@ from __future__ import annotations
 
 import platform
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timezone
-from typing import Any, Mapping
+from datetime import UTC, date, datetime, time
+from typing import Any
 
 from tuner import __version__
 from tuner.errors import InputError, KnobError
 from tuner.knobs import Kind, Scope, Value, get_knob, violations
-from tuner.workload import Path, Workload
+from tuner.workload import NetworkPath, Workload
 
-__all__ = ["SCHEMA_VERSION", "Profile", "split_assignment", "section_for", "check_name", "profile_name_for"]
+__all__ = ["SCHEMA_VERSION", "Profile", "check_name", "profile_name_for", "section_for", "split_assignment"]
 
 SCHEMA_VERSION = 1
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
@@ -40,8 +41,10 @@ def split_assignment(assignment: Mapping[str, object]) -> tuple[dict[str, object
 
 def check_name(name: object) -> str:
     if not isinstance(name, str) or not NAME_RE.fullmatch(name):
-        raise InputError(f"profile name {name!r} is not valid",
-                         hint="1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit")
+        raise InputError(
+            f"profile name {name!r} is not valid",
+            hint="1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit",
+        )
     return name
 
 
@@ -70,12 +73,14 @@ def _toml_data(value: Any, where: str) -> Any:
         return [_toml_data(v, f"{where}[{i}]") for i, v in enumerate(value)]
     if isinstance(value, (str, int, float, bool, datetime, date, time)):
         return value
-    raise InputError(f"{where}: {type(value).__name__} {value!r} cannot be stored in TOML",
-                     hint="evidence holds tables, arrays, strings, numbers, booleans and dates only")
+    raise InputError(
+        f"{where}: {type(value).__name__} {value!r} cannot be stored in TOML",
+        hint="evidence holds tables, arrays, strings, numbers, booleans and dates only",
+    )
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc).replace(microsecond=0)
+    return datetime.now(UTC).replace(microsecond=0)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -88,7 +93,7 @@ class Profile:
     tuner_version: str = __version__
     kernel: str = field(default_factory=platform.release)
     workload: Workload | None = None
-    path: Path | None = None
+    path: NetworkPath | None = None
     sysctl: dict[str, Value] = field(default_factory=dict)
     socket: dict[str, Value] = field(default_factory=dict)
     evidence: dict[str, Any] = field(default_factory=dict)
@@ -117,7 +122,7 @@ class Profile:
         return {**self.sysctl, **self.socket}
 
     @classmethod
-    def from_assignment(cls, name: str, assignment: Mapping[str, object], **fields: Any) -> "Profile":
+    def from_assignment(cls, name: str, assignment: Mapping[str, object], **fields: Any) -> Profile:
         sysctl, socket = split_assignment(assignment)
         return cls(name=name, sysctl=sysctl, socket=socket, **fields)
 

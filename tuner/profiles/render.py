@@ -10,17 +10,17 @@ Pure functions of the profile: the same profile always renders to the same text.
 from __future__ import annotations
 
 import socket
-from typing import Mapping
+from collections.abc import Mapping
 
 from tuner.knobs import CATALOGUE, Kind, Scope, Value
 from tuner.profiles.model import Profile
 
-__all__ = ["render_sysctl_d", "render_socket_snippets", "render_python_setsockopt", "render_nginx_listen"]
+__all__ = ["render_nginx_listen", "render_python_setsockopt", "render_socket_snippets", "render_sysctl_d"]
 
 _ORDER = {name: i for i, name in enumerate(CATALOGUE)}
 _PY_NOTES = {
     "SO_RCVBUF": "before listen()/connect(): the window scale is fixed at the handshake; "
-                 "the kernel doubles it and turns autotuning off",
+    "the kernel doubles it and turns autotuning off",
     "SO_SNDBUF": "before connect()/listen(); the kernel doubles it and turns autotuning off",
     "TCP_QUICKACK": "not sticky: set it again after each recv()",
     "TCP_CONGESTION": "the algorithm must be loaded (see net.ipv4.tcp_available_congestion_control)",
@@ -35,19 +35,29 @@ def render_sysctl_d(profile: Profile, *, netns: str | None = None) -> str:
     """The profile's sysctls as the text of a ``/etc/sysctl.d/*.conf`` file; with ``netns``, only the
     per-namespace ones, as a file for that namespace's own boot step (never the host's sysctl.d)."""
     origin = f"tuner {profile.tuner_version}" if profile.tuner_version else "hand-written profile"
-    settings = profile.sysctl if netns is None else \
-        {k: v for k, v in profile.sysctl.items() if CATALOGUE[k].scope is Scope.NETNS}
+    settings = (
+        profile.sysctl
+        if netns is None
+        else {k: v for k, v in profile.sysctl.items() if CATALOGUE[k].scope is Scope.NETNS}
+    )
     lines = [f"# Written by {origin} from profile {profile.name} (created {profile.created.isoformat()})."]
     if netns is None:
-        lines.append(f"# Install as /etc/sysctl.d/90-tuner-{profile.name}.conf; it is read at boot and by "
-                     "`sysctl --system`.")
+        lines.append(
+            f"# Install as /etc/sysctl.d/90-tuner-{profile.name}.conf; it is read at boot and by "
+            "`sysctl --system`."
+        )
     else:
-        lines.append(f"# For network namespace {netns} only (host-wide knobs left out): apply it when the "
-                     f"namespace is created, e.g. `ip netns exec {netns} sysctl -p FILE`; never put it in "
-                     "/etc/sysctl.d.")
+        lines.append(
+            f"# For network namespace {netns} only (host-wide knobs left out): apply it when the "
+            f"namespace is created, e.g. `ip netns exec {netns} sysctl -p FILE`; never put it in "
+            "/etc/sysctl.d."
+        )
     if not settings:
-        lines.append("# This profile sets no kernel settings." if netns is None else
-                     "# This profile sets no per-namespace kernel settings.")
+        lines.append(
+            "# This profile sets no kernel settings."
+            if netns is None
+            else "# This profile sets no per-namespace kernel settings."
+        )
     for name in _ordered(settings):
         knob = CATALOGUE[name]
         lines.append(f"{name} = {knob.domain.to_kernel(settings[name]).replace(chr(9), ' ')}")
@@ -75,8 +85,11 @@ def render_python_setsockopt(settings: Mapping[str, Value]) -> str:
         note = f"  # {_PY_NOTES[name]}" if name in _PY_NOTES else ""
         lines.append(f"sock.setsockopt({level}, {opt}, {arg}){note}")
     if backlog is not None:
-        lines += ["", "# on the listening socket:",
-                  f"listener.listen({backlog})  # capped at net.core.somaxconn"]
+        lines += [
+            "",
+            "# on the listening socket:",
+            f"listener.listen({backlog})  # capped at net.core.somaxconn",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -99,12 +112,23 @@ def render_nginx_listen(settings: Mapping[str, Value], *, port: int = 80) -> str
     lines = [f"listen {' '.join([str(port), *params])};"]
     if "TCP_NODELAY" in settings:
         lines.append(f"tcp_nodelay {'on' if settings['TCP_NODELAY'] else 'off'};")
-    covered = {"backlog", "SO_RCVBUF", "SO_SNDBUF", "SO_KEEPALIVE", "TCP_KEEPIDLE", "TCP_KEEPINTVL", "TCP_KEEPCNT",
-               "TCP_NODELAY"}
+    covered = {
+        "backlog",
+        "SO_RCVBUF",
+        "SO_SNDBUF",
+        "SO_KEEPALIVE",
+        "TCP_KEEPIDLE",
+        "TCP_KEEPINTVL",
+        "TCP_KEEPCNT",
+        "TCP_NODELAY",
+    }
     rest = [n for n in _ordered(settings) if n not in covered]
     if rest:
-        lines.append("# no nginx directive for: " + ", ".join(f"{n}={_show(settings[n])}" for n in rest)
-                     + " (set them in the application or with a sysctl)")
+        lines.append(
+            "# no nginx directive for: "
+            + ", ".join(f"{n}={_show(settings[n])}" for n in rest)
+            + " (set them in the application or with a sysctl)"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -119,6 +143,8 @@ def render_socket_snippets(profile: Profile) -> str:
     return (
         f"# Socket settings of profile {profile.name}. The application sets these on its own sockets;\n"
         "# tuner does not apply them.\n\n"
-        "# --- Python ---\n" + render_python_setsockopt(profile.socket)
-        + "\n# --- nginx (server block) ---\n" + render_nginx_listen(profile.socket)
+        "# --- Python ---\n"
+        + render_python_setsockopt(profile.socket)
+        + "\n# --- nginx (server block) ---\n"
+        + render_nginx_listen(profile.socket)
     )

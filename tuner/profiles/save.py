@@ -8,8 +8,9 @@ written, so saving a loaded canonical file reproduces its bytes exactly.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path as FilePath
-from typing import Any, Mapping
+from typing import Any
 
 import tomli_w
 
@@ -32,14 +33,16 @@ _ORDER = {name: i for i, name in enumerate(CATALOGUE)}
 
 
 def _scalar(value: Any) -> str:
-    return tomli_w.dumps({"v": value})[len("v = "):-1]
+    return tomli_w.dumps({"v": value})[len("v = ") : -1]
 
 
 def _settings(section: str, settings: Mapping[str, Value]) -> str:
     lines = [f"[{section}]"]
     for name in sorted(settings, key=_ORDER.__getitem__):
         value = settings[name]
-        text = "[" + ", ".join(_scalar(v) for v in value) + "]" if isinstance(value, tuple) else _scalar(value)
+        text = (
+            "[" + ", ".join(_scalar(v) for v in value) + "]" if isinstance(value, tuple) else _scalar(value)
+        )
         key = tomli_w.dumps({name: 0})[: -len(" = 0\n")]
         lines.append(f"{key} = {text}")
     return "\n".join(lines) + "\n"
@@ -47,8 +50,13 @@ def _settings(section: str, settings: Mapping[str, Value]) -> str:
 
 def dump_profile(profile: Profile) -> str:
     """The canonical TOML text of ``profile``."""
-    meta = {"name": profile.name, "description": profile.description, "created": profile.created,
-            "tuner_version": profile.tuner_version, "kernel": profile.kernel}
+    meta = {
+        "name": profile.name,
+        "description": profile.description,
+        "created": profile.created,
+        "tuner_version": profile.tuner_version,
+        "kernel": profile.kernel,
+    }
     parts = [_HEADER + tomli_w.dumps({"version": SCHEMA_VERSION}), tomli_w.dumps({"profile": meta})]
     if profile.workload is not None:
         parts.append(tomli_w.dumps({"workload": profile.workload.to_dict()}))
@@ -59,8 +67,9 @@ def dump_profile(profile: Profile) -> str:
     try:
         evidence = tomli_w.dumps({"evidence": profile.evidence})
     except (TypeError, ValueError) as exc:
-        raise ProfileError(f"profile {profile.name}", f"evidence cannot be written as TOML: {exc}",
-                           key="evidence") from None
+        raise ProfileError(
+            f"profile {profile.name}", f"evidence cannot be written as TOML: {exc}", key="evidence"
+        ) from None
     parts.append((_NO_EVIDENCE if not profile.evidence else "") + evidence)
     return "\n".join(parts)
 

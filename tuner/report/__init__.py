@@ -4,4 +4,4 @@ evidence, from a search journal and/or a profile."""
 from tuner.report.data import ReportData, read_journal, report_data
 from tuner.report.html import render_html
 
-__all__ = ["ReportData", "read_journal", "report_data", "render_html"]
+__all__ = ["ReportData", "read_journal", "render_html", "report_data"]

@@ -8,22 +8,30 @@ from __future__ import annotations
 
 import io
 import math
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from tuner.report.data import ReportData, TrialPoint
 
 __all__ = ["convergence_svg", "distributions_svg", "knobs_svg"]
 
-_ROLE_STYLE = {"baseline": ("#777777", "s"), "search": ("#1f77b4", "o"), "simplify": ("#9467bd", "D"),
-               "confirm": ("#2ca02c", "^")}
+_ROLE_STYLE = {
+    "baseline": ("#777777", "s"),
+    "search": ("#1f77b4", "o"),
+    "simplify": ("#9467bd", "D"),
+    "confirm": ("#2ca02c", "^"),
+}
 
 
 def _plt() -> Any:
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    plt.rcParams.update({"svg.fonttype": "none", "font.size": 9, "axes.spines.top": False,
-                         "axes.spines.right": False})
+
+    plt.rcParams.update(
+        {"svg.fonttype": "none", "font.size": 9, "axes.spines.top": False, "axes.spines.right": False}
+    )
     return plt
 
 
@@ -32,12 +40,13 @@ def _svg(fig: Any) -> str:
     fig.savefig(buf, format="svg", bbox_inches="tight")
     _plt().close(fig)
     text = buf.getvalue()
-    return text[text.index("<svg"):]  # inline: no XML prolog or DOCTYPE
+    return text[text.index("<svg") :]  # inline: no XML prolog or DOCTYPE
 
 
 def _level_text(value: Any) -> str:
     """A knob level on an axis: sizes in KiB/MiB, the rest as :func:`tuner.units.format_value` writes it."""
     from tuner.units import format_size, format_value
+
     if isinstance(value, int) and not isinstance(value, bool) and value >= 1024 and value % 1024 == 0:
         return format_size(value)
     return format_value(value)
@@ -70,18 +79,30 @@ def convergence_svg(data: ReportData) -> str:
     bad = [i for i, t in enumerate(trials) if not t.usable]
     if bad and scores:
         floor = min(scores)
-        ax.scatter(bad, [floor] * len(bad), marker="x", color="#d62728", s=30, label="failed / invalid / pruned",
-                   zorder=4)
+        ax.scatter(
+            bad,
+            [floor] * len(bad),
+            marker="x",
+            color="#d62728",
+            s=30,
+            label="failed / invalid / pruned",
+            zorder=4,
+        )
     if scores and min(scores) > 0 and max(scores) / min(scores) > 30:
         ax.set_yscale("log")
     ax.set_xlabel("measurement, in order")
-    ax.set_ylabel(f"{data.objective or 'score'} ({'lower' if data.direction == 'min' else 'higher'} is better)")
+    ax.set_ylabel(
+        f"{data.objective or 'score'} ({'lower' if data.direction == 'min' else 'higher'} is better)"
+    )
     ax.legend(loc="best", fontsize=7, frameon=False)
     return _svg(fig)
 
 
-def distributions_svg(baseline: Mapping[str, Sequence[float]], recommended: Mapping[str, Sequence[float]],
-                      metrics: Sequence[str]) -> str:
+def distributions_svg(
+    baseline: Mapping[str, Sequence[float]],
+    recommended: Mapping[str, Sequence[float]],
+    metrics: Sequence[str],
+) -> str:
     """Box plots of each metric's samples, baseline beside recommended, so overlap is visible."""
     plt = _plt()
     shown = [m for m in metrics if baseline.get(m) and recommended.get(m)][:6]
@@ -121,22 +142,27 @@ def knobs_svg(data: ReportData) -> str:
         labels = [_level_text(v) for v in levels]
         xs, ys = [], []
         for t in usable:
-            value = t.assignment[knob] if knob in t.assignment else _baseline_level(levels, baseline.get(knob))
+            value = (
+                t.assignment[knob] if knob in t.assignment else _baseline_level(levels, baseline.get(knob))
+            )
             idx = _index(levels, value)
             if idx is None:
                 continue
             xs.append(idx)
             ys.append(t.score)
         ax.scatter(xs, ys, s=14, color="#1f77b4", alpha=0.7)
-        pick = _index(levels, recommended[knob] if knob in recommended
-                      else _baseline_level(levels, baseline.get(knob)))
+        pick = _index(
+            levels, recommended[knob] if knob in recommended else _baseline_level(levels, baseline.get(knob))
+        )
         if pick is not None:
             ax.axvspan(pick - 0.35, pick + 0.35, color="#2ca02c", alpha=0.18)
         ax.set_xticks(range(len(levels)), labels, rotation=30, ha="right", fontsize=7)
-        ax.set_title(knob + (f" (baseline {_level_text(baseline[knob])})" if knob in baseline else ""), fontsize=8)
+        ax.set_title(
+            knob + (f" (baseline {_level_text(baseline[knob])})" if knob in baseline else ""), fontsize=8
+        )
         if ys and min(ys) > 0 and max(ys) / min(ys) > 30:
             ax.set_yscale("log")
-    for ax in list(axes.flat)[len(knobs):]:
+    for ax in list(axes.flat)[len(knobs) :]:
         ax.axis("off")
     fig.tight_layout()
     return _svg(fig)

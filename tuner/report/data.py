@@ -8,16 +8,17 @@ a journal of a search still running it is partial (no verdict yet).
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path as FilePath
-from typing import Any, Mapping
+from typing import Any
 
 from tuner.errors import InputError
 from tuner.inputs import parse_json
 from tuner.profiles import Profile, load_profile
 from tuner.trusted import read_limited
 
-__all__ = ["TrialPoint", "ReportData", "read_journal", "report_data"]
+__all__ = ["ReportData", "TrialPoint", "read_journal", "report_data"]
 
 MAX_JOURNAL_BYTES = 64 << 20
 
@@ -25,18 +26,23 @@ MAX_JOURNAL_BYTES = 64 << 20
 @dataclass(frozen=True)
 class TrialPoint:
     number: int
-    role: str                         # baseline, search, simplify, confirm
-    state: str                        # complete, failed, invalid, rejected
+    role: str  # baseline, search, simplify, confirm
+    state: str  # complete, failed, invalid, rejected
     score: float | None
     feasible: bool
     assignment: Mapping[str, Any]
     samples: Mapping[str, tuple[float, ...]]  # metric -> per-repeat values
-    note: str = ""                     # why it failed / was invalid / pruned
-    direction: str = ""                # "min" or "max", as the objective's score says
+    note: str = ""  # why it failed / was invalid / pruned
+    direction: str = ""  # "min" or "max", as the objective's score says
 
     @property
     def usable(self) -> bool:
-        return self.state == "complete" and self.score is not None and self.feasible and math.isfinite(self.score)
+        return (
+            self.state == "complete"
+            and self.score is not None
+            and self.feasible
+            and math.isfinite(self.score)
+        )
 
 
 @dataclass
@@ -45,8 +51,8 @@ class ReportData:
     objective: str = ""
     direction: str = "min"
     trials: list[TrialPoint] = field(default_factory=list)
-    space: Mapping[str, list[Any]] = field(default_factory=dict)   # knob -> levels
-    recommended: Mapping[str, Any] | None = None                   # None: not decided yet
+    space: Mapping[str, list[Any]] = field(default_factory=dict)  # knob -> levels
+    recommended: Mapping[str, Any] | None = None  # None: not decided yet
     profile: Profile | None = None
     header: Mapping[str, Any] = field(default_factory=dict)
     sources: list[str] = field(default_factory=list)
@@ -89,7 +95,9 @@ def read_journal(file: FilePath) -> tuple[dict[str, Any], list[TrialPoint]]:
     try:
         raw = read_limited(file, MAX_JOURNAL_BYTES, what="journal")
     except (OSError, ValueError) as exc:
-        raise InputError(f"{file}: cannot read the journal: {exc}", hint="give the file of --journal") from None
+        raise InputError(
+            f"{file}: cannot read the journal: {exc}", hint="give the file of --journal"
+        ) from None
     header: dict[str, Any] = {}
     trials: list[TrialPoint] = []
     for line in raw.split(b"\n"):
@@ -106,23 +114,33 @@ def read_journal(file: FilePath) -> tuple[dict[str, Any], list[TrialPoint]]:
         elif record.get("type") == "trial":
             trials.append(_trial(record))
     if not header:
-        raise InputError(f"{file}: not a tuner search journal (no header line)",
-                         hint="give the file of `tuner recommend --journal`")
+        raise InputError(
+            f"{file}: not a tuner search journal (no header line)",
+            hint="give the file of `tuner recommend --journal`",
+        )
     return header, trials
 
 
 def _trial(r: Mapping[str, Any]) -> TrialPoint:
     score = r.get("score") or {}
     m = r.get("measurement") or {}
-    samples = {str(k): tuple(float(x) for x in (v or {}).get("samples", ()) if isinstance(x, (int, float)))
-               for k, v in dict(m.get("metrics") or {}).items()}
+    samples = {
+        str(k): tuple(float(x) for x in (v or {}).get("samples", ()) if isinstance(x, (int, float)))
+        for k, v in dict(m.get("metrics") or {}).items()
+    }
     value = score.get("value")
     note = r.get("error") or m.get("invalid_reason") or score.get("reason") or ""
-    return TrialPoint(number=int(r.get("number", 0)), role=str(r.get("role", "search")),
-                      state=str(r.get("state", "complete")),
-                      score=float(value) if isinstance(value, (int, float)) else None,
-                      feasible=bool(score.get("feasible", True)), assignment=dict(r.get("assignment") or {}),
-                      samples=samples, note=str(note), direction=str(score.get("direction", "")))
+    return TrialPoint(
+        number=int(r.get("number", 0)),
+        role=str(r.get("role", "search")),
+        state=str(r.get("state", "complete")),
+        score=float(value) if isinstance(value, (int, float)) else None,
+        feasible=bool(score.get("feasible", True)),
+        assignment=dict(r.get("assignment") or {}),
+        samples=samples,
+        note=str(note),
+        direction=str(score.get("direction", "")),
+    )
 
 
 def report_data(profile_file: FilePath | None, journal_file: FilePath | None) -> ReportData:
@@ -133,19 +151,36 @@ def report_data(profile_file: FilePath | None, journal_file: FilePath | None) ->
     if journal_file is not None:
         header, trials = read_journal(journal_file)
     workload = dict(header.get("workload") or {})
-    title = profile.name if profile is not None else f"search of {workload.get('kind', 'a workload')} (running)"
-    data = ReportData(title=title, trials=trials, profile=profile, header=header,
-                      sources=[str(f) for f in (profile_file, journal_file) if f is not None])
+    title = (
+        profile.name if profile is not None else f"search of {workload.get('kind', 'a workload')} (running)"
+    )
+    data = ReportData(
+        title=title,
+        trials=trials,
+        profile=profile,
+        header=header,
+        sources=[str(f) for f in (profile_file, journal_file) if f is not None],
+    )
     ev = data.evidence
     data.objective = str(ev.get("objective") or header.get("objective") or "")
     scored = next((t for t in trials if t.direction), None)
-    data.direction = scored.direction if scored is not None else ("max" if data.objective.endswith(":max") else "min")
+    data.direction = (
+        scored.direction if scored is not None else ("max" if data.objective.endswith(":max") else "min")
+    )
     # the journal's space keeps "unset" (None) levels, which TOML evidence cannot hold
-    space = {d.get("knob"): d.get("levels", []) for d in (header.get("space") or {}).get("dimensions", [])
-             if isinstance(d, dict)} or ev.get("space")
+    space = {
+        d.get("knob"): d.get("levels", [])
+        for d in (header.get("space") or {}).get("dimensions", [])
+        if isinstance(d, dict)
+    } or ev.get("space")
     data.space = {str(k): list(v) for k, v in dict(space or {}).items() if k}
     if profile is not None:
-        data.recommended = {k: (v["to"] if isinstance(v, dict) and "to" in v else v)
-                            for k, v in dict(ev.get("changed") or {}).items()} if "changed" in ev else \
-            dict(profile.assignment)
+        data.recommended = (
+            {
+                k: (v["to"] if isinstance(v, dict) and "to" in v else v)
+                for k, v in dict(ev.get("changed") or {}).items()
+            }
+            if "changed" in ev
+            else dict(profile.assignment)
+        )
     return data

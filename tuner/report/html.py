@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import html
 import math
-from datetime import datetime, timezone
-from typing import Any, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
 
 from tuner import __version__
 from tuner.profiles import render_socket_snippets, render_sysctl_d
@@ -36,8 +37,10 @@ def _table(headers: Sequence[str], rows: Iterable[Sequence[Any]], numeric: Seque
     head = "".join(f"<th>{_e(h)}</th>" for h in headers)
     body = []
     for row in rows:
-        cells = "".join(f"<td class=\"num\">{_e(c)}</td>" if i in numeric else f"<td>{_e(c)}</td>"
-                        for i, c in enumerate(row))
+        cells = "".join(
+            f'<td class="num">{_e(c)}</td>' if i in numeric else f"<td>{_e(c)}</td>"
+            for i, c in enumerate(row)
+        )
         body.append(f"<tr>{cells}</tr>")
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
@@ -54,14 +57,23 @@ def _metrics_table(ev: Mapping[str, Any]) -> str:
     for name, m in metrics.items():
         if not isinstance(m, Mapping):
             continue
-        rows.append((name, format_metric(name, float(m.get("baseline", math.nan))),
-                     format_metric(name, float(m.get("recommended", math.nan))), _gain(m.get("gain")),
-                     f"{_gain(m.get('gain_lo'))} .. {_gain(m.get('gain_hi'))}",
-                     "yes" if m.get("significant") else "no"))
+        rows.append(
+            (
+                name,
+                format_metric(name, float(m.get("baseline", math.nan))),
+                format_metric(name, float(m.get("recommended", math.nan))),
+                _gain(m.get("gain")),
+                f"{_gain(m.get('gain_lo'))} .. {_gain(m.get('gain_hi'))}",
+                "yes" if m.get("significant") else "no",
+            )
+        )
     if not rows:
         return ""
-    return _table(("metric", "baseline", "recommended", "times better", "interval", "beyond noise"), rows,
-                  numeric=(1, 2, 3))
+    return _table(
+        ("metric", "baseline", "recommended", "times better", "interval", "beyond noise"),
+        rows,
+        numeric=(1, 2, 3),
+    )
 
 
 def _context(data: ReportData) -> str:
@@ -74,9 +86,16 @@ def _context(data: ReportData) -> str:
         rows.append(("workload", str(data.header["workload"].get("kind"))))
     if ev.get("path") or data.header.get("path"):
         rows.append(("path", str(ev.get("path") or data.header.get("path"))))
-    for key, label in (("backend", "emulated path"), ("sampler", "sampler"), ("seed", "seed"),
-                       ("trials", "search trials"), ("failed_trials", "failed trials"),
-                       ("stop_reason", "search stopped"), ("elapsed_s", "wall time (s)"), ("confidence", "confidence")):
+    for key, label in (
+        ("backend", "emulated path"),
+        ("sampler", "sampler"),
+        ("seed", "seed"),
+        ("trials", "search trials"),
+        ("failed_trials", "failed trials"),
+        ("stop_reason", "search stopped"),
+        ("elapsed_s", "wall time (s)"),
+        ("confidence", "confidence"),
+    ):
         if key in ev:
             value = ev[key]
             rows.append((label, f"{value:.4g}" if isinstance(value, float) else str(value)))
@@ -86,8 +105,9 @@ def _context(data: ReportData) -> str:
     out = _table(("", ""), rows) if rows else ""
     health = ev.get("path_health")
     if isinstance(health, Mapping) and health:
-        out += "<h3>Path health</h3>" + _table(("", ""), [(k, format_value(v)) for k, v in health.items()
-                                                          if not isinstance(v, Mapping)])
+        out += "<h3>Path health</h3>" + _table(
+            ("", ""), [(k, format_value(v)) for k, v in health.items() if not isinstance(v, Mapping)]
+        )
     baseline = ev.get("baseline") or {}
     settings = baseline.get("settings") if isinstance(baseline, Mapping) else None
     if isinstance(settings, Mapping) and settings:
@@ -99,42 +119,69 @@ def _context(data: ReportData) -> str:
 
 def render_html(data: ReportData) -> str:
     ev = data.evidence
-    parts = [f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>tuner report: {_e(data.title)}"
-             f"</title><style>{_CSS}</style></head><body>",
-             f"<h1>tuner report: {_e(data.title)}</h1>",
-             f"<p class=\"muted\">from {_e(', '.join(data.sources))}; written "
-             f"{datetime.now(timezone.utc).replace(microsecond=0).isoformat()} by tuner {__version__}</p>"]
+    parts = [
+        f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>tuner report: {_e(data.title)}'
+        f"</title><style>{_CSS}</style></head><body>",
+        f"<h1>tuner report: {_e(data.title)}</h1>",
+        f'<p class="muted">from {_e(", ".join(data.sources))}; written '
+        f"{datetime.now(UTC).replace(microsecond=0).isoformat()} by tuner {__version__}</p>",
+    ]
     if data.partial:
-        parts.append("<p class=\"verdict partial\">The search is still running (or its profile was not given): "
-                     "this report shows the trials so far and no verdict.</p>")
+        parts.append(
+            '<p class="verdict partial">The search is still running (or its profile was not given): '
+            "this report shows the trials so far and no verdict.</p>"
+        )
     else:
         cls = "verdict" if ev.get("significant") else "verdict none"
-        parts.append(f"<p class=\"{cls}\">{_e(ev.get('verdict') or 'hand-written profile: nothing measured')}</p>")
+        parts.append(
+            f'<p class="{cls}">{_e(ev.get("verdict") or "hand-written profile: nothing measured")}</p>'
+        )
     if data.trials:
-        parts += ["<h2>Search</h2>", "<p class=\"muted\">Each trial's score in the order measured; the band is "
-                  "the baseline's range, the red line the best so far; crosses mark failed, invalid or pruned "
-                  "trials.</p>", f"<figure>{charts.convergence_svg(data)}</figure>"]
+        parts += [
+            "<h2>Search</h2>",
+            '<p class="muted">Each trial\'s score in the order measured; the band is '
+            "the baseline's range, the red line the best so far; crosses mark failed, invalid or pruned "
+            "trials.</p>",
+            f"<figure>{charts.convergence_svg(data)}</figure>",
+        ]
     recommended = data.recommended if data.recommended is not None else data.best_assignment()
     base_samples = data.samples_of({})
     rec_samples = data.samples_of(recommended)
     metrics = list((ev.get("metrics") or {}).keys()) or sorted(set(base_samples) & set(rec_samples))
-    figure = charts.distributions_svg(base_samples, rec_samples, metrics) if data.trials and recommended else ""
+    figure = (
+        charts.distributions_svg(base_samples, rec_samples, metrics) if data.trials and recommended else ""
+    )
     table = _metrics_table(ev)
     if figure or table:
-        parts += ["<h2>Before and after</h2>", "<p class=\"muted\">Every sample of each metric, baseline beside "
-                  f"the {'best setting so far' if data.partial else 'recommended setting'}.</p>", f"<figure>{figure}</figure>" if figure else "", table]
+        parts += [
+            "<h2>Before and after</h2>",
+            '<p class="muted">Every sample of each metric, baseline beside '
+            f"the {'best setting so far' if data.partial else 'recommended setting'}.</p>",
+            f"<figure>{figure}</figure>" if figure else "",
+            table,
+        ]
     knobs = charts.knobs_svg(data) if data.trials else ""
     changed = ev.get("changed") or {}
     if knobs or changed or (data.profile and data.profile.assignment):
         parts.append("<h2>Knobs</h2>")
         if knobs:
             pick = "best so far" if data.partial else "recommended"
-            parts += [f"<p class=\"muted\">Score of every trial at each level of each knob; the shaded level is the "
-                      f"{pick} one.</p>", f"<figure>{knobs}</figure>"]
+            parts += [
+                f'<p class="muted">Score of every trial at each level of each knob; the shaded level is the '
+                f"{pick} one.</p>",
+                f"<figure>{knobs}</figure>",
+            ]
         if changed:
-            parts.append(_table(("knob", "baseline", "recommended"),
-                                [(k, format_value(v.get("from")), format_value(v.get("to"))) for k, v in changed.items()
-                                 if isinstance(v, Mapping)]))
+            parts.append(
+                _table(
+                    ("knob", "baseline", "recommended"),
+                    [
+                        (k, format_value(v.get("from")), format_value(v.get("to")))
+                        for k, v in changed.items()
+                        if isinstance(v, Mapping)
+                    ],
+                )
+            )
     context = _context(data)
     if context:
         parts += ["<h2>Context</h2>", context]

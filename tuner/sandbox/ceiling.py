@@ -20,12 +20,12 @@ from typing import Any
 from tuner.logs import get_logger
 from tuner.sandbox.layout import ADDRESSES, Side
 
-__all__ = ["Ceiling", "measure_ceiling", "HOLD_SHARE", "PROBE_RATE_BPS"]
+__all__ = ["HOLD_SHARE", "PROBE_RATE_BPS", "Ceiling", "measure_ceiling"]
 
 log = get_logger(__name__)
 
-HOLD_SHARE = 0.9          # a path "holds" a rate when it delivers at least this share of it
-PROBE_RATE_BPS = 20e9     # the cap used to find the highest rate the emulator can carry
+HOLD_SHARE = 0.9  # a path "holds" a rate when it delivers at least this share of it
+PROBE_RATE_BPS = 20e9  # the cap used to find the highest rate the emulator can carry
 _PORT = 5299
 _BUF = 64 << 20
 _SYSCTLS = {"net.ipv4.tcp_rmem": (4096, 131072, _BUF), "net.ipv4.tcp_wmem": (4096, 16384, _BUF)}
@@ -35,26 +35,31 @@ _SYSCTLS = {"net.ipv4.tcp_rmem": (4096, 131072, _BUF), "net.ipv4.tcp_wmem": (409
 class Ceiling:
     """What one stream got across the emulated path (IP bits per second, second half of the run)."""
 
-    requested_bps: float        # the cap of the path the stream ran on
+    requested_bps: float  # the cap of the path the stream ran on
     delivered_bps: float
     backend: str
     offload: bool
-    line_cpu_share: float       # busiest forwarder, share of one core
-    valid: bool                 # the path's own health verdict for the run
+    line_cpu_share: float  # busiest forwarder, share of one core
+    valid: bool  # the path's own health verdict for the run
     reason: str | None
     rtt: float
     seconds: float
 
     def holds(self, rate_bps: float) -> bool:
         """Whether the emulator carried ``rate_bps`` (measured at that rate, or above it)."""
-        return self.valid and self.delivered_bps >= HOLD_SHARE * min(rate_bps, self.requested_bps) and \
-            (rate_bps <= self.requested_bps or self.delivered_bps >= HOLD_SHARE * rate_bps)
+        return (
+            self.valid
+            and self.delivered_bps >= HOLD_SHARE * min(rate_bps, self.requested_bps)
+            and (rate_bps <= self.requested_bps or self.delivered_bps >= HOLD_SHARE * rate_bps)
+        )
 
     def describe(self) -> str:
-        text = (f"one TCP stream carried {self.delivered_bps / 1e6:,.0f} Mbit/s across a {self.backend} path "
-                f"capped at {self.requested_bps / 1e6:,.0f} Mbit/s (RTT {self.rtt * 1e3:g} ms; busiest "
-                f"delay-line process {self.line_cpu_share * 100:.0f}% of a core"
-                f"{', TUN offloads' if self.offload else ''})")
+        text = (
+            f"one TCP stream carried {self.delivered_bps / 1e6:,.0f} Mbit/s across a {self.backend} path "
+            f"capped at {self.requested_bps / 1e6:,.0f} Mbit/s (RTT {self.rtt * 1e3:g} ms; busiest "
+            f"delay-line process {self.line_cpu_share * 100:.0f}% of a core"
+            f"{', TUN offloads' if self.offload else ''})"
+        )
         return text if self.valid else f"{text}; the run was invalid: {self.reason}"
 
     def to_dict(self) -> dict[str, Any]:
@@ -92,8 +97,14 @@ def _source(seconds: float) -> None:
     s.close()
 
 
-def measure_ceiling(rate_bps: float = PROBE_RATE_BPS, *, rtt: float = 0.02, seconds: float = 3.0,
-                    backend: str | None = None, attempts: int = 2) -> Ceiling:
+def measure_ceiling(
+    rate_bps: float = PROBE_RATE_BPS,
+    *,
+    rtt: float = 0.02,
+    seconds: float = 3.0,
+    backend: str | None = None,
+    attempts: int = 2,
+) -> Ceiling:
     """Run one bulk stream across a path of ``rate_bps`` and ``rtt`` and report what it carried.
 
     A run whose path health was invalid (a moment of overload: late packets) is run again, up to
@@ -109,10 +120,11 @@ def measure_ceiling(rate_bps: float = PROBE_RATE_BPS, *, rtt: float = 0.02, seco
 
 def _measure_once(rate_bps: float, rtt: float, seconds: float, backend: str | None) -> Ceiling:
     from tuner.sandbox.sandbox import Sandbox
-    from tuner.workload import Path
+    from tuner.workload import NetworkPath as Path
 
-    with Sandbox(Path(rtt=rtt, rate_bps=rate_bps), backend=backend, client_sysctls=_SYSCTLS,
-                 server_sysctls=_SYSCTLS) as sb:
+    with Sandbox(
+        Path(rtt=rtt, rate_bps=rate_bps), backend=backend, client_sysctls=_SYSCTLS, server_sysctls=_SYSCTLS
+    ) as sb:
         sink = sb.spawn(Side.SERVER, _sink)
         source = sb.spawn(Side.CLIENT, _source, seconds)
         time.sleep(seconds / 2)
@@ -120,8 +132,23 @@ def _measure_once(rate_bps: float, rtt: float, seconds: float, backend: str | No
         source.result(seconds + 30)
         health = sb.health()
         sink.result(30)
-    c = Ceiling(rate_bps, health.delivered_bps, health.backend, health.offload, health.line_cpu_share,
-                health.valid, health.reason, rtt, seconds)
-    log.info("sandbox.ceiling", requested=rate_bps, delivered=round(c.delivered_bps), valid=c.valid,
-             line_cpu=round(c.line_cpu_share, 2), backend=c.backend)
+    c = Ceiling(
+        rate_bps,
+        health.delivered_bps,
+        health.backend,
+        health.offload,
+        health.line_cpu_share,
+        health.valid,
+        health.reason,
+        rtt,
+        seconds,
+    )
+    log.info(
+        "sandbox.ceiling",
+        requested=rate_bps,
+        delivered=round(c.delivered_bps),
+        valid=c.valid,
+        line_cpu=round(c.line_cpu_share, 2),
+        backend=c.backend,
+    )
     return c

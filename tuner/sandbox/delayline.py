@@ -35,32 +35,41 @@ import signal
 import time
 from array import array
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, NoReturn
+from typing import NoReturn
 
 from tuner.sandbox.gso import VNET_HDR_LEN, carve, shape_of
 
-__all__ = ["PROFILE_ENV", "LineParams", "LineStats", "DirectionSnapshot", "run_line", "LATE_BUCKETS", "late_percentile"]
+__all__ = [
+    "LATE_BUCKETS",
+    "PROFILE_ENV",
+    "DirectionSnapshot",
+    "LineParams",
+    "LineStats",
+    "late_percentile",
+    "run_line",
+]
 
 # lateness histogram: 10 us buckets below 2 ms, 1 ms buckets up to 100 ms, then one overflow bucket
 LATE_BUCKETS = 300
-_FINE = 200            # buckets of 10 us
-_FINE_UNIT = 1e-5      # seconds per fine bucket
-_COARSE_PER = 100      # fine units per coarse bucket (1 ms)
+_FINE = 200  # buckets of 10 us
+_FINE_UNIT = 1e-5  # seconds per fine bucket
+_COARSE_PER = 100  # fine units per coarse bucket (1 ms)
 
-_READ_SIZE = 65535     # the largest IP packet (a GSO super-packet included)
+_READ_SIZE = 65535  # the largest IP packet (a GSO super-packet included)
 _CHUNK_SECONDS = 0.0002  # a super-packet is delivered in pieces no longer than this on the wire: its
-                         # first segment is never later than this (RTT accuracy at low rates)
-_BATCH = 64            # arrivals drained before departures are looked at again
-_FLUSH_EVERY = 0.02    # seconds between counter publications while busy
-_LONG_WAIT = 0.001     # sleeps longer than this are shortened by the learned oversleep
-_MAX_EARLY = 0.0005    # never wake (and spin) more than this early
-_NICE_BOOST = 10       # nice levels the line stands above its owner (and the programs it carries)
-_RT_PRIORITY = 1       # SCHED_FIFO priority when the owner runs at normal priority
+# first segment is never later than this (RTT accuracy at low rates)
+_BATCH = 64  # arrivals drained before departures are looked at again
+_FLUSH_EVERY = 0.02  # seconds between counter publications while busy
+_LONG_WAIT = 0.001  # sleeps longer than this are shortened by the learned oversleep
+_MAX_EARLY = 0.0005  # never wake (and spin) more than this early
+_NICE_BOOST = 10  # nice levels the line stands above its owner (and the programs it carries)
+_RT_PRIORITY = 1  # SCHED_FIFO priority when the owner runs at normal priority
 
 # shared block layout (int64 slots)
-_SEQ = 0               # seqlock: odd while the forwarder writes
-_EPOCH = 1             # the reset epoch the published counters belong to
+_SEQ = 0  # seqlock: odd while the forwarder writes
+_EPOCH = 1  # the reset epoch the published counters belong to
 _PACKETS = 2
 _BYTES = 3
 _SENT = 4
@@ -73,8 +82,8 @@ _LATE_MAX_NS = 10
 _READS = 11
 _WRITES = 12
 _HIST = 16
-_CTRL_EPOCH = _HIST + LATE_BUCKETS        # written by the sandbox: ask for a reset
-_CTRL_PARTITIONED = _CTRL_EPOCH + 1       # written by the sandbox: drop everything while nonzero
+_CTRL_EPOCH = _HIST + LATE_BUCKETS  # written by the sandbox: ask for a reset
+_CTRL_PARTITIONED = _CTRL_EPOCH + 1  # written by the sandbox: drop everything while nonzero
 _SLOTS = _CTRL_PARTITIONED + 1
 
 _PR_SET_TIMERSLACK = 29
@@ -91,28 +100,28 @@ class LineParams:
     loss: float
     queue_packets: int
     seed: int | None = None
-    vnet: bool = False      # frames carry a virtio_net_hdr and may be TCP super-packets (gso.py)
+    vnet: bool = False  # frames carry a virtio_net_hdr and may be TCP super-packets (gso.py)
 
 
 @dataclass(frozen=True)
 class DirectionSnapshot:
     """Counters of one direction since its last reset."""
 
-    packets: int            # read from the sending side's TUN device
+    packets: int  # read from the sending side's TUN device
     bytes: int
-    sent_packets: int       # written into the receiving side's TUN device
+    sent_packets: int  # written into the receiving side's TUN device
     sent_bytes: int
     dropped_loss: int
     dropped_queue: int
     dropped_partition: int
     write_errors: int
-    late_max: float         # seconds
+    late_max: float  # seconds
     late_hist: tuple[int, ...]
-    reads: int = 0          # frames read (a super-packet is one read and many packets)
-    writes: int = 0         # frames written
+    reads: int = 0  # frames read (a super-packet is one read and many packets)
+    writes: int = 0  # frames written
 
     @classmethod
-    def zero(cls) -> "DirectionSnapshot":
+    def zero(cls) -> DirectionSnapshot:
         return cls(0, 0, 0, 0, 0, 0, 0, 0, 0.0, (0,) * LATE_BUCKETS)
 
 
@@ -158,8 +167,8 @@ class LineStats:
                 time.sleep(0)
                 continue
             epoch = s[_EPOCH]
-            head = s[_PACKETS:_WRITES + 1].tolist()
-            hist = tuple(s[_HIST:_HIST + LATE_BUCKETS].tolist())
+            head = s[_PACKETS : _WRITES + 1].tolist()
+            hist = tuple(s[_HIST : _HIST + LATE_BUCKETS].tolist())
             if s[_SEQ] == seq:
                 break
         else:  # pragma: no cover - the forwarder would have to publish nonstop for a second
@@ -167,7 +176,9 @@ class LineStats:
         if epoch != s[_CTRL_EPOCH]:
             return DirectionSnapshot.zero()  # reset asked for and no packet since: nothing to count
         *counts, late_max_ns, reads, writes = head
-        return DirectionSnapshot(*counts, late_max=late_max_ns / 1e9, late_hist=hist, reads=reads, writes=writes)
+        return DirectionSnapshot(
+            *counts, late_max=late_max_ns / 1e9, late_hist=hist, reads=reads, writes=writes
+        )
 
     def close(self) -> None:
         self.slots.release()
@@ -205,15 +216,22 @@ def _set_timer_slack_ns(ns: int) -> None:
         pass
 
 
-def _publish(s: memoryview, epoch: int, counts: tuple[int, ...], late_max: float, hist: array,
-             reads: int = 0, writes: int = 0) -> None:
+def _publish(
+    s: memoryview,
+    epoch: int,
+    counts: tuple[int, ...],
+    late_max: float,
+    hist: array,
+    reads: int = 0,
+    writes: int = 0,
+) -> None:
     s[_SEQ] += 1
     s[_EPOCH] = epoch
-    s[_PACKETS:_WRITE_ERR + 1] = array("q", counts)
+    s[_PACKETS : _WRITE_ERR + 1] = array("q", counts)
     s[_LATE_MAX_NS] = int(late_max * 1e9)
     s[_READS] = reads
     s[_WRITES] = writes
-    s[_HIST:_HIST + LATE_BUCKETS] = hist
+    s[_HIST : _HIST + LATE_BUCKETS] = hist
     s[_SEQ] += 1
 
 
@@ -264,7 +282,7 @@ def _forward(rfd: int, wfd: int, params: LineParams, stats: LineStats) -> NoRetu
     qlimit = params.queue_packets
     rnd = random.Random(params.seed).random
     next_gap = _geometric(rnd, params.loss)
-    gap = next_gap()                          # segments that pass before the next lost one
+    gap = next_gap()  # segments that pass before the next lost one
     read = os.read
     write = os.write
     clock = time.monotonic
@@ -273,15 +291,15 @@ def _forward(rfd: int, wfd: int, params: LineParams, stats: LineStats) -> NoRetu
     empty: tuple[int, ...] = ()
     read_size = _READ_SIZE + (VNET_HDR_LEN if vnet else 0)
     hdr_len = VNET_HDR_LEN if vnet else 0
-    chunk_bytes = _CHUNK_SECONDS / sec_per_byte   # wire bytes one delivered frame may span at most
+    chunk_bytes = _CHUNK_SECONDS / sec_per_byte  # wire bytes one delivered frame may span at most
 
-    q: deque[tuple[float, bytes, int, int]] = deque()   # (departure, frame, segments, wire bytes)
+    q: deque[tuple[float, bytes, int, int]] = deque()  # (departure, frame, segments, wire bytes)
     push = q.append
     pop = q.popleft
-    bneck: deque[tuple[float, int]] = deque()   # (serialization end, segments) in the bottleneck
+    bneck: deque[tuple[float, int]] = deque()  # (serialization end, segments) in the bottleneck
     bpush = bneck.append
     bpop = bneck.popleft
-    occupancy = 0                               # segments in the bottleneck
+    occupancy = 0  # segments in the bottleneck
     link_free = 0.0
 
     epoch = s[_CTRL_EPOCH]
@@ -289,11 +307,18 @@ def _forward(rfd: int, wfd: int, params: LineParams, stats: LineStats) -> NoRetu
     packets = nbytes = sent = sent_bytes = d_loss = d_queue = d_part = w_err = reads = writes = 0
     late_max = 0.0
     last_flush = 0.0
-    early = 0.0                               # seconds a long sleep starts early (learned)
+    early = 0.0  # seconds a long sleep starts early (learned)
 
     def publish() -> None:
-        _publish(s, epoch, (packets, nbytes, sent, sent_bytes, d_loss, d_queue, d_part, w_err), late_max, hist,
-                 reads, writes)
+        _publish(
+            s,
+            epoch,
+            (packets, nbytes, sent, sent_bytes, d_loss, d_queue, d_part, w_err),
+            late_max,
+            hist,
+            reads,
+            writes,
+        )
 
     publish()
     while True:

@@ -11,22 +11,31 @@ import os
 import shutil
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from enum import Enum
-from typing import Any, Callable
+from typing import Any
 
 from tuner.errors import TunerError
 from tuner.knobs import PROC_SYS
 
-__all__ = ["Status", "Check", "ESSENTIAL", "run_checks", "essential_failures", "TCP_INFO_FIELDS", "tcp_info_length",
-           "kernel_config"]
+__all__ = [
+    "ESSENTIAL",
+    "TCP_INFO_FIELDS",
+    "Check",
+    "Status",
+    "essential_failures",
+    "kernel_config",
+    "run_checks",
+    "tcp_info_length",
+]
 
 
 class Status(Enum):
     OK = "ok"
-    NOTE = "note"        # works, through a fallback or with a limit worth knowing
+    NOTE = "note"  # works, through a fallback or with a limit worth knowing
     MISSING = "missing"  # an optional capability is absent
-    FAIL = "FAIL"        # tuner cannot do its job without this
+    FAIL = "FAIL"  # tuner cannot do its job without this
 
 
 ESSENTIAL = ("root", "namespaces", "path emulation")
@@ -50,14 +59,20 @@ class Check:
 TCP_INFO_FIELDS: tuple[tuple[str, int, int, str], ...] = (
     ("rtt/rttvar/cwnd/retrans", 68, 36, "round-trip time and congestion window (any kernel)"),
     ("delivery_rate", 160, 8, "the rate the connection actually delivers (4.9+)"),
-    ("busy_time/rwnd_limited/sndbuf_limited", 168, 24,
-     "direct evidence that a receive window or send buffer held a connection back (4.10+)"),
+    (
+        "busy_time/rwnd_limited/sndbuf_limited",
+        168,
+        24,
+        "direct evidence that a receive window or send buffer held a connection back (4.10+)",
+    ),
     ("bytes_sent/bytes_retrans", 200, 16, "retransmitted share in bytes (4.19+)"),
     ("snd_wnd", 228, 4, "the peer's advertised window (5.4+)"),
 )
 
-_NETEM_FIX = ("for in-kernel emulation load sch_netem (`modprobe sch_netem`; on Debian it ships with the "
-              "kernel image; custom kernels need CONFIG_NET_SCH_NETEM)")
+_NETEM_FIX = (
+    "for in-kernel emulation load sch_netem (`modprobe sch_netem`; on Debian it ships with the "
+    "kernel image; custom kernels need CONFIG_NET_SCH_NETEM)"
+)
 
 
 def kernel_config(option: str) -> str | None:
@@ -96,56 +111,85 @@ def _read_words(name: str) -> list[str]:
 
 def _check_root() -> Check:
     if os.geteuid() == 0:
-        return Check("root", Status.OK, "running as root",
-                     "sandboxes can be created and profiles applied")
-    return Check("root", Status.FAIL, f"running as uid {os.geteuid()}",
-                 "tuner needs CAP_NET_ADMIN and CAP_SYS_ADMIN for namespaces, and root to apply profiles",
-                 "run it with sudo, or as root")
+        return Check("root", Status.OK, "running as root", "sandboxes can be created and profiles applied")
+    return Check(
+        "root",
+        Status.FAIL,
+        f"running as uid {os.geteuid()}",
+        "tuner needs CAP_NET_ADMIN and CAP_SYS_ADMIN for namespaces, and root to apply profiles",
+        "run it with sudo, or as root",
+    )
 
 
 def _check_congestion() -> Check:
     available = _read_words("net.ipv4.tcp_available_congestion_control")
     allowed = _read_words("net.ipv4.tcp_allowed_congestion_control")
     default = " ".join(_read_words("net.ipv4.tcp_congestion_control")) or "?"
-    found = f"available: {' '.join(available) or '?'}; allowed: {' '.join(allowed) or '?'}; default: {default}"
+    found = (
+        f"available: {' '.join(available) or '?'}; allowed: {' '.join(allowed) or '?'}; default: {default}"
+    )
     missing = [a for a in ("cubic", "bbr") if a not in available]
     not_allowed = [a for a in available if a not in allowed and a != default]
     meaning = "searches try the available algorithms"
     if not_allowed:
-        meaning += (f"; {', '.join(not_allowed)} cannot be a namespace default (not allowed) but tuner, as root, "
-                    "still tries it per socket (TCP_CONGESTION)")
+        meaning += (
+            f"; {', '.join(not_allowed)} cannot be a namespace default (not allowed) but tuner, as root, "
+            "still tries it per socket (TCP_CONGESTION)"
+        )
     fixes = []
     if missing:
         fixes.append(f"to try {', '.join(missing)}: {'; '.join('modprobe tcp_' + m for m in missing)}")
     if not_allowed:
-        fixes.append("to allow all as namespace defaults (host-wide; tuner never changes it): sysctl -w "
-                     f"net.ipv4.tcp_allowed_congestion_control='{' '.join(available)}'")
+        fixes.append(
+            "to allow all as namespace defaults (host-wide; tuner never changes it): sysctl -w "
+            f"net.ipv4.tcp_allowed_congestion_control='{' '.join(available)}'"
+        )
     status = Status.NOTE if missing or not_allowed else Status.OK
     return Check("congestion control", status, found, meaning, "; ".join(fixes) or None)
 
 
 def _check_tcp_info(length: int | None, error: str | None) -> Check:
     if length is None:
-        return Check("tcp_info", Status.MISSING, f"could not read: {error}",
-                     "without tcp_info tuner cannot tell why a connection is slow", "needs root and a TCP stack")
+        return Check(
+            "tcp_info",
+            Status.MISSING,
+            f"could not read: {error}",
+            "without tcp_info tuner cannot tell why a connection is slow",
+            "needs root and a TCP stack",
+        )
     present = [name for name, off, size, _ in TCP_INFO_FIELDS if length >= off + size]
     absent = [(name, why) for name, off, size, why in TCP_INFO_FIELDS if length < off + size]
     found = f"{length} bytes; has {', '.join(present)}"
     if absent:
-        return Check("tcp_info", Status.NOTE, found,
-                     "missing " + "; ".join(f"{n}: {w}" for n, w in absent),
-                     "a newer kernel (5.4 or later) reports every field tuner reads")
-    return Check("tcp_info", Status.OK, found, "every field tuner reads is there, incl. buffer-limited evidence")
+        return Check(
+            "tcp_info",
+            Status.NOTE,
+            found,
+            "missing " + "; ".join(f"{n}: {w}" for n, w in absent),
+            "a newer kernel (5.4 or later) reports every field tuner reads",
+        )
+    return Check(
+        "tcp_info", Status.OK, found, "every field tuner reads is there, incl. buffer-limited evidence"
+    )
 
 
 def _check_firewall_tools() -> Check:
     tools = [t for t in ("nft", "iptables") if shutil.which(t)]
     if tools:
-        return Check("nftables/iptables", Status.OK, f"found {', '.join(tools)}",
-                     "not needed by tuner: dead-peer tests drop packets in tuner's own link")
-    return Check("nftables/iptables", Status.NOTE, "neither nft nor iptables is installed",
-                 "not needed by tuner: dead-peer tests drop packets in tuner's own link (delay line or "
-                 "static neighbour entries)", "optional: apt-get install nftables")
+        return Check(
+            "nftables/iptables",
+            Status.OK,
+            f"found {', '.join(tools)}",
+            "not needed by tuner: dead-peer tests drop packets in tuner's own link",
+        )
+    return Check(
+        "nftables/iptables",
+        Status.NOTE,
+        "neither nft nor iptables is installed",
+        "not needed by tuner: dead-peer tests drop packets in tuner's own link (delay line or "
+        "static neighbour entries)",
+        "optional: apt-get install nftables",
+    )
 
 
 def _sandbox_checks() -> list[Check]:
@@ -160,9 +204,18 @@ def _sandbox_checks() -> list[Check]:
     try:
         sb = Sandbox().open()
     except (TunerError, OSError) as exc:
-        hint = getattr(exc, "hint", None) or "check that /run/netns is writable and the kernel has CONFIG_NET_NS"
-        return [Check("namespaces", Status.FAIL, f"could not create a sandbox: {exc}",
-                      "tuner cannot measure anything without network namespaces", hint)]
+        hint = (
+            getattr(exc, "hint", None) or "check that /run/netns is writable and the kernel has CONFIG_NET_NS"
+        )
+        return [
+            Check(
+                "namespaces",
+                Status.FAIL,
+                f"could not create a sandbox: {exc}",
+                "tuner cannot measure anything without network namespaces",
+                hint,
+            )
+        ]
     try:
         created = time.monotonic() - t0
         try:
@@ -182,42 +235,96 @@ def _sandbox_checks() -> list[Check]:
     finally:
         sb.close()
     total = time.monotonic() - t0
-    checks.append(Check("namespaces", Status.OK, f"created a sandbox in {created:.2f} s, removed it ({total:.2f} s "
-                        "in all)", "candidates are tried in private namespaces; the host is never touched"))
+    checks.append(
+        Check(
+            "namespaces",
+            Status.OK,
+            f"created a sandbox in {created:.2f} s, removed it ({total:.2f} s in all)",
+            "candidates are tried in private namespaces; the host is never touched",
+        )
+    )
     config = kernel_config("CONFIG_NET_SCH_NETEM")
     if netem:
-        checks.append(Check("netem", Status.OK, "the kernel accepts a netem qdisc",
-                            "delay, loss and rate are emulated in the kernel (sandbox backend netem)"))
+        checks.append(
+            Check(
+                "netem",
+                Status.OK,
+                "the kernel accepts a netem qdisc",
+                "delay, loss and rate are emulated in the kernel (sandbox backend netem)",
+            )
+        )
     else:
         found = "no netem qdisc in this kernel" + (f" (CONFIG_NET_SCH_NETEM={config})" if config else "")
         if netem_error:
             found += f": {netem_error}"
-        checks.append(Check("netem", Status.NOTE if tun_ok else Status.MISSING, found,
-                            "paths are emulated by tuner's userspace delay line over TUN devices instead "
-                            "(see the measured ceiling below; each run reports its own health)", _NETEM_FIX))
+        checks.append(
+            Check(
+                "netem",
+                Status.NOTE if tun_ok else Status.MISSING,
+                found,
+                "paths are emulated by tuner's userspace delay line over TUN devices instead "
+                "(see the measured ceiling below; each run reports its own health)",
+                _NETEM_FIX,
+            )
+        )
     if tun_ok:
-        checks.append(Check("tun", Status.OK, "/dev/net/tun works inside a namespace",
-                            "the userspace delay line can run (backend tun)"))
+        checks.append(
+            Check(
+                "tun",
+                Status.OK,
+                "/dev/net/tun works inside a namespace",
+                "the userspace delay line can run (backend tun)",
+            )
+        )
     else:
-        checks.append(Check("tun", Status.MISSING, f"cannot create a TUN device: {tun_error}",
-                            "no userspace delay line", "modprobe tun; or create it: mknod /dev/net/tun c 10 200"))
+        checks.append(
+            Check(
+                "tun",
+                Status.MISSING,
+                f"cannot create a TUN device: {tun_error}",
+                "no userspace delay line",
+                "modprobe tun; or create it: mknod /dev/net/tun c 10 200",
+            )
+        )
     if netem or tun_ok:
-        checks.append(Check("path emulation", Status.OK, "netem" if netem else "userspace delay line (tun)",
-                            "RTT, rate and loss of a Path can be emulated"))
+        checks.append(
+            Check(
+                "path emulation",
+                Status.OK,
+                "netem" if netem else "userspace delay line (tun)",
+                "RTT, rate and loss of a Path can be emulated",
+            )
+        )
     else:
-        checks.append(Check("path emulation", Status.FAIL, "neither netem nor TUN",
-                            "only paths without delay, rate or loss can be measured", _NETEM_FIX))
+        checks.append(
+            Check(
+                "path emulation",
+                Status.FAIL,
+                "neither netem nor TUN",
+                "only paths without delay, rate or loss can be measured",
+                _NETEM_FIX,
+            )
+        )
     if netem or tun_ok:
         checks.append(_check_ceiling())
     checks.append(_check_tcp_info(info_len, info_error))
     stale, orphans = stale_sandboxes()
     if stale or orphans:
         names = [r.name for r in stale] + orphans
-        checks.append(Check("stale sandboxes", Status.NOTE, f"{len(names)} left by dead tuner processes: "
-                            f"{', '.join(names[:4])}{' ...' if len(names) > 4 else ''}",
-                            "they are removed by the next sandbox anyway", "tuner sandbox gc"))
+        checks.append(
+            Check(
+                "stale sandboxes",
+                Status.NOTE,
+                f"{len(names)} left by dead tuner processes: "
+                f"{', '.join(names[:4])}{' ...' if len(names) > 4 else ''}",
+                "they are removed by the next sandbox anyway",
+                "tuner sandbox gc",
+            )
+        )
     else:
-        checks.append(Check("stale sandboxes", Status.OK, "none", "nothing left behind by dead tuner processes"))
+        checks.append(
+            Check("stale sandboxes", Status.OK, "none", "nothing left behind by dead tuner processes")
+        )
     return checks
 
 
@@ -228,13 +335,20 @@ def _check_ceiling() -> Check:
     try:
         c = measure_ceiling(PROBE_RATE_BPS, seconds=2.0)
     except (TunerError, OSError) as exc:
-        return Check("path ceiling", Status.NOTE, f"could not measure: {exc}",
-                     "searches still check each run's path health")
-    return Check("path ceiling", Status.OK if c.valid else Status.NOTE,
-                 f"measured {c.delivered_bps / 1e6:,.0f} Mbit/s: {c.describe()}",
-                 "paths faster than this cannot be emulated on this machine under its present load: a search "
-                 "over such a path says so and claims nothing",
-                 "run searches for faster paths on a machine with more idle cores")
+        return Check(
+            "path ceiling",
+            Status.NOTE,
+            f"could not measure: {exc}",
+            "searches still check each run's path health",
+        )
+    return Check(
+        "path ceiling",
+        Status.OK if c.valid else Status.NOTE,
+        f"measured {c.delivered_bps / 1e6:,.0f} Mbit/s: {c.describe()}",
+        "paths faster than this cannot be emulated on this machine under its present load: a search "
+        "over such a path says so and claims nothing",
+        "run searches for faster paths on a machine with more idle cores",
+    )
 
 
 def _tun_probe(open_tun: Callable[[str], int]) -> None:
@@ -243,6 +357,7 @@ def _tun_probe(open_tun: Callable[[str], int]) -> None:
 
 def _loopback_tcp_info() -> int:
     from tuner.adapters.netlink import set_link
+
     set_link("lo")
     return tcp_info_length()
 
@@ -265,4 +380,3 @@ def run_checks() -> list[Check]:
 
 def essential_failures(checks: list[Check]) -> list[Check]:
     return [c for c in checks if c.status is Status.FAIL]
-

@@ -18,8 +18,18 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-__all__ = ["VNET_HDR_LEN", "GSO_NONE", "GSO_TCPV4", "GSO_TCPV6", "GSO_ECN", "NEEDS_CSUM", "Shape", "shape_of",
-           "carve", "vnet_header"]
+__all__ = [
+    "GSO_ECN",
+    "GSO_NONE",
+    "GSO_TCPV4",
+    "GSO_TCPV6",
+    "NEEDS_CSUM",
+    "VNET_HDR_LEN",
+    "Shape",
+    "carve",
+    "shape_of",
+    "vnet_header",
+]
 
 VNET_HDR_LEN = 10
 NEEDS_CSUM = 1
@@ -38,13 +48,15 @@ _TCP_CWR = 0x80
 class Shape:
     """What one read from the device stands for on the wire."""
 
-    segments: int        # packets on the wire
-    wire_bytes: int      # IP bytes on the wire: payload + segments x headers
-    headers: int         # IP + TCP header bytes of each segment (0 for a plain packet)
-    gso_size: int        # payload bytes per segment (0 for a plain packet)
+    segments: int  # packets on the wire
+    wire_bytes: int  # IP bytes on the wire: payload + segments x headers
+    headers: int  # IP + TCP header bytes of each segment (0 for a plain packet)
+    gso_size: int  # payload bytes per segment (0 for a plain packet)
 
 
-def vnet_header(flags: int, gso_type: int, hdr_len: int, gso_size: int, csum_start: int, csum_offset: int) -> bytes:
+def vnet_header(
+    flags: int, gso_type: int, hdr_len: int, gso_size: int, csum_start: int, csum_offset: int
+) -> bytes:
     return _VNET.pack(flags, gso_type, hdr_len, gso_size, csum_start, csum_offset)
 
 

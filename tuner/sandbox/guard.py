@@ -19,11 +19,12 @@ import contextlib
 import os
 import signal
 import threading
-from typing import Any, Iterator, Protocol
+from collections.abc import Iterator
+from typing import Any, Protocol
 
 from tuner.logs import get_logger
 
-__all__ = ["track", "untrack", "signals_deferred", "live_sandboxes"]
+__all__ = ["live_sandboxes", "signals_deferred", "track", "untrack"]
 
 log = get_logger(__name__)
 
@@ -39,7 +40,7 @@ class _Closable(Protocol):
 
 _lock = threading.RLock()
 _live: dict[int, _Closable] = {}
-_installed: dict[int, Any] = {}   # signum -> the handler we replaced
+_installed: dict[int, Any] = {}  # signum -> the handler we replaced
 _owner_pid = os.getpid()
 _atexit_registered = False
 
@@ -83,7 +84,7 @@ def _close_all_at_exit() -> None:
 
 
 def track(sb: _Closable) -> None:
-    global _owner_pid, _atexit_registered
+    global _owner_pid, _atexit_registered  # noqa: PLW0603 (per-process state, reset after fork)
     with _lock:
         if os.getpid() != _owner_pid:  # we are a fork: start over
             _owner_pid = os.getpid()

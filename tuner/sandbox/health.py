@@ -16,10 +16,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-__all__ = ["PathHealth", "MAX_LATE_P99_MS", "LATE_MS", "MAX_LINE_CPU_SHARE", "judge"]
+__all__ = ["LATE_MS", "MAX_LATE_P99_MS", "MAX_LINE_CPU_SHARE", "PathHealth", "judge"]
 
-MAX_LATE_P99_MS = 1.0   # p99 lateness above this: the delay line could not keep its schedule
-LATE_MS = 1.0           # a packet sent more than this after its departure time counts as late
+MAX_LATE_P99_MS = 1.0  # p99 lateness above this: the delay line could not keep its schedule
+LATE_MS = 1.0  # a packet sent more than this after its departure time counts as late
 MAX_LINE_CPU_SHARE = 0.9  # a forwarder this busy (share of one core) is the bottleneck itself
 _MIN_CPU_WINDOW = 0.25  # seconds: a shorter window says nothing reliable about saturation
 
@@ -29,23 +29,23 @@ class PathHealth:
     """Counters of the emulated path since the sandbox was created or :meth:`Sandbox.reset_health`."""
 
     backend: str
-    packets: int                 # packets that entered the path (both directions)
-    dropped_loss: int            # dropped by the emulated random loss
-    dropped_queue: int           # dropped by the full bottleneck queue
-    tun_drops: int               # dropped at the TUN devices (ring overflow, failed writes)
-    late_packets: int            # sent more than LATE_MS after their departure time
+    packets: int  # packets that entered the path (both directions)
+    dropped_loss: int  # dropped by the emulated random loss
+    dropped_queue: int  # dropped by the full bottleneck queue
+    tun_drops: int  # dropped at the TUN devices (ring overflow, failed writes)
+    late_packets: int  # sent more than LATE_MS after their departure time
     late_p99_ms: float
     late_max_ms: float
-    cpu_seconds: float           # CPU time of the delay line's processes
+    cpu_seconds: float  # CPU time of the delay line's processes
     valid: bool
     reason: str | None
-    dropped_partition: int = 0   # dropped while the path was partitioned
-    bytes_to_server: int = 0     # IP bytes delivered client -> server
-    bytes_to_client: int = 0     # IP bytes delivered server -> client
-    elapsed: float = 0.0         # seconds covered by these counters
+    dropped_partition: int = 0  # dropped while the path was partitioned
+    bytes_to_server: int = 0  # IP bytes delivered client -> server
+    bytes_to_client: int = 0  # IP bytes delivered server -> client
+    elapsed: float = 0.0  # seconds covered by these counters
     rate_bps: float | None = None  # the rate cap asked for, each direction (None: uncapped)
-    offload: bool = False        # the delay line moved TCP super-packets (TUN offloads)
-    frames: int = 0              # frames the delay line read (a super-packet is one frame, many packets)
+    offload: bool = False  # the delay line moved TCP super-packets (TUN offloads)
+    frames: int = 0  # frames the delay line read (a super-packet is one frame, many packets)
     line_cpu_share: float = 0.0  # the busiest forwarder's CPU time / elapsed (1.0 = one core)
 
     @property
@@ -61,19 +61,31 @@ class PathHealth:
         return d
 
 
-def judge(tun_drops: int, late_p99_ms: float, helpers_alive: bool = True, *, line_cpu_share: float = 0.0,
-          elapsed: float = 0.0) -> tuple[bool, str | None]:
+def judge(
+    tun_drops: int,
+    late_p99_ms: float,
+    helpers_alive: bool = True,
+    *,
+    line_cpu_share: float = 0.0,
+    elapsed: float = 0.0,
+) -> tuple[bool, str | None]:
     """(valid, reason): the rules that make a measurement over this path trustworthy or not."""
     if not helpers_alive:
         return False, "sandbox: the delay line's process died"
     if line_cpu_share >= MAX_LINE_CPU_SHARE and elapsed >= _MIN_CPU_WINDOW:
-        return False, (f"sandbox: the delay line was saturated ({line_cpu_share * 100:.0f}% of a core): it, "
-                       "not the emulated path, set the pace (the rate is above what this machine can "
-                       "emulate now; see `tuner doctor`)")
+        return False, (
+            f"sandbox: the delay line was saturated ({line_cpu_share * 100:.0f}% of a core): it, "
+            "not the emulated path, set the pace (the rate is above what this machine can "
+            "emulate now; see `tuner doctor`)"
+        )
     if tun_drops:
-        return False, (f"sandbox: {tun_drops} packets dropped at the TUN devices "
-                       "(the delay line fell behind; the machine is overloaded or the rate too high)")
+        return False, (
+            f"sandbox: {tun_drops} packets dropped at the TUN devices "
+            "(the delay line fell behind; the machine is overloaded or the rate too high)"
+        )
     if late_p99_ms > MAX_LATE_P99_MS:
-        return False, (f"sandbox: p99 packet lateness {late_p99_ms:.2f} ms > {MAX_LATE_P99_MS:g} ms "
-                       "(the delay line could not keep its schedule; the machine is overloaded)")
+        return False, (
+            f"sandbox: p99 packet lateness {late_p99_ms:.2f} ms > {MAX_LATE_P99_MS:g} ms "
+            "(the delay line could not keep its schedule; the machine is overloaded)"
+        )
     return True, None

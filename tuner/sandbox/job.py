@@ -7,7 +7,7 @@ from typing import Any
 
 from tuner.netns import NetnsChild
 
-__all__ = ["Job", "TERMINATE_GRACE"]
+__all__ = ["TERMINATE_GRACE", "Job"]
 
 TERMINATE_GRACE = 1.0  # seconds a job gets after SIGTERM before SIGKILL
 

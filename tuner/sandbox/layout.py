@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from enum import Enum
 
-__all__ = ["Side", "IFNAME", "ADDRESSES", "MACS", "PREFIXLEN", "DEAD_MAC", "peer_of"]
+__all__ = ["ADDRESSES", "DEAD_MAC", "IFNAME", "MACS", "PREFIXLEN", "Side", "peer_of"]
 
 
 class Side(Enum):
@@ -21,7 +21,7 @@ IFNAME = "tnr0"
 PREFIXLEN = 30
 ADDRESSES = {Side.CLIENT: "198.18.0.1", Side.SERVER: "198.18.0.2"}
 MACS = {Side.CLIENT: "02:74:6e:72:00:01", Side.SERVER: "02:74:6e:72:00:02"}  # locally administered
-DEAD_MAC = "02:74:6e:72:00:ff"   # owned by nobody: frames sent there are dropped by the receiver
+DEAD_MAC = "02:74:6e:72:00:ff"  # owned by nobody: frames sent there are dropped by the receiver
 
 
 def peer_of(side: Side) -> Side:

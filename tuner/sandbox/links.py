@@ -1,46 +1,68 @@
 """The emulated link between a sandbox's two namespaces: three backends behind one interface.
 
-- ``none``: a bare veth pair (the Path asks for nothing).
+- ``none``: a bare veth pair (the NetworkPath asks for nothing).
 - ``netem``: the veth pair with the kernel's netem qdisc on each end (delay, loss, rate, limit).
 - ``tun``: a TUN device in each namespace joined by the userspace delay line
   (:mod:`tuner.sandbox.delayline`), for kernels without ``sch_netem``.
 
-:func:`plan_link` decides (purely) which backend serves a Path and with what effective settings.
+:func:`plan_link` decides (purely) which backend serves a NetworkPath and with what effective settings.
 A link is built in two halves: :meth:`PathLink.prepare` runs in a child *inside* each namespace
 (client first, then server), :meth:`PathLink.collect` in the parent right after it; then
 :meth:`PathLink.start` in the parent. Defaults, documented once:
 
 - the delay line always has a rate cap (uncapped, the TUN ring overflows and the run is invalid):
-  :data:`DEFAULT_RATE_BPS` when the Path sets none;
-- the bottleneck queue, when the Path sets none, holds one bandwidth-delay product, at least
+  :data:`DEFAULT_RATE_BPS` when the NetworkPath sets none;
+- the bottleneck queue, when the NetworkPath sets none, holds one bandwidth-delay product, at least
   :data:`MIN_QUEUE_PACKETS` packets (MTU-sized).
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import signal
 import socket
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import astuple, dataclass
-from typing import Any, Callable, Mapping, Protocol
+from typing import Any, Protocol
 
 from tuner.adapters import netlink as nl
 from tuner.errors import SandboxError
 from tuner.netns import ChildFailed, NetnsChild
-from tuner.sandbox.delayline import PROFILE_ENV, LATE_BUCKETS, DirectionSnapshot, LineParams, LineStats, late_percentile, run_line
+from tuner.sandbox.delayline import (
+    LATE_BUCKETS,
+    PROFILE_ENV,
+    DirectionSnapshot,
+    LineParams,
+    LineStats,
+    late_percentile,
+    run_line,
+)
 from tuner.sandbox.health import LATE_MS, PathHealth, judge
 from tuner.sandbox.layout import ADDRESSES, DEAD_MAC, IFNAME, MACS, PREFIXLEN, Side, peer_of
 from tuner.sandbox.tun import open_tun, read_dev_counters
-from tuner.workload import Path
+from tuner.workload import NetworkPath
 
-__all__ = ["BACKENDS", "DEFAULT_RATE_BPS", "MIN_QUEUE_PACKETS", "MTU", "TUN_TXQLEN", "LinkPlan", "PathLink",
-           "plan_link", "default_queue", "netem_settings", "make_link", "netem_probe"]
+__all__ = [
+    "BACKENDS",
+    "DEFAULT_RATE_BPS",
+    "MIN_QUEUE_PACKETS",
+    "MTU",
+    "TUN_TXQLEN",
+    "LinkPlan",
+    "PathLink",
+    "default_queue",
+    "make_link",
+    "netem_probe",
+    "netem_settings",
+    "plan_link",
+]
 
 BACKENDS = ("none", "netem", "tun")
-DEFAULT_RATE_BPS = 200e6     # the delay line's cap when the Path has none (the old line's ceiling on 2
-                             # busy cores; with offloads it holds 3 Gbit/s: bench/sandbox_path.py)
+DEFAULT_RATE_BPS = 200e6  # the delay line's cap when the NetworkPath has none (the old line's ceiling on 2
+# busy cores; with offloads it holds 3 Gbit/s: bench/sandbox_path.py)
 MIN_QUEUE_PACKETS = 100
 MTU = 1500
 OFFLOAD_ENV = "TUNER_TUN_OFFLOAD"  # "0": one packet per read (no super-packets); "1": always super-packets
@@ -48,9 +70,9 @@ OFFLOAD_ENV = "TUNER_TUN_OFFLOAD"  # "0": one packet per read (no super-packets)
 # finer time — at 100 Mbit/s with cubic filling the queue, p99 lateness was 0.23 ms per packet against
 # 0.8 ms with super-packets (next to the 1 ms validity gate). Above it, only super-packets keep up.
 OFFLOAD_MIN_RATE_BPS = 150e6
-TUN_TXQLEN = 5000            # packets the TUN ring holds while the delay line is descheduled
+TUN_TXQLEN = 5000  # packets the TUN ring holds while the delay line is descheduled
 _NETEM_MAX_LIMIT = 1_000_000
-_NETEM_UNCAPPED_BPS = 10e9   # what "uncapped" means when sizing netem's packet limit
+_NETEM_UNCAPPED_BPS = 10e9  # what "uncapped" means when sizing netem's packet limit
 
 Runner = Callable[..., Any]  # run(side, fn, *args) -> fn's result, in a child inside that side's namespace
 
@@ -60,9 +82,9 @@ class LinkPlan:
     """What the link will actually do: the backend and its effective settings."""
 
     backend: str
-    one_way_delay: float = 0.0      # seconds, each direction
-    rate_bps: float | None = None   # each direction; None = uncapped
-    loss: float = 0.0               # each direction
+    one_way_delay: float = 0.0  # seconds, each direction
+    rate_bps: float | None = None  # each direction; None = uncapped
+    loss: float = 0.0  # each direction
     jitter: float = 0.0
     queue_packets: int = 0
 
@@ -70,8 +92,10 @@ class LinkPlan:
         if self.backend == "none":
             return "none (plain veth)"
         rate = f"{self.rate_bps / 1e6:g} Mbit/s" if self.rate_bps else "uncapped"
-        text = (f"{self.backend}: rtt {2 * self.one_way_delay * 1e3:g} ms, rate {rate}, "
-                f"loss {self.loss * 100:g}%, queue {self.queue_packets} packets")
+        text = (
+            f"{self.backend}: rtt {2 * self.one_way_delay * 1e3:g} ms, rate {rate}, "
+            f"loss {self.loss * 100:g}%, queue {self.queue_packets} packets"
+        )
         return text + (f", jitter {self.jitter * 1e3:g} ms" if self.jitter else "")
 
 
@@ -80,7 +104,7 @@ def default_queue(rate_bps: float, rtt: float) -> int:
     return max(MIN_QUEUE_PACKETS, math.ceil(rate_bps * rtt / 8 / MTU))
 
 
-def plan_link(path: Path | None, *, netem: bool, backend: str | None = None) -> LinkPlan:
+def plan_link(path: NetworkPath | None, *, netem: bool, backend: str | None = None) -> LinkPlan:
     """The backend and settings for ``path``. ``netem``: whether the kernel has sch_netem;
     ``backend`` forces one (an explicit choice the kernel cannot honour is an error)."""
     if backend is not None and backend not in BACKENDS:
@@ -88,15 +112,19 @@ def plan_link(path: Path | None, *, netem: bool, backend: str | None = None) -> 
     plain = path is None or path.is_plain
     if backend == "none" or (backend is None and plain):
         if not plain:
-            raise SandboxError(f"the plain veth backend cannot emulate {path.describe()}",
-                               hint="leave the backend to tuner, or ask for netem or tun")
+            raise SandboxError(
+                f"the plain veth backend cannot emulate {path.describe()}",
+                hint="leave the backend to tuner, or ask for netem or tun",
+            )
         return LinkPlan("none")
     chosen = backend or ("netem" if netem else "tun")
     if chosen == "netem" and not netem:
-        raise SandboxError("this kernel has no netem qdisc (sch_netem)",
-                           hint="use the userspace delay line (backend tun), or load sch_netem "
-                                "(modprobe sch_netem; on Debian it ships with the kernel image)")
-    path = path or Path()
+        raise SandboxError(
+            "this kernel has no netem qdisc (sch_netem)",
+            hint="use the userspace delay line (backend tun), or load sch_netem "
+            "(modprobe sch_netem; on Debian it ships with the kernel image)",
+        )
+    path = path or NetworkPath()
     rate = path.rate_bps
     if chosen == "tun" and rate is None:
         rate = DEFAULT_RATE_BPS
@@ -157,8 +185,10 @@ class PathLink(Protocol):
 
 def _since(now: Mapping[Side, Any], base: Mapping[Side, Any]) -> dict[Side, Any]:
     """Per side, counters ``now`` minus ``base`` (both the same dataclass of integers)."""
-    return {side: type(now[side])(*(a - b for a, b in zip(astuple(now[side]), astuple(base[side]))))
-            for side in now}
+    return {
+        side: type(now[side])(*(a - b for a, b in zip(astuple(now[side]), astuple(base[side]))))
+        for side in now
+    }
 
 
 @dataclass(frozen=True)
@@ -188,8 +218,13 @@ class VethLink:
     def prepare(self, side: Side) -> None:
         peer = peer_of(side)
         if side is Side.CLIENT:
-            nl.add_veth_pair(IFNAME, IFNAME, self._netns[Side.SERVER], local_mac=MACS[Side.CLIENT],
-                             peer_mac=MACS[Side.SERVER])
+            nl.add_veth_pair(
+                IFNAME,
+                IFNAME,
+                self._netns[Side.SERVER],
+                local_mac=MACS[Side.CLIENT],
+                peer_mac=MACS[Side.SERVER],
+            )
         nl.add_ipv4(IFNAME, ADDRESSES[side], PREFIXLEN)
         nl.set_link(IFNAME)
         nl.set_neighbour(IFNAME, ADDRESSES[peer], MACS[peer])
@@ -219,11 +254,22 @@ class VethLink:
         drops = sum(x.dropped for x in d.values())
         valid, reason = judge(drops, 0.0)
         return PathHealth(
-            backend=self.backend, packets=sum(x.tx_packets for x in d.values()), dropped_loss=0, dropped_queue=0,
-            tun_drops=drops, late_packets=0, late_p99_ms=0.0, late_max_ms=0.0, cpu_seconds=0.0,
-            valid=valid, reason=reason, bytes_to_server=d[Side.CLIENT].tx_ip_bytes,
-            bytes_to_client=d[Side.SERVER].tx_ip_bytes, elapsed=time.monotonic() - self._t0,
-            rate_bps=self.plan.rate_bps)
+            backend=self.backend,
+            packets=sum(x.tx_packets for x in d.values()),
+            dropped_loss=0,
+            dropped_queue=0,
+            tun_drops=drops,
+            late_packets=0,
+            late_p99_ms=0.0,
+            late_max_ms=0.0,
+            cpu_seconds=0.0,
+            valid=valid,
+            reason=reason,
+            bytes_to_server=d[Side.CLIENT].tx_ip_bytes,
+            bytes_to_client=d[Side.SERVER].tx_ip_bytes,
+            elapsed=time.monotonic() - self._t0,
+            rate_bps=self.plan.rate_bps,
+        )
 
     def set_partitioned(self, on: bool) -> None:
         for side in Side:
@@ -263,12 +309,23 @@ class NetemLink(VethLink):
         d = _since(self._counters(), self._base)
         valid, reason = judge(0, 0.0)
         return PathHealth(
-            backend=self.backend, packets=sum(x.packets for x in d.values()),
+            backend=self.backend,
+            packets=sum(x.packets for x in d.values()),
             # netem counts its random loss and its limit overflows together
-            dropped_loss=sum(x.drops for x in d.values()), dropped_queue=0, tun_drops=0, late_packets=0,
-            late_p99_ms=0.0, late_max_ms=0.0, cpu_seconds=0.0, valid=valid, reason=reason,
-            bytes_to_server=d[Side.CLIENT].sent_bytes, bytes_to_client=d[Side.SERVER].sent_bytes,
-            elapsed=time.monotonic() - self._t0, rate_bps=self.plan.rate_bps)
+            dropped_loss=sum(x.drops for x in d.values()),
+            dropped_queue=0,
+            tun_drops=0,
+            late_packets=0,
+            late_p99_ms=0.0,
+            late_max_ms=0.0,
+            cpu_seconds=0.0,
+            valid=valid,
+            reason=reason,
+            bytes_to_server=d[Side.CLIENT].sent_bytes,
+            bytes_to_client=d[Side.SERVER].sent_bytes,
+            elapsed=time.monotonic() - self._t0,
+            rate_bps=self.plan.rate_bps,
+        )
 
 
 # --- tun: the userspace delay line --------------------------------------------------------------
@@ -302,7 +359,7 @@ class TunLink:
         rate = plan.rate_bps or DEFAULT_RATE_BPS
         self._offload = forced == "1" if forced in ("0", "1") else rate > OFFLOAD_MIN_RATE_BPS
         self._vnet: dict[Side, bool] = {}
-        self.offload = False         # whether the line moves super-packets (known after start)
+        self.offload = False  # whether the line moves super-packets (known after start)
         self._stats: dict[Side, LineStats] = {}
         self._forwarders: dict[Side, NetnsChild] = {}
         self._dead_reason: str | None = None
@@ -318,7 +375,7 @@ class TunLink:
         except OSError:
             if not vnet:
                 raise
-            vnet = False   # a kernel without TUN offloads: one packet per read
+            vnet = False  # a kernel without TUN offloads: one packet per read
             fd = open_tun(IFNAME)
         nl.add_ipv4(IFNAME, ADDRESSES[side], PREFIXLEN)
         nl.set_link(IFNAME, txqlen=TUN_TXQLEN, mtu=MTU)
@@ -341,17 +398,25 @@ class TunLink:
             for fd in self._fds.values():
                 _close(fd)
             self._fds.clear()
-            raise SandboxError("one TUN device took offloads and the other did not",
-                               hint="run `tuner doctor`; TUNER_TUN_OFFLOAD=0 turns offloads off")
+            raise SandboxError(
+                "one TUN device took offloads and the other did not",
+                hint="run `tuner doctor`; TUNER_TUN_OFFLOAD=0 turns offloads off",
+            )
         self.offload = self._vnet[Side.CLIENT]
-        params = LineParams(self.plan.one_way_delay, float(self.plan.rate_bps or DEFAULT_RATE_BPS),
-                            self.plan.loss, self.plan.queue_packets, vnet=self.offload)
+        params = LineParams(
+            self.plan.one_way_delay,
+            float(self.plan.rate_bps or DEFAULT_RATE_BPS),
+            self.plan.loss,
+            self.plan.queue_packets,
+            vnet=self.offload,
+        )
         try:
             for side in Side:
                 self._stats[side] = LineStats()
                 rfd, wfd = self._fds[side], self._fds[peer_of(side)]
-                self._forwarders[side] = NetnsChild(self._netns[side], run_line,
-                                                    (rfd, wfd, params, self._stats[side]), die_with_parent=True)
+                self._forwarders[side] = NetnsChild(
+                    self._netns[side], run_line, (rfd, wfd, params, self._stats[side]), die_with_parent=True
+                )
         finally:
             for fd in self._fds.values():  # the forwarders hold them now: the devices live as long
                 _close(fd)
@@ -384,13 +449,13 @@ class TunLink:
         self._t0 = time.monotonic()
 
     def _alive(self) -> bool:
-        for side, f in self._forwarders.items():
+        for f in self._forwarders.values():
             if not f.alive():
                 if self._dead_reason is None:
                     try:
                         f.result(timeout=0)
                         self._dead_reason = "exited"
-                    except (ChildFailed, Exception) as exc:  # noqa: BLE001 - only its text is kept
+                    except (ChildFailed, Exception) as exc:
                         self._dead_reason = f"{type(exc).__name__}: {exc}"
                 return False
         return True
@@ -400,7 +465,7 @@ class TunLink:
         snaps: dict[Side, DirectionSnapshot] = {s: st.snapshot() for s, st in self._stats.items()}
         hist = [sum(s.late_hist[i] for s in snaps.values()) for i in range(LATE_BUCKETS)]
         p99 = late_percentile(hist, 0.99) * 1e3
-        late_packets = sum(hist[int(LATE_MS * 100):])  # fine buckets are 10 us wide
+        late_packets = sum(hist[int(LATE_MS * 100) :])  # fine buckets are 10 us wide
         tun_drops = self._dev_drops() - self._base_dev + sum(s.write_errors for s in snaps.values())
         elapsed = time.monotonic() - self._t0
         cpu_each = self._cpu_each()
@@ -414,14 +479,22 @@ class TunLink:
             packets=sum(s.packets for s in snaps.values()),
             dropped_loss=sum(s.dropped_loss for s in snaps.values()),
             dropped_queue=sum(s.dropped_queue for s in snaps.values()),
-            tun_drops=tun_drops, late_packets=late_packets, late_p99_ms=p99,
+            tun_drops=tun_drops,
+            late_packets=late_packets,
+            late_p99_ms=p99,
             late_max_ms=max(s.late_max for s in snaps.values()) * 1e3 if snaps else 0.0,
-            cpu_seconds=self._cpu() - self._base_cpu, valid=valid, reason=reason,
+            cpu_seconds=self._cpu() - self._base_cpu,
+            valid=valid,
+            reason=reason,
             dropped_partition=sum(s.dropped_partition for s in snaps.values()),
             bytes_to_server=snaps[Side.CLIENT].sent_bytes if snaps else 0,
             bytes_to_client=snaps[Side.SERVER].sent_bytes if snaps else 0,
-            elapsed=elapsed, rate_bps=self.plan.rate_bps, offload=self.offload,
-            frames=sum(s.reads for s in snaps.values()), line_cpu_share=share)
+            elapsed=elapsed,
+            rate_bps=self.plan.rate_bps,
+            offload=self.offload,
+            frames=sum(s.reads for s in snaps.values()),
+            line_cpu_share=share,
+        )
 
     def set_partitioned(self, on: bool) -> None:
         for st in self._stats.values():
@@ -446,10 +519,8 @@ class TunLink:
 
 
 def _close(fd: int) -> None:
-    try:
+    with contextlib.suppress(OSError):
         os.close(fd)
-    except OSError:
-        pass
 
 
 def make_link(plan: LinkPlan, netns: Mapping[Side, str], run: Runner) -> PathLink:

@@ -14,6 +14,7 @@ A pid alone is not an identity (pids are reused); pid + start time is.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -26,8 +27,16 @@ from tuner.adapters.netlink import remove_netns
 from tuner.logs import get_logger
 from tuner.netns import NETNS_DIR
 
-__all__ = ["REGISTRY_DIR", "ProcessId", "SandboxRecord", "Registry", "reap_stale", "process_start",
-           "stale_sandboxes", "processes_in_netns"]
+__all__ = [
+    "REGISTRY_DIR",
+    "ProcessId",
+    "Registry",
+    "SandboxRecord",
+    "process_start",
+    "processes_in_netns",
+    "reap_stale",
+    "stale_sandboxes",
+]
 
 log = get_logger(__name__)
 
@@ -43,7 +52,7 @@ def process_start(pid: int) -> int | None:
     except OSError:
         return None
     # the command name may hold spaces and parentheses: the fields start after the last ')'
-    fields = stat[stat.rfind(b")") + 2:].split()
+    fields = stat[stat.rfind(b")") + 2 :].split()
     try:
         if fields[0] == b"Z":  # a zombie has finished: it owns nothing any more
             return None
@@ -60,7 +69,7 @@ class ProcessId:
     start: int
 
     @classmethod
-    def of(cls, pid: int) -> "ProcessId":
+    def of(cls, pid: int) -> ProcessId:
         start = process_start(pid)
         if start is None:
             raise ProcessLookupError(pid)
@@ -82,10 +91,15 @@ class SandboxRecord:
         return json.dumps(asdict(self), sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str) -> "SandboxRecord":
+    def from_json(cls, text: str) -> SandboxRecord:
         d = json.loads(text)
-        return cls(name=str(d["name"]), owner=ProcessId(**d["owner"]), netns=tuple(d["netns"]),
-                   helpers=tuple(ProcessId(**h) for h in d.get("helpers", ())), created=float(d["created"]))
+        return cls(
+            name=str(d["name"]),
+            owner=ProcessId(**d["owner"]),
+            netns=tuple(d["netns"]),
+            helpers=tuple(ProcessId(**h) for h in d.get("helpers", ())),
+            created=float(d["created"]),
+        )
 
 
 class Registry:
@@ -104,10 +118,8 @@ class Registry:
         os.replace(tmp, self._file(record.name))
 
     def remove(self, name: str) -> None:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             self._file(name).unlink()
-        except FileNotFoundError:
-            pass
 
     def records(self) -> list[SandboxRecord]:
         """Every readable record; unreadable files older than a minute are removed as garbage."""
@@ -182,8 +194,9 @@ def _remove_netns(name: str, netns_dir: Path) -> bool:
     return True
 
 
-def stale_sandboxes(registry: Registry | None = None, netns_dir: Path = NETNS_DIR) -> tuple[
-        list[SandboxRecord], list[str]]:
+def stale_sandboxes(
+    registry: Registry | None = None, netns_dir: Path = NETNS_DIR
+) -> tuple[list[SandboxRecord], list[str]]:
     """What :func:`reap_stale` would remove: records of dead owners, and orphan namespaces."""
     registry = registry or Registry()
     records = registry.records()
@@ -213,8 +226,13 @@ def reap_stale(registry: Registry | None = None, netns_dir: Path = NETNS_DIR) ->
         gone = [ns for ns in record.netns if _remove_netns(ns, netns_dir)]
         registry.remove(record.name)
         removed.append(record.name)
-        log.info("sandbox.reaped", sandbox=record.name, owner=record.owner.pid, netns=gone,
-                 helpers=[h.pid for h in record.helpers])
+        log.info(
+            "sandbox.reaped",
+            sandbox=record.name,
+            owner=record.owner.pid,
+            netns=gone,
+            helpers=[h.pid for h in record.helpers],
+        )
     for name in orphans:
         if _remove_netns(name, netns_dir):
             removed.append(name)

@@ -1,6 +1,6 @@
 """Sandbox: a client and a server network namespace joined by an emulated path; always destroyed.
 
-    with Sandbox(Path(rtt=0.05, rate_bps=100e6), server_sysctls={"net.core.somaxconn": 4096}) as sb:
+    with Sandbox(NetworkPath(rtt=0.05, rate_bps=100e6), server_sysctls={"net.core.somaxconn": 4096}) as sb:
         job = sb.spawn(Side.SERVER, serve)
         sb.run(Side.CLIENT, load, sb.address(Side.SERVER))
         sb.health()
@@ -14,7 +14,7 @@ forked them: open a sandbox (and spawn its jobs) in a thread that outlives it.
 
 Backends (``sb.backend``, also in every :class:`PathHealth`): "none" for a plain path, "netem" where the
 kernel has sch_netem, else "tun" (the userspace delay line, moving TCP super-packets where the kernel
-offers TUN offloads; rate capped at 200 Mbit/s and a queue of one bandwidth-delay product unless the Path
+offers TUN offloads; rate capped at 200 Mbit/s and a queue of one bandwidth-delay product unless the NetworkPath
 says otherwise: see :mod:`tuner.sandbox.links`; what the line can carry on this machine is measured by
 :mod:`tuner.sandbox.ceiling`).
 """
@@ -26,8 +26,9 @@ import itertools
 import os
 import signal
 import time
+from collections.abc import Callable, Mapping
 from pathlib import Path as FsPath
-from typing import Any, Callable, Mapping, TypeVar
+from typing import Any, TypeVar
 
 from tuner.adapters import netlink as nl
 from tuner.errors import KnobError, NotRootError, SandboxError, TunerError
@@ -40,9 +41,9 @@ from tuner.sandbox.job import Job
 from tuner.sandbox.layout import ADDRESSES, Side
 from tuner.sandbox.links import LinkPlan, PathLink, make_link, netem_probe, plan_link
 from tuner.sandbox.registry import ProcessId, Registry, SandboxRecord, processes_in_netns, reap_stale
-from tuner.workload import Path
+from tuner.workload import NetworkPath
 
-__all__ = ["Sandbox", "netns_assignment", "netem_available", "SETUP_SYSCTLS"]
+__all__ = ["SETUP_SYSCTLS", "Sandbox", "netem_available", "netns_assignment"]
 
 log = get_logger(__name__)
 T = TypeVar("T")
@@ -52,8 +53,8 @@ SETUP_SYSCTLS: Mapping[str, Value] = {"net.ipv4.tcp_no_metrics_save": True}
 _IPV6_OFF = ("net/ipv6/conf/all/disable_ipv6", "net/ipv6/conf/default/disable_ipv6")
 
 _counter = itertools.count()
-_reaped_in: int | None = None       # pid of the process that already reaped stale sandboxes
-_netem: bool | None = None          # cached: does this kernel have sch_netem?
+_reaped_in: int | None = None  # pid of the process that already reaped stale sandboxes
+_netem: bool | None = None  # cached: does this kernel have sch_netem?
 
 
 def netns_assignment(assignment: Mapping[str, Value]) -> list[tuple[Knob, Value]]:
@@ -62,11 +63,19 @@ def netns_assignment(assignment: Mapping[str, Value]) -> list[tuple[Knob, Value]
     for name, value in assignment.items():
         knob = get_knob(name)
         if knob.kind is not Kind.SYSCTL or knob.scope is not Scope.NETNS:
-            hint = ("host-wide sysctls are never written by a sandbox: emulate them per socket "
-                    "(SO_RCVBUFFORCE/SO_SNDBUFFORCE)" if knob.scope is Scope.HOST
-                    else "socket options are set by the application on its sockets")
-            raise KnobError(name, f"is a {knob.scope.value} {knob.kind.value} setting, not a per-namespace "
-                                  "sysctl a sandbox can set", value=value, hint=hint)
+            hint = (
+                "host-wide sysctls are never written by a sandbox: emulate them per socket "
+                "(SO_RCVBUFFORCE/SO_SNDBUFFORCE)"
+                if knob.scope is Scope.HOST
+                else "socket options are set by the application on its sockets"
+            )
+            raise KnobError(
+                name,
+                f"is a {knob.scope.value} {knob.kind.value} setting, not a per-namespace "
+                "sysctl a sandbox can set",
+                value=value,
+                hint=hint,
+            )
         out.append((knob, knob.validate(value)))
     return out
 
@@ -79,14 +88,21 @@ def _write_sysctls(items: list[tuple[Knob, Value]], where: str) -> None:
             tree.write(knob, value)
         except OSError as exc:
             if exc.errno == errno.EPERM and knob.name == "net.ipv4.tcp_congestion_control":
-                hint = ("a namespace may only select algorithms in net.ipv4.tcp_allowed_congestion_control "
-                        "(host-wide); try it per socket with TCP_CONGESTION instead")
+                hint = (
+                    "a namespace may only select algorithms in net.ipv4.tcp_allowed_congestion_control "
+                    "(host-wide); try it per socket with TCP_CONGESTION instead"
+                )
             elif exc.errno == errno.EPERM:
                 hint = "the kernel does not let a network namespace set this value"
             else:
                 hint = "check the value against `tuner knobs` and `tuner doctor`"
-            raise KnobError(knob.name, f"the kernel refused {knob.domain.to_kernel(value)!r} in the {where} "
-                                       f"namespace: {exc.strerror or exc}", value=value, hint=hint) from None
+            raise KnobError(
+                knob.name,
+                f"the kernel refused {knob.domain.to_kernel(value)!r} in the {where} "
+                f"namespace: {exc.strerror or exc}",
+                value=value,
+                hint=hint,
+            ) from None
 
 
 def _prepare_side(side: Side, items: list[tuple[Knob, Value]], prepare: Callable[[Side], None]) -> None:
@@ -109,7 +125,7 @@ def _next_name() -> str:
 
 
 def _reap_once() -> None:
-    global _reaped_in
+    global _reaped_in  # noqa: PLW0603 (once per process)
     if _reaped_in == os.getpid():
         return
     _reaped_in = os.getpid()
@@ -119,9 +135,9 @@ def _reap_once() -> None:
         log.warning("sandbox.reap_failed", error=str(exc))
 
 
-def netem_available(sandbox: "Sandbox | None" = None) -> bool:
+def netem_available(sandbox: Sandbox | None = None) -> bool:
     """Whether this kernel has the netem qdisc; tried once per process inside a sandbox namespace."""
-    global _netem
+    global _netem  # noqa: PLW0603 (probed once per process)
     if _netem is None:
         if sandbox is not None:
             _netem = bool(sandbox.run(Side.CLIENT, netem_probe))
@@ -138,11 +154,19 @@ class Sandbox:
     kernel has it, the userspace delay line ("tun") otherwise.
     """
 
-    def __init__(self, path: Path | None = None, *, client_sysctls: Mapping[str, Value] = {},
-                 server_sysctls: Mapping[str, Value] = {}, backend: str | None = None) -> None:
+    def __init__(
+        self,
+        path: NetworkPath | None = None,
+        *,
+        client_sysctls: Mapping[str, Value] = {},
+        server_sysctls: Mapping[str, Value] = {},
+        backend: str | None = None,
+    ) -> None:
         self.path = path
-        self._sysctls = {Side.CLIENT: netns_assignment(client_sysctls),
-                         Side.SERVER: netns_assignment(server_sysctls)}
+        self._sysctls = {
+            Side.CLIENT: netns_assignment(client_sysctls),
+            Side.SERVER: netns_assignment(server_sysctls),
+        }
         self._backend_request = backend
         self.name = ""
         self._netns: dict[Side, str] = {}
@@ -156,16 +180,18 @@ class Sandbox:
 
     # --- lifecycle --------------------------------------------------------------------------
 
-    def __enter__(self) -> "Sandbox":
+    def __enter__(self) -> Sandbox:
         return self.open()
 
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def open(self) -> "Sandbox":
+    def open(self) -> Sandbox:
         if self._state != "new":
-            raise SandboxError(f"sandbox {self.name or '(unnamed)'} was already opened",
-                               hint="create a new Sandbox for each use")
+            raise SandboxError(
+                f"sandbox {self.name or '(unnamed)'} was already opened",
+                hint="create a new Sandbox for each use",
+            )
         if os.geteuid() != 0:
             raise NotRootError("creating a sandbox (network namespaces)")
         t0 = time.monotonic()
@@ -183,28 +209,48 @@ class Sandbox:
             plan = self._plan()
             self._link = make_link(plan, self._netns, self.run)
             for side in (Side.CLIENT, Side.SERVER):
-                self.run(side, _prepare_side, side, [(get_knob(k), v) for k, v in SETUP_SYSCTLS.items()]
-                         + self._sysctls[side], self._link.prepare)
+                self.run(
+                    side,
+                    _prepare_side,
+                    side,
+                    [(get_knob(k), v) for k, v in SETUP_SYSCTLS.items()] + self._sysctls[side],
+                    self._link.prepare,
+                )
                 self._link.collect(side)
             self._link.start()
             self._write_record()
         except BaseException as exc:
             self.close()
             if isinstance(exc, OSError):
-                raise SandboxError(f"could not create sandbox {self.name}: {exc}",
-                                   hint="run `tuner doctor` to see what this machine supports") from exc
+                raise SandboxError(
+                    f"could not create sandbox {self.name}: {exc}",
+                    hint="run `tuner doctor` to see what this machine supports",
+                ) from exc
             raise
         self._state = "open"
         self._opened_at = time.monotonic()
-        log.info("sandbox.created", sandbox=self.name, backend=plan.backend, link=plan.describe(),
-                 seconds=round(self._opened_at - t0, 4))
+        log.info(
+            "sandbox.created",
+            sandbox=self.name,
+            backend=plan.backend,
+            link=plan.describe(),
+            seconds=round(self._opened_at - t0, 4),
+        )
         if self.path is not None and self.path.jitter and not plan.jitter:
-            log.warning("sandbox.jitter_ignored", sandbox=self.name, backend=plan.backend,
-                        jitter=self.path.jitter, reason="the delay line keeps packets in order")
+            log.warning(
+                "sandbox.jitter_ignored",
+                sandbox=self.name,
+                backend=plan.backend,
+                jitter=self.path.jitter,
+                reason="the delay line keeps packets in order",
+            )
         return self
 
     def _plan(self) -> LinkPlan:
-        needs_netem_answer = not (self.path is None or self.path.is_plain) and self._backend_request in (None, "netem")
+        needs_netem_answer = not (self.path is None or self.path.is_plain) and self._backend_request in (
+            None,
+            "netem",
+        )
         netem = netem_available(self) if needs_netem_answer else bool(_netem)
         return plan_link(self.path, netem=netem, backend=self._backend_request)
 
@@ -249,17 +295,23 @@ class Sandbox:
     def _write_record(self) -> None:
         assert self._owner is not None
         helpers = []
-        for pid in (self._link.helper_pids() if self._link else []) + [j.pid for j in self._jobs if j.alive()]:
+        for pid in (self._link.helper_pids() if self._link else []) + [
+            j.pid for j in self._jobs if j.alive()
+        ]:
             try:
                 helpers.append(ProcessId.of(pid))
             except ProcessLookupError:
                 continue
-        self._registry.write(SandboxRecord(self.name, self._owner, tuple(self._netns.values()), tuple(helpers)))
+        self._registry.write(
+            SandboxRecord(self.name, self._owner, tuple(self._netns.values()), tuple(helpers))
+        )
 
     def _require_open(self) -> None:
         if self._state not in ("open", "opening"):
-            raise SandboxError(f"sandbox {self.name or '(unnamed)'} is not open",
-                               hint="use it inside `with Sandbox(...) as sb:`")
+            raise SandboxError(
+                f"sandbox {self.name or '(unnamed)'} is not open",
+                hint="use it inside `with Sandbox(...) as sb:`",
+            )
 
     # --- what the sandbox is ------------------------------------------------------------------
 
@@ -293,8 +345,7 @@ class Sandbox:
         """Write per-namespace sysctls in ``side``'s namespace (validated first; host knobs refused)."""
         items = netns_assignment(assignment)
         self.run(side, _write_sysctls, items, side.value)
-        log.info("sandbox.sysctls", sandbox=self.name, side=side.value,
-                 values={k.name: v for k, v in items})
+        log.info("sandbox.sysctls", sandbox=self.name, side=side.value, values={k.name: v for k, v in items})
 
     def run(self, side: Side, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """``fn(*args, **kwargs)`` in a child inside ``side``'s namespace; its exception is re-raised here."""

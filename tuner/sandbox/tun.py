@@ -11,7 +11,7 @@ import os
 import struct
 from dataclasses import dataclass
 
-__all__ = ["TUN_DEVICE", "OFFLOADS", "open_tun", "DevCounters", "read_dev_counters", "tun_supported"]
+__all__ = ["OFFLOADS", "TUN_DEVICE", "DevCounters", "open_tun", "read_dev_counters", "tun_supported"]
 
 TUN_DEVICE = "/dev/net/tun"
 TUNSETIFF = 0x400454CA

@@ -10,8 +10,8 @@ front end can show each one as it happens.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Callable
 
 from tuner.observe import Observation, ServiceSignature
 from tuner.profiles import profile_name_for
@@ -19,7 +19,7 @@ from tuner.search.recommend import Recommendation, recommend
 from tuner.search.space import KIND_KNOBS, searchable_knobs
 from tuner.search.study import SearchConfig, TrialEvent
 
-__all__ = ["services_to_tune", "recommend_for_service", "observed_evidence", "AutoSpace", "auto_space"]
+__all__ = ["AutoSpace", "auto_space", "observed_evidence", "recommend_for_service", "services_to_tune"]
 
 
 @dataclass(frozen=True)
@@ -27,8 +27,8 @@ class AutoSpace:
     """The search a service's symptoms call for: the config with its knobs, and what was left out."""
 
     config: SearchConfig
-    knobs: tuple[str, ...]             # the knobs its symptoms name that the search uses
-    left_out: dict[str, str]           # knob -> why a symptom's knob is not searched
+    knobs: tuple[str, ...]  # the knobs its symptoms name that the search uses
+    left_out: dict[str, str]  # knob -> why a symptom's knob is not searched
 
 
 def auto_space(svc: ServiceSignature, config: SearchConfig) -> AutoSpace:
@@ -43,7 +43,9 @@ def auto_space(svc: ServiceSignature, config: SearchConfig) -> AutoSpace:
         return AutoSpace(config, (), left)
     defaults = KIND_KNOBS[kind]
     add = tuple(dict.fromkeys([*config.knobs, *(k for k in keep if k not in defaults)]))
-    remove = tuple(dict.fromkeys([*config.no_knobs, *(k for k in defaults if k not in keep and k not in add)]))
+    remove = tuple(
+        dict.fromkeys([*config.no_knobs, *(k for k in defaults if k not in keep and k not in add)])
+    )
     return AutoSpace(replace(config, knobs=add, no_knobs=remove), tuple(keep), left)
 
 
@@ -65,13 +67,20 @@ def observed_evidence(svc: ServiceSignature, obs: Observation) -> dict:
     }
 
 
-def recommend_for_service(svc: ServiceSignature, obs: Observation, config: SearchConfig,
-                          progress: Callable[[TrialEvent], None] | None = None) -> Recommendation:
+def recommend_for_service(
+    svc: ServiceSignature,
+    obs: Observation,
+    config: SearchConfig,
+    progress: Callable[[TrialEvent], None] | None = None,
+) -> Recommendation:
     """Search the workload and path observed for ``svc``; the profile is named after the service and
     its evidence records the observation that triggered it."""
     auto = auto_space(svc, replace(config, name=config.name or profile_name_for(svc.key)))
     rec = recommend(svc.workload, svc.path, auto.config, progress)
-    observed = {**observed_evidence(svc, obs), "searched_knobs": list(rec.space.knobs),
-                "symptom_knobs_left_out": dict(auto.left_out)}
+    observed = {
+        **observed_evidence(svc, obs),
+        "searched_knobs": list(rec.space.knobs),
+        "symptom_knobs_left_out": dict(auto.left_out),
+    }
     evidence = {**rec.profile.evidence, "observed": observed}
     return replace(rec, profile=replace(rec.profile, evidence=evidence))

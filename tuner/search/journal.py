@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from tuner.errors import InputError, StateError
 from tuner.inputs import parse_json
 from tuner.logs import get_logger
 from tuner.trusted import open_append, open_nofollow, read_limited
 
-__all__ = ["Journal", "JOURNAL_VERSION", "IDENTITY_KEYS"]
+__all__ = ["IDENTITY_KEYS", "JOURNAL_VERSION", "SearchJournal"]
 
 log = get_logger(__name__)
 
@@ -28,7 +29,7 @@ MAX_JOURNAL_BYTES = 64 << 20  # a search of 1000 trials writes about 5 MiB
 IDENTITY_KEYS = ("workload", "path", "space", "objective", "sampler", "seed")
 
 
-class Journal:
+class SearchJournal:
     """One study's journal file. Open it with :meth:`create` or :meth:`resume`."""
 
     def __init__(self, path: Path, header: Mapping[str, Any], records: list[dict[str, Any]]) -> None:
@@ -37,21 +38,25 @@ class Journal:
         self.records = records  # the trial records read on resume (empty for a new journal)
 
     @classmethod
-    def create(cls, path: Path, header: Mapping[str, Any]) -> "Journal":
+    def create(cls, path: Path, header: Mapping[str, Any]) -> SearchJournal:
         path = Path(path)
         if path.exists() and path.stat().st_size > 0:
-            raise InputError(f"journal {path} already exists",
-                             hint="add --resume to continue that search, or choose another --journal")
+            raise InputError(
+                f"journal {path} already exists",
+                hint="add --resume to continue that search, or choose another --journal",
+            )
         if not path.parent.is_dir():
-            raise InputError(f"journal {path}: the directory {path.parent} does not exist",
-                             hint="create it first, or choose another --journal")
+            raise InputError(
+                f"journal {path}: the directory {path.parent} does not exist",
+                hint="create it first, or choose another --journal",
+            )
         journal = cls(path, header, [])
         journal._append({"type": "header", "version": JOURNAL_VERSION, **header})
         log.info("journal.created", file=str(path))
         return journal
 
     @classmethod
-    def resume(cls, path: Path, header: Mapping[str, Any]) -> "Journal":
+    def resume(cls, path: Path, header: Mapping[str, Any]) -> SearchJournal:
         """Open an existing journal whose header matches ``header``; a missing file starts a new one."""
         path = Path(path)
         if not path.exists() or path.stat().st_size == 0:
@@ -59,18 +64,25 @@ class Journal:
             return cls.create(path, header)
         lines, good_bytes = cls._read_lines(path)
         if not lines or lines[0].get("type") != "header":
-            raise StateError(path, "is not a tuner search journal (no header line)",
-                             hint="start a new search without --resume, or choose another --journal")
+            raise StateError(
+                path,
+                "is not a tuner search journal (no header line)",
+                hint="start a new search without --resume, or choose another --journal",
+            )
         found = lines[0]
         if found.get("version") != JOURNAL_VERSION:
-            raise StateError(path, f"journal version {found.get('version')} is not supported",
-                             hint="start a new search with another --journal")
+            raise StateError(
+                path,
+                f"journal version {found.get('version')} is not supported",
+                hint="start a new search with another --journal",
+            )
         different = [k for k in IDENTITY_KEYS if _norm(found.get(k)) != _norm(header.get(k))]
         if different:
             raise InputError(
                 f"journal {path} belongs to a different search: {', '.join(different)} differ",
                 hint="resume with the same workload, path, knobs, objective, sampler and seed as the "
-                     "interrupted search, or start a new one with another --journal")
+                "interrupted search, or start a new one with another --journal",
+            )
         if good_bytes < path.stat().st_size:
             fd = open_nofollow(path, os.O_WRONLY)  # drop a last line cut short by a crash
             try:
@@ -101,12 +113,13 @@ class Journal:
                     raise ValueError("incomplete last line")
                 record = parse_json(raw, allow_nan=True)
                 if not isinstance(record, dict):
-                    raise ValueError("not an object")
+                    raise ValueError("not an object")  # noqa: TRY004 (caught below as a bad line)
             except ValueError as exc:
-                if last or i == len(raw_lines) - 2 and not raw_lines[-1]:
+                if last or (i == len(raw_lines) - 2 and not raw_lines[-1]):
                     return out, offset
-                raise StateError(path, f"line {i + 1} is damaged ({exc})",
-                                 hint="start a new search with another --journal") from None
+                raise StateError(
+                    path, f"line {i + 1} is damaged ({exc})", hint="start a new search with another --journal"
+                ) from None
             out.append(record)
             offset += len(raw) + 1
         return out, offset
@@ -120,7 +133,7 @@ class Journal:
         try:
             data = memoryview(line.encode())
             while data:
-                data = data[os.write(fd, data):]
+                data = data[os.write(fd, data) :]
             os.fsync(fd)
         finally:
             os.close(fd)

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import math
 import statistics
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
-from typing import Mapping, Protocol, Sequence
+from typing import Protocol
 
 from tuner.errors import InputError
 from tuner.probe.measurement import METRICS, Better, Measurement
@@ -20,9 +21,20 @@ from tuner.probe.udp import OVERLOAD_NOTE
 from tuner.workload import WorkloadKind
 
 __all__ = [
-    "Direction", "Score", "Objective", "MetricObjective", "KeepaliveObjective", "MemoryObjective", "UdpObjective",
-    "udp_latency_bound_ms", "UDP_LATENCY_SLACK_MS",
-    "default_objective", "parse_objective", "gain", "KEEPALIVE_PACKET_COST_S", "MEMORY_THROUGHPUT_FLOOR",
+    "KEEPALIVE_PACKET_COST_S",
+    "MEMORY_THROUGHPUT_FLOOR",
+    "UDP_LATENCY_SLACK_MS",
+    "Goal",
+    "KeepaliveObjective",
+    "MemoryObjective",
+    "MetricObjective",
+    "Objective",
+    "Score",
+    "UdpObjective",
+    "default_objective",
+    "gain",
+    "parse_objective",
+    "udp_latency_bound_ms",
 ]
 
 # Keepalive: 1000 probe packets per connection-hour (one every 3.6 s) cost as much as one second of
@@ -36,7 +48,7 @@ UDP_LATENCY_SLACK_MS = 10.0
 _EPS = 1e-9
 
 
-class Direction(Enum):
+class Goal(Enum):
     MIN = "min"
     MAX = "max"
 
@@ -47,7 +59,7 @@ class Score:
 
     value: float
     samples: tuple[float, ...]
-    direction: Direction
+    direction: Goal
     feasible: bool = True
     reason: str | None = None
 
@@ -57,25 +69,34 @@ class Score:
         if not self.feasible or not math.isfinite(self.value):
             return math.inf
         v = math.log(max(self.value, _EPS))
-        return v if self.direction is Direction.MIN else -v
+        return v if self.direction is Goal.MIN else -v
 
-    def better_than(self, other: "Score") -> bool:
+    def better_than(self, other: Score) -> bool:
         return self.loss < other.loss
 
     def to_dict(self) -> dict:
-        d = {"value": self.value, "samples": list(self.samples), "direction": self.direction.value,
-             "feasible": self.feasible}
+        d = {
+            "value": self.value,
+            "samples": list(self.samples),
+            "direction": self.direction.value,
+            "feasible": self.feasible,
+        }
         if self.reason:
             d["reason"] = self.reason
         return d
 
     @classmethod
-    def from_dict(cls, d: Mapping) -> "Score":
-        return cls(float(d["value"]), tuple(float(x) for x in d.get("samples", ())), Direction(d["direction"]),
-                   bool(d.get("feasible", True)), d.get("reason"))
+    def from_dict(cls, d: Mapping) -> Score:
+        return cls(
+            float(d["value"]),
+            tuple(float(x) for x in d.get("samples", ())),
+            Goal(d["direction"]),
+            bool(d.get("feasible", True)),
+            d.get("reason"),
+        )
 
     @classmethod
-    def pooled(cls, scores: Sequence["Score"]) -> "Score":
+    def pooled(cls, scores: Sequence[Score]) -> Score:
         """One score from several measurements of the same setting: every repeat's value together."""
         if not scores:
             raise ValueError("no scores to pool")
@@ -85,9 +106,9 @@ class Score:
         return cls(statistics.median(samples), samples, scores[0].direction, feasible, reason)
 
 
-def gain(baseline: float, candidate: float, direction: Direction) -> float:
+def gain(baseline: float, candidate: float, direction: Goal) -> float:
     """How many times better ``candidate`` is than ``baseline`` (1.0: the same; > 1: better)."""
-    num, den = (baseline, candidate) if direction is Direction.MIN else (candidate, baseline)
+    num, den = (baseline, candidate) if direction is Goal.MIN else (candidate, baseline)
     if den <= 0:
         return 1.0 if num <= 0 else math.inf
     return num / den
@@ -99,7 +120,7 @@ class Objective(Protocol):
     @property
     def name(self) -> str: ...
     @property
-    def direction(self) -> Direction: ...
+    def direction(self) -> Goal: ...
     @property
     def metrics(self) -> tuple[str, ...]: ...
     def score(self, m: Measurement, baseline: Measurement | None = None) -> Score: ...
@@ -120,9 +141,14 @@ def _aligned(m: Measurement, metric: str, n: int) -> tuple[float, ...]:
     return xs if len(xs) == n else (m.value(metric),) * n
 
 
-def _missing(m: Measurement, metric: str, direction: Direction) -> Score:
-    return Score(math.inf if direction is Direction.MIN else 0.0, (), direction, False,
-                 f"the measurement has no {metric}")
+def _missing(m: Measurement, metric: str, direction: Goal) -> Score:
+    return Score(
+        math.inf if direction is Goal.MIN else 0.0,
+        (),
+        direction,
+        False,
+        f"the measurement has no {metric}",
+    )
 
 
 @dataclass(frozen=True)
@@ -130,7 +156,7 @@ class MetricObjective:
     """One metric of the measurement, minimised or maximised."""
 
     metric: str
-    direction: Direction
+    direction: Goal
 
     @property
     def name(self) -> str:
@@ -147,7 +173,7 @@ class MetricObjective:
         return Score(m.metrics[self.metric].median, xs, self.direction)
 
     def describe(self) -> str:
-        word = "minimise" if self.direction is Direction.MIN else "maximise"
+        word = "minimise" if self.direction is Goal.MIN else "maximise"
         return f"{word} {self.metric} ({METRICS[self.metric].description})"
 
 
@@ -169,39 +195,53 @@ class KeepaliveObjective:
     packet_cost_s: float = KEEPALIVE_PACKET_COST_S
 
     name = "detect_s+keepalive_cost:min"
-    direction = Direction.MIN
+    direction = Goal.MIN
     metrics = ("detect_s", "false_kills")
 
     def score(self, m: Measurement, baseline: Measurement | None = None) -> Score:
         if "detect_s" not in m.metrics:
-            return _missing(m, "detect_s", Direction.MIN)
+            return _missing(m, "detect_s", Goal.MIN)
         detect = _samples(m, "detect_s")
         n = len(detect)
         packets = _computed(m, "keepalive_packets_per_conn_hour")
         if packets is None:
-            return _missing(m, "keepalive_packets_per_conn_hour", Direction.MIN)
+            return _missing(m, "keepalive_packets_per_conn_hour", Goal.MIN)
         xs = tuple(d + self.packet_cost_s * packets for d in detect)
         value = statistics.median(xs)
         if "false_kills" in m.metrics:
             kills = sum(_samples(m, "false_kills"))
             if kills > 0:
-                return Score(value, xs, Direction.MIN, False,
-                             f"{kills:g} healthy connection(s) killed over the lossy path: the timers give up "
-                             "on a live peer")
+                return Score(
+                    value,
+                    xs,
+                    Goal.MIN,
+                    False,
+                    f"{kills:g} healthy connection(s) killed over the lossy path: the timers give up "
+                    "on a live peer",
+                )
         else:
-            return Score(value, xs, Direction.MIN, False, "the measurement has no false_kills: its risk is unknown")
+            return Score(
+                value, xs, Goal.MIN, False, "the measurement has no false_kills: its risk is unknown"
+            )
         detected = _aligned(m, "detected_fraction", n) if "detected_fraction" in m.metrics else (1.0,) * n
         if min(detected) < 1.0:
-            return Score(value, xs, Direction.MIN, True,
-                         "lower bound: some dead peers were not noticed within the probe's window")
-        return Score(value, xs, Direction.MIN)
+            return Score(
+                value,
+                xs,
+                Goal.MIN,
+                True,
+                "lower bound: some dead peers were not noticed within the probe's window",
+            )
+        return Score(value, xs, Goal.MIN)
 
     def describe(self) -> str:
-        return (f"minimise detect_s + {self.packet_cost_s:g} s per keepalive packet per connection-hour "
-                f"(1000 probes an hour cost as much as {1000 * self.packet_cost_s:g} s of detection; the packets "
-                "are computed from the settings); a peer not noticed within the probe's window counts as the "
-                "window (a measured lower bound); settings that killed a healthy connection over the lossy "
-                "path are refused")
+        return (
+            f"minimise detect_s + {self.packet_cost_s:g} s per keepalive packet per connection-hour "
+            f"(1000 probes an hour cost as much as {1000 * self.packet_cost_s:g} s of detection; the packets "
+            "are computed from the settings); a peer not noticed within the probe's window counts as the "
+            "window (a measured lower bound); settings that killed a healthy connection over the lossy "
+            "path are refused"
+        )
 
 
 @dataclass(frozen=True)
@@ -211,12 +251,12 @@ class MemoryObjective:
     floor: float = MEMORY_THROUGHPUT_FLOOR
 
     name = "bytes_per_conn:min"
-    direction = Direction.MIN
+    direction = Goal.MIN
     metrics = ("bytes_per_conn",)
 
     def score(self, m: Measurement, baseline: Measurement | None = None) -> Score:
         if "bytes_per_conn" not in m.metrics:
-            return _missing(m, "bytes_per_conn", Direction.MIN)
+            return _missing(m, "bytes_per_conn", Goal.MIN)
         xs = _samples(m, "bytes_per_conn")
         value = m.value("bytes_per_conn")
         if baseline is not None:
@@ -224,14 +264,19 @@ class MemoryObjective:
                 if metric in m.metrics and metric in baseline.metrics:
                     need = self.floor * baseline.value(metric)
                     if m.value(metric) < need:
-                        return Score(value, xs, Direction.MIN, False,
-                                     f"{metric} {m.value(metric):.4g} is below the floor {need:.4g} "
-                                     f"({self.floor:.0%} of the baseline)")
+                        return Score(
+                            value,
+                            xs,
+                            Goal.MIN,
+                            False,
+                            f"{metric} {m.value(metric):.4g} is below the floor {need:.4g} "
+                            f"({self.floor:.0%} of the baseline)",
+                        )
                     break
-        return Score(value, xs, Direction.MIN)
+        return Score(value, xs, Goal.MIN)
 
     def describe(self) -> str:
-        return (f"minimise bytes_per_conn, keeping at least {self.floor:.0%} of the baseline's throughput")
+        return f"minimise bytes_per_conn, keeping at least {self.floor:.0%} of the baseline's throughput"
 
 
 def udp_latency_bound_ms(m: Measurement) -> float:
@@ -251,44 +296,51 @@ class UdpObjective:
     is not the fix, so no buffer is claimed."""
 
     name = "delivered_fraction:max"
-    direction = Direction.MAX
+    direction = Goal.MAX
     metrics = ("delivered_fraction", "reader_latency_ms")
 
     def score(self, m: Measurement, baseline: Measurement | None = None) -> Score:
         if "delivered_fraction" not in m.metrics:
-            return _missing(m, "delivered_fraction", Direction.MAX)
+            return _missing(m, "delivered_fraction", Goal.MAX)
         xs = _samples(m, "delivered_fraction")
         value = m.value("delivered_fraction")
         if "reader_latency_ms" not in m.metrics:
-            return Score(value, xs, Direction.MAX, False, "the measurement has no reader_latency_ms")
+            return Score(value, xs, Goal.MAX, False, "the measurement has no reader_latency_ms")
         if baseline is None:
-            return Score(value, xs, Direction.MAX)   # the baseline is what runs; candidates are held to it
+            return Score(value, xs, Goal.MAX)  # the baseline is what runs; candidates are held to it
         overload = next((n for n in (*m.notes, *baseline.notes) if OVERLOAD_NOTE in n), None)
         if overload is not None:
             # a sustained overload: whatever a buffer changes, it is not the fix; make no buffer claim
-            return Score(value, xs, Direction.MAX, False, overload)
+            return Score(value, xs, Goal.MAX, False, overload)
         bound = udp_latency_bound_ms(m)
         if "reader_latency_ms" in baseline.metrics:
             bound = max(bound, baseline.value("reader_latency_ms"))
         latency = m.value("reader_latency_ms")
         if latency > bound:
-            return Score(value, xs, Direction.MAX, False,
-                         f"reader latency {latency:.4g} ms is above the bound {bound:.4g} ms (two bursts' service "
-                         f"time + {UDP_LATENCY_SLACK_MS:g} ms): the buffer holds a standing queue")
-        return Score(value, xs, Direction.MAX)
+            return Score(
+                value,
+                xs,
+                Goal.MAX,
+                False,
+                f"reader latency {latency:.4g} ms is above the bound {bound:.4g} ms (two bursts' service "
+                f"time + {UDP_LATENCY_SLACK_MS:g} ms): the buffer holds a standing queue",
+            )
+        return Score(value, xs, Goal.MAX)
 
     def describe(self) -> str:
-        return ("maximise delivered_fraction (share of datagrams the reader received, in steady state) for "
-                f"settings whose median reader latency stays within the time to serve two bursts + "
-                f"{UDP_LATENCY_SLACK_MS:g} ms (or the baseline's, if higher): a larger buffer that only "
-                "queues more is refused; under a sustained overload (reader capacity < offered) nothing is "
-                "claimed")
+        return (
+            "maximise delivered_fraction (share of datagrams the reader received, in steady state) for "
+            f"settings whose median reader latency stays within the time to serve two bursts + "
+            f"{UDP_LATENCY_SLACK_MS:g} ms (or the baseline's, if higher): a larger buffer that only "
+            "queues more is refused; under a sustained overload (reader capacity < offered) nothing is "
+            "claimed"
+        )
 
 
-_DEFAULT_METRIC: Mapping[WorkloadKind, tuple[str, Direction]] = {
-    WorkloadKind.RR: ("latency_p99_ms", Direction.MIN),
-    WorkloadKind.BULK: ("goodput_mbps", Direction.MAX),
-    WorkloadKind.BURST: ("connect_p99_ms", Direction.MIN),
+_DEFAULT_METRIC: Mapping[WorkloadKind, tuple[str, Goal]] = {
+    WorkloadKind.RR: ("latency_p99_ms", Goal.MIN),
+    WorkloadKind.BULK: ("goodput_mbps", Goal.MAX),
+    WorkloadKind.BURST: ("connect_p99_ms", Goal.MIN),
 }
 
 
@@ -310,14 +362,17 @@ def parse_objective(text: str | None, kind: WorkloadKind) -> Objective:
     metric, _, word = text.partition(":")
     metric = metric.strip()
     if metric not in METRICS:
-        raise InputError(f"--objective {text}: unknown metric {metric!r}",
-                         hint=f"one of: {', '.join(METRICS)} (optionally with :min or :max)")
+        raise InputError(
+            f"--objective {text}: unknown metric {metric!r}",
+            hint=f"one of: {', '.join(METRICS)} (optionally with :min or :max)",
+        )
     if word:
         try:
-            direction = Direction(word.strip().lower())
+            direction = Goal(word.strip().lower())
         except ValueError:
-            raise InputError(f"--objective {text}: {word!r} is neither min nor max",
-                             hint="write METRIC:min or METRIC:max") from None
+            raise InputError(
+                f"--objective {text}: {word!r} is neither min nor max", hint="write METRIC:min or METRIC:max"
+            ) from None
     else:
-        direction = Direction.MIN if METRICS[metric].better is Better.LOWER else Direction.MAX
+        direction = Goal.MIN if METRICS[metric].better is Better.LOWER else Goal.MAX
     return MetricObjective(metric, direction)

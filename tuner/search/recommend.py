@@ -14,8 +14,9 @@ import contextlib
 import math
 import os
 import platform
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from tuner import __version__
 from tuner.errors import TunerError
@@ -25,16 +26,36 @@ from tuner.probe import run_probe
 from tuner.probe.measurement import METRICS, Better, Measurement
 from tuner.probe.target import NOT_COPIED, TargetBaseline, read_scope, read_target
 from tuner.profiles import Profile, render_socket_snippets
-from tuner.search.journal import Journal
-from tuner.search.objective import Direction, Objective, parse_objective
+from tuner.search.journal import SearchJournal
+from tuner.search.objective import Goal, Objective, parse_objective
 from tuner.search.samplers import make_sampler
 from tuner.search.space import Space, build_space, space_knobs
 from tuner.search.stats import MIN_REPEATS, gain_interval
-from tuner.search.study import Measure, SearchConfig, Study, StudyResult, Trial, TrialEvent, TrialState, Verdict
-from tuner.workload import Path, Workload, WorkloadKind
+from tuner.search.study import (
+    Measure,
+    SearchConfig,
+    Study,
+    StudyResult,
+    Trial,
+    TrialEvent,
+    TrialState,
+    Verdict,
+)
+from tuner.workload import NetworkPath, Workload, WorkloadKind
 
-__all__ = ["Recommendation", "recommend", "machine_info", "metric_comparison", "profile_name", "PROBE_DEFAULTS",
-           "probe_settings", "live_sysctls", "live_baseline", "baseline_evidence", "worse_metrics"]
+__all__ = [
+    "PROBE_DEFAULTS",
+    "Recommendation",
+    "baseline_evidence",
+    "live_baseline",
+    "live_sysctls",
+    "machine_info",
+    "metric_comparison",
+    "probe_settings",
+    "profile_name",
+    "recommend",
+    "worse_metrics",
+]
 
 log = get_logger(__name__)
 
@@ -44,7 +65,7 @@ log = get_logger(__name__)
 PROBE_DEFAULTS: Mapping[WorkloadKind, tuple[int, float]] = {
     WorkloadKind.RR: (3, 0.5),
     WorkloadKind.BURST: (3, 0.5),
-    WorkloadKind.BULK: (2, 0.5),    # over a path: sized from its RTT (probe_settings)
+    WorkloadKind.BULK: (2, 0.5),  # over a path: sized from its RTT (probe_settings)
     WorkloadKind.UDP: (3, 0.5),
     WorkloadKind.KEEPALIVE: (2, 0.5),
     WorkloadKind.MEMORY: (3, 0.5),
@@ -61,7 +82,9 @@ RR_WINDOW_RTTS = 100
 _WINDOW_MIN_S, _WINDOW_MAX_S = 0.5, 2.5
 
 
-def probe_settings(kind: WorkloadKind, config: SearchConfig, path: Path | None = None) -> tuple[int, float]:
+def probe_settings(
+    kind: WorkloadKind, config: SearchConfig, path: NetworkPath | None = None
+) -> tuple[int, float]:
     """(repeats, seconds per repeat) of each measurement: the user's choice, else sized from the path
     where the path sets the time a steady state needs (bulk, rr), else the kind's default."""
     repeats, duration = PROBE_DEFAULTS[kind]
@@ -76,14 +99,14 @@ def probe_settings(kind: WorkloadKind, config: SearchConfig, path: Path | None =
 @dataclass(frozen=True)
 class Recommendation:
     workload: Workload
-    path: Path
-    baseline: Measurement          # pooled baseline measurements
-    best: Measurement              # pooled measurements of the recommended setting (the baseline if none)
-    assignment: Mapping[str, Value]   # the recommended changes; {} means "keep the defaults"
+    path: NetworkPath
+    baseline: Measurement  # pooled baseline measurements
+    best: Measurement  # pooled measurements of the recommended setting (the baseline if none)
+    assignment: Mapping[str, Value]  # the recommended changes; {} means "keep the defaults"
     trials: tuple[Trial, ...]
     verdict: Verdict
     profile: Profile
-    snippets: str                  # what the application owner must do for the socket settings
+    snippets: str  # what the application owner must do for the socket settings
     space: Space
     objective: str
     result: StudyResult
@@ -105,11 +128,15 @@ def machine_info() -> dict[str, Any]:
                     break
     except OSError:
         pass
-    return {"kernel": platform.release(), "cpu_model": model, "cores": os.cpu_count() or 0,
-            "machine": platform.machine()}
+    return {
+        "kernel": platform.release(),
+        "cpu_model": model,
+        "cores": os.cpu_count() or 0,
+        "machine": platform.machine(),
+    }
 
 
-def profile_name(workload: Workload, path: Path) -> str:
+def profile_name(workload: Workload, path: NetworkPath) -> str:
     parts = [workload.kind.value]
     if path.rtt:
         parts.append(f"rtt{path.rtt * 1e3:g}ms")
@@ -129,7 +156,7 @@ def live_baseline(sandbox: Any | None = None) -> dict[str, Value]:
     if sandbox is None:
         netns = live_sysctls(Scope.NETNS)
     else:
-        from tuner.sandbox import Side  # noqa: PLC0415 - only with a sandbox
+        from tuner.sandbox import Side
 
         netns = sandbox.run(Side.CLIENT, live_sysctls, Scope.NETNS)
     return {**live_sysctls(Scope.HOST), **netns}
@@ -150,7 +177,9 @@ def _toml(value: Any) -> Any:
     return value
 
 
-def metric_comparison(baseline: Measurement, best: Measurement, *, seed: int = 0) -> dict[str, dict[str, Any]]:
+def metric_comparison(
+    baseline: Measurement, best: Measurement, *, seed: int = 0
+) -> dict[str, dict[str, Any]]:
     """Per metric present in both: medians, the ratio recommended/baseline, the gain (times better)
     with its bootstrap interval, and whether the change is beyond noise."""
     out: dict[str, dict[str, Any]] = {}
@@ -159,11 +188,19 @@ def metric_comparison(baseline: Measurement, best: Measurement, *, seed: int = 0
             continue
         b, r = baseline.metrics[name], best.metrics[name]
         info = METRICS.get(name)
-        direction = Direction.MIN if info is None or info.better is Better.LOWER else Direction.MAX
+        direction = Goal.MIN if info is None or info.better is Better.LOWER else Goal.MAX
         ratio = (r.median / b.median) if b.median else (1.0 if r.median == b.median else math.inf)
         iv = gain_interval(b.samples or (b.median,), r.samples or (r.median,), direction, seed=seed)
-        out[name] = {"baseline": b.median, "recommended": r.median, "ratio": ratio, "gain": iv.gain,
-                     "gain_lo": iv.lo, "gain_hi": iv.hi, "p_value": iv.p_value, "significant": iv.significant}
+        out[name] = {
+            "baseline": b.median,
+            "recommended": r.median,
+            "ratio": ratio,
+            "gain": iv.gain,
+            "gain_lo": iv.lo,
+            "gain_hi": iv.hi,
+            "p_value": iv.p_value,
+            "significant": iv.significant,
+        }
     return out
 
 
@@ -179,19 +216,29 @@ def worse_metrics(comparison: Mapping[str, Mapping[str, Any]]) -> list[str]:
 
 def _measurement_evidence(m: Measurement) -> dict[str, Any]:
     return {
-        "metrics": {k: {"median": s.median, "lo": s.lo, "hi": s.hi, "n": len(s.samples)} for k, s in m.metrics.items()},
-        **({"computed": dict(m.computed)} if m.computed else {}),   # from the settings: no interval
+        "metrics": {
+            k: {"median": s.median, "lo": s.lo, "hi": s.hi, "n": len(s.samples)} for k, s in m.metrics.items()
+        },
+        **({"computed": dict(m.computed)} if m.computed else {}),  # from the settings: no interval
         **({"notes": list(m.notes)} if m.notes else {}),
         "counters": {side: dict(c) for side, c in m.counters.items()},
         "repeats": m.repeats,
     }
 
 
-_HEALTH_KEYS = ("delivered_bps", "rate_bps", "tun_drops", "dropped_queue", "late_packets", "late_p99_ms",
-                "line_cpu_share", "offload")
+_HEALTH_KEYS = (
+    "delivered_bps",
+    "rate_bps",
+    "tun_drops",
+    "dropped_queue",
+    "late_packets",
+    "late_p99_ms",
+    "line_cpu_share",
+    "offload",
+)
 
 
-def _path_health(result: StudyResult, path: Path, ceiling: Any | None) -> dict[str, Any]:
+def _path_health(result: StudyResult, path: NetworkPath, ceiling: Any | None) -> dict[str, Any]:
     """[evidence.path_health]: what the emulator was asked for, what it carried, and how it behaved."""
     out: dict[str, Any] = {
         "requested_rate_bps": path.rate_bps,
@@ -205,14 +252,21 @@ def _path_health(result: StudyResult, path: Path, ceiling: Any | None) -> dict[s
     return out
 
 
-def _emulator_bound(result: StudyResult, ceiling: Any, path: Path) -> StudyResult:
+def _emulator_bound(result: StudyResult, ceiling: Any, path: NetworkPath) -> StudyResult:
     """No verdict may rest on a path the emulator could not carry: keep the defaults, claim nothing."""
-    text = (f"no verdict: the emulated path could not carry {path.rate_bps / 1e6:,.0f} Mbit/s on this machine "
-            f"({ceiling.describe()}); keep the defaults")
+    text = (
+        f"no verdict: the emulated path could not carry {path.rate_bps / 1e6:,.0f} Mbit/s on this machine "
+        f"({ceiling.describe()}); keep the defaults"
+    )
     # the candidate's figures stay in the journal and in [evidence.best_candidate], not as "recommended"
-    return replace(result, assignment={}, best=result.baseline, best_score=result.baseline_score,
-                   verdict=Verdict(False, result.verdict.interval, text),
-                   leader=result.leader or dict(result.assignment))
+    return replace(
+        result,
+        assignment={},
+        best=result.baseline,
+        best_score=result.baseline_score,
+        verdict=Verdict(False, result.verdict.interval, text),
+        leader=result.leader or dict(result.assignment),
+    )
 
 
 def baseline_evidence(space: Space, source: str) -> dict[str, Any]:
@@ -225,8 +279,16 @@ def baseline_evidence(space: Space, source: str) -> dict[str, Any]:
     return {"source": source, "settings": dict(sorted(settings.items()))}
 
 
-def _evidence(result: StudyResult, space: Space, objective: Objective, config: SearchConfig,
-              workload: Workload, path: Path, ceiling: Any | None = None, source: str = "host") -> dict[str, Any]:
+def _evidence(
+    result: StudyResult,
+    space: Space,
+    objective: Objective,
+    config: SearchConfig,
+    workload: Workload,
+    path: NetworkPath,
+    ceiling: Any | None = None,
+    source: str = "host",
+) -> dict[str, Any]:
     iv = result.verdict.interval
     changed = {k: {"from": space.baseline.get(k), "to": v} for k, v in result.assignment.items()}
     evidence: dict[str, Any] = {
@@ -237,16 +299,23 @@ def _evidence(result: StudyResult, space: Space, objective: Objective, config: S
         "objective_description": objective.describe(),
         "score_baseline": result.baseline_score.value,
         "score_recommended": result.best_score.value,
-        "gain": iv.gain, "gain_lo": iv.lo, "gain_hi": iv.hi, "confidence": iv.confidence,
+        "gain": iv.gain,
+        "gain_lo": iv.lo,
+        "gain_hi": iv.hi,
+        "confidence": iv.confidence,
         "test": "Mann-Whitney U (scipy.stats.mannwhitneyu) on per-repeat scores; interval: percentile bootstrap "
-                "of the ratio of medians (scipy.stats.bootstrap)",
-        "p_value": iv.p_value, "samples_baseline": iv.n_baseline, "samples_recommended": iv.n_candidate,
+        "of the ratio of medians (scipy.stats.bootstrap)",
+        "p_value": iv.p_value,
+        "samples_baseline": iv.n_baseline,
+        "samples_recommended": iv.n_candidate,
         "min_samples": MIN_REPEATS,
         "trials": result.search_trials,
         "failed_trials": result.failed_trials,
         "measurements": sum(1 for t in result.trials if t.measurement is not None),
         "stop_reason": result.stop_reason,
-        "sampler": config.sampler, "seed": config.seed, "budget": config.budget,
+        "sampler": config.sampler,
+        "seed": config.seed,
+        "budget": config.budget,
         "repeats": probe_settings(workload.kind, config, path)[0],
         "duration_s": probe_settings(workload.kind, config, path)[1],
         "elapsed_s": round(result.elapsed, 1),
@@ -262,8 +331,10 @@ def _evidence(result: StudyResult, space: Space, objective: Objective, config: S
         "path_health": _path_health(result, path, ceiling),
     }
     if not result.verdict.significant and result.leader:
-        evidence["best_candidate"] = {"assignment": dict(result.leader),
-                                      "gain": result.leader_interval.gain if result.leader_interval else 1.0}
+        evidence["best_candidate"] = {
+            "assignment": dict(result.leader),
+            "gain": result.leader_interval.gain if result.leader_interval else 1.0,
+        }
     return _toml(evidence)
 
 
@@ -272,7 +343,7 @@ class _ProbeMeasure:
     """The real probe in the search's sandbox; prunable (a search trial may run its first repeat alone)."""
 
     workload: Workload
-    path: Path
+    path: NetworkPath
     repeats: int
     duration: float
     sandbox: Any
@@ -280,21 +351,40 @@ class _ProbeMeasure:
     prunable: bool = True
 
     def __call__(self, assignment: Mapping[str, Value], repeats: int | None = None) -> Measurement:
-        return run_probe(self.workload, self.path, assignment, repeats=repeats or self.repeats,
-                         duration=self.duration, sandbox=self.sandbox, target=self.target)
+        return run_probe(
+            self.workload,
+            self.path,
+            assignment,
+            repeats=repeats or self.repeats,
+            duration=self.duration,
+            sandbox=self.sandbox,
+            target=self.target,
+        )
 
 
-def _probe_measure(workload: Workload, path: Path, config: SearchConfig, sandbox: Any,
-                   target: TargetBaseline | None = None) -> Measure:
+def _probe_measure(
+    workload: Workload,
+    path: NetworkPath,
+    config: SearchConfig,
+    sandbox: Any,
+    target: TargetBaseline | None = None,
+) -> Measure:
     repeats, duration = probe_settings(workload.kind, config, path)
     return _ProbeMeasure(workload, path, repeats, duration, sandbox, target)
 
 
-def recommend(workload: Workload, path: Path, config: SearchConfig,
-              progress: Callable[[TrialEvent], None] | None = None, *,
-              measure: Measure | None = None, live: Mapping[str, Value] | None = None,
-              ceiling: Any | None = None, notify: Callable[[str], None] | None = None,
-              target: TargetBaseline | None = None) -> Recommendation:
+def recommend(
+    workload: Workload,
+    path: NetworkPath,
+    config: SearchConfig,
+    progress: Callable[[TrialEvent], None] | None = None,
+    *,
+    measure: Measure | None = None,
+    live: Mapping[str, Value] | None = None,
+    ceiling: Any | None = None,
+    notify: Callable[[str], None] | None = None,
+    target: TargetBaseline | None = None,
+) -> Recommendation:
     """Search ``workload`` over ``path`` and return the recommendation with its profile.
 
     ``target`` is the baseline being tuned (default: this host's live values, see
@@ -309,62 +399,112 @@ def recommend(workload: Workload, path: Path, config: SearchConfig,
     space_knobs(workload.kind, config.knobs, config.no_knobs)  # bad flags fail before a sandbox is built
     facts = KernelFacts.read()
     if ceiling is None and measure is None and path.rate_bps:
-        from tuner.sandbox.ceiling import measure_ceiling  # noqa: PLC0415 - only needed for real probes
+        from tuner.sandbox.ceiling import measure_ceiling
 
         ceiling = measure_ceiling(path.rate_bps)
     bound = ceiling is not None and bool(path.rate_bps) and not ceiling.holds(path.rate_bps)
     if bound:
-        message = (f"the emulated path cannot carry {path.rate_bps / 1e6:,.0f} Mbit/s on this machine now: "
-                   f"{ceiling.describe()}. The search runs, but no verdict will rest on it.")
+        message = (
+            f"the emulated path cannot carry {path.rate_bps / 1e6:,.0f} Mbit/s on this machine now: "
+            f"{ceiling.describe()}. The search runs, but no verdict will rest on it."
+        )
         log.warning("search.emulator_bound", rate=path.rate_bps, delivered=ceiling.delivered_bps)
         if notify is not None:
             notify(message)
     with contextlib.ExitStack() as stack:
         if measure is None:
-            from tuner.sandbox import Sandbox  # noqa: PLC0415 - only needed for real probes
-
-            from tuner.sandbox import Side  # noqa: PLC0415
+            from tuner.sandbox import (
+                Sandbox,
+                Side,
+            )
 
             target = target or read_target()
             start = target.sandbox_sysctls()
             sandbox = stack.enter_context(Sandbox(path, client_sysctls=start, server_sysctls=start))
             # read back in the sandbox: what the trials really start from
-            live = {**target.host, **sandbox.run(Side.CLIENT, live_sysctls, Scope.NETNS), **target.emulated_sysctls()}
+            live = {
+                **target.host,
+                **sandbox.run(Side.CLIENT, live_sysctls, Scope.NETNS),
+                **target.emulated_sysctls(),
+            }
             measure = _probe_measure(workload, path, config, sandbox, target)
         elif live is None:
             live = target.settings if target is not None else live_baseline()
         source = target.source if target is not None else "given"
-        space = build_space(workload.kind, live, facts=facts, add=config.knobs, remove=config.no_knobs, path=path)
+        space = build_space(
+            workload.kind, live, facts=facts, add=config.knobs, remove=config.no_knobs, path=path
+        )
         sampler = make_sampler(config.sampler, space, seed=config.seed, budget=config.budget)
         journal = None
         if config.journal is not None:
-            header = {"workload": workload.to_dict(), "path": path.to_dict(), "space": space.to_dict(),
-                      "objective": objective.name, "sampler": config.sampler, "seed": config.seed}
-            journal = (Journal.resume if config.resume else Journal.create)(config.journal, header)
-        log.info("search.started", workload=workload.kind.value, path=path.describe(), knobs=list(space.knobs),
-                 points=space.size, sampler=config.sampler, budget=config.budget)
+            header = {
+                "workload": workload.to_dict(),
+                "path": path.to_dict(),
+                "space": space.to_dict(),
+                "objective": objective.name,
+                "sampler": config.sampler,
+                "seed": config.seed,
+            }
+            journal = (SearchJournal.resume if config.resume else SearchJournal.create)(
+                config.journal, header
+            )
+        log.info(
+            "search.started",
+            workload=workload.kind.value,
+            path=path.describe(),
+            knobs=list(space.knobs),
+            points=space.size,
+            sampler=config.sampler,
+            budget=config.budget,
+        )
         study = Study(space, objective, sampler, measure, config=config, journal=journal, progress=progress)
         result = study.run()
     if bound:
         result = _emulator_bound(result, ceiling, path)
-    if result.assignment:   # a verdict names every metric the recommended setting made significantly worse
+    if result.assignment:  # a verdict names every metric the recommended setting made significantly worse
         text = result.verdict.text
         if result.baseline_score.reason and "lower bound" in result.baseline_score.reason:
-            text += " - at least: the baseline's score is a measured lower bound (" + result.baseline_score.reason + ")"
+            text += (
+                " - at least: the baseline's score is a measured lower bound ("
+                + result.baseline_score.reason
+                + ")"
+            )
         worse = worse_metrics(metric_comparison(result.baseline, result.best, seed=config.seed))
         if worse:
             text += f"; worse: {', '.join(worse)}"
         result = replace(result, verdict=replace(result.verdict, text=text))
     name = config.name or profile_name(workload, path)
-    description = (f"{workload.kind.value} workload over {path.describe()}: {result.verdict.text}")
+    description = f"{workload.kind.value} workload over {path.describe()}: {result.verdict.text}"
     try:
-        profile = Profile.from_assignment(name, result.assignment, description=description, workload=workload,
-                                          path=path, evidence=_evidence(result, space, objective, config,
-                                                                        workload, path, ceiling, source))
+        profile = Profile.from_assignment(
+            name,
+            result.assignment,
+            description=description,
+            workload=workload,
+            path=path,
+            evidence=_evidence(result, space, objective, config, workload, path, ceiling, source),
+        )
     except TunerError:
         log.error("search.profile_invalid", assignment=dict(result.assignment))
         raise
-    log.info("search.finished", verdict=result.verdict.text, changed=dict(result.assignment),
-             trials=result.search_trials, elapsed=round(result.elapsed, 2))
-    return Recommendation(workload, path, result.baseline, result.best, dict(result.assignment), result.trials,
-                          result.verdict, profile, render_socket_snippets(profile), space, objective.name, result)
+    log.info(
+        "search.finished",
+        verdict=result.verdict.text,
+        changed=dict(result.assignment),
+        trials=result.search_trials,
+        elapsed=round(result.elapsed, 2),
+    )
+    return Recommendation(
+        workload,
+        path,
+        result.baseline,
+        result.best,
+        dict(result.assignment),
+        result.trials,
+        result.verdict,
+        profile,
+        render_socket_snippets(profile),
+        space,
+        objective.name,
+        result,
+    )

@@ -17,13 +17,24 @@ A sampler never sees knob values, only indices; the study turns a point into a c
 from __future__ import annotations
 
 import random
-from typing import Protocol, Sequence
+from collections.abc import Sequence
+from typing import Protocol
 
 from tuner.adapters.skopt import GaussianProcessOptimizer, LevelDimension
 from tuner.errors import InputError, KnobError
 from tuner.search.space import Dimension, Space
 
-__all__ = ["Sampler", "SkoptSampler", "initial_design", "design_size", "is_categorical", "RandomSampler", "GridSampler", "SAMPLERS", "make_sampler"]
+__all__ = [
+    "SAMPLERS",
+    "GridSampler",
+    "RandomSampler",
+    "Sampler",
+    "SkoptSampler",
+    "design_size",
+    "initial_design",
+    "is_categorical",
+    "make_sampler",
+]
 
 Point = tuple[int, ...]
 GRID_LIMIT = 100_000
@@ -96,9 +107,13 @@ def initial_design(space: Space, size: int, *, seed: int = 0) -> list[Point]:
         measured = [q for q in (repair(p) for p in points) if q is not None]
         distinct = list(dict.fromkeys(measured))
         covered = sum(len({q[i] for q in distinct} | {base[i]}) for i in few)
-        spread = min((sum(a != b for a, b in zip(p, q)) for j, p in enumerate(distinct) for q in distinct[j + 1:]),
-                     default=0)
-        total = sum(sum(a != b for a, b in zip(p, q)) for j, p in enumerate(distinct) for q in distinct[j + 1:])
+        spread = min(
+            (sum(a != b for a, b in zip(p, q)) for j, p in enumerate(distinct) for q in distinct[j + 1 :]),
+            default=0,
+        )
+        total = sum(
+            sum(a != b for a, b in zip(p, q)) for j, p in enumerate(distinct) for q in distinct[j + 1 :]
+        )
         key = (covered, len(distinct), spread, total)
         if best is None or key > best[0]:
             best = (key, points)
@@ -123,7 +138,7 @@ def switch_screen(space: Space, limit: int) -> list[Point]:
             break
         if len(d.levels) != 2:
             continue
-        p = base[:i] + (1 - base[i],) + base[i + 1:]
+        p = (*base[:i], 1 - base[i], *base[i + 1 :])
         try:
             if space.candidate(p).assignment:
                 out.append(p)
@@ -147,8 +162,9 @@ class SkoptSampler:
 
     def __init__(self, space: Space, *, seed: int = 0, initial_points: int = 4, screen: int = 0) -> None:
         dims = [LevelDimension(len(d.levels), not is_categorical(d)) for d in space.dimensions]
-        self._design = list(dict.fromkeys([*switch_screen(space, screen),
-                                           *initial_design(space, initial_points, seed=seed)]))
+        self._design = list(
+            dict.fromkeys([*switch_screen(space, screen), *initial_design(space, initial_points, seed=seed)])
+        )
         # the baseline is told first, then the design: the model leads after those tells
         self._opt = GaussianProcessOptimizer(dims, seed=seed, initial_points=len(self._design) + 1)
         self._sizes = tuple(len(d.levels) for d in space.dimensions)
@@ -174,8 +190,12 @@ class SkoptSampler:
 
     def _neighbour(self) -> Point | None:
         best = min(self._told, key=lambda p: self._told[p])
-        near = [best[:i] + (lv,) + best[i + 1:] for i, n in enumerate(self._sizes) for lv in range(n)
-                if lv != best[i]]
+        near = [
+            (*best[:i], lv, *best[i + 1 :])
+            for i, n in enumerate(self._sizes)
+            for lv in range(n)
+            if lv != best[i]
+        ]
         fresh = [p for p in near if p not in self._told]
         if fresh:
             return self._rng.choice(fresh)
@@ -218,8 +238,10 @@ class GridSampler:
 
     def __init__(self, space: Space) -> None:
         if space.size > GRID_LIMIT:
-            raise InputError(f"the grid over this space has {space.size} points",
-                             hint="narrow it with --no-knob, or use --sampler skopt")
+            raise InputError(
+                f"the grid over this space has {space.size} points",
+                hint="narrow it with --no-knob, or use --sampler skopt",
+            )
         base = space.baseline_point()
 
         def order(p: Point) -> tuple[int, list[tuple[int, int]]]:

@@ -16,18 +16,41 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any
 
 from tuner.errors import InputError, KnobError
 from tuner.knobs import (
-    CONSTRAINTS, Algorithm, Flag, IntChoice, IntRange, KernelFacts, Kind, OrderedTuple, Scope, Value,
-    check_assignment, get_knob,
+    CONSTRAINTS,
+    Algorithm,
+    Flag,
+    IntChoice,
+    IntRange,
+    KernelFacts,
+    Kind,
+    OrderedTuple,
+    Scope,
+    Value,
+    check_assignment,
+    get_knob,
 )
 from tuner.probe.sockopts import EMULATED_HOST_KNOBS
 from tuner.workload import WorkloadKind
 
-__all__ = ["Dimension", "Candidate", "Space", "assignment_key", "space_knobs", "KIND_KNOBS", "OPTIONAL_KNOBS", "INERT_KNOBS", "searchable_knobs", "build_space", "knob_cost"]
+__all__ = [
+    "INERT_KNOBS",
+    "KIND_KNOBS",
+    "OPTIONAL_KNOBS",
+    "Candidate",
+    "Dimension",
+    "Space",
+    "assignment_key",
+    "build_space",
+    "knob_cost",
+    "searchable_knobs",
+    "space_knobs",
+]
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -41,7 +64,13 @@ KIND_KNOBS: Mapping[WorkloadKind, tuple[str, ...]] = {
     WorkloadKind.BURST: ("backlog", "net.ipv4.tcp_max_syn_backlog", "net.ipv4.tcp_syncookies"),
     WorkloadKind.BULK: ("net.ipv4.tcp_rmem", "net.ipv4.tcp_wmem", "net.ipv4.tcp_congestion_control"),
     WorkloadKind.UDP: ("SO_RCVBUF", "net.core.rmem_default"),
-    WorkloadKind.KEEPALIVE: ("SO_KEEPALIVE", "TCP_KEEPIDLE", "TCP_KEEPINTVL", "TCP_KEEPCNT", "TCP_USER_TIMEOUT"),
+    WorkloadKind.KEEPALIVE: (
+        "SO_KEEPALIVE",
+        "TCP_KEEPIDLE",
+        "TCP_KEEPINTVL",
+        "TCP_KEEPCNT",
+        "TCP_USER_TIMEOUT",
+    ),
     WorkloadKind.MEMORY: ("net.ipv4.tcp_rmem", "net.ipv4.tcp_wmem"),
 }
 OPTIONAL_KNOBS: Mapping[WorkloadKind, tuple[str, ...]] = {
@@ -49,8 +78,11 @@ OPTIONAL_KNOBS: Mapping[WorkloadKind, tuple[str, ...]] = {
     WorkloadKind.BURST: ("net.core.somaxconn",),
     WorkloadKind.BULK: ("SO_RCVBUF", "SO_SNDBUF", "net.ipv4.tcp_notsent_lowat", "TCP_CONGESTION"),
     WorkloadKind.UDP: ("net.core.rmem_max",),
-    WorkloadKind.KEEPALIVE: ("net.ipv4.tcp_keepalive_time", "net.ipv4.tcp_keepalive_intvl",
-                             "net.ipv4.tcp_keepalive_probes"),
+    WorkloadKind.KEEPALIVE: (
+        "net.ipv4.tcp_keepalive_time",
+        "net.ipv4.tcp_keepalive_intvl",
+        "net.ipv4.tcp_keepalive_probes",
+    ),
     WorkloadKind.MEMORY: ("SO_RCVBUF", "SO_SNDBUF"),
 }
 
@@ -61,12 +93,12 @@ INERT_KNOBS: Mapping[WorkloadKind, Mapping[str, str]] = {
         "net.ipv4.tcp_fastopen": "the burst client never sends data with its SYN (no Fast Open cookie is used)",
         "net.ipv4.tcp_tw_reuse": "the burst client resets every connection: no TIME_WAIT is left to reuse",
         "net.ipv4.ip_local_port_range": "the burst opens far fewer connections than there are ports "
-                                        "(and leaves no TIME_WAIT): no port exhaustion to relieve",
+        "(and leaves no TIME_WAIT): no port exhaustion to relieve",
     },
     WorkloadKind.BULK: {
         "net.ipv4.tcp_mtu_probing": "the emulated path has no PMTU black hole for probing to find",
         "net.ipv4.tcp_slow_start_after_idle": "the bulk streams send without a pause: no idle period restarts "
-                                              "slow start",
+        "slow start",
     },
 }
 
@@ -108,8 +140,9 @@ _REQUIRES: Mapping[str, tuple[str, Value]] = {
 }
 
 # Knobs whose value is a queue length: like buffers, a larger one holds more memory.
-_QUEUE_KNOBS = frozenset({"backlog", "net.core.somaxconn", "net.ipv4.tcp_max_syn_backlog",
-                          "net.core.netdev_max_backlog"})
+_QUEUE_KNOBS = frozenset(
+    {"backlog", "net.core.somaxconn", "net.ipv4.tcp_max_syn_backlog", "net.core.netdev_max_backlog"}
+)
 
 
 def _log_levels(lo: int, hi: int, factor: int) -> tuple[int, ...]:
@@ -131,7 +164,7 @@ def _default_levels(name: str, facts: KernelFacts | None) -> tuple[Value | None,
         return unset + d.values
     if isinstance(d, Algorithm):
         if facts is None:
-            return unset + ("cubic", "reno", "bbr")
+            return (*unset, "cubic", "reno", "bbr")
         # a namespace may only select algorithms the host allows; a socket (as root) any built one
         offered = facts.congestion_allowed if knob.kind is Kind.SYSCTL else facts.congestion_available
         return unset + tuple(sorted(offered & facts.congestion_available or offered))
@@ -142,8 +175,10 @@ def _default_levels(name: str, facts: KernelFacts | None) -> tuple[Value | None,
         return unset + tuple(sorted({lo, (lo + hi) // 2, hi}))
     if isinstance(d, OrderedTuple):
         if not d.search_parts:
-            raise InputError(f"{name} cannot be searched (no part of it is tunable)",
-                             hint="set it in a profile by hand instead")
+            raise InputError(
+                f"{name} cannot be searched (no part of it is tunable)",
+                hint="set it in a profile by hand instead",
+            )
         lo = d.search_lo if d.search_lo is not None else d.lo
         hi = d.search_hi if d.search_hi is not None else d.hi
         return _log_levels(lo, hi, 16) if d.log else tuple(sorted({lo, (lo + hi) // 2, hi}))
@@ -187,8 +222,8 @@ class Candidate:
     """A point of the space as the probe will run it: the changes from the baseline, checked."""
 
     point: tuple[int, ...]
-    assignment: Mapping[str, Value]           # only knobs that differ from the baseline
-    repairs: tuple[str, ...] = ()             # what was adjusted to satisfy the catalogue's rules
+    assignment: Mapping[str, Value]  # only knobs that differ from the baseline
+    repairs: tuple[str, ...] = ()  # what was adjusted to satisfy the catalogue's rules
 
     @property
     def key(self) -> str:
@@ -211,7 +246,7 @@ class Space:
 
     kind: WorkloadKind
     dimensions: tuple[Dimension, ...]
-    baseline: Mapping[str, Value] = field(default_factory=dict)   # knob -> value in effect when not set
+    baseline: Mapping[str, Value] = field(default_factory=dict)  # knob -> value in effect when not set
     facts: KernelFacts | None = None
 
     @property
@@ -244,7 +279,9 @@ class Space:
     def values(self, point: Sequence[int]) -> dict[str, Value | None]:
         """The full value of every searched knob at ``point`` (``None``: not set), before repair."""
         if len(point) != len(self.dimensions):
-            raise ValueError(f"point {tuple(point)} has {len(point)} coordinates, the space {len(self.dimensions)}")
+            raise ValueError(
+                f"point {tuple(point)} has {len(point)} coordinates, the space {len(self.dimensions)}"
+            )
         out: dict[str, Value | None] = {}
         for dim, idx in zip(self.dimensions, point):
             level = dim.levels[idx]
@@ -253,10 +290,12 @@ class Space:
                 continue
             base = out.get(dim.knob) or self.baseline.get(dim.knob)
             if not isinstance(base, tuple):
-                raise InputError(f"the baseline value of {dim.knob} is unknown", hint="read it from the namespace")
+                raise InputError(
+                    f"the baseline value of {dim.knob} is unknown", hint="read it from the namespace"
+                )
             parts = list(base)
             parts[dim.part] = int(level)  # type: ignore[arg-type]
-            for i in range(dim.part - 1, -1, -1):        # keep min <= default <= max
+            for i in range(dim.part - 1, -1, -1):  # keep min <= default <= max
                 parts[i] = min(parts[i], parts[i + 1])
             for i in range(dim.part + 1, len(parts)):
                 parts[i] = max(parts[i], parts[i - 1])
@@ -294,11 +333,18 @@ class Space:
                     continue
                 need = _max_part(changes[a])
                 if b in dims:
-                    higher = [v for v in dims[b].levels if isinstance(v, int) and not isinstance(v, bool)
-                              and v >= need]
+                    higher = [
+                        v
+                        for v in dims[b].levels
+                        if isinstance(v, int) and not isinstance(v, bool) and v >= need
+                    ]
                     if not higher:
-                        raise KnobError(a, f"{c.message}, and no level of {b} is high enough", value=changes[a],
-                                        hint=c.hint)
+                        raise KnobError(
+                            a,
+                            f"{c.message}, and no level of {b} is high enough",
+                            value=changes[a],
+                            hint=c.hint,
+                        )
                     need = min(higher)
                 changes[b] = get_knob(b).validate(need)
                 repairs.append(f"{b} raised to {need} ({c.message})")
@@ -352,7 +398,11 @@ def knob_cost(name: str, value: Value, baseline: Value | None) -> float:
     unit = getattr(d, "unit", "")
     if isinstance(d, (IntRange, OrderedTuple)) and (unit == "bytes" or name in _QUEUE_KNOBS):
         v = _max_part(value)
-        ref = _max_part(baseline) if baseline is not None else (d.bounds[0] if isinstance(d, IntRange) else d.lo)
+        ref = (
+            _max_part(baseline)
+            if baseline is not None
+            else (d.bounds[0] if isinstance(d, IntRange) else d.lo)
+        )
         cost += max(0.0, math.log2(max(v, 1) / max(ref, 1)))
     elif isinstance(d, IntRange) and unit in ("s", "ms"):
         ref = int(baseline) if baseline is not None else d.bounds[1]  # type: ignore[arg-type]
@@ -372,23 +422,31 @@ def space_knobs(kind: WorkloadKind, add: Sequence[str] = (), remove: Sequence[st
     inert = INERT_KNOBS.get(kind, {})
     for name in add:
         if name in inert:
-            raise InputError(f"{name} cannot move the {kind.value} probe's metric: {inert[name]}",
-                             hint="it is not searched for this kind; set it in a profile by hand if you need it")
+            raise InputError(
+                f"{name} cannot move the {kind.value} probe's metric: {inert[name]}",
+                hint="it is not searched for this kind; set it in a profile by hand if you need it",
+            )
     unknown_removed = [n for n in remove if n not in KIND_KNOBS[kind] and n not in add]
     if unknown_removed:
-        raise InputError(f"--no-knob {', '.join(unknown_removed)}: not in the {kind.value} search space",
-                         hint=f"the space holds: {', '.join(KIND_KNOBS[kind])}")
+        raise InputError(
+            f"--no-knob {', '.join(unknown_removed)}: not in the {kind.value} search space",
+            hint=f"the space holds: {', '.join(KIND_KNOBS[kind])}",
+        )
     names = [n for n in dict.fromkeys([*KIND_KNOBS[kind], *add]) if n not in remove]
     if not names:
         raise InputError("the search space is empty", hint="keep at least one knob (drop a --no-knob)")
     for name in names:
         knob = get_knob(name)
         if knob.scope is Scope.HOST and name not in EMULATED_HOST_KNOBS:
-            raise InputError(f"{name} cannot be searched: it is host-wide and a probe cannot emulate it",
-                             hint=f"searchable host knobs: {', '.join(EMULATED_HOST_KNOBS)}")
+            raise InputError(
+                f"{name} cannot be searched: it is host-wide and a probe cannot emulate it",
+                hint=f"searchable host knobs: {', '.join(EMULATED_HOST_KNOBS)}",
+            )
         if isinstance(knob.domain, OrderedTuple) and not knob.domain.search_parts:
-            raise InputError(f"{name} cannot be searched (no part of it is tunable)",
-                             hint="set it in a profile by hand instead")
+            raise InputError(
+                f"{name} cannot be searched (no part of it is tunable)",
+                hint="set it in a profile by hand instead",
+            )
     return names
 
 
@@ -405,12 +463,19 @@ def bdp_levels(rate_bps: float, rtt: float) -> tuple[int, ...]:
     for m in BDP_MULTIPLES:
         size = m * bdp
         step = MiB if size >= MiB else 64 * KiB
-        out.append(max(64 * KiB, int(math.ceil(size / step)) * step))
+        out.append(max(64 * KiB, math.ceil(size / step) * step))
     return tuple(dict.fromkeys(out))
 
 
-def build_space(kind: WorkloadKind, baseline: Mapping[str, Value], *, facts: KernelFacts | None = None,
-                add: Sequence[str] = (), remove: Sequence[str] = (), path: Any | None = None) -> Space:
+def build_space(
+    kind: WorkloadKind,
+    baseline: Mapping[str, Value],
+    *,
+    facts: KernelFacts | None = None,
+    add: Sequence[str] = (),
+    remove: Sequence[str] = (),
+    path: Any | None = None,
+) -> Space:
     """The space for ``kind``: its default knobs plus ``add`` minus ``remove``.
 
     ``baseline`` holds the value in effect for each knob when nothing is set (sysctls: the live value
@@ -420,8 +485,14 @@ def build_space(kind: WorkloadKind, baseline: Mapping[str, Value], *, facts: Ker
     """
     names = space_knobs(kind, add, remove)
     dims: list[Dimension] = []
-    bdp = (bdp_levels(path.rate_bps, path.rtt) if kind is WorkloadKind.BULK and path is not None
-           and getattr(path, "rate_bps", None) and getattr(path, "rtt", 0) else None)
+    bdp = (
+        bdp_levels(path.rate_bps, path.rtt)
+        if kind is WorkloadKind.BULK
+        and path is not None
+        and getattr(path, "rate_bps", None)
+        and getattr(path, "rtt", 0)
+        else None
+    )
     for name in names:
         knob = get_knob(name)
         levels = list(_LEVELS.get((kind, name)) or _default_levels(name, facts))
@@ -445,13 +516,14 @@ def build_space(kind: WorkloadKind, baseline: Mapping[str, Value], *, facts: Ker
         elif knob.scope is Scope.SOCKET and None not in levels:
             levels.insert(0, None)
         elif knob.scope is not Scope.SOCKET:
-            raise InputError(f"the live value of {name} is unknown, so it cannot be searched",
-                             hint="this kernel or namespace may lack it; drop it with --no-knob")
+            raise InputError(
+                f"the live value of {name} is unknown, so it cannot be searched",
+                hint="this kernel or namespace may lack it; drop it with --no-knob",
+            )
         levels = sorted(dict.fromkeys(levels), key=_sort_key)
         ordered = not isinstance(knob.domain, (Algorithm, IntChoice))
         dims.append(Dimension(name, tuple(levels), ordered, part))
     return Space(kind, tuple(dims), dict(baseline), facts)
-
 
 
 def searchable_knobs(kind: WorkloadKind, names: Sequence[str]) -> tuple[list[str], dict[str, str]]:

@@ -1,6 +1,6 @@
 """Statistics of a gain between two noisy settings, with maintained tests (scipy.stats).
 
-    iv = gain_interval(baseline_samples, candidate_samples, Direction.MIN, seed=0)
+    iv = gain_interval(baseline_samples, candidate_samples, Goal.MIN, seed=0)
     iv.gain, iv.lo, iv.hi     # times better (1.0: the same) and its interval at iv.confidence
     iv.significant            # a claim: enough samples, the rank test rejects "no difference", and the
                               # interval lies on one side of 1
@@ -25,18 +25,19 @@ from __future__ import annotations
 import math
 import statistics
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
-from tuner.search.objective import Direction, gain
+from tuner.search.objective import Goal, gain
 
 if TYPE_CHECKING:
     import numpy as np
 
-__all__ = ["GainInterval", "gain_interval", "looks_confidence", "CONFIDENCE", "MIN_REPEATS"]
+__all__ = ["CONFIDENCE", "MIN_REPEATS", "GainInterval", "gain_interval", "looks_confidence"]
 
 CONFIDENCE = 0.95
-MIN_REPEATS = 5          # samples (repeats) per side before any claim
+MIN_REPEATS = 5  # samples (repeats) per side before any claim
 _RESAMPLES = 2000
 _EPS = 1e-12
 
@@ -49,7 +50,7 @@ class GainInterval:
     lo: float
     hi: float
     confidence: float = CONFIDENCE
-    p_value: float = 1.0            # two-sided Mann-Whitney U; 1.0 when not tested
+    p_value: float = 1.0  # two-sided Mann-Whitney U; 1.0 when not tested
     n_baseline: int = 0
     n_candidate: int = 0
     min_samples: int = MIN_REPEATS
@@ -61,8 +62,7 @@ class GainInterval:
     @property
     def significant(self) -> bool:
         """A difference beyond noise at ``confidence``: enough samples, the test and the interval agree."""
-        return (self.enough and self.p_value < 1.0 - self.confidence
-                and (self.lo > 1.0 or self.hi < 1.0))
+        return self.enough and self.p_value < 1.0 - self.confidence and (self.lo > 1.0 or self.hi < 1.0)
 
     @property
     def excludes_one(self) -> bool:
@@ -72,12 +72,16 @@ class GainInterval:
     def why_not(self) -> str | None:
         """Why this comparison makes no claim (None when it is significant)."""
         if not self.enough:
-            return (f"not enough samples to claim: {self.n_baseline} baseline and {self.n_candidate} candidate "
-                    f"repeats, at least {self.min_samples} per side are needed")
+            return (
+                f"not enough samples to claim: {self.n_baseline} baseline and {self.n_candidate} candidate "
+                f"repeats, at least {self.min_samples} per side are needed"
+            )
         if self.significant:
             return None
-        return (f"within noise (Mann-Whitney p = {self.p_value:.3g}, needs < {1.0 - self.confidence:.3g}; "
-                f"{self.n_baseline} vs {self.n_candidate} repeats)")
+        return (
+            f"within noise (Mann-Whitney p = {self.p_value:.3g}, needs < {1.0 - self.confidence:.3g}; "
+            f"{self.n_baseline} vs {self.n_candidate} repeats)"
+        )
 
     def describe(self) -> str:
         if not self.enough:
@@ -85,24 +89,32 @@ class GainInterval:
         return f"{self.gain:.3g}x ({self.lo:.3g}x..{self.hi:.3g}x at {self.confidence * 100:.4g}% confidence)"
 
 
-def _ratio_statistic(direction: Direction) -> Any:
-    import numpy as np  # noqa: PLC0415 - numpy/scipy load only where a gain is judged (not in the daemon)
+def _ratio_statistic(direction: Goal) -> Any:
+    import numpy as np
 
-    def stat(b: "np.ndarray", c: "np.ndarray", axis: int = -1) -> "np.ndarray":
+    def stat(b: np.ndarray, c: np.ndarray, axis: int = -1) -> np.ndarray:
         mb = np.maximum(np.median(b, axis=axis), _EPS)
         mc = np.maximum(np.median(c, axis=axis), _EPS)
-        return mb / mc if direction is Direction.MIN else mc / mb
+        return mb / mc if direction is Goal.MIN else mc / mb
+
     return stat
 
 
-def gain_interval(baseline: Sequence[float], candidate: Sequence[float], direction: Direction, *,
-                  seed: int = 0, confidence: float = CONFIDENCE, min_samples: int = MIN_REPEATS) -> GainInterval:
+def gain_interval(
+    baseline: Sequence[float],
+    candidate: Sequence[float],
+    direction: Goal,
+    *,
+    seed: int = 0,
+    confidence: float = CONFIDENCE,
+    min_samples: int = MIN_REPEATS,
+) -> GainInterval:
     """The gain of ``candidate`` over ``baseline`` (ratio of medians), its bootstrap interval and the
     Mann-Whitney p-value; see the module documentation."""
     if not baseline or not candidate:
         raise ValueError("both sides need samples")
-    import numpy as np  # noqa: PLC0415 - see _ratio_statistic
-    from scipy import stats as sps  # noqa: PLC0415
+    import numpy as np
+    from scipy import stats as sps
 
     b = np.asarray([float(x) for x in baseline])
     c = np.asarray([float(x) for x in candidate])
@@ -116,16 +128,24 @@ def gain_interval(baseline: Sequence[float], candidate: Sequence[float], directi
         return GainInterval(point, lo, hi, confidence, p, nb, nc, min_samples)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # degenerate resamples (ties) only widen the percentile interval
-        res = sps.bootstrap((b, c), _ratio_statistic(direction), n_resamples=_RESAMPLES, confidence_level=confidence,
-                            method="percentile", vectorized=True, paired=False, rng=np.random.default_rng(seed))
+        res = sps.bootstrap(
+            (b, c),
+            _ratio_statistic(direction),
+            n_resamples=_RESAMPLES,
+            confidence_level=confidence,
+            method="percentile",
+            vectorized=True,
+            paired=False,
+            rng=np.random.default_rng(seed),
+        )
     lo, hi = float(res.confidence_interval.low), float(res.confidence_interval.high)
     if not (math.isfinite(lo) and math.isfinite(hi)):
         lo = hi = point
     return GainInterval(point, min(lo, point), max(hi, point), confidence, _mwu(b, c), nb, nc, min_samples)
 
 
-def _mwu(b: "np.ndarray", c: "np.ndarray") -> float:
-    from scipy import stats as sps  # noqa: PLC0415 - see _ratio_statistic
+def _mwu(b: np.ndarray, c: np.ndarray) -> float:
+    from scipy import stats as sps
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -19,24 +19,34 @@ from __future__ import annotations
 import math
 import statistics
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import Any, Callable, Mapping, Protocol, Sequence
+from typing import Any, Protocol
 
 from tuner.errors import InputError, KnobError, SearchError
 from tuner.knobs import Value
 from tuner.logs import get_logger
 from tuner.probe.measurement import Measurement, Stat, summarize
-from tuner.search.journal import Journal
+from tuner.search.journal import SearchJournal
 from tuner.search.objective import Objective, Score, gain
 from tuner.search.samplers import SAMPLERS, Sampler
 from tuner.search.space import Candidate, Space, assignment_key
 from tuner.search.stats import CONFIDENCE, MIN_REPEATS, GainInterval, gain_interval, looks_confidence
 
 __all__ = [
-    "Measure", "SearchConfig", "TrialRole", "TrialState", "Trial", "TrialEvent", "Verdict", "StudyResult",
-    "Study", "pool_measurements", "DEFAULT_BUDGET",
+    "DEFAULT_BUDGET",
+    "Measure",
+    "SearchConfig",
+    "Study",
+    "StudyResult",
+    "Trial",
+    "TrialEvent",
+    "TrialRole",
+    "TrialState",
+    "Verdict",
+    "pool_measurements",
 ]
 
 log = get_logger(__name__)
@@ -72,33 +82,37 @@ class SearchConfig:
     time_budget: float | None = None
     sampler: str = "skopt"
     seed: int = 0
-    repeats: int | None = None     # per probe; None: the kind's default (see tuner.search.recommend)
+    repeats: int | None = None  # per probe; None: the kind's default (see tuner.search.recommend)
     duration: float | None = None  # seconds per repeat; None: the kind's default
     objective: str | None = None
     knobs: tuple[str, ...] = ()
     no_knobs: tuple[str, ...] = ()
     journal: Path | None = None
     resume: bool = False
-    confirm: int = 2               # leading candidates measured again before the winner is declared
-    simplify: bool = True          # try the best candidate with fewer changed knobs (backward elimination)
-    patience: int | None = None    # stop after this many search trials without a better score
-    min_gain: float = 0.05         # a gain below 5% is not worth recommending
-    max_repeats: int = 20          # confirmation: most samples per side while the answer is unclear
-    prune: float | None = 1.0      # stop a search trial after one repeat when the best is > 2x better
-    simplify_runs: int = 3         # at most this many measurements to simplify the best candidate
-    name: str | None = None        # profile name (default: derived from the workload)
+    confirm: int = 2  # leading candidates measured again before the winner is declared
+    simplify: bool = True  # try the best candidate with fewer changed knobs (backward elimination)
+    patience: int | None = None  # stop after this many search trials without a better score
+    min_gain: float = 0.05  # a gain below 5% is not worth recommending
+    max_repeats: int = 20  # confirmation: most samples per side while the answer is unclear
+    prune: float | None = 1.0  # stop a search trial after one repeat when the best is > 2x better
+    simplify_runs: int = 3  # at most this many measurements to simplify the best candidate
+    name: str | None = None  # profile name (default: derived from the workload)
 
     def __post_init__(self) -> None:
         _check_bounds(self)
         if self.sampler not in SAMPLERS:
             raise InputError(f"unknown sampler {self.sampler!r}", hint=f"one of: {', '.join(SAMPLERS)}")
         if self.budget < 1:
-            raise InputError(f"--budget {self.budget}: a search needs at least one trial",
-                             hint=f"the default is {DEFAULT_BUDGET}")
+            raise InputError(
+                f"--budget {self.budget}: a search needs at least one trial",
+                hint=f"the default is {DEFAULT_BUDGET}",
+            )
         if self.time_budget is not None and self.time_budget <= 0:
             raise InputError("--time must be positive", hint="e.g. --time 5m")
         if self.repeats is not None and self.repeats < 1:
-            raise InputError(f"--repeats {self.repeats}: at least one repeat is needed", hint="e.g. --repeats 3")
+            raise InputError(
+                f"--repeats {self.repeats}: at least one repeat is needed", hint="e.g. --repeats 3"
+            )
         if self.duration is not None and self.duration <= 0:
             raise InputError("--duration must be positive", hint="e.g. --duration 0.5s")
         if self.confirm < 0:
@@ -110,40 +124,49 @@ class SearchConfig:
         if self.patience is not None and self.patience < 1:
             raise InputError("patience must be at least 1", hint="None turns it off")
         if self.max_repeats < MIN_REPEATS:
-            raise InputError(f"--max-repeats {self.max_repeats}: a claim needs at least {MIN_REPEATS} repeats per side",
-                             hint=f"give {MIN_REPEATS} or more")
+            raise InputError(
+                f"--max-repeats {self.max_repeats}: a claim needs at least {MIN_REPEATS} repeats per side",
+                hint=f"give {MIN_REPEATS} or more",
+            )
         if self.resume and self.journal is None:
-            raise InputError("--resume needs --journal FILE", hint="name the journal of the interrupted search")
+            raise InputError(
+                "--resume needs --journal FILE", hint="name the journal of the interrupted search"
+            )
 
 
-MAX_BUDGET = 1000           # trials; a search that needs more is looking at the wrong knobs
-MAX_TIME = 7 * 86400.0      # seconds of --time
-MAX_REPEATS = 100           # repeats per probe
-MAX_DURATION = 600.0        # seconds per repeat
+MAX_BUDGET = 1000  # trials; a search that needs more is looking at the wrong knobs
+MAX_TIME = 7 * 86400.0  # seconds of --time
+MAX_REPEATS = 100  # repeats per probe
+MAX_DURATION = 600.0  # seconds per repeat
 
 
-def _check_bounds(cfg: "SearchConfig") -> None:
+def _check_bounds(cfg: SearchConfig) -> None:
     """Upper bounds (and finiteness) of what a user can ask of a search, with the bound in the message."""
     for flag, value, hi in (("--budget", cfg.budget, MAX_BUDGET), ("--repeats", cfg.repeats, MAX_REPEATS)):
         if value is not None and value > hi:
             raise InputError(f"{flag} {value}: at most {hi}", hint=f"{flag} in [1, {hi}]")
-    for flag, seconds, cap in (("--time", cfg.time_budget, MAX_TIME), ("--duration", cfg.duration, MAX_DURATION)):
+    for flag, seconds, cap in (
+        ("--time", cfg.time_budget, MAX_TIME),
+        ("--duration", cfg.duration, MAX_DURATION),
+    ):
         if seconds is not None and not (math.isfinite(seconds) and seconds <= cap):
-            raise InputError(f"{flag} {seconds:g} s: at most {cap:g} s", hint=f"{flag} above 0 and at most {cap:g} s")
+            raise InputError(
+                f"{flag} {seconds:g} s: at most {cap:g} s", hint=f"{flag} above 0 and at most {cap:g} s"
+            )
 
 
 class TrialRole(Enum):
     BASELINE = "baseline"
     SEARCH = "search"
-    SIMPLIFY = "simplify"    # the best candidate with one changed knob put back to the baseline
+    SIMPLIFY = "simplify"  # the best candidate with one changed knob put back to the baseline
     CONFIRM = "confirm"
 
 
 class TrialState(Enum):
     COMPLETE = "complete"
-    FAILED = "failed"        # measure raised, or returned a failed measurement
-    INVALID = "invalid"      # the measurement ran but cannot be trusted (a sandbox or load bottleneck)
-    REJECTED = "rejected"    # the candidate broke a catalogue rule; never measured
+    FAILED = "failed"  # measure raised, or returned a failed measurement
+    INVALID = "invalid"  # the measurement ran but cannot be trusted (a sandbox or load bottleneck)
+    REJECTED = "rejected"  # the candidate broke a catalogue rule; never measured
 
 
 @dataclass(frozen=True)
@@ -152,14 +175,14 @@ class Trial:
     role: TrialRole
     state: TrialState
     assignment: Mapping[str, Value]
-    point: tuple[int, ...] | None = None       # the point measured (after repair)
-    asked: tuple[int, ...] | None = None       # the point the sampler proposed
+    point: tuple[int, ...] | None = None  # the point measured (after repair)
+    asked: tuple[int, ...] | None = None  # the point the sampler proposed
     measurement: Measurement | None = None
     score: Score | None = None
     error: str | None = None
-    started: float = 0.0                       # unix time
-    elapsed: float = 0.0                       # seconds
-    pruned: bool = False                       # stopped after its first repeat: clearly worse than the best
+    started: float = 0.0  # unix time
+    elapsed: float = 0.0  # seconds
+    pruned: bool = False  # stopped after its first repeat: clearly worse than the best
 
     @property
     def key(self) -> str:
@@ -171,9 +194,12 @@ class Trial:
 
     def to_record(self) -> dict[str, Any]:
         r: dict[str, Any] = {
-            "number": self.number, "role": self.role.value, "state": self.state.value,
+            "number": self.number,
+            "role": self.role.value,
+            "state": self.state.value,
             "assignment": {k: list(v) if isinstance(v, tuple) else v for k, v in self.assignment.items()},
-            "started": self.started, "elapsed": self.elapsed,
+            "started": self.started,
+            "elapsed": self.elapsed,
         }
         if self.point is not None:
             r["point"] = list(self.point)
@@ -190,15 +216,21 @@ class Trial:
         return r
 
     @classmethod
-    def from_record(cls, r: Mapping[str, Any]) -> "Trial":
+    def from_record(cls, r: Mapping[str, Any]) -> Trial:
         return cls(
-            number=int(r["number"]), role=TrialRole(r["role"]), state=TrialState(r["state"]),
-            assignment={k: tuple(v) if isinstance(v, list) else v for k, v in r.get("assignment", {}).items()},
+            number=int(r["number"]),
+            role=TrialRole(r["role"]),
+            state=TrialState(r["state"]),
+            assignment={
+                k: tuple(v) if isinstance(v, list) else v for k, v in r.get("assignment", {}).items()
+            },
             point=tuple(r["point"]) if r.get("point") is not None else None,
             asked=tuple(r["asked"]) if r.get("asked") is not None else None,
             measurement=Measurement.from_dict(r["measurement"]) if r.get("measurement") else None,
             score=Score.from_dict(r["score"]) if r.get("score") else None,
-            error=r.get("error"), started=float(r.get("started", 0.0)), elapsed=float(r.get("elapsed", 0.0)),
+            error=r.get("error"),
+            started=float(r.get("started", 0.0)),
+            elapsed=float(r.get("elapsed", 0.0)),
             pruned=bool(r.get("pruned", False)),
         )
 
@@ -208,39 +240,46 @@ class TrialEvent:
     """Progress of a study, sent when a measurement starts (``running``, ``trial`` None), after every
     trial, and once at the end (``phase`` "done")."""
 
-    phase: str                  # "baseline", "search", "simplify", "confirm", "done"
+    phase: str  # "baseline", "search", "simplify", "confirm", "done"
     trial: Trial | None
-    done: int                   # search trials measured so far
-    total: int                  # the trial budget
-    best: Score | None          # best score so far (search trials and baseline)
+    done: int  # search trials measured so far
+    total: int  # the trial budget
+    best: Score | None  # best score so far (search trials and baseline)
     baseline: Score | None
-    elapsed: float              # seconds since the study started (including before a resume)
+    elapsed: float  # seconds since the study started (including before a resume)
     message: str = ""
-    phase_done: int = 0         # measurements of this phase so far (the running one included)
-    phase_total: int = 0        # measurements this phase expects (an estimate for simplify and confirm)
-    eta: float | None = None    # seconds until the verdict (estimate; None before one measurement)
-    running: bool = False       # a measurement of this phase has just started
+    phase_done: int = 0  # measurements of this phase so far (the running one included)
+    phase_total: int = 0  # measurements this phase expects (an estimate for simplify and confirm)
+    eta: float | None = None  # seconds until the verdict (estimate; None before one measurement)
+    running: bool = False  # a measurement of this phase has just started
 
 
 @dataclass(frozen=True)
 class Verdict:
     significant: bool
-    interval: GainInterval      # gain of the recommended setting over the baseline
+    interval: GainInterval  # gain of the recommended setting over the baseline
     text: str
 
 
 # buffer knobs and the tcp_info share (of the sender's busy time) that says the flow was held back by them
-_LIMITED_BY: Mapping[str, str] = {"net.ipv4.tcp_rmem": "rwnd_limited_pct", "SO_RCVBUF": "rwnd_limited_pct",
-                                  "net.ipv4.tcp_wmem": "sndbuf_limited_pct", "SO_SNDBUF": "sndbuf_limited_pct"}
-LIMITED_PCT = 10.0   # held back this share of the time or more: the buffer limits the flow
+_LIMITED_BY: Mapping[str, str] = {
+    "net.ipv4.tcp_rmem": "rwnd_limited_pct",
+    "SO_RCVBUF": "rwnd_limited_pct",
+    "net.ipv4.tcp_wmem": "sndbuf_limited_pct",
+    "SO_SNDBUF": "sndbuf_limited_pct",
+}
+LIMITED_PCT = 10.0  # held back this share of the time or more: the buffer limits the flow
 
 
-def _held_back(trials: Sequence["Trial"]) -> set[str]:
+def _held_back(trials: Sequence[Trial]) -> set[str]:
     """Buffer knobs the flow was limited by in these trials (median over them, from tcp_info)."""
     held = set()
     for knob, metric in _LIMITED_BY.items():
-        values = [t.measurement.metrics[metric].median for t in trials
-                  if t.measurement is not None and metric in t.measurement.metrics]
+        values = [
+            t.measurement.metrics[metric].median
+            for t in trials
+            if t.measurement is not None and metric in t.measurement.metrics
+        ]
         if values and statistics.median(values) >= LIMITED_PCT:
             held.add(knob)
     return held
@@ -248,22 +287,24 @@ def _held_back(trials: Sequence["Trial"]) -> set[str]:
 
 @dataclass(frozen=True)
 class StudyResult:
-    baseline: Measurement               # the baseline's confirmation measurement (else all its measurements)
-    best: Measurement                   # the recommended setting's, measured side by side (baseline if none)
-    assignment: Mapping[str, Value]     # the recommended changes ({} when the verdict is "keep the defaults")
+    baseline: Measurement  # the baseline's confirmation measurement (else all its measurements)
+    best: Measurement  # the recommended setting's, measured side by side (baseline if none)
+    assignment: Mapping[str, Value]  # the recommended changes ({} when the verdict is "keep the defaults")
     baseline_score: Score
     best_score: Score
     verdict: Verdict
     trials: tuple[Trial, ...]
     stop_reason: str
-    leader: Mapping[str, Value] = field(default_factory=dict)   # the best candidate found, even if not chosen
+    leader: Mapping[str, Value] = field(default_factory=dict)  # the best candidate found, even if not chosen
     leader_interval: GainInterval | None = None
     elapsed: float = 0.0
-    confirmed: bool = False             # the recommendation and the baseline were judged on confirmation runs
+    confirmed: bool = False  # the recommendation and the baseline were judged on confirmation runs
 
     @property
     def search_trials(self) -> int:
-        return sum(1 for t in self.trials if t.role is TrialRole.SEARCH and t.state is not TrialState.REJECTED)
+        return sum(
+            1 for t in self.trials if t.role is TrialRole.SEARCH and t.state is not TrialState.REJECTED
+        )
 
     @property
     def failed_trials(self) -> int:
@@ -289,17 +330,35 @@ def pool_measurements(ms: Sequence[Measurement]) -> Measurement:
             for k, v in c.items():
                 dst[k] = dst.get(k, 0) + int(v)
     last = ms[-1]
-    return Measurement(workload=last.workload, path=last.path, assignment=dict(last.assignment), metrics=metrics,
-                       counters=counters, backend=last.backend, health=dict(last.health),
-                       repeats=sum(m.repeats for m in ms), duration=last.duration,
-                       valid=all(m.valid for m in ms), failed=False, computed=dict(last.computed),
-                       notes=tuple(dict.fromkeys(n for m in ms for n in m.notes)))
+    return Measurement(
+        workload=last.workload,
+        path=last.path,
+        assignment=dict(last.assignment),
+        metrics=metrics,
+        counters=counters,
+        backend=last.backend,
+        health=dict(last.health),
+        repeats=sum(m.repeats for m in ms),
+        duration=last.duration,
+        valid=all(m.valid for m in ms),
+        failed=False,
+        computed=dict(last.computed),
+        notes=tuple(dict.fromkeys(n for m in ms for n in m.notes)),
+    )
 
 
 class Study:
-    def __init__(self, space: Space, objective: Objective, sampler: Sampler, measure: Measure, *,
-                 config: SearchConfig, journal: Journal | None = None,
-                 progress: Callable[[TrialEvent], None] | None = None) -> None:
+    def __init__(
+        self,
+        space: Space,
+        objective: Objective,
+        sampler: Sampler,
+        measure: Measure,
+        *,
+        config: SearchConfig,
+        journal: SearchJournal | None = None,
+        progress: Callable[[TrialEvent], None] | None = None,
+    ) -> None:
         self.space = space
         self.objective = objective
         self.sampler = sampler
@@ -327,8 +386,11 @@ class Study:
 
     def _run_seconds(self) -> float | None:
         """Seconds a full measurement takes here: the median of the full (not pruned) ones so far."""
-        xs = sorted(t.elapsed for t in self.trials if t.state is not TrialState.REJECTED and not t.pruned
-                    and t.elapsed > 0)
+        xs = sorted(
+            t.elapsed
+            for t in self.trials
+            if t.state is not TrialState.REJECTED and not t.pruned and t.elapsed > 0
+        )
         return xs[len(xs) // 2] if xs else None
 
     def _confirm_runs(self, leaders: int | None = None) -> int:
@@ -354,19 +416,23 @@ class Study:
         per = self._run_seconds()
         if per is None:
             return None
-        left = {"baseline": self.config.budget + self._simplify_runs_left() + self._confirm_runs(),
-                "search": max(0, self.config.budget - self._search_done()) + self._simplify_runs_left()
-                + self._confirm_runs(),
-                "simplify": self._simplify_runs_left() + self._confirm_runs(),
-                "confirm": max(0, self._phase_total.get("confirm", 0) - self._phase_runs.get("confirm", 0))
-                }.get(phase, 0)
+        left = {
+            "baseline": self.config.budget + self._simplify_runs_left() + self._confirm_runs(),
+            "search": max(0, self.config.budget - self._search_done())
+            + self._simplify_runs_left()
+            + self._confirm_runs(),
+            "simplify": self._simplify_runs_left() + self._confirm_runs(),
+            "confirm": max(0, self._phase_total.get("confirm", 0) - self._phase_runs.get("confirm", 0)),
+        }.get(phase, 0)
         eta = left * per
         if self.config.time_budget is not None:
             eta = min(eta, max(0.0, self.config.time_budget - self.elapsed()))
         return eta
 
     def _search_done(self) -> int:
-        return sum(1 for t in self.trials if t.role is TrialRole.SEARCH and t.state is not TrialState.REJECTED)
+        return sum(
+            1 for t in self.trials if t.role is TrialRole.SEARCH and t.state is not TrialState.REJECTED
+        )
 
     def _penalty(self) -> float:
         finite = [x for x in self._losses if math.isfinite(x)]
@@ -399,13 +465,32 @@ class Study:
         total = self.config.budget if phase == "search" else self._phase_total.get(phase, 1)
         # search trials are counted from the study's record, so a resumed search goes on from its count
         count = self._search_done() + running if phase == "search" else self._phase_runs.get(phase, 0)
-        self.progress(TrialEvent(phase, trial, self._search_done(), self.config.budget, self._best, base,
-                                 self.elapsed(), message, count, total, self._eta(phase), running))
+        self.progress(
+            TrialEvent(
+                phase,
+                trial,
+                self._search_done(),
+                self.config.budget,
+                self._best,
+                base,
+                self.elapsed(),
+                message,
+                count,
+                total,
+                self._eta(phase),
+                running,
+            )
+        )
 
     # --- running trials -----------------------------------------------------------------------
 
-    def _run(self, role: TrialRole, assignment: Mapping[str, Value], point: tuple[int, ...] | None,
-             asked: tuple[int, ...] | None = None) -> Trial:
+    def _run(
+        self,
+        role: TrialRole,
+        assignment: Mapping[str, Value],
+        point: tuple[int, ...] | None,
+        asked: tuple[int, ...] | None = None,
+    ) -> Trial:
         number = len(self.trials)
         started, t0 = time.time(), time.monotonic()
         log.info("trial.started", number=number, role=role.value, assignment=dict(assignment))
@@ -420,7 +505,7 @@ class Study:
                 measurement, pruned = self._measure_search(assignment)
             else:
                 measurement = self.measure(dict(assignment))
-        except Exception as exc:  # noqa: BLE001 - any failure of one trial is recorded; the search goes on
+        except Exception as exc:
             state, error = TrialState.FAILED, f"{type(exc).__name__}: {exc}"
         else:
             if measurement.failed:
@@ -431,11 +516,29 @@ class Study:
                 state = TrialState.COMPLETE
                 base_m = self._baseline.measurement if self._baseline else None
                 score = self.objective.score(measurement, base_m if role is not TrialRole.BASELINE else None)
-        trial = Trial(number, role, state, dict(assignment), point, asked, measurement, score, error, started,
-                      time.monotonic() - t0, pruned)
+        trial = Trial(
+            number,
+            role,
+            state,
+            dict(assignment),
+            point,
+            asked,
+            measurement,
+            score,
+            error,
+            started,
+            time.monotonic() - t0,
+            pruned,
+        )
         if state is TrialState.COMPLETE:
-            log.info("trial.finished", number=number, role=role.value, score=score.value if score else None,
-                     elapsed=round(trial.elapsed, 3), pruned=pruned)
+            log.info(
+                "trial.finished",
+                number=number,
+                role=role.value,
+                score=score.value if score else None,
+                elapsed=round(trial.elapsed, 3),
+                pruned=pruned,
+            )
         else:
             log.warning("trial.failed", number=number, role=role.value, state=state.value, error=error)
         self._record(trial)
@@ -467,8 +570,10 @@ class Study:
         for r in records:
             trial = Trial.from_record(r)
             if trial.number != len(self.trials):
-                raise SearchError(f"the journal's trials are out of order at trial {trial.number}",
-                                  hint="start a new search with another --journal")
+                raise SearchError(
+                    f"the journal's trials are out of order at trial {trial.number}",
+                    hint="start a new search with another --journal",
+                )
             self._record(trial, write=False)
             self._prior_elapsed += trial.elapsed
             if trial.role is TrialRole.CONFIRM:
@@ -508,9 +613,11 @@ class Study:
                 assert trial.score is not None
                 self._tell([point], trial.score.loss)
                 return
-        raise SearchError(f"the baseline measurement failed twice: {trial.error}",
-                          hint="`tuner probe` with the same workload and path shows one measurement in full; "
-                               "`tuner doctor` checks what this machine supports")
+        raise SearchError(
+            f"the baseline measurement failed twice: {trial.error}",
+            hint="`tuner probe` with the same workload and path shows one measurement in full; "
+            "`tuner doctor` checks what this machine supports",
+        )
 
     def _search(self) -> str:
         cfg = self.config
@@ -533,8 +640,16 @@ class Study:
             except KnobError as exc:
                 log.info("candidate.rejected", point=list(asked), knob=exc.knob, reason=exc.message)
                 proposed = {k: v for k, v in self.space.values(asked).items() if v is not None}
-                trial = Trial(len(self.trials), TrialRole.SEARCH, TrialState.REJECTED, proposed, None, asked,
-                              error=exc.message, started=time.time())
+                trial = Trial(
+                    len(self.trials),
+                    TrialRole.SEARCH,
+                    TrialState.REJECTED,
+                    proposed,
+                    None,
+                    asked,
+                    error=exc.message,
+                    started=time.time(),
+                )
                 self._record(trial)
                 self._tell([asked], math.inf)
                 rejected += 1
@@ -545,15 +660,20 @@ class Study:
             known = [t for t in self._by_key.get(cand.key, ()) if t.role is not TrialRole.CONFIRM]
             if known:
                 prior = known[-1]
-                self._tell([asked, cand.point], prior.score.loss if prior.usable and prior.score else math.inf)
+                self._tell(
+                    [asked, cand.point], prior.score.loss if prior.usable and prior.score else math.inf
+                )
                 duplicates += 1
                 if duplicates >= _MAX_DUPLICATES_IN_ROW:
                     return "converged: the sampler keeps proposing settings already measured"
                 continue
             duplicates = 0
             trial = self._run(TrialRole.SEARCH, cand.assignment, cand.point, asked)
-            if trial.state is TrialState.INVALID and self._search_done() < cfg.budget and self._fits(
-                    1 + self._confirm_runs()):
+            if (
+                trial.state is TrialState.INVALID
+                and self._search_done() < cfg.budget
+                and self._fits(1 + self._confirm_runs())
+            ):
                 # an invalid run (the sandbox or the load generator could not keep up) says nothing
                 # about the setting; told as a penalty it would teach the sampler that, say, bbr is bad
                 # and the design's one try of it would be lost: measure it once more
@@ -580,8 +700,8 @@ class Study:
         """Keys of the distinct feasible candidates measured in the search (not the baseline), best first."""
         base_key = assignment_key({})
         scored = []
-        for key, ts in self._by_key.items():
-            ts = [t for t in ts if t.role in (TrialRole.SEARCH, TrialRole.SIMPLIFY) and t.usable]
+        for key, trials in self._by_key.items():
+            ts = [t for t in trials if t.role in (TrialRole.SEARCH, TrialRole.SIMPLIFY) and t.usable]
             if key == base_key or not ts:
                 continue
             pooled = Score.pooled([t.score for t in ts if t.score is not None])
@@ -599,8 +719,13 @@ class Study:
         return leaders[: self._max_leaders] if self._max_leaders < self.config.confirm else leaders
 
     def _search_score(self, key: str) -> Score:
-        return Score.pooled([t.score for t in self._by_key[key]
-                             if t.usable and t.score is not None and t.role is not TrialRole.CONFIRM])
+        return Score.pooled(
+            [
+                t.score
+                for t in self._by_key[key]
+                if t.usable and t.score is not None and t.role is not TrialRole.CONFIRM
+            ]
+        )
 
     def _simplify(self) -> None:
         """Backward elimination from the best candidate: put its changed knobs back to their baseline
@@ -624,8 +749,11 @@ class Study:
                 return
             again = self._run(TrialRole.SIMPLIFY, current.assignment, current.point)
             reference = [again] if again.usable else []
-        best = (Score.pooled([t.score for t in reference if t.score is not None]) if reference
-                else self._search_score(best_key))
+        best = (
+            Score.pooled([t.score for t in reference if t.score is not None])
+            if reference
+            else self._search_score(best_key)
+        )
         direction = best.direction
         held = _held_back(reference or self._by_key[best_key])
         while current.point is not None:
@@ -645,18 +773,30 @@ class Study:
                     continue
                 # a repair (e.g. a cap raised again for a backlog) can undo the reduction: only a
                 # candidate with fewer changes is a reduction, or the elimination would never end
-                if (cand.key == current.key or cand.point is None
-                        or sum(a != b for a, b in zip(cand.point, base_point)) >= len(changed)):
+                if (
+                    cand.key == current.key
+                    or cand.point is None
+                    or sum(a != b for a, b in zip(cand.point, base_point)) >= len(changed)
+                ):
                     continue
                 options.append((self.space.cost(cand.assignment), cand, i))
             options.sort(key=lambda o: o[0])
             jump = self._main_knob_only(current.point, changed, base_point)
-            if (jump is not None and len(changed) > 2 and jump.key != current.key and jump.point is not None
-                    and sum(a != b for a, b in zip(jump.point, base_point)) < len(changed) - 1
-                    and all(c.key != jump.key for _, c, _ in options)
-                    and not any(self.space.dimensions[j].knob in held and jump.point[j] != current.point[j]
-                                for j in changed)):
-                options.insert(0, (0.0, jump, None))  # one run may remove every change but the one that matters
+            if (
+                jump is not None
+                and len(changed) > 2
+                and jump.key != current.key
+                and jump.point is not None
+                and sum(a != b for a, b in zip(jump.point, base_point)) < len(changed) - 1
+                and all(c.key != jump.key for _, c, _ in options)
+                and not any(
+                    self.space.dimensions[j].knob in held and jump.point[j] != current.point[j]
+                    for j in changed
+                )
+            ):
+                options.insert(
+                    0, (0.0, jump, None)
+                )  # one run may remove every change but the one that matters
             accepted = None
             for _, cand, _i in options:
                 if not self._simplify_runs_left() or not self._fits(1 + self._confirm_runs()):
@@ -673,8 +813,11 @@ class Study:
                     if not trial.usable:
                         continue
                     fresh = [trial]
-                lowered = {self.space.dimensions[j].knob for j in changed
-                           if cand.point is not None and cand.point[j] != current.point[j]}
+                lowered = {
+                    self.space.dimensions[j].knob
+                    for j in changed
+                    if cand.point is not None and cand.point[j] != current.point[j]
+                }
                 if lowered & set(_held_back(fresh)):
                     continue  # smaller, a buffer holds the flow back (tcp_info): not a free reduction
                 score = Score.pooled([t.score for t in fresh if t.score is not None])
@@ -684,8 +827,11 @@ class Study:
                     break
             if accepted is None:
                 break
-            log.info("study.simplified", removed=sorted(set(current.assignment) - set(accepted.assignment)),
-                     assignment=dict(accepted.assignment))
+            log.info(
+                "study.simplified",
+                removed=sorted(set(current.assignment) - set(accepted.assignment)),
+                assignment=dict(accepted.assignment),
+            )
             current = accepted
         if current.key != best_key:
             self._simplified = current.key
@@ -716,8 +862,11 @@ class Study:
         return looks_confidence(self._looks(), CONFIDENCE)
 
     def _confirm_samples(self, key: str) -> int:
-        return sum(len(t.score.samples) for t in self._by_key.get(key, ())
-                   if t.role is TrialRole.CONFIRM and t.usable and t.score is not None)
+        return sum(
+            len(t.score.samples)
+            for t in self._by_key.get(key, ())
+            if t.role is TrialRole.CONFIRM and t.usable and t.score is not None
+        )
 
     def _confirm_round(self, keys: Sequence[str]) -> bool:
         """One run of each key, interleaved (a failed or invalid run is tried once more). False when a
@@ -741,22 +890,34 @@ class Study:
         arms = self._arms()
         base_key = assignment_key({})
         base = Score.pooled([t.score for t in arms.get(base_key, []) if t.score is not None])
-        pooled = {k: Score.pooled([t.score for t in arms[k] if t.score is not None])
-                  for k in keys if k != base_key and arms.get(k)}
+        pooled = {
+            k: Score.pooled([t.score for t in arms[k] if t.score is not None])
+            for k in keys
+            if k != base_key and arms.get(k)
+        }
         if not pooled:
             return False
         best = min(pooled, key=lambda k: pooled[k].loss)
-        iv = gain_interval(base.samples, pooled[best].samples, base.direction, seed=self.config.seed,
-                           confidence=self._confidence())
+        iv = gain_interval(
+            base.samples,
+            pooled[best].samples,
+            base.direction,
+            seed=self.config.seed,
+            confidence=self._confidence(),
+        )
         return not iv.significant and iv.gain >= 1.0 and iv.lo < 1.0 + self.config.min_gain <= iv.hi
 
-    def _main_knob_only(self, point: tuple[int, ...], changed: Sequence[int],
-                        base_point: tuple[int, ...]) -> Candidate | None:
+    def _main_knob_only(
+        self, point: tuple[int, ...], changed: Sequence[int], base_point: tuple[int, ...]
+    ) -> Candidate | None:
         """The candidate that keeps only the change the search's trials credit most: for each changed
         knob, how much worse the best trial *without* the best's level of it is than the best trial with
         it (what can be had without this change; robust to a few trials that share several levels)."""
-        trials = [t for t in self.trials if t.role is TrialRole.SEARCH and t.usable and t.point is not None
-                  and t.score is not None]
+        trials = [
+            t
+            for t in self.trials
+            if t.role is TrialRole.SEARCH and t.usable and t.point is not None and t.score is not None
+        ]
         effects = []
         for i in changed:
             same = [t.score.loss for t in trials if t.point[i] == point[i]]  # type: ignore[index,union-attr]
@@ -791,7 +952,9 @@ class Study:
         if not leaders:
             return
         keys = [assignment_key({}), *leaders]
-        missing = [k for k in keys if not any(t.usable for t in self._by_key[k] if t.role is TrialRole.CONFIRM)]
+        missing = [
+            k for k in keys if not any(t.usable for t in self._by_key[k] if t.role is TrialRole.CONFIRM)
+        ]
         if missing and not self._confirm_round(missing):
             return
         if not self._tops_up():
@@ -800,8 +963,11 @@ class Study:
             if not self._confirm_round([k for k in keys if self._confirm_samples(k) < MIN_REPEATS]):
                 return
         while self._unclear(keys) and min(self._confirm_samples(k) for k in keys) < self.config.max_repeats:
-            log.info("study.more_repeats", samples=min(self._confirm_samples(k) for k in keys),
-                     cap=self.config.max_repeats)
+            log.info(
+                "study.more_repeats",
+                samples=min(self._confirm_samples(k) for k in keys),
+                cap=self.config.max_repeats,
+            )
             if not self._confirm_round(keys):
                 return
 
@@ -816,7 +982,9 @@ class Study:
         direction = base_score.direction
         leaders = self._leaders()
         # judge only on what was measured side by side when the leaders were confirmed
-        pooled = {k: Score.pooled([t.score for t in arms[k] if t.score is not None]) for k in leaders if arms.get(k)}
+        pooled = {
+            k: Score.pooled([t.score for t in arms[k] if t.score is not None]) for k in leaders if arms.get(k)
+        }
         seed = self.config.seed
         level = self._confidence()
 
@@ -830,13 +998,31 @@ class Study:
 
         elapsed = self.elapsed()
         if not pooled:
-            measured = [t for t in self.trials if t.state is not TrialState.REJECTED and t.role is not TrialRole.BASELINE]
+            measured = [
+                t
+                for t in self.trials
+                if t.state is not TrialState.REJECTED and t.role is not TrialRole.BASELINE
+            ]
             broken = sum(1 for t in measured if t.state in (TrialState.FAILED, TrialState.INVALID))
-            why = (f": no candidate could be judged ({broken} of {len(measured)} runs failed or were invalid)"
-                   if broken else "")
-            keep = Verdict(False, GainInterval(1.0, 1.0, 1.0, level), f"no significant gain, keep the defaults{why}")
-            return StudyResult(base_m, base_m, {}, base_score, base_score, keep, tuple(self.trials), stop_reason,
-                               elapsed=elapsed)
+            why = (
+                f": no candidate could be judged ({broken} of {len(measured)} runs failed or were invalid)"
+                if broken
+                else ""
+            )
+            keep = Verdict(
+                False, GainInterval(1.0, 1.0, 1.0, level), f"no significant gain, keep the defaults{why}"
+            )
+            return StudyResult(
+                base_m,
+                base_m,
+                {},
+                base_score,
+                base_score,
+                keep,
+                tuple(self.trials),
+                stop_reason,
+                elapsed=elapsed,
+            )
         best_key = min(pooled, key=lambda k: pooled[k].loss)
         best_trial = arms[best_key][0]
         leader_interval = compare(base_score, pooled[best_key])
@@ -848,19 +1034,39 @@ class Study:
         held = {k: _held_back(arms[k] if k != base_key else base_trials) for k in candidates}
         if any(not h for h in held.values()):
             candidates = {k: s for k, s in candidates.items() if not held[k]}
-        chosen = min(candidates, key=lambda k: (self.space.cost(arms[k][0].assignment) if k != base_key else 0.0,
-                                                candidates[k].loss))
+        chosen = min(
+            candidates,
+            key=lambda k: (
+                self.space.cost(arms[k][0].assignment) if k != base_key else 0.0,
+                candidates[k].loss,
+            ),
+        )
 
         def keep_defaults(interval: GainInterval, why: str) -> StudyResult:
             if interval.enough:
-                size = (f"{interval.gain:.3g}x the baseline, {interval.lo:.3g}x..{interval.hi:.3g}x at "
-                        f"{interval.confidence * 100:.4g}% confidence")
+                size = (
+                    f"{interval.gain:.3g}x the baseline, {interval.lo:.3g}x..{interval.hi:.3g}x at "
+                    f"{interval.confidence * 100:.4g}% confidence"
+                )
                 text = f"no significant gain, keep the defaults (the best candidate was {size}: {why})"
             else:
-                text = (f"no claim, keep the defaults: {interval.why_not} (the best candidate measured "
-                        f"{interval.gain:.3g}x the baseline){self._quick_look_hint()}")
-            return StudyResult(base_m, base_m, {}, base_score, base_score, Verdict(False, interval, text),
-                               tuple(self.trials), stop_reason, dict(best_trial.assignment), leader_interval, elapsed)
+                text = (
+                    f"no claim, keep the defaults: {interval.why_not} (the best candidate measured "
+                    f"{interval.gain:.3g}x the baseline){self._quick_look_hint()}"
+                )
+            return StudyResult(
+                base_m,
+                base_m,
+                {},
+                base_score,
+                base_score,
+                Verdict(False, interval, text),
+                tuple(self.trials),
+                stop_reason,
+                dict(best_trial.assignment),
+                leader_interval,
+                elapsed,
+            )
 
         if not leader_interval.enough:
             return keep_defaults(leader_interval, "not enough samples")
@@ -871,15 +1077,31 @@ class Study:
         chosen_m = pool_measurements([t.measurement for t in arms[chosen] if t.measurement is not None])
         if interval.significant and interval.lo > 1.0 and interval.gain >= 1.0 + self.config.min_gain:
             confirmed = all(t.role is TrialRole.CONFIRM for t in [*arms[chosen], *base_trials])
-            text = (f"{self.objective.name.split(':')[0]} {interval.gain:.3g}x better than the baseline "
-                    f"({interval.lo:.3g}x..{interval.hi:.3g}x at {interval.confidence * 100:.4g}% confidence; "
-                    f"Mann-Whitney p = {interval.p_value:.2g}, {interval.n_baseline} vs {interval.n_candidate} repeats)")
+            text = (
+                f"{self.objective.name.split(':')[0]} {interval.gain:.3g}x better than the baseline "
+                f"({interval.lo:.3g}x..{interval.hi:.3g}x at {interval.confidence * 100:.4g}% confidence; "
+                f"Mann-Whitney p = {interval.p_value:.2g}, {interval.n_baseline} vs {interval.n_candidate} repeats)"
+            )
             if not confirmed:
-                text += " - not confirmed side by side (a confirmation run failed): judged on the search's runs"
+                text += (
+                    " - not confirmed side by side (a confirmation run failed): judged on the search's runs"
+                )
             verdict = Verdict(True, interval, text)
             assignment = dict(arms[chosen][0].assignment)
-            return StudyResult(base_m, chosen_m, assignment, base_score, chosen_score, verdict, tuple(self.trials),
-                               stop_reason, dict(best_trial.assignment), leader_interval, elapsed, confirmed)
+            return StudyResult(
+                base_m,
+                chosen_m,
+                assignment,
+                base_score,
+                chosen_score,
+                verdict,
+                tuple(self.trials),
+                stop_reason,
+                dict(best_trial.assignment),
+                leader_interval,
+                elapsed,
+                confirmed,
+            )
         if not interval.enough or not interval.significant or interval.lo <= 1.0:
             return keep_defaults(interval, interval.why_not or "within noise")
         return keep_defaults(interval, f"a gain below {self.config.min_gain:.0%} is not worth a change")
@@ -887,5 +1109,7 @@ class Study:
     def _quick_look_hint(self) -> str:
         if self._tops_up():
             return ""
-        return (f"; --repeats {self.config.repeats} is a quick look: leave --repeats at its default or give "
-                f"{MIN_REPEATS} or more for a claim")
+        return (
+            f"; --repeats {self.config.repeats} is a quick look: leave --repeats at its default or give "
+            f"{MIN_REPEATS} or more for a claim"
+        )
