@@ -112,7 +112,7 @@ def _child_main(
                 os._exit(1)
         if netns is not None:
             enter_netns(netns)
-        payload = ("ok", fn(*args, **kwargs))
+        payload: tuple[object, ...] = ("ok", fn(*args, **kwargs))
     except BaseException as exc:
         payload = ("err", exc, traceback.format_exc())
     try:

@@ -45,6 +45,7 @@ import socket
 import statistics
 import time
 from dataclasses import dataclass, field
+from typing import cast
 
 from tuner.observe.counters import read_counters
 from tuner.probe.base import (
@@ -178,9 +179,9 @@ def serve(
             if t0 and time.monotonic() > t0 + wait_s:
                 break
             for key, _ in sel.select(0.02):
-                conn = key.fileobj
+                conn = cast(socket.socket, key.fileobj)
                 try:
-                    data = conn.recv(4096)  # type: ignore[union-attr]
+                    data = conn.recv(4096)
                     name = "EOF" if not data else None
                 except OSError as exc:
                     name = errno.errorcode.get(exc.errno or 0, type(exc).__name__)

@@ -24,6 +24,7 @@ import selectors
 import socket
 import time
 from dataclasses import dataclass
+from typing import cast
 
 from tuner.probe.base import (
     RepeatEnv,
@@ -78,8 +79,7 @@ def serve(workload: Workload, options: SocketOptions, board: Board, host: str) -
         board["port"] = listener.getsockname()[1]
         while not board["stop"]:
             for key, _ in sel.select(0.05):
-                sock = key.fileobj
-                if sock is listener:
+                if key.fileobj is listener:
                     try:
                         conn, _ = listener.accept()
                     except BlockingIOError:
@@ -90,28 +90,29 @@ def serve(workload: Workload, options: SocketOptions, board: Board, host: str) -
                     pending[conn] = 0
                     accepted += 1
                     continue
+                sock = cast(socket.socket, key.fileobj)
                 try:
-                    data = sock.recv(_CHUNK)  # type: ignore[union-attr]
+                    data = sock.recv(_CHUNK)
                 except ConnectionError:
                     data = b""
                 if not data:
                     sel.unregister(sock)
-                    sock.close()  # type: ignore[union-attr]
-                    pending.pop(sock, None)  # type: ignore[arg-type]
+                    sock.close()
+                    pending.pop(sock, None)
                     continue
-                options.after_read(sock)  # type: ignore[arg-type]
-                got = pending[sock] + len(data)  # type: ignore[index]
+                options.after_read(sock)
+                got = pending[sock] + len(data)
                 try:
                     while got >= request:
                         got -= request
-                        _send_parts(sock, response)  # type: ignore[arg-type]
+                        _send_parts(sock, response)
                         served += 1
                 except ConnectionError:
                     sel.unregister(sock)
-                    sock.close()  # type: ignore[union-attr]
-                    pending.pop(sock, None)  # type: ignore[arg-type]
+                    sock.close()
+                    pending.pop(sock, None)
                     continue
-                pending[sock] = got  # type: ignore[index]
+                pending[sock] = got
     for sock in pending:
         sock.close()
     listener.close()

@@ -58,20 +58,20 @@ def convergence_svg(data: ReportData) -> str:
     plt = _plt()
     fig, ax = plt.subplots(figsize=(8, 3.4))
     trials = sorted(data.trials, key=lambda t: t.number)
-    scores = [t.score for t in trials if t.usable]
-    base = [t.score for t in trials if t.usable and t.role == "baseline"]
+    scores = [t.value for t in trials if t.usable]
+    base = [t.value for t in trials if t.usable and t.role == "baseline"]
     if base:
         ax.axhspan(min(base), max(base), color="#999999", alpha=0.2, label="baseline (range)")
         ax.axhline(sorted(base)[len(base) // 2], color="#777777", lw=1, ls="--")
     for role, (color, marker) in _ROLE_STYLE.items():
-        pts = [(i, t.score) for i, t in enumerate(trials) if t.usable and t.role == role]
+        pts = [(i, t.value) for i, t in enumerate(trials) if t.usable and t.role == role]
         if pts:
             ax.scatter(*zip(*pts), color=color, marker=marker, s=28, label=role, zorder=3)
     best: list[tuple[int, float]] = []
     for i, t in enumerate(trials):
         if t.usable and t.role in ("baseline", "search"):
-            if not best or data.better(t.score, best[-1][1]):  # type: ignore[arg-type]
-                best.append((i, t.score))  # type: ignore[arg-type]
+            if not best or data.better(t.value, best[-1][1]):
+                best.append((i, t.value))
             else:
                 best.append((i, best[-1][1]))
     if best:
@@ -140,7 +140,8 @@ def knobs_svg(data: ReportData) -> str:
     for ax, knob in zip(axes.flat, knobs):
         levels = list(data.space[knob])
         labels = [_level_text(v) for v in levels]
-        xs, ys = [], []
+        xs: list[int] = []
+        ys: list[float] = []
         for t in usable:
             value = (
                 t.assignment[knob] if knob in t.assignment else _baseline_level(levels, baseline.get(knob))
@@ -149,7 +150,7 @@ def knobs_svg(data: ReportData) -> str:
             if idx is None:
                 continue
             xs.append(idx)
-            ys.append(t.score)
+            ys.append(t.value)
         ax.scatter(xs, ys, s=14, color="#1f77b4", alpha=0.7)
         pick = _index(
             levels, recommended[knob] if knob in recommended else _baseline_level(levels, baseline.get(knob))

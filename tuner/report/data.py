@@ -44,6 +44,13 @@ class TrialPoint:
             and math.isfinite(self.score)
         )
 
+    @property
+    def value(self) -> float:
+        """The score of a usable trial (see :attr:`usable`)."""
+        if self.score is None:
+            raise ValueError(f"trial {self.number} has no score")
+        return self.score
+
 
 @dataclass
 class ReportData:
@@ -81,7 +88,7 @@ class ReportData:
     def best_assignment(self) -> Mapping[str, Any]:
         best: TrialPoint | None = None
         for t in self.trials:
-            if t.usable and t.role == "search" and (best is None or self.better(t.score, best.score)):  # type: ignore[arg-type]
+            if t.usable and t.role == "search" and (best is None or self.better(t.value, best.value)):
                 best = t
         return best.assignment if best is not None else {}
 

@@ -175,9 +175,20 @@ class LineStats:
             return DirectionSnapshot.zero()
         if epoch != s[_CTRL_EPOCH]:
             return DirectionSnapshot.zero()  # reset asked for and no packet since: nothing to count
-        *counts, late_max_ns, reads, writes = head
+        packets, nbytes, sent, sent_bytes, lost, queued, partitioned, errors, late_ns, reads, writes = head
         return DirectionSnapshot(
-            *counts, late_max=late_max_ns / 1e9, late_hist=hist, reads=reads, writes=writes
+            packets,
+            nbytes,
+            sent,
+            sent_bytes,
+            lost,
+            queued,
+            partitioned,
+            errors,
+            late_max=late_ns / 1e9,
+            late_hist=hist,
+            reads=reads,
+            writes=writes,
         )
 
     def close(self) -> None:

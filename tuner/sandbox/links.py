@@ -113,7 +113,7 @@ def plan_link(path: NetworkPath | None, *, netem: bool, backend: str | None = No
     if backend == "none" or (backend is None and plain):
         if not plain:
             raise SandboxError(
-                f"the plain veth backend cannot emulate {path.describe()}",
+                f"the plain veth backend cannot emulate {path.describe() if path else 'this path'}",
                 hint="leave the backend to tuner, or ask for netem or tun",
             )
         return LinkPlan("none")
@@ -524,5 +524,9 @@ def _close(fd: int) -> None:
 
 
 def make_link(plan: LinkPlan, netns: Mapping[Side, str], run: Runner) -> PathLink:
-    cls = {"none": VethLink, "netem": NetemLink, "tun": TunLink}[plan.backend]
-    return cls(plan, netns, run)
+    classes: dict[str, type[VethLink] | type[TunLink]] = {
+        "none": VethLink,
+        "netem": NetemLink,
+        "tun": TunLink,
+    }
+    return classes[plan.backend](plan, netns, run)
