@@ -40,7 +40,12 @@ from tuner.probe.cpu import SATURATED, CpuMeter
 from tuner.probe.sockopts import SocketOptions
 from tuner.workload import Workload, WritePattern
 
-__all__ = ["ClientReport", "ServerReport", "drive", "run_repeat", "serve"]
+__all__ = ["MIN_TRANSACTIONS", "ClientReport", "ServerReport", "drive", "run_repeat", "serve"]
+
+# A repeat's p99 needs this many transactions to be a percentile rather than the maximum: the measured
+# window runs on past ``duration`` until it has them, up to MAX_WINDOW_FACTOR x ``duration``.
+MIN_TRANSACTIONS = 200
+MAX_WINDOW_FACTOR = 4.0
 
 _CHUNK = 1 << 16
 
@@ -155,7 +160,8 @@ def _loop(
     latencies: list[float] = []
     meter = CpuMeter()
     now = time.monotonic()
-    t_start, t_end = now + warmup, now + warmup + duration
+    t_start = now + warmup
+    t_end, t_cap = t_start + duration, t_start + duration * MAX_WINDOW_FACTOR
     measuring = False
     with selectors.DefaultSelector() as sel:
         for i, sock in enumerate(conns):
@@ -167,7 +173,9 @@ def _loop(
                 measuring = True
                 meter.start()
             if now >= t_end:
-                break
+                if len(latencies) >= MIN_TRANSACTIONS or now >= t_cap:
+                    break
+                t_end = min(now + 0.05, t_cap)  # too few transactions for a p99 yet: run on
             while idle and idle[0][0] <= now:
                 _, _, sock = heapq.heappop(idle)
                 sent_at[sock] = time.monotonic()
@@ -187,7 +195,7 @@ def _loop(
                         latencies.append(done - sent_at[sock])
                     heapq.heappush(idle, (done + think, id(sock), sock))
     share = meter.stop() if measuring else 0.0
-    return ClientReport(latencies, duration, share)
+    return ClientReport(latencies, max(t_end - t_start, duration), share)
 
 
 def run_repeat(env: RepeatEnv) -> Sample:
@@ -212,6 +220,11 @@ def run_repeat(env: RepeatEnv) -> Sample:
     sample.metrics.update(latency_metrics("latency", report.latencies))
     if not report.latencies:
         sample.bottleneck("no transactions", "probe: no transaction completed in the measured window")
+    elif len(report.latencies) < MIN_TRANSACTIONS:
+        sample.notes.append(
+            f"{len(report.latencies)} transactions in {report.window:.1f} s (< {MIN_TRANSACTIONS}): "
+            "the latency percentiles of this repeat are close to its maximum"
+        )
     if report.cpu_share >= SATURATED:
         sample.bottleneck(
             "client cpu", f"load generator: the rr client was busy {report.cpu_share:.0%} of a core"
