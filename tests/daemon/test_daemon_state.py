@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 
-from tuner.daemon.guard import GuardWatch, Signals
+from tuner.daemon.regression import GuardWatch, Signals
 from tuner.daemon.state import (
     AppliedRecord,
     DaemonState,
     ManualKnob,
     OwnedKnob,
+    PendingApply,
     ProfileRecord,
     SearchActivity,
     load_state,
@@ -56,7 +57,7 @@ def full_state() -> DaemonState:
         guard=GuardWatch(
             "a1", "p", 5.0, 65.0, Signals({"x": 1.0}, None, {"s": 0.1}, frozenset({("s", "y")}))
         ),
-        pending=[{"file": "/q.toml", "service": None, "reason": "staged"}],
+        pending=[PendingApply("/q.toml", None, "staged")],
         rejected={"/bad.toml": "rolled back"},
         last_observation={"at": 7.0, "services": []},
     )
@@ -103,3 +104,47 @@ def test_save_replaces_atomically_leaving_no_temporary_files(tmp_path):
         save_state(s, path)
     assert json.loads(path.read_text())["pid"] == 2
     assert [p.name for p in tmp_path.iterdir()] == ["state.json"]
+
+
+def test_pending_applies_keep_their_json_shape_on_disk(tmp_path):
+    """A state file written before PendingApply existed (a list of plain objects) still loads."""
+    path = tmp_path / "state.json"
+    save_state(DaemonState(), path)
+    data = json.loads(path.read_text())
+    data["pending"] = [
+        {"file": "/a.toml", "service": "tcp server :80", "reason": "search result"},
+        {"file": "/b.toml", "service": None, "reason": "staged"},
+    ]
+    path.write_text(json.dumps(data))
+    state = read_state(path)
+    assert state.pending == [
+        PendingApply("/a.toml", "tcp server :80", "search result"),
+        PendingApply("/b.toml", None, "staged"),
+    ]
+    assert state.to_dict()["pending"] == data["pending"]
+
+
+def test_a_pending_apply_without_a_file_counts_as_corrupt(tmp_path):
+    path = tmp_path / "state.json"
+    path.write_text(json.dumps({"version": 1, "pending": [{"service": None, "reason": "staged"}]}))
+    state, problem = load_state(path)
+    assert problem and "set aside" in problem and state.pending == []
+
+
+def test_queueing_a_profile_again_moves_it_last_once_and_the_saved_queue_is_bounded(tmp_path):
+    state = DaemonState()
+    state.queue_apply(PendingApply("/a.toml", "a", "search result"))
+    state.queue_apply(PendingApply("/b.toml", None, "staged"))
+    state.queue_apply(PendingApply("/a.toml", "a", "search result"))
+    assert [p.file for p in state.pending] == ["/b.toml", "/a.toml"]
+    for i in range(500):
+        state.queue_apply(PendingApply(f"/{i}.toml", None, "staged"))
+    saved = state.to_dict()["pending"]
+    assert len(saved) < 500 and saved[-1]["file"] == "/499.toml"
+
+
+def test_a_new_profile_record_replaces_the_old_one_and_clears_its_rejection():
+    state = DaemonState(rejected={"/p.toml": "rolled back"})
+    state.add_profile(ProfileRecord("p", "/p.toml", "s", 1.0, "new service"))
+    state.add_profile(ProfileRecord("p", "/p.toml", "s", 2.0, "changed"))
+    assert [p.created for p in state.profiles] == [2.0] and state.rejected == {}

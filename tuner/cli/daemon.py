@@ -3,30 +3,27 @@
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import os
-import signal
 import sys
-import time
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tuner.cli.output import print_json, print_table, require_root
 from tuner.errors import EnvironmentProblem, StateError
-from tuner.trusted import ensure_dir
+
+if TYPE_CHECKING:
+    from tuner.daemon.config import DaemonConfig
 
 __all__ = ["register"]
 
 
-def _config(args: argparse.Namespace):
+def _config(args: argparse.Namespace) -> DaemonConfig:
     from tuner.daemon.config import load_config
 
-    cfg = load_config(Path(args.config) if args.config else None)
-    if args.state_dir:
-        cfg = cfg.with_state_dir(Path(args.state_dir))
-    return cfg
+    return load_config(
+        Path(args.config) if args.config else None, state_dir=Path(args.state_dir) if args.state_dir else None
+    )
 
 
 def _when(ts: float | None) -> str:
@@ -41,35 +38,16 @@ def _show(value: Any) -> str:
     return str(value)
 
 
-def _wake(state_dir: Path) -> bool:
-    """Ask a running daemon to pick up requests now (SIGUSR1); False if none runs."""
-    from tuner.daemon.loop import daemon_running
-    from tuner.daemon.state import STATE_FILE, read_state
-
-    if not daemon_running(state_dir):
-        return False
-    try:
-        pid = read_state(state_dir / STATE_FILE).pid
-        if pid > 0:
-            os.kill(pid, signal.SIGUSR1)
-            return True
-    except (ValueError, OSError):
-        pass
-    return False
-
-
 def _release(args: argparse.Namespace) -> int:
-    from tuner.daemon.loop import CONTROL_DIR
+    from tuner.daemon.control import ControlDir
     from tuner.knobs import get_knob
-    from tuner.profiles import atomic_write
 
     knob = get_knob(args.release).name
     cfg = _config(args)
     require_root("tuner daemon --release")
-    ensure_dir(cfg.state_dir)
-    path = ensure_dir(cfg.state_dir / CONTROL_DIR) / f"release-{knob}.json"
-    atomic_write(path, json.dumps({"knob": knob, "at": time.time()}).encode(), mode=0o600)
-    woke = _wake(cfg.state_dir)
+    control = ControlDir(cfg.state_dir)
+    control.request_release(knob)
+    woke = control.wake()
     print(
         f"requested: the daemon stops treating {knob} as manually managed"
         + ("" if woke else " (the daemon is not running; it picks the request up when it starts)")
@@ -78,17 +56,16 @@ def _release(args: argparse.Namespace) -> int:
 
 
 def _stage(args: argparse.Namespace) -> int:
-    from tuner.daemon.loop import INBOX_DIR
-    from tuner.profiles import atomic_write, dump_profile, load_profile
+    from tuner.daemon.control import ControlDir
+    from tuner.profiles import load_profile
 
     cfg = _config(args)
     require_root("tuner daemon --stage")
     # validated here (refused with its file and key if bad) and trusted as `tuner apply` would trust it
     profile = load_profile(Path(args.stage), trusted_only=True)
-    ensure_dir(cfg.state_dir)
-    dest = ensure_dir(cfg.state_dir / INBOX_DIR) / f"staged-{profile.name}.toml"
-    atomic_write(dest, dump_profile(profile).encode(), mode=0o600)
-    woke = _wake(cfg.state_dir)
+    control = ControlDir(cfg.state_dir)
+    dest = control.stage(profile)
+    woke = control.wake()
     mode = cfg.mode.value
     print(
         f"staged {profile.name} as {dest}: "
@@ -142,7 +119,7 @@ def cmd_daemon(args: argparse.Namespace) -> int:
 
 
 def _load_status(args: argparse.Namespace) -> tuple[Path, dict[str, Any], bool]:
-    from tuner.daemon.loop import daemon_running
+    from tuner.daemon.control import daemon_running
     from tuner.daemon.state import STATE_FILE, read_state
 
     state_dir = Path(args.state_dir) if args.state_dir else _config(args).state_dir

@@ -122,7 +122,7 @@ def find_overrides(
 
 def other_tuners(proc: Path = Path("/proc")) -> list[str]:
     """Running tuning daemons that write the same settings, as ``name (pid N)``."""
-    found = []
+    found: list[str] = []
     try:
         entries = os.listdir(proc)
     except OSError:

@@ -21,6 +21,7 @@ from typing import Any
 from tuner.errors import ConfigError, InputError, UnsafeFileError
 from tuner.inputs import TooDeep, bounded, parse_toml
 from tuner.knobs import CATALOGUE, Kind
+from tuner.logs import get_logger
 from tuner.search.stats import MIN_REPEATS
 from tuner.trusted import read_trusted
 from tuner.units import parse_duration
@@ -38,8 +39,10 @@ __all__ = [
     "default_config_text",
     "load_config",
     "parse_config",
+    "reload_config",
 ]
 
+log = get_logger(__name__)
 DEFAULT_CONFIG_PATH = Path("/etc/tuner/tuner.toml")
 _MAX_CONFIG_BYTES = 1 << 20
 _COUNTER_NAME = re.compile(r"[A-Za-z][A-Za-z0-9]*\.[A-Za-z][A-Za-z0-9_]*")
@@ -355,11 +358,32 @@ def _listen_address(r: _Reader) -> tuple[str, int] | None:
     return host, port
 
 
-def load_config(path: Path | None = None) -> DaemonConfig:
-    """Load ``path`` (default /etc/tuner/tuner.toml) over the defaults.
+def load_config(path: Path | None = None, *, state_dir: Path | None = None) -> DaemonConfig:
+    """Load ``path`` (default /etc/tuner/tuner.toml) over the defaults; ``state_dir`` (--state-dir)
+    replaces the configured one.
 
     A missing default file means the defaults; a missing file that was named explicitly is an error.
     """
+    cfg = _load(path)
+    return cfg if state_dir is None else cfg.with_state_dir(state_dir)
+
+
+def reload_config(path: Path | None, current: DaemonConfig, *, state_dir: Path | None = None) -> DaemonConfig:
+    """``path`` loaded again for a running daemon (SIGHUP); ConfigError when it is invalid. The state
+    directory stays the one the daemon runs with: a new state_dir takes effect at the next start."""
+    new = load_config(path, state_dir=state_dir)
+    if new.state_dir != current.state_dir:
+        log.warning(
+            "config.state_dir_unchanged",
+            configured=str(new.state_dir),
+            used=str(current.state_dir),
+            hint="a new state_dir takes effect at the next start",
+        )
+        new = new.with_state_dir(current.state_dir)
+    return new
+
+
+def _load(path: Path | None) -> DaemonConfig:
     explicit = path is not None
     path = path if path is not None else DEFAULT_CONFIG_PATH
     try:

@@ -183,6 +183,24 @@ class MetricsServer:
         self._server: Any = None
         self._thread: threading.Thread | None = None
 
+    @classmethod
+    def serve(
+        cls, listen: tuple[str, int] | None, state: DaemonState, *, loop_lag: float | None = None
+    ) -> MetricsServer | None:
+        """A server on ``listen`` publishing ``state`` (None: none configured, or the address cannot be
+        bound, which is noted in the state's problems: not a reason to stop tuning)."""
+        if listen is None:
+            return None
+        server = cls(*listen)
+        try:
+            server.start()
+        except OSError as exc:
+            log.error("metrics.bind_failed", address=f"{listen[0]}:{listen[1]}", error=str(exc))
+            state.note_problem(f"metrics: cannot listen on {listen[0]}:{listen[1]}: {exc.strerror or exc}")
+            return None
+        server.publish(state, loop_lag=loop_lag)
+        return server
+
     def start(self) -> None:
         """Bind and serve; raises ``OSError`` when the address cannot be bound."""
         self._server, self._thread = start_http_server(self.port, addr=self.host, registry=self._registry)

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from tuner.daemon.guard import NAMESPACE
+from tuner.daemon.regression import NAMESPACE
 from tuner.daemon.watch import Observed, Signature
 from tuner.errors import TunerError
 from tuner.logs import get_logger

@@ -14,13 +14,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tuner.daemon.guard import GuardWatch
+from tuner.daemon.regression import GuardWatch
 from tuner.daemon.watch import SearchQueue, ServiceRecord
 from tuner.inputs import parse_json
 from tuner.logs import get_logger
 from tuner.trusted import atomic_write, read_limited
 
 __all__ = [
+    "PROFILES_DIR",
     "STATE_FILE",
     "STATE_VERSION",
     "AppliedRecord",
@@ -28,8 +29,10 @@ __all__ = [
     "DaemonStats",
     "ManualKnob",
     "OwnedKnob",
+    "PendingApply",
     "ProfileRecord",
     "SearchActivity",
+    "StateWriter",
     "jsonable",
     "load_state",
     "read_state",
@@ -39,9 +42,13 @@ __all__ = [
 log = get_logger(__name__)
 STATE_VERSION = 1
 STATE_FILE = "state.json"
+PROFILES_DIR = "profiles"  # profiles the daemon wrote or took from the inbox (one per service, kept current)
 MAX_STATE_BYTES = 16 << 20  # the state holds recent activity only; a few hundred KiB at most
 _KEEP_PROFILES = 200
 _KEEP_APPLIED = 200
+_KEEP_PENDING = 200
+_REFRESH = 30.0  # seconds between rewrites of an unchanged state (fresh last observation)
+_VOLATILE = ("current", "last_seen", "streak", "workload", "path", "process")
 
 
 def jsonable(value: Any) -> Any:
@@ -176,6 +183,23 @@ class ProfileRecord:
         )
 
 
+@dataclass(frozen=True)
+class PendingApply:
+    """A profile waiting for a guarded apply (apply mode): a search's result or a staged profile."""
+
+    file: str  # the profile file
+    service: str | None  # the service it was searched for; None when staged by the administrator
+    reason: str  # "search result" | "staged"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"file": self.file, "service": self.service, "reason": self.reason}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> PendingApply:
+        service = d.get("service")
+        return cls(str(d["file"]), None if service is None else str(service), str(d.get("reason", "")))
+
+
 @dataclass
 class SearchActivity:
     service: str
@@ -272,9 +296,7 @@ class DaemonState:
     owned: dict[str, OwnedKnob] = field(default_factory=dict)
     manual: dict[str, ManualKnob] = field(default_factory=dict)
     guard: GuardWatch | None = None
-    pending: list[dict[str, Any]] = field(
-        default_factory=list
-    )  # profiles waiting for apply: file, service, reason
+    pending: list[PendingApply] = field(default_factory=list)  # profiles waiting for a guarded apply
     rejected: dict[str, str] = field(default_factory=dict)  # profile file -> why it is never applied again
     last_observation: dict[str, Any] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)  # recent problems worth showing in status
@@ -283,6 +305,16 @@ class DaemonState:
     def note_problem(self, message: str, *, keep: int = 20) -> None:
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime())
         self.problems = ([*self.problems, f"{stamp} {message}"])[-keep:]
+
+    def add_profile(self, record: ProfileRecord) -> None:
+        """Record a profile written or staged (replacing an older record of the same file); a new
+        profile is a new candidate, whatever became of the file's previous content."""
+        self.profiles = [p for p in self.profiles if p.file != record.file] + [record]
+        self.rejected.pop(record.file, None)
+
+    def queue_apply(self, item: PendingApply) -> None:
+        """Queue a profile for a guarded apply, once (a newer request for the same file goes last)."""
+        self.pending = [p for p in self.pending if p.file != item.file] + [item]
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -303,7 +335,7 @@ class DaemonState:
             "owned": {k: o.to_dict() for k, o in self.owned.items()},
             "manual": {k: m.to_dict() for k, m in self.manual.items()},
             "guard": self.guard.to_dict() if self.guard else None,
-            "pending": [dict(p) for p in self.pending],
+            "pending": [p.to_dict() for p in self.pending[-_KEEP_PENDING:]],
             "rejected": dict(self.rejected),
             "last_observation": jsonable(self.last_observation),
             "problems": list(self.problems),
@@ -333,7 +365,7 @@ class DaemonState:
             owned={str(k): OwnedKnob.from_dict(v) for k, v in d.get("owned", {}).items()},
             manual={str(k): ManualKnob.from_dict(v) for k, v in d.get("manual", {}).items()},
             guard=GuardWatch.from_dict(d["guard"]) if d.get("guard") else None,
-            pending=[dict(p) for p in d.get("pending", [])],
+            pending=[PendingApply.from_dict(p) for p in d.get("pending", [])],
             rejected={str(k): str(v) for k, v in d.get("rejected", {}).items()},
             last_observation=dict(d.get("last_observation", {})),
             problems=[str(p) for p in d.get("problems", [])],
@@ -344,6 +376,33 @@ class DaemonState:
 def save_state(state: DaemonState, path: Path) -> None:
     state.updated = time.time()
     atomic_write(path, json.dumps(state.to_dict(), indent=1, sort_keys=False).encode() + b"\n")
+
+
+class StateWriter:
+    """Writes the state file when something changed, or to refresh the last observation at most every
+    ``_REFRESH`` seconds (an idle daemon does not rewrite and fsync it every interval)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._saved: dict[str, Any] | None = None
+        self._saved_at = 0.0
+
+    def save(self, state: DaemonState, *, force: bool = False) -> None:
+        material = state.to_dict()
+        material.pop("updated")
+        material["last_observation"] = bool(material["last_observation"])
+        for rec in material["services"].values():  # what changes with every observation
+            for volatile in _VOLATILE:
+                rec.pop(volatile, None)
+        now = time.monotonic()
+        if not force and material == self._saved and now - self._saved_at < _REFRESH:
+            return
+        try:
+            save_state(state, self.path)
+        except OSError as exc:  # e.g. a full disk: keep running, say so, try again next time
+            log.error("state.save_failed", file=str(self.path), error=str(exc))
+            return
+        self._saved, self._saved_at = material, now
 
 
 def read_state(path: Path) -> DaemonState:

@@ -261,6 +261,7 @@ def _hysteresis(
     found = compare(rec.reference, sig, cfg)
     if rec.reference is None:
         return found, replace(rec, reference=sig, pending=None, pending_count=0)
+    reference = rec.reference  # kept by every replace below until a change is agreed on
     lasting = [t for t in found if t.reason.value in _LASTING]
     symptoms = [t for t in found if t.reason.value not in _LASTING]
     if not lasting:
@@ -274,7 +275,7 @@ def _hysteresis(
             return found, replace(rec, reference=sig, pending=None, pending_count=0)
         rec = replace(rec, pending=sig if not agrees else rec.pending, pending_count=count)
     if symptoms:  # act on the new symptom; keep the class and path judged until a change is agreed on
-        rec = replace(rec, reference=replace(rec.reference, symptoms=rec.reference.symptoms | sig.symptoms))
+        rec = replace(rec, reference=replace(reference, symptoms=reference.symptoms | sig.symptoms))
     return symptoms, rec
 
 

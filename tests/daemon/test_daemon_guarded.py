@@ -1,11 +1,13 @@
-"""The guard's decisions: what may be applied and whether the signals after an apply regressed (pure)."""
+"""The guard's decisions: what may be applied (tuner.daemon.guarded) and whether the signals after an
+apply regressed (tuner.daemon.regression); pure."""
 
 from __future__ import annotations
 
 from dataclasses import replace
 
 from tuner.daemon.config import parse_config
-from tuner.daemon.guard import (
+from tuner.daemon.guarded import select_knobs
+from tuner.daemon.regression import (
     NAMESPACE,
     GuardWatch,
     Phase,
@@ -13,7 +15,6 @@ from tuner.daemon.guard import (
     combine,
     judge,
     retrans_share,
-    select_knobs,
     signals,
 )
 

@@ -1,15 +1,14 @@
-"""The guard of apply mode: which knobs of a profile may be applied, and whether the result regressed.
+"""Whether a guarded apply regressed: the signals the guard compares, and its verification window.
 
 Pure decisions over plain data:
 
-- :func:`select_knobs` keeps the profile's sysctls the daemon may write (allow-listed, not manual,
-  not set by a sysctl.d file, not held by another applied profile, writable in the target);
 - :func:`signals` turns counter readings and an observation into :class:`Signals`;
 - :func:`judge` compares the signals after an apply with those before it;
 - :class:`GuardWatch` is one verification window: it ends PASSED at its deadline or REGRESSED at the
   first sample :func:`judge` rejects.
 
-The writes themselves go through tuner.apply's Applier (see tuner.daemon.target).
+The apply, the watching and the rollback are :class:`tuner.daemon.guarded.GuardedApply`; the writes
+themselves go through tuner.apply's Applier (see tuner.daemon.access).
 """
 
 from __future__ import annotations
@@ -20,66 +19,20 @@ from enum import Enum
 from typing import Any
 
 from tuner.daemon.config import GuardConfig
-from tuner.knobs import CATALOGUE, Kind, Scope
 
 __all__ = [
     "NAMESPACE",
     "GuardWatch",
     "Phase",
-    "Selection",
     "Signals",
     "combine",
     "counter_rates",
     "judge",
     "retrans_share",
-    "select_knobs",
     "signals",
 ]
 
 _MIN_SEGMENTS = 200  # below this many segments sent in an interval, a retransmit share means nothing
-
-
-@dataclass(frozen=True)
-class Selection:
-    apply: dict[str, Any]  # knob -> value to write
-    skipped: dict[str, str]  # knob -> why it is left alone
-
-
-def select_knobs(
-    sysctls: Mapping[str, Any],
-    *,
-    allow: Iterable[str],
-    manual: Iterable[str],
-    admin_files: Mapping[str, str],
-    held: Mapping[str, str],
-    in_netns: bool,
-) -> Selection:
-    """Split a profile's ``[sysctl]`` into what the daemon writes and what it leaves, with reasons.
-
-    ``admin_files``: knob -> the sysctl.d line that sets it; ``held``: knob -> the profile of another
-    service that the daemon applied it for; ``in_netns``: the target is a network namespace, where
-    host-only knobs are read-only.
-    """
-    allow, manual = set(allow), set(manual)
-    out: dict[str, Any] = {}
-    skipped: dict[str, str] = {}
-    for knob, value in sysctls.items():
-        entry = CATALOGUE.get(knob)
-        if entry is None or entry.kind is not Kind.SYSCTL:
-            skipped[knob] = "not a sysctl"
-        elif knob not in allow:
-            skipped[knob] = "not in [apply] allow"
-        elif knob in manual:
-            skipped[knob] = "manually managed"
-        elif knob in admin_files:
-            skipped[knob] = f"set by the administrator ({admin_files[knob]})"
-        elif knob in held:
-            skipped[knob] = f"held by profile {held[knob]}"
-        elif in_netns and entry.scope is Scope.HOST:
-            skipped[knob] = "host-only knob; not writable in a network namespace"
-        else:
-            out[knob] = value
-    return Selection(out, skipped)
 
 
 @dataclass(frozen=True)
