@@ -356,7 +356,7 @@ def _tun_probe(open_tun: Callable[[str], int]) -> None:
 
 
 def _loopback_tcp_info() -> int:
-    from tuner.adapters.netlink import set_link
+    from tuner.adapters.rtnl import set_link
 
     set_link("lo")
     return tcp_info_length()
