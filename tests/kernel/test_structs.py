@@ -139,3 +139,9 @@ def test_getsockopt_and_sock_diag_decode_the_same_connection_alike(netns):
     assert 0 < info.rtt_us < 200_000 and 0 < record.tcp.rtt_us < 200_000
     assert abs(info.rtt_us - record.tcp.rtt_us) <= max(info.rtt_us, record.tcp.rtt_us)
     assert (mem.rcvbuf, mem.sndbuf) == (record.memory.rcvbuf, record.memory.sndbuf)
+
+
+def test_a_span_covers_fields_from_the_first_to_the_end_of_the_last():
+    assert TCP_INFO.span("rtt_us", "total_retrans") == (68, 36)
+    assert TCP_INFO.span("snd_wnd", "snd_wnd") == (228, 4) and TCP_INFO.size == 232
+    assert SK_MEMINFO.span("rmem_alloc", "drops") == (0, 36)

@@ -71,6 +71,11 @@ class StructLayout:
     def field(self, name: str) -> Field:
         return self.fields[self.names.index(name)]
 
+    def span(self, first: str, last: str) -> tuple[int, int]:
+        """Offset and size of the bytes from field ``first`` to the end of field ``last``."""
+        start = self.field(first).offset
+        return start, self.field(last).end - start
+
     def format_for(self, length: int) -> tuple[str, int]:
         """The format reading the fields wholly inside ``length`` bytes (and padding to ``length``), and
         how many values it yields (the leading fields of the table)."""
