@@ -34,12 +34,12 @@ from pathlib import Path as FsPath
 
 sys.path.insert(0, str(FsPath(__file__).resolve().parents[1]))
 
-from tuner.adapters.netlink import SockDiag, decode_dump_with_pyroute2
 from tuner.adapters.procs import SocketOwners, psutil_connection_count
+from tuner.adapters.sockdiag import SockDiag, decode_dump_with_pyroute2
+from tuner.kernel import Proto, TcpState
 from tuner.netns import run_in_netns
 from tuner.observe import Observer
 from tuner.observe.snapshot import attribute, collect
-from tuner.observe.sockets import Proto, TcpState
 
 PORT = 5000
 

@@ -8,9 +8,9 @@ from pathlib import Path as FsPath
 
 from observe_scenarios import names, service
 
+from tuner.kernel import Proto, SocketMemory, SocketRecord, TcpState, Timer
 from tuner.knobs import CATALOGUE
 from tuner.observe import SYMPTOM_KNOBS, Observation, Role, ServiceClass, Snapshot, Thresholds, signature
-from tuner.observe.sockets import Proto, SocketMemory, SocketRecord, TcpState, Timer
 from tuner.workload import Direction, NetworkPath, Workload, WorkloadKind, WritePattern
 
 DATA = FsPath(__file__).resolve().parent / "data"
@@ -187,7 +187,7 @@ def _udp(cookie: int, drops: int) -> SocketRecord:
         0,
         0,
         None,
-        SocketMemory(0, 4608, 0, 4608, 0, drops),
+        SocketMemory(rmem_alloc=0, rcvbuf=4608, wmem_alloc=0, sndbuf=4608, wmem_queued=0, drops=drops),
     )
 
 

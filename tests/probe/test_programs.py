@@ -9,12 +9,12 @@ import threading
 
 import pytest
 
+from tuner.kernel import sock_meminfo, tcp_info
 from tuner.probe import bulk, rr, udp
 from tuner.probe.base import connect_many, latency_metrics, percentile
 from tuner.probe.board import Board, BoardTimeout
 from tuner.probe.measurement import Measurement, Stat
 from tuner.probe.sockopts import SocketOptions
-from tuner.probe.tcpinfo import sock_meminfo, tcp_info
 from tuner.workload import Direction, NetworkPath, Workload, WorkloadKind, WritePattern
 
 HOST = "127.0.0.1"

@@ -39,7 +39,7 @@ def holder():
         return h
 
     yield make
-    from tuner.adapters.netlink import remove_netns
+    from tuner.adapters.rtnl import remove_netns
     from tuner.sandbox.registry import Registry
 
     for h in made:

@@ -105,7 +105,7 @@ def test_the_netem_backend_delays_and_counts_where_the_kernel_has_netem():
 
 
 def test_netem_settings_encode_to_the_kernels_units():
-    from tuner.adapters.netlink import netem_options
+    from tuner.adapters.rtnl import netem_options
 
     plan = plan_link(NetworkPath(rtt=0.05, rate_bps=100e6, loss=0.01, queue_packets=100), netem=True)
     opts = netem_options(netem_settings(plan))
@@ -117,7 +117,7 @@ def test_netem_settings_encode_to_the_kernels_units():
 
 
 def _add_netem_here() -> None:
-    from tuner.adapters.netlink import NetemSettings, add_netem
+    from tuner.adapters.rtnl import NetemSettings, add_netem
 
     add_netem("tnr0", NetemSettings(delay_us=1000, loss_percent=0.0, rate_bps=None, limit=1000))
 
@@ -139,7 +139,7 @@ def _udp_burst(count: int) -> None:
 
 
 def _tbf_counters():
-    from tuner.adapters.netlink import qdisc_counters
+    from tuner.adapters.rtnl import qdisc_counters
 
     return qdisc_counters("tnr0", "tbf")
 

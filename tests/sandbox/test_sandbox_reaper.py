@@ -11,7 +11,7 @@ import time
 import pytest
 from sandbox_helpers import REPO, alive, run_next, wait_until
 
-from tuner.adapters.netlink import create_netns, remove_netns
+from tuner.adapters.rtnl import create_netns, remove_netns
 from tuner.netns import NETNS_DIR, NetnsChild
 from tuner.sandbox import reap_stale
 from tuner.sandbox.registry import ProcessId, Registry, SandboxRecord, process_start

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import psutil
 
+from tuner.kernel import Owner
 from tuner.logs import get_logger
-from tuner.observe.sockets import Owner
 
 __all__ = ["SocketOwners", "psutil_connection_count", "unit_from_cgroup"]
 

@@ -5,53 +5,51 @@
     for svc in obs.needs_tuning:      # services with symptoms
         svc.workload, svc.path         # what a search should reproduce, and over what path
 
-Names are imported lazily: tuner.adapters.netlink imports tuner.observe.sockets, and tuner.observe's
-own modules import that adapter, so this package must not import them eagerly.
+The socket records (``SocketRecord``, ``TcpInfo``, ...) are tuner.kernel's, re-exported here.
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from tuner.kernel import Owner, Proto, SocketMemory, SocketRecord, TcpInfo, TcpState, Timer
+from tuner.observe.classify import (
+    SYMPTOM_KNOBS,
+    Observation,
+    Role,
+    ServiceClass,
+    ServiceShape,
+    ServiceSignature,
+    Symptom,
+    Thresholds,
+    signature,
+)
+from tuner.observe.counters import Counters, delta, parse_counter_table, read_counters
+from tuner.observe.observer import Observer, collect_interval, observe
+from tuner.observe.snapshot import Snapshot, take_snapshot
 
-_EXPORTS = {
-    "tuner.observe.counters": ("Counters", "delta", "parse_counter_table", "read_counters"),
-    "tuner.observe.observer": ("Observer", "collect_interval", "observe"),
-    "tuner.observe.classify": (
-        "SYMPTOM_KNOBS",
-        "Observation",
-        "Role",
-        "ServiceClass",
-        "ServiceShape",
-        "ServiceSignature",
-        "Symptom",
-        "Thresholds",
-        "signature",
-    ),
-    "tuner.observe.snapshot": ("Snapshot", "take_snapshot"),
-    "tuner.observe.sockets": (
-        "Owner",
-        "Proto",
-        "SocketMemory",
-        "SocketRecord",
-        "TcpInfo",
-        "TcpState",
-        "Timer",
-    ),
-}
-_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
-
-__all__ = sorted(_WHERE)
-
-
-def __getattr__(name: str) -> Any:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module 'tuner.observe' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(list(globals()) + __all__)
+__all__ = [
+    "SYMPTOM_KNOBS",
+    "Counters",
+    "Observation",
+    "Observer",
+    "Owner",
+    "Proto",
+    "Role",
+    "ServiceClass",
+    "ServiceShape",
+    "ServiceSignature",
+    "Snapshot",
+    "SocketMemory",
+    "SocketRecord",
+    "Symptom",
+    "TcpInfo",
+    "TcpState",
+    "Thresholds",
+    "Timer",
+    "collect_interval",
+    "delta",
+    "observe",
+    "parse_counter_table",
+    "read_counters",
+    "signature",
+    "take_snapshot",
+]

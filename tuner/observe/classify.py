@@ -15,9 +15,9 @@ from enum import Enum
 from types import MappingProxyType
 from typing import Any
 
+from tuner.kernel import Owner, Proto, SocketRecord, TcpState, Timer
 from tuner.observe.counters import Counters, delta
 from tuner.observe.snapshot import Snapshot, gc_paused
-from tuner.observe.sockets import Owner, Proto, SocketRecord, TcpState, Timer
 from tuner.units import format_duration, format_size
 from tuner.workload import Direction, NetworkPath, Workload, WorkloadKind, WritePattern
 

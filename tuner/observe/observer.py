@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from tuner.adapters.netlink import SockDiag
 from tuner.adapters.procs import SocketOwners
+from tuner.adapters.sockdiag import SockDiag
 from tuner.errors import InputError
 from tuner.logs import get_logger
 from tuner.netns import run_in_netns

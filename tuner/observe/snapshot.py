@@ -16,13 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tuner.adapters.netlink import LISTEN_STATES, SockDiag
 from tuner.adapters.procs import SocketOwners
+from tuner.adapters.sockdiag import LISTEN_STATES, SockDiag
+from tuner.kernel import Owner, Proto, SocketRecord, TcpState
 from tuner.knobs import CATALOGUE, Scope, SysctlTree
 from tuner.logs import get_logger
 from tuner.netns import run_in_netns
 from tuner.observe.counters import Counters, read_counters
-from tuner.observe.sockets import Owner, Proto, SocketRecord, TcpState
 
 __all__ = [
     "SNAPSHOT_SYSCTLS",

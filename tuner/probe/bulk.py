@@ -26,6 +26,7 @@ import threading
 import time
 from dataclasses import dataclass
 
+from tuner.kernel import TcpInfo, tcp_info
 from tuner.probe.base import (
     CONNECT_TIMEOUT,
     RepeatEnv,
@@ -39,7 +40,6 @@ from tuner.probe.base import (
 from tuner.probe.board import Board
 from tuner.probe.cpu import SATURATED, CpuMeter
 from tuner.probe.sockopts import SocketOptions
-from tuner.probe.tcpinfo import TcpInfo, tcp_info
 from tuner.workload import Direction, Workload
 
 __all__ = ["EndpointReport", "drive", "run_repeat", "serve", "warmup_for"]

@@ -26,6 +26,7 @@ import struct
 import time
 from dataclasses import dataclass, replace
 
+from tuner.kernel import sock_meminfo
 from tuner.probe import bulk
 from tuner.probe.base import (
     DEFAULT_BACKLOG,
@@ -39,7 +40,6 @@ from tuner.probe.base import (
 )
 from tuner.probe.board import Board
 from tuner.probe.sockopts import SocketOptions
-from tuner.probe.tcpinfo import sock_meminfo
 from tuner.workload import Direction, Workload, WorkloadKind
 
 __all__ = ["FLOOR_SECONDS", "SideMemory", "hold", "run_repeat", "serve"]

@@ -17,6 +17,7 @@ from enum import Enum
 from typing import Any
 
 from tuner.errors import TunerError
+from tuner.kernel import TCP_INFO
 from tuner.knobs import PROC_SYS
 
 __all__ = [
@@ -55,18 +56,29 @@ class Check:
         return d
 
 
-# (name, offset, size) in struct tcp_info, grouped by what they tell tuner
+# (name, offset, size) in struct tcp_info (offsets from tuner.kernel's table), grouped by what they tell tuner
 TCP_INFO_FIELDS: tuple[tuple[str, int, int, str], ...] = (
-    ("rtt/rttvar/cwnd/retrans", 68, 36, "round-trip time and congestion window (any kernel)"),
-    ("delivery_rate", 160, 8, "the rate the connection actually delivers (4.9+)"),
+    (
+        "rtt/rttvar/cwnd/retrans",
+        *TCP_INFO.span("rtt_us", "total_retrans"),
+        "round-trip time and congestion window (any kernel)",
+    ),
+    (
+        "delivery_rate",
+        *TCP_INFO.span("delivery_rate", "delivery_rate"),
+        "the rate the connection actually delivers (4.9+)",
+    ),
     (
         "busy_time/rwnd_limited/sndbuf_limited",
-        168,
-        24,
+        *TCP_INFO.span("busy_time_us", "sndbuf_limited_us"),
         "direct evidence that a receive window or send buffer held a connection back (4.10+)",
     ),
-    ("bytes_sent/bytes_retrans", 200, 16, "retransmitted share in bytes (4.19+)"),
-    ("snd_wnd", 228, 4, "the peer's advertised window (5.4+)"),
+    (
+        "bytes_sent/bytes_retrans",
+        *TCP_INFO.span("bytes_sent", "bytes_retrans"),
+        "retransmitted share in bytes (4.19+)",
+    ),
+    ("snd_wnd", *TCP_INFO.span("snd_wnd", "snd_wnd"), "the peer's advertised window (5.4+)"),
 )
 
 _NETEM_FIX = (
@@ -356,7 +368,7 @@ def _tun_probe(open_tun: Callable[[str], int]) -> None:
 
 
 def _loopback_tcp_info() -> int:
-    from tuner.adapters.netlink import set_link
+    from tuner.adapters.rtnl import set_link
 
     set_link("lo")
     return tcp_info_length()

@@ -28,7 +28,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import astuple, dataclass
 from typing import Any, Protocol
 
-from tuner.adapters import netlink as nl
+from tuner.adapters import rtnl as nl
 from tuner.errors import SandboxError
 from tuner.netns import ChildFailed, NetnsChild
 from tuner.sandbox.delayline import (

@@ -23,7 +23,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from tuner.adapters.netlink import remove_netns
+from tuner.adapters.rtnl import remove_netns
 from tuner.logs import get_logger
 from tuner.netns import NETNS_DIR
 

@@ -30,7 +30,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path as FsPath
 from typing import Any, TypeVar
 
-from tuner.adapters import netlink as nl
+from tuner.adapters import rtnl as nl
 from tuner.errors import KnobError, NotRootError, SandboxError, TunerError
 from tuner.knobs import Kind, Knob, Scope, SysctlTree, Value, get_knob
 from tuner.logs import get_logger

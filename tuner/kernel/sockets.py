@@ -1,18 +1,19 @@
-"""What one socket looks like to the observer: plain dataclasses filled from sock_diag.
+"""Sockets as the kernel lists them (sock_diag): plain dataclasses, filled by tuner.adapters.sockdiag.
 
-Units are the kernel's, named in the field: ``_us`` microseconds, ``_ms`` milliseconds, ``_bps``
-bytes per second for ``delivery_rate`` (as ``tcp_info`` reports it). Addresses are text.
+Addresses are text; ``tcp_info`` and socket memory are the records of :mod:`tuner.kernel.structs`.
 These types carry no library objects, so a snapshot round-trips through JSON (``to_dict``/``from_dict``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from enum import Enum, IntEnum
 from typing import Any
 
-__all__ = ["Owner", "Proto", "SocketMemory", "SocketRecord", "TcpInfo", "TcpState", "Timer"]
+from tuner.kernel.structs import SocketMemory, TcpInfo
+
+__all__ = ["Owner", "Proto", "SocketRecord", "TcpState", "Timer"]
 
 
 class Proto(Enum):
@@ -46,66 +47,6 @@ class Timer(IntEnum):
     KEEPALIVE = 2  # an idle established socket shows this only when SO_KEEPALIVE is on
     TIME_WAIT = 3
     ZERO_WINDOW_PROBE = 4
-
-
-class _Numbers:
-    """to_dict/from_dict for the flat numeric records below (a missing key reads as 0)."""
-
-    __slots__ = ()
-
-    def to_dict(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}  # type: ignore[arg-type]
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> Any:
-        return cls(**{f.name: d.get(f.name, 0) for f in fields(cls)})  # type: ignore[arg-type]
-
-
-@dataclass(slots=True)
-class TcpInfo(_Numbers):
-    """The ``tcp_info`` fields the observer uses (INET_DIAG_INFO), in the kernel's order."""
-
-    delivery_rate_app_limited: bool  # the latest delivery-rate sample was limited by the application
-    ato_us: int  # delayed-ACK timeout in use
-    snd_mss: int
-    rcv_mss: int
-    unacked: int
-    retrans: int  # segments retransmitted and not yet acknowledged
-    last_data_sent_ms: int  # time since the last data segment was sent
-    last_data_recv_ms: int
-    last_ack_recv_ms: int
-    rtt_us: int  # smoothed RTT
-    rttvar_us: int
-    cwnd: int  # congestion window, segments
-    rcv_space: int  # receiver's estimate of the window the peer needs (autotuning)
-    total_retrans: int  # segments retransmitted over the connection's life
-    bytes_acked: int  # bytes sent and acknowledged
-    bytes_received: int
-    segs_out: int
-    segs_in: int
-    notsent_bytes: int
-    min_rtt_us: int  # windowed minimum RTT: the path's propagation delay
-    data_segs_in: int
-    data_segs_out: int
-    delivery_rate: int  # bytes per second, latest sample
-    busy_time_us: int  # time with data in flight
-    rwnd_limited_us: int  # ... of which held back by the peer's receive window
-    sndbuf_limited_us: int  # ... of which held back by our send buffer
-    bytes_sent: int  # including retransmissions
-    bytes_retrans: int
-    snd_wnd: int  # the peer's advertised receive window
-
-
-@dataclass(slots=True)
-class SocketMemory(_Numbers):
-    """SK_MEMINFO (INET_DIAG_SKMEMINFO): buffer sizes and use, and drops counted on the socket."""
-
-    rmem_alloc: int  # bytes queued for reading
-    rcvbuf: int  # receive buffer size (doubled SO_RCVBUF, or autotuned)
-    wmem_alloc: int
-    sndbuf: int
-    wmem_queued: int
-    drops: int  # packets dropped at this socket (UDP: receive buffer full)
 
 
 @dataclass(frozen=True)

@@ -8,11 +8,11 @@ import time
 
 import pytest
 
-from tuner.adapters import netlink
-from tuner.adapters.netlink import SockDiag, decode_dump, decode_dump_with_pyroute2
+from tuner.adapters import sockdiag
+from tuner.adapters.sockdiag import SockDiag, decode_dump, decode_dump_with_pyroute2
 from tuner.errors import EnvironmentProblem
+from tuner.kernel import TCP_INFO, Proto, TcpState
 from tuner.netns import run_in_netns
-from tuner.observe.sockets import Proto, TcpInfo, TcpState
 
 pytestmark = pytest.mark.root
 
@@ -38,6 +38,13 @@ _TCPI_FIELDS = {  # TcpInfo field -> pyroute2's tcp_info key
     "ato_us": "tcpi_ato",
     "rcv_space": "tcpi_rcv_space",
 }
+
+
+def _pyroute2_name(field: str) -> str:
+    """pyroute2's tcp_info key of a TCP_INFO table field."""
+    if field == "cwnd":
+        return "tcpi_snd_cwnd"
+    return "tcpi_" + field.removesuffix("_us").removesuffix("_ms")
 
 
 def _traffic_and_raw_dumps() -> dict[tuple[int, str], list[bytes]]:
@@ -105,6 +112,10 @@ def test_the_fast_decoder_agrees_with_pyroute2_field_by_field(netns):
             if "INET_DIAG_INFO" in r:
                 for ours_name, ref_name in _TCPI_FIELDS.items():
                     assert getattr(o.tcp, ours_name) == r["INET_DIAG_INFO"][ref_name], ours_name
+                for f in TCP_INFO.fields:  # every field of the table, through its conversion
+                    ref_value = r["INET_DIAG_INFO"][_pyroute2_name(f.name)]
+                    expect = f.convert(ref_value) if f.convert else ref_value
+                    assert getattr(o.tcp, f.name) == expect, f.name
             else:
                 assert o.tcp is None
             if "INET_DIAG_SKMEMINFO" in r:
@@ -118,6 +129,8 @@ def test_the_fast_decoder_agrees_with_pyroute2_field_by_field(netns):
                     o.memory.wmem_queued,
                     o.memory.drops,
                 ) == (mem[0], mem[1], mem[2], mem[3], mem[5], mem[8])
+                signed = struct.unpack("=IIIIiIIII", raw[:36])
+                assert (o.memory.fwd_alloc, o.memory.optmem, o.memory.backlog) == signed[4:5] + signed[6:8]
             if "INET_DIAG_CONG" in r:
                 assert o.congestion == r["INET_DIAG_CONG"]
     assert {TcpState.LISTEN, TcpState.ESTABLISHED, TcpState.TIME_WAIT, TcpState.CLOSE} <= states_seen
@@ -175,16 +188,20 @@ def test_a_message_of_a_known_length_but_another_layout_is_not_misread(netns):
 
 
 def test_sock_diag_errors_name_the_cause():
-    err = netlink._diag_error(2, 4, Proto.UDP)
+    err = sockdiag._diag_error(2, 4, Proto.UDP)
     assert isinstance(err, EnvironmentProblem) and "modprobe udp_diag" in err.hint
-    assert isinstance(netlink._diag_error(1, 6, Proto.TCP), EnvironmentProblem)
+    assert isinstance(sockdiag._diag_error(1, 6, Proto.TCP), EnvironmentProblem)
 
 
-def test_tcp_info_fields_follow_the_kernel_layout_order():
-    # TcpInfo is built positionally from one struct unpack: its fields must be pyroute2's order
-    order = [name for name, _ in netlink._inet_diag_msg.tcp_info.fields]
-    positions = [order.index(netlink._TCPI_NAMES[f]) for f in TcpInfo.__slots__]
-    assert positions == sorted(positions)
+def test_the_tcp_info_table_agrees_with_pyroute2s_layout():
+    # tuner.kernel's table is the one tuner decodes with; pyroute2's is an independent transcription
+    offsets, at = {}, 0
+    for name, code in sockdiag.inet_diag_msg.tcp_info.fields:
+        offsets[name] = (at, code)
+        at += struct.calcsize("=" + code)
+    for f in TCP_INFO.fields:
+        assert offsets[_pyroute2_name(f.name)] == (f.offset, f.code), f.name
+    assert TCP_INFO.size <= at
 
 
 def _two_incremental_dumps() -> tuple:
