@@ -8,6 +8,7 @@ from dataclasses import replace
 import pytest
 
 from tuner.errors import InputError
+from tuner.kinds import DEFAULT_WORKLOADS
 from tuner.probe.measurement import Measurement, summarize
 from tuner.search.objective import (
     Goal,
@@ -21,7 +22,7 @@ from tuner.search.objective import (
     parse_objective,
     udp_latency_bound_ms,
 )
-from tuner.workload import DEFAULT_WORKLOADS, NetworkPath, WorkloadKind
+from tuner.workload import NetworkPath, WorkloadKind
 
 
 def _m(kind, **metrics):
