@@ -226,10 +226,10 @@ def _path_health(result: StudyResult, path: NetworkPath, ceiling: Any | None) ->
     return out
 
 
-def _emulator_bound(result: StudyResult, ceiling: Any, path: NetworkPath) -> StudyResult:
+def _emulator_bound(result: StudyResult, ceiling: Any, rate_bps: float) -> StudyResult:
     """No verdict may rest on a path the emulator could not carry: keep the defaults, claim nothing."""
     text = (
-        f"no verdict: the emulated path could not carry {path.rate_bps / 1e6:,.0f} Mbit/s on this machine "
+        f"no verdict: the emulated path could not carry {rate_bps / 1e6:,.0f} Mbit/s on this machine "
         f"({ceiling.describe()}); keep the defaults"
     )
     # the candidate's figures stay in the journal and in [evidence.best_candidate], not as "recommended"
@@ -376,8 +376,9 @@ def recommend(
         from tuner.sandbox.ceiling import measure_ceiling
 
         ceiling = measure_ceiling(path.rate_bps)
-    bound = ceiling is not None and bool(path.rate_bps) and not ceiling.holds(path.rate_bps)
-    if bound:
+    bound = False
+    if ceiling is not None and path.rate_bps and not ceiling.holds(path.rate_bps):
+        bound = True
         message = (
             f"the emulated path cannot carry {path.rate_bps / 1e6:,.0f} Mbit/s on this machine now: "
             f"{ceiling.describe()}. The search runs, but no verdict will rest on it."
@@ -433,8 +434,8 @@ def recommend(
         )
         study = Study(space, objective, sampler, measure, config=config, journal=journal, progress=progress)
         result = study.run()
-    if bound:
-        result = _emulator_bound(result, ceiling, path)
+    if bound and path.rate_bps:
+        result = _emulator_bound(result, ceiling, path.rate_bps)
     if result.assignment:  # a verdict names every metric the recommended setting made significantly worse
         text = result.verdict.text
         if result.baseline_score.reason and "lower bound" in result.baseline_score.reason:
