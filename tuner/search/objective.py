@@ -1,43 +1,16 @@
 """The objective of a search: the kind's default (from its record in :mod:`tuner.kinds`) or the user's
-``--objective METRIC[:min|max]``. The objective types live in :mod:`tuner.scoring` (re-exported here)."""
+``--objective METRIC[:min|max]``. The objective types live in :mod:`tuner.scoring`; the ones the search
+layer works with are re-exported here."""
 
 from __future__ import annotations
 
 from tuner.errors import InputError
 from tuner.kinds import spec
 from tuner.probe.measurement import METRICS, Better
-from tuner.scoring import (
-    KEEPALIVE_PACKET_COST_S,
-    MEMORY_THROUGHPUT_FLOOR,
-    UDP_LATENCY_SLACK_MS,
-    Goal,
-    KeepaliveObjective,
-    MemoryObjective,
-    MetricObjective,
-    Objective,
-    Score,
-    UdpObjective,
-    gain,
-    udp_latency_bound_ms,
-)
+from tuner.scoring import Goal, MetricObjective, Objective, Score, gain
 from tuner.workload import WorkloadKind
 
-__all__ = [
-    "KEEPALIVE_PACKET_COST_S",
-    "MEMORY_THROUGHPUT_FLOOR",
-    "UDP_LATENCY_SLACK_MS",
-    "Goal",
-    "KeepaliveObjective",
-    "MemoryObjective",
-    "MetricObjective",
-    "Objective",
-    "Score",
-    "UdpObjective",
-    "default_objective",
-    "gain",
-    "parse_objective",
-    "udp_latency_bound_ms",
-]
+__all__ = ["Goal", "Objective", "Score", "default_objective", "gain", "parse_objective"]
 
 
 def default_objective(kind: WorkloadKind) -> Objective:
