@@ -32,6 +32,7 @@ from typing import Any
 
 sys.path.insert(0, str(FsPath(__file__).resolve().parents[1]))
 
+from tuner.kinds import DEFAULT_WORKLOADS, spec
 from tuner.knobs import Value
 from tuner.logs import configure
 from tuner.probe import run_probe
@@ -39,11 +40,10 @@ from tuner.probe.measurement import Measurement
 from tuner.probe.target import read_target
 from tuner.sandbox import Sandbox
 from tuner.search.objective import default_objective
-from tuner.search.recommend import PROBE_DEFAULTS
 from tuner.search.space import Dimension, Space
 from tuner.search.stats import MIN_REPEATS
 from tuner.search.study import SearchConfig, Study
-from tuner.workload import DEFAULT_WORKLOADS, NetworkPath, Workload, WorkloadKind, WritePattern
+from tuner.workload import NetworkPath, Workload, WorkloadKind, WritePattern
 
 K = WorkloadKind
 LONG = NetworkPath(rtt=0.05, rate_bps=100e6)
@@ -113,7 +113,7 @@ def _compare(
     arm_b: Mapping[str, Value],
     seed: int,
 ) -> dict[str, Any]:
-    repeats, duration = PROBE_DEFAULTS[workload.kind]
+    repeats, duration = spec(workload.kind).repeats, spec(workload.kind).duration
 
     def measure(assignment: Mapping[str, Value]) -> Measurement:
         settings = arm_b if assignment else arm_a
@@ -190,8 +190,8 @@ def _summary(name: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
         "goal": "<= 0.05" if expect == "A/A" else ">= 0.95",
         "met": (rate <= 0.05) if expect == "A/A" else (rate >= 0.95),
         "probe": {
-            "repeats": PROBE_DEFAULTS[workload.kind][0],
-            "duration_s": PROBE_DEFAULTS[workload.kind][1],
+            "repeats": spec(workload.kind).repeats,
+            "duration_s": spec(workload.kind).duration,
         },
         "rows": rows,
     }

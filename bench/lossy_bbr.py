@@ -27,6 +27,7 @@ REPO = FsPath(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from tuner.errors import TunerError  # noqa: E402
+from tuner.kinds import DEFAULT_WORKLOADS  # noqa: E402
 from tuner.knobs import Value  # noqa: E402
 from tuner.logs import configure  # noqa: E402
 from tuner.probe import run_probe  # noqa: E402
@@ -34,7 +35,7 @@ from tuner.probe.measurement import Measurement  # noqa: E402
 from tuner.sandbox import Sandbox  # noqa: E402
 from tuner.search.recommend import live_baseline, probe_settings, recommend  # noqa: E402
 from tuner.search.study import SearchConfig  # noqa: E402
-from tuner.workload import DEFAULT_WORKLOADS, NetworkPath, WorkloadKind  # noqa: E402
+from tuner.workload import NetworkPath, WorkloadKind  # noqa: E402
 
 CC = "net.ipv4.tcp_congestion_control"
 

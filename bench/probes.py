@@ -28,13 +28,14 @@ from pathlib import Path as FsPath
 sys.path.insert(0, str(FsPath(__file__).resolve().parents[1]))
 
 from tuner.cli.output import print_table
+from tuner.kinds import DEFAULT_WORKLOADS
 from tuner.logs import configure
 from tuner.probe import run_probe, udp
 from tuner.probe.base import connect_many
 from tuner.probe.board import Board
 from tuner.probe.sockopts import SocketOptions
 from tuner.sandbox import Sandbox, Side
-from tuner.workload import DEFAULT_WORKLOADS, NetworkPath, Workload, WorkloadKind
+from tuner.workload import NetworkPath, Workload, WorkloadKind
 
 PLAIN = NetworkPath()
 WAN = NetworkPath(rtt=0.05, rate_bps=100e6)

@@ -31,12 +31,13 @@ from pathlib import Path as FsPath
 
 sys.path.insert(0, str(FsPath(__file__).resolve().parents[1]))
 
+from tuner.kinds import DEFAULT_WORKLOADS
 from tuner.knobs import Value
 from tuner.logs import configure
 from tuner.probe.target import CONGESTION, namespace_algorithms, read_target
 from tuner.profiles import save_profile
 from tuner.search import SearchConfig, recommend
-from tuner.workload import DEFAULT_WORKLOADS, NetworkPath, Workload, WorkloadKind, WritePattern
+from tuner.workload import NetworkPath, Workload, WorkloadKind, WritePattern
 
 K = WorkloadKind
 REPO = FsPath(__file__).resolve().parents[1]

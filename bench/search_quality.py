@@ -38,6 +38,7 @@ from typing import Any
 
 sys.path.insert(0, str(FsPath(__file__).resolve().parents[1]))
 
+from tuner.kinds import DEFAULT_WORKLOADS
 from tuner.knobs import KernelFacts, Value
 from tuner.logs import configure
 from tuner.probe import run_probe
@@ -49,7 +50,7 @@ from tuner.search.recommend import live_baseline, probe_settings
 from tuner.search.samplers import make_sampler
 from tuner.search.space import assignment_key, build_space
 from tuner.search.study import DEFAULT_BUDGET, SearchConfig, Study, TrialRole
-from tuner.workload import DEFAULT_WORKLOADS, NetworkPath, Workload, WorkloadKind, WritePattern
+from tuner.workload import NetworkPath, Workload, WorkloadKind, WritePattern
 
 K = WorkloadKind
 MiB = 1 << 20

@@ -37,6 +37,7 @@ from typing import Any
 
 sys.path.insert(0, str(FsPath(__file__).resolve().parents[1]))
 
+from tuner.kinds import DEFAULT_WORKLOADS
 from tuner.knobs import KernelFacts, Value
 from tuner.logs import configure
 from tuner.probe.measurement import Measurement, summarize
@@ -44,7 +45,7 @@ from tuner.search.objective import Goal, default_objective
 from tuner.search.samplers import make_sampler
 from tuner.search.space import Space, assignment_key, build_space
 from tuner.search.study import DEFAULT_BUDGET, SearchConfig, Study, TrialRole
-from tuner.workload import DEFAULT_WORKLOADS, NetworkPath, WorkloadKind
+from tuner.workload import NetworkPath, WorkloadKind
 
 K = WorkloadKind
 KiB, MiB = 1 << 10, 1 << 20

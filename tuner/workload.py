@@ -1,6 +1,7 @@
 """Workload and NetworkPath: what traffic to reproduce and over what network conditions.
 
-Both are plain, immutable data shared by observe, probe, search, profiles and the daemon.
+Both are plain, immutable data shared by observe, probe, search, profiles and the daemon. Each kind's
+default workload and everything else about it is in its record (:mod:`tuner.kinds`).
 """
 
 from __future__ import annotations
@@ -14,8 +15,6 @@ from tuner.errors import InputError
 from tuner.inputs import bounded, bounded_int
 
 __all__ = [
-    "DEFAULT_LOSS",
-    "DEFAULT_WORKLOADS",
     "Direction",
     "NetworkPath",
     "Workload",
@@ -198,19 +197,3 @@ class NetworkPath:
                 hint=f"known fields: {', '.join(sorted(known))}",
             )
         return cls(**dict(data))
-
-
-DEFAULT_WORKLOADS: Mapping[WorkloadKind, Workload] = {
-    WorkloadKind.RR: Workload(WorkloadKind.RR, write_pattern=WritePattern.SPLIT),
-    WorkloadKind.BULK: Workload(WorkloadKind.BULK),
-    WorkloadKind.BURST: Workload(WorkloadKind.BURST),
-    WorkloadKind.UDP: Workload(WorkloadKind.UDP),
-    # enough healthy connections that a setting which gives up on a live peer after one or two lost
-    # probes shows false kills over a 1% loss path within a probe's healthy phase
-    WorkloadKind.KEEPALIVE: Workload(WorkloadKind.KEEPALIVE, idle_connections=128),
-    WorkloadKind.MEMORY: Workload(WorkloadKind.MEMORY, idle_connections=500),
-}
-
-# NetworkPath loss a kind is measured over unless the user gives one: keepalive settings must be judged on a
-# realistic lossy path, where a lost probe (or its ACK) can make them give up on a live peer.
-DEFAULT_LOSS: Mapping[WorkloadKind, float] = {WorkloadKind.KEEPALIVE: 0.01}

@@ -10,7 +10,7 @@ import pytest
 
 from tuner.knobs import KernelFacts
 from tuner.probe import keepalive, rr, run_probe
-from tuner.search.objective import KeepaliveObjective
+from tuner.scoring import KeepaliveObjective
 from tuner.workload import NetworkPath, Workload, WorkloadKind, WritePattern
 
 pytestmark = pytest.mark.root

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from tuner.kinds import DEFAULT_WORKLOADS
 from tuner.probe import runner
 from tuner.probe.measurement import Measurement
-from tuner.workload import DEFAULT_WORKLOADS, NetworkPath, WorkloadKind
+from tuner.workload import NetworkPath, WorkloadKind
 
 BASE = Measurement(
     workload=DEFAULT_WORKLOADS[WorkloadKind.BULK],

@@ -14,9 +14,10 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from tuner.kinds import DEFAULT_WORKLOADS
 from tuner.knobs import KernelFacts
 from tuner.probe.measurement import Measurement, summarize
-from tuner.workload import DEFAULT_WORKLOADS, NetworkPath, WorkloadKind
+from tuner.workload import NetworkPath, WorkloadKind
 
 # Live values as a stock kernel shows them (what build_space gets from the sandbox namespace and host).
 STOCK = {

@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 
 from tuner.errors import InputError
+from tuner.kinds import KINDS, spec
 from tuner.observe.classify import Role, ServiceClass, ServiceShape, ServiceSignature, _symptom
 from tuner.search.auto import auto_space
-from tuner.search.space import INERT_KNOBS, KIND_KNOBS, OPTIONAL_KNOBS, space_knobs
+from tuner.search.space import space_knobs
 from tuner.search.study import SearchConfig
 from tuner.workload import NetworkPath, Workload, WorkloadKind
 
@@ -67,12 +68,12 @@ def test_the_users_no_knob_still_applies():
 def test_a_symptom_whose_knobs_the_probe_cannot_exercise_falls_back_to_the_kinds_space():
     auto = auto_space(_svc(WorkloadKind.BURST, "time-wait-pressure"), SearchConfig())
     assert set(auto.left_out) == {"net.ipv4.tcp_tw_reuse", "net.ipv4.ip_local_port_range"}
-    assert _space(WorkloadKind.BURST, auto.config) == list(KIND_KNOBS[WorkloadKind.BURST])
-    assert "net.core.somaxconn" not in KIND_KNOBS[WorkloadKind.BURST]  # it only caps the backlog
+    assert _space(WorkloadKind.BURST, auto.config) == list(spec(WorkloadKind.BURST).knobs)
+    assert "net.core.somaxconn" not in spec(WorkloadKind.BURST).knobs  # it only caps the backlog
 
 
-@pytest.mark.parametrize("kind, knob", [(k, n) for k, inert in INERT_KNOBS.items() for n in inert])
+@pytest.mark.parametrize("kind, knob", [(k, n) for k, s in KINDS.items() for n in s.inert_knobs])
 def test_knobs_a_probe_cannot_exercise_are_refused_and_not_offered(kind, knob):
     with pytest.raises(InputError, match="cannot move"):
         space_knobs(kind, add=[knob])
-    assert knob not in KIND_KNOBS[kind] and knob not in OPTIONAL_KNOBS[kind]
+    assert knob not in spec(kind).knobs and knob not in spec(kind).optional_knobs

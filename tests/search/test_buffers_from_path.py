@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from search_doubles import FACTS, STOCK, SyntheticMeasure
 
+from tuner.kinds.bulk import bdp_levels
 from tuner.search.objective import parse_objective
-from tuner.search.space import bdp_levels, build_space
+from tuner.search.space import build_space
 from tuner.search.study import SearchConfig, Study, TrialRole
 from tuner.workload import NetworkPath, WorkloadKind
 

@@ -8,20 +8,20 @@ from dataclasses import replace
 import pytest
 
 from tuner.errors import InputError
+from tuner.kinds import DEFAULT_WORKLOADS
 from tuner.probe.measurement import Measurement, summarize
-from tuner.search.objective import (
+from tuner.scoring import (
     Goal,
     KeepaliveObjective,
     MemoryObjective,
     MetricObjective,
     Score,
     UdpObjective,
-    default_objective,
     gain,
-    parse_objective,
     udp_latency_bound_ms,
 )
-from tuner.workload import DEFAULT_WORKLOADS, NetworkPath, WorkloadKind
+from tuner.search.objective import default_objective, parse_objective
+from tuner.workload import NetworkPath, WorkloadKind
 
 
 def _m(kind, **metrics):

@@ -15,10 +15,11 @@ from pathlib import Path as FsPath
 import pytest
 
 from tuner.apply import Applier, Target, make_plan, run_in_target, verify
+from tuner.kinds import DEFAULT_WORKLOADS
 from tuner.knobs import SysctlTree
 from tuner.profiles import load_profile
 from tuner.search import SearchConfig, TrialRole, recommend
-from tuner.workload import DEFAULT_WORKLOADS, NetworkPath, WorkloadKind
+from tuner.workload import NetworkPath, WorkloadKind
 
 pytestmark = pytest.mark.root
 

@@ -8,15 +8,16 @@ import pytest
 from search_doubles import FACTS, STOCK
 
 from tuner.errors import InputError, KnobError
+from tuner.kinds import spec
 from tuner.knobs import check_assignment
-from tuner.search.space import KIND_KNOBS, build_space, knob_cost
+from tuner.search.space import build_space, knob_cost
 from tuner.workload import WorkloadKind
 
 
 @pytest.mark.parametrize("kind", list(WorkloadKind))
 def test_every_kind_has_a_space_whose_baseline_point_is_the_empty_assignment(kind):
     space = build_space(kind, STOCK, facts=FACTS)
-    assert space.knobs == KIND_KNOBS[kind]
+    assert space.knobs == spec(kind).knobs
     cand = space.candidate(space.baseline_point())
     assert dict(cand.assignment) == {}
 

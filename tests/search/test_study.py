@@ -12,13 +12,14 @@ import pytest
 from search_doubles import FACTS, STOCK, SyntheticMeasure, rr_truth
 
 from tuner.errors import InputError, StateError
+from tuner.kinds import DEFAULT_WORKLOADS
 from tuner.probe.measurement import Measurement
 from tuner.search.journal import SearchJournal
 from tuner.search.objective import parse_objective
 from tuner.search.samplers import make_sampler
 from tuner.search.space import Dimension, Space, build_space
 from tuner.search.study import SearchConfig, Study, TrialRole, TrialState
-from tuner.workload import DEFAULT_WORKLOADS, NetworkPath, WorkloadKind
+from tuner.workload import NetworkPath, WorkloadKind
 
 RR = WorkloadKind.RR
 

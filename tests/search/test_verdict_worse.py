@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from search_doubles import STOCK, SyntheticMeasure
 
+from tuner.kinds import DEFAULT_WORKLOADS
 from tuner.search import SearchConfig, recommend
 from tuner.search.recommend import worse_metrics
-from tuner.workload import DEFAULT_WORKLOADS, NetworkPath, WorkloadKind
+from tuner.workload import NetworkPath, WorkloadKind
 
 
 def _truth(a):

@@ -24,13 +24,13 @@ from tuner.cli.workload_args import (
     workload_from_args,
 )
 from tuner.errors import EnvironmentProblem, InputError
+from tuner.kinds import KINDS
 from tuner.probe.measurement import METRICS
 from tuner.probe.target import read_target
 from tuner.profiles import Profile, dump_profile, save_profile
 from tuner.search.objective import Score, parse_objective
-from tuner.search.recommend import PROBE_DEFAULTS, Recommendation, metric_comparison, recommend
+from tuner.search.recommend import Recommendation, metric_comparison, recommend
 from tuner.search.samplers import SAMPLERS
-from tuner.search.space import KIND_KNOBS
 from tuner.search.stats import MIN_REPEATS
 from tuner.search.study import DEFAULT_BUDGET, SearchConfig, TrialEvent
 from tuner.units import format_value
@@ -230,7 +230,7 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     if args.workload is None:
         raise InputError(
             "name a workload kind, or use --auto to observe this host",
-            hint="e.g. `tuner recommend rr`; kinds: " + ", ".join(k.value for k in KIND_KNOBS),
+            hint="e.g. `tuner recommend rr`; kinds: " + ", ".join(k.value for k in KINDS),
         )
     workload = workload_from_args(args)
     path = path_from_args(args)
@@ -360,8 +360,8 @@ def cmd_recommend_auto(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    kinds = "; ".join(f"{k.value}: {', '.join(v)}" for k, v in KIND_KNOBS.items())
-    defaults = ", ".join(f"{k.value} {r}x{d:g}s" for k, (r, d) in PROBE_DEFAULTS.items())
+    kinds = "; ".join(f"{k.value}: {', '.join(s.knobs)}" for k, s in KINDS.items())
+    defaults = ", ".join(f"{k.value} {s.repeats}x{s.duration:g}s" for k, s in KINDS.items())
     p = sub.add_parser(
         "recommend",
         help="search the best settings for a workload and write a profile with evidence",

@@ -3,7 +3,7 @@
     add_workload_arguments(parser); add_path_arguments(parser); add_settings_argument(parser)
     workload = workload_from_args(args); path = path_from_args(args); assignment = assignment_from_args(args)
 
-A workload starts from :data:`tuner.workload.DEFAULT_WORKLOADS` for its kind; only the flags given
+A workload starts from :data:`tuner.kinds.DEFAULT_WORKLOADS` for its kind; only the flags given
 change it. Sizes take units (``--request-size 4KiB``), durations too (``--think-time 10ms``).
 """
 
@@ -14,12 +14,11 @@ from collections.abc import Callable
 from typing import Any
 
 from tuner.errors import InputError
+from tuner.kinds import DEFAULT_WORKLOADS, spec
 from tuner.knobs import KernelFacts, Value
 from tuner.knobs.parse import parse_settings
 from tuner.units import parse_duration, parse_rate, parse_ratio, parse_size
 from tuner.workload import (
-    DEFAULT_LOSS,
-    DEFAULT_WORKLOADS,
     Direction,
     NetworkPath,
     Workload,
@@ -166,7 +165,7 @@ def path_from_args(args: argparse.Namespace) -> NetworkPath:
     loss = args.loss
     if loss is None:
         kind = getattr(args, "workload", None)
-        loss = DEFAULT_LOSS.get(WorkloadKind(kind), 0.0) if kind in {k.value for k in WorkloadKind} else 0.0
+        loss = spec(WorkloadKind(kind)).default_loss if kind in {k.value for k in WorkloadKind} else 0.0
     return NetworkPath(rtt=args.rtt, rate_bps=args.rate, loss=loss)
 
 

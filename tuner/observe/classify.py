@@ -358,7 +358,7 @@ def _groups(before: Snapshot, after: Snapshot) -> dict[tuple, _Group]:
         if t.min_rtt_us:
             g.min_rtt.append(t.min_rtt_us)
         if state is established:
-            idle_for = min(t.last_data_sent_ms, t.last_data_recv_ms)
+            idle_for: float = min(t.last_data_sent_ms, t.last_data_recv_ms)
             if s.observed_at:
                 idle_for += (now - s.observed_at) * 1e3
             if prev is not None or idle_for >= interval_ms:

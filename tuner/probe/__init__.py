@@ -10,12 +10,11 @@ validity.
 """
 
 from tuner.probe.measurement import METRICS, Better, Measurement, MetricInfo, Stat, summarize
-from tuner.probe.runner import PROBES, run_probe
+from tuner.probe.runner import run_probe
 from tuner.probe.sockopts import HostLimits, SocketOptions
 
 __all__ = [
     "METRICS",
-    "PROBES",
     "Better",
     "HostLimits",
     "Measurement",

@@ -24,32 +24,22 @@ import statistics
 import time
 from collections.abc import Mapping
 from dataclasses import replace
-from types import ModuleType
 from typing import Any
 
 from tuner.errors import TunerError, interrupt_behind, reraise_interrupt
 from tuner.knobs import Kind, Scope, SysctlTree, Value, check_assignment, get_knob
 from tuner.logs import get_logger
 from tuner.observe.counters import Counters, delta, read_counters
-from tuner.probe import bulk, burst, keepalive, memory, rr, udp
 from tuner.probe.base import RepeatEnv, Sample, ServerCrashed
 from tuner.probe.measurement import METRICS, Measurement, summarize
 from tuner.probe.sockopts import HostLimits, SocketOptions
 from tuner.probe.target import CONGESTION, NOT_COPIED, TargetBaseline, read_scope
-from tuner.workload import NetworkPath, Workload, WorkloadKind
+from tuner.workload import NetworkPath, Workload
 
-__all__ = ["PROBES", "default_warmup", "netns_part", "run_probe"]
+__all__ = ["default_warmup", "netns_part", "run_probe"]
 
 log = get_logger(__name__)
 
-PROBES: Mapping[WorkloadKind, ModuleType] = {
-    WorkloadKind.RR: rr,
-    WorkloadKind.BULK: bulk,
-    WorkloadKind.BURST: burst,
-    WorkloadKind.UDP: udp,
-    WorkloadKind.KEEPALIVE: keepalive,
-    WorkloadKind.MEMORY: memory,
-}
 _SIDES = ("client", "server")
 
 
@@ -224,14 +214,14 @@ def _measure_once(
     duration: float,
     target: TargetBaseline | None = None,
 ) -> Measurement:
+    from tuner.kinds import spec  # the kinds' records name their probe modules: imported when used
     from tuner.sandbox import Side
 
     sides = {"client": Side.CLIENT, "server": Side.SERVER}
     if target is not None:
         base = replace(base, baseline=_baseline_in(sb, base, target))
     workload, path = base.workload, base.path
-    probe = PROBES[workload.kind]
-    counter_metrics: Mapping[str, tuple[str, str]] = getattr(probe, "COUNTER_METRICS", {})
+    record = spec(workload.kind)
     env = RepeatEnv(
         sb, workload, path, options, duration, default_warmup(duration, path), Side.CLIENT, Side.SERVER
     )
@@ -242,13 +232,13 @@ def _measure_once(
     try:
         for i in range(repeats):
             before = {name: sb.run(side, read_counters) for name, side in sides.items()}
-            sample = probe.run_repeat(env)
+            sample = record.probe(env)
             after = {name: sb.run(side, read_counters) for name, side in sides.items()}
             for name in _SIDES:
                 d = delta(before[name], after[name])
                 for key, value in d.items():
                     totals[name][key] = totals[name].get(key, 0) + value
-                for metric, (side_name, counter) in counter_metrics.items():
+                for metric, (side_name, counter) in record.counter_metrics.items():
                     if side_name == name:
                         sample.metrics[metric] = float(d.get(counter, 0))
             samples.append(sample)

@@ -3,7 +3,7 @@
 from tuner.search.objective import Goal, Objective, Score, default_objective, parse_objective
 from tuner.search.recommend import Recommendation, recommend
 from tuner.search.samplers import SAMPLERS, GridSampler, RandomSampler, Sampler, SkoptSampler, make_sampler
-from tuner.search.space import KIND_KNOBS, Candidate, Dimension, Space, build_space
+from tuner.search.space import Candidate, Dimension, Space, build_space
 from tuner.search.study import (
     Measure,
     SearchConfig,
@@ -17,7 +17,6 @@ from tuner.search.study import (
 )
 
 __all__ = [
-    "KIND_KNOBS",
     "SAMPLERS",
     "Candidate",
     "Dimension",

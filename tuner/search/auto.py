@@ -13,10 +13,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
+from tuner.kinds import spec
 from tuner.observe import Observation, ServiceSignature
 from tuner.profiles import profile_name_for
 from tuner.search.recommend import Recommendation, recommend
-from tuner.search.space import KIND_KNOBS, searchable_knobs
+from tuner.search.space import searchable_knobs
 from tuner.search.study import SearchConfig, TrialEvent
 
 __all__ = ["AutoSpace", "auto_space", "observed_evidence", "recommend_for_service", "services_to_tune"]
@@ -41,7 +42,7 @@ def auto_space(svc: ServiceSignature, config: SearchConfig) -> AutoSpace:
     keep = [k for k in keep if k not in config.no_knobs]
     if not keep:
         return AutoSpace(config, (), left)
-    defaults = KIND_KNOBS[kind]
+    defaults = spec(kind).knobs
     add = tuple(dict.fromkeys([*config.knobs, *(k for k in keep if k not in defaults)]))
     remove = tuple(
         dict.fromkeys([*config.no_knobs, *(k for k in defaults if k not in keep and k not in add)])

@@ -20,6 +20,7 @@ from typing import Any
 
 from tuner import __version__
 from tuner.errors import TunerError
+from tuner.kinds import spec
 from tuner.knobs import KernelFacts, Scope, Value
 from tuner.logs import get_logger
 from tuner.probe import run_probe
@@ -44,7 +45,6 @@ from tuner.search.study import (
 from tuner.workload import NetworkPath, Workload, WorkloadKind
 
 __all__ = [
-    "PROBE_DEFAULTS",
     "Recommendation",
     "baseline_evidence",
     "live_baseline",
@@ -59,40 +59,14 @@ __all__ = [
 
 log = get_logger(__name__)
 
-# (repeats, seconds per repeat) of each probe in a search, unless the user chooses: short enough that
-# the default budget finishes in about a minute, long enough for a stable median. Keepalive repeats
-# last up to ten durations (the detection window, 5 s here), so there are fewer of them.
-PROBE_DEFAULTS: Mapping[WorkloadKind, tuple[int, float]] = {
-    WorkloadKind.RR: (3, 0.5),
-    WorkloadKind.BURST: (3, 0.5),
-    WorkloadKind.BULK: (2, 0.5),  # over a path: sized from its RTT (probe_settings)
-    WorkloadKind.UDP: (3, 0.5),
-    WorkloadKind.KEEPALIVE: (2, 0.5),
-    WorkloadKind.MEMORY: (3, 0.5),
-}
-
-
-# Sizing a measured window from the path (the probe adds its own warm-up ahead of it, which for bulk
-# covers slow start and buffer autotuning: at least ten round trips). A bulk window holds eight round
-# trips (one full bbr ProbeBW gain cycle; a cubic flow's sawtooth over a short path), at least 0.5 s
-# (timer and scheduler noise on a busy machine) and at most 2.5 s. A request/response window holds at
-# least 100 round trips so its p99 rests on enough requests.
-BULK_WINDOW_RTTS = 8
-RR_WINDOW_RTTS = 100
-_WINDOW_MIN_S, _WINDOW_MAX_S = 0.5, 2.5
-
 
 def probe_settings(
     kind: WorkloadKind, config: SearchConfig, path: NetworkPath | None = None
 ) -> tuple[int, float]:
-    """(repeats, seconds per repeat) of each measurement: the user's choice, else sized from the path
-    where the path sets the time a steady state needs (bulk, rr), else the kind's default."""
-    repeats, duration = PROBE_DEFAULTS[kind]
-    rtt = path.rtt if path is not None and path.rtt else 0.0
-    if kind is WorkloadKind.BULK:
-        duration = min(_WINDOW_MAX_S, max(_WINDOW_MIN_S, BULK_WINDOW_RTTS * rtt))
-    elif kind is WorkloadKind.RR and rtt:
-        duration = min(_WINDOW_MAX_S, max(duration, RR_WINDOW_RTTS * rtt))
+    """(repeats, seconds per repeat) of each measurement: the user's choice, else the kind's
+    (:meth:`KindSpec.probe_settings`: sized from the path where the path sets the time a steady state
+    needs, as for bulk and rr)."""
+    repeats, duration = spec(kind).probe_settings(path)
     return (config.repeats or repeats, config.duration or duration)
 
 
@@ -252,10 +226,10 @@ def _path_health(result: StudyResult, path: NetworkPath, ceiling: Any | None) ->
     return out
 
 
-def _emulator_bound(result: StudyResult, ceiling: Any, path: NetworkPath) -> StudyResult:
+def _emulator_bound(result: StudyResult, ceiling: Any, rate_bps: float) -> StudyResult:
     """No verdict may rest on a path the emulator could not carry: keep the defaults, claim nothing."""
     text = (
-        f"no verdict: the emulated path could not carry {path.rate_bps / 1e6:,.0f} Mbit/s on this machine "
+        f"no verdict: the emulated path could not carry {rate_bps / 1e6:,.0f} Mbit/s on this machine "
         f"({ceiling.describe()}); keep the defaults"
     )
     # the candidate's figures stay in the journal and in [evidence.best_candidate], not as "recommended"
@@ -402,8 +376,9 @@ def recommend(
         from tuner.sandbox.ceiling import measure_ceiling
 
         ceiling = measure_ceiling(path.rate_bps)
-    bound = ceiling is not None and bool(path.rate_bps) and not ceiling.holds(path.rate_bps)
-    if bound:
+    bound = False
+    if ceiling is not None and path.rate_bps and not ceiling.holds(path.rate_bps):
+        bound = True
         message = (
             f"the emulated path cannot carry {path.rate_bps / 1e6:,.0f} Mbit/s on this machine now: "
             f"{ceiling.describe()}. The search runs, but no verdict will rest on it."
@@ -459,8 +434,8 @@ def recommend(
         )
         study = Study(space, objective, sampler, measure, config=config, journal=journal, progress=progress)
         result = study.run()
-    if bound:
-        result = _emulator_bound(result, ceiling, path)
+    if bound and path.rate_bps:
+        result = _emulator_bound(result, ceiling, path.rate_bps)
     if result.assignment:  # a verdict names every metric the recommended setting made significantly worse
         text = result.verdict.text
         if result.baseline_score.reason and "lower bound" in result.baseline_score.reason:

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tuner.errors import InputError, KnobError
+from tuner.kinds import spec
 from tuner.knobs import (
     CONSTRAINTS,
     Algorithm,
@@ -36,12 +37,9 @@ from tuner.knobs import (
     get_knob,
 )
 from tuner.probe.sockopts import EMULATED_HOST_KNOBS
-from tuner.workload import WorkloadKind
+from tuner.workload import NetworkPath, WorkloadKind
 
 __all__ = [
-    "INERT_KNOBS",
-    "KIND_KNOBS",
-    "OPTIONAL_KNOBS",
     "Candidate",
     "Dimension",
     "Space",
@@ -51,85 +49,6 @@ __all__ = [
     "searchable_knobs",
     "space_knobs",
 ]
-
-KiB = 1024
-MiB = 1024 * KiB
-UINT_MAX = 2**32 - 1
-
-# The knobs searched by default for each kind, and those a user may add with --knob.
-KIND_KNOBS: Mapping[WorkloadKind, tuple[str, ...]] = {
-    WorkloadKind.RR: ("TCP_NODELAY", "TCP_QUICKACK", "SO_SNDBUF", "SO_RCVBUF"),
-    # net.core.somaxconn only caps the backlog: a backlog level above it raises it (see Space.candidate),
-    # and on its own (levels above the application's backlog) it moves nothing, so it is no dimension
-    WorkloadKind.BURST: ("backlog", "net.ipv4.tcp_max_syn_backlog", "net.ipv4.tcp_syncookies"),
-    WorkloadKind.BULK: ("net.ipv4.tcp_rmem", "net.ipv4.tcp_wmem", "net.ipv4.tcp_congestion_control"),
-    WorkloadKind.UDP: ("SO_RCVBUF", "net.core.rmem_default"),
-    WorkloadKind.KEEPALIVE: (
-        "SO_KEEPALIVE",
-        "TCP_KEEPIDLE",
-        "TCP_KEEPINTVL",
-        "TCP_KEEPCNT",
-        "TCP_USER_TIMEOUT",
-    ),
-    WorkloadKind.MEMORY: ("net.ipv4.tcp_rmem", "net.ipv4.tcp_wmem"),
-}
-OPTIONAL_KNOBS: Mapping[WorkloadKind, tuple[str, ...]] = {
-    WorkloadKind.RR: ("net.ipv4.tcp_rmem", "net.ipv4.tcp_wmem", "TCP_CONGESTION"),
-    WorkloadKind.BURST: ("net.core.somaxconn",),
-    WorkloadKind.BULK: ("SO_RCVBUF", "SO_SNDBUF", "net.ipv4.tcp_notsent_lowat", "TCP_CONGESTION"),
-    WorkloadKind.UDP: ("net.core.rmem_max",),
-    WorkloadKind.KEEPALIVE: (
-        "net.ipv4.tcp_keepalive_time",
-        "net.ipv4.tcp_keepalive_intvl",
-        "net.ipv4.tcp_keepalive_probes",
-    ),
-    WorkloadKind.MEMORY: ("SO_RCVBUF", "SO_SNDBUF"),
-}
-
-# Knobs a kind's probe cannot exercise: searching them fits noise and costs trials, so they are refused
-# (also when --auto derives them from a symptom), with the reason.
-INERT_KNOBS: Mapping[WorkloadKind, Mapping[str, str]] = {
-    WorkloadKind.BURST: {
-        "net.ipv4.tcp_fastopen": "the burst client never sends data with its SYN (no Fast Open cookie is used)",
-        "net.ipv4.tcp_tw_reuse": "the burst client resets every connection: no TIME_WAIT is left to reuse",
-        "net.ipv4.ip_local_port_range": "the burst opens far fewer connections than there are ports "
-        "(and leaves no TIME_WAIT): no port exhaustion to relieve",
-    },
-    WorkloadKind.BULK: {
-        "net.ipv4.tcp_mtu_probing": "the emulated path has no PMTU black hole for probing to find",
-        "net.ipv4.tcp_slow_start_after_idle": "the bulk streams send without a pause: no idle period restarts "
-        "slow start",
-    },
-}
-
-# Level lists where the kind needs a particular resolution (the baseline value is always added).
-# Everything else is derived from the knob's domain (see _default_levels).
-_LEVELS: Mapping[tuple[WorkloadKind | None, str], tuple[Value | None, ...]] = {
-    (WorkloadKind.RR, "SO_SNDBUF"): (None, 16 * KiB, 256 * KiB, 4 * MiB),
-    (WorkloadKind.RR, "SO_RCVBUF"): (None, 16 * KiB, 256 * KiB, 4 * MiB),
-    (WorkloadKind.BURST, "backlog"): (None, 512, 4096, 32768),
-    (WorkloadKind.BURST, "net.core.somaxconn"): (1024, 4096, 16384, 65535),
-    (WorkloadKind.BURST, "net.ipv4.tcp_max_syn_backlog"): (256, 2048, 16384),
-    (WorkloadKind.BULK, "net.ipv4.tcp_rmem"): (1 * MiB, 8 * MiB, 64 * MiB),
-    (WorkloadKind.BULK, "net.ipv4.tcp_wmem"): (1 * MiB, 16 * MiB, 64 * MiB),
-    (WorkloadKind.BULK, "SO_RCVBUF"): (None, 1 * MiB, 8 * MiB, 64 * MiB),
-    (WorkloadKind.BULK, "SO_SNDBUF"): (None, 1 * MiB, 8 * MiB, 64 * MiB),
-    (WorkloadKind.BULK, "net.ipv4.tcp_notsent_lowat"): (16 * KiB, 1 * MiB, UINT_MAX),
-    (WorkloadKind.UDP, "SO_RCVBUF"): (None, 256 * KiB, 1 * MiB, 4 * MiB, 16 * MiB, 64 * MiB),
-    (WorkloadKind.UDP, "net.core.rmem_default"): (1 * MiB, 4 * MiB, 16 * MiB),
-    (WorkloadKind.UDP, "net.core.rmem_max"): (4 * MiB, 16 * MiB, 64 * MiB),
-    # the probe waits at least keepalive.WINDOW_MIN (18 s) for a dead peer: the slowest setting of these
-    # levels that detects at all (3 + 2 x 4 = 11 s) is measured within it (tests/search/test_space.py)
-    (WorkloadKind.KEEPALIVE, "TCP_KEEPIDLE"): (None, 1, 2, 3),
-    (WorkloadKind.KEEPALIVE, "TCP_KEEPINTVL"): (None, 1, 2),
-    # 3 and 4 lost probes in a row: settings that a lossy path does not make give up on a live peer
-    (WorkloadKind.KEEPALIVE, "TCP_KEEPCNT"): (None, 1, 2, 3, 4),
-    (WorkloadKind.KEEPALIVE, "TCP_USER_TIMEOUT"): (None, 1000, 3000),
-    (WorkloadKind.MEMORY, "net.ipv4.tcp_rmem"): (64 * KiB, 1 * MiB, 8 * MiB),
-    (WorkloadKind.MEMORY, "net.ipv4.tcp_wmem"): (64 * KiB, 1 * MiB, 8 * MiB),
-    (WorkloadKind.MEMORY, "SO_RCVBUF"): (None, 16 * KiB, 256 * KiB),
-    (WorkloadKind.MEMORY, "SO_SNDBUF"): (None, 16 * KiB, 256 * KiB),
-}
 
 # Socket options that only act when another one is on: setting them turns it on (a keepalive timer
 # without SO_KEEPALIVE never fires, so such a candidate would measure the same as the baseline).
@@ -419,20 +338,21 @@ def space_knobs(kind: WorkloadKind, add: Sequence[str] = (), remove: Sequence[st
     it before building anything expensive)."""
     for name in [*add, *remove]:
         get_knob(name)  # unknown names fail here with a suggestion
-    inert = INERT_KNOBS.get(kind, {})
+    record = spec(kind)
+    inert = record.inert_knobs
     for name in add:
         if name in inert:
             raise InputError(
                 f"{name} cannot move the {kind.value} probe's metric: {inert[name]}",
                 hint="it is not searched for this kind; set it in a profile by hand if you need it",
             )
-    unknown_removed = [n for n in remove if n not in KIND_KNOBS[kind] and n not in add]
+    unknown_removed = [n for n in remove if n not in record.knobs and n not in add]
     if unknown_removed:
         raise InputError(
             f"--no-knob {', '.join(unknown_removed)}: not in the {kind.value} search space",
-            hint=f"the space holds: {', '.join(KIND_KNOBS[kind])}",
+            hint=f"the space holds: {', '.join(record.knobs)}",
         )
-    names = [n for n in dict.fromkeys([*KIND_KNOBS[kind], *add]) if n not in remove]
+    names = [n for n in dict.fromkeys([*record.knobs, *add]) if n not in remove]
     if not names:
         raise InputError("the search space is empty", hint="keep at least one knob (drop a --no-knob)")
     for name in names:
@@ -450,23 +370,6 @@ def space_knobs(kind: WorkloadKind, add: Sequence[str] = (), remove: Sequence[st
     return names
 
 
-# buffer knobs whose levels follow the path's bandwidth-delay product in a bulk search
-BDP_KNOBS = ("net.ipv4.tcp_rmem", "net.ipv4.tcp_wmem", "SO_RCVBUF", "SO_SNDBUF")
-BDP_MULTIPLES = (0.5, 1, 2, 4)
-
-
-def bdp_levels(rate_bps: float, rtt: float) -> tuple[int, ...]:
-    """Buffer sizes spanning 1/2x to 4x the bandwidth-delay product (rounded up: to 64 KiB below
-    1 MiB, to 1 MiB above), at least 64 KiB."""
-    bdp = rate_bps * rtt / 8
-    out = []
-    for m in BDP_MULTIPLES:
-        size = m * bdp
-        step = MiB if size >= MiB else 64 * KiB
-        out.append(max(64 * KiB, math.ceil(size / step) * step))
-    return tuple(dict.fromkeys(out))
-
-
 def build_space(
     kind: WorkloadKind,
     baseline: Mapping[str, Value],
@@ -474,30 +377,25 @@ def build_space(
     facts: KernelFacts | None = None,
     add: Sequence[str] = (),
     remove: Sequence[str] = (),
-    path: Any | None = None,
+    path: NetworkPath | None = None,
 ) -> Space:
     """The space for ``kind``: its default knobs plus ``add`` minus ``remove``.
 
     ``baseline`` holds the value in effect for each knob when nothing is set (sysctls: the live value
     in the sandbox namespace or on the host; socket options: absent). It is always one of the levels.
-    With a ``path`` that has a rate and an RTT, a bulk search's buffer levels come from its
-    bandwidth-delay product (:func:`bdp_levels`; plus the kernel default, which is the baseline).
+    A knob's levels are the kind's own (:attr:`KindSpec.levels`), else derived from its domain; with a
+    ``path``, those the kind derives from it (a bulk search's buffers from its bandwidth-delay product,
+    plus the kernel default, which is the baseline) replace them.
     """
     names = space_knobs(kind, add, remove)
+    record = spec(kind)
+    from_path = record.path_level_map(path)
     dims: list[Dimension] = []
-    bdp = (
-        bdp_levels(path.rate_bps, path.rtt)
-        if kind is WorkloadKind.BULK
-        and path is not None
-        and getattr(path, "rate_bps", None)
-        and getattr(path, "rtt", 0)
-        else None
-    )
     for name in names:
         knob = get_knob(name)
-        levels = list(_LEVELS.get((kind, name)) or _default_levels(name, facts))
-        if bdp is not None and name in BDP_KNOBS:
-            levels = ([None] if knob.scope is Scope.SOCKET else []) + list(bdp)
+        levels: list[Value | None] = list(record.levels.get(name) or _default_levels(name, facts))
+        if name in from_path:
+            levels = [*([None] if knob.scope is Scope.SOCKET else []), *from_path[name]]
         part = None
         if isinstance(knob.domain, OrderedTuple):
             part = knob.domain.search_parts[-1] if knob.domain.search_parts else None
@@ -532,7 +430,7 @@ def searchable_knobs(kind: WorkloadKind, names: Sequence[str]) -> tuple[list[str
     searchable at all)."""
     keep: list[str] = []
     left: dict[str, str] = {}
-    inert = INERT_KNOBS.get(kind, {})
+    inert = spec(kind).inert_knobs
     for name in dict.fromkeys(names):
         knob = get_knob(name)
         if name in inert:

@@ -1,0 +1,40 @@
+"""keepalive: idle connections whose peer silently disappears, judged over a lossy path."""
+
+from __future__ import annotations
+
+from tuner.kinds.spec import KindSpec
+from tuner.probe import keepalive
+from tuner.scoring import KeepaliveObjective
+from tuner.workload import Workload, WorkloadKind
+
+__all__ = ["KEEPALIVE"]
+
+KEEPALIVE = KindSpec(
+    kind=WorkloadKind.KEEPALIVE,
+    # enough healthy connections that a setting which gives up on a live peer after one or two lost
+    # probes shows false kills over a 1% loss path within a probe's healthy phase
+    workload=Workload(WorkloadKind.KEEPALIVE, idle_connections=128),
+    probe=keepalive.run_repeat,
+    objective=KeepaliveObjective(),
+    knobs=("SO_KEEPALIVE", "TCP_KEEPIDLE", "TCP_KEEPINTVL", "TCP_KEEPCNT", "TCP_USER_TIMEOUT"),
+    optional_knobs=(
+        "net.ipv4.tcp_keepalive_time",
+        "net.ipv4.tcp_keepalive_intvl",
+        "net.ipv4.tcp_keepalive_probes",
+    ),
+    levels={
+        # the probe waits at least keepalive.WINDOW_MIN (18 s) for a dead peer: the slowest setting of
+        # these levels that detects at all (3 + 2 x 4 = 11 s) is measured within it (tests/search/test_space.py)
+        "TCP_KEEPIDLE": (None, 1, 2, 3),
+        "TCP_KEEPINTVL": (None, 1, 2),
+        # 3 and 4 lost probes in a row: settings that a lossy path does not make give up on a live peer
+        "TCP_KEEPCNT": (None, 1, 2, 3, 4),
+        "TCP_USER_TIMEOUT": (None, 1000, 3000),
+    },
+    # keepalive repeats last up to ten durations (the detection window, 5 s here), so there are fewer
+    repeats=2,
+    duration=0.5,
+    # keepalive settings must be judged on a realistic lossy path, where a lost probe (or its ACK) can make
+    # them give up on a live peer
+    default_loss=0.01,
+)
