@@ -19,20 +19,10 @@ from tuner.errors import InputError, KnobError
 from tuner.knobs import Assignment, Value, get_knob
 from tuner.workload import NetworkPath, Workload
 
-__all__ = ["SCHEMA_VERSION", "Profile", "check_name", "profile_name_for", "section_for", "split_assignment"]
+__all__ = ["SCHEMA_VERSION", "Profile", "check_name", "profile_name_for"]
 
 SCHEMA_VERSION = 1
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
-
-
-def section_for(knob_name: str) -> str:
-    """The profile section a knob belongs in: ``sysctl`` for kernel settings, ``socket`` for the rest."""
-    return get_knob(knob_name).section
-
-
-def split_assignment(assignment: Mapping[str, object]) -> tuple[Assignment, Assignment]:
-    """Split an assignment (knob name -> value) into the ``sysctl`` and ``socket`` parts of a profile."""
-    return Assignment(assignment).sections()
 
 
 def check_name(name: object) -> str:
@@ -120,7 +110,7 @@ class Profile:
 
     @classmethod
     def from_assignment(cls, name: str, assignment: Mapping[str, object], **fields: Any) -> Profile:
-        sysctl, socket = split_assignment(assignment)
+        sysctl, socket = Assignment(assignment).sections()
         return cls(name=name, sysctl=sysctl, socket=socket, **fields)
 
 
