@@ -178,6 +178,7 @@ class Applier:
         if inflight is not None and read_live(self.tree, inflight.knob) not in (None, inflight.old):
             done = [*done, inflight]  # a write that failed but changed the value anyway
         for change in reversed(done):
+            assert change.old is not None  # planned changes were read live: the knob exists
             try:
                 self.tree.write(CATALOGUE[change.knob], change.old)
                 log.info("knob.restored", knob=change.knob, value=_show(change.old), target=self.target.key)
@@ -259,7 +260,7 @@ class Applier:
         self.restored_files = tuple(files)
         return restored
 
-    def _changed_since(self, txns: Sequence[Any]) -> list[tuple[str, Value, Value]]:
+    def _changed_since(self, txns: Sequence[Any]) -> list[tuple[str, Value, Value | None]]:
         """(knob, value tuner set last, live value) for each knob whose live value is none of the values
         tuner's outstanding applies wrote or found (stacked applies and a rollback cut short are tuner's own)."""
         ours: dict[str, list[Value]] = {}

@@ -30,7 +30,7 @@ from typing import Any
 from tuner.apply.target import Target
 from tuner.errors import KnobError, StateError
 from tuner.inputs import parse_json
-from tuner.knobs import CATALOGUE, Kind, Value
+from tuner.knobs import CATALOGUE, Value
 from tuner.logs import get_logger
 from tuner.profiles import atomic_write
 from tuner.trusted import check_owner_mode, ensure_dir, open_nofollow, read_limited
@@ -251,7 +251,7 @@ class Journal:
         t = txns[txn]
         if op == "set":
             name = rec["knob"]
-            if CATALOGUE.get(name) is None or CATALOGUE[name].kind is not Kind.SYSCTL:
+            if CATALOGUE.get(name) is None or not CATALOGUE[name].is_sysctl:
                 raise KnobError(str(name), "is not a catalogue sysctl")
             t.steps.append(
                 SetStep(name, _decode(self.path, name, rec["old"]), _decode(self.path, name, rec["new"]))

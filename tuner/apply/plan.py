@@ -14,8 +14,9 @@ from typing import Any
 
 from tuner.apply.target import HOST, Target
 from tuner.errors import EnvironmentProblem
-from tuner.knobs import CATALOGUE, Scope, SysctlTree, Value
+from tuner.knobs import CATALOGUE, Assignment, SysctlTree, Value, json_value
 from tuner.profiles import Profile
+from tuner.units import format_value
 
 __all__ = [
     "ABSENT_REASON",
@@ -24,7 +25,6 @@ __all__ = [
     "NotApplicable",
     "Plan",
     "Setting",
-    "json_value",
     "make_plan",
     "read_live",
     "show_value",
@@ -34,23 +34,15 @@ HOST_ONLY_REASON = "host-wide setting, cannot be set inside a network namespace;
 ABSENT_REASON = "not available on this kernel"
 
 
-def json_value(value: Value | None) -> Any:
-    return list(value) if isinstance(value, tuple) else value
-
-
 def show_value(value: Value | None) -> str:
-    """A value as people read it in tables and logs: ``4096 131072 6291456``, ``true``, ``-`` for none."""
-    if value is None:
-        return "-"
-    if isinstance(value, tuple):
-        return " ".join(str(v) for v in value)
-    return str(value).lower() if isinstance(value, bool) else str(value)
+    """A value in the tables and logs of apply: :func:`tuner.units.format_value`, ``-`` for none."""
+    return format_value(value, unset="-")
 
 
 @dataclass(frozen=True)
 class Change:
     knob: str
-    old: Value
+    old: Value | None  # None: the knob was absent (a restore found it gone)
     new: Value
 
     def to_dict(self) -> dict[str, Any]:
@@ -118,11 +110,10 @@ def make_plan(profile: Profile, tree: SysctlTree, *, target: Target = HOST) -> P
     changes: list[Change] = []
     unchanged: list[Setting] = []
     not_applicable: list[NotApplicable] = []
-    for name in CATALOGUE:
-        if name not in profile.sysctl:
-            continue
-        new = profile.sysctl[name]
-        if CATALOGUE[name].scope is Scope.HOST and not target.is_host:
+    sysctl = Assignment(profile.sysctl)
+    for name in sysctl.in_catalogue_order():
+        new = sysctl[name]
+        if CATALOGUE[name].host_only and not target.is_host:
             not_applicable.append(NotApplicable(name, new, HOST_ONLY_REASON))
             continue
         live = read_live(tree, name)

@@ -12,10 +12,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from tuner.apply.plan import json_value, show_value
+from tuner.apply.plan import show_value
 from tuner.apply.target import Target, run_in_target
 from tuner.errors import KnobError
-from tuner.knobs import CATALOGUE, Kind, Scope, SysctlTree, Value
+from tuner.knobs import CATALOGUE, Scope, SysctlTree, Value, json_value
 from tuner.profiles import Profile
 
 __all__ = ["BaselineDiff", "baseline_differences", "recorded_baseline", "target_baseline_differences"]
@@ -53,7 +53,7 @@ def recorded_baseline(profile: Profile) -> dict[str, Value]:
     out: dict[str, Value] = {}
     for name, value in settings.items():
         knob = CATALOGUE.get(name)
-        if knob is None or knob.kind is not Kind.SYSCTL or value == "unset":
+        if knob is None or not knob.is_sysctl or value == "unset":
             continue
         try:
             out[name] = knob.validate(tuple(value) if isinstance(value, list) else value)

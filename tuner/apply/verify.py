@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from tuner.apply.plan import json_value, make_plan
+from tuner.apply.plan import make_plan
 from tuner.apply.target import HOST, Target
-from tuner.knobs import SysctlTree, Value
+from tuner.knobs import SysctlTree, Value, json_value
 from tuner.profiles import Profile
 
 __all__ = ["Drift", "verify"]
@@ -17,7 +17,7 @@ __all__ = ["Drift", "verify"]
 class Drift:
     knob: str
     expected: Value
-    live: Value
+    live: Value | None
 
     def to_dict(self) -> dict[str, Any]:
         return {"knob": self.knob, "expected": json_value(self.expected), "live": json_value(self.live)}

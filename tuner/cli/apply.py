@@ -16,12 +16,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from tuner.apply import Applier, Change, FileWrite, Plan, Target, check_file_target, make_plan, run_in_target
-from tuner.apply.plan import json_value
 from tuner.apply.plan import show_value as _show
 from tuner.apply.portability import BaselineDiff, target_baseline_differences
 from tuner.cli.output import print_json, print_table, require_root
 from tuner.errors import UnsafeFileError
-from tuner.knobs import KernelFacts, SysctlTree
+from tuner.knobs import KernelFacts, SysctlTree, json_value
 from tuner.profiles import (
     Profile,
     check_trusted,
@@ -143,7 +142,7 @@ def _check_code(args: argparse.Namespace, plan: Plan) -> int:
     return EXIT_WOULD_CHANGE if getattr(args, "check", False) and plan.changes else 0
 
 
-def _warn_baseline(verb: str, differs: list[BaselineDiff]) -> None:
+def _warn_baseline(verb: str, differs: Sequence[BaselineDiff]) -> None:
     for d in differs:
         print(f"tuner {verb}: warning: {d.message()}", file=sys.stderr)
 

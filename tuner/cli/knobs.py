@@ -5,24 +5,17 @@ from __future__ import annotations
 import argparse
 
 from tuner.cli.output import print_json, print_table
-from tuner.knobs import CATALOGUE, Kind, SysctlTree
+from tuner.knobs import CATALOGUE, SysctlTree, Value, json_value
 from tuner.netns import run_in_netns
+from tuner.units import format_value
 
 __all__ = ["live_values", "register"]
 
 
-def live_values() -> dict[str, object]:
+def live_values() -> dict[str, Value | None]:
     """Live value of every sysctl knob in the calling process's namespace (None = not available)."""
     tree = SysctlTree()
-    return {k.name: tree.read(k) for k in CATALOGUE.values() if k.kind is Kind.SYSCTL}
-
-
-def _show(value: object) -> str:
-    if value is None:
-        return "not available"
-    if isinstance(value, tuple):
-        return " ".join(str(v) for v in value)
-    return str(value).lower() if isinstance(value, bool) else str(value)
+    return {k.name: tree.read(k) for k in CATALOGUE.values() if k.is_sysctl}
 
 
 def cmd_knobs(args: argparse.Namespace) -> int:
@@ -36,8 +29,8 @@ def cmd_knobs(args: argparse.Namespace) -> int:
                     "scope": k.scope.value,
                     "domain": k.domain.describe(),
                     "description": k.description,
-                    "available": k.kind is not Kind.SYSCTL or live.get(k.name) is not None,
-                    "live": list(v) if isinstance(v := live.get(k.name), tuple) else v,
+                    "available": not k.is_sysctl or live.get(k.name) is not None,
+                    "live": json_value(live.get(k.name)),
                 }
                 for k in CATALOGUE.values()
             ]
@@ -45,7 +38,11 @@ def cmd_knobs(args: argparse.Namespace) -> int:
         return 0
     rows = []
     for k in CATALOGUE.values():
-        live_text = _show(live.get(k.name)) if k.kind is Kind.SYSCTL else "(set by the application)"
+        live_text = (
+            format_value(live.get(k.name), unset="not available")
+            if k.is_sysctl
+            else "(set by the application)"
+        )
         rows.append((k.name, k.scope.value, live_text, k.description))
     print_table(("KNOB", "SCOPE", "LIVE", "DESCRIPTION"), rows)
     return 0

@@ -22,6 +22,7 @@ from tuner.cli.workload_args import (
     workload_from_args,
 )
 from tuner.errors import InputError
+from tuner.knobs import Assignment
 from tuner.probe import METRICS, Measurement, run_probe
 from tuner.probe.target import read_target
 
@@ -56,19 +57,11 @@ def _fmt(value: float, unit: str) -> str:
     return f"{value:.3g}"
 
 
-def _show(value: object) -> str:
-    if isinstance(value, bool):
-        return "on" if value else "off"
-    if isinstance(value, (tuple, list)):
-        return ",".join(str(v) for v in value)
-    return str(value)
-
-
 def render_measurement(m: Measurement, file=None) -> None:
     """A measurement as a person reads it: what, where, the metrics, the evidence, the verdict."""
     file = file or sys.stdout
     w = m.workload
-    settings = ", ".join(f"{k}={_show(v)}" for k, v in m.assignment.items())
+    settings = Assignment(m.assignment).text()
     print(f"workload  {w.kind.value}", file=file)
     print(f"path      {m.path.describe()} (backend: {m.backend})", file=file)
     print(f"settings  {settings or 'kernel and application defaults'}", file=file)
@@ -88,10 +81,10 @@ def render_measurement(m: Measurement, file=None) -> None:
             rows.append((name, _fmt(stat.median, info.unit), interval, unit, info.better.value))
         print_table(("METRIC", "MEDIAN", "INTERVAL", "UNIT", "BETTER"), rows, file=file)
     for name, value in m.computed.items():
-        info = METRICS.get(name)
-        unit = info.unit if info is not None and info.unit not in ("", "%") else ""
+        known = METRICS.get(name)
+        unit = known.unit if known is not None and known.unit not in ("", "%") else ""
         print(
-            f"computed  {name} = {_fmt(value, info.unit if info else '')} {unit} "
+            f"computed  {name} = {_fmt(value, known.unit if known else '')} {unit} "
             "(from the settings, not measured)".replace("  (", " ("),
             file=file,
         )

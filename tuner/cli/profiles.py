@@ -3,25 +3,13 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
 from tuner.cli.output import print_json, print_table
-from tuner.knobs import Value
+from tuner.knobs import json_value
 from tuner.profiles import Profile, entries, load_profile, resolve_profile
+from tuner.units import format_value
 
 __all__ = ["register"]
-
-
-def _show_value(value: Value | None) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, tuple):
-        return " ".join(str(v) for v in value)
-    return ("on" if value else "off") if isinstance(value, bool) else str(value)
-
-
-def _json_value(value: Value | None) -> Any:
-    return list(value) if isinstance(value, tuple) else value
 
 
 def _evidence_line(profile: Profile) -> str:
@@ -68,8 +56,8 @@ def cmd_show(args: argparse.Namespace) -> int:
                 "tuner_version": profile.tuner_version or None,
                 "workload": profile.workload.to_dict() if profile.workload else None,
                 "path": profile.path.to_dict() if profile.path else None,
-                "sysctl": {k: _json_value(v) for k, v in profile.sysctl.items()},
-                "socket": {k: _json_value(v) for k, v in profile.socket.items()},
+                "sysctl": {k: json_value(v) for k, v in profile.sysctl.items()},
+                "socket": {k: json_value(v) for k, v in profile.socket.items()},
                 "evidence": profile.evidence or None,
             }
         )
@@ -88,8 +76,8 @@ def cmd_show(args: argparse.Namespace) -> int:
     if profile.path:
         print(f"path      {profile.path.describe()}")
     print(f"evidence  {_evidence_line(profile)}")
-    rows = [(k, "sysctl", _show_value(v)) for k, v in profile.sysctl.items()]
-    rows += [(k, "socket", _show_value(v)) for k, v in profile.socket.items()]
+    rows = [(k, "sysctl", format_value(v, unset="-")) for k, v in profile.sysctl.items()]
+    rows += [(k, "socket", format_value(v, unset="-")) for k, v in profile.socket.items()]
     print()
     print_table(("KNOB", "WHERE", "VALUE"), rows) if rows else print("(no settings)")
     return 0
@@ -109,14 +97,17 @@ def cmd_diff(args: argparse.Namespace) -> int:
                 "a": a.name,
                 "b": b.name,
                 "same": not differ,
-                "differ": [{"knob": k, "a": _json_value(x), "b": _json_value(y)} for k, x, y in differ],
+                "differ": [{"knob": k, "a": json_value(x), "b": json_value(y)} for k, x, y in differ],
             }
         )
         return 0 if not differ else 1
     if not differ:
         print(f"{a.name} and {b.name} set the same values ({len(knobs)} settings).")
         return 0
-    print_table(("KNOB", a.name, b.name), [(k, _show_value(x), _show_value(y)) for k, x, y in differ])
+    print_table(
+        ("KNOB", a.name, b.name),
+        [(k, format_value(x, unset="-"), format_value(y, unset="-")) for k, x, y in differ],
+    )
     return 1
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import textwrap
 import time
+from typing import Any
 
 from tuner.cli.output import print_json, print_table, require_root
 
@@ -29,7 +30,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     from tuner.sandbox.registry import Registry
 
     records = Registry().records()
-    rows = []
+    rows: list[dict[str, Any]] = []
     for r in records:
         rows.append(
             {

@@ -15,7 +15,7 @@ from typing import Any
 
 from tuner.errors import InputError
 from tuner.kinds import DEFAULT_WORKLOADS, spec
-from tuner.knobs import KernelFacts, Value
+from tuner.knobs import Assignment, KernelFacts
 from tuner.knobs.parse import parse_settings
 from tuner.units import parse_duration, parse_rate, parse_ratio, parse_size
 from tuner.workload import (
@@ -181,6 +181,6 @@ def add_settings_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def assignment_from_args(args: argparse.Namespace) -> dict[str, Value]:
+def assignment_from_args(args: argparse.Namespace) -> Assignment:
     """The ``--set`` settings, validated through the knob catalogue and this kernel (KnobError: exit 2)."""
     return parse_settings(args.settings, KernelFacts.read())

@@ -1,11 +1,21 @@
 """The knob catalogue: what can be tuned, how values are validated, read and written."""
 
+from tuner.knobs.assignment import Assignment, check_assignment, json_value
 from tuner.knobs.catalogue import CATALOGUE, Kind, Knob, Scope, get_knob, knobs_by_scope
-from tuner.knobs.constraints import CONSTRAINTS, KernelFacts, check_assignment, violations
-from tuner.knobs.domains import INT_MAX, Algorithm, Domain, Flag, IntChoice, IntRange, OrderedTuple, Value
+from tuner.knobs.constraints import CONSTRAINTS, KernelFacts, ceiling, violations
+from tuner.knobs.domains import (
+    INT_MAX,
+    Algorithm,
+    Domain,
+    Flag,
+    IntChoice,
+    IntRange,
+    OrderedTuple,
+    Value,
+    as_int,
+    as_tuple,
+)
 from tuner.knobs.sysctl import PROC_SYS, SysctlTree
-
-Assignment = dict[str, Value]
 
 __all__ = [
     "CATALOGUE",
@@ -25,8 +35,12 @@ __all__ = [
     "Scope",
     "SysctlTree",
     "Value",
+    "as_int",
+    "as_tuple",
+    "ceiling",
     "check_assignment",
     "get_knob",
+    "json_value",
     "knobs_by_scope",
     "violations",
 ]

@@ -15,7 +15,7 @@ from pathlib import Path
 from types import MappingProxyType
 
 from tuner.errors import KnobError
-from tuner.knobs.domains import INT_MAX, Algorithm, Domain, Flag, IntChoice, IntRange, OrderedTuple
+from tuner.knobs.domains import INT_MAX, Algorithm, Domain, Flag, IntChoice, IntRange, OrderedTuple, Value
 
 __all__ = ["CATALOGUE", "Kind", "Knob", "Scope", "get_knob", "knobs_by_scope"]
 
@@ -24,43 +24,84 @@ MiB = 1024 * KiB
 UINT_MAX = 2**32 - 1
 
 
-class Scope(Enum):
-    HOST = "host"  # one value for the whole machine; never written during a search
-    NETNS = "netns"  # per network namespace; safe to try inside a sandbox
-    SOCKET = "socket"  # set by the application on its own sockets
-
-
 class Kind(Enum):
+    """How a knob is set: a sysctl file, a ``setsockopt`` option, or the ``listen(2)`` backlog."""
+
     SYSCTL = "sysctl"
     SOCKOPT = "sockopt"
     LISTEN = "listen"  # the backlog argument of listen(2)
+
+
+class Scope(Enum):
+    """Where a value holds. Derived from the knob (:attr:`Knob.scope`), never declared separately:
+    a socket setting is one the application sets; a sysctl is host-wide or per namespace."""
+
+    HOST = "host"  # one value for the whole machine; never written during a search
+    NETNS = "netns"  # per network namespace; safe to try inside a sandbox
+    SOCKET = "socket"  # set by the application on its own sockets
 
 
 @dataclass(frozen=True)
 class Knob:
     name: str
     kind: Kind
-    scope: Scope
     domain: Domain
     description: str
     sockopt: tuple[int, int] | None = None  # (level, optname) for SOCKOPT knobs
+    host_only: bool = False  # a sysctl absent or read-only inside a network namespace
 
-    def validate(self, value: object):
+    def __post_init__(self) -> None:
+        if self.host_only and self.kind is not Kind.SYSCTL:
+            raise ValueError(f"{self.name}: only a sysctl can be host-only")
+        if (self.sockopt is not None) != (self.kind is Kind.SOCKOPT):
+            raise ValueError(f"{self.name}: a socket option, and only one, has (level, optname)")
+
+    @property
+    def is_sysctl(self) -> bool:
+        return self.kind is Kind.SYSCTL
+
+    @property
+    def is_socket_option(self) -> bool:
+        """A ``setsockopt`` option (not the listen backlog)."""
+        return self.kind is Kind.SOCKOPT
+
+    @property
+    def set_by_application(self) -> bool:
+        """A socket setting (option or backlog): the application sets it, tuner never applies it."""
+        return self.kind is not Kind.SYSCTL
+
+    @property
+    def per_netns(self) -> bool:
+        """A sysctl each network namespace has its own copy of: safe to write in a sandbox."""
+        return self.kind is Kind.SYSCTL and not self.host_only
+
+    @property
+    def scope(self) -> Scope:
+        if self.kind is not Kind.SYSCTL:
+            return Scope.SOCKET
+        return Scope.HOST if self.host_only else Scope.NETNS
+
+    @property
+    def section(self) -> str:
+        """The profile section it belongs in: ``sysctl`` for kernel settings, ``socket`` for the rest."""
+        return "sysctl" if self.is_sysctl else "socket"
+
+    def validate(self, value: object) -> Value:
         return self.domain.validate(self.name, value)
 
     def sysctl_path(self, root: Path) -> Path:
         """The file of this sysctl under ``root`` (normally /proc/sys). Only catalogue names get here."""
-        if self.kind is not Kind.SYSCTL:
+        if not self.is_sysctl:
             raise KnobError(self.name, "is not a sysctl")
         return root.joinpath(*self.name.split("."))
 
 
 def _sysctl(name: str, scope: Scope, domain: Domain, description: str) -> Knob:
-    return Knob(name, Kind.SYSCTL, scope, domain, description)
+    return Knob(name, Kind.SYSCTL, domain, description, host_only=scope is Scope.HOST)
 
 
 def _sockopt(name: str, level: int, opt: int, domain: Domain, description: str) -> Knob:
-    return Knob(name, Kind.SOCKOPT, Scope.SOCKET, domain, description, sockopt=(level, opt))
+    return Knob(name, Kind.SOCKOPT, domain, description, sockopt=(level, opt))
 
 
 _TCP = socket.IPPROTO_TCP
@@ -217,7 +258,6 @@ _KNOBS: tuple[Knob, ...] = (
     Knob(
         "backlog",
         Kind.LISTEN,
-        Scope.SOCKET,
         IntRange(1, INT_MAX, search_lo=8, search_hi=65535, log=True),
         "listen() backlog: connections waiting for accept (capped by net.core.somaxconn)",
     ),

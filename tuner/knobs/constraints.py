@@ -7,71 +7,67 @@ ordered triples) live in the domains; here are the rules that need two knobs or 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 from tuner.errors import KnobError
-from tuner.knobs.catalogue import get_knob
-from tuner.knobs.domains import Value
+from tuner.knobs.domains import Value, as_int, as_tuple
 from tuner.knobs.sysctl import PROC_SYS, SysctlTree
 
-__all__ = ["CONSTRAINTS", "Constraint", "KernelFacts", "check_assignment", "violations"]
+__all__ = ["CONSTRAINTS", "Constraint", "KernelFacts", "ceiling", "violations"]
 
-Assignment = Mapping[str, Value]
+
+def ceiling(value: Value) -> int:
+    """What a limit compares: the number itself, or the largest (last) part of an ordered tuple."""
+    return as_tuple(value)[-1] if isinstance(value, tuple) else as_int(value)
 
 
 @dataclass(frozen=True)
 class Constraint:
+    """``knobs[0]`` must not be above ``knobs[1]`` (a tuple compares by its max part)."""
+
     knobs: tuple[str, str]
-    holds: Callable[[Value, Value], bool]
     message: str
     hint: str
 
-
-def _max_part(v: Value) -> int:
-    return v[-1] if isinstance(v, tuple) else int(v)
+    def holds(self, a: Value, b: Value) -> bool:
+        return ceiling(a) <= ceiling(b)
 
 
 CONSTRAINTS: tuple[Constraint, ...] = (
     Constraint(
         ("SO_RCVBUF", "net.core.rmem_max"),
-        lambda a, b: a <= b,
         "SO_RCVBUF is silently capped at net.core.rmem_max",
         "raise net.core.rmem_max or lower SO_RCVBUF",
     ),
     Constraint(
         ("SO_SNDBUF", "net.core.wmem_max"),
-        lambda a, b: a <= b,
         "SO_SNDBUF is silently capped at net.core.wmem_max",
         "raise net.core.wmem_max or lower SO_SNDBUF",
     ),
     Constraint(
         ("net.core.rmem_default", "net.core.rmem_max"),
-        lambda a, b: a <= b,
         "net.core.rmem_default is above net.core.rmem_max",
         "keep rmem_default <= rmem_max",
     ),
     Constraint(
         ("net.core.wmem_default", "net.core.wmem_max"),
-        lambda a, b: a <= b,
         "net.core.wmem_default is above net.core.wmem_max",
         "keep wmem_default <= wmem_max",
     ),
     Constraint(
         ("net.ipv4.tcp_rmem", "net.core.rmem_max"),
-        lambda a, b: _max_part(a) <= b,
         "tcp_rmem max is above net.core.rmem_max",
         "keep tcp_rmem max <= rmem_max",
     ),
     Constraint(
         ("net.ipv4.tcp_wmem", "net.core.wmem_max"),
-        lambda a, b: _max_part(a) <= b,
         "tcp_wmem max is above net.core.wmem_max",
         "keep tcp_wmem max <= wmem_max",
     ),
     Constraint(
         ("backlog", "net.core.somaxconn"),
-        lambda a, b: a <= b,
         "the listen backlog is silently capped at net.core.somaxconn",
         "raise net.core.somaxconn too",
     ),
@@ -95,7 +91,7 @@ class KernelFacts:
     memory_pages: int = 0  # the machine's RAM in pages (0: unknown; the memory floors are not checked)
 
     @classmethod
-    def read(cls, root=PROC_SYS) -> KernelFacts:
+    def read(cls, root: Path = PROC_SYS) -> KernelFacts:
         tree = SysctlTree(root)
 
         def names(knob_path: str) -> frozenset[str]:
@@ -115,7 +111,7 @@ class KernelFacts:
         )
 
 
-def violations(assignment: Assignment, facts: KernelFacts | None = None) -> list[KnobError]:
+def violations(assignment: Mapping[str, Value], facts: KernelFacts | None = None) -> list[KnobError]:
     """Every coupled-constraint and kernel-support problem of ``assignment`` (values already validated)."""
     problems: list[KnobError] = []
     for c in CONSTRAINTS:
@@ -157,15 +153,3 @@ def violations(assignment: Assignment, facts: KernelFacts | None = None) -> list
                     )
                 )
     return problems
-
-
-def check_assignment(assignment: Mapping[str, object], facts: KernelFacts | None = None) -> dict[str, Value]:
-    """Validate every value against its knob and the coupled constraints; return canonical values.
-
-    Raises the first :class:`KnobError` found.
-    """
-    canonical = {name: get_knob(name).validate(value) for name, value in assignment.items()}
-    problems = violations(canonical, facts)
-    if problems:
-        raise problems[0]
-    return canonical

@@ -21,10 +21,27 @@ __all__ = [
     "IntRange",
     "OrderedTuple",
     "Value",
+    "as_int",
+    "as_tuple",
 ]
 
 INT_MAX = 2**31 - 1
 Value = int | bool | str | tuple[int, ...]
+
+
+def as_int(value: Value) -> int:
+    """The number of an integer-valued knob (a flag counts as 0/1). Values are canonical, so a string or a
+    tuple here is a programming error, not bad input: ``TypeError``."""
+    if isinstance(value, (str, tuple)):
+        raise TypeError(f"expected an integer value, got {value!r}")
+    return int(value)
+
+
+def as_tuple(value: Value) -> tuple[int, ...]:
+    """The parts of a tuple-valued knob (``TypeError`` for any other value)."""
+    if not isinstance(value, tuple):
+        raise TypeError(f"expected a tuple value, got {value!r}")
+    return value
 
 
 @runtime_checkable
@@ -35,7 +52,7 @@ class Domain(Protocol):
     def describe(self) -> str: ...
 
 
-def _as_int(knob: str, value: object) -> int:
+def _int_input(knob: str, value: object) -> int:
     # bool is an int subclass in Python; a TOML `true` is never a number here.
     if isinstance(value, bool) or not isinstance(value, int):
         raise KnobError(knob, f"expected an integer, got {type(value).__name__} {value!r}", value=value)
@@ -54,13 +71,13 @@ class IntRange:
     unit: str = ""
 
     def validate(self, knob: str, value: object) -> int:
-        v = _as_int(knob, value)
+        v = _int_input(knob, value)
         if not self.lo <= v <= self.hi:
             raise KnobError(knob, f"{v} is out of range", value=v, hint=f"allowed: {self.describe()}")
         return v
 
     def to_kernel(self, value: Value) -> str:
-        return str(int(value))
+        return str(as_int(value))
 
     def from_kernel(self, text: str) -> int:
         return int(text.split()[0])
@@ -107,7 +124,7 @@ class IntChoice:
     choices: tuple[tuple[int, str], ...]
 
     def validate(self, knob: str, value: object) -> int:
-        v = _as_int(knob, value)
+        v = _int_input(knob, value)
         if v not in self.values:
             raise KnobError(
                 knob, f"{v} is not one of the allowed modes", value=v, hint=f"allowed: {self.describe()}"
@@ -119,7 +136,7 @@ class IntChoice:
         return tuple(v for v, _ in self.choices)
 
     def to_kernel(self, value: Value) -> str:
-        return str(int(value))
+        return str(as_int(value))
 
     def from_kernel(self, text: str) -> int:
         return int(text.split()[0])
@@ -191,7 +208,7 @@ class OrderedTuple:
                 value=value,
                 hint=f"allowed: {self.describe()}",
             )
-        parts = tuple(_as_int(f"{knob}[{label}]", v) for label, v in zip(self.labels, value))
+        parts = tuple(_int_input(f"{knob}[{label}]", v) for label, v in zip(self.labels, value))
         for label, v in zip(self.labels, parts):
             if not self.lo <= v <= self.hi:
                 raise KnobError(
@@ -212,7 +229,7 @@ class OrderedTuple:
         return parts
 
     def to_kernel(self, value: Value) -> str:
-        return "\t".join(str(v) for v in value)  # type: ignore[union-attr]
+        return "\t".join(str(v) for v in as_tuple(value))
 
     def from_kernel(self, text: str) -> tuple[int, ...]:
         return tuple(int(v) for v in text.split())

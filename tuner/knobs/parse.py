@@ -1,7 +1,7 @@
 """``KNOB=VALUE`` settings as people type them on a command line, validated through the catalogue.
 
     parse_settings(["TCP_NODELAY=on", "net.ipv4.tcp_rmem=4096,131072,6291456", "SO_RCVBUF=4MiB"])
-    -> {"TCP_NODELAY": True, "net.ipv4.tcp_rmem": (4096, 131072, 6291456), "SO_RCVBUF": 4194304}
+    -> Assignment({"TCP_NODELAY": True, "net.ipv4.tcp_rmem": (4096, 131072, 6291456), "SO_RCVBUF": 4194304})
 
 Accepted forms, by the knob's domain: flags ``true/false``, ``on/off``, ``yes/no``, ``1/0``; integers,
 with a size unit for byte knobs (``64KiB``, ``4m``), a duration for second and millisecond knobs
@@ -16,8 +16,9 @@ import re
 from collections.abc import Iterable
 
 from tuner.errors import InputError, KnobError
+from tuner.knobs.assignment import Assignment
 from tuner.knobs.catalogue import Knob, get_knob
-from tuner.knobs.constraints import KernelFacts, check_assignment
+from tuner.knobs.constraints import KernelFacts
 from tuner.knobs.domains import Algorithm, Flag, IntChoice, IntRange, OrderedTuple, Value
 from tuner.units import parse_duration, parse_size
 
@@ -86,7 +87,7 @@ def parse_setting(text: str) -> tuple[str, Value]:
     return name.strip(), parse_value(get_knob(name.strip()), value)
 
 
-def parse_settings(texts: Iterable[str], facts: KernelFacts | None = None) -> dict[str, Value]:
+def parse_settings(texts: Iterable[str], facts: KernelFacts | None = None) -> Assignment:
     """An assignment from ``KNOB=VALUE`` texts, checked against the coupled constraints too.
 
     A knob given twice keeps its last value.
@@ -95,4 +96,4 @@ def parse_settings(texts: Iterable[str], facts: KernelFacts | None = None) -> di
     for text in texts:
         name, value = parse_setting(text)
         assignment[name] = value
-    return check_assignment(assignment, facts)
+    return Assignment.checked(assignment, facts)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from tuner.knobs.catalogue import Kind, Knob
+from tuner.knobs.catalogue import Knob
 from tuner.knobs.domains import Value
 
 __all__ = ["PROC_SYS", "SysctlTree"]
@@ -23,7 +23,7 @@ class SysctlTree:
     root: Path = PROC_SYS
 
     def available(self, knob: Knob) -> bool:
-        return knob.kind is Kind.SYSCTL and knob.sysctl_path(self.root).is_file()
+        return knob.is_sysctl and knob.sysctl_path(self.root).is_file()
 
     def read_text(self, knob: Knob) -> str:
         return knob.sysctl_path(self.root).read_text().strip()

@@ -26,7 +26,7 @@ import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from tuner.knobs import Kind, Scope, SysctlTree, Value, get_knob
+from tuner.knobs import SysctlTree, Value, as_int, get_knob
 
 __all__ = [
     "DEAD_PEER_KNOBS",
@@ -74,11 +74,7 @@ class HostLimits:
 
 
 def _raw(value: Value) -> int | bytes:
-    if isinstance(value, bool):
-        return int(value)
-    if isinstance(value, str):
-        return value.encode()
-    return int(value)  # type: ignore[arg-type]
+    return value.encode() if isinstance(value, str) else as_int(value)
 
 
 @dataclass(frozen=True)
@@ -105,25 +101,25 @@ class SocketOptions:
         applied: dict[str, Value] = {}
         for name, value in assignment.items():
             knob = get_knob(name)
-            if knob.kind is not Kind.SOCKOPT or name in _BUFFER_KNOBS or name in _STICKY_EXCLUDED:
+            if not knob.is_socket_option or name in _BUFFER_KNOBS or name in _STICKY_EXCLUDED:
                 continue
             assert knob.sockopt is not None
             level, opt = knob.sockopt
             (dead_peer if name in DEAD_PEER_KNOBS else stream).append((level, opt, _raw(value)))
             applied[name] = value
-        rmem_max = int(assignment.get("net.core.rmem_max", limits.rmem_max))  # type: ignore[arg-type]
-        wmem_max = int(assignment.get("net.core.wmem_max", limits.wmem_max))  # type: ignore[arg-type]
+        rmem_max = as_int(assignment.get("net.core.rmem_max", limits.rmem_max))
+        wmem_max = as_int(assignment.get("net.core.wmem_max", limits.wmem_max))
         rcv = sndb = udp_rcv = udp_snd = None
         if "SO_RCVBUF" in assignment:
-            rcv = min(int(assignment["SO_RCVBUF"]), rmem_max)  # type: ignore[arg-type]
+            rcv = min(as_int(assignment["SO_RCVBUF"]), rmem_max)
             applied["SO_RCVBUF"] = assignment["SO_RCVBUF"]
         if "SO_SNDBUF" in assignment:
-            sndb = min(int(assignment["SO_SNDBUF"]), wmem_max)  # type: ignore[arg-type]
+            sndb = min(as_int(assignment["SO_SNDBUF"]), wmem_max)
             applied["SO_SNDBUF"] = assignment["SO_SNDBUF"]
         if "net.core.rmem_default" in assignment:
-            udp_rcv = max(1, int(assignment["net.core.rmem_default"]) // 2)  # type: ignore[arg-type]
+            udp_rcv = max(1, as_int(assignment["net.core.rmem_default"]) // 2)
         if "net.core.wmem_default" in assignment:
-            udp_snd = max(1, int(assignment["net.core.wmem_default"]) // 2)  # type: ignore[arg-type]
+            udp_snd = max(1, as_int(assignment["net.core.wmem_default"]) // 2)
         for name in EMULATED_HOST_KNOBS:
             if name in assignment:
                 applied[name] = assignment[name]
@@ -140,17 +136,15 @@ class SocketOptions:
             sndb,
             udp_rcv,
             udp_snd,
-            int(backlog) if backlog is not None else None,
+            as_int(backlog) if backlog is not None else None,
             quickack,
             applied,
-        )  # type: ignore[arg-type]
+        )
 
     @staticmethod
     def unemulated(assignment: Mapping[str, Value]) -> list[str]:
         """Host knobs of ``assignment`` that a probe can neither write nor emulate per socket."""
-        return sorted(
-            n for n in assignment if get_knob(n).scope is Scope.HOST and n not in EMULATED_HOST_KNOBS
-        )
+        return sorted(n for n in assignment if get_knob(n).host_only and n not in EMULATED_HOST_KNOBS)
 
     # --- applying -----------------------------------------------------------------------------
 

@@ -4,7 +4,7 @@ from tuner.profiles.catalogue import CatalogueEntry, UnknownProfile, entries
 from tuner.profiles.catalogue import resolve as resolve_profile
 from tuner.profiles.files import MAX_PROFILE_BYTES, atomic_write, check_trusted, read_profile_bytes
 from tuner.profiles.load import load_profile, parse_profile
-from tuner.profiles.model import SCHEMA_VERSION, Profile, profile_name_for, section_for, split_assignment
+from tuner.profiles.model import SCHEMA_VERSION, Profile, profile_name_for
 from tuner.profiles.render import (
     render_nginx_listen,
     render_python_setsockopt,
@@ -33,6 +33,4 @@ __all__ = [
     "render_sysctl_d",
     "resolve_profile",
     "save_profile",
-    "section_for",
-    "split_assignment",
 ]

@@ -23,7 +23,7 @@ from typing import Any, NoReturn
 
 from tuner.errors import InputError, KnobError, ProfileError, TunerError
 from tuner.inputs import TooDeep, parse_toml
-from tuner.knobs import CATALOGUE, KernelFacts, Kind, Scope, Value, get_knob, violations
+from tuner.knobs import CATALOGUE, Assignment, KernelFacts, get_knob
 from tuner.profiles.catalogue import UnknownProfile, is_path
 from tuner.profiles.catalogue import resolve as resolve_profile
 from tuner.profiles.files import read_profile_bytes
@@ -202,7 +202,7 @@ class _Validator:
         sysctl = self.sysctl(doc.get("sysctl", {}))
         socket = self.socket(doc.get("socket", {}))
         if parent is not None:  # this file's settings win over the included ones
-            sysctl, socket = {**parent.sysctl, **sysctl}, {**parent.socket, **socket}
+            sysctl, socket = Assignment(parent.sysctl) | sysctl, Assignment(parent.socket) | socket
             workload, path = workload or parent.workload, path or parent.path
             meta.setdefault("description", parent.description)
         self.coupled(sysctl, socket)
@@ -375,15 +375,15 @@ class _Validator:
 
     # --- settings -------------------------------------------------------------------------------
 
-    def sysctl(self, section: Mapping[str, Any]) -> dict[str, Value]:
-        out: dict[str, Value] = {}
+    def sysctl(self, section: Mapping[str, Any]) -> Assignment:
+        out = Assignment()
         for parts, value in self._flatten(section, ()):
             path = ("sysctl", *parts)
             name = ".".join(parts)
             knob = CATALOGUE.get(name)
             if knob is None:
                 self._unknown(name, path)
-            if knob.kind is not Kind.SYSCTL:
+            if not knob.is_sysctl:
                 self.fail(
                     f"{name} is a socket setting, set by the application", *path, hint="put it in [socket]"
                 )
@@ -393,7 +393,7 @@ class _Validator:
                     *path,
                     hint='keep one: "' + name + '" = ...',
                 )
-            out[name] = self.value(knob.name, value, path)
+            out |= self.value(knob.name, value, path)
             self.where[("sysctl", name)] = path
         return out
 
@@ -427,14 +427,14 @@ class _Validator:
                     )
                 yield (*prefix, key), value
 
-    def socket(self, section: Mapping[str, Any]) -> dict[str, Value]:
-        out: dict[str, Value] = {}
+    def socket(self, section: Mapping[str, Any]) -> Assignment:
+        out = Assignment()
         for name, value in section.items():
             path = ("socket", name)
             knob = CATALOGUE.get(name)
             if knob is None:
                 self._unknown(name, path)
-            if knob.scope is not Scope.SOCKET:
+            if not knob.set_by_application:
                 self.fail(
                     f"{name} is a kernel setting (sysctl), not a socket setting",
                     *path,
@@ -446,7 +446,7 @@ class _Validator:
                     *path,
                     hint=f"allowed: {knob.domain.describe()}",
                 )
-            out[name] = self.value(name, value, path)
+            out |= self.value(name, value, path)
             self.where[("socket", name)] = path
         return out
 
@@ -461,9 +461,10 @@ class _Validator:
             )
         raise AssertionError("unreachable")
 
-    def value(self, name: str, value: object, path: tuple[str, ...]) -> Value:
+    def value(self, name: str, value: object, path: tuple[str, ...]) -> Assignment:
+        """``name = value`` as a one-knob Assignment (validated here, once), or a failure at ``path``."""
         try:
-            return CATALOGUE[name].validate(value)
+            return Assignment({name: value})
         except KnobError as exc:
             self.fail(
                 _strip_knob(exc, name),
@@ -471,9 +472,8 @@ class _Validator:
                 hint=exc.hint or f"allowed: {CATALOGUE[name].domain.describe()}",
             )
 
-    def coupled(self, sysctl: dict[str, Value], socket: dict[str, Value]) -> None:
-        merged = {**sysctl, **socket}
-        for problem in violations(merged, self.facts):
+    def coupled(self, sysctl: Assignment, socket: Assignment) -> None:
+        for problem in (sysctl | socket).violations(self.facts):
             section = "sysctl" if problem.knob in sysctl else "socket"
             where = self.where.get((section, problem.knob), ("include",))  # a knob of the included profile
             self.fail(_strip_knob(problem, problem.knob), *where, hint=problem.hint)

@@ -16,27 +16,13 @@ from typing import Any
 
 from tuner import __version__
 from tuner.errors import InputError, KnobError
-from tuner.knobs import Kind, Scope, Value, get_knob, violations
+from tuner.knobs import Assignment, Value, get_knob
 from tuner.workload import NetworkPath, Workload
 
-__all__ = ["SCHEMA_VERSION", "Profile", "check_name", "profile_name_for", "section_for", "split_assignment"]
+__all__ = ["SCHEMA_VERSION", "Profile", "check_name", "profile_name_for"]
 
 SCHEMA_VERSION = 1
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
-
-
-def section_for(knob_name: str) -> str:
-    """The profile section a knob belongs in: ``sysctl`` for kernel settings, ``socket`` for the rest."""
-    return "sysctl" if get_knob(knob_name).kind is Kind.SYSCTL else "socket"
-
-
-def split_assignment(assignment: Mapping[str, object]) -> tuple[dict[str, object], dict[str, object]]:
-    """Split an assignment (knob name -> value) into the ``sysctl`` and ``socket`` parts of a profile."""
-    sysctl: dict[str, object] = {}
-    socket: dict[str, object] = {}
-    for name, value in assignment.items():
-        (sysctl if section_for(name) == "sysctl" else socket)[name] = value
-    return sysctl, socket
 
 
 def check_name(name: object) -> str:
@@ -48,16 +34,19 @@ def check_name(name: object) -> str:
     return name
 
 
-def _canonical(section: str, settings: Mapping[str, object]) -> dict[str, Value]:
-    out: dict[str, Value] = {}
-    for name, value in settings.items():
-        knob = get_knob(name)
-        if section == "sysctl" and knob.kind is not Kind.SYSCTL:
-            raise KnobError(name, "is a socket setting, not a sysctl", hint="put it in [socket]")
-        if section == "socket" and knob.scope is not Scope.SOCKET:
-            raise KnobError(name, "is a sysctl, not a socket setting", hint="put it in [sysctl]")
-        out[name] = knob.validate(value)
-    return out
+_WRONG_SECTION = {
+    "sysctl": ("is a socket setting, not a sysctl", "put it in [socket]"),
+    "socket": ("is a sysctl, not a socket setting", "put it in [sysctl]"),
+}
+
+
+def _section(section: str, settings: Mapping[str, object]) -> Assignment:
+    """``settings`` as the ``section`` of a profile: each knob belongs there, each value is canonical."""
+    for name in settings:
+        if get_knob(name).section != section:
+            message, hint = _WRONG_SECTION[section]
+            raise KnobError(name, message, hint=hint)
+    return Assignment(settings)
 
 
 def _toml_data(value: Any, where: str) -> Any:
@@ -94,8 +83,8 @@ class Profile:
     kernel: str = field(default_factory=platform.release)
     workload: Workload | None = None
     path: NetworkPath | None = None
-    sysctl: dict[str, Value] = field(default_factory=dict)
-    socket: dict[str, Value] = field(default_factory=dict)
+    sysctl: Mapping[str, Value] = field(default_factory=Assignment)  # an Assignment once constructed
+    socket: Mapping[str, Value] = field(default_factory=Assignment)
     evidence: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -107,23 +96,21 @@ class Profile:
                 raise InputError(f"profile {attr} must be a string, got {getattr(self, attr)!r}")
         if not isinstance(self.evidence, Mapping):
             raise InputError(f"profile evidence must be a table, got {type(self.evidence).__name__}")
-        sysctl = _canonical("sysctl", self.sysctl)
-        socket = _canonical("socket", self.socket)
-        problems = violations({**sysctl, **socket})
-        if problems:
-            raise problems[0]
+        sysctl = _section("sysctl", self.sysctl)
+        socket = _section("socket", self.socket)
+        (sysctl | socket).check()
         object.__setattr__(self, "sysctl", sysctl)
         object.__setattr__(self, "socket", socket)
         object.__setattr__(self, "evidence", _toml_data(self.evidence, "evidence"))
 
     @property
-    def assignment(self) -> dict[str, Value]:
+    def assignment(self) -> Assignment:
         """Every setting of the profile, kernel and socket, as one assignment."""
-        return {**self.sysctl, **self.socket}
+        return Assignment(self.sysctl) | self.socket
 
     @classmethod
     def from_assignment(cls, name: str, assignment: Mapping[str, object], **fields: Any) -> Profile:
-        sysctl, socket = split_assignment(assignment)
+        sysctl, socket = Assignment(assignment).sections()
         return cls(name=name, sysctl=sysctl, socket=socket, **fields)
 
 

@@ -12,12 +12,12 @@ from __future__ import annotations
 import socket
 from collections.abc import Mapping
 
-from tuner.knobs import CATALOGUE, Kind, Scope, Value
+from tuner.knobs import Assignment, as_int, get_knob
 from tuner.profiles.model import Profile
+from tuner.units import format_value
 
 __all__ = ["render_nginx_listen", "render_python_setsockopt", "render_socket_snippets", "render_sysctl_d"]
 
-_ORDER = {name: i for i, name in enumerate(CATALOGUE)}
 _PY_NOTES = {
     "SO_RCVBUF": "before listen()/connect(): the window scale is fixed at the handshake; "
     "the kernel doubles it and turns autotuning off",
@@ -27,19 +27,12 @@ _PY_NOTES = {
 }
 
 
-def _ordered(settings: Mapping[str, Value]) -> list[str]:
-    return sorted(settings, key=_ORDER.__getitem__)
-
-
 def render_sysctl_d(profile: Profile, *, netns: str | None = None) -> str:
     """The profile's sysctls as the text of a ``/etc/sysctl.d/*.conf`` file; with ``netns``, only the
     per-namespace ones, as a file for that namespace's own boot step (never the host's sysctl.d)."""
     origin = f"tuner {profile.tuner_version}" if profile.tuner_version else "hand-written profile"
-    settings = (
-        profile.sysctl
-        if netns is None
-        else {k: v for k, v in profile.sysctl.items() if CATALOGUE[k].scope is Scope.NETNS}
-    )
+    sysctl = Assignment(profile.sysctl)
+    settings = sysctl if netns is None else sysctl.netns_sysctls
     lines = [f"# Written by {origin} from profile {profile.name} (created {profile.created.isoformat()})."]
     if netns is None:
         lines.append(
@@ -58,30 +51,30 @@ def render_sysctl_d(profile: Profile, *, netns: str | None = None) -> str:
             if netns is None
             else "# This profile sets no per-namespace kernel settings."
         )
-    for name in _ordered(settings):
-        knob = CATALOGUE[name]
+    for name in settings.in_catalogue_order():
+        knob = get_knob(name)
         lines.append(f"{name} = {knob.domain.to_kernel(settings[name]).replace(chr(9), ' ')}")
     return "\n".join(lines) + "\n"
 
 
 def _level_and_name(name: str) -> tuple[str, str]:
-    level, _ = CATALOGUE[name].sockopt or (0, 0)
+    level, _ = get_knob(name).sockopt or (0, 0)
     level_name = "socket.SOL_SOCKET" if level == socket.SOL_SOCKET else "socket.IPPROTO_TCP"
     return level_name, f"socket.{name}"
 
 
-def render_python_setsockopt(settings: Mapping[str, Value]) -> str:
+def render_python_setsockopt(settings: Mapping[str, object]) -> str:
     """Python lines that give a socket ``settings`` (``sock`` / ``listener`` stand for the application's)."""
+    socket_settings = Assignment(settings)
     lines = ["import socket", "", "# on each socket, before connect() or listen():"]
     backlog = None
-    for name in _ordered(settings):
-        knob = CATALOGUE[name]
-        value = settings[name]
-        if knob.kind is Kind.LISTEN:
+    for name in socket_settings.in_catalogue_order():
+        value = socket_settings[name]
+        if not get_knob(name).is_socket_option:
             backlog = value
             continue
         level, opt = _level_and_name(name)
-        arg = repr(str(value).encode()) if isinstance(value, str) else str(int(value))
+        arg = repr(value.encode()) if isinstance(value, str) else str(as_int(value))
         note = f"  # {_PY_NOTES[name]}" if name in _PY_NOTES else ""
         lines.append(f"sock.setsockopt({level}, {opt}, {arg}){note}")
     if backlog is not None:
@@ -93,8 +86,9 @@ def render_python_setsockopt(settings: Mapping[str, Value]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def render_nginx_listen(settings: Mapping[str, Value], *, port: int = 80) -> str:
+def render_nginx_listen(settings: Mapping[str, object], *, port: int = 80) -> str:
     """nginx directives: the ``listen`` parameters, plus ``tcp_nodelay``; other options as comments."""
+    settings = Assignment(settings)
     params = []
     if "backlog" in settings:
         params.append(f"backlog={settings['backlog']}")
@@ -122,18 +116,14 @@ def render_nginx_listen(settings: Mapping[str, Value], *, port: int = 80) -> str
         "TCP_KEEPCNT",
         "TCP_NODELAY",
     }
-    rest = [n for n in _ordered(settings) if n not in covered]
+    rest = [n for n in settings.in_catalogue_order() if n not in covered]
     if rest:
         lines.append(
             "# no nginx directive for: "
-            + ", ".join(f"{n}={_show(settings[n])}" for n in rest)
+            + ", ".join(f"{n}={format_value(settings[n])}" for n in rest)
             + " (set them in the application or with a sysctl)"
         )
     return "\n".join(lines) + "\n"
-
-
-def _show(value: Value) -> str:
-    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def render_socket_snippets(profile: Profile) -> str:

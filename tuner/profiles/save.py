@@ -15,7 +15,7 @@ from typing import Any
 import tomli_w
 
 from tuner.errors import ProfileError
-from tuner.knobs import CATALOGUE, Value
+from tuner.knobs import Assignment, Value
 from tuner.profiles.files import atomic_write
 from tuner.profiles.model import SCHEMA_VERSION, Profile
 
@@ -29,7 +29,6 @@ _NO_EVIDENCE = """\
 # No evidence yet: no measurement backs these settings. `tuner recommend` records its evidence here
 # (baseline against recommended, the trials, the confidence).
 """
-_ORDER = {name: i for i, name in enumerate(CATALOGUE)}
 
 
 def _scalar(value: Any) -> str:
@@ -38,7 +37,7 @@ def _scalar(value: Any) -> str:
 
 def _settings(section: str, settings: Mapping[str, Value]) -> str:
     lines = [f"[{section}]"]
-    for name in sorted(settings, key=_ORDER.__getitem__):
+    for name in Assignment(settings).in_catalogue_order():
         value = settings[name]
         text = (
             "[" + ", ".join(_scalar(v) for v in value) + "]" if isinstance(value, tuple) else _scalar(value)
