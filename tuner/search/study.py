@@ -760,7 +760,7 @@ class Study:
             changed = [i for i, (a, b) in enumerate(zip(current.point, base_point)) if a != b]
             if len(changed) <= 1:
                 break  # without its last change it is the baseline, which the confirmation judges
-            options = []
+            options: list[tuple[float, Candidate, int | None]] = []
             for i in changed:
                 dim = self.space.dimensions[i]
                 if dim.knob in held and dim.ordered and base_point[i] < current.point[i]:
