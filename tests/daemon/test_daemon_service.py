@@ -43,31 +43,43 @@ def _nice(pid: int) -> int:
         return int(f.read().rsplit(")", 1)[1].split()[16])
 
 
+def _low_priority_or_gone(pid: int) -> bool:
+    try:
+        return _nice(pid) == 19 and io_priority(pid)[0] == "idle"
+    except OSError:  # it has exited
+        return True
+
+
 def test_ready_then_a_new_workload_is_searched_in_a_low_priority_child_and_a_profile_written_and_counted(
     run_daemon, workload, notify
 ):
     workload("nagle", 5000)
     port = free_port()
-    d = run_daemon(f'[metrics]\nlisten = "127.0.0.1:{port}"\n')
+    # beside busy processes a nice-19 search gets about 1.5% of a core: no time budget may cut it short
+    d = run_daemon(f'[search]\ntime = "30m"\n[metrics]\nlisten = "127.0.0.1:{port}"\n')
     ready = notify.wait(lambda m: "READY=1" in m, 20, "READY=1")
     before = wait_for(lambda: scrape(port), 20, "/metrics answering")
     assert before["tuner_info"][0][0]["mode"] == "recommend"
     assert sum(v for _, v in before.get("tuner_searches_total", [])) == 0
     assert "STATUS=" in ready and f"MAINPID={d.pid}" in ready
 
-    # the search runs in a child at nice 19 and idle I/O; numpy is loaded there, never in the daemon
-    s = d.wait_state(
-        lambda s: s["search"] and s["search"]["trial"] >= 1, 40, "a search with a finished trial"
-    )
+    # the search runs in a child at nice 19 and idle I/O; numpy is loaded there, never in the daemon.
+    # Beside busy processes a nice-19 child gets a few percent of a core: the deadlines are that generous.
+    s = d.wait_state(lambda s: s["search"], 60, "a search")
     child = s["search"]["pid"]
     assert s["search"]["service"].startswith("tcp client -> 127.0.0.1:5000")
-    if os.path.exists(f"/proc/{child}"):
-        assert _nice(child) == 19
-        assert io_priority(child)[0] == "idle"
-        assert "numpy" in maps_of(child)  # the positive control for the check below
+    # the child lowers its priority as it starts; an idle machine may have finished the search already
+    wait_for(lambda: _low_priority_or_gone(child), 60, "the search at nice 19 and idle I/O")
+    # the positive control for the check below (the child may already be done on an idle machine)
+    wait_for(
+        lambda: not os.path.exists(f"/proc/{child}") or "numpy" in maps_of(child), 300, "numpy in the search"
+    )
+    s = d.wait_state(
+        lambda s: s["profiles"] or (s["search"] and s["search"]["trial"] >= 1), 600, "a finished trial"
+    )
     notify.wait(lambda m: "STATUS=" in m and "searching tcp client" in m, 5, "a STATUS line about the search")
 
-    s = d.wait_state(lambda s: s["profiles"], 60, "a written profile")
+    s = d.wait_state(lambda s: s["profiles"], 600, "a written profile")
     rec = s["profiles"][0]
     profile = load_profile(rec["file"])
     assert rec["file"].startswith(str(d.state_dir / "profiles"))
@@ -99,8 +111,10 @@ def test_ready_then_a_new_workload_is_searched_in_a_low_priority_child_and_a_pro
 
 def test_sigterm_mid_search_exits_within_10s_leaving_no_namespace_or_process(run_daemon, workload, notify):
     workload("nagle", 5001)
-    d = run_daemon('[search]\nbudget = 60\nduration = "1s"\n')
-    s = d.wait_state(lambda s: s["search"] and s["search"]["trial"] >= 1, 40, "a running search")
+    # at nice 0: this test is about stopping, and a nice-19 search beside busy processes barely runs;
+    # a time budget that cannot end the search before the stop does
+    d = run_daemon('[search]\nbudget = 60\nduration = "1s"\ntime = "10m"\nnice = 0\n')
+    s = d.wait_state(lambda s: s["search"] and s["search"]["trial"] >= 1, 120, "a running search")
     child = s["search"]["pid"]
     wait_for(lambda: sandboxes_of(child), 10, "the search's sandbox namespaces")
     code, took = d.stop()

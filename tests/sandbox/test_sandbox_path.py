@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import socket
-import statistics
 import time
 
 import pytest
@@ -33,8 +32,9 @@ def test_a_50ms_path_measures_50ms_of_tcp_ping_pong(backend):
         sb.spawn(Side.SERVER, echo)
         rtts = sb.run(Side.CLIENT, ping_pong, 12)
         health = sb.health()
-    median = statistics.median(rtts[2:])
-    assert abs(median - 0.05) < 0.003, f"median RTT {median * 1e3:.2f} ms"
+    # the fastest exchange is the path's: a busy machine only adds wake-up delays on top (one-sided)
+    fastest = min(rtts[2:])
+    assert 0.0495 < fastest < 0.053, f"fastest RTT {fastest * 1e3:.2f} ms"
     assert health.packets > 20 and health.dropped_loss == 0 and health.tun_drops == 0
 
 
