@@ -5,11 +5,13 @@ Every write goes to the test's namespace (``--netns``) or tmp_path; searches run
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import time
 
+import psutil
 import pytest
 from daemon_helpers import (
     free_port,
@@ -43,6 +45,18 @@ def _nice(pid: int) -> int:
         return int(f.read().rsplit(")", 1)[1].split()[16])
 
 
+def _lift_priority(pid: int) -> None:
+    """Nice 0 for a search child this test's daemon started and for everything it has forked so far
+    (what it forks later inherits it)."""
+    try:
+        procs = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return
+    for p in procs:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            p.nice(0)
+
+
 def _low_priority_or_gone(pid: int) -> bool:
     try:
         return _nice(pid) == 19 and io_priority(pid)[0] == "idle"
@@ -51,12 +65,12 @@ def _low_priority_or_gone(pid: int) -> bool:
 
 
 def test_ready_then_a_new_workload_is_searched_in_a_low_priority_child_and_a_profile_written_and_counted(
-    run_daemon, workload, notify
+    run_daemon, workload, notify, netns
 ):
     workload("nagle", 5000)
     port = free_port()
-    # beside busy processes a nice-19 search gets about 1.5% of a core: no time budget may cut it short
-    d = run_daemon(f'[search]\ntime = "30m"\n[metrics]\nlisten = "127.0.0.1:{port}"\n')
+    # a time budget that a busy machine's slower search cannot run into
+    d = run_daemon(f'[search]\ntime = "10m"\n[metrics]\nlisten = "127.0.0.1:{port}"\n')
     ready = notify.wait(lambda m: "READY=1" in m, 20, "READY=1")
     before = wait_for(lambda: scrape(port), 20, "/metrics answering")
     assert before["tuner_info"][0][0]["mode"] == "recommend"
@@ -70,6 +84,9 @@ def test_ready_then_a_new_workload_is_searched_in_a_low_priority_child_and_a_pro
     assert s["search"]["service"].startswith("tcp client -> 127.0.0.1:5000")
     # the child lowers its priority as it starts; an idle machine may have finished the search already
     wait_for(lambda: _low_priority_or_gone(child), 60, "the search at nice 19 and idle I/O")
+    # checked: now lift the search to nice 0, or beside busy processes it gets ~1.5% of a core and its
+    # probes starve (invalid runs, no profile); what follows is about the search's result, not its pace
+    _lift_priority(child)
     # the positive control for the check below (the child may already be done on an idle machine)
     wait_for(
         lambda: not os.path.exists(f"/proc/{child}") or "numpy" in maps_of(child), 300, "numpy in the search"
@@ -84,7 +101,7 @@ def test_ready_then_a_new_workload_is_searched_in_a_low_priority_child_and_a_pro
     profile = load_profile(rec["file"])
     assert rec["file"].startswith(str(d.state_dir / "profiles"))
     assert profile.evidence["daemon"]["service"] == rec["service"]
-    assert "baseline" in json.dumps(profile.evidence)
+    assert profile.evidence["baseline"]["source"] == f"netns {netns}"  # the daemon's target, not the host
     assert rec["summary"]["gain"]
     assert not any(h in maps_of(d.pid) for h in HEAVY), "the daemon itself loaded the search stack"
 

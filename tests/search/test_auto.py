@@ -57,6 +57,8 @@ def test_a_nagle_bound_service_gets_a_profile_that_turns_nagle_off(netns, tmp_pa
     assert profile.socket["TCP_NODELAY"] is True
     observed = profile.evidence["observed"]
     assert "nagle-delayed-ack" in {s["name"] for s in observed["symptoms"]}
+    # the search started from the observed namespace's own settings, not this host's
+    assert profile.evidence["baseline"]["source"] == f"netns {netns}"
 
 
 def test_a_quiet_namespace_needs_no_tuning_and_writes_nothing(netns, tmp_path):

@@ -323,6 +323,7 @@ def cmd_recommend_auto(args: argparse.Namespace) -> int:
         )
         return 0
     out_dir.mkdir(parents=True, exist_ok=True)
+    target = read_target(args.netns)  # the baseline of every search: the observed host or namespace
     written = []
     for i, svc in enumerate(targets, 1):
         symptoms = ", ".join(s.name for s in svc.symptoms)
@@ -331,7 +332,7 @@ def cmd_recommend_auto(args: argparse.Namespace) -> int:
             config.budget, parse_objective(config.objective, svc.workload.kind).name.split(":")[0]
         )
         try:
-            rec = recommend_for_service(svc, obs, config, view)
+            rec = recommend_for_service(svc, obs, config, view, target)
         finally:
             view.close()
         file = out_dir / f"{rec.profile.name}.toml"

@@ -100,6 +100,7 @@ class Daemon:
             notifier=self.notifier,
             on_progress=lambda: self._set_status(self._status_line()),
             clock=self.clock,
+            netns=self.netns,
         )
 
     # --- configuration ------------------------------------------------------------------------

@@ -46,6 +46,7 @@ class SearchJob:
     io_class: str
     profile_file: str
     profile_name: str
+    netns: str | None = None  # the daemon's target: its live settings are the search's baseline
 
     def to_json(self) -> str:
         d = asdict(self)

@@ -51,8 +51,10 @@ class SearchScheduler:
         notifier: Notifier,
         on_progress: Callable[[], None],
         clock: Callable[[], float],
+        netns: str | None = None,
     ) -> None:
         self.state = state
+        self.netns = netns  # the target the searches take their baseline from (None: this host)
         self.profiles_dir = state_dir / PROFILES_DIR
         self.child_argv = child_argv
         self.config = config
@@ -127,6 +129,7 @@ class SearchScheduler:
             io_class=policy.io_class,
             profile_file=str(ensure_dir(self.profiles_dir) / f"{name}.toml"),
             profile_name=name,
+            netns=self.netns,
         )
         runner = SearchRunner(job, self.child_argv)
         try:

@@ -54,6 +54,7 @@ def _emit(channel: TextIO, kind: str, **data: Any) -> None:
 
 
 def _run(job: SearchJob, channel: TextIO) -> int:
+    from tuner.probe.target import read_target
     from tuner.profiles import save_profile
     from tuner.search import SearchConfig, TrialEvent, recommend  # the heavy imports
     from tuner.workload import NetworkPath, Workload
@@ -78,7 +79,8 @@ def _run(job: SearchJob, channel: TextIO) -> int:
             detail=event.message or best,
         )
 
-    rec = recommend(workload, path, config, progress=progress)
+    # the baseline is the daemon's target (this host, or the namespace it watches)
+    rec = recommend(workload, path, config, progress=progress, target=read_target(job.netns))
     evidence = {**rec.profile.evidence, "daemon": {"service": job.service, "trigger": job.reason}}
     profile = replace(rec.profile, evidence=evidence)
     save_profile(profile, job.profile_file)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 
 from tuner.kinds import spec
 from tuner.observe import Observation, ServiceSignature
+from tuner.probe.target import TargetBaseline
 from tuner.profiles import profile_name_for
 from tuner.search.recommend import Recommendation, recommend
 from tuner.search.space import searchable_knobs
@@ -73,11 +74,13 @@ def recommend_for_service(
     obs: Observation,
     config: SearchConfig,
     progress: Callable[[TrialEvent], None] | None = None,
+    target: TargetBaseline | None = None,
 ) -> Recommendation:
-    """Search the workload and path observed for ``svc``; the profile is named after the service and
-    its evidence records the observation that triggered it."""
+    """Search the workload and path observed for ``svc`` from ``target``'s baseline (the host or namespace
+    observed; default: this host); the profile is named after the service and its evidence records the
+    observation that triggered it."""
     auto = auto_space(svc, replace(config, name=config.name or profile_name_for(svc.key)))
-    rec = recommend(svc.workload, svc.path, auto.config, progress)
+    rec = recommend(svc.workload, svc.path, auto.config, progress, target=target)
     observed = {
         **observed_evidence(svc, obs),
         "searched_knobs": list(rec.space.knobs),
