@@ -19,7 +19,7 @@ from typing import Any
 from tuner.adapters.procs import SocketOwners
 from tuner.adapters.sockdiag import LISTEN_STATES, SockDiag
 from tuner.kernel import Owner, Proto, SocketRecord, TcpState
-from tuner.knobs import CATALOGUE, Scope, SysctlTree
+from tuner.knobs import CATALOGUE, SysctlTree
 from tuner.logs import get_logger
 from tuner.netns import run_in_netns
 from tuner.observe.counters import Counters, read_counters
@@ -190,7 +190,7 @@ def representative_inodes(sockets: Iterable[SocketRecord]) -> set[int]:
 
 
 def read_host_sysctls() -> dict[str, Any]:
-    return read_sysctls([n for n in SNAPSHOT_SYSCTLS if CATALOGUE[n].scope is Scope.HOST])
+    return read_sysctls([n for n in SNAPSHOT_SYSCTLS if CATALOGUE[n].host_only])
 
 
 def take_snapshot(
