@@ -140,7 +140,7 @@ class Candidate:
     """A point of the space as the probe will run it: the changes from the baseline, checked."""
 
     point: tuple[int, ...]
-    assignment: Mapping[str, Value]  # only knobs that differ from the baseline
+    assignment: Assignment  # only knobs that differ from the baseline
     repairs: tuple[str, ...] = ()  # what was adjusted to satisfy the catalogue's rules
 
     @property
