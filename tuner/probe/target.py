@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
 from tuner.errors import InputError
-from tuner.knobs import CATALOGUE, Scope, SysctlTree, Value, get_knob
+from tuner.knobs import CATALOGUE, Scope, SysctlTree, Value, get_knob, json_value
 from tuner.logs import get_logger
 from tuner.netns import run_in_netns
 from tuner.probe.sockopts import EMULATED_HOST_KNOBS, HostLimits
@@ -112,7 +112,7 @@ class TargetBaseline:
     def to_dict(self) -> dict[str, object]:
         return {
             "source": self.source,
-            "settings": {k: list(v) if isinstance(v, tuple) else v for k, v in sorted(self.settings.items())},
+            "settings": {k: json_value(v) for k, v in sorted(self.settings.items())},
         }
 
 

@@ -34,6 +34,7 @@ from tuner.knobs import (
     Value,
     ceiling,
     get_knob,
+    json_value,
 )
 from tuner.probe.sockopts import EMULATED_HOST_KNOBS
 from tuner.workload import NetworkPath, WorkloadKind
@@ -151,7 +152,7 @@ class Candidate:
 
 def assignment_key(assignment: Mapping[str, Value]) -> str:
     """A stable text identity of an assignment, equal for equal assignments."""
-    return repr(sorted((k, list(v) if isinstance(v, tuple) else v) for k, v in assignment.items()))
+    return repr(sorted((k, json_value(v)) for k, v in assignment.items()))
 
 
 @dataclass(frozen=True)
@@ -293,7 +294,7 @@ class Space:
         return {
             "kind": self.kind.value,
             "dimensions": [d.to_dict() for d in self.dimensions],
-            "baseline": {k: list(v) if isinstance(v, tuple) else v for k, v in sorted(self.baseline.items())},
+            "baseline": {k: json_value(v) for k, v in sorted(self.baseline.items())},
         }
 
 
