@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tuner.knobs import CATALOGUE, Kind
+from tuner.knobs import CATALOGUE
 
 IS_ROOT = os.geteuid() == 0
 needs_root = pytest.mark.skipif(not IS_ROOT, reason="needs root for network namespaces")
@@ -77,5 +77,5 @@ def fake_proc_sys(tmp_path: Path) -> Path:
         path = root.joinpath(*name.split("."))
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text + "\n")
-    assert all(n in FAKE_DEFAULTS for n, k in CATALOGUE.items() if k.kind is Kind.SYSCTL)
+    assert all(n in FAKE_DEFAULTS for n, k in CATALOGUE.items() if k.is_sysctl)
     return root

@@ -23,9 +23,18 @@ __all__ = [
 ]
 
 _NUM = r"([0-9]+(?:\.[0-9]*)?|\.[0-9]+)"
-_DURATION = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
-_RATE = {"bit": 1, "kbit": 1e3, "mbit": 1e6, "gbit": 1e9, "bps": 8, "kbps": 8e3, "mbps": 8e6, "gbps": 8e9}
-_SIZE = {
+_DURATION: dict[str, float] = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
+_RATE: dict[str, float] = {
+    "bit": 1,
+    "kbit": 1e3,
+    "mbit": 1e6,
+    "gbit": 1e9,
+    "bps": 8,
+    "kbps": 8e3,
+    "mbps": 8e6,
+    "gbps": 8e9,
+}
+_SIZE: dict[str, float] = {
     "": 1,
     "b": 1,
     "k": 1024,
@@ -47,31 +56,28 @@ def _split(text: str, what: str, forms: str) -> tuple[float, str]:
     return float(m.group(1)), m.group(2).lower()
 
 
+def _scaled(text: str, what: str, forms: str, units: dict[str, float]) -> float:
+    """A number with one of ``units`` (unit -> scale), times its scale."""
+    value, unit = _split(text, what, forms)
+    if unit not in units:
+        raise InputError(f"unknown {what} unit in {text!r}", hint=f"use {forms}")
+    return value * units[unit]
+
+
 def parse_duration(text: str) -> float:
     """'50ms' -> 0.05 seconds; a bare number is seconds."""
-    forms = "a number with us, ms, s, m or h (e.g. 50ms, 2s)"
-    value, unit = _split(text, "duration", forms)
-    if unit not in _DURATION:
-        raise InputError(f"unknown duration unit in {text!r}", hint=f"use {forms}")
-    return value * _DURATION[unit]
+    return _scaled(text, "duration", "a number with us, ms, s, m or h (e.g. 50ms, 2s)", _DURATION)
 
 
 def parse_rate(text: str) -> float:
     """'100mbit' -> 1e8 bits per second (tc's units: bit, kbit, mbit, gbit; bps variants are bytes)."""
-    forms = "a number with bit, kbit, mbit or gbit (e.g. 100mbit)"
-    value, unit = _split(text, "rate", forms)
-    if unit not in _RATE:
-        raise InputError(f"unknown rate unit in {text!r}", hint=f"use {forms}")
-    return value * _RATE[unit]
+    return _scaled(text, "rate", "a number with bit, kbit, mbit or gbit (e.g. 100mbit)", _RATE)
 
 
 def parse_size(text: str) -> int:
     """'64KiB' / '64k' -> 65536 bytes; a bare number is bytes."""
     forms = "a number of bytes, optionally with k/KiB, m/MiB, g/GiB (e.g. 64KiB)"
-    value, unit = _split(text, "size", forms)
-    if unit not in _SIZE:
-        raise InputError(f"unknown size unit in {text!r}", hint=f"use {forms}")
-    return int(value * _SIZE[unit])
+    return int(_scaled(text, "size", forms, _SIZE))
 
 
 def parse_ratio(text: str) -> float:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tuner.knobs import CATALOGUE, Kind, SysctlTree
+from tuner.knobs import CATALOGUE, SysctlTree
 
 FS_IOC_GETFLAGS = 0x80086601
 FS_IOC_SETFLAGS = 0x40086602
@@ -17,7 +17,7 @@ FS_IMMUTABLE_FL = 0x10
 
 
 def snapshot(tree: SysctlTree) -> dict[str, object]:
-    return {n: tree.read(k) for n, k in CATALOGUE.items() if k.kind is Kind.SYSCTL}
+    return {n: tree.read(k) for n, k in CATALOGUE.items() if k.is_sysctl}
 
 
 def _set_immutable(path: Path, on: bool) -> None:

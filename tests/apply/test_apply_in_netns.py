@@ -8,7 +8,7 @@ import pytest
 
 from tuner.apply import HOST_ONLY_REASON, Applier, Change, Plan, Target, make_plan, run_in_target, verify
 from tuner.errors import ApplyError
-from tuner.knobs import CATALOGUE, Kind, SysctlTree
+from tuner.knobs import CATALOGUE, SysctlTree
 from tuner.profiles import Profile
 
 pytestmark = pytest.mark.root
@@ -28,7 +28,7 @@ PROFILE = Profile(
 
 def live() -> dict[str, object]:
     tree = SysctlTree()
-    return {n: tree.read(k) for n, k in CATALOGUE.items() if k.kind is Kind.SYSCTL}
+    return {n: tree.read(k) for n, k in CATALOGUE.items() if k.is_sysctl}
 
 
 def apply_here(state: Path, target: Target) -> tuple[Plan, list[Change]]:

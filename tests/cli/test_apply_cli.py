@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tuner.knobs import CATALOGUE, Kind, SysctlTree, get_knob
+from tuner.knobs import CATALOGUE, SysctlTree, get_knob
 from tuner.netns import run_in_netns
 from tuner.profiles import Profile, load_profile, render_sysctl_d, save_profile
 
@@ -21,7 +21,7 @@ MISSING_NS = f"tuner-{os.getpid()}-missing"
 
 def live() -> dict[str, object]:
     tree = SysctlTree()
-    return {n: tree.read(k) for n, k in CATALOGUE.items() if k.kind is Kind.SYSCTL}
+    return {n: tree.read(k) for n, k in CATALOGUE.items() if k.is_sysctl}
 
 
 def set_somaxconn(value: int) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tuner.knobs import CATALOGUE, Kind, SysctlTree, get_knob
+from tuner.knobs import CATALOGUE, SysctlTree, get_knob
 from tuner.netns import run_in_netns
 
 
@@ -46,7 +46,7 @@ def test_netns_shows_the_namespace_values_and_what_it_lacks(netns, cli):
     run_in_netns(netns, _somaxconn_to, 77)
     data = {k["name"]: k for k in json.loads(cli("knobs", "--netns", netns, "--json").out)}
     assert data["net.core.somaxconn"]["live"] == 77
-    absent = [n for n, k in data.items() if CATALOGUE[n].kind is Kind.SYSCTL and not k["available"]]
+    absent = [n for n, k in data.items() if CATALOGUE[n].is_sysctl and not k["available"]]
     assert "net.core.netdev_max_backlog" in absent and "net.ipv4.tcp_mem" in absent
     assert data["net.core.netdev_max_backlog"]["live"] is None
     table = cli("knobs", "--netns", netns).out

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from tuner.errors import KnobError
-from tuner.knobs import CATALOGUE, INT_MAX, KernelFacts, Kind, Scope, SysctlTree, check_assignment, get_knob
+from tuner.knobs import CATALOGUE, INT_MAX, KernelFacts, Scope, SysctlTree, check_assignment, get_knob
 
 
 def test_catalogue_covers_every_required_knob():
@@ -132,6 +132,6 @@ def test_a_knob_missing_from_the_kernel_reads_as_unavailable(fake_proc_sys):
 
 def test_every_sysctl_path_stays_under_the_root(fake_proc_sys):
     for knob in CATALOGUE.values():
-        if knob.kind is Kind.SYSCTL:
+        if knob.is_sysctl:
             path = knob.sysctl_path(fake_proc_sys).resolve()
             assert path.is_relative_to(fake_proc_sys.resolve())

@@ -15,7 +15,7 @@ import pytest
 
 from tuner.apply import Applier, make_plan
 from tuner.errors import ProfileError
-from tuner.knobs import CATALOGUE, KernelFacts, Kind, SysctlTree
+from tuner.knobs import CATALOGUE, KernelFacts, SysctlTree
 from tuner.profiles import MAX_PROFILE_BYTES, load_profile
 
 BAD = Path(__file__).parent / "bad"
@@ -68,11 +68,11 @@ def test_a_10_mb_file_is_refused_before_it_is_parsed(tmp_path):
 def test_a_refused_profile_leaves_the_tree_and_the_state_dir_untouched(fake_proc_sys, tmp_path):
     """The deploy pipeline (load, plan, apply) stops at the load: nothing else runs."""
     tree = SysctlTree(fake_proc_sys)
-    before = {n: tree.read(k) for n, k in CATALOGUE.items() if k.kind is Kind.SYSCTL}
+    before = {n: tree.read(k) for n, k in CATALOGUE.items() if k.is_sysctl}
     state = tmp_path / "state"
     for file in CORPUS:
         with pytest.raises(ProfileError):
             profile = load_profile(file, facts=KernelFacts.read(fake_proc_sys))
             Applier(state, tree).apply(make_plan(profile, tree), "test")
-    assert {n: tree.read(k) for n, k in CATALOGUE.items() if k.kind is Kind.SYSCTL} == before
+    assert {n: tree.read(k) for n, k in CATALOGUE.items() if k.is_sysctl} == before
     assert not state.exists()

@@ -14,7 +14,7 @@ from typing import Any
 
 from tuner.apply.target import HOST, Target
 from tuner.errors import EnvironmentProblem
-from tuner.knobs import CATALOGUE, Assignment, SysctlTree, Value, json_value
+from tuner.knobs import CATALOGUE, SysctlTree, Value, json_value
 from tuner.profiles import Profile
 from tuner.units import format_value
 
@@ -110,7 +110,7 @@ def make_plan(profile: Profile, tree: SysctlTree, *, target: Target = HOST) -> P
     changes: list[Change] = []
     unchanged: list[Setting] = []
     not_applicable: list[NotApplicable] = []
-    sysctl = Assignment(profile.sysctl)
+    sysctl = profile.sysctl
     for name in sysctl.in_catalogue_order():
         new = sysctl[name]
         if CATALOGUE[name].host_only and not target.is_host:

@@ -296,6 +296,10 @@ def cmd_render(args: argparse.Namespace) -> int:
     return 0
 
 
+def _profile_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("profile", metavar="PROFILE", help="profile name (`tuner profiles list`) or file (.toml)")
+
+
 def _common(p: argparse.ArgumentParser, netns_help: str, *, state: bool) -> None:
     p.add_argument("--netns", metavar="NS", help=netns_help)
     if state:
@@ -316,7 +320,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "restored. Applying twice changes nothing the second time. Socket settings "
         "are printed for the application, never applied.",
     )
-    p.add_argument("profile", metavar="PROFILE", help="profile name (`tuner profiles list`) or file (.toml)")
+    _profile_argument(p)
     p.add_argument("--dry-run", action="store_true", help="show the plan, write nothing (exit 0)")
     p.add_argument(
         "--check",
@@ -342,7 +346,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Compare live values with a profile: exit 0 when they match, 1 with a per-key "
         "diff when they do not. Knobs absent here are reported as not applicable.",
     )
-    p.add_argument("profile", metavar="PROFILE", help="profile name (`tuner profiles list`) or file (.toml)")
+    _profile_argument(p)
     _common(p, "check inside this network namespace", state=False)
     p.set_defaults(func=cmd_verify)
 
@@ -366,7 +370,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Print a profile's kernel settings as a sysctl.d file, or its socket settings "
         "as Python setsockopt lines and nginx listen parameters.",
     )
-    p.add_argument("profile", metavar="PROFILE", help="profile name (`tuner profiles list`) or file (.toml)")
+    _profile_argument(p)
     p.add_argument(
         "--format", choices=("sysctl", "socket"), default="sysctl", help="what to print (default: sysctl)"
     )

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from tuner.cli.output import print_json, print_table, require_root
 from tuner.errors import EnvironmentProblem, StateError
+from tuner.units import format_value
 
 if TYPE_CHECKING:
     from tuner.daemon.config import DaemonConfig
@@ -30,12 +31,6 @@ def _when(ts: float | None) -> str:
     if not isinstance(ts, (int, float)) or not ts or not math.isfinite(ts) or not 0 < ts < 1e11:
         return "-"
     return datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
-
-
-def _show(value: Any) -> str:
-    if isinstance(value, (list, tuple)):
-        return " ".join(str(v) for v in value)
-    return str(value)
 
 
 def _release(args: argparse.Namespace) -> int:
@@ -197,7 +192,10 @@ def _print_status(state_dir: Path, s: dict[str, Any], running: bool) -> None:
         rows = []
         for a in s["applied"]:
             changes = (
-                ", ".join(f"{k} {_show(v['old'])} -> {_show(v['new'])}" for k, v in a["changes"].items())
+                ", ".join(
+                    f"{k} {format_value(v['old'])} -> {format_value(v['new'])}"
+                    for k, v in a["changes"].items()
+                )
                 or "-"
             )
             rows.append(
@@ -216,7 +214,7 @@ def _print_status(state_dir: Path, s: dict[str, Any], running: bool) -> None:
         print_table(
             ("KNOB", "SINCE", "DAEMON SET", "FOUND", "WRITER"),
             [
-                (k, _when(m["since"]), _show(m["expected"]), _show(m["found"]), m["writer"])
+                (k, _when(m["since"]), format_value(m["expected"]), format_value(m["found"]), m["writer"])
                 for k, m in s["manual"].items()
             ],
         )

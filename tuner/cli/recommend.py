@@ -25,6 +25,7 @@ from tuner.cli.workload_args import (
 )
 from tuner.errors import EnvironmentProblem, InputError
 from tuner.kinds import KINDS
+from tuner.knobs import json_value
 from tuner.probe.measurement import METRICS
 from tuner.probe.target import read_target
 from tuner.profiles import Profile, dump_profile, save_profile
@@ -272,7 +273,7 @@ def cmd_recommend(args: argparse.Namespace) -> int:
             {
                 "verdict": rec.verdict.text,
                 "significant": rec.verdict.significant,
-                "assignment": {k: list(v) if isinstance(v, tuple) else v for k, v in rec.assignment.items()},
+                "assignment": {k: json_value(v) for k, v in rec.assignment.items()},
                 "baseline": rec.baseline.to_dict(),
                 "recommended": rec.best.to_dict(),
                 "metrics": metric_comparison(rec.baseline, rec.best, seed=config.seed),
@@ -349,9 +350,7 @@ def cmd_recommend_auto(args: argparse.Namespace) -> int:
                     "service": svc.key,
                     "verdict": rec.verdict.text,
                     "significant": rec.verdict.significant,
-                    "assignment": {
-                        k: list(v) if isinstance(v, tuple) else v for k, v in rec.assignment.items()
-                    },
+                    "assignment": {k: json_value(v) for k, v in rec.assignment.items()},
                     "profile_file": str(file),
                 }
                 for svc, rec, file in written

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from tuner.apply import Applier, Change, Journal, Plan, SetStep, Target, make_plan, rollback, run_in_target
 from tuner.apply.plan import read_live
-from tuner.knobs import SysctlTree, Value
+from tuner.knobs import Assignment, SysctlTree, Value
 from tuner.profiles import Profile, load_profile
 
 __all__ = ["KnobAccess"]
@@ -88,7 +88,7 @@ class KnobAccess:
             description=profile.description,
             workload=profile.workload,
             path=profile.path,
-            sysctl=dict(settings),
+            sysctl=Assignment(settings),
         )
         return run_in_target(self.target, _apply, subset, journal, self.target, reason)
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from tuner.errors import ConfigError, InputError, UnsafeFileError
 from tuner.inputs import TooDeep, bounded, parse_toml
-from tuner.knobs import CATALOGUE, Kind
+from tuner.knobs import CATALOGUE
 from tuner.logs import get_logger
 from tuner.search.stats import MIN_REPEATS
 from tuner.trusted import read_trusted
@@ -247,15 +247,13 @@ def _allowed_knobs(r: _Reader) -> frozenset[str]:
     for name in names:
         knob = CATALOGUE.get(name)
         if knob is None:
-            close = difflib.get_close_matches(
-                name, [k for k, v in CATALOGUE.items() if v.kind is Kind.SYSCTL], n=2
-            )
+            close = difflib.get_close_matches(name, [k for k, v in CATALOGUE.items() if v.is_sysctl], n=2)
             raise r.fail(
                 "apply.allow",
                 f"{name!r} is not a knob tuner knows",
                 hint=f"did you mean {' or '.join(close)}?" if close else "list them with `tuner knobs`",
             )
-        if knob.kind is not Kind.SYSCTL:
+        if not knob.is_sysctl:
             raise r.fail(
                 "apply.allow",
                 f"{name!r} is a socket setting; only the application can set it",

@@ -33,7 +33,7 @@ from tuner.daemon.state import (
     ProfileRecord,
 )
 from tuner.errors import TunerError
-from tuner.knobs import CATALOGUE, Kind, Scope
+from tuner.knobs import CATALOGUE
 from tuner.logs import get_logger
 from tuner.trusted import ensure_dir
 
@@ -71,7 +71,7 @@ def select_knobs(
     skipped: dict[str, str] = {}
     for knob, value in sysctls.items():
         entry = CATALOGUE.get(knob)
-        if entry is None or entry.kind is not Kind.SYSCTL:
+        if entry is None or not entry.is_sysctl:
             skipped[knob] = "not a sysctl"
         elif knob not in allow:
             skipped[knob] = "not in [apply] allow"
@@ -81,7 +81,7 @@ def select_knobs(
             skipped[knob] = f"set by the administrator ({admin_files[knob]})"
         elif knob in held:
             skipped[knob] = f"held by profile {held[knob]}"
-        elif in_netns and entry.scope is Scope.HOST:
+        elif in_netns and entry.host_only:
             skipped[knob] = "host-only knob; not writable in a network namespace"
         else:
             out[knob] = value

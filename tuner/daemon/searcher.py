@@ -54,6 +54,7 @@ def _emit(channel: TextIO, kind: str, **data: Any) -> None:
 
 
 def _run(job: SearchJob, channel: TextIO) -> int:
+    from tuner.knobs import json_value
     from tuner.probe.target import read_target
     from tuner.profiles import save_profile
     from tuner.search import SearchConfig, TrialEvent, recommend  # the heavy imports
@@ -84,7 +85,7 @@ def _run(job: SearchJob, channel: TextIO) -> int:
     evidence = {**rec.profile.evidence, "daemon": {"service": job.service, "trigger": job.reason}}
     profile = replace(rec.profile, evidence=evidence)
     save_profile(profile, job.profile_file)
-    changed = {k: list(v) if isinstance(v, tuple) else v for k, v in rec.assignment.items()}
+    changed = {k: json_value(v) for k, v in rec.assignment.items()}
     _emit(
         channel,
         "done",

@@ -1,7 +1,7 @@
 """The knob catalogue: what can be tuned, how values are validated, read and written."""
 
 from tuner.knobs.assignment import Assignment, check_assignment, json_value
-from tuner.knobs.catalogue import CATALOGUE, Kind, Knob, Scope, get_knob, knobs_by_scope
+from tuner.knobs.catalogue import CATALOGUE, Knob, Scope, get_knob, knobs_by_scope
 from tuner.knobs.constraints import CONSTRAINTS, KernelFacts, ceiling, violations
 from tuner.knobs.domains import (
     INT_MAX,
@@ -29,7 +29,6 @@ __all__ = [
     "IntChoice",
     "IntRange",
     "KernelFacts",
-    "Kind",
     "Knob",
     "OrderedTuple",
     "Scope",

@@ -17,7 +17,7 @@ from types import MappingProxyType
 from tuner.errors import KnobError
 from tuner.knobs.domains import INT_MAX, Algorithm, Domain, Flag, IntChoice, IntRange, OrderedTuple, Value
 
-__all__ = ["CATALOGUE", "Kind", "Knob", "Scope", "get_knob", "knobs_by_scope"]
+__all__ = ["CATALOGUE", "Knob", "Scope", "get_knob", "knobs_by_scope"]
 
 KiB = 1024
 MiB = 1024 * KiB

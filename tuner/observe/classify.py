@@ -545,29 +545,22 @@ def _symptoms(
     out: list[Symptom] = []
     # buffers and windows (tcp_info time shares, summed over the group)
     if g.busy >= th.limited_min_busy * 1e6:
-        share = g.rwnd / g.busy
-        if share >= th.limited_share:
-            out.append(
-                _symptom(
-                    "receive-window-limited",
-                    (
-                        f"the peer's receive window held back sending {share:.0%} of the busy time "
-                        f"({g.active} connection(s), {shape.throughput_bps / 1e6:.3g} Mbit/s at min RTT "
-                        f"{_ms(_median(g.min_rtt))}): the receiver's buffer is smaller than the bandwidth-delay product"
-                    ),
+        rate = f"{g.active} connection(s), {shape.throughput_bps / 1e6:.3g} Mbit/s"
+        for name, held, what, why in (
+            (
+                "receive-window-limited",
+                g.rwnd,
+                "the peer's receive window",
+                f" at min RTT {_ms(_median(g.min_rtt))}): the receiver's buffer is smaller than the "
+                "bandwidth-delay product",
+            ),
+            ("send-buffer-limited", g.sndbuf, "the send buffer", ")"),
+        ):
+            share = held / g.busy
+            if share >= th.limited_share:
+                out.append(
+                    _symptom(name, f"{what} held back sending {share:.0%} of the busy time ({rate}{why}")
                 )
-            )
-        share = g.sndbuf / g.busy
-        if share >= th.limited_share:
-            out.append(
-                _symptom(
-                    "send-buffer-limited",
-                    (
-                        f"the send buffer held back sending {share:.0%} of the busy time "
-                        f"({g.active} connection(s), {shape.throughput_bps / 1e6:.3g} Mbit/s)"
-                    ),
-                )
-            )
     # Nagle + delayed ACK: several small writes per exchange, RTT far above the path's
     if cls is ServiceClass.REQUEST_RESPONSE and g.exchanges:
         srtt, min_rtt = _median(g.srtt), _median(r for r in g.min_rtt if r > 0)

@@ -19,7 +19,7 @@ from typing import Any
 from tuner.adapters.procs import SocketOwners
 from tuner.adapters.sockdiag import LISTEN_STATES, SockDiag
 from tuner.kernel import Owner, Proto, SocketRecord, TcpState
-from tuner.knobs import CATALOGUE, Scope, SysctlTree
+from tuner.knobs import CATALOGUE, SysctlTree, json_value
 from tuner.logs import get_logger
 from tuner.netns import run_in_netns
 from tuner.observe.counters import Counters, read_counters
@@ -87,7 +87,7 @@ class Snapshot:
             "wall_time": self.wall_time,
             "netns": self.netns,
             "took": self.took,
-            "sysctls": {k: list(v) if isinstance(v, tuple) else v for k, v in self.sysctls.items()},
+            "sysctls": {k: json_value(v) for k, v in self.sysctls.items()},
             "counters": dict(self.counters),
             "owners": {str(i): o.to_dict() for i, o in self.owners.items()},
             "sockets": [s.to_dict() for s in self.sockets],
@@ -190,7 +190,7 @@ def representative_inodes(sockets: Iterable[SocketRecord]) -> set[int]:
 
 
 def read_host_sysctls() -> dict[str, Any]:
-    return read_sysctls([n for n in SNAPSHOT_SYSCTLS if CATALOGUE[n].scope is Scope.HOST])
+    return read_sysctls([n for n in SNAPSHOT_SYSCTLS if CATALOGUE[n].host_only])
 
 
 def take_snapshot(

@@ -32,6 +32,7 @@ __all__ = [
     "ServerHung",
     "accept_many",
     "connect_many",
+    "drive_against_server",
     "latency_metrics",
     "open_listener",
     "percentile",
@@ -162,6 +163,23 @@ def stop_server(job: Any, board: Board | None = None, *, role: str = "server", t
         raise ServerHung(role, f"no result within {timeout:g} s") from exc
     except Exception as exc:
         raise ServerCrashed(role, f"{type(exc).__name__}: {exc}") from exc
+
+
+def drive_against_server(
+    env: RepeatEnv, serve: Callable[..., Any], drive: Callable[..., Any], *args: Any
+) -> tuple[Any, Any]:
+    """One repeat of a client/server probe: ``serve(workload, options, board, server_host)`` in the server
+    namespace until it posts its port, then ``drive(workload, options, server_host, port, *args)`` in the
+    client's; the server is stopped whatever happens. Returns (client report, server report)."""
+    w, board = env.workload, Board("port", "stop")
+    server = start_server(env, board, serve, w, env.options, board, env.server_host)
+    try:
+        client = env.sandbox.run(
+            env.client_side, drive, w, env.options, env.server_host, int(board["port"]), *args
+        )
+    finally:
+        server_report = stop_server(server, board)
+    return client, server_report
 
 
 def open_listener(

@@ -33,7 +33,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
-from tuner.probe.base import RepeatEnv, Sample, latency_metrics, open_listener, start_server, stop_server
+from tuner.probe.base import RepeatEnv, Sample, drive_against_server, latency_metrics, open_listener
 from tuner.probe.board import Board
 from tuner.probe.cpu import SATURATED, CpuMeter
 from tuner.probe.sockopts import SocketOptions
@@ -187,21 +187,9 @@ def drive(workload: Workload, options: SocketOptions, host: str, port: int, time
 
 
 def run_repeat(env: RepeatEnv) -> Sample:
-    board = Board("port", "stop")
     w = env.workload
-    server = start_server(env, board, serve, w, env.options, board, env.server_host)
-    try:
-        client: ClientReport = env.sandbox.run(
-            env.client_side,
-            drive,
-            w,
-            env.options,
-            env.server_host,
-            int(board["port"]),
-            connect_timeout(env.duration),
-        )
-    finally:
-        stop_server(server, board)
+    client: ClientReport
+    client, _ = drive_against_server(env, serve, drive, connect_timeout(env.duration))
     sample = Sample()
     sample.metrics.update(latency_metrics("connect", client.times))
     sample.metrics.pop("connect_p90_ms", None)

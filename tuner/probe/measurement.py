@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
+from tuner.knobs import json_value
 from tuner.workload import NetworkPath, Workload
 
 __all__ = ["METRICS", "Better", "Measurement", "MetricInfo", "Stat", "summarize"]
@@ -165,7 +166,7 @@ class Measurement:
         d: dict[str, Any] = {
             "workload": self.workload.to_dict(),
             "path": self.path.to_dict(),
-            "assignment": {k: list(v) if isinstance(v, tuple) else v for k, v in self.assignment.items()},
+            "assignment": {k: json_value(v) for k, v in self.assignment.items()},
             "metrics": {k: s.to_dict() for k, s in self.metrics.items()},
             "counters": {side: dict(c) for side, c in self.counters.items()},
             "backend": self.backend,
@@ -186,10 +187,7 @@ class Measurement:
         if self.baseline:
             d["baseline"] = {
                 "source": self.baseline.get("source"),
-                "settings": {
-                    k: list(v) if isinstance(v, tuple) else v
-                    for k, v in self.baseline.get("settings", {}).items()
-                },
+                "settings": {k: json_value(v) for k, v in self.baseline.get("settings", {}).items()},
             }
         return d
 

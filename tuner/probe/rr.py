@@ -30,10 +30,9 @@ from tuner.probe.base import (
     RepeatEnv,
     Sample,
     connect_many,
+    drive_against_server,
     latency_metrics,
     open_listener,
-    start_server,
-    stop_server,
 )
 from tuner.probe.board import Board
 from tuner.probe.cpu import SATURATED, CpuMeter
@@ -199,22 +198,9 @@ def _loop(
 
 
 def run_repeat(env: RepeatEnv) -> Sample:
-    board = Board("port", "stop")
-    w = env.workload
-    server = start_server(env, board, serve, w, env.options, board, env.server_host)
-    try:
-        report: ClientReport = env.sandbox.run(
-            env.client_side,
-            drive,
-            w,
-            env.options,
-            env.server_host,
-            int(board["port"]),
-            env.warmup,
-            env.duration,
-        )
-    finally:
-        server_report: ServerReport = stop_server(server, board)
+    report: ClientReport
+    server_report: ServerReport
+    report, server_report = drive_against_server(env, serve, drive, env.warmup, env.duration)
     sample = Sample()
     sample.metrics["tps"] = len(report.latencies) / report.window
     sample.metrics.update(latency_metrics("latency", report.latencies))

@@ -27,7 +27,7 @@ from dataclasses import replace
 from typing import Any
 
 from tuner.errors import TunerError, interrupt_behind, reraise_interrupt
-from tuner.knobs import Kind, Scope, SysctlTree, Value, check_assignment, get_knob
+from tuner.knobs import Assignment, Scope, SysctlTree, Value, get_knob
 from tuner.logs import get_logger
 from tuner.observe.counters import Counters, delta, read_counters
 from tuner.probe.base import RepeatEnv, Sample, ServerCrashed
@@ -36,20 +36,11 @@ from tuner.probe.sockopts import HostLimits, SocketOptions
 from tuner.probe.target import CONGESTION, NOT_COPIED, TargetBaseline, read_scope
 from tuner.workload import NetworkPath, Workload
 
-__all__ = ["default_warmup", "netns_part", "run_probe"]
+__all__ = ["default_warmup", "run_probe"]
 
 log = get_logger(__name__)
 
 _SIDES = ("client", "server")
-
-
-def netns_part(assignment: Mapping[str, Value]) -> dict[str, Value]:
-    """The per-namespace sysctls of an assignment."""
-    return {
-        name: value
-        for name, value in assignment.items()
-        if get_knob(name).kind is Kind.SYSCTL and get_knob(name).scope is Scope.NETNS
-    }
 
 
 def default_warmup(duration: float, path: NetworkPath) -> float:
@@ -100,7 +91,7 @@ def run_probe(
     if repeats < 1 or duration <= 0:
         return failed(f"repeats ({repeats}) and duration ({duration:g} s) must be positive")
     try:
-        canonical = check_assignment(assignment)
+        canonical = Assignment.checked(assignment)
     except TunerError as exc:
         return failed(f"invalid assignment: {exc}" + (f" ({exc.hint})" if exc.hint else ""))
     base = Measurement(workload=workload, path=path, assignment=canonical, repeats=0, duration=duration)
@@ -108,7 +99,7 @@ def run_probe(
         "probe.started",
         kind=workload.kind.value,
         path=path.describe(),
-        assignment=canonical,
+        assignment=dict(canonical),
         repeats=repeats,
         duration=duration,
     )
@@ -118,7 +109,7 @@ def run_probe(
         if target is not None and not {CONGESTION, "TCP_CONGESTION"} & set(canonical):
             emulated = target.socket_emulation()  # what the sandbox namespace refuses, per socket
         options = SocketOptions.from_assignment({**emulated, **canonical}, limits)
-        sysctls = netns_part(canonical)
+        sysctls = canonical.netns_sysctls
         if sandbox is None:
             from tuner.sandbox import Sandbox
 
@@ -151,7 +142,7 @@ def _measure_in(
     sb: Any,
     base: Measurement,
     options: SocketOptions,
-    sysctls: dict[str, Value],
+    sysctls: Assignment,
     repeats: int,
     duration: float,
     target: TargetBaseline | None = None,

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
 from tuner.errors import InputError
-from tuner.knobs import CATALOGUE, Kind, Scope, SysctlTree, Value, get_knob
+from tuner.knobs import CATALOGUE, Scope, SysctlTree, Value, get_knob, json_value
 from tuner.logs import get_logger
 from tuner.netns import run_in_netns
 from tuner.probe.sockopts import EMULATED_HOST_KNOBS, HostLimits
@@ -48,7 +48,7 @@ def read_scope(scope: Scope) -> dict[str, Value]:
     tree = SysctlTree()
     out: dict[str, Value] = {}
     for knob in CATALOGUE.values():
-        if knob.kind is Kind.SYSCTL and knob.scope is scope:
+        if knob.is_sysctl and knob.scope is scope:
             value = tree.read(knob)
             if value is not None:
                 out[knob.name] = value
@@ -104,15 +104,15 @@ class TargetBaseline:
         netns, host = dict(self.netns), dict(self.host)
         for name, value in values.items():
             knob = get_knob(name)
-            if knob.kind is not Kind.SYSCTL:
+            if not knob.is_sysctl:
                 raise InputError(f"{name} is not a sysctl: a baseline holds sysctls only")
-            (host if knob.scope is Scope.HOST else netns)[name] = knob.validate(value)
+            (host if knob.host_only else netns)[name] = knob.validate(value)
         return replace(self, netns=netns, host=host, source=source or self.source)
 
     def to_dict(self) -> dict[str, object]:
         return {
             "source": self.source,
-            "settings": {k: list(v) if isinstance(v, tuple) else v for k, v in sorted(self.settings.items())},
+            "settings": {k: json_value(v) for k, v in sorted(self.settings.items())},
         }
 
 

@@ -202,7 +202,7 @@ class _Validator:
         sysctl = self.sysctl(doc.get("sysctl", {}))
         socket = self.socket(doc.get("socket", {}))
         if parent is not None:  # this file's settings win over the included ones
-            sysctl, socket = Assignment(parent.sysctl) | sysctl, Assignment(parent.socket) | socket
+            sysctl, socket = parent.sysctl | sysctl, parent.socket | socket
             workload, path = workload or parent.workload, path or parent.path
             meta.setdefault("description", parent.description)
         self.coupled(sysctl, socket)

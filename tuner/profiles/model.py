@@ -16,7 +16,7 @@ from typing import Any
 
 from tuner import __version__
 from tuner.errors import InputError, KnobError
-from tuner.knobs import Assignment, Value, get_knob
+from tuner.knobs import Assignment, get_knob
 from tuner.workload import NetworkPath, Workload
 
 __all__ = ["SCHEMA_VERSION", "Profile", "check_name", "profile_name_for"]
@@ -83,8 +83,8 @@ class Profile:
     kernel: str = field(default_factory=platform.release)
     workload: Workload | None = None
     path: NetworkPath | None = None
-    sysctl: Mapping[str, Value] = field(default_factory=Assignment)  # an Assignment once constructed
-    socket: Mapping[str, Value] = field(default_factory=Assignment)
+    sysctl: Assignment = field(default_factory=Assignment)  # a plain mapping is validated into one
+    socket: Assignment = field(default_factory=Assignment)
     evidence: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -106,7 +106,7 @@ class Profile:
     @property
     def assignment(self) -> Assignment:
         """Every setting of the profile, kernel and socket, as one assignment."""
-        return Assignment(self.sysctl) | self.socket
+        return self.sysctl | self.socket
 
     @classmethod
     def from_assignment(cls, name: str, assignment: Mapping[str, object], **fields: Any) -> Profile:

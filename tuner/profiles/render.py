@@ -31,8 +31,7 @@ def render_sysctl_d(profile: Profile, *, netns: str | None = None) -> str:
     """The profile's sysctls as the text of a ``/etc/sysctl.d/*.conf`` file; with ``netns``, only the
     per-namespace ones, as a file for that namespace's own boot step (never the host's sysctl.d)."""
     origin = f"tuner {profile.tuner_version}" if profile.tuner_version else "hand-written profile"
-    sysctl = Assignment(profile.sysctl)
-    settings = sysctl if netns is None else sysctl.netns_sysctls
+    settings = profile.sysctl if netns is None else profile.sysctl.netns_sysctls
     lines = [f"# Written by {origin} from profile {profile.name} (created {profile.created.isoformat()})."]
     if netns is None:
         lines.append(

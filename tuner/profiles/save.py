@@ -8,14 +8,13 @@ written, so saving a loaded canonical file reproduces its bytes exactly.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path as FilePath
 from typing import Any
 
 import tomli_w
 
 from tuner.errors import ProfileError
-from tuner.knobs import Assignment, Value
+from tuner.knobs import Assignment
 from tuner.profiles.files import atomic_write
 from tuner.profiles.model import SCHEMA_VERSION, Profile
 
@@ -35,9 +34,9 @@ def _scalar(value: Any) -> str:
     return tomli_w.dumps({"v": value})[len("v = ") : -1]
 
 
-def _settings(section: str, settings: Mapping[str, Value]) -> str:
+def _settings(section: str, settings: Assignment) -> str:
     lines = [f"[{section}]"]
-    for name in Assignment(settings).in_catalogue_order():
+    for name in settings.in_catalogue_order():
         value = settings[name]
         text = (
             "[" + ", ".join(_scalar(v) for v in value) + "]" if isinstance(value, tuple) else _scalar(value)

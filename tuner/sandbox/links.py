@@ -251,12 +251,24 @@ class VethLink:
 
     def health(self) -> PathHealth:
         d = _since(self._counters(), self._base)
-        drops = sum(x.dropped for x in d.values())
+        return self._kernel_health(
+            packets=sum(x.tx_packets for x in d.values()),
+            dropped_loss=0,
+            drops=sum(x.dropped for x in d.values()),
+            to_server=d[Side.CLIENT].tx_ip_bytes,
+            to_client=d[Side.SERVER].tx_ip_bytes,
+        )
+
+    def _kernel_health(
+        self, *, packets: int, dropped_loss: int, drops: int, to_server: int, to_client: int
+    ) -> PathHealth:
+        """The health of a path the kernel carries (no delay line: no late packets, no helper CPU);
+        ``drops`` (the veth's own) are what can spoil it."""
         valid, reason = judge(drops, 0.0)
         return PathHealth(
             backend=self.backend,
-            packets=sum(x.tx_packets for x in d.values()),
-            dropped_loss=0,
+            packets=packets,
+            dropped_loss=dropped_loss,
             dropped_queue=0,
             tun_drops=drops,
             late_packets=0,
@@ -265,8 +277,8 @@ class VethLink:
             cpu_seconds=0.0,
             valid=valid,
             reason=reason,
-            bytes_to_server=d[Side.CLIENT].tx_ip_bytes,
-            bytes_to_client=d[Side.SERVER].tx_ip_bytes,
+            bytes_to_server=to_server,
+            bytes_to_client=to_client,
             elapsed=time.monotonic() - self._t0,
             rate_bps=self.plan.rate_bps,
         )
@@ -307,24 +319,13 @@ class NetemLink(VethLink):
 
     def health(self) -> PathHealth:
         d = _since(self._counters(), self._base)
-        valid, reason = judge(0, 0.0)
-        return PathHealth(
-            backend=self.backend,
+        return self._kernel_health(
             packets=sum(x.packets for x in d.values()),
             # netem counts its random loss and its limit overflows together
             dropped_loss=sum(x.drops for x in d.values()),
-            dropped_queue=0,
-            tun_drops=0,
-            late_packets=0,
-            late_p99_ms=0.0,
-            late_max_ms=0.0,
-            cpu_seconds=0.0,
-            valid=valid,
-            reason=reason,
-            bytes_to_server=d[Side.CLIENT].sent_bytes,
-            bytes_to_client=d[Side.SERVER].sent_bytes,
-            elapsed=time.monotonic() - self._t0,
-            rate_bps=self.plan.rate_bps,
+            drops=0,
+            to_server=d[Side.CLIENT].sent_bytes,
+            to_client=d[Side.SERVER].sent_bytes,
         )
 
 

@@ -32,7 +32,7 @@ from typing import Any, TypeVar
 
 from tuner.adapters import rtnl as nl
 from tuner.errors import KnobError, NotRootError, SandboxError, TunerError
-from tuner.knobs import Kind, Knob, Scope, SysctlTree, Value, get_knob
+from tuner.knobs import Assignment, Knob, SysctlTree, Value, get_knob
 from tuner.logs import get_logger
 from tuner.netns import NETNS_DIR, NetnsChild
 from tuner.sandbox import guard
@@ -43,7 +43,7 @@ from tuner.sandbox.links import LinkPlan, PathLink, make_link, netem_probe, plan
 from tuner.sandbox.registry import ProcessId, Registry, SandboxRecord, processes_in_netns, reap_stale
 from tuner.workload import NetworkPath
 
-__all__ = ["SETUP_SYSCTLS", "Sandbox", "netem_available", "netns_assignment"]
+__all__ = ["SETUP_SYSCTLS", "Sandbox", "netem_available"]
 
 log = get_logger(__name__)
 T = TypeVar("T")
@@ -57,27 +57,9 @@ _reaped_in: int | None = None  # pid of the process that already reaped stale sa
 _netem: bool | None = None  # cached: does this kernel have sch_netem?
 
 
-def netns_assignment(assignment: Mapping[str, Value]) -> list[tuple[Knob, Value]]:
-    """Validate an Assignment for a sandbox namespace: per-namespace sysctls only, canonical values."""
-    out: list[tuple[Knob, Value]] = []
-    for name, value in assignment.items():
-        knob = get_knob(name)
-        if knob.kind is not Kind.SYSCTL or knob.scope is not Scope.NETNS:
-            hint = (
-                "host-wide sysctls are never written by a sandbox: emulate them per socket "
-                "(SO_RCVBUFFORCE/SO_SNDBUFFORCE)"
-                if knob.scope is Scope.HOST
-                else "socket options are set by the application on its sockets"
-            )
-            raise KnobError(
-                name,
-                f"is a {knob.scope.value} {knob.kind.value} setting, not a per-namespace "
-                "sysctl a sandbox can set",
-                value=value,
-                hint=hint,
-            )
-        out.append((knob, knob.validate(value)))
-    return out
+def _netns_items(assignment: Mapping[str, Value]) -> list[tuple[Knob, Value]]:
+    """What a sandbox namespace can set (see :meth:`Assignment.require_netns`) as (knob, value) pairs."""
+    return list(Assignment(assignment).require_netns().knobs())
 
 
 def _write_sysctls(items: list[tuple[Knob, Value]], where: str) -> None:
@@ -164,8 +146,8 @@ class Sandbox:
     ) -> None:
         self.path = path
         self._sysctls = {
-            Side.CLIENT: netns_assignment(client_sysctls),
-            Side.SERVER: netns_assignment(server_sysctls),
+            Side.CLIENT: _netns_items(client_sysctls),
+            Side.SERVER: _netns_items(server_sysctls),
         }
         self._backend_request = backend
         self.name = ""
@@ -343,7 +325,7 @@ class Sandbox:
 
     def apply_sysctls(self, side: Side, assignment: Mapping[str, Value]) -> None:
         """Write per-namespace sysctls in ``side``'s namespace (validated first; host knobs refused)."""
-        items = netns_assignment(assignment)
+        items = _netns_items(assignment)
         self.run(side, _write_sysctls, items, side.value)
         log.info("sandbox.sysctls", sandbox=self.name, side=side.value, values={k.name: v for k, v in items})
 

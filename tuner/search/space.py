@@ -8,7 +8,7 @@ so the baseline is a point of the space.
 
 A point (one level index per dimension) becomes a :class:`Candidate`: the *changes* from the baseline,
 repaired so that every catalogue rule holds (ordered triples stay ordered, a socket value capped by a
-sysctl gets that sysctl raised) and then checked with :func:`tuner.knobs.check_assignment`. A point that
+sysctl gets that sysctl raised) and then checked as an :class:`tuner.knobs.Assignment`. A point that
 cannot be repaired is rejected; nothing unchecked ever reaches a probe. Building the space is pure.
 """
 
@@ -25,16 +25,16 @@ from tuner.kinds import spec
 from tuner.knobs import (
     CONSTRAINTS,
     Algorithm,
+    Assignment,
     Flag,
     IntChoice,
     IntRange,
     KernelFacts,
-    Kind,
     OrderedTuple,
-    Scope,
     Value,
-    check_assignment,
+    ceiling,
     get_knob,
+    json_value,
 )
 from tuner.probe.sockopts import EMULATED_HOST_KNOBS
 from tuner.workload import NetworkPath, WorkloadKind
@@ -76,7 +76,7 @@ def _log_levels(lo: int, hi: int, factor: int) -> tuple[int, ...]:
 def _default_levels(name: str, facts: KernelFacts | None) -> tuple[Value | None, ...]:
     knob = get_knob(name)
     d = knob.domain
-    unset: tuple[None, ...] = (None,) if knob.scope is Scope.SOCKET and not isinstance(d, Flag) else ()
+    unset: tuple[None, ...] = (None,) if knob.set_by_application and not isinstance(d, Flag) else ()
     if isinstance(d, Flag):
         return (False, True)
     if isinstance(d, IntChoice):
@@ -85,7 +85,7 @@ def _default_levels(name: str, facts: KernelFacts | None) -> tuple[Value | None,
         if facts is None:
             return (*unset, "cubic", "reno", "bbr")
         # a namespace may only select algorithms the host allows; a socket (as root) any built one
-        offered = facts.congestion_allowed if knob.kind is Kind.SYSCTL else facts.congestion_available
+        offered = facts.congestion_allowed if knob.is_sysctl else facts.congestion_available
         return unset + tuple(sorted(offered & facts.congestion_available or offered))
     if isinstance(d, IntRange):
         lo, hi = d.bounds
@@ -141,7 +141,7 @@ class Candidate:
     """A point of the space as the probe will run it: the changes from the baseline, checked."""
 
     point: tuple[int, ...]
-    assignment: Mapping[str, Value]  # only knobs that differ from the baseline
+    assignment: Assignment  # only knobs that differ from the baseline
     repairs: tuple[str, ...] = ()  # what was adjusted to satisfy the catalogue's rules
 
     @property
@@ -152,11 +152,7 @@ class Candidate:
 
 def assignment_key(assignment: Mapping[str, Value]) -> str:
     """A stable text identity of an assignment, equal for equal assignments."""
-    return repr(sorted((k, list(v) if isinstance(v, tuple) else v) for k, v in assignment.items()))
-
-
-def _max_part(v: Value) -> int:
-    return v[-1] if isinstance(v, tuple) else int(v)
+    return repr(sorted((k, json_value(v)) for k, v in assignment.items()))
 
 
 @dataclass(frozen=True)
@@ -246,11 +242,11 @@ class Space:
                 if a not in changes:
                     continue
                 # a socket value capped by a sysctl is capped in the kernel: the cap must be raised
-                binding = get_knob(a).scope is Scope.SOCKET
+                binding = get_knob(a).set_by_application
                 current = changes.get(b, self.baseline.get(b) if binding else None)
                 if current is None or c.holds(changes[a], current):
                     continue
-                need = _max_part(changes[a])
+                need = ceiling(changes[a])
                 if b in dims:
                     higher = [
                         v
@@ -272,7 +268,7 @@ class Space:
                 break
         # a repair may bring a knob back to its baseline value (somaxconn 1024 raised to the live 4096)
         changes = {k: v for k, v in changes.items() if v != self.baseline.get(k)}
-        checked = check_assignment(changes, self.facts)
+        checked = Assignment.checked(changes, self.facts)
         return Candidate(self.point_of(checked) or tuple(point), checked, tuple(repairs))
 
     def point_of(self, assignment: Mapping[str, Value]) -> tuple[int, ...] | None:
@@ -298,7 +294,7 @@ class Space:
         return {
             "kind": self.kind.value,
             "dimensions": [d.to_dict() for d in self.dimensions],
-            "baseline": {k: list(v) if isinstance(v, tuple) else v for k, v in sorted(self.baseline.items())},
+            "baseline": {k: json_value(v) for k, v in sorted(self.baseline.items())},
         }
 
 
@@ -316,11 +312,9 @@ def knob_cost(name: str, value: Value, baseline: Value | None) -> float:
     d = knob.domain
     unit = getattr(d, "unit", "")
     if isinstance(d, (IntRange, OrderedTuple)) and (unit == "bytes" or name in _QUEUE_KNOBS):
-        v = _max_part(value)
+        v = ceiling(value)
         ref = (
-            _max_part(baseline)
-            if baseline is not None
-            else (d.bounds[0] if isinstance(d, IntRange) else d.lo)
+            ceiling(baseline) if baseline is not None else (d.bounds[0] if isinstance(d, IntRange) else d.lo)
         )
         cost += max(0.0, math.log2(max(v, 1) / max(ref, 1)))
     elif isinstance(d, IntRange) and unit in ("s", "ms"):
@@ -357,7 +351,7 @@ def space_knobs(kind: WorkloadKind, add: Sequence[str] = (), remove: Sequence[st
         raise InputError("the search space is empty", hint="keep at least one knob (drop a --no-knob)")
     for name in names:
         knob = get_knob(name)
-        if knob.scope is Scope.HOST and name not in EMULATED_HOST_KNOBS:
+        if knob.host_only and name not in EMULATED_HOST_KNOBS:
             raise InputError(
                 f"{name} cannot be searched: it is host-wide and a probe cannot emulate it",
                 hint=f"searchable host knobs: {', '.join(EMULATED_HOST_KNOBS)}",
@@ -395,14 +389,14 @@ def build_space(
         knob = get_knob(name)
         levels: list[Value | None] = list(record.levels.get(name) or _default_levels(name, facts))
         if name in from_path:
-            levels = [*([None] if knob.scope is Scope.SOCKET else []), *from_path[name]]
+            levels = [*([None] if knob.set_by_application else []), *from_path[name]]
         part = None
         if isinstance(knob.domain, OrderedTuple):
             part = knob.domain.search_parts[-1] if knob.domain.search_parts else None
             if part is None:
                 raise InputError(f"{name} cannot be searched (no part of it is tunable)")
         if isinstance(knob.domain, Algorithm) and facts is not None:
-            offered = facts.congestion_allowed if knob.kind is Kind.SYSCTL else facts.congestion_available
+            offered = facts.congestion_allowed if knob.is_sysctl else facts.congestion_available
             levels = [v for v in levels if v is None or v in offered]
         base = baseline.get(name)
         if base is not None:
@@ -411,9 +405,9 @@ def build_space(
                 levels.append(base_level)
         elif isinstance(knob.domain, Flag):
             pass
-        elif knob.scope is Scope.SOCKET and None not in levels:
+        elif knob.set_by_application and None not in levels:
             levels.insert(0, None)
-        elif knob.scope is not Scope.SOCKET:
+        elif not knob.set_by_application:
             raise InputError(
                 f"the live value of {name} is unknown, so it cannot be searched",
                 hint="this kernel or namespace may lack it; drop it with --no-knob",
@@ -435,7 +429,7 @@ def searchable_knobs(kind: WorkloadKind, names: Sequence[str]) -> tuple[list[str
         knob = get_knob(name)
         if name in inert:
             left[name] = inert[name]
-        elif knob.scope is Scope.HOST and name not in EMULATED_HOST_KNOBS:
+        elif knob.host_only and name not in EMULATED_HOST_KNOBS:
             left[name] = "host-wide, and a probe cannot emulate it"
         elif isinstance(knob.domain, OrderedTuple) and not knob.domain.search_parts:
             left[name] = "no part of it is tunable"

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from tuner.errors import InputError, KnobError, SearchError
-from tuner.knobs import Value
+from tuner.knobs import Value, json_value
 from tuner.logs import get_logger
 from tuner.probe.measurement import Measurement, Stat, summarize
 from tuner.search.journal import SearchJournal
@@ -197,7 +197,7 @@ class Trial:
             "number": self.number,
             "role": self.role.value,
             "state": self.state.value,
-            "assignment": {k: list(v) if isinstance(v, tuple) else v for k, v in self.assignment.items()},
+            "assignment": {k: json_value(v) for k, v in self.assignment.items()},
             "started": self.started,
             "elapsed": self.elapsed,
         }
