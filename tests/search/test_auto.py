@@ -18,7 +18,9 @@ pytestmark = pytest.mark.root
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _auto(netns: str, out: Path, *extra: str) -> subprocess.CompletedProcess:
+def _auto(
+    netns: str, out: Path, *extra: str, observe: str = "2s", as_json: bool = True
+) -> subprocess.CompletedProcess:
     return subprocess.run(
         [
             sys.executable,
@@ -29,10 +31,10 @@ def _auto(netns: str, out: Path, *extra: str) -> subprocess.CompletedProcess:
             "--netns",
             netns,
             "--observe",
-            "2s",
+            observe,
             "-o",
             str(out),
-            "--json",
+            *(["--json"] if as_json else []),
             *extra,
         ],
         cwd=REPO,
@@ -63,25 +65,7 @@ def test_a_nagle_bound_service_gets_a_profile_that_turns_nagle_off(netns, tmp_pa
 
 def test_a_quiet_namespace_needs_no_tuning_and_writes_nothing(netns, tmp_path):
     out = tmp_path / "profiles"
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "tuner",
-            "recommend",
-            "--auto",
-            "--netns",
-            netns,
-            "--observe",
-            "1s",
-            "-o",
-            str(out),
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = _auto(netns, out, observe="1s", as_json=False)
     assert done.returncode == 0, done.stderr
     assert "nothing needs tuning" in done.stdout
     assert not out.exists()
