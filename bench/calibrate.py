@@ -1,6 +1,6 @@
 """A/A calibration and power of the decision that turns measurements into claims.
 
-    sudo python3 bench/calibrate.py [--comparisons 40] [--kinds rr,bulk,burst,udp] [--power nagle,rcvbuf]
+    sudo .venv/bin/python bench/calibrate.py [--comparisons 40] [--kinds rr,bulk,burst,udp] [--power nagle,rcvbuf]
                                     [--out bench/results/calibration]
 
 Every comparison goes through the real decision code: a :class:`tuner.search.study.Study` whose
@@ -258,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"unknown scenario(s): {', '.join(unknown)}", file=sys.stderr)
         return 2
     meta = {
-        "command": "sudo python3 bench/calibrate.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "command": "sudo .venv/bin/python bench/calibrate.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "cores": os.cpu_count(),
         "load_start": os.getloadavg(),
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

@@ -1,6 +1,6 @@
 """Cost of an idle `tuner daemon` (no search running): resident memory and CPU at a 10 s observe interval.
 
-    sudo python3 bench/daemon_idle.py [--seconds 60] [--interval 10s] [--connections 2000]
+    sudo .venv/bin/python bench/daemon_idle.py [--seconds 60] [--interval 10s] [--connections 2000]
 
 Scenarios, measured one after the other in the same run:
 

@@ -1,6 +1,6 @@
 """Does the search pick bbr for a lossy path from a cubic baseline, whatever the seed? (real probes)
 
-    sudo python3 bench/lossy_bbr.py [--seeds 10] [--out bench/results/lossy_bbr]
+    sudo .venv/bin/python bench/lossy_bbr.py [--seeds 10] [--out bench/results/lossy_bbr]
 
 The scenario of issue 14: bulk over 50 ms, 100 Mbit/s, 1% loss, default budget, from a host whose
 default congestion control is cubic. This machine's default is bbr, a network namespace may only

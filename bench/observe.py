@@ -1,6 +1,6 @@
 """What does observing cost? A snapshot of 10,000 established TCP sockets, and the daemon's loop.
 
-    sudo python3 bench/observe.py [--connections 5000] [--repeats 7] [--interval 10] [--steps 3] [--json]
+    sudo .venv/bin/python bench/observe.py [--connections 5000] [--repeats 7] [--interval 10] [--steps 3] [--json]
 
 Everything runs inside a network namespace this benchmark creates (``tuner-<pid>-bench``), in one
 child process that holds both ends of ``--connections`` loopback connections (5,000 connections =

@@ -1,6 +1,6 @@
 """What can the probes generate on this machine, and how much do their results move from run to run?
 
-    sudo python3 bench/probes.py [--runs 5] [--repeats 3] [--duration 1] [--skip-spread] [--json]
+    sudo .venv/bin/python bench/probes.py [--runs 5] [--repeats 3] [--duration 1] [--skip-spread] [--json]
 
 1. Capacity (plain veth sandbox, no delay): the most each load generator offers when nothing else
    limits it: rr transactions/s (TCP_NODELAY, 1/4/16 connections), burst connects/s (backlog 4096, an

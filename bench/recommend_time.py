@@ -1,6 +1,6 @@
 """Wall time of `tuner recommend KIND` with the default budget, per kind: median of ``--runs`` runs.
 
-    sudo python3 bench/recommend_time.py [--runs 3] [--kinds rr,udp,...] [--out bench/results/recommend_time]
+    sudo .venv/bin/python bench/recommend_time.py [--runs 3] [--kinds rr,udp,...] [--out bench/results/recommend_time]
 
 Runs the CLI as a user does (default budget, probe settings and seed), one scenario after another, and
 records per run: wall time, the verdict, trials, pruned trials and measurements (from the profile's

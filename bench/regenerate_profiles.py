@@ -1,6 +1,6 @@
 """Regenerate every shipped profile in profiles/ with `tuner recommend` against a stock-distro baseline.
 
-    sudo python3 bench/regenerate_profiles.py [--only rr,burst,...] [--out profiles] [--budget 8]
+    sudo .venv/bin/python bench/regenerate_profiles.py [--only rr,burst,...] [--out profiles] [--budget 8]
 
 The target is a network namespace this script creates and sets to the documented stock values of
 Debian 12 (kernel 6.1) below; it is removed at the end, whatever happens. Each profile's
@@ -182,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
             profile = rec.profile
             evidence = {
                 **profile.evidence,
-                "reproduce": f"sudo python3 bench/regenerate_profiles.py --only {name}",
+                "reproduce": f"sudo .venv/bin/python bench/regenerate_profiles.py --only {name}",
                 "recommend_flags": flags,
             }
             save_profile(replace(profile, evidence=evidence), out / f"{name}.toml")

@@ -1,6 +1,6 @@
 """How faithful is the emulated path? RTT accuracy, goodput at the rates users have, loss vs Mathis.
 
-    sudo python3 bench/sandbox_path.py [--backend tun|netem] [--burn 2] [--quick] [--json]
+    sudo .venv/bin/python bench/sandbox_path.py [--backend tun|netem] [--burn 2] [--quick] [--json]
 
 1. RTT: TCP ping-pong of 100-byte messages (TCP_NODELAY) across an idle path with RTT 1, 50 and 200 ms
    at caps of 1 and 3 Gbit/s: median against the configured RTT. Target: within 5% (or 0.5 ms).

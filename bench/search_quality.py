@@ -1,6 +1,6 @@
 """How good are `tuner recommend`'s settings, how fast does it find them, and how long does it take?
 
-    sudo python3 bench/search_quality.py [--quick] [--kinds rr,burst,...] [--seeds 10]
+    sudo .venv/bin/python bench/search_quality.py [--quick] [--kinds rr,burst,...] [--seeds 10]
                                          [--profiles-dir DIR] [--out bench/results/search_quality]
 
 Per scenario (a workload kind on a representative path), in one run:

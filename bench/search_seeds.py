@@ -1,6 +1,6 @@
 """Is the search robust over seeds? Quality and sample efficiency of skopt vs random on synthetic landscapes.
 
-    python3 bench/search_seeds.py [--seeds 10] [--kinds rr,bulk,...] [--budget 8] [--cap 40]
+    .venv/bin/python bench/search_seeds.py [--seeds 10] [--kinds rr,bulk,...] [--budget 8] [--cap 40]
                                   [--out bench/results/search_seeds]
 
 No sandbox and no root: every trial is *replayed* from a synthetic landscape per scenario, a clearly

@@ -28,7 +28,7 @@ def test_each_shipped_profile_carries_the_evidence_of_a_search(file):
     assert "Debian 12" in ev["baseline"]["source"], file.name
     assert ev["baseline"]["settings"]["net.ipv4.tcp_congestion_control"] == "cubic", file.name
     assert ev["baseline"]["settings"]["net.core.rmem_max"] == 212992, file.name
-    assert ev["reproduce"] == f"sudo python3 bench/regenerate_profiles.py --only {file.stem}"
+    assert ev["reproduce"] == f"sudo .venv/bin/python bench/regenerate_profiles.py --only {file.stem}"
 
 
 @pytest.mark.parametrize("doc", ["README.md", "systemd/tuner-apply@.service"])
