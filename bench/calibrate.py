@@ -258,7 +258,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"unknown scenario(s): {', '.join(unknown)}", file=sys.stderr)
         return 2
     meta = {
-        "command": "sudo .venv/bin/python bench/calibrate.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "command": "sudo .venv/bin/python bench/calibrate.py "
+        + " ".join(argv if argv is not None else sys.argv[1:]),
         "cores": os.cpu_count(),
         "load_start": os.getloadavg(),
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
