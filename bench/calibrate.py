@@ -156,7 +156,7 @@ def run_scenario(name: str, comparisons: int, checkpoint: Any = None) -> dict[st
         for i in range(comparisons):
             try:
                 rows.append(_compare(sb, target, workload, path, arm_a, arm_b, seed=i))
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - one failed comparison is reported, the run goes on
                 rows.append({"error": f"{type(exc).__name__}: {exc}"})
             done = [r for r in rows if "error" not in r]
             print(

@@ -113,11 +113,11 @@ def _child_main(
         if netns is not None:
             enter_netns(netns)
         payload: tuple[object, ...] = ("ok", fn(*args, **kwargs))
-    except BaseException as exc:
+    except BaseException as exc:  # noqa: BLE001 - everything goes back to the parent
         payload = ("err", exc, traceback.format_exc())
     try:
         data = pickle.dumps(payload)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - unpicklable result or exception
         data = pickle.dumps(("err", ChildFailed(f"child result could not be sent: {exc}"), ""))
     try:
         with os.fdopen(w, "wb") as f:

@@ -53,7 +53,7 @@ class Background:
                 signal.signal(signal.SIGINT, signal.SIG_DFL)
                 enter_netns(self.netns)
                 self.fn(lambda: os.write(w, b"1"), *self.args)
-            except BaseException:
+            except BaseException:  # noqa: BLE001 - report and leave; the parent checks readiness
                 traceback.print_exc(file=sys.stderr)
                 status = 1
             os._exit(status)

@@ -27,7 +27,7 @@ def _in_thread(fn, *args):
     def run():
         try:
             out["result"] = fn(*args)
-        except BaseException as exc:
+        except BaseException as exc:  # noqa: BLE001 - handed to the test
             out["error"] = exc
 
     t = threading.Thread(target=run, daemon=True)

@@ -12,7 +12,7 @@ import pytest
 from tuner.profiles import load_profile
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "observe"))
-import observe_scenarios as sc
+import observe_scenarios as sc  # the observe tests' real workloads
 
 pytestmark = pytest.mark.root
 REPO = Path(__file__).resolve().parents[2]

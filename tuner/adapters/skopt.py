@@ -36,7 +36,7 @@ class GaussianProcessOptimizer:
     def __init__(self, dimensions: Sequence[LevelDimension], *, seed: int, initial_points: int) -> None:
         if not dimensions:
             raise ValueError("a search space needs at least one dimension")
-        from skopt import Optimizer
+        from skopt import Optimizer  # lazy: importing skopt is slow
         from skopt.space import Categorical, Integer
 
         skdims: list[Any] = []

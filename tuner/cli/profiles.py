@@ -36,7 +36,7 @@ def cmd_list(args: argparse.Namespace) -> int:
             description = load_profile(e.path).description.splitlines()[0] if not e.shadowed else ""
         except (IndexError, ValueError):
             description = ""
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - one broken file must not hide the others
             description = f"(unreadable: {exc})"
         rows.append((e.name + (" (hidden)" if e.shadowed else ""), e.source, description[:70]))
     print_table(("NAME", "SOURCE", "DESCRIPTION"), rows)

@@ -119,7 +119,7 @@ def latency_metrics(prefix: str, seconds: Sequence[float]) -> dict[str, float]:
 def _reason(job: Any) -> str:
     try:
         job.result(timeout=5.0)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - whatever it died of is the reason we report
         return f"{type(exc).__name__}: {exc}"
     return "it exited early"
 
@@ -161,7 +161,7 @@ def stop_server(job: Any, board: Board | None = None, *, role: str = "server", t
     except ChildTimeout as exc:
         job.terminate()
         raise ServerHung(role, f"no result within {timeout:g} s") from exc
-    except Exception as exc:
+    except Exception as exc:  # the child's failure, whatever it was, becomes the probe's reason
         raise ServerCrashed(role, f"{type(exc).__name__}: {exc}") from exc
 
 

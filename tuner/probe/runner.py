@@ -121,7 +121,7 @@ def run_probe(
             m = _measure_in(sandbox, base, options, sysctls, repeats, duration, target)
     except KeyboardInterrupt:
         raise
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - a probe reports failures, it does not raise them
         if interrupt_behind(exc) is not None:
             log.warning("probe.interrupted", kind=workload.kind.value, cleanup_error=_error_text(exc))
             reraise_interrupt(exc)
@@ -240,7 +240,7 @@ def _measure_once(
                 metrics=sample.metrics,
                 bottlenecks=sample.bottlenecks,
             )
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - the run failed: report it with what was measured so far
         if (
             interrupt_behind(exc) is not None
         ):  # stopping a server the interrupt also hit failed: still an interrupt

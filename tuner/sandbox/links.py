@@ -456,7 +456,7 @@ class TunLink:
                     try:
                         f.result(timeout=0)
                         self._dead_reason = "exited"
-                    except (ChildFailed, Exception) as exc:
+                    except (ChildFailed, Exception) as exc:  # noqa: BLE001 - only its text is kept
                         self._dead_reason = f"{type(exc).__name__}: {exc}"
                 return False
         return True

@@ -130,7 +130,7 @@ def live_baseline(sandbox: Any | None = None) -> dict[str, Value]:
     if sandbox is None:
         netns = live_sysctls(Scope.NETNS)
     else:
-        from tuner.sandbox import Side
+        from tuner.sandbox import Side  # only with a sandbox
 
         netns = sandbox.run(Side.CLIENT, live_sysctls, Scope.NETNS)
     return {**live_sysctls(Scope.HOST), **netns}
@@ -373,7 +373,7 @@ def recommend(
     space_knobs(workload.kind, config.knobs, config.no_knobs)  # bad flags fail before a sandbox is built
     facts = KernelFacts.read()
     if ceiling is None and measure is None and path.rate_bps:
-        from tuner.sandbox.ceiling import measure_ceiling
+        from tuner.sandbox.ceiling import measure_ceiling  # only needed for real probes
 
         ceiling = measure_ceiling(path.rate_bps)
     bound = False
@@ -388,10 +388,7 @@ def recommend(
             notify(message)
     with contextlib.ExitStack() as stack:
         if measure is None:
-            from tuner.sandbox import (
-                Sandbox,
-                Side,
-            )
+            from tuner.sandbox import Sandbox, Side  # only needed for real probes
 
             target = target or read_target()
             start = target.sandbox_sysctls()

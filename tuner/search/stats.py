@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 from tuner.search.objective import Goal, gain
 
 if TYPE_CHECKING:
-    import numpy as np
+    import numpy as np  # numpy/scipy load only where a gain is judged (not in the daemon)
 
 __all__ = ["CONFIDENCE", "MIN_REPEATS", "GainInterval", "gain_interval", "looks_confidence"]
 
@@ -90,7 +90,7 @@ class GainInterval:
 
 
 def _ratio_statistic(direction: Goal) -> Any:
-    import numpy as np
+    import numpy as np  # see _ratio_statistic
 
     def stat(b: np.ndarray, c: np.ndarray, axis: int = -1) -> np.ndarray:
         mb = np.maximum(np.median(b, axis=axis), _EPS)
@@ -114,7 +114,7 @@ def gain_interval(
     if not baseline or not candidate:
         raise ValueError("both sides need samples")
     import numpy as np
-    from scipy import stats as sps
+    from scipy import stats as sps  # see _ratio_statistic
 
     b = np.asarray([float(x) for x in baseline])
     c = np.asarray([float(x) for x in candidate])

@@ -505,7 +505,7 @@ class Study:
                 measurement, pruned = self._measure_search(assignment)
             else:
                 measurement = self.measure(dict(assignment))
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any failure of one trial is recorded; the search goes on
             state, error = TrialState.FAILED, f"{type(exc).__name__}: {exc}"
         else:
             if measurement.failed:
