@@ -3,7 +3,9 @@
     sudo .venv/bin/python bench/sandbox_path.py [--backend tun|netem] [--burn 2] [--quick] [--json]
 
 1. RTT: TCP ping-pong of 100-byte messages (TCP_NODELAY) across an idle path with RTT 1, 50 and 200 ms
-   at caps of 1 and 3 Gbit/s: median against the configured RTT. Target: within 5% (or 0.5 ms).
+   at caps of 1 and 3 Gbit/s: the kernel's min_rtt of the client socket (tcp_info) against the
+   configured RTT. Target: within 5%. The endpoints' own median and the smoothed RTT are shown too: on a
+   busy machine they also hold the Python endpoints' wake-ups, which no emulated path can remove.
 2. Goodput at 1 Gbit/s: one TCP stream (cubic, 64 MiB tcp_rmem/tcp_wmem maxima in both namespaces)
    across RTT 1, 50 and 200 ms; the second half of the run: IP bytes the link delivered per second and
    the receiver's payload bytes per second against the cap, the delay line's CPU (busiest forwarder,
@@ -31,13 +33,13 @@ import os
 import signal
 import socket
 import statistics
-import struct
 import sys
 import time
 from pathlib import Path as FsPath
 
 sys.path.insert(0, str(FsPath(__file__).resolve().parents[1]))
 
+from tuner.kernel.structs import tcp_info
 from tuner.logs import configure
 from tuner.sandbox import Sandbox, Side
 from tuner.workload import NetworkPath
@@ -75,10 +77,11 @@ def ping_pong(count: int, size: int) -> list[float]:
         while got < size:
             got += len(s.recv(size))
         out.append(time.monotonic() - t0)
-    info = s.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 232)
+    info = tcp_info(s)
     s.close()
-    min_rtt = struct.unpack_from("=I", info, 148)[0] / 1e6  # tcpi_min_rtt: the kernel's view, no app wakeups
-    return out[2:], min_rtt  # the first exchanges include slow start and the connection's first ACKs
+    # the kernel's view, without the endpoints' own wake-ups: the windowed minimum (the path's delay) and
+    # the smoothed RTT (which also holds the delay line's lateness)
+    return out[2:], info.min_rtt_us / 1e6, info.rtt_us / 1e6  # the first exchanges include slow start
 
 
 def sink_server() -> list[tuple[float, int]]:
@@ -147,7 +150,7 @@ def bench_rtt(rtt: float, rate: float, backend: str | None) -> dict:
     with Sandbox(NetworkPath(rtt=rtt, rate_bps=rate), backend=backend) as sb:
         job = sb.spawn(Side.SERVER, echo_server, 100)
         sb.reset_health()
-        rtts, min_rtt = sb.run(Side.CLIENT, ping_pong, count, 100)
+        rtts, min_rtt, srtt = sb.run(Side.CLIENT, ping_pong, count, 100)
         health = sb.health()
         job.result(5)
         backend_used = sb.backend
@@ -163,6 +166,8 @@ def bench_rtt(rtt: float, rate: float, backend: str | None) -> dict:
         "error_pct": (med - rtt) / rtt * 100,
         "kernel_min_rtt_ms": min_rtt * 1e3,
         "kernel_error_pct": (min_rtt - rtt) / rtt * 100,
+        "kernel_srtt_ms": srtt * 1e3,
+        "kernel_srtt_error_pct": (srtt - rtt) / rtt * 100,
         "late_p99_ms": health.late_p99_ms,
         "valid": health.valid,
     }
@@ -243,7 +248,7 @@ def main() -> int:
         type=int,
         default=None,
         metavar="PACKETS",
-        help="bottleneck queue of every bulk path (default: one BDP, at least 100 packets)",
+        help="bottleneck queue of every bulk path (default: tuner's, one BDP + 2 ms, at least 100 packets)",
     )
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--render", metavar="FILE", help="print the tables of a saved --json run and exit")
@@ -317,21 +322,23 @@ def _print(out: dict) -> None:
     if "rtt" in out:
         print("\nRTT (idle path, TCP ping-pong, 100-byte messages)")
         print("  app: what the Python endpoints saw (includes their own wake-up delays on a busy machine);")
-        print(
-            "  kernel: tcp_info min_rtt of the client socket (the path as TCP sees it); ok: app within 5% or 0.5 ms"
-        )
+        print("  kernel: tcp_info of the client socket (the path as TCP sees it): min_rtt (the path's delay)")
+        print("  and the smoothed RTT (also the line's lateness and the server's wake-ups);")
+        print("  ok: kernel min_rtt within 5% of the configured RTT (the line's own tail: late p99)")
         print(
             f"{'cap':>9} {'configured':>10} {'app median':>10} {'app p99':>9} {'app err%':>8} "
-            f"{'kernel min':>10} {'kern err%':>9} {'late p99':>9}  ok"
+            f"{'kernel min':>10} {'kern err%':>9} {'srtt':>8} {'srtt err%':>9} {'late p99':>9}  ok"
         )
         for r in out["rtt"]:
-            ok = abs(r["error_ms"]) <= max(0.5, 0.05 * r["rtt_ms"])
             kmin = r.get("kernel_min_rtt_ms", float("nan"))
             kerr = r.get("kernel_error_pct", float("nan"))
+            srtt = r.get("kernel_srtt_ms", float("nan"))
+            serr = r.get("kernel_srtt_error_pct", float("nan"))
+            ok = abs(kerr) <= 5.0
             print(
                 f"{r['cap_mbit']:>5.0f}Mbit {r['rtt_ms']:>8.0f}ms {r['median_ms']:>8.2f}ms {r['p99_ms']:>7.2f}ms "
-                f"{r['error_pct']:>+7.1f}% {kmin:>8.2f}ms {kerr:>+8.1f}% {r['late_p99_ms']:>7.2f}ms  "
-                f"{'yes' if ok else 'NO'}"
+                f"{r['error_pct']:>+7.1f}% {kmin:>8.3f}ms {kerr:>+8.1f}% {srtt:>6.3f}ms {serr:>+8.1f}% "
+                f"{r['late_p99_ms']:>7.2f}ms  {'yes' if ok else 'NO'}"
             )
     for key, title in (
         ("goodput", "Goodput at 1 Gbit/s (one cubic stream, 64 MiB buffer maxima, 2nd half)"),

@@ -153,7 +153,7 @@ def _coerce(name: str, value: Any, type_name: Any) -> Any:
 @dataclass(frozen=True)
 class NetworkPath:
     """Network conditions between the two peers. ``rate_bps`` None means uncapped; ``queue_packets`` is
-    the bottleneck queue (None: about one bandwidth-delay product, at least 100 packets)."""
+    the bottleneck queue (None: one bandwidth-delay product plus 2 ms of the rate, at least 100 packets)."""
 
     rtt: float = 0.0  # seconds, round trip
     rate_bps: float | None = None  # bits per second

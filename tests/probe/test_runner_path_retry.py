@@ -1,15 +1,17 @@
-"""A run the path spoiled is measured once more; a run the candidate spoiled is not.
+"""A repeat the path spoiled is measured again, up to the measurement's own number of repeats; the
+settings' own effects (a busy load generator) are not retried.
 
-``_measure_once`` is replaced by a recording double (no sandbox): this checks the retry rule only.
+``_repeat`` is replaced by a recording double (no sandbox): this checks the retry rule only; the
+sandbox tests check the health each repeat is judged by.
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from tuner.kinds import DEFAULT_WORKLOADS
 from tuner.probe import runner
+from tuner.probe.base import Sample
 from tuner.probe.measurement import Measurement
+from tuner.sandbox.health import PathHealth, judge, merge_health
 from tuner.workload import NetworkPath, WorkloadKind
 
 BASE = Measurement(
@@ -19,40 +21,64 @@ BASE = Measurement(
     repeats=0,
     duration=1.0,
 )
-LATE = replace(
-    BASE,
-    valid=False,
-    invalid_reason="sandbox: p99 packet lateness 1.5 ms > 1 ms",
-    health={"valid": False, "late_p99_ms": 1.5},
-)
-GOOD = replace(BASE, valid=True, health={"valid": True, "late_p99_ms": 0.2})
-LOADGEN = replace(
-    BASE, valid=False, invalid_reason="load generator: the sender was busy 95%", health={"valid": True}
-)
 
 
-def _double(monkeypatch, results):
+def _health(late_p99_ms: float, elapsed: float = 1.0) -> PathHealth:
+    valid, reason = judge(0, late_p99_ms)
+    return PathHealth("tun", 1000, 0, 0, 0, 0, late_p99_ms, late_p99_ms, 0.1, valid, reason, elapsed=elapsed)
+
+
+class _Box:
+    backend = "tun"
+
+
+def _double(monkeypatch, plan):
+    """``plan``: per call, (p99 lateness ms, goodput, bottleneck or None)."""
     calls = []
 
-    def once(sb, base, options, repeats, duration, target=None):
-        calls.append(1)
-        return results[len(calls) - 1]
+    def repeat(sb, record, env):
+        late, goodput, bottleneck = plan[len(calls)]
+        calls.append(late)
+        sample = Sample(metrics={"goodput_mbps": goodput})
+        if bottleneck:
+            sample.bottlenecks["sender"] = bottleneck
+        return runner.Repeat(sample, {"client": {}, "server": {}}, _health(late))
 
-    monkeypatch.setattr(runner, "_measure_once", once)
+    monkeypatch.setattr(runner, "_repeat", repeat)
     return calls
 
 
-def test_a_run_the_path_spoiled_is_measured_again_and_says_so(monkeypatch):
-    calls = _double(monkeypatch, [LATE, GOOD])
-    m = runner._measure(None, BASE, None, 2, 1.0)
-    assert len(calls) == 2 and m.valid
-    assert any("measured again" in n and "lateness" in n for n in m.notes)
+def test_a_repeat_the_path_spoiled_is_measured_again_and_left_out(monkeypatch):
+    calls = _double(monkeypatch, [(0.2, 100.0, None), (3.0, 1.0, None), (0.3, 102.0, None)])
+    m = runner._measure(_Box(), BASE, None, 2, 1.0)
+    assert len(calls) == 3 and m.valid and m.repeats == 2
+    assert sorted(m.metrics["goodput_mbps"].samples) == [100.0, 102.0]  # the spoiled 1.0 is not in it
+    assert any("measured again" in n and "1 repeat" in n and "lateness" in n for n in m.notes)
+    assert m.health["late_p99_ms"] == 0.3 and m.health["elapsed"] == 2.0  # only the kept repeats
 
 
-def test_only_one_retry_and_other_invalid_runs_are_not_retried(monkeypatch):
-    calls = _double(monkeypatch, [LATE, LATE, GOOD])
-    assert not runner._measure(None, BASE, None, 2, 1.0).valid and len(calls) == 2
-    calls = _double(monkeypatch, [LOADGEN, GOOD])
-    assert runner._measure(None, BASE, None, 2, 1.0) is LOADGEN and len(calls) == 1
-    calls = _double(monkeypatch, [GOOD, LATE])
-    assert runner._measure(None, BASE, None, 2, 1.0) is GOOD and len(calls) == 1
+def test_retries_stop_at_the_number_of_repeats_and_the_measurement_is_then_invalid(monkeypatch):
+    calls = _double(monkeypatch, [(3.0, 1.0, None)] * 4 + [(0.2, 100.0, None)] * 2)
+    m = runner._measure(_Box(), BASE, None, 2, 1.0)
+    assert len(calls) == 4 and not m.valid and "lateness" in (m.invalid_reason or "")
+
+
+def test_a_busy_load_generator_is_not_retried(monkeypatch):
+    calls = _double(monkeypatch, [(0.2, 50.0, "the sender was busy 95%"), (0.2, 100.0, None)])
+    m = runner._measure(_Box(), BASE, None, 2, 1.0)
+    assert len(calls) == 2 and not m.valid and "busy" in (m.invalid_reason or "")
+
+
+def test_merged_health_adds_counts_and_keeps_the_worst_lateness():
+    merged = merge_health([_health(0.2), _health(0.9, elapsed=2.0), _health(0.4)])
+    assert merged.valid and merged.late_p99_ms == 0.9 and merged.elapsed == 4.0 and merged.packets == 3000
+    assert not merge_health([_health(0.2), _health(2.0)]).valid
+
+
+def test_a_kind_whose_metric_moves_in_seconds_tolerates_milliseconds_of_lateness():
+    late = _health(3.0)
+    assert not late.valid
+    assert late.judged_with(20.0).valid
+    assert not _health(30.0).judged_with(20.0).valid
+    dead = PathHealth("tun", 1, 0, 0, 0, 0, 3.0, 3.0, 0.0, False, "died", helpers_alive=False)
+    assert dead.judged_with(20.0) is dead

@@ -33,10 +33,12 @@ def test_a_wan_path_uses_netem_where_the_kernel_has_it_and_the_delay_line_otherw
         assert plan.one_way_delay == pytest.approx(0.025) and plan.loss == 0.01 and plan.rate_bps == 100e6
 
 
-def test_the_delay_line_always_has_a_rate_cap_and_a_queue_of_about_one_bdp():
+def test_the_delay_line_always_has_a_rate_cap_and_a_queue_of_one_bdp_and_some_slack():
     plan = plan_link(NetworkPath(rtt=0.02), netem=False)
     assert plan.rate_bps == DEFAULT_RATE_BPS
-    assert plan.queue_packets == default_queue(DEFAULT_RATE_BPS, 0.02) == 334
+    assert (
+        plan.queue_packets == default_queue(DEFAULT_RATE_BPS, 0.02) == 367
+    )  # 22 ms of 200 Mbit/s: one BDP (20 ms) + 2 ms
     assert plan_link(NetworkPath(rtt=0.02), netem=True).rate_bps is None  # netem may stay uncapped
     assert default_queue(10e6, 0.001) == MIN_QUEUE_PACKETS
     assert plan_link(NetworkPath(rtt=0.02, queue_packets=7), netem=False).queue_packets == 7

@@ -44,6 +44,11 @@ def test_worse_metrics_lists_only_significant_losses():
     assert worse_metrics(comparison) == ["a 4x worse (1 -> 4)"]
 
 
+def test_a_metric_worse_from_zero_has_no_ratio_only_its_change():
+    comparison = {"probes": {"significant": True, "gain": 0.0, "baseline": 0.0, "recommended": 896.0}}
+    assert worse_metrics(comparison) == ["probes worse (0 -> 896)"]
+
+
 def _keepalive_truth(a):
     # (double) keepalive off: not noticed within the 15 s window; 1 s idle, 1 s x 3: noticed at ~4 s
     on = bool(a.get("SO_KEEPALIVE"))

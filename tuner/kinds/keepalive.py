@@ -37,4 +37,8 @@ KEEPALIVE = KindSpec(
     # keepalive settings must be judged on a realistic lossy path, where a lost probe (or its ACK) can make
     # them give up on a live peer
     default_loss=0.01,
+    # its timers count whole seconds (TCP_USER_TIMEOUT levels are 1 s and more): a packet 20 ms late moves
+    # a detection by 2% of the finest step. The delay line sleeps between the sparse keepalive packets and
+    # a busy machine wakes it a millisecond or so late, which would spoil a repeat for nothing.
+    max_late_p99_ms=20.0,
 )

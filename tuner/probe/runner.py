@@ -23,7 +23,7 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from tuner.errors import TunerError, interrupt_behind, reraise_interrupt
@@ -34,6 +34,7 @@ from tuner.probe.base import RepeatEnv, Sample, ServerCrashed
 from tuner.probe.measurement import METRICS, Measurement, summarize
 from tuner.probe.sockopts import HostLimits, SocketOptions
 from tuner.probe.target import CONGESTION, NOT_COPIED, TargetBaseline, read_scope
+from tuner.sandbox.health import PathHealth, merge_health
 from tuner.workload import NetworkPath, Workload
 
 __all__ = ["default_warmup", "run_probe"]
@@ -186,29 +187,13 @@ def _measure(
     duration: float,
     target: TargetBaseline | None = None,
 ) -> Measurement:
-    """Measure; a run the path itself spoiled (late packets, a saturated delay line, TUN drops: a busy
-    machine) is measured once more, and the second run is the measurement (with a note)."""
-    m = _measure_once(sb, base, options, repeats, duration, target)
-    if m.failed or m.valid or m.health.get("valid", 1):
-        return m
-    log.warning("probe.path_retry", kind=base.workload.kind.value, reason=m.invalid_reason)
-    again = _measure_once(sb, base, options, repeats, duration, target)
-    note = f"measured again: the path was unhealthy in the first run ({m.invalid_reason})"
-    return replace(again, notes=(*again.notes, note))
-
-
-def _measure_once(
-    sb: Any,
-    base: Measurement,
-    options: SocketOptions,
-    repeats: int,
-    duration: float,
-    target: TargetBaseline | None = None,
-) -> Measurement:
+    """Measure ``repeats`` repeats. The path's health is judged per repeat: a repeat the path itself
+    spoiled (late packets, a saturated delay line, TUN drops: a busy machine) says nothing about the
+    settings and is measured again, up to ``repeats`` times per measurement (a note says how many);
+    the measurement is invalid only when the path stays unhealthy beyond that."""
     from tuner.kinds import spec  # the kinds' records name their probe modules: imported when used
     from tuner.sandbox import Side
 
-    sides = {"client": Side.CLIENT, "server": Side.SERVER}
     if target is not None:
         base = replace(base, baseline=_baseline_in(sb, base, target))
     workload, path = base.workload, base.path
@@ -216,29 +201,28 @@ def _measure_once(
     env = RepeatEnv(
         sb, workload, path, options, duration, default_warmup(duration, path), Side.CLIENT, Side.SERVER
     )
-    samples: list[Sample] = []
-    totals: dict[str, Counters] = {side: {} for side in _SIDES}
+    kept: list[Repeat] = []
+    spoiled: list[str] = []
     fields: dict[str, Any] = {"backend": sb.backend}
-    sb.reset_health()
     try:
-        for i in range(repeats):
-            before = {name: sb.run(side, read_counters) for name, side in sides.items()}
-            sample = record.probe(env)
-            after = {name: sb.run(side, read_counters) for name, side in sides.items()}
-            for name in _SIDES:
-                d = delta(before[name], after[name])
-                for key, value in d.items():
-                    totals[name][key] = totals[name].get(key, 0) + value
-                for metric, (side_name, counter) in record.counter_metrics.items():
-                    if side_name == name:
-                        sample.metrics[metric] = float(d.get(counter, 0))
-            samples.append(sample)
+        while len(kept) < repeats:
+            r = _repeat(sb, record, env)
+            if not r.health.valid and len(spoiled) < repeats:
+                spoiled.append(r.health.reason or "the path was unhealthy")
+                log.warning(
+                    "probe.repeat_retry",
+                    kind=workload.kind.value,
+                    repeat=len(kept) + 1,
+                    reason=spoiled[-1],
+                )
+                continue
+            kept.append(r)
             log.debug(
                 "probe.repeat",
                 kind=workload.kind.value,
-                repeat=i + 1,
-                metrics=sample.metrics,
-                bottlenecks=sample.bottlenecks,
+                repeat=len(kept),
+                metrics=r.sample.metrics,
+                bottlenecks=r.sample.bottlenecks,
             )
     except Exception as exc:  # noqa: BLE001 - the run failed: report it with what was measured so far
         if (
@@ -246,24 +230,61 @@ def _measure_once(
         ):  # stopping a server the interrupt also hit failed: still an interrupt
             log.warning("probe.interrupted", kind=workload.kind.value, cleanup_error=_error_text(exc))
             reraise_interrupt(exc)
-        log.warning("probe.failed", kind=workload.kind.value, repeat=len(samples) + 1, error=_error_text(exc))
+        log.warning("probe.failed", kind=workload.kind.value, repeat=len(kept) + 1, error=_error_text(exc))
         return replace(
             base,
             **fields,
-            health=_health_dict(sb.health()),
-            repeats=len(samples),
-            counters={k: dict(sorted(v.items())) for k, v in totals.items()},
+            health=_health_dict(merge_health([r.health for r in kept] or [sb.health()])),
+            repeats=len(kept),
+            counters=_totals(kept),
             failed=True,
             valid=False,
             error=_error_text(exc),
         )
-    health = sb.health()
-    return _combine(base, samples, totals, health, fields)
+    m = _combine(base, kept, fields)
+    if spoiled:
+        note = (
+            f"measured again: the path was unhealthy in {len(spoiled)} repeat(s) ({spoiled[0]}); "
+            "those repeats were left out"
+        )
+        m = replace(m, notes=(*m.notes, note))
+    return m
 
 
-def _combine(
-    base: Measurement, samples: list[Sample], totals: dict[str, Counters], health: Any, fields: dict[str, Any]
-) -> Measurement:
+@dataclass(frozen=True)
+class Repeat:
+    """One repeat: the probe's sample, the kernel counter deltas of each side, the path's health."""
+
+    sample: Sample
+    counters: dict[str, Counters]
+    health: PathHealth
+
+
+def _repeat(sb: Any, record: Any, env: RepeatEnv) -> Repeat:
+    sides = {"client": env.client_side, "server": env.server_side}
+    sb.reset_health()
+    before = {name: sb.run(side, read_counters) for name, side in sides.items()}
+    sample = record.probe(env)
+    after = {name: sb.run(side, read_counters) for name, side in sides.items()}
+    health = sb.health().judged_with(record.max_late_p99_ms)
+    deltas = {name: delta(before[name], after[name]) for name in _SIDES}
+    for metric, (side_name, counter) in record.counter_metrics.items():
+        sample.metrics[metric] = float(deltas[side_name].get(counter, 0))
+    return Repeat(sample, deltas, health)
+
+
+def _totals(kept: list[Repeat]) -> dict[str, dict[str, int]]:
+    totals: dict[str, Counters] = {side: {} for side in _SIDES}
+    for r in kept:
+        for name in _SIDES:
+            for key, value in r.counters[name].items():
+                totals[name][key] = totals[name].get(key, 0) + value
+    return {k: dict(sorted(v.items())) for k, v in totals.items()}
+
+
+def _combine(base: Measurement, kept: list[Repeat], fields: dict[str, Any]) -> Measurement:
+    samples = [r.sample for r in kept]
+    health = merge_health([r.health for r in kept])
     names = [n for n in METRICS if any(n in s.metrics for s in samples)]
     metrics = {n: summarize([s.metrics[n] for s in samples if n in s.metrics]) for n in names}
     reasons: list[str] = []
@@ -295,7 +316,7 @@ def _combine(
         metrics=metrics,
         repeats=len(samples),
         computed=computed,
-        counters={k: dict(sorted(v.items())) for k, v in totals.items()},
+        counters=_totals(kept),
         health=_health_dict(health),
         valid=not reasons,
         invalid_reason="; ".join(reasons) if reasons else None,

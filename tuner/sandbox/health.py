@@ -13,10 +13,11 @@ filled the path from one that did not.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-__all__ = ["LATE_MS", "MAX_LATE_P99_MS", "MAX_LINE_CPU_SHARE", "PathHealth", "judge"]
+__all__ = ["LATE_MS", "MAX_LATE_P99_MS", "MAX_LINE_CPU_SHARE", "PathHealth", "judge", "merge_health"]
 
 MAX_LATE_P99_MS = 1.0  # p99 lateness above this: the delay line could not keep its schedule
 LATE_MS = 1.0  # a packet sent more than this after its departure time counts as late
@@ -47,6 +48,21 @@ class PathHealth:
     offload: bool = False  # the delay line moved TCP super-packets (TUN offloads)
     frames: int = 0  # frames the delay line read (a super-packet is one frame, many packets)
     line_cpu_share: float = 0.0  # the busiest forwarder's CPU time / elapsed (1.0 = one core)
+    helpers_alive: bool = True  # the delay line's processes were alive when the counters were read
+
+    def judged_with(self, max_late_p99_ms: float) -> PathHealth:
+        """This health judged with another lateness limit: a measurement whose metric moves in seconds
+        (keepalive timers) is not spoiled by a packet a few milliseconds late (see KindSpec)."""
+        if not self.helpers_alive or max_late_p99_ms == MAX_LATE_P99_MS:
+            return self
+        valid, reason = judge(
+            self.tun_drops,
+            self.late_p99_ms,
+            line_cpu_share=self.line_cpu_share,
+            elapsed=self.elapsed,
+            max_late_p99_ms=max_late_p99_ms,
+        )
+        return replace(self, valid=valid, reason=reason)
 
     @property
     def delivered_bps(self) -> float:
@@ -68,6 +84,7 @@ def judge(
     *,
     line_cpu_share: float = 0.0,
     elapsed: float = 0.0,
+    max_late_p99_ms: float = MAX_LATE_P99_MS,
 ) -> tuple[bool, str | None]:
     """(valid, reason): the rules that make a measurement over this path trustworthy or not."""
     if not helpers_alive:
@@ -83,9 +100,47 @@ def judge(
             f"sandbox: {tun_drops} packets dropped at the TUN devices "
             "(the delay line fell behind; the machine is overloaded or the rate too high)"
         )
-    if late_p99_ms > MAX_LATE_P99_MS:
+    if late_p99_ms > max_late_p99_ms:
         return False, (
-            f"sandbox: p99 packet lateness {late_p99_ms:.2f} ms > {MAX_LATE_P99_MS:g} ms "
+            f"sandbox: p99 packet lateness {late_p99_ms:.2f} ms > {max_late_p99_ms:g} ms "
             "(the delay line could not keep its schedule; the machine is overloaded)"
         )
     return True, None
+
+
+def merge_health(parts: Sequence[PathHealth]) -> PathHealth:
+    """One PathHealth for consecutive windows (a measurement's repeats): counts and times add up; the
+    lateness and the line's CPU share are the worst window's (a p99 cannot be pooled from p99s, and
+    the worst is what a reader must know); valid only if every window was."""
+    if not parts:
+        raise ValueError("merge_health needs at least one PathHealth")
+    first = parts[0]
+    if len(parts) == 1:
+        return first
+    invalid = [p for p in parts if not p.valid]
+
+    def total(name: str) -> int | float:
+        return sum(getattr(p, name) for p in parts)
+
+    return PathHealth(
+        backend=first.backend,
+        packets=int(total("packets")),
+        dropped_loss=int(total("dropped_loss")),
+        dropped_queue=int(total("dropped_queue")),
+        tun_drops=int(total("tun_drops")),
+        late_packets=int(total("late_packets")),
+        late_p99_ms=max(p.late_p99_ms for p in parts),
+        late_max_ms=max(p.late_max_ms for p in parts),
+        cpu_seconds=float(total("cpu_seconds")),
+        valid=not invalid,
+        reason=invalid[0].reason if invalid else None,
+        dropped_partition=int(total("dropped_partition")),
+        bytes_to_server=int(total("bytes_to_server")),
+        bytes_to_client=int(total("bytes_to_client")),
+        elapsed=float(total("elapsed")),
+        rate_bps=first.rate_bps,
+        offload=any(p.offload for p in parts),
+        frames=int(total("frames")),
+        line_cpu_share=max(p.line_cpu_share for p in parts),
+        helpers_alive=all(p.helpers_alive for p in parts),
+    )

@@ -12,8 +12,13 @@ A link is built in two halves: :meth:`PathLink.prepare` runs in a child *inside*
 
 - the delay line always has a rate cap (uncapped, the TUN ring overflows and the run is invalid):
   :data:`DEFAULT_RATE_BPS` when the NetworkPath sets none;
-- the bottleneck queue, when the NetworkPath sets none, holds one bandwidth-delay product, at least
-  :data:`MIN_QUEUE_PACKETS` packets (MTU-sized).
+- the bottleneck queue, when the NetworkPath sets none, holds one bandwidth-delay product plus
+  :data:`QUEUE_SLACK_S` of the rate, at least :data:`MIN_QUEUE_PACKETS` packets (MTU-sized). One BDP
+  lets a single loss-based flow keep the link busy in theory; the slack absorbs the bursts a sender's
+  segmentation offload and the delay line's batched service add (on short paths one BDP is only a few
+  64 KiB super-packets: at 1 Gbit/s and 1 ms RTT a one-BDP queue gave 97-98% of the cap beside two
+  CPU burners and 83-91% on a busier machine, BDP + 2 ms 99.5-99.9%: bench/results/sandbox_path_*.md).
+  Real bottleneck buffers are larger still (milliseconds at their rate).
 """
 
 from __future__ import annotations
@@ -50,6 +55,7 @@ __all__ = [
     "DEFAULT_RATE_BPS",
     "MIN_QUEUE_PACKETS",
     "MTU",
+    "QUEUE_SLACK_S",
     "TUN_TXQLEN",
     "LinkPlan",
     "PathLink",
@@ -64,6 +70,7 @@ BACKENDS = ("none", "netem", "tun")
 DEFAULT_RATE_BPS = 200e6  # the delay line's cap when the NetworkPath has none (the old line's ceiling on 2
 # busy cores; with offloads it holds 3 Gbit/s: bench/sandbox_path.py)
 MIN_QUEUE_PACKETS = 100
+QUEUE_SLACK_S = 0.002  # seconds of the rate the default queue holds beyond one BDP (see above)
 MTU = 1500
 OFFLOAD_ENV = "TUNER_TUN_OFFLOAD"  # "0": one packet per read (no super-packets); "1": always super-packets
 # Below this cap the line reads one packet at a time (unset OFFLOAD_ENV): it has the CPU for it and keeps
@@ -100,8 +107,9 @@ class LinkPlan:
 
 
 def default_queue(rate_bps: float, rtt: float) -> int:
-    """One bandwidth-delay product in MTU-sized packets, at least :data:`MIN_QUEUE_PACKETS`."""
-    return max(MIN_QUEUE_PACKETS, math.ceil(rate_bps * rtt / 8 / MTU))
+    """One bandwidth-delay product plus :data:`QUEUE_SLACK_S` of the rate in MTU-sized packets, at least
+    :data:`MIN_QUEUE_PACKETS`."""
+    return max(MIN_QUEUE_PACKETS, math.ceil(rate_bps * (rtt + QUEUE_SLACK_S) / 8 / MTU))
 
 
 def plan_link(path: NetworkPath | None, *, netem: bool, backend: str | None = None) -> LinkPlan:
@@ -495,6 +503,7 @@ class TunLink:
             offload=self.offload,
             frames=sum(s.reads for s in snaps.values()),
             line_cpu_share=share,
+            helpers_alive=alive,
         )
 
     def set_partitioned(self, on: bool) -> None:
