@@ -4,7 +4,8 @@
                                     [--out bench/results/calibration]
 
 Every comparison goes through the real decision code: a :class:`tuner.search.study.Study` whose
-space holds one candidate, with the real probe in one sandbox per scenario, the kind's default probe
+space holds one candidate, with the real probe in one sandbox per scenario (per comparison with
+``--workers``), the kind's default probe
 settings, the confirmation's top-up to 5 repeats per side, its adaptive rounds and its verdict.
 
 - A/A: the "candidate" is measured with exactly the baseline's settings (the study does not know).
@@ -28,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 import time
 from collections.abc import Mapping
@@ -169,18 +171,25 @@ def _compare(
     }
 
 
+def _worker_init() -> None:
+    """A worker leaves Ctrl-C to the parent (which cancels what is queued) and turns SIGTERM into an
+    exception, so that its sandbox is removed on the way out."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
+    configure(level="warning")
+
+
 def _compare_in_own_sandbox(name: str, seed: int) -> dict[str, Any]:
     """One comparison of scenario ``name`` in a sandbox of its own (a worker of ``--workers``)."""
-    configure(level="warning")
     workload, path, arm_a, arm_b, _expect = SCENARIOS[name]
-    target = read_target()
     try:
+        target = read_target()
         with Sandbox(
             path, client_sysctls=target.sandbox_sysctls(), server_sysctls=target.sandbox_sysctls()
         ) as sb:
-            return _compare(sb, target, workload, path, arm_a, arm_b, seed=seed)
+            return {"seed": seed, **_compare(sb, target, workload, path, arm_a, arm_b, seed=seed)}
     except Exception as exc:  # noqa: BLE001 - one failed comparison is reported, the run goes on
-        return {"error": f"{type(exc).__name__}: {exc}"}
+        return {"seed": seed, "error": f"{type(exc).__name__}: {exc}"}
 
 
 def run_scenario(name: str, comparisons: int, checkpoint: Any = None, workers: int = 1) -> dict[str, Any]:
@@ -199,10 +208,16 @@ def run_scenario(name: str, comparisons: int, checkpoint: Any = None, workers: i
             checkpoint(_summary(name, rows))
 
     if workers > 1:
-        with ProcessPoolExecutor(workers) as pool:
-            futures = [pool.submit(_compare_in_own_sandbox, name, i) for i in range(comparisons)]
+        pool = ProcessPoolExecutor(workers, initializer=_worker_init)
+        try:
+            futures = {pool.submit(_compare_in_own_sandbox, name, i): i for i in range(comparisons)}
             for f in as_completed(futures):
-                done_one(f.result())
+                try:
+                    done_one(f.result())
+                except Exception as exc:  # noqa: BLE001 - a broken worker is one failed comparison
+                    done_one({"seed": futures[f], "error": f"{type(exc).__name__}: {exc}"})
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)  # on Ctrl-C: what is queued is not started
         return _summary(name, rows)
     target = read_target()
     with Sandbox(
@@ -210,9 +225,9 @@ def run_scenario(name: str, comparisons: int, checkpoint: Any = None, workers: i
     ) as sb:
         for i in range(comparisons):
             try:
-                row = _compare(sb, target, workload, path, arm_a, arm_b, seed=i)
+                row = {"seed": i, **_compare(sb, target, workload, path, arm_a, arm_b, seed=i)}
             except Exception as exc:  # noqa: BLE001 - one failed comparison is reported, the run goes on
-                row = {"error": f"{type(exc).__name__}: {exc}"}
+                row = {"seed": i, "error": f"{type(exc).__name__}: {exc}"}
             done_one(row)
     return _summary(name, rows)
 

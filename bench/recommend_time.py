@@ -32,6 +32,7 @@ SCENARIOS: dict[str, list[str]] = {
     "udp": ["udp"],
     "keepalive": ["keepalive"],
     "bulk-200ms": ["bulk", "--rtt", "200ms", "--rate", "100mbit"],
+    "memory": ["memory"],
     "lossy": ["bulk", "--rtt", "50ms", "--rate", "100mbit", "--loss", "1%"],
 }
 

@@ -23,9 +23,23 @@ BASE = Measurement(
 )
 
 
-def _health(late_p99_ms: float, elapsed: float = 1.0) -> PathHealth:
-    valid, reason = judge(0, late_p99_ms)
-    return PathHealth("tun", 1000, 0, 0, 0, 0, late_p99_ms, late_p99_ms, 0.1, valid, reason, elapsed=elapsed)
+def _health(late_p99_ms: float, elapsed: float = 1.0, alive: bool = True) -> PathHealth:
+    valid, reason = judge(0, late_p99_ms, alive)
+    return PathHealth(
+        "tun",
+        1000,
+        0,
+        0,
+        0,
+        0,
+        late_p99_ms,
+        late_p99_ms,
+        0.1,
+        valid,
+        reason,
+        elapsed=elapsed,
+        helpers_alive=alive,
+    )
 
 
 class _Box:
@@ -33,16 +47,16 @@ class _Box:
 
 
 def _double(monkeypatch, plan):
-    """``plan``: per call, (p99 lateness ms, goodput, bottleneck or None)."""
+    """``plan``: per call, (p99 lateness ms, goodput, bottleneck or None[, delay line alive])."""
     calls = []
 
     def repeat(sb, record, env):
-        late, goodput, bottleneck = plan[len(calls)]
+        late, goodput, bottleneck, *alive = plan[len(calls)]
         calls.append(late)
         sample = Sample(metrics={"goodput_mbps": goodput})
         if bottleneck:
             sample.bottlenecks["sender"] = bottleneck
-        return runner.Repeat(sample, {"client": {}, "server": {}}, _health(late))
+        return runner.Repeat(sample, {"client": {}, "server": {}}, _health(late, alive=all(alive)))
 
     monkeypatch.setattr(runner, "_repeat", repeat)
     return calls
@@ -61,6 +75,12 @@ def test_retries_stop_at_the_number_of_repeats_and_the_measurement_is_then_inval
     calls = _double(monkeypatch, [(3.0, 1.0, None)] * 4 + [(0.2, 100.0, None)] * 2)
     m = runner._measure(_Box(), BASE, None, 2, 1.0)
     assert len(calls) == 4 and not m.valid and "lateness" in (m.invalid_reason or "")
+
+
+def test_a_dead_delay_line_is_not_retried(monkeypatch):
+    calls = _double(monkeypatch, [(0.0, 1.0, None, False), (0.2, 100.0, None), (0.2, 100.0, None)])
+    m = runner._measure(_Box(), BASE, None, 2, 1.0)
+    assert len(calls) == 2 and not m.valid and "died" in (m.invalid_reason or "")
 
 
 def test_a_busy_load_generator_is_not_retried(monkeypatch):

@@ -14,7 +14,6 @@ from types import MappingProxyType
 
 from tuner.knobs import Value
 from tuner.probe.base import RepeatEnv, Sample
-from tuner.sandbox.health import MAX_LATE_P99_MS
 from tuner.scoring import Objective
 from tuner.workload import NetworkPath, Workload, WorkloadKind
 
@@ -68,9 +67,10 @@ class KindSpec:
     duration: float = 0.5
     window: Callable[[float, float], float] | None = None
     default_loss: float = 0.0  # NetworkPath loss the kind is measured over unless the user gives one
-    # p99 lateness of the delay line (ms) a repeat of this kind tolerates: the time scale its metric
-    # resolves. Packets a millisecond late spoil a latency or a goodput figure, not a keepalive timer's.
-    max_late_p99_ms: float = MAX_LATE_P99_MS
+    # p99 lateness of the delay line (ms) a repeat of this kind tolerates, where its metric resolves a
+    # coarser time scale than the path's default limit (None; tuner.sandbox.health.MAX_LATE_P99_MS):
+    # packets a millisecond late spoil a latency or a goodput figure, not a keepalive timer's.
+    max_late_p99_ms: float | None = None
 
     def __post_init__(self) -> None:
         if self.workload.kind is not self.kind:

@@ -9,22 +9,27 @@
   measurement invalid: it would not reflect them.
 - Each repeat runs the workload's own warm-up before its measured window of ``duration`` seconds;
   the metrics are the median of the repeats with an interval (:func:`summarize`).
-- ``counters`` holds the kernel counter deltas of each namespace summed over the repeats, read with
+- ``counters`` holds the kernel counter deltas of each namespace summed over the kept repeats, read with
   :func:`tuner.observe.counters.read_counters` inside the namespace before and after each repeat (so
   they include each repeat's connection setup and warm-up).
-- ``valid=False`` with ``invalid_reason`` when the path (sandbox health) or the load generator was the
-  bottleneck; ``failed=True`` with ``error`` when the run could not complete (a server crashed, the
+- The path's health is judged per repeat (with the kind's lateness limit, ``KindSpec.max_late_p99_ms``):
+  a repeat the path spoiled (a busy machine made the delay line late or drop at its TUN ring) says
+  nothing about the settings and is measured again, at most ``repeats`` times per measurement, and left
+  out (a note says so); ``health`` is the kept repeats' (:func:`tuner.sandbox.health.merge_health`).
+- ``valid=False`` with ``invalid_reason`` when the path stayed unhealthy beyond those retries (or its
+  delay line died: that is not retried) or the load generator was the bottleneck; ``failed=True`` with ``error`` when the run could not complete (a server crashed, the
   sandbox could not be built). It never raises for a failed run, and leaves no process or namespace.
   With a caller's ``sandbox``, the sysctls it changed are put back afterwards.
 """
 
 from __future__ import annotations
 
+import contextlib
 import statistics
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tuner.errors import TunerError, interrupt_behind, reraise_interrupt
 from tuner.knobs import Assignment, Scope, SysctlTree, Value, get_knob
@@ -34,8 +39,10 @@ from tuner.probe.base import RepeatEnv, Sample, ServerCrashed
 from tuner.probe.measurement import METRICS, Measurement, summarize
 from tuner.probe.sockopts import HostLimits, SocketOptions
 from tuner.probe.target import CONGESTION, NOT_COPIED, TargetBaseline, read_scope
-from tuner.sandbox.health import PathHealth, merge_health
 from tuner.workload import NetworkPath, Workload
+
+if TYPE_CHECKING:
+    from tuner.sandbox.health import PathHealth
 
 __all__ = ["default_warmup", "run_probe"]
 
@@ -193,6 +200,7 @@ def _measure(
     the measurement is invalid only when the path stays unhealthy beyond that."""
     from tuner.kinds import spec  # the kinds' records name their probe modules: imported when used
     from tuner.sandbox import Side
+    from tuner.sandbox.health import merge_health
 
     if target is not None:
         base = replace(base, baseline=_baseline_in(sb, base, target))
@@ -207,7 +215,8 @@ def _measure(
     try:
         while len(kept) < repeats:
             r = _repeat(sb, record, env)
-            if not r.health.valid and len(spoiled) < repeats:
+            # a dead delay line does not come back: its repeat is kept and makes the measurement invalid
+            if not r.health.valid and r.health.helpers_alive and len(spoiled) < repeats:
                 spoiled.append(r.health.reason or "the path was unhealthy")
                 log.warning(
                     "probe.repeat_retry",
@@ -231,24 +240,38 @@ def _measure(
             log.warning("probe.interrupted", kind=workload.kind.value, cleanup_error=_error_text(exc))
             reraise_interrupt(exc)
         log.warning("probe.failed", kind=workload.kind.value, repeat=len(kept) + 1, error=_error_text(exc))
+        # the failed repeat's own health too: a dead delay line is often why it failed
+        healths = [r.health for r in kept]
+        with contextlib.suppress(Exception):
+            healths.append(_judged(sb.health(), record))
         return replace(
             base,
             **fields,
-            health=_health_dict(merge_health([r.health for r in kept] or [sb.health()])),
+            health=_health_dict(merge_health(healths)) if healths else {},
             repeats=len(kept),
             counters=_totals(kept),
             failed=True,
             valid=False,
             error=_error_text(exc),
+            notes=_spoiled_note(spoiled),
         )
     m = _combine(base, kept, fields)
-    if spoiled:
-        note = (
-            f"measured again: the path was unhealthy in {len(spoiled)} repeat(s) ({spoiled[0]}); "
-            "those repeats were left out"
-        )
-        m = replace(m, notes=(*m.notes, note))
-    return m
+    return replace(m, notes=(*m.notes, *_spoiled_note(spoiled)))
+
+
+def _spoiled_note(spoiled: list[str]) -> tuple[str, ...]:
+    if not spoiled:
+        return ()
+    return (
+        f"measured again: the path was unhealthy in {len(spoiled)} repeat(s) ({spoiled[0]}); "
+        "those repeats were left out",
+    )
+
+
+def _judged(health: PathHealth, record: Any) -> PathHealth:
+    """``health`` judged with the kind's own lateness limit (None: the path's default)."""
+    limit = record.max_late_p99_ms
+    return health.judged_with(limit) if limit is not None else health
 
 
 @dataclass(frozen=True)
@@ -266,7 +289,7 @@ def _repeat(sb: Any, record: Any, env: RepeatEnv) -> Repeat:
     before = {name: sb.run(side, read_counters) for name, side in sides.items()}
     sample = record.probe(env)
     after = {name: sb.run(side, read_counters) for name, side in sides.items()}
-    health = sb.health().judged_with(record.max_late_p99_ms)
+    health = _judged(sb.health(), record)
     deltas = {name: delta(before[name], after[name]) for name in _SIDES}
     for metric, (side_name, counter) in record.counter_metrics.items():
         sample.metrics[metric] = float(deltas[side_name].get(counter, 0))
@@ -283,6 +306,8 @@ def _totals(kept: list[Repeat]) -> dict[str, dict[str, int]]:
 
 
 def _combine(base: Measurement, kept: list[Repeat], fields: dict[str, Any]) -> Measurement:
+    from tuner.sandbox.health import merge_health
+
     samples = [r.sample for r in kept]
     health = merge_health([r.health for r in kept])
     names = [n for n in METRICS if any(n in s.metrics for s in samples)]

@@ -96,7 +96,8 @@ def overload_note(capacity: float, offered: float) -> str:
     """The symptom of a reader slower than its offered load, and what can fix it."""
     return (
         f"reader capacity {capacity:,.0f}/s < offered {offered:,.0f}/s: {OVERLOAD_NOTE} (at steady state "
-        f"the reader delivers {capacity / offered:.0%} whatever the buffer; a larger one only adds delay). "
+        f"the reader delivers at most {capacity / offered:.0%}: a buffer that holds the bursts reaches that, "
+        "no buffer goes beyond it, and a larger one only adds delay). "
         "What can: more readers with SO_REUSEPORT, batched reads with recvmmsg, a faster reader"
     )
 

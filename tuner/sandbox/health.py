@@ -1,7 +1,8 @@
 """PathHealth: whether the emulated path itself behaved during a measurement.
 
-A probe keeps a run only if its path was healthy: no packet lost at the TUN ring (the delay line fell
-behind the kernel), packets sent on time (p99 lateness under :data:`MAX_LATE_P99_MS`), helpers alive,
+A probe keeps a repeat only if its path was healthy: no packet lost at the TUN ring (the delay line fell
+behind the kernel), packets sent on time (p99 lateness under :data:`MAX_LATE_P99_MS`, or the kind's own
+coarser limit: :meth:`PathHealth.judged_with`), helpers alive,
 and the delay line not saturated (a forwarder busy :data:`MAX_LINE_CPU_SHARE` of a core or more): a
 saturated line, not the emulated path, sets the pace, and its backlog waits unseen in the TUN ring.
 Emulated loss and queue drops are the path doing its job and do not make a run invalid.
@@ -27,7 +28,8 @@ _MIN_CPU_WINDOW = 0.25  # seconds: a shorter window says nothing reliable about 
 
 @dataclass(frozen=True)
 class PathHealth:
-    """Counters of the emulated path since the sandbox was created or :meth:`Sandbox.reset_health`."""
+    """Counters of the emulated path since the sandbox was created or :meth:`Sandbox.reset_health`; or,
+    from :func:`merge_health`, of several such windows (counts summed, lateness the worst window's)."""
 
     backend: str
     packets: int  # packets that entered the path (both directions)

@@ -15,10 +15,11 @@ A link is built in two halves: :meth:`PathLink.prepare` runs in a child *inside*
 - the bottleneck queue, when the NetworkPath sets none, holds one bandwidth-delay product plus
   :data:`QUEUE_SLACK_S` of the rate, at least :data:`MIN_QUEUE_PACKETS` packets (MTU-sized). One BDP
   lets a single loss-based flow keep the link busy in theory; the slack absorbs the bursts a sender's
-  segmentation offload and the delay line's batched service add (on short paths one BDP is only a few
-  64 KiB super-packets: at 1 Gbit/s and 1 ms RTT a one-BDP queue gave 97-98% of the cap beside two
-  CPU burners and 83-91% on a busier machine, BDP + 2 ms 99.5-99.9%: bench/results/sandbox_path_*.md).
-  Real bottleneck buffers are larger still (milliseconds at their rate).
+  segmentation offload and the delay line's batched service add: on short paths one BDP is only a few
+  64 KiB super-packets (at 1 Gbit/s and 1 ms RTT, one cubic stream: a one-BDP queue gave 83-91% of the
+  cap on a machine busy with other work, bench/results/sandbox_path_noburn.md and _burn2.md of stop 20,
+  and 97-98% beside two CPU burners on a quiet one; BDP + 2 ms gave 99.5-99.8% there:
+  bench/results/sandbox_path_queue.md). Real bottleneck buffers are larger still.
 """
 
 from __future__ import annotations

@@ -184,7 +184,7 @@ def worse_metrics(comparison: Mapping[str, Mapping[str, Any]]) -> list[str]:
     for name, c in comparison.items():
         if c.get("significant") and c.get("gain", 1.0) < 1.0:
             worse = 1.0 / c["gain"] if c["gain"] > 0 else math.inf
-            # from zero (keepalive probes where keepalive was off) there is no ratio, only the change
+            # from zero (keepalive probes where keepalive was off, rwnd_limited_pct) there is no ratio, only the change
             times = f" {worse:.3g}x" if math.isfinite(worse) else ""
             out.append(f"{name}{times} worse ({c['baseline']:.4g} -> {c['recommended']:.4g})")
     return out
