@@ -44,6 +44,13 @@ def test_worse_metrics_lists_only_significant_losses():
     assert worse_metrics(comparison) == ["a 4x worse (1 -> 4)"]
 
 
+def test_a_diagnostic_metric_is_not_listed_as_worse():
+    comparison = {
+        "rwnd_limited_pct": {"significant": True, "gain": 0.0, "baseline": 0.0, "recommended": 100.0}
+    }
+    assert worse_metrics(comparison) == []
+
+
 def test_a_metric_worse_from_zero_has_no_ratio_only_its_change():
     comparison = {"probes": {"significant": True, "gain": 0.0, "baseline": 0.0, "recommended": 896.0}}
     assert worse_metrics(comparison) == ["probes worse (0 -> 896)"]

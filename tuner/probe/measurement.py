@@ -30,10 +30,15 @@ class MetricInfo:
     unit: str
     better: Better
     description: str
+    # a diagnosis (what held a flow back), not a cost: a flow that fills its path is often limited by
+    # its receive window, and a verdict does not list it as "worse" (it is still reported)
+    diagnostic: bool = False
 
 
-def _m(name: str, unit: str, better: Better, description: str) -> tuple[str, MetricInfo]:
-    return name, MetricInfo(name, unit, better, description)
+def _m(
+    name: str, unit: str, better: Better, description: str, *, diagnostic: bool = False
+) -> tuple[str, MetricInfo]:
+    return name, MetricInfo(name, unit, better, description, diagnostic)
 
 
 L, H = Better.LOWER, Better.HIGHER
@@ -46,8 +51,20 @@ METRICS: Mapping[str, MetricInfo] = dict(
         _m("latency_max_ms", "ms", L, "largest request latency"),
         _m("goodput_mbps", "Mbit/s", H, "application bytes delivered per second"),
         _m("retransmits", "segments", L, "TCP segments retransmitted"),
-        _m("sndbuf_limited_pct", "%", L, "share of time the sender was limited by its send buffer"),
-        _m("rwnd_limited_pct", "%", L, "share of time the sender was limited by the receive window"),
+        _m(
+            "sndbuf_limited_pct",
+            "%",
+            L,
+            "share of time the sender was limited by its send buffer",
+            diagnostic=True,
+        ),
+        _m(
+            "rwnd_limited_pct",
+            "%",
+            L,
+            "share of time the sender was limited by the receive window",
+            diagnostic=True,
+        ),
         _m("connect_p50_ms", "ms", L, "median connect time"),
         _m("connect_p99_ms", "ms", L, "99th percentile connect time"),
         _m("connect_max_ms", "ms", L, "largest connect time"),

@@ -179,9 +179,13 @@ def metric_comparison(
 
 
 def worse_metrics(comparison: Mapping[str, Mapping[str, Any]]) -> list[str]:
-    """Every metric of a :func:`metric_comparison` that got significantly worse, as "name 2.5x worse"."""
+    """Every metric of a :func:`metric_comparison` that got significantly worse, as "name 2.5x worse";
+    not the diagnostic ones (rwnd_limited_pct of a flow that now fills its path is no cost)."""
     out = []
     for name, c in comparison.items():
+        info = METRICS.get(name)
+        if info is not None and info.diagnostic:
+            continue
         if c.get("significant") and c.get("gain", 1.0) < 1.0:
             worse = 1.0 / c["gain"] if c["gain"] > 0 else math.inf
             # from zero (keepalive probes where keepalive was off, rwnd_limited_pct) there is no ratio, only the change
