@@ -38,8 +38,10 @@ from typing import Any
 sys.path.insert(0, str(FsPath(__file__).resolve().parents[1]))
 
 from tuner.kinds import DEFAULT_WORKLOADS
+from tuner.kinds import spec as kind_spec
 from tuner.knobs import KernelFacts, Value
 from tuner.logs import configure
+from tuner.probe.keepalive import HEALTHY_PROBES, WINDOW_MIN, Timers
 from tuner.probe.measurement import Measurement, summarize
 from tuner.search.objective import Goal, default_objective
 from tuner.search.samplers import make_sampler
@@ -66,6 +68,7 @@ STOCK: dict[str, Value] = {
     "net.core.rmem_default": 212992,
     "net.core.wmem_default": 212992,
 }
+KEEPALIVE_LOSS = kind_spec(WorkloadKind.KEEPALIVE).default_loss
 FACTS = KernelFacts(frozenset({"reno", "cubic", "bbr"}), frozenset({"reno", "cubic", "bbr"}))
 
 Truth = Callable[[Mapping[str, Any]], dict[str, float]]
@@ -141,21 +144,33 @@ def udp_truth(a: Mapping[str, Any]) -> dict[str, float]:
 
 
 def keepalive_truth(a: Mapping[str, Any]) -> dict[str, float]:
-    """A dead peer: noticed after idle + intvl * cnt (or TCP_USER_TIMEOUT) when keepalive is on, within a
-    5 s window; each keepalive costs probe packets on healthy connections."""
+    """The real probe's rules (tuner.probe.keepalive) with the kernel's timers: a dead peer is noticed after
+    the timers' detection time (Timers.detection_s) if that is within the window (18 s), else the window
+    counts (a lower bound); over the 1% loss path each healthy connection risks a kill where its timers
+    give up after k lost probe rounds in a row (k = TCP_KEEPCNT, or the rounds of TCP_USER_TIMEOUT), a
+    round lost when the probe or its ACK is: ``false_kills`` is the expected count over the probe's
+    exposure (128 connections, HEALTHY_PROBES + 1 rounds each), drawn per repeat by the replay."""
     on = bool(a.get("SO_KEEPALIVE"))
-    idle = a.get("TCP_KEEPIDLE") or 7200
-    intvl = a.get("TCP_KEEPINTVL") or 75
-    cnt = a.get("TCP_KEEPCNT") or 9
-    ut = a.get("TCP_USER_TIMEOUT")
-    detect = idle + (min(intvl * cnt, ut / 1000) if ut else intvl * cnt) if on else math.inf
-    if not on and ut:
-        detect = 7200.0  # a user timeout needs unacknowledged data or keepalive to act
-    found = detect <= 5.0
+    ut = a.get("TCP_USER_TIMEOUT") or 0
+    timers = Timers(
+        on, a.get("TCP_KEEPIDLE") or 7200, a.get("TCP_KEEPINTVL") or 75, a.get("TCP_KEEPCNT") or 9, ut
+    )
+    detect = timers.detection_s if on else math.inf  # a user timeout alone needs unacknowledged data
+    found = detect <= WINDOW_MIN
+    kills = 0.0
+    if on:
+        if ut:
+            rounds = max(1, math.ceil((ut / 1e3 - timers.idle_s) / max(timers.intvl_s, 1)))
+        else:
+            rounds = timers.count
+        lost_round = 1 - (1 - KEEPALIVE_LOSS) ** 2
+        workload = DEFAULT_WORKLOADS[K.KEEPALIVE]
+        kills = workload.idle_connections * (HEALTHY_PROBES + 1) * lost_round**rounds
     return {
-        "detect_s": detect if found else 5.0,
+        "detect_s": detect if found else WINDOW_MIN,
         "detected_fraction": 1.0 if found else 0.0,
-        "keepalive_packets_per_conn_hour": 3600.0 / idle if on else 0.0,
+        "false_kills": kills,
+        "keepalive_packets_per_conn_hour": 3600.0 / timers.idle_s if on else 0.0,
     }
 
 
@@ -194,10 +209,7 @@ class Replay:
 
     def __call__(self, assignment: Mapping[str, Value]) -> Measurement:
         true = self.truth(assignment)
-        metrics = {
-            k: summarize([v * (1 + self.rng.uniform(-self.noise, self.noise)) for _ in range(self.repeats)])
-            for k, v in true.items()
-        }
+        metrics = {k: summarize([self._draw(k, v) for _ in range(self.repeats)]) for k, v in true.items()}
         return Measurement(
             workload=DEFAULT_WORKLOADS[self.kind],
             path=self.path,
@@ -208,18 +220,42 @@ class Replay:
             duration=0.0,
         )
 
+    def _draw(self, metric: str, value: float) -> float:
+        """One repeat's value: a count of rare events (false kills) is Poisson around its expectation,
+        every other metric the true value with +-``noise``."""
+        if metric in COUNTS:
+            return float(_poisson(self.rng, value))
+        return value * (1 + self.rng.uniform(-self.noise, self.noise))
+
+
+COUNTS = frozenset({"false_kills"})
+
+
+def _poisson(rng: random.Random, mean: float) -> int:
+    limit, k, p = math.exp(-mean), 0, rng.random()
+    while p > limit:
+        k += 1
+        p *= rng.random()
+    return k
+
 
 def true_score(objective, truth: Truth, assignment: Mapping[str, Any]) -> float:
+    """The objective on the true values (a count at its most likely value); an infeasible setting is
+    the worst possible, so the grid optimum is a setting a search may recommend."""
+    values = {k: (float(round(v)) if k in COUNTS else v) for k, v in truth(assignment).items()}
     m = Measurement(
         workload=DEFAULT_WORKLOADS[K.RR],
         path=NetworkPath(),
         assignment=dict(assignment),
-        metrics={k: summarize([v]) for k, v in truth(assignment).items()},
+        metrics={k: summarize([v]) for k, v in values.items()},
         backend="synthetic",
         repeats=1,
         duration=0.0,
     )
-    return objective.score(m).value
+    score = objective.score(m)
+    if not score.feasible:
+        return math.inf if objective.direction is Goal.MIN else -math.inf
+    return score.value
 
 
 def grid(space: Space, objective, truth: Truth) -> dict[str, float]:

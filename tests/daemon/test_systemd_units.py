@@ -74,6 +74,7 @@ def test_daemon_unit_is_a_hardened_notify_service():
     assert s["KillMode"] == "mixed"
     assert set(s["CapabilityBoundingSet"].split()) == {
         "CAP_NET_ADMIN",
+        "CAP_NET_RAW",  # the sandbox path's ICMP echoes (tuner.sandbox.echo)
         "CAP_SYS_ADMIN",
         "CAP_SYS_PTRACE",
         "CAP_DAC_READ_SEARCH",

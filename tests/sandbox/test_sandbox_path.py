@@ -213,3 +213,18 @@ def test_the_line_reads_single_packets_below_150_mbit_and_super_packets_above(mo
     monkeypatch.delenv("TUNER_TUN_OFFLOAD", raising=False)
     with Sandbox(NetworkPath(rtt=0.002, rate_bps=rate), backend="tun") as sb:
         assert sb._link.offload is offload
+
+
+def test_the_delay_line_takes_its_own_overhead_off_the_delay_but_no_more():
+    """The line measures what it adds to a round trip (TUN crossings, wake-ups) when the path is built
+    and takes it off its delay: kernel-timestamped echoes then come back no sooner than the RTT asked for
+    (a floor, like propagation delay), and the overhead it found is in the path's health."""
+    from tuner.sandbox.echo import echo_rtts
+    from tuner.sandbox.layout import ADDRESSES
+
+    with Sandbox(NetworkPath(rtt=0.004), backend="tun") as sb:
+        rtts = sb.run(Side.CLIENT, echo_rtts, ADDRESSES[Side.SERVER], 20, 0.002, 2.0)
+        health = sb.health()
+    assert len(rtts) >= 15, f"{len(rtts)} of 20 echoes came back over a path without loss"
+    assert rtts[0] >= 0.004 - 0.00005, f"fastest echo {rtts[0] * 1e3:.3f} ms < the 4 ms asked for"
+    assert 0.0 < health.overhead_ms < 4.0

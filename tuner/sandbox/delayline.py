@@ -6,7 +6,8 @@ them into the receiving side's TUN device after the path has had its way with th
 1. Bernoulli loss on ingress (probability ``loss``, each packet on the wire independently);
 2. a finite FIFO bottleneck of ``queue_packets`` packets drained at ``rate_bps`` (IP bytes on the wire):
    a packet that finds the queue full is dropped (tail drop);
-3. departure = end of its serialization + the one-way ``delay``.
+3. departure = end of its serialization + the one-way ``delay``, less the line's own forwarding
+   overhead once the sandbox has measured it (:meth:`LineStats.set_trim`).
 
 With ``LineParams.vnet`` the devices hand over TCP super-packets (GSO, up to 64 KiB, see
 :mod:`tuner.sandbox.gso`): one read instead of ~44. The line still counts them as the packets they
@@ -84,7 +85,8 @@ _WRITES = 12
 _HIST = 16
 _CTRL_EPOCH = _HIST + LATE_BUCKETS  # written by the sandbox: ask for a reset
 _CTRL_PARTITIONED = _CTRL_EPOCH + 1  # written by the sandbox: drop everything while nonzero
-_SLOTS = _CTRL_PARTITIONED + 1
+_CTRL_TRIM_NS = _CTRL_PARTITIONED + 1  # written by the sandbox: ns taken off the delay (its own overhead)
+_SLOTS = _CTRL_TRIM_NS + 1
 
 _PR_SET_TIMERSLACK = 29
 PROFILE_ENV = "TUNER_LINE_PROFILE"
@@ -158,6 +160,12 @@ class LineStats:
 
     def set_partitioned(self, on: bool) -> None:
         self.slots[_CTRL_PARTITIONED] = 1 if on else 0
+
+    def set_trim(self, seconds: float) -> None:
+        """Take ``seconds`` off the one-way delay from the next packet on: the forwarding overhead the
+        line adds to every packet (TUN crossings, its wake-ups), measured when the path is built, so that
+        the round trip the endpoints see is the one asked for. Set while the path carries nothing."""
+        self.slots[_CTRL_TRIM_NS] = max(0, int(seconds * 1e9))
 
     def snapshot(self) -> DirectionSnapshot:
         s = self.slots
@@ -289,6 +297,7 @@ def _forward(rfd: int, wfd: int, params: LineParams, stats: LineStats) -> NoRetu
     s = stats.slots
     vnet = params.vnet
     delay = params.delay
+    trim_ns = 0
     sec_per_byte = 8.0 / params.rate_bps
     qlimit = params.queue_packets
     rnd = random.Random(params.seed).random
@@ -360,6 +369,9 @@ def _forward(rfd: int, wfd: int, params: LineParams, stats: LineStats) -> NoRetu
             packets = nbytes = sent = sent_bytes = d_loss = d_queue = d_part = w_err = reads = writes = 0
             late_max = 0.0
         partitioned = s[_CTRL_PARTITIONED]
+        if s[_CTRL_TRIM_NS] != trim_ns:
+            trim_ns = s[_CTRL_TRIM_NS]
+            delay = max(0.0, params.delay - trim_ns / 1e9)
 
         # arrivals
         now = clock()

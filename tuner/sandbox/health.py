@@ -51,6 +51,9 @@ class PathHealth:
     frames: int = 0  # frames the delay line read (a super-packet is one frame, many packets)
     line_cpu_share: float = 0.0  # the busiest forwarder's CPU time / elapsed (1.0 = one core)
     helpers_alive: bool = True  # the delay line's processes were alive when the counters were read
+    # what the delay line added to a round trip beyond its delay when the path was built (ms), and took
+    # off its delay since (tuner.sandbox.links.TunLink): the floor of the RTT is the one asked for
+    overhead_ms: float = 0.0
 
     def judged_with(self, max_late_p99_ms: float) -> PathHealth:
         """This health judged with another lateness limit: a measurement whose metric moves in seconds
@@ -145,4 +148,5 @@ def merge_health(parts: Sequence[PathHealth]) -> PathHealth:
         frames=int(total("frames")),
         line_cpu_share=max(p.line_cpu_share for p in parts),
         helpers_alive=all(p.helpers_alive for p in parts),
+        overhead_ms=max(p.overhead_ms for p in parts),
     )

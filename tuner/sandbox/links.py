@@ -16,10 +16,9 @@ A link is built in two halves: :meth:`PathLink.prepare` runs in a child *inside*
   :data:`QUEUE_SLACK_S` of the rate, at least :data:`MIN_QUEUE_PACKETS` packets (MTU-sized). One BDP
   lets a single loss-based flow keep the link busy in theory; the slack absorbs the bursts a sender's
   segmentation offload and the delay line's batched service add: on short paths one BDP is only a few
-  64 KiB super-packets (at 1 Gbit/s and 1 ms RTT, one cubic stream: a one-BDP queue gave 83-91% of the
-  cap on a machine busy with other work, bench/results/sandbox_path_noburn.md and _burn2.md of stop 20,
-  and 97-98% beside two CPU burners on a quiet one; BDP + 2 ms gave 99.5-99.8% there:
-  bench/results/sandbox_path_queue.md). Real bottleneck buffers are larger still.
+  64 KiB super-packets (at 1 Gbit/s and 1 ms RTT, one cubic stream beside two CPU burners: a one-BDP
+  queue gave 90.7% of the cap, BDP + 2 ms 97.7%, run back to back: bench/results/sandbox_path_queue.md).
+  Real bottleneck buffers are larger still.
 """
 
 from __future__ import annotations
@@ -36,7 +35,8 @@ from typing import Any, Protocol
 
 from tuner.adapters import rtnl as nl
 from tuner.errors import SandboxError
-from tuner.netns import ChildFailed, NetnsChild
+from tuner.logs import get_logger
+from tuner.netns import ChildFailed, NetnsChild, run_in_netns
 from tuner.sandbox.delayline import (
     LATE_BUCKETS,
     PROFILE_ENV,
@@ -46,6 +46,7 @@ from tuner.sandbox.delayline import (
     late_percentile,
     run_line,
 )
+from tuner.sandbox.echo import echo_rtts
 from tuner.sandbox.health import LATE_MS, PathHealth, judge
 from tuner.sandbox.layout import ADDRESSES, DEAD_MAC, IFNAME, MACS, PREFIXLEN, Side, peer_of
 from tuner.sandbox.tun import open_tun, read_dev_counters
@@ -67,10 +68,13 @@ __all__ = [
     "plan_link",
 ]
 
+log = get_logger(__name__)
+
 BACKENDS = ("none", "netem", "tun")
 DEFAULT_RATE_BPS = 200e6  # the delay line's cap when the NetworkPath has none (the old line's ceiling on 2
 # busy cores; with offloads it holds 3 Gbit/s: bench/sandbox_path.py)
 MIN_QUEUE_PACKETS = 100
+TRIM_ECHOES = 10  # ICMP echoes that measure the line's own round-trip overhead when a path is built
 QUEUE_SLACK_S = 0.002  # seconds of the rate the default queue holds beyond one BDP (see above)
 MTU = 1500
 OFFLOAD_ENV = "TUNER_TUN_OFFLOAD"  # "0": one packet per read (no super-packets); "1": always super-packets
@@ -370,6 +374,7 @@ class TunLink:
         self._offload = forced == "1" if forced in ("0", "1") else rate > OFFLOAD_MIN_RATE_BPS
         self._vnet: dict[Side, bool] = {}
         self.offload = False  # whether the line moves super-packets (known after start)
+        self.overhead = 0.0  # seconds the line adds to a round trip beyond its delay (measured at start)
         self._stats: dict[Side, LineStats] = {}
         self._forwarders: dict[Side, NetnsChild] = {}
         self._dead_reason: str | None = None
@@ -431,7 +436,47 @@ class TunLink:
             for fd in self._fds.values():  # the forwarders hold them now: the devices live as long
                 _close(fd)
             self._fds.clear()
+        self._trim_overhead()
         self.reset_health()
+
+    def _trim_overhead(self) -> None:
+        """Measure what the line adds to a round trip beyond its delay (two TUN crossings per direction
+        and its wake-ups: ~0.1 ms here, 12% of a 1 ms RTT) with kernel-answered, kernel-timestamped ICMP
+        echoes across the fresh path, and take half of it off each direction's delay, so that the RTT
+        TCP measures is the one asked for. The smallest overhead seen is taken off (a floor, like a
+        path's propagation delay): no packet comes back sooner than the RTT asked for, and the line's
+        wake-up jitter stays on top of it, as its lateness (PathHealth) reports. Without a delay there
+        is nothing to take it from; when the echoes do not come back (a lossy path may lose a few), the
+        delay stays as it is."""
+        rtt = 2 * self.plan.one_way_delay
+        if rtt <= 0:
+            return
+        try:
+            rtts = run_in_netns(
+                self._netns[Side.CLIENT],
+                echo_rtts,
+                ADDRESSES[Side.SERVER],
+                TRIM_ECHOES,
+                0.002,
+                rtt + 0.5,
+            )
+        except (ChildFailed, OSError) as exc:
+            log.warning("sandbox.trim_failed", error=str(exc))
+            return
+        if len(rtts) < TRIM_ECHOES // 2:
+            log.info("sandbox.trim_skipped", echoes=len(rtts), sent=TRIM_ECHOES)
+            return
+        overhead = rtts[0] - rtt  # the smallest (echo_rtts sorts them)
+        trim = min(max(0.0, overhead / 2), self.plan.one_way_delay)
+        for st in self._stats.values():
+            st.set_trim(trim)
+        self.overhead = overhead
+        log.info(
+            "sandbox.line_trimmed",
+            overhead_ms=round(overhead * 1e3, 3),
+            median_overhead_ms=round((rtts[len(rtts) // 2] - rtt) * 1e3, 3),
+            rtt_ms=round(rtt * 1e3, 3),
+        )
 
     def helper_pids(self) -> list[int]:
         return [f.pid for f in self._forwarders.values()]
@@ -505,6 +550,7 @@ class TunLink:
             frames=sum(s.reads for s in snaps.values()),
             line_cpu_share=share,
             helpers_alive=alive,
+            overhead_ms=self.overhead * 1e3,
         )
 
     def set_partitioned(self, on: bool) -> None:
