@@ -74,7 +74,7 @@ BACKENDS = ("none", "netem", "tun")
 DEFAULT_RATE_BPS = 200e6  # the delay line's cap when the NetworkPath has none (the old line's ceiling on 2
 # busy cores; with offloads it holds 3 Gbit/s: bench/sandbox_path.py)
 MIN_QUEUE_PACKETS = 100
-TRIM_ECHOES = 10  # ICMP echoes that measure the line's own round-trip overhead when a path is built
+TRIM_ECHOES = 20  # ICMP echoes that measure the line's own round-trip overhead when a path is built
 QUEUE_SLACK_S = 0.002  # seconds of the rate the default queue holds beyond one BDP (see above)
 MTU = 1500
 OFFLOAD_ENV = "TUNER_TUN_OFFLOAD"  # "0": one packet per read (no super-packets); "1": always super-packets
@@ -457,7 +457,7 @@ class TunLink:
                 echo_rtts,
                 ADDRESSES[Side.SERVER],
                 TRIM_ECHOES,
-                0.002,
+                0.001,
                 rtt + 0.5,
             )
         except (ChildFailed, OSError) as exc:
