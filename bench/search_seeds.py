@@ -184,7 +184,7 @@ SCENARIOS: dict[str, tuple[WorkloadKind, NetworkPath, tuple[str, ...], tuple[str
         K.BULK,
         NetworkPath(rtt=0.05, rate_bps=100e6, loss=0.01),
         ("TCP_CONGESTION",),
-        ("net.ipv4.tcp_congestion_control", "net.ipv4.tcp_slow_start_after_idle"),
+        ("net.ipv4.tcp_congestion_control",),
         lossy_truth,
     ),
     "udp": (K.UDP, NetworkPath(), (), (), udp_truth),
