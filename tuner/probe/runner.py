@@ -17,9 +17,10 @@
   nothing about the settings and is measured again, at most ``repeats`` times per measurement, and left
   out (a note says so); ``health`` is the kept repeats' (:func:`tuner.sandbox.health.merge_health`).
 - ``valid=False`` with ``invalid_reason`` when the path stayed unhealthy beyond those retries (or its
-  delay line died: that is not retried) or the load generator was the bottleneck; ``failed=True`` with ``error`` when the run could not complete (a server crashed, the
-  sandbox could not be built). It never raises for a failed run, and leaves no process or namespace.
-  With a caller's ``sandbox``, the sysctls it changed are put back afterwards.
+  delay line died: that is not retried) or the load generator was the bottleneck; ``failed=True``
+  with ``error`` when the run could not complete (a server crashed, the sandbox could not be built).
+  It never raises for a failed run, and leaves no process or namespace. With a caller's ``sandbox``,
+  the sysctls it changed are put back afterwards.
 """
 
 from __future__ import annotations

@@ -19,6 +19,8 @@ A link is built in two halves: :meth:`PathLink.prepare` runs in a child *inside*
   64 KiB super-packets (at 1 Gbit/s and 1 ms RTT, one cubic stream beside two CPU burners: a one-BDP
   queue gave 90.7% of the cap, BDP + 2 ms 97.7%, run back to back: bench/results/sandbox_path_queue.md).
   Real bottleneck buffers are larger still.
+- the delay line takes its own round-trip overhead (two TUN crossings each way, its wake-ups: ~0.1 ms)
+  off its delay, measured with ICMP echoes when the path is built (:meth:`TunLink._trim_overhead`).
 """
 
 from __future__ import annotations
