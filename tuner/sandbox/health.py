@@ -52,7 +52,7 @@ class PathHealth:
     line_cpu_share: float = 0.0  # the busiest forwarder's CPU time / elapsed (1.0 = one core)
     helpers_alive: bool = True  # the delay line's processes were alive when the counters were read
     # what the delay line added to a round trip beyond its delay when the path was built (ms), and took
-    # off its delay since (tuner.sandbox.links.TunLink): the floor of the RTT is the one asked for
+    # off its delay since (tuner.sandbox.links.TunLink): the RTT's floor is then about the one asked for
     overhead_ms: float = 0.0
 
     def judged_with(self, max_late_p99_ms: float) -> PathHealth:

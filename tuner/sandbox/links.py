@@ -446,10 +446,12 @@ class TunLink:
         and its wake-ups: ~0.1 ms here, 12% of a 1 ms RTT) with kernel-answered, kernel-timestamped ICMP
         echoes across the fresh path, and take half of it off each direction's delay, so that the RTT
         TCP measures is the one asked for. The smallest overhead seen is taken off (a floor, like a
-        path's propagation delay): no packet comes back sooner than the RTT asked for, and the line's
-        wake-up jitter stays on top of it, as its lateness (PathHealth) reports. Without a delay there
-        is nothing to take it from; when the echoes do not come back (a lossy path may lose a few), the
-        delay stays as it is."""
+        path's propagation delay), so the fastest round trips come back at about the RTT asked for and
+        the line's wake-up jitter stays on top of it, as its lateness (PathHealth) reports. On a busy
+        machine the echoes may all have been slow and the floor a few tens of microseconds short (at
+        1 ms RTT the kernel's min_rtt stayed within 5% in 11 of 12 runs: bench/results/sandbox_path_*.md);
+        never by more than the overhead measured. Without a delay there is nothing to take it from; when
+        the echoes do not come back (a lossy path may lose a few), the delay stays as it is."""
         rtt = 2 * self.plan.one_way_delay
         if rtt <= 0:
             return
