@@ -171,6 +171,11 @@ def _compare(
     }
 
 
+def _target_sandbox(path: NetworkPath, target: Any) -> Sandbox:
+    """A sandbox over ``path`` whose namespaces start from the target's live values (the baseline)."""
+    return Sandbox(path, client_sysctls=target.sandbox_sysctls(), server_sysctls=target.sandbox_sysctls())
+
+
 def _worker_init() -> None:
     """A worker leaves Ctrl-C to the parent (which cancels what is queued) and turns SIGTERM into an
     exception, so that its sandbox is removed on the way out."""
@@ -184,9 +189,7 @@ def _compare_in_own_sandbox(name: str, seed: int) -> dict[str, Any]:
     workload, path, arm_a, arm_b, _expect = SCENARIOS[name]
     try:
         target = read_target()
-        with Sandbox(
-            path, client_sysctls=target.sandbox_sysctls(), server_sysctls=target.sandbox_sysctls()
-        ) as sb:
+        with _target_sandbox(path, target) as sb:
             return {"seed": seed, **_compare(sb, target, workload, path, arm_a, arm_b, seed=seed)}
     except Exception as exc:  # noqa: BLE001 - one failed comparison is reported, the run goes on
         return {"seed": seed, "error": f"{type(exc).__name__}: {exc}"}
@@ -220,9 +223,7 @@ def run_scenario(name: str, comparisons: int, checkpoint: Any = None, workers: i
             pool.shutdown(wait=True, cancel_futures=True)  # on Ctrl-C: what is queued is not started
         return _summary(name, rows)
     target = read_target()
-    with Sandbox(
-        path, client_sysctls=target.sandbox_sysctls(), server_sysctls=target.sandbox_sysctls()
-    ) as sb:
+    with _target_sandbox(path, target) as sb:
         for i in range(comparisons):
             try:
                 row = {"seed": i, **_compare(sb, target, workload, path, arm_a, arm_b, seed=i)}

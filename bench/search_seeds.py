@@ -163,13 +163,9 @@ def keepalive_truth(a: Mapping[str, Any]) -> dict[str, float]:
     found = detect <= WINDOW_MIN
     kills = 0.0
     if on:
-        if ut:
-            rounds = max(1, math.ceil((ut / 1e3 - timers.idle_s) / max(timers.intvl_s, 1)))
-        else:
-            rounds = timers.count
         lost_round = 1 - (1 - KEEPALIVE_LOSS) ** 2
         workload = DEFAULT_WORKLOADS[K.KEEPALIVE]
-        kills = workload.idle_connections * (HEALTHY_PROBES + 1) * lost_round**rounds
+        kills = workload.idle_connections * (HEALTHY_PROBES + 1) * lost_round**timers.rounds
     return {
         "detect_s": detect if found else WINDOW_MIN,
         "detected_fraction": 1.0 if found else 0.0,

@@ -94,16 +94,20 @@ class Timers:
     user_timeout_ms: int = 0
 
     @property
+    def rounds(self) -> int:
+        """Unanswered keepalive probes after which the timers give up on the peer. With a user timeout
+        the keepalive timer ignores TCP_KEEPCNT: it gives up at its first firing after a probe went out
+        once the user timeout has passed since the peer was last heard."""
+        if self.user_timeout_ms:
+            return max(1, math.ceil((self.user_timeout_ms / 1e3 - self.idle_s) / max(self.intvl_s, 1)))
+        return self.count
+
+    @property
     def detection_s(self) -> float:
         """When the timers should notice a dead peer (a plan for how long to wait, never a score)."""
         if not self.keepalive_on:
             return self.user_timeout_ms / 1e3 if self.user_timeout_ms else float("inf")
-        if self.user_timeout_ms:
-            # the keepalive timer then ignores TCP_KEEPCNT: it gives up at its first firing after a probe
-            # went out once the user timeout has passed since the peer was last heard
-            rounds = max(1, math.ceil((self.user_timeout_ms / 1e3 - self.idle_s) / max(self.intvl_s, 1)))
-            return self.idle_s + self.intvl_s * rounds
-        return self.idle_s + self.intvl_s * self.count
+        return self.idle_s + self.intvl_s * self.rounds
 
 
 def window(duration: float) -> float:
