@@ -27,6 +27,15 @@ def test_a_ceiling_holds_the_rates_it_carried_and_no_more():
     assert not _ceiling(400e6, 399e6, valid=False).holds(400e6)  # an unhealthy run proves nothing
 
 
+def test_an_invalid_ceiling_names_its_reason_in_one_clause():
+    from tuner.sandbox.health import judge
+
+    _, reason = judge(0, 0.0, line_cpu_share=0.91, elapsed=3.0)
+    c = Ceiling(20e9, 9e9, "tun", True, 0.91, False, reason, 0.02, 3.0)
+    assert c.describe().endswith("; the run was invalid: sandbox: the delay line was saturated")
+    assert c.to_dict()["reason"] == reason  # the full explanation stays in the record
+
+
 @pytest.mark.root
 def test_a_search_over_a_path_the_emulator_cannot_carry_says_so_and_claims_nothing(tmp_path):
     profile = tmp_path / "bulk.toml"

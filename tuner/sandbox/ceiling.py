@@ -60,7 +60,12 @@ class Ceiling:
             f"delay-line process {self.line_cpu_share * 100:.0f}% of a core"
             f"{', TUN offloads' if self.offload else ''})"
         )
-        return text if self.valid else f"{text}; the run was invalid: {self.reason}"
+        if self.valid:
+            return text
+        # the reason's first clause ("sandbox: the delay line was saturated"): its explanation, which
+        # can run to three lines, is what the doctor and recommend print next (the full reason is in
+        # to_dict); a long one pushed `tuner doctor` past one screen on a loaded machine
+        return f"{text}; the run was invalid: {(self.reason or 'unknown').split(' (', 1)[0]}"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
