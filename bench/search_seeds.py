@@ -46,7 +46,7 @@ from tuner.probe.measurement import Measurement, summarize
 from tuner.search.objective import Goal, default_objective
 from tuner.search.samplers import make_sampler
 from tuner.search.space import Space, assignment_key, build_space
-from tuner.search.study import DEFAULT_BUDGET, SearchConfig, Study, TrialRole
+from tuner.search.study import DEFAULT_BUDGET, Batch, SearchConfig, Study, TrialRole
 from tuner.workload import NetworkPath, WorkloadKind
 
 K = WorkloadKind
@@ -207,18 +207,27 @@ class Replay:
         self.kind, self.path, self.truth, self.repeats, self.noise = kind, path, truth, repeats, noise
         self.rng = random.Random(seed)
 
-    def __call__(self, assignment: Mapping[str, Value]) -> Measurement:
+    def __call__(self, assignment: Mapping[str, Value], repeats: int | None = None) -> Measurement:
         true = self.truth(assignment)
-        metrics = {k: summarize([self._draw(k, v) for _ in range(self.repeats)]) for k, v in true.items()}
+        n = repeats or self.repeats
+        metrics = {k: summarize([self._draw(k, v) for _ in range(n)]) for k, v in true.items()}
         return Measurement(
             workload=DEFAULT_WORKLOADS[self.kind],
             path=self.path,
             assignment=dict(assignment),
             metrics=metrics,
             backend="synthetic",
-            repeats=self.repeats,
+            repeats=n,
             duration=0.0,
         )
+
+    @property
+    def side_by_side(self) -> Batch | None:
+        """The kind's batches, as the real search measures them (tuner.probe.side_by_side)."""
+        width = kind_spec(self.kind).side_by_side
+        if width <= 1:
+            return None
+        return Batch(width, self.repeats, lambda requests: [self(a, r) for a, r in requests])
 
     def _draw(self, metric: str, value: float) -> float:
         """One repeat's value: a count of rare events (false kills) is Poisson around its expectation,
@@ -239,10 +248,21 @@ def _poisson(rng: random.Random, mean: float) -> int:
     return k
 
 
-def true_score(objective, truth: Truth, assignment: Mapping[str, Any]) -> float:
-    """The objective on the true values (a count at its most likely value); an infeasible setting is
-    the worst possible, so the grid optimum is a setting a search may recommend."""
-    values = {k: (float(round(v)) if k in COUNTS else v) for k, v in truth(assignment).items()}
+# A count of rare bad events (false kills) is taken as zero only if a measurement would show one less
+# than this often (its expectation over a measurement's repeats): a setting the probe refuses in one
+# measurement of three (TCP_KEEPCNT 2 over 1% loss) is a risk to a user, not an optimum, and a search
+# that recommends it after a lucky measurement scores 0.
+RARE = 0.05
+
+
+def true_score(objective, truth: Truth, assignment: Mapping[str, Any], repeats: int = 3) -> float:
+    """The objective on the true values (a count of rare events is zero only if a measurement would
+    rarely show one, see RARE); an infeasible setting is the worst possible, so the grid optimum is a
+    setting a search may recommend."""
+    values = {
+        k: ((0.0 if v * repeats < RARE else max(1.0, v)) if k in COUNTS else v)
+        for k, v in truth(assignment).items()
+    }
     m = Measurement(
         workload=DEFAULT_WORKLOADS[K.RR],
         path=NetworkPath(),
@@ -258,14 +278,14 @@ def true_score(objective, truth: Truth, assignment: Mapping[str, Any]) -> float:
     return score.value
 
 
-def grid(space: Space, objective, truth: Truth) -> dict[str, float]:
-    out = {assignment_key({}): true_score(objective, truth, {})}
+def grid(space: Space, objective, truth: Truth, repeats: int = 3) -> dict[str, float]:
+    out = {assignment_key({}): true_score(objective, truth, {}, repeats)}
     for point in space.points():
         try:
             cand = space.candidate(point)
         except Exception:  # noqa: BLE001 - a point no repair makes valid is not a setting
             continue
-        out.setdefault(cand.key, true_score(objective, truth, cand.assignment))
+        out.setdefault(cand.key, true_score(objective, truth, cand.assignment, repeats))
     return out
 
 
@@ -280,14 +300,15 @@ def run_one(name: str, sampler: str, seed: int, budget: int, cap: int) -> dict[s
     kind, path, add, remove, truth = SCENARIOS[name]
     space = build_space(kind, STOCK, facts=FACTS, add=add, remove=remove)
     objective = default_objective(kind)
-    values = grid(space, objective, truth)
+    repeats = kind_spec(kind).repeats
+    values = grid(space, objective, truth, repeats)
     optimum = (max if objective.direction is Goal.MAX else min)(values.values())
     config = SearchConfig(budget=cap, sampler=sampler, seed=seed, confirm=0, simplify=False)
     study = Study(
         space,
         objective,
         make_sampler(sampler, space, seed=seed, budget=budget),
-        Replay(kind, path, truth, seed),
+        Replay(kind, path, truth, seed, repeats=repeats),
         config=config,
     )
     result = study.run()
@@ -305,7 +326,7 @@ def run_one(name: str, sampler: str, seed: int, budget: int, cap: int) -> dict[s
         if t.usable and t.score is not None and t.score.feasible:
             if best_measured is None or t.score.loss < best_measured[0]:
                 best_measured = (t.score.loss, t.key)
-                best_true = values.get(t.key, true_score(objective, truth, t.assignment))
+                best_true = values.get(t.key, true_score(objective, truth, t.assignment, repeats))
                 bbr = "bbr" in (
                     t.assignment.get("TCP_CONGESTION"),
                     t.assignment.get("net.ipv4.tcp_congestion_control"),

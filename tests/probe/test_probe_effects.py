@@ -39,15 +39,16 @@ def test_rr_split_writes_are_10x_faster_with_tcp_nodelay(leaves_nothing_behind):
     assert nodelay.value("tps") > 10 * nagle.value("tps")
 
 
-def test_burst_against_a_small_backlog_overflows_and_connects_5x_slower(leaves_nothing_behind):
+def test_burst_against_a_small_backlog_overflows_and_waits_for_syn_retransmits(leaves_nothing_behind):
     w = Workload(WorkloadKind.BURST, burst_connections=512, burst_threads=256, accept_rate=2000)
     small = run_probe(w, PLAIN, {"backlog": 8}, repeats=1, duration=0.5)
     large = run_probe(w, PLAIN, {"backlog": 4096, "net.core.somaxconn": 4096}, repeats=1, duration=0.5)
     assert not small.failed and not large.failed, (small.error, large.error)
-    # an overflowed SYN is retransmitted after 1 s (measured ~1045 ms vs 8-14 ms idle, 112 ms beside
-    # two busy processes)
+    # an overflowed SYN is retransmitted after 1 s: the small backlog's p99 waits for it (measured ~1045
+    # ms), the large one's does not (8-14 ms idle, 112 ms beside two busy processes, 215 ms once in a
+    # full test run: a busy machine's scheduling, well short of a retransmitted SYN)
     assert small.value("connect_p99_ms") > 900
-    assert large.value("connect_p99_ms") * 5 <= small.value("connect_p99_ms")
+    assert large.value("connect_p99_ms") < 600
     assert small.value("listen_overflows") > 0
     assert small.counters["server"].get("TcpExt.ListenOverflows", 0) > 0
     assert large.value("listen_overflows") == 0

@@ -17,6 +17,7 @@ import pytest
 from tuner.kinds import DEFAULT_WORKLOADS
 from tuner.knobs import KernelFacts
 from tuner.probe.measurement import Measurement, summarize
+from tuner.search.study import Batch
 from tuner.workload import NetworkPath, WorkloadKind
 
 # Live values as a stock kernel shows them (what build_space gets from the sandbox namespace and host).
@@ -97,3 +98,32 @@ def facts():
 @pytest.fixture
 def stock():
     return dict(STOCK)
+
+
+@dataclass
+class SideBySideMeasure(SyntheticMeasure):
+    """``SyntheticMeasure`` that also measures side by side (``Measure.side_by_side``): each call of
+    ``many`` is one batch (recorded in ``batches``), ``width`` repeats at a time; with ``on_repeat`` a
+    batch advances the clock by one repeat per ``width`` repeats (they run at once)."""
+
+    width: int = 16
+    batches: list[list[tuple[dict, int]]] = field(default_factory=list)
+
+    @property
+    def side_by_side(self):
+        return Batch(self.width, self.repeats, self.many)
+
+    def many(self, requests):
+        self.batches.append([(dict(a), n) for a, n in requests])
+        clock, self.on_repeat = self.on_repeat, None
+        try:
+            out = [SyntheticMeasure.__call__(self, a, n) for a, n in requests]
+        finally:
+            self.on_repeat = clock
+        if clock is not None:
+            for _ in range(-(-sum(n for _, n in requests) // self.width)):
+                clock()
+        return out
+
+    def __call__(self, assignment, repeats=None):
+        return self.many([(assignment, repeats or self.repeats)])[0]

@@ -14,6 +14,7 @@ from tuner.search.samplers import (
     GridSampler,
     RandomSampler,
     SkoptSampler,
+    ask_batch,
     is_categorical,
     make_sampler,
     switch_screen,
@@ -184,3 +185,29 @@ def test_the_screen_measures_each_switch_alone_before_the_design():
 def test_a_lone_switch_is_not_screened():
     space = build_space(WorkloadKind.BULK, STOCK, facts=FACTS)  # one switch: slow start after idle
     assert switch_screen(space, 4) == []
+
+
+@pytest.mark.parametrize("name", ["skopt", "random", "grid"])
+def test_a_batch_asked_before_any_tell_holds_distinct_points(name):
+    space = build_space(WorkloadKind.KEEPALIVE, STOCK, facts=FACTS)
+    sampler = make_sampler(name, space, seed=3, budget=16)
+    seen: set[tuple[int, ...]] = set()
+    for _ in range(3):
+        batch = ask_batch(sampler, 6)
+        assert batch and len(set(batch)) == len(batch) and not set(batch) & seen
+        seen |= set(batch)
+        for p in batch:
+            sampler.tell(p, float(sum(p)))
+
+
+def test_skopt_batches_give_the_design_alone_then_the_models_points():
+    space = build_space(WorkloadKind.KEEPALIVE, STOCK, facts=FACTS)
+    sampler = SkoptSampler(space, seed=1, initial_points=4)
+    design = list(sampler.design)
+    first = ask_batch(sampler, 16)
+    assert first == design  # the design alone, though the batch had room for more: the model leads after it
+    sampler.tell(space.baseline_point(), 5.0)
+    for p in first:
+        sampler.tell(p, float(p[0]))
+    second = ask_batch(sampler, 4)
+    assert len(second) == 4 and not set(second) & set(first)

@@ -70,6 +70,15 @@ class GaussianProcessOptimizer:
             point = self._opt.ask()
         return tuple(int(v) for v in point)
 
+    def ask_many(self, n: int) -> list[tuple[int, ...]]:
+        """``n`` points to measure at once (before any of them is told): the model's best, then each next
+        one as if the ones before had come back at the best loss seen (a "constant liar"), which spreads
+        a batch over the promising region instead of asking the same point ``n`` times."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            points = self._opt.ask(n_points=n, strategy="cl_min") if n > 1 else [self._opt.ask()]
+        return [tuple(int(v) for v in p) for p in points]
+
     def tell(self, point: Sequence[int], loss: float) -> None:
         if len(point) != len(self._sizes) or not all(0 <= int(v) < n for v, n in zip(point, self._sizes)):
             raise ValueError(f"point {tuple(point)} is outside the space")

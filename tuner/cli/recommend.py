@@ -85,6 +85,7 @@ class _ProgressView:
         self._eta: float | None = None
         self._eta_at = 0.0
         self._running_since: float | None = None
+        self._running_what = "measuring"
         self._stop = threading.Event()
         self._ticker: threading.Thread | None = None
         if self.tty:
@@ -106,7 +107,7 @@ class _ProgressView:
             f" {self._tail}" if self._tail else ""
         )
         if self._running_since is not None:
-            line += f" | measuring {time.monotonic() - self._running_since:.0f} s"
+            line += f" | {self._running_what} {time.monotonic() - self._running_since:.0f} s"
         if self.tty:
             print("\r\033[K" + line, end="", file=self.file, flush=True)
         else:
@@ -122,6 +123,7 @@ class _ProgressView:
             self._eta, self._eta_at = event.eta, time.monotonic()
             if event.running:
                 self._running_since = time.monotonic()
+                self._running_what = f"{event.message}:" if event.message else "measuring"
                 if self.tty or not self._tail:
                     self._show()
                 return

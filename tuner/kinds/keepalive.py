@@ -11,9 +11,12 @@ __all__ = ["KEEPALIVE"]
 
 KEEPALIVE = KindSpec(
     kind=WorkloadKind.KEEPALIVE,
-    # enough healthy connections that a setting which gives up on a live peer after one or two lost
-    # probes shows false kills over a 1% loss path within a probe's healthy phase
-    workload=Workload(WorkloadKind.KEEPALIVE, idle_connections=128),
+    # enough healthy connections that a setting which gives up on a live peer after one, two or three
+    # lost probes shows false kills over a 1% loss path within a probe's healthy phase: with 512, idle 2 s
+    # and interval 1 s, TCP_KEEPCNT 2 killed 13 in 10 repeats and every 2-repeat measurement showed a
+    # kill; with 128 it killed 1 in 10, so 4 of 5 such measurements passed it and a search that tried it
+    # recommended it (bench/results/keepalive_exposure.md, bench/search_seeds.py)
+    workload=Workload(WorkloadKind.KEEPALIVE, idle_connections=512),
     probe=keepalive.run_repeat,
     objective=KeepaliveObjective(),
     knobs=("SO_KEEPALIVE", "TCP_KEEPIDLE", "TCP_KEEPINTVL", "TCP_KEEPCNT", "TCP_USER_TIMEOUT"),
@@ -41,4 +44,8 @@ KEEPALIVE = KindSpec(
     # a detection by 2% of the finest step. The delay line sleeps between the sparse keepalive packets and
     # a busy machine wakes it a millisecond or so late, which would spoil a repeat for nothing.
     max_late_p99_ms=20.0,
+    # a repeat is a healthy phase of seconds and a dead-peer window of up to 18 s with the CPU idle: a
+    # search measures its design, the model's batches and the confirmation side by side (8 measurements
+    # of 2 repeats at once cost about one: bench/results/recommend_time.md)
+    side_by_side=16,
 )

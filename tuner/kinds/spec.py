@@ -71,6 +71,9 @@ class KindSpec:
     # coarser time scale than the path's default limit (None; tuner.sandbox.health.MAX_LATE_P99_MS):
     # packets a millisecond late spoil a latency or a goodput figure, not a keepalive timer's.
     max_late_p99_ms: float | None = None
+    # repeats a search may measure at once, each in a sandbox of its own (tuner.probe.side_by_side), for
+    # a probe that waits on timers rather than on the CPU; 1: one at a time (the probe needs the CPU)
+    side_by_side: int = 1
 
     def __post_init__(self) -> None:
         if self.workload.kind is not self.kind:

@@ -16,7 +16,7 @@ from typing import Any
 from tuner.knobs import json_value
 from tuner.workload import NetworkPath, Workload
 
-__all__ = ["METRICS", "Better", "Measurement", "MetricInfo", "Stat", "summarize"]
+__all__ = ["METRICS", "Better", "Measurement", "MetricInfo", "Stat", "pool_measurements", "summarize"]
 
 
 class Better(Enum):
@@ -85,7 +85,9 @@ METRICS: Mapping[str, MetricInfo] = dict(
             "healthy_keepalive_probes",
             "probes",
             L,
-            "keepalive probes sent while the peer was alive (the exposure behind false_kills; fewer cost less)",
+            "keepalive probes sent while the peer was alive (the exposure behind false_kills; their cost is "
+            "scored through keepalive_packets_per_conn_hour)",
+            diagnostic=True,
         ),
         _m(
             "keepalive_packets_per_conn_hour",
@@ -230,3 +232,58 @@ class Measurement:
             computed={k: float(v) for k, v in d.get("computed", {}).items()},
             baseline=dict(d.get("baseline", {})),
         )
+
+
+def pool_measurements(ms: Sequence[Measurement], note: str | None = None) -> Measurement:
+    """One measurement from several of the same setting (a search trial's repeats taken in two runs, a
+    confirmation's rounds, repeats taken side by side): every repeat's samples per metric, counter
+    deltas summed, the path's health merged (counts summed, lateness the worst run's), computed figures
+    the median; invalid or failed when any run was, with its reason. ``note`` is added to the notes."""
+    from tuner.sandbox.health import PathHealth, merge_health  # the path's record, loaded when pooling
+
+    if not ms:
+        raise ValueError("nothing to pool")
+    if len(ms) == 1 and note is None:
+        return ms[0]
+    first = ms[0]
+    names = [n for n in first.metrics if all(n in m.metrics for m in ms)]
+    metrics = {
+        n: summarize([x for m in ms for x in (m.metrics[n].samples or (m.metrics[n].median,))]) for n in names
+    }
+    counters: dict[str, dict[str, int]] = {}
+    for m in ms:
+        for side, c in m.counters.items():
+            dst = counters.setdefault(side, {})
+            for k, v in c.items():
+                dst[k] = dst.get(k, 0) + int(v)
+    computed = {
+        name: statistics.median([m.computed[name] for m in ms if name in m.computed])
+        for name in dict.fromkeys(n for m in ms for n in m.computed)
+    }
+    parts = [PathHealth.from_dict(m.health) for m in ms if m.health]
+    health = (
+        {k: v for k, v in merge_health(parts).to_dict().items() if isinstance(v, (int, float))}
+        if parts
+        else {}
+    )
+    failed = next((m for m in ms if m.failed), None)
+    invalid = next((m for m in ms if not m.valid), None)
+    notes = tuple(dict.fromkeys(n for m in ms for n in m.notes)) + ((note,) if note else ())
+    return Measurement(
+        workload=first.workload,
+        path=first.path,
+        assignment=dict(first.assignment),
+        metrics=metrics,
+        counters=counters,
+        backend=first.backend,
+        health=health,
+        repeats=sum(m.repeats for m in ms),
+        duration=first.duration,
+        valid=invalid is None,
+        invalid_reason=invalid.invalid_reason if invalid is not None else None,
+        failed=failed is not None,
+        error=failed.error if failed is not None else None,
+        notes=notes,
+        computed=computed,
+        baseline=first.baseline,
+    )

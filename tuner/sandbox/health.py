@@ -14,8 +14,8 @@ filled the path from one that did not.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 __all__ = ["LATE_MS", "MAX_LATE_P99_MS", "MAX_LINE_CPU_SHARE", "PathHealth", "judge", "merge_health"]
@@ -80,6 +80,15 @@ class PathHealth:
         d = asdict(self)
         d["delivered_bps"] = self.delivered_bps
         return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> PathHealth:
+        """The health :meth:`to_dict` wrote, or a measurement's numeric part of it (its text fields then
+        read "unknown"/None, and its derived figures are left out)."""
+        names = {f.name for f in fields(cls)}
+        known: dict[str, Any] = {"backend": "unknown", "reason": None}
+        known.update({k: v for k, v in d.items() if k in names})
+        return cls(**known)
 
 
 def judge(

@@ -14,7 +14,7 @@ import contextlib
 import math
 import os
 import platform
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -25,6 +25,7 @@ from tuner.knobs import KernelFacts, Scope, Value
 from tuner.logs import get_logger
 from tuner.probe import run_probe
 from tuner.probe.measurement import METRICS, Better, Measurement
+from tuner.probe.side_by_side import Request, SideBySide
 from tuner.probe.target import NOT_COPIED, TargetBaseline, read_scope, read_target
 from tuner.profiles import Profile, render_socket_snippets
 from tuner.search.journal import SearchJournal
@@ -33,6 +34,7 @@ from tuner.search.samplers import make_sampler
 from tuner.search.space import Space, build_space, space_knobs
 from tuner.search.stats import MIN_REPEATS, gain_interval
 from tuner.search.study import (
+    Batch,
     Measure,
     SearchConfig,
     Study,
@@ -328,9 +330,25 @@ class _ProbeMeasure:
     duration: float
     sandbox: Any
     target: TargetBaseline | None = None
-    prunable: bool = True
+    pool: SideBySide | None = None  # the kind's repeats run side by side, each in its own sandbox
+
+    @property
+    def prunable(self) -> bool:
+        return self.pool is None  # side by side, a trial's repeats all run at once: nothing to stop early
+
+    @property
+    def side_by_side(self) -> Batch | None:
+        if self.pool is None:
+            return None
+        return Batch(self.pool.workers, self.repeats, self.many)
+
+    def many(self, requests: Sequence[tuple[Mapping[str, Value], int]]) -> list[Measurement]:
+        assert self.pool is not None
+        return self.pool.measure([Request(a, r) for a, r in requests])
 
     def __call__(self, assignment: Mapping[str, Value], repeats: int | None = None) -> Measurement:
+        if self.pool is not None:
+            return self.many([(assignment, repeats or self.repeats)])[0]
         return run_probe(
             self.workload,
             self.path,
@@ -348,9 +366,10 @@ def _probe_measure(
     config: SearchConfig,
     sandbox: Any,
     target: TargetBaseline | None = None,
+    pool: SideBySide | None = None,
 ) -> Measure:
     repeats, duration = probe_settings(workload.kind, config, path)
-    return _ProbeMeasure(workload, path, repeats, duration, sandbox, target)
+    return _ProbeMeasure(workload, path, repeats, duration, sandbox, target, pool)
 
 
 def recommend(
@@ -405,7 +424,12 @@ def recommend(
                 **sandbox.run(Side.CLIENT, live_sysctls, Scope.NETNS),
                 **target.emulated_sysctls(),
             }
-            measure = _probe_measure(workload, path, config, sandbox, target)
+            pool = None
+            width = spec(workload.kind).side_by_side
+            if width > 1:
+                _, duration = probe_settings(workload.kind, config, path)
+                pool = stack.enter_context(SideBySide(workload, path, duration, target, width))
+            measure = _probe_measure(workload, path, config, sandbox, target, pool)
         elif live is None:
             live = target.settings if target is not None else live_baseline()
         source = target.source if target is not None else "given"

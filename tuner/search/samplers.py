@@ -30,6 +30,7 @@ __all__ = [
     "RandomSampler",
     "Sampler",
     "SkoptSampler",
+    "ask_batch",
     "design_size",
     "initial_design",
     "is_categorical",
@@ -48,6 +49,23 @@ class Sampler(Protocol):
 
     def tell(self, point: Sequence[int], loss: float) -> None:
         """The loss measured at ``point`` (finite; larger is worse)."""
+
+
+def ask_batch(sampler: Sampler, n: int) -> list[Point]:
+    """Up to ``n`` distinct points to measure side by side before any of them is told. A sampler with
+    its own batch rule (``ask_batch``: the skopt sampler's design, then the model's batch) gives it;
+    any other is asked ``n`` times (the random and grid samplers never repeat a point they gave)."""
+    own = getattr(sampler, "ask_batch", None)
+    if own is not None:
+        return list(own(n))
+    out: list[Point] = []
+    for _ in range(n):
+        p = sampler.ask()
+        if p is None:
+            break
+        if p not in out:
+            out.append(p)
+    return out
 
 
 # A knob with at most this many levels is "few-level": the initial design tries each of its levels.
@@ -188,7 +206,25 @@ class SkoptSampler:
             return point
         return self._neighbour()
 
-    def _neighbour(self) -> Point | None:
+    def ask_batch(self, n: int) -> list[Point]:
+        """Up to ``n`` points at once: what is left of the design (alone: the model should lead only
+        once it has been told the design), else the model's batch (:meth:`GaussianProcessOptimizer.ask_many`),
+        a point already told replaced by an untried neighbour of the best."""
+        design = [p for p in self._design if p not in self._told][:n]
+        if design:
+            self._design = [p for p in self._design if p not in design]
+            return design
+        if len(self._told) >= self._total:
+            return []
+        out: list[Point] = []
+        for asked in self._opt.ask_many(n):
+            point = self._neighbour(avoid=set(out)) if asked in self._told or asked in out else asked
+            if point is not None and point not in out:
+                out.append(point)
+        return out
+
+    def _neighbour(self, avoid: set[Point] | None = None) -> Point | None:
+        taken = set(self._told) | (avoid or set())
         best = min(self._told, key=lambda p: self._told[p])
         near = [
             (*best[:i], lv, *best[i + 1 :])
@@ -196,12 +232,12 @@ class SkoptSampler:
             for lv in range(n)
             if lv != best[i]
         ]
-        fresh = [p for p in near if p not in self._told]
+        fresh = [p for p in near if p not in taken]
         if fresh:
             return self._rng.choice(fresh)
         for _ in range(1000):
             p = tuple(self._rng.randrange(n) for n in self._sizes)
-            if p not in self._told:
+            if p not in taken:
                 return p
         return None
 
@@ -226,7 +262,8 @@ class RandomSampler:
         for _ in range(1000):
             point = tuple(self._rng.randrange(n) for n in self._sizes)
             if point not in self._seen:
-                return point
+                break
+        self._seen.add(point)  # given once: a batch asked before any tell holds no repeat
         return point
 
     def tell(self, point: Sequence[int], loss: float) -> None:

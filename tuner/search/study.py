@@ -16,6 +16,7 @@ Every trial is appended to the journal (fsynced) before the next starts, so an i
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import statistics
 import time
@@ -28,15 +29,16 @@ from typing import Any, Protocol
 from tuner.errors import InputError, KnobError, SearchError
 from tuner.knobs import Value, json_value
 from tuner.logs import get_logger
-from tuner.probe.measurement import Measurement, Stat, summarize
+from tuner.probe.measurement import Measurement, pool_measurements
 from tuner.search.journal import SearchJournal
 from tuner.search.objective import Objective, Score, gain
-from tuner.search.samplers import SAMPLERS, Sampler
+from tuner.search.samplers import SAMPLERS, Sampler, ask_batch
 from tuner.search.space import Candidate, Space, assignment_key
 from tuner.search.stats import CONFIDENCE, MIN_REPEATS, GainInterval, gain_interval, looks_confidence
 
 __all__ = [
     "DEFAULT_BUDGET",
+    "Batch",
     "Measure",
     "SearchConfig",
     "Study",
@@ -54,6 +56,12 @@ log = get_logger(__name__)
 DEFAULT_BUDGET = 8
 _MAX_REJECTED_IN_ROW = 50
 _MAX_DUPLICATES_IN_ROW = 3
+# What a sampler is told for a setting that was measured but refused (it killed a live connection, broke
+# a latency bound, lost throughput): its own value made this much worse (log 2: half as good). Told as
+# "worse than anything" instead, the refusal would teach the model that the whole region is bad, when
+# the best feasible settings are often one step away (keepalive: 3 probes instead of 1, the same short
+# timers); bench/search_seeds.py, keepalive worst-of-10 quality 0.29 -> see bench/results/search_seeds.md
+INFEASIBLE_PENALTY = math.log(2.0)
 
 
 class Measure(Protocol):
@@ -64,6 +72,23 @@ class Measure(Protocol):
     alone and stops there when that repeat is already clearly worse than the best (pruning)."""
 
     def __call__(self, assignment: Mapping[str, Value]) -> Measurement: ...
+
+
+@dataclass(frozen=True)
+class Batch:
+    """How a measure takes several measurements at once (``Measure.side_by_side``): ``width`` repeats at a
+    time, each in its own sandbox, and ``many`` measures (assignment, repeats) pairs together. The study
+    then measures its design, the model's batches and the confirmation's arms side by side, for kinds
+    whose probe waits on timers rather than on the CPU (tuner.probe.side_by_side)."""
+
+    width: int
+    repeats: int  # a measurement's default repeats
+    many: Callable[[Sequence[tuple[Mapping[str, Value], int]]], list[Measurement]]
+
+    @property
+    def measurements(self) -> int:
+        """Default measurements one batch holds."""
+        return max(1, self.width // max(1, self.repeats))
 
 
 def _prunable_repeats(measure: Measure) -> int:
@@ -311,42 +336,6 @@ class StudyResult:
         return sum(1 for t in self.trials if t.state in (TrialState.FAILED, TrialState.INVALID))
 
 
-def pool_measurements(ms: Sequence[Measurement]) -> Measurement:
-    """One measurement from several of the same setting: all repeats' samples per metric together,
-    counter deltas summed, health of the last run."""
-    if not ms:
-        raise ValueError("nothing to pool")
-    if len(ms) == 1:
-        return ms[0]
-    names = [n for n in ms[0].metrics if all(n in m.metrics for m in ms)]
-    metrics: dict[str, Stat] = {}
-    for n in names:
-        samples = [x for m in ms for x in (m.metrics[n].samples or (m.metrics[n].median,))]
-        metrics[n] = summarize(samples)
-    counters: dict[str, dict[str, int]] = {}
-    for m in ms:
-        for side, c in m.counters.items():
-            dst = counters.setdefault(side, {})
-            for k, v in c.items():
-                dst[k] = dst.get(k, 0) + int(v)
-    last = ms[-1]
-    return Measurement(
-        workload=last.workload,
-        path=last.path,
-        assignment=dict(last.assignment),
-        metrics=metrics,
-        counters=counters,
-        backend=last.backend,
-        health=dict(last.health),
-        repeats=sum(m.repeats for m in ms),
-        duration=last.duration,
-        valid=all(m.valid for m in ms),
-        failed=False,
-        computed=dict(last.computed),
-        notes=tuple(dict.fromkeys(n for m in ms for n in m.notes)),
-    )
-
-
 class Study:
     def __init__(
         self,
@@ -378,6 +367,8 @@ class Study:
         self._phase_runs: dict[str, int] = {}
         self._phase_total: dict[str, int] = {}
         self._max_leaders = config.confirm
+        self._batch: Batch | None = getattr(measure, "side_by_side", None)
+        self._rejected = self._duplicates = 0  # the sampler's proposals in a row that were not measured
 
     # --- bookkeeping --------------------------------------------------------------------------
 
@@ -398,6 +389,8 @@ class Study:
         each leader) the minimum samples of a claim (one round for a quick look below the minimum)."""
         arms = 1 + (self._max_leaders if leaders is None else leaders)
         rounds = math.ceil(MIN_REPEATS / self._run_size()) if self._tops_up() else 1
+        if self._batch is not None:
+            rounds = 1  # side by side, each arm gets the repeats of a first look at once
         return arms * rounds
 
     def _simplify_runs_left(self) -> int:
@@ -410,19 +403,27 @@ class Study:
         if self.config.time_budget is None:
             return True
         per = self._run_seconds() or 0.0
-        return self.elapsed() + runs * per <= self.config.time_budget
+        return self.elapsed() + self._walls(runs) * per <= self.config.time_budget
+
+    def _walls(self, runs: int) -> int:
+        """How many measurements' wall time ``runs`` measurements take: as many one at a time; side by
+        side (see :class:`Batch`), a batch takes about as long as one of its measurements."""
+        if self._batch is None or runs <= 0:
+            return runs
+        return math.ceil(runs / self._batch.measurements)
 
     def _eta(self, phase: str) -> float | None:
         per = self._run_seconds()
         if per is None:
             return None
+        after = self._walls(self._simplify_runs_left()) + self._walls(self._confirm_runs())
         left = {
-            "baseline": self.config.budget + self._simplify_runs_left() + self._confirm_runs(),
-            "search": max(0, self.config.budget - self._search_done())
-            + self._simplify_runs_left()
-            + self._confirm_runs(),
-            "simplify": self._simplify_runs_left() + self._confirm_runs(),
-            "confirm": max(0, self._phase_total.get("confirm", 0) - self._phase_runs.get("confirm", 0)),
+            "baseline": self._walls(self.config.budget) + after,
+            "search": self._walls(max(0, self.config.budget - self._search_done())) + after,
+            "simplify": after,
+            "confirm": self._walls(
+                max(0, self._phase_total.get("confirm", 0) - self._phase_runs.get("confirm", 0))
+            ),
         }.get(phase, 0)
         eta = left * per
         if self.config.time_budget is not None:
@@ -437,6 +438,17 @@ class Study:
     def _penalty(self) -> float:
         finite = [x for x in self._losses if math.isfinite(x)]
         return (max(finite) if finite else 0.0) + 1.0
+
+    def _told_loss(self, trial: Trial) -> float:
+        """The loss the sampler learns from a trial: the score's, or for a measured but refused setting its
+        own value made worse by :data:`INFEASIBLE_PENALTY`; a trial with no score is infinite (told as
+        worse than anything, see :meth:`_tell`)."""
+        score = trial.score
+        if not trial.usable or score is None:
+            return math.inf
+        if score.feasible or not math.isfinite(score.value):
+            return score.loss
+        return dataclasses.replace(score, feasible=True).loss + INFEASIBLE_PENALTY
 
     def _tell(self, points: Sequence[tuple[int, ...] | None], loss: float) -> None:
         if not math.isfinite(loss):
@@ -491,23 +503,74 @@ class Study:
         point: tuple[int, ...] | None,
         asked: tuple[int, ...] | None = None,
     ) -> Trial:
-        number = len(self.trials)
         started, t0 = time.time(), time.monotonic()
-        log.info("trial.started", number=number, role=role.value, assignment=dict(assignment))
+        log.info("trial.started", number=len(self.trials), role=role.value, assignment=dict(assignment))
         self._phase_runs[role.value] = self._phase_runs.get(role.value, 0) + 1
         self._emit(role.value, None, running=True)
-        measurement: Measurement | None = None
-        score: Score | None = None
-        error: str | None = None
+        outcome: Measurement | BaseException
         pruned = False
         try:
             if role is TrialRole.SEARCH:
-                measurement, pruned = self._measure_search(assignment)
+                outcome, pruned = self._measure_search(assignment)
             else:
-                measurement = self.measure(dict(assignment))
+                outcome = self.measure(dict(assignment))
         except Exception as exc:  # noqa: BLE001 - any failure of one trial is recorded; the search goes on
-            state, error = TrialState.FAILED, f"{type(exc).__name__}: {exc}"
+            outcome = exc
+        return self._finish(role, assignment, point, asked, outcome, started, time.monotonic() - t0, pruned)
+
+    def _run_many(
+        self,
+        role: TrialRole,
+        items: Sequence[tuple[Mapping[str, Value], tuple[int, ...] | None, tuple[int, ...] | None]],
+        repeats: int | Sequence[int] | None = None,
+        roles: Sequence[TrialRole] | None = None,
+    ) -> list[Trial]:
+        """Measure ``items`` (assignment, point, asked) side by side (see :class:`Batch`) and record one
+        trial each, in order; ``roles`` gives each item its own role (the baseline in the first batch).
+        Each trial's elapsed time is the batch's: that is how long each of them took."""
+        assert self._batch is not None
+        roles = list(roles or [role] * len(items))
+        started, t0 = time.time(), time.monotonic()
+        for i, (r, (assignment, _, _)) in enumerate(zip(roles, items)):
+            log.info("trial.started", number=len(self.trials) + i, role=r.value, assignment=dict(assignment))
+            self._phase_runs[r.value] = self._phase_runs.get(r.value, 0) + 1
+        self._emit(roles[-1].value, None, f"measuring {len(items)} side by side", running=True)
+        if repeats is None or isinstance(repeats, int):
+            counts = [repeats or self._batch.repeats] * len(items)
         else:
+            counts = list(repeats)
+        try:
+            ms: list[Measurement | BaseException] = list(
+                self._batch.many([(dict(a), n) for (a, _, _), n in zip(items, counts)])
+            )
+        except Exception as exc:  # noqa: BLE001 - the batch failed: each of its trials failed
+            ms = [exc] * len(items)
+        elapsed = time.monotonic() - t0
+        out = []
+        for r, (assignment, point, asked), m in zip(roles, items, ms):
+            out.append(self._finish(r, assignment, point, asked, m, started, elapsed))
+        return out
+
+    def _finish(
+        self,
+        role: TrialRole,
+        assignment: Mapping[str, Value],
+        point: tuple[int, ...] | None,
+        asked: tuple[int, ...] | None,
+        outcome: Measurement | BaseException,
+        started: float,
+        elapsed: float,
+        pruned: bool = False,
+    ) -> Trial:
+        """Judge one measurement (or the exception that took its place), record and announce its trial."""
+        number = len(self.trials)
+        measurement: Measurement | None = None
+        score: Score | None = None
+        error: str | None = None
+        if isinstance(outcome, BaseException):
+            state, error = TrialState.FAILED, f"{type(outcome).__name__}: {outcome}"
+        else:
+            measurement = outcome
             if measurement.failed:
                 state, error = TrialState.FAILED, measurement.error or "the probe reported a failure"
             elif not measurement.valid:
@@ -527,7 +590,7 @@ class Study:
             score,
             error,
             started,
-            time.monotonic() - t0,
+            elapsed,
             pruned,
         )
         if state is TrialState.COMPLETE:
@@ -578,8 +641,7 @@ class Study:
             self._prior_elapsed += trial.elapsed
             if trial.role is TrialRole.CONFIRM:
                 continue
-            loss = trial.score.loss if trial.usable and trial.score else math.inf
-            self._tell([trial.asked, trial.point], loss)
+            self._tell([trial.asked, trial.point], self._told_loss(trial))
         if records:
             log.info("study.resumed", trials=len(records), search_trials=self._search_done())
 
@@ -589,8 +651,9 @@ class Study:
         self._start = time.monotonic()
         if self.journal is not None:
             self._replay(self.journal.records)
-        self._measure_baseline()
-        stop_reason = self._search()
+        if self._batch is None:
+            self._measure_baseline()
+        stop_reason = self._search()  # side by side, the baseline is measured with the first batch
         log.info("study.search_stopped", reason=stop_reason, trials=self._search_done())
         self._phase_total["simplify"] = self._simplify_runs_left()
         self._simplify()
@@ -619,55 +682,72 @@ class Study:
             "`tuner doctor` checks what this machine supports",
         )
 
-    def _search(self) -> str:
+    def _vet(self, asked: tuple[int, ...]) -> Candidate | str | None:
+        """A point the sampler asked for, as a candidate to measure; ``None`` when it is not one (the
+        catalogue rejects it, or it is a setting already measured: the sampler hears that at once), or a
+        stop reason when the sampler keeps proposing such points."""
+        try:
+            cand = self.space.candidate(asked)
+        except KnobError as exc:
+            log.info("candidate.rejected", point=list(asked), knob=exc.knob, reason=exc.message)
+            proposed = {k: v for k, v in self.space.values(asked).items() if v is not None}
+            trial = Trial(
+                len(self.trials),
+                TrialRole.SEARCH,
+                TrialState.REJECTED,
+                proposed,
+                None,
+                asked,
+                error=exc.message,
+                started=time.time(),
+            )
+            self._record(trial)
+            self._tell([asked], math.inf)
+            self._rejected += 1
+            if self._rejected >= _MAX_REJECTED_IN_ROW:
+                return "the sampler proposed only settings the catalogue rejects"
+            return None
+        self._rejected = 0
+        known = [t for t in self._by_key.get(cand.key, ()) if t.role is not TrialRole.CONFIRM]
+        if known:
+            self._tell([asked, cand.point], self._told_loss(known[-1]))
+            self._duplicates += 1
+            if self._duplicates >= _MAX_DUPLICATES_IN_ROW:
+                return "converged: the sampler keeps proposing settings already measured"
+            return None
+        self._duplicates = 0
+        return cand
+
+    def _stop_reason(self, since_best: int) -> str | None:
         cfg = self.config
-        rejected = duplicates = since_best = 0
+        if self._search_done() >= cfg.budget:
+            return "trial budget"
+        # the time budget holds the confirmation too: stop while it fits (the simplification gets
+        # what is left after the search, and is skipped when nothing is)
+        if cfg.time_budget is not None and not self._fits(1 + self._confirm_runs()):
+            return "time budget"
+        if cfg.patience is not None and since_best >= cfg.patience:
+            return f"converged: no better score in {cfg.patience} trials"
+        return None
+
+    def _search(self) -> str:
+        if self._batch is not None:
+            return self._search_side_by_side()
+        cfg = self.config
+        since_best = 0
         best = self._best
         while True:
-            if self._search_done() >= cfg.budget:
-                return "trial budget"
-            # the time budget holds the confirmation too: stop while it fits (the simplification gets
-            # what is left after the search, and is skipped when nothing is)
-            if cfg.time_budget is not None and not self._fits(1 + self._confirm_runs()):
-                return "time budget"
-            if cfg.patience is not None and since_best >= cfg.patience:
-                return f"converged: no better score in {cfg.patience} trials"
+            stop = self._stop_reason(since_best)
+            if stop is not None:
+                return stop
             asked = self.sampler.ask()
             if asked is None:
                 return "every point of the space was measured"
-            try:
-                cand = self.space.candidate(asked)
-            except KnobError as exc:
-                log.info("candidate.rejected", point=list(asked), knob=exc.knob, reason=exc.message)
-                proposed = {k: v for k, v in self.space.values(asked).items() if v is not None}
-                trial = Trial(
-                    len(self.trials),
-                    TrialRole.SEARCH,
-                    TrialState.REJECTED,
-                    proposed,
-                    None,
-                    asked,
-                    error=exc.message,
-                    started=time.time(),
-                )
-                self._record(trial)
-                self._tell([asked], math.inf)
-                rejected += 1
-                if rejected >= _MAX_REJECTED_IN_ROW:
-                    return "the sampler proposed only settings the catalogue rejects"
+            cand = self._vet(asked)
+            if isinstance(cand, str):
+                return cand
+            if cand is None:
                 continue
-            rejected = 0
-            known = [t for t in self._by_key.get(cand.key, ()) if t.role is not TrialRole.CONFIRM]
-            if known:
-                prior = known[-1]
-                self._tell(
-                    [asked, cand.point], prior.score.loss if prior.usable and prior.score else math.inf
-                )
-                duplicates += 1
-                if duplicates >= _MAX_DUPLICATES_IN_ROW:
-                    return "converged: the sampler keeps proposing settings already measured"
-                continue
-            duplicates = 0
             trial = self._run(TrialRole.SEARCH, cand.assignment, cand.point, asked)
             if (
                 trial.state is TrialState.INVALID
@@ -679,11 +759,69 @@ class Study:
                 # and the design's one try of it would be lost: measure it once more
                 log.info("trial.retry_invalid", number=trial.number, reason=trial.error)
                 trial = self._run(TrialRole.SEARCH, cand.assignment, cand.point, asked)
-            self._tell([asked, cand.point], trial.score.loss if trial.usable and trial.score else math.inf)
+            self._tell([asked, cand.point], self._told_loss(trial))
             if self._best is not best:
                 best, since_best = self._best, 0
             else:
                 since_best += 1
+
+    def _search_side_by_side(self) -> str:
+        """The search in batches measured side by side (see :class:`Batch`): the design first, with the
+        baseline when it is still to be measured, then the model's batches. A trial the path spoiled
+        (invalid) is measured again in the next batch, once."""
+        assert self._batch is not None
+        since_best = 0
+        best = self._best
+        retry: list[tuple[Candidate, tuple[int, ...]]] = []
+        while True:
+            stop = self._stop_reason(since_best)
+            if stop is not None and self._baseline is not None:
+                for cand, asked in retry:  # no room to measure them again: the sampler hears of them
+                    self._tell([asked, cand.point], math.inf)
+                return stop
+            room = self._batch.measurements - (self._baseline is None)
+            room = min(room, self.config.budget - self._search_done())
+            batch: list[tuple[Candidate, tuple[int, ...]]] = retry[:room]
+            retry = retry[room:]
+            stop = None
+            for asked in ask_batch(self.sampler, room - len(batch)) if room > len(batch) else []:
+                vetted = self._vet(asked)
+                if isinstance(vetted, str):
+                    stop = vetted
+                    break
+                if vetted is not None and all(c.key != vetted.key for c, _ in batch):
+                    batch.append((vetted, asked))
+            items: list[tuple[Mapping[str, Value], tuple[int, ...] | None, tuple[int, ...] | None]] = [
+                (c.assignment, c.point, a) for c, a in batch
+            ]
+            roles = [TrialRole.SEARCH] * len(items)
+            if self._baseline is None:
+                point = self.space.baseline_point()
+                items.insert(0, ({}, point, point))
+                roles.insert(0, TrialRole.BASELINE)
+            if not items:
+                return stop or "every point of the space was measured"
+            trials = self._run_many(TrialRole.SEARCH, items, roles=roles)
+            if roles[0] is TrialRole.BASELINE:
+                base, trials = trials[0], trials[1:]
+                if base.usable and base.score is not None:
+                    self._tell([base.point], base.score.loss)
+                else:
+                    self._measure_baseline()  # alone, twice more: a baseline is needed to judge anything
+            for (cand, asked), trial in zip(batch, trials):
+                runs = sum(1 for t in self._by_key.get(cand.key, ()) if t.role is TrialRole.SEARCH)
+                if trial.state is TrialState.INVALID and runs == 1:
+                    retry.append((cand, asked))  # see the sequential search: an invalid run says nothing
+                    continue
+                self._tell([asked, cand.point], self._told_loss(trial))
+            if stop is not None:
+                for cand, asked in retry:
+                    self._tell([asked, cand.point], math.inf)
+                return stop
+            if self._best is not best:
+                best, since_best = self._best, 0
+            else:
+                since_best += len(trials)
 
     def _arms(self) -> dict[str, list[Trial]]:
         """Usable trials per assignment. Where an assignment was confirmed, only its confirmation
@@ -710,10 +848,44 @@ class Study:
         scored.sort()
         return [k for _, k in scored]
 
+    def _promising(self) -> list[str]:
+        """The ranked candidates worth a confirmation: those whose search runs leave room for the gain a
+        recommendation needs (the upper end of their interval against the baseline's search runs reaches
+        ``1 + min_gain``) and, after the first, within the pruning margin of the best (2x by default): a
+        confirmation cannot turn a candidate the search already shows short of either into the choice,
+        and measuring it side by side would only spend time (a search that found nothing moved on a
+        200 ms path spent 11 of its 20 runs confirming that)."""
+        base = [
+            t.score
+            for t in self._by_key.get(assignment_key({}), ())
+            if t.usable and t.score and t.role is not TrialRole.CONFIRM
+        ]
+        if not base:
+            return []
+        base_score = Score.pooled(base)
+        margin = 1.0 + (self.config.prune if self.config.prune is not None else 1.0)
+        out: list[str] = []
+        for key in self._ranked():
+            score = self._search_score(key)
+            iv = gain_interval(
+                base_score.samples,
+                score.samples,
+                score.direction,
+                seed=self.config.seed,
+                confidence=self._confidence(),
+            )
+            if iv.hi < 1.0 + self.config.min_gain:
+                continue
+            if out and gain(self._search_score(out[0]).value, score.value, score.direction) < 1.0 / margin:
+                continue
+            out.append(key)
+        return out
+
     def _leaders(self) -> list[str]:
-        """The candidates to confirm: the simplified best (if any), then the best ones, best first."""
-        ranked = self._ranked()
-        first = [self._simplified] if self._simplified in ranked else []
+        """The candidates to confirm: the simplified best (if any), then the best promising ones (see
+        :meth:`_promising`), best first."""
+        ranked = self._promising()
+        first = [self._simplified] if self._simplified in self._ranked() else []
         leaders = list(dict.fromkeys(first + ranked[: self.config.confirm]))
         # fewer when the time budget cannot hold the confirmation of them all (see run)
         return leaders[: self._max_leaders] if self._max_leaders < self.config.confirm else leaders
@@ -734,8 +906,8 @@ class Study:
         if not self.config.simplify or self.config.confirm == 0:
             return
         ranked = self._ranked()
-        if not ranked:
-            return
+        if not ranked or ranked[0] not in self._promising():
+            return  # nothing the confirmation would judge: no reduction of it is worth a run either
         best_key = ranked[0]
         current = self._by_key[best_key][0]
         base_point = self.space.baseline_point()
@@ -744,7 +916,7 @@ class Study:
         # The best of many noisy trials looks better than it is (it was chosen for its luck): measure it
         # again and judge the reductions against that fresh run only.
         reference = [t for t in self._by_key[best_key] if t.role is TrialRole.SIMPLIFY and t.usable]
-        if not reference:
+        if not reference and self._batch is None:  # side by side, it is measured with the reductions
             if not self._simplify_runs_left() or not self._fits(1 + self._confirm_runs()):
                 return
             again = self._run(TrialRole.SIMPLIFY, current.assignment, current.point)
@@ -797,6 +969,13 @@ class Study:
                 options.insert(
                     0, (0.0, jump, None)
                 )  # one run may remove every change but the one that matters
+            if self._batch is not None:
+                fresh_best = self._simplify_side_by_side(
+                    current, [c for _, c, _ in options], best, not reference
+                )
+                if fresh_best is not None and fresh_best.usable and fresh_best.score is not None:
+                    reference, best = [fresh_best], fresh_best.score
+                    held = _held_back(reference)
             accepted = None
             for _, cand, _i in options:
                 if not self._simplify_runs_left() or not self._fits(1 + self._confirm_runs()):
@@ -836,6 +1015,35 @@ class Study:
         if current.key != best_key:
             self._simplified = current.key
 
+    def _simplify_side_by_side(
+        self, current: Trial, options: Sequence[Candidate], best: Score, reference: bool
+    ) -> Trial | None:
+        """Side by side (see :class:`Batch`): the best's fresh run (when ``reference``) and this step's
+        reductions that have no fresh run yet, at once, as many as the simplification's runs left allow;
+        returns the best's fresh run when it was measured. The elimination then judges each reduction on
+        its run as before."""
+        if not self._fits(1 + self._confirm_runs()):
+            return None
+        left = self._simplify_runs_left()
+        items: list[tuple[Mapping[str, Value], tuple[int, ...] | None, tuple[int, ...] | None]] = []
+        if reference and left:
+            items.append((current.assignment, current.point, None))
+        for cand in options:
+            if len(items) >= left:
+                break
+            ts = [t for t in self._by_key.get(cand.key, ()) if t.usable]
+            if any(t.role is TrialRole.SIMPLIFY for t in ts):
+                continue
+            if any(t.role is TrialRole.SEARCH for t in ts):
+                prior = self._search_score(cand.key)
+                if gain_interval(prior.samples, best.samples, best.direction, seed=self.config.seed).lo > 2.0:
+                    continue  # clearly worse already in the search (as in the elimination)
+            items.append((cand.assignment, cand.point, None))
+        if not items:
+            return None
+        trials = self._run_many(TrialRole.SIMPLIFY, items)
+        return trials[0] if reference and left else None
+
     # --- confirmation: side by side, until the samples can carry a claim ----------------------
 
     def _tops_up(self) -> bool:
@@ -871,6 +1079,8 @@ class Study:
     def _confirm_round(self, keys: Sequence[str]) -> bool:
         """One run of each key, interleaved (a failed or invalid run is tried once more). False when a
         key got no usable run in this round (the machine is failing: stop adding)."""
+        if self._batch is not None:
+            return self._confirm_side_by_side(keys)
         ok = True
         for key in keys:
             ref = self._by_key[key][0]
@@ -882,6 +1092,30 @@ class Study:
             else:
                 ok = False
         return ok
+
+    def _confirm_side_by_side(self, keys: Sequence[str]) -> bool:
+        """One round of every key at once (see :class:`Batch`), each with the repeats it lacks for a first
+        look (``MIN_REPEATS``), or one measurement's repeats after that; a key whose run was not usable
+        is measured again once, with the others that failed."""
+        want = {
+            k: max(MIN_REPEATS - self._confirm_samples(k), self._run_size()) if self._tops_up() else 0
+            for k in keys
+        }
+        todo = list(keys)
+        for _ in range(2):
+            if self.config.time_budget is not None and self.elapsed() >= self.config.time_budget * 1.5:
+                return False
+            refs = [self._by_key[k][0] for k in todo]
+            trials = self._run_many(
+                TrialRole.CONFIRM,
+                [(r.assignment, r.point, None) for r in refs],
+                repeats=[want[k] or self._run_size() for k in todo],
+            )
+            failed = [k for k, t in zip(todo, trials) if not t.usable]
+            if not failed:
+                return True
+            todo = failed
+        return False
 
     def _unclear(self, keys: Sequence[str]) -> bool:
         """The best confirmed leader's comparison with the baseline straddles the threshold: it looks
@@ -997,6 +1231,29 @@ class Study:
             return iv.significant and iv.lo > 1.0 and iv.gain >= 1.0 + self.config.min_gain
 
         elapsed = self.elapsed()
+        ranked = self._ranked()
+        if not pooled and ranked:
+            # the search's runs already show every candidate short of a worthwhile gain (see _promising)
+            best_search = self._search_score(ranked[0])
+            search_interval = compare(base_score, best_search)
+            text = (
+                f"no significant gain, keep the defaults (the best candidate measured "
+                f"{search_interval.gain:.3g}x the baseline in the search, at most {search_interval.hi:.3g}x: "
+                f"short of the {self.config.min_gain:.0%} worth a change, so it was not confirmed)"
+            )
+            return StudyResult(
+                base_m,
+                base_m,
+                {},
+                base_score,
+                base_score,
+                Verdict(False, search_interval, text),
+                tuple(self.trials),
+                stop_reason,
+                dict(self._by_key[ranked[0]][0].assignment),
+                search_interval,
+                elapsed,
+            )
         if not pooled:
             measured = [
                 t

@@ -1,0 +1,58 @@
+"""Measurements side by side: each repeat in a sandbox of its own, in worker processes, pooled per request;
+stopping the pool removes every sandbox its workers built."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from tuner.kinds import DEFAULT_WORKLOADS
+from tuner.netns import NETNS_DIR
+from tuner.probe.side_by_side import Request, SideBySide
+from tuner.workload import NetworkPath, WorkloadKind
+
+pytestmark = pytest.mark.root
+
+
+def _sandboxes() -> set[str]:
+    """Every tuner namespace on the machine (the workers name theirs after their own PIDs)."""
+    return {p.name for p in NETNS_DIR.glob("tuner-*")} if NETNS_DIR.exists() else set()
+
+
+def _poll(check, seconds: float = 60.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.2)
+    return check()
+
+
+def test_each_request_gets_its_repeats_measured_at_once_and_pooled():
+    before = _sandboxes()
+    rr = DEFAULT_WORKLOADS[WorkloadKind.RR]
+    with SideBySide(rr, NetworkPath(rtt=0.002), 0.3, None, workers=3) as pool:
+        plain, nodelay = pool.measure([Request({}, 2), Request({"TCP_NODELAY": True}, 1)])
+    assert not plain.failed and not nodelay.failed
+    assert plain.repeats == 2 and len(plain.metrics["tps"].samples) == 2
+    assert nodelay.repeats == 1 and nodelay.assignment == {"TCP_NODELAY": True}
+    assert any("side by side" in n for n in plain.notes)
+    assert plain.health and plain.backend == "tun"  # each repeat's path health, merged
+    assert _poll(lambda: _sandboxes() <= before), "a worker left a sandbox behind"
+
+
+def test_stopping_the_pool_mid_measurement_removes_every_sandbox_its_workers_built():
+    before = _sandboxes()
+    keepalive = DEFAULT_WORKLOADS[WorkloadKind.KEEPALIVE]  # a repeat waits 18 s for a dead peer
+    pool = SideBySide(keepalive, NetworkPath(), 0.5, None, workers=2)
+    out: list = []
+    worker = threading.Thread(target=lambda: out.extend(pool.measure([Request({}, 2)])), daemon=True)
+    worker.start()
+    assert _poll(lambda: len(_sandboxes() - before) >= 4), "the workers never built their sandboxes"
+    pool.close(stop=True)
+    worker.join(timeout=60.0)
+    assert not worker.is_alive()
+    assert out and out[0].failed  # its repeats were stopped, not measured
+    assert _poll(lambda: _sandboxes() <= before), "a stopped worker left its sandbox behind"
