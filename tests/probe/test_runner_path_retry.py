@@ -89,6 +89,23 @@ def test_a_busy_load_generator_is_not_retried(monkeypatch):
     assert len(calls) == 2 and not m.valid and "busy" in (m.invalid_reason or "")
 
 
+def test_a_load_generator_that_only_held_a_repeat_back_leaves_the_measurement_valid(monkeypatch):
+    calls = _double(monkeypatch, [(0.2, 50.0, None), (0.2, 60.0, None)])
+    real = runner._repeat
+
+    def held(sb, record, env):
+        r = real(sb, record, env)
+        if len(calls) == 2:
+            r.sample.held_back("client cpu", "load generator: the client was busy 92% of a core")
+        return r
+
+    monkeypatch.setattr(runner, "_repeat", held)
+    m = runner._measure(_Box(), BASE, None, 2, 1.0)
+    assert len(calls) == 2 and m.valid and m.repeats == 2  # not retried, not invalid
+    assert m.held_back == "load generator: the client was busy 92% of a core (1 of 2 repeats)"
+    assert Measurement.from_dict(m.to_dict()).held_back == m.held_back
+
+
 def test_merged_health_adds_counts_and_keeps_the_worst_lateness():
     merged = merge_health([_health(0.2), _health(0.9, elapsed=2.0), _health(0.4)])
     assert merged.valid and merged.late_p99_ms == 0.9 and merged.elapsed == 4.0 and merged.packets == 3000

@@ -184,6 +184,31 @@ def test_an_invalid_search_run_is_measured_once_more_before_the_sampler_hears_of
     assert any(t.usable and t.assignment.get("net.ipv4.tcp_congestion_control") == "bbr" for t in search)
 
 
+def test_a_run_the_load_generator_held_back_counts_for_a_candidate_but_never_as_the_baseline():
+    """A closed loop's saturated client only makes a setting look worse: the fast TCP_NODELAY candidate
+    keeps its (pessimistic) figures and wins, while a held-back baseline run is refused and measured
+    again, so no claim rests on a baseline that flatters the candidates."""
+    space = build_space(RR, STOCK, facts=FACTS, remove=("TCP_QUICKACK", "SO_SNDBUF", "SO_RCVBUF"))
+    inner = SyntheticMeasure(RR, rr_truth)
+    baseline_runs = itertools.count()
+
+    def measure(a):
+        m = inner(a)
+        if a.get("TCP_NODELAY"):
+            return replace(m, held_back="load generator: the rr client was busy 93% of a core")
+        if not a and next(baseline_runs) == 0:  # the first baseline run too
+            return replace(m, held_back="load generator: the rr client was busy 91% of a core")
+        return m
+
+    result = _study(space, measure, SearchConfig(budget=2, seed=0, sampler="grid")).run()
+    assert result.verdict.significant, result.verdict.text
+    assert result.assignment == {"TCP_NODELAY": True}
+    base = [t for t in result.trials if not t.assignment]
+    assert base[0].state.value == "invalid" and "baseline was held back" in (base[0].error or "")
+    assert all(t.usable for t in base[1:]) and all(not t.measurement.held_back for t in base if t.usable)
+    assert all(t.usable for t in result.trials if t.assignment.get("TCP_NODELAY"))
+
+
 # --- side by side (a kind whose probe waits on timers: tuner.probe.side_by_side) ---------------------
 
 

@@ -121,6 +121,12 @@ def render_measurement(m: Measurement, file=None) -> None:
         print(f"FAILED: {m.error}", file=file)
     elif not m.valid:
         print(f"INVALID: {m.invalid_reason}", file=file)
+    elif m.held_back:
+        print(
+            f"valid, held back: {m.held_back}: the figures are a pessimistic bound for these settings "
+            "(usable for a candidate, not as a baseline)",
+            file=file,
+        )
     else:
         print("valid: neither the path nor the load generator was the bottleneck", file=file)
 

@@ -68,11 +68,20 @@ class Sample:
     metrics: dict[str, float] = field(default_factory=dict)
     computed: dict[str, float] = field(default_factory=dict)  # figures derived from settings, not measured
     bottlenecks: dict[str, str] = field(default_factory=dict)  # key -> "load generator: ..." reason
+    held: dict[str, str] = field(default_factory=dict)  # key -> reason: limits that only make it look worse
     notes: list[str] = field(default_factory=list)
 
     def bottleneck(self, key: str, reason: str) -> None:
-        """Record that ``key`` (e.g. "client cpu") limited this repeat; the first reason per key is kept."""
+        """Record that ``key`` (e.g. "no transactions") spoiled this repeat: the measurement is invalid.
+        The first reason per key is kept."""
         self.bottlenecks.setdefault(key, reason)
+
+    def held_back(self, key: str, reason: str) -> None:
+        """Record that ``key`` (e.g. "client cpu") held this repeat back in a way that can only make the
+        settings look worse than they are (a closed loop's busy client lengthens every transaction): the
+        figures are a pessimistic bound, fair for a candidate, never for a baseline (see
+        :attr:`tuner.probe.measurement.Measurement.held_back`)."""
+        self.held.setdefault(key, reason)
 
 
 @dataclass

@@ -167,6 +167,10 @@ class Measurement:
     invalid_reason: str | None = None  # e.g. "sandbox: 12 packets dropped at the TUN ring"
     failed: bool = False
     error: str | None = None
+    # the load generator held the run back (a closed loop's busy client): still valid, but its figures
+    # are a pessimistic bound: fair for a candidate (it can only look worse), never for a baseline (every
+    # candidate would look better against it); the study refuses it there
+    held_back: str | None = None
     notes: tuple[str, ...] = ()  # what a reader should know (e.g. a metric derived, not measured)
     computed: Mapping[str, float] = field(default_factory=dict)  # figures computed from the settings:
     # not measured, so no interval (e.g. keepalive packets per hour)
@@ -199,6 +203,8 @@ class Measurement:
             d["invalid_reason"] = self.invalid_reason
         if self.error is not None:
             d["error"] = self.error
+        if self.held_back is not None:
+            d["held_back"] = self.held_back
         if self.notes:
             d["notes"] = list(self.notes)
         if self.computed:
@@ -228,6 +234,7 @@ class Measurement:
             invalid_reason=d.get("invalid_reason"),
             failed=bool(d.get("failed", False)),
             error=d.get("error"),
+            held_back=d.get("held_back"),
             notes=tuple(d.get("notes", ())),
             computed={k: float(v) for k, v in d.get("computed", {}).items()},
             baseline=dict(d.get("baseline", {})),
@@ -238,7 +245,8 @@ def pool_measurements(ms: Sequence[Measurement], note: str | None = None) -> Mea
     """One measurement from several of the same setting (a search trial's repeats taken in two runs, a
     confirmation's rounds, repeats taken side by side): every repeat's samples per metric, counter
     deltas summed, the path's health merged (counts summed, lateness the worst run's), computed figures
-    the median; invalid or failed when any run was, with its reason. ``note`` is added to the notes."""
+    the median; invalid, failed or held back when any run was, with its reason. ``note`` is added to
+    the notes."""
     from tuner.sandbox.health import PathHealth, merge_health  # the path's record, loaded when pooling
 
     if not ms:
@@ -268,6 +276,7 @@ def pool_measurements(ms: Sequence[Measurement], note: str | None = None) -> Mea
     )
     failed = next((m for m in ms if m.failed), None)
     invalid = next((m for m in ms if not m.valid), None)
+    held = next((m for m in ms if m.held_back), None)
     notes = tuple(dict.fromkeys(n for m in ms for n in m.notes)) + ((note,) if note else ())
     return Measurement(
         workload=first.workload,
@@ -283,6 +292,7 @@ def pool_measurements(ms: Sequence[Measurement], note: str | None = None) -> Mea
         invalid_reason=invalid.invalid_reason if invalid is not None else None,
         failed=failed is not None,
         error=failed.error if failed is not None else None,
+        held_back=held.held_back if held is not None else None,
         notes=notes,
         computed=computed,
         baseline=first.baseline,

@@ -14,7 +14,10 @@ Capacity on the development machine (2 cores shared with other work, plain veth 
 messages, TCP_NODELAY; ``python3 bench/probes.py``): one connection 15-40k transactions/s
 (latency-bound, p50 ~0.05 ms); 4-16 connections 60-110k transactions/s, where the client process
 saturates a core. A repeat whose client or server process was busy for 90% or more of the window is
-marked invalid ("load generator: ..."): beyond that it measures Python, not the settings.
+marked held back ("load generator: ..."): beyond that it measures Python as much as the settings. In a
+closed loop that only lengthens transactions, so such a measurement is a pessimistic bound: a search
+may use it for a candidate (a setting fast enough to saturate the Python client, e.g. TCP_NODELAY on a
+Nagle-bound service, is not thrown away), never as the baseline.
 """
 
 from __future__ import annotations
@@ -211,12 +214,14 @@ def run_repeat(env: RepeatEnv) -> Sample:
             f"{len(report.latencies)} transactions in {report.window:.1f} s (< {MIN_TRANSACTIONS}): "
             "the latency percentiles of this repeat are close to its maximum"
         )
+    # a closed loop: a busy client or server lengthens every transaction, so the figures can only be worse
+    # than the settings' own (a pessimistic bound, see Sample.held_back)
     if report.cpu_share >= SATURATED:
-        sample.bottleneck(
+        sample.held_back(
             "client cpu", f"load generator: the rr client was busy {report.cpu_share:.0%} of a core"
         )
     if server_report.cpu_share >= SATURATED:
-        sample.bottleneck(
+        sample.held_back(
             "server cpu", f"load generator: the rr server was busy {server_report.cpu_share:.0%} of a core"
         )
     return sample

@@ -17,7 +17,8 @@
   nothing about the settings and is measured again, at most ``repeats`` times per measurement, and left
   out (a note says so); ``health`` is the kept repeats' (:func:`tuner.sandbox.health.merge_health`).
 - ``valid=False`` with ``invalid_reason`` when the path stayed unhealthy beyond those retries (or its
-  delay line died: that is not retried) or the load generator was the bottleneck; ``failed=True``
+  delay line died: that is not retried) or the load generator spoiled a repeat; ``held_back`` (still
+  valid) when it only held a repeat back, so the figures are a pessimistic bound; ``failed=True``
   with ``error`` when the run could not complete (a server crashed, the sandbox could not be built).
   It never raises for a failed run, and leaves no process or namespace. With a caller's ``sandbox``,
   the sysctls it changed are put back afterwards.
@@ -233,6 +234,7 @@ def _measure(
                 repeat=len(kept),
                 metrics=r.sample.metrics,
                 bottlenecks=r.sample.bottlenecks,
+                held=r.sample.held,
             )
     except Exception as exc:  # noqa: BLE001 - the run failed: report it with what was measured so far
         if (
@@ -322,15 +324,8 @@ def _combine(base: Measurement, kept: list[Repeat], fields: dict[str, Any]) -> M
             f"probe: host knob(s) {', '.join(unemulated)} cannot be emulated in a sandbox; "
             "the measurement does not reflect them"
         )
-    first: dict[str, str] = {}
-    count: dict[str, int] = {}
-    for s in samples:
-        for key, reason in s.bottlenecks.items():
-            first.setdefault(key, reason)
-            count[key] = count.get(key, 0) + 1
-    reasons += [
-        f"{first[k]} ({count[k]} of {len(samples)} repeats)" if len(samples) > 1 else first[k] for k in first
-    ]
+    reasons += _limits([s.bottlenecks for s in samples])
+    held = _limits([s.held for s in samples])
     notes = tuple(dict.fromkeys(n for s in samples for n in s.notes))
     computed = {
         n: statistics.median([s.computed[n] for s in samples if n in s.computed])
@@ -346,5 +341,18 @@ def _combine(base: Measurement, kept: list[Repeat], fields: dict[str, Any]) -> M
         health=_health_dict(health),
         valid=not reasons,
         invalid_reason="; ".join(reasons) if reasons else None,
+        held_back="; ".join(held) if held else None,
         notes=notes,
     )
+
+
+def _limits(per_repeat: list[dict[str, str]]) -> list[str]:
+    """Each limit's first reason, with how many of the repeats it hit when there were several."""
+    first: dict[str, str] = {}
+    count: dict[str, int] = {}
+    for limits in per_repeat:
+        for key, reason in limits.items():
+            first.setdefault(key, reason)
+            count[key] = count.get(key, 0) + 1
+    n = len(per_repeat)
+    return [f"{first[k]} ({count[k]} of {n} repeats)" if n > 1 else first[k] for k in first]

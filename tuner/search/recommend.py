@@ -203,6 +203,8 @@ def _measurement_evidence(m: Measurement) -> dict[str, Any]:
         },
         **({"computed": dict(m.computed)} if m.computed else {}),  # from the settings: no interval
         **({"notes": list(m.notes)} if m.notes else {}),
+        # the load generator held these runs back: the figures are a pessimistic bound for the settings
+        **({"held_back": m.held_back} if m.held_back else {}),
         "counters": {side: dict(c) for side, c in m.counters.items()},
         "repeats": m.repeats,
     }

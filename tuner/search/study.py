@@ -575,6 +575,9 @@ class Study:
                 state, error = TrialState.FAILED, measurement.error or "the probe reported a failure"
             elif not measurement.valid:
                 state, error = TrialState.INVALID, measurement.invalid_reason or "the measurement is invalid"
+            elif measurement.held_back and not assignment:
+                # a pessimistic bound is fair for a candidate, but a baseline held back flatters them all
+                state, error = TrialState.INVALID, f"the baseline was held back: {measurement.held_back}"
             else:
                 state = TrialState.COMPLETE
                 base_m = self._baseline.measurement if self._baseline else None
