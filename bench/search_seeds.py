@@ -153,7 +153,7 @@ def keepalive_truth(a: Mapping[str, Any]) -> dict[str, float]:
     counts (a lower bound); over the 1% loss path each healthy connection risks a kill where its timers
     give up after k lost probe rounds in a row (k = TCP_KEEPCNT, or the rounds of TCP_USER_TIMEOUT), a
     round lost when the probe or its ACK is: ``false_kills`` is the expected count over the probe's
-    exposure (128 connections, HEALTHY_PROBES + 1 rounds each), drawn per repeat by the replay."""
+    exposure (the kind's idle_connections, HEALTHY_PROBES + 1 rounds each), drawn per repeat by the replay."""
     on = bool(a.get("SO_KEEPALIVE"))
     ut = a.get("TCP_USER_TIMEOUT") or 0
     timers = Timers(

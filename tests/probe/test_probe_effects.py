@@ -10,6 +10,7 @@ import pytest
 
 from tuner.knobs import KernelFacts
 from tuner.probe import keepalive, rr, run_probe
+from tuner.probe.side_by_side import Request, SideBySide
 from tuner.scoring import KeepaliveObjective
 from tuner.workload import NetworkPath, Workload, WorkloadKind, WritePattern
 
@@ -218,14 +219,14 @@ def test_bulk_over_a_lossy_path_is_5x_faster_with_bbr_than_with_reno(leaves_noth
 
 def test_keepalive_1s_1s_3_notices_a_dead_peer_within_5s_and_not_without_keepalive(leaves_nothing_behind):
     w = Workload(WorkloadKind.KEEPALIVE, idle_connections=4)
-    on = run_probe(
-        w,
-        PLAIN,
-        {"SO_KEEPALIVE": True, "TCP_KEEPIDLE": 1, "TCP_KEEPINTVL": 1, "TCP_KEEPCNT": 3},
-        repeats=1,
-        duration=0.6,
-    )
-    off = run_probe(w, PLAIN, {}, repeats=1, duration=0.5)
+    # both wait out the dead-peer window: side by side, as a search measures them (each in its own sandbox)
+    with SideBySide(w, PLAIN, 0.6, None, workers=2) as pool:
+        on, off = pool.measure(
+            [
+                Request({"SO_KEEPALIVE": True, "TCP_KEEPIDLE": 1, "TCP_KEEPINTVL": 1, "TCP_KEEPCNT": 3}, 1),
+                Request({}, 1),
+            ]
+        )
     assert on.usable and off.usable, (on.error or on.invalid_reason, off.error or off.invalid_reason)
     assert on.value("detected_fraction") == 1.0
     assert on.value("detect_s") <= 5.5
@@ -245,20 +246,11 @@ def test_keepalive_that_gives_up_after_one_lost_probe_kills_healthy_connections_
     # 64 connections, a probe a second each for ~6 s, 2% loss each way: about 4% of probes go unanswered
     w = Workload(WorkloadKind.KEEPALIVE, idle_connections=64)
     lossy = NetworkPath(loss=0.02)
-    eager = run_probe(
-        w,
-        lossy,
-        {"SO_KEEPALIVE": True, "TCP_KEEPIDLE": 1, "TCP_KEEPINTVL": 1, "TCP_KEEPCNT": 1},
-        repeats=1,
-        duration=0.5,
-    )
-    patient = run_probe(
-        w,
-        lossy,
-        {"SO_KEEPALIVE": True, "TCP_KEEPIDLE": 1, "TCP_KEEPINTVL": 1, "TCP_KEEPCNT": 5},
-        repeats=1,
-        duration=0.5,
-    )
+    timers = {"SO_KEEPALIVE": True, "TCP_KEEPIDLE": 1, "TCP_KEEPINTVL": 1}
+    with SideBySide(w, lossy, 0.5, None, workers=2) as pool:
+        eager, patient = pool.measure(
+            [Request({**timers, "TCP_KEEPCNT": 1}, 1), Request({**timers, "TCP_KEEPCNT": 5}, 1)]
+        )
     # (a busy host may make the delay line late by a millisecond, which invalidates a timing measurement
     # but not a count of connections killed over seconds: only a failed run is refused here)
     assert not eager.failed and not patient.failed, (eager.error, patient.error)
