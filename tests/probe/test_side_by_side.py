@@ -3,6 +3,7 @@ stopping the pool removes every sandbox its workers built."""
 
 from __future__ import annotations
 
+import multiprocessing
 import threading
 import time
 
@@ -46,13 +47,18 @@ def test_each_request_gets_its_repeats_measured_at_once_and_pooled():
 def test_stopping_the_pool_mid_measurement_removes_every_sandbox_its_workers_built():
     before = _sandboxes()
     keepalive = DEFAULT_WORKLOADS[WorkloadKind.KEEPALIVE]  # a repeat waits 18 s for a dead peer
+    children = set(multiprocessing.active_children())
     pool = SideBySide(keepalive, NetworkPath(), 0.5, None, workers=2)
     out: list = []
-    worker = threading.Thread(target=lambda: out.extend(pool.measure([Request({}, 2)])), daemon=True)
+    # more repeats than workers: some wait in the executor's queue when the pool is stopped, and the
+    # measurement returns (failed) rather than wait for repeats that will not come
+    worker = threading.Thread(target=lambda: out.extend(pool.measure([Request({}, 6)])), daemon=True)
     worker.start()
     assert _poll(lambda: len(_sandboxes() - before) >= 4), "the workers never built their sandboxes"
     pool.close(stop=True)
     worker.join(timeout=60.0)
     assert not worker.is_alive()
     assert out and out[0].failed  # its repeats were stopped, not measured
+    # a stopped worker leaves once its probe has unwound: it does not take a queued repeat
+    assert not [p for p in multiprocessing.active_children() if p not in children and p.is_alive()]
     assert _poll(lambda: _sandboxes() <= before), "a stopped worker left its sandbox behind"

@@ -257,3 +257,8 @@ def test_side_by_side_the_time_budget_holds(clock, limit):
     result = _study(space, measure, SearchConfig(budget=40, time_budget=limit, seed=1)).run()
     assert result.elapsed <= limit  # a batch of any size takes 10 s here
     assert result.stop_reason == "time budget" and result.search_trials < 40
+    # the search left a batch for the confirmation (the next search batch and the confirmation are two
+    # batches): bbr's 45x is confirmed and recommended, not dropped for want of time
+    assert any(t.role is TrialRole.CONFIRM for t in result.trials)
+    assert result.verdict.significant, result.verdict.text
+    assert result.assignment.get("net.ipv4.tcp_congestion_control") == "bbr"

@@ -11,8 +11,8 @@ another's connections.
 
 The workers are spawned (not forked: the caller may run a progress thread) once and serve the whole
 search. On an interrupt or an error in the caller, the workers are sent SIGTERM (which their
-initializer turns into an exit that unwinds the probe and removes its sandbox) and joined before the
-exception goes on.
+initializer turns into an exit that unwinds the probe and removes its sandbox; a repeat still queued
+then ends before it builds one) and joined before the exception goes on.
 """
 
 from __future__ import annotations
@@ -20,8 +20,10 @@ from __future__ import annotations
 import multiprocessing
 import signal
 import sys
+import threading
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,11 +46,20 @@ class Request:
     repeats: int
 
 
+_STOPPED = threading.Event()  # in a worker: SIGTERM came, take no further repeat
+
+
+def _on_sigterm(*_: object) -> None:
+    _STOPPED.set()
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second one must not cut the unwinding short
+    sys.exit(1)
+
+
 def _worker_init() -> None:
     """A worker leaves Ctrl-C to the caller (which stops the workers it started) and turns SIGTERM
     into an exit, so that the probe it runs removes its sandbox on the way out."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
+    signal.signal(signal.SIGTERM, _on_sigterm)
     from tuner.logs import configure
 
     configure(level="warning")
@@ -63,6 +74,10 @@ def _one_repeat(
 ) -> Measurement:
     from tuner.probe.runner import run_probe  # in the worker
 
+    if _STOPPED.is_set():
+        # the executor's worker loop goes on to the repeats already queued (it catches the SystemExit
+        # of the stop): they end at once, before a sandbox is built
+        raise RuntimeError("the pool was stopped before this repeat ran")
     return run_probe(workload, path, assignment, repeats=1, duration=duration, target=target)
 
 
@@ -135,18 +150,28 @@ class SideBySide:
                         for _ in range(max(1, req.repeats))
                     ]
                 )
-            wait([f for fs in jobs for f in fs])
+            pending = [f for fs in jobs for f in fs]
+            while pending:
+                pending = list(wait(pending, timeout=0.5).not_done)
+                if self._pool is not pool:  # stopped meanwhile: its unfinished repeats will not come
+                    break
         except BaseException:
             self.close(stop=True)
             raise
         note = "repeats measured side by side, each in a sandbox of its own"
-        return [
+        out = [
             pool_measurements([self._outcome(req, f) for f in fs], note) for req, fs in zip(requests, jobs)
         ]
+        done = [f for fs in jobs for f in fs if f.done() and not f.cancelled()]
+        if any(isinstance(f.exception(), BrokenProcessPool) for f in done):
+            self.close(stop=True)  # a worker died (e.g. killed): the next batch starts a fresh pool
+        return out
 
     def _outcome(self, req: Request, job: Future[Measurement]) -> Measurement:
         if job.cancelled():
             error = "the repeat was cancelled before it ran (the pool was stopped)"
+        elif not job.done():
+            error = "the repeat was stopped before it finished (the pool was stopped)"
         else:
             exc = job.exception()
             if exc is None:

@@ -398,12 +398,14 @@ class Study:
             return 0
         return max(0, self.config.simplify_runs - self._phase_runs.get("simplify", 0))
 
-    def _fits(self, runs: int) -> bool:
-        """Whether ``runs`` more measurements fit in the time budget (always, without one)."""
+    def _fits(self, *runs: int) -> bool:
+        """Whether more measurements fit in the time budget (always, without one): each argument is a
+        phase's measurements, which side by side share batches only within their phase (the next search
+        batch and the confirmation are two batches, not one)."""
         if self.config.time_budget is None:
             return True
         per = self._run_seconds() or 0.0
-        return self.elapsed() + self._walls(runs) * per <= self.config.time_budget
+        return self.elapsed() + sum(self._walls(n) for n in runs) * per <= self.config.time_budget
 
     def _walls(self, runs: int) -> int:
         """How many measurements' wall time ``runs`` measurements take: as many one at a time; side by
@@ -727,7 +729,7 @@ class Study:
             return "trial budget"
         # the time budget holds the confirmation too: stop while it fits (the simplification gets
         # what is left after the search, and is skipped when nothing is)
-        if cfg.time_budget is not None and not self._fits(1 + self._confirm_runs()):
+        if cfg.time_budget is not None and not self._fits(1, self._confirm_runs()):
             return "time budget"
         if cfg.patience is not None and since_best >= cfg.patience:
             return f"converged: no better score in {cfg.patience} trials"
@@ -755,7 +757,7 @@ class Study:
             if (
                 trial.state is TrialState.INVALID
                 and self._search_done() < cfg.budget
-                and self._fits(1 + self._confirm_runs())
+                and self._fits(1, self._confirm_runs())
             ):
                 # an invalid run (the sandbox or the load generator could not keep up) says nothing
                 # about the setting; told as a penalty it would teach the sampler that, say, bbr is bad
@@ -787,7 +789,8 @@ class Study:
             batch: list[tuple[Candidate, tuple[int, ...]]] = retry[:room]
             retry = retry[room:]
             stop = None
-            for asked in ask_batch(self.sampler, room - len(batch)) if room > len(batch) else []:
+            asks = ask_batch(self.sampler, room - len(batch)) if room > len(batch) else []
+            for asked in asks:
                 vetted = self._vet(asked)
                 if isinstance(vetted, str):
                     stop = vetted
@@ -803,6 +806,9 @@ class Study:
                 items.insert(0, ({}, point, point))
                 roles.insert(0, TrialRole.BASELINE)
             if not items:
+                if stop is None and asks:
+                    continue  # every point asked was refused or known: ask again (_vet stops a sampler
+                    # that keeps doing so)
                 return stop or "every point of the space was measured"
             trials = self._run_many(TrialRole.SEARCH, items, roles=roles)
             if roles[0] is TrialRole.BASELINE:
@@ -920,7 +926,7 @@ class Study:
         # again and judge the reductions against that fresh run only.
         reference = [t for t in self._by_key[best_key] if t.role is TrialRole.SIMPLIFY and t.usable]
         if not reference and self._batch is None:  # side by side, it is measured with the reductions
-            if not self._simplify_runs_left() or not self._fits(1 + self._confirm_runs()):
+            if not self._simplify_runs_left() or not self._fits(1, self._confirm_runs()):
                 return
             again = self._run(TrialRole.SIMPLIFY, current.assignment, current.point)
             reference = [again] if again.usable else []
@@ -981,7 +987,7 @@ class Study:
                     held = _held_back(reference)
             accepted = None
             for _, cand, _i in options:
-                if not self._simplify_runs_left() or not self._fits(1 + self._confirm_runs()):
+                if not self._simplify_runs_left() or not self._fits(1, self._confirm_runs()):
                     break
                 ts = [t for t in self._by_key.get(cand.key, ()) if t.usable]
                 if any(t.role is TrialRole.SEARCH for t in ts):
@@ -1025,7 +1031,7 @@ class Study:
         reductions that have no fresh run yet, at once, as many as the simplification's runs left allow;
         returns the best's fresh run when it was measured. The elimination then judges each reduction on
         its run as before."""
-        if not self._fits(1 + self._confirm_runs()):
+        if not self._fits(1, self._confirm_runs()):
             return None
         left = self._simplify_runs_left()
         items: list[tuple[Mapping[str, Value], tuple[int, ...] | None, tuple[int, ...] | None]] = []
@@ -1239,11 +1245,23 @@ class Study:
             # the search's runs already show every candidate short of a worthwhile gain (see _promising)
             best_search = self._search_score(ranked[0])
             search_interval = compare(base_score, best_search)
-            text = (
-                f"no significant gain, keep the defaults (the best candidate measured "
-                f"{search_interval.gain:.3g}x the baseline in the search, at most {search_interval.hi:.3g}x: "
-                f"short of the {self.config.min_gain:.0%} worth a change, so it was not confirmed)"
-            )
+            if ranked[0] in self._promising():  # worth a confirmation, but none was measured
+                why = (
+                    "the confirmation was turned off"
+                    if self.config.confirm == 0
+                    else "the time budget left no room for it: give a longer --time"
+                )
+                text = (
+                    f"no claim, keep the defaults: the best candidate measured {search_interval.gain:.3g}x "
+                    f"the baseline in the search, but it was not confirmed side by side ({why})"
+                )
+            else:
+                text = (
+                    f"no significant gain, keep the defaults (the best candidate measured "
+                    f"{search_interval.gain:.3g}x the baseline in the search, at most "
+                    f"{search_interval.hi:.3g}x: short of the {self.config.min_gain:.0%} worth a change, "
+                    "so it was not confirmed)"
+                )
             return StudyResult(
                 base_m,
                 base_m,
