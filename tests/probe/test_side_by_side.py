@@ -59,6 +59,6 @@ def test_stopping_the_pool_mid_measurement_removes_every_sandbox_its_workers_bui
     worker.join(timeout=60.0)
     assert not worker.is_alive()
     assert out and out[0].failed  # its repeats were stopped, not measured
-    # a stopped worker leaves once its probe has unwound: it does not take a queued repeat
+    # the stopped workers are gone: a queued repeat they took ended before it built a sandbox
     assert not [p for p in multiprocessing.active_children() if p not in children and p.is_alive()]
     assert _poll(lambda: _sandboxes() <= before), "a stopped worker left its sandbox behind"
