@@ -36,6 +36,7 @@ def test_a_50ms_path_measures_50ms_of_tcp_ping_pong(backend):
     fastest = min(rtts[2:])
     assert 0.0495 < fastest < 0.053, f"fastest RTT {fastest * 1e3:.2f} ms"
     assert health.packets > 20 and health.dropped_loss == 0 and health.tun_drops == 0
+    assert 0.0 <= health.steal_share <= 1.0  # a share of the whole machine's CPU time
 
 
 def _sink(rcvbuf: int | None, seconds: float) -> float:

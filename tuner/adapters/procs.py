@@ -1,4 +1,5 @@
-"""The one module that imports psutil: which process (and systemd unit) holds a socket.
+"""The one module that imports psutil: which process (and systemd unit) holds a socket; the CPU time
+the hypervisor took from this machine.
 
 Sockets are matched by inode: ``/proc/PID/fd/N -> socket:[INODE]``. Socket inodes are unique across
 the whole system, so this works for sockets of any network namespace as long as the processes are in
@@ -18,7 +19,7 @@ import psutil
 from tuner.kernel import Owner
 from tuner.logs import get_logger
 
-__all__ = ["SocketOwners", "psutil_connection_count", "unit_from_cgroup"]
+__all__ = ["SocketOwners", "psutil_connection_count", "steal_seconds", "unit_from_cgroup"]
 
 log = get_logger(__name__)
 PROC = Path("/proc")
@@ -122,3 +123,9 @@ class SocketOwners:
 def psutil_connection_count(kind: str = "tcp") -> int:
     """How many sockets ``psutil.net_connections(kind)`` lists (a baseline for the observe benchmark)."""
     return len(psutil.net_connections(kind))
+
+
+def steal_seconds() -> tuple[float, int]:
+    """(CPU seconds the hypervisor has taken from this machine since boot, summed over its CPUs (0 on
+    bare metal or where the kernel does not count it), the number of CPUs)."""
+    return float(getattr(psutil.cpu_times(), "steal", 0.0)), psutil.cpu_count() or 1

@@ -103,7 +103,12 @@ def render_measurement(m: Measurement, file=None) -> None:
         print(
             f"path health  {int(h.get('packets', 0))} packets, {int(h.get('dropped_loss', 0))} lost (emulated), "
             f"{int(h.get('dropped_queue', 0))} queue drops, {int(h.get('tun_drops', 0))} TUN drops, "
-            f"late p99 {h.get('late_p99_ms', 0.0):.2f} ms, link CPU {h.get('cpu_seconds', 0.0):.2f} s",
+            f"late p99 {h.get('late_p99_ms', 0.0):.2f} ms, link CPU {h.get('cpu_seconds', 0.0):.2f} s"
+            + (
+                f", hypervisor steal {h['steal_share'] * 100:.0f}% of the CPU (worst repeat)"
+                if h.get("steal_share", 0.0) >= 0.01
+                else ""
+            ),
             file=file,
         )
         if h.get("rate_bps"):

@@ -36,6 +36,7 @@ from dataclasses import astuple, dataclass
 from typing import Any, Protocol
 
 from tuner.adapters import rtnl as nl
+from tuner.adapters.procs import steal_seconds
 from tuner.errors import SandboxError
 from tuner.logs import get_logger
 from tuner.netns import ChildFailed, NetnsChild, run_in_netns
@@ -383,6 +384,7 @@ class TunLink:
         self._base_dev = 0
         self._base_cpu = 0.0
         self._base_cpu_each: dict[Side, float] = {}
+        self._base_steal = 0.0
         self._t0 = time.monotonic()
 
     def prepare(self, side: Side) -> None:
@@ -505,6 +507,7 @@ class TunLink:
         self._base_dev = self._dev_drops()
         self._base_cpu_each = self._cpu_each()
         self._base_cpu = sum(self._base_cpu_each.values())
+        self._base_steal, _ = steal_seconds()
         self._t0 = time.monotonic()
 
     def _alive(self) -> bool:
@@ -530,7 +533,11 @@ class TunLink:
         cpu_each = self._cpu_each()
         busiest = max((cpu_each[s] - self._base_cpu_each.get(s, 0.0) for s in cpu_each), default=0.0)
         share = busiest / elapsed if elapsed > 0 else 0.0
-        valid, reason = judge(tun_drops, p99, alive, line_cpu_share=share, elapsed=elapsed)
+        steal, cpus = steal_seconds()
+        steal_share = max(0.0, steal - self._base_steal) / (elapsed * cpus) if elapsed > 0 else 0.0
+        valid, reason = judge(
+            tun_drops, p99, alive, line_cpu_share=share, elapsed=elapsed, steal_share=steal_share
+        )
         if not alive and self._dead_reason:
             reason = f"{reason} ({self._dead_reason})"
         return PathHealth(
@@ -555,6 +562,7 @@ class TunLink:
             line_cpu_share=share,
             helpers_alive=alive,
             overhead_ms=self.overhead * 1e3,
+            steal_share=steal_share,
         )
 
     def set_partitioned(self, on: bool) -> None:
