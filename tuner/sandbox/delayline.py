@@ -86,7 +86,9 @@ _HIST = 16
 _CTRL_EPOCH = _HIST + LATE_BUCKETS  # written by the sandbox: ask for a reset
 _CTRL_PARTITIONED = _CTRL_EPOCH + 1  # written by the sandbox: drop everything while nonzero
 _CTRL_TRIM_NS = _CTRL_PARTITIONED + 1  # written by the sandbox: ns taken off the delay (its own overhead)
-_SLOTS = _CTRL_TRIM_NS + 1
+_CTRL_LOSSLESS = _CTRL_TRIM_NS + 1  # written by the sandbox: the random loss is paused while nonzero
+_SLOTS = _CTRL_LOSSLESS + 1
+_NO_LOSS = 1 << 62  # the gap to the next lost segment while the loss is paused
 
 _PR_SET_TIMERSLACK = 29
 PROFILE_ENV = "TUNER_LINE_PROFILE"
@@ -160,6 +162,10 @@ class LineStats:
 
     def set_partitioned(self, on: bool) -> None:
         self.slots[_CTRL_PARTITIONED] = 1 if on else 0
+
+    def set_lossless(self, on: bool) -> None:
+        """Pause the random loss (from the next packet on) while ``on``; the loss resumes where it was."""
+        self.slots[_CTRL_LOSSLESS] = 1 if on else 0
 
     def set_trim(self, seconds: float) -> None:
         """Take ``seconds`` off the one-way delay from the next packet on: the forwarding overhead the
@@ -303,6 +309,7 @@ def _forward(rfd: int, wfd: int, params: LineParams, stats: LineStats) -> NoRetu
     rnd = random.Random(params.seed).random
     next_gap = _geometric(rnd, params.loss)
     gap = next_gap()  # segments that pass before the next lost one
+    lossless = held_gap = 0  # the loss paused (set_lossless), and the gap it resumes with
     read = os.read
     write = os.write
     clock = time.monotonic
@@ -369,6 +376,12 @@ def _forward(rfd: int, wfd: int, params: LineParams, stats: LineStats) -> NoRetu
             packets = nbytes = sent = sent_bytes = d_loss = d_queue = d_part = w_err = reads = writes = 0
             late_max = 0.0
         partitioned = s[_CTRL_PARTITIONED]
+        if s[_CTRL_LOSSLESS] != lossless:
+            lossless = s[_CTRL_LOSSLESS]
+            if lossless:
+                held_gap, gap = gap, _NO_LOSS
+            else:
+                gap = held_gap
         if s[_CTRL_TRIM_NS] != trim_ns:
             trim_ns = s[_CTRL_TRIM_NS]
             delay = max(0.0, params.delay - trim_ns / 1e9)

@@ -32,7 +32,7 @@ import signal
 import socket
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import astuple, dataclass
+from dataclasses import astuple, dataclass, replace
 from typing import Any, Protocol
 
 from tuner.adapters import rtnl as nl
@@ -193,6 +193,8 @@ class PathLink(Protocol):
 
     def set_partitioned(self, on: bool) -> None: ...
 
+    def set_lossless(self, on: bool) -> None: ...
+
     def stop(self) -> None: ...
 
 
@@ -304,6 +306,9 @@ class VethLink:
             peer = peer_of(side)
             self._run(side, nl.set_neighbour, IFNAME, ADDRESSES[peer], DEAD_MAC if on else MACS[peer])
 
+    def set_lossless(self, on: bool) -> None:
+        pass  # a plain veth pair loses nothing
+
     def stop(self) -> None:
         pass  # the veth pair goes with the namespaces
 
@@ -329,6 +334,11 @@ class NetemLink(VethLink):
 
     def _prepare_qdisc(self, side: Side) -> None:
         nl.add_netem(IFNAME, netem_settings(self.plan))
+
+    def set_lossless(self, on: bool) -> None:
+        settings = netem_settings(self.plan)
+        for side in Side:
+            self._run(side, nl.change_netem, IFNAME, replace(settings, loss_percent=0.0) if on else settings)
 
     def _counters(self) -> dict[Side, Any]:
         return {side: self._run(side, _netem_counters) for side in Side}
@@ -568,6 +578,10 @@ class TunLink:
     def set_partitioned(self, on: bool) -> None:
         for st in self._stats.values():
             st.set_partitioned(on)
+
+    def set_lossless(self, on: bool) -> None:
+        for st in self._stats.values():
+            st.set_lossless(on)
 
     def stop(self) -> None:
         profiling = bool(os.environ.get(PROFILE_ENV))

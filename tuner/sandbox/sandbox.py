@@ -365,5 +365,14 @@ class Sandbox:
         self._link.set_partitioned(on)
         log.info("sandbox.partitioned" if on else "sandbox.healed", sandbox=self.name)
 
+    def set_lossless(self, on: bool) -> None:
+        """Pause the path's random loss while ``on`` (a probe's setup, which is not what it measures,
+        e.g. opening hundreds of connections, where each lost SYN costs a 1 s retransmission); False
+        resumes it. The delay, the rate and the queue stay as they are."""
+        self._require_open()
+        assert self._link is not None
+        self._link.set_lossless(on)
+        log.debug("sandbox.loss_paused" if on else "sandbox.loss_resumed", sandbox=self.name)
+
     def __repr__(self) -> str:
         return f"Sandbox({self.name or '(unnamed)'}, {self._state})"
