@@ -14,7 +14,7 @@ import pytest
 from search_doubles import FACTS, STOCK, SideBySideMeasure, SyntheticMeasure, rr_truth
 
 from tuner.search import study as study_module
-from tuner.search.objective import parse_objective
+from tuner.search.objective import Score, parse_objective
 from tuner.search.recommend import probe_settings
 from tuner.search.samplers import make_sampler
 from tuner.search.space import build_space
@@ -262,3 +262,40 @@ def test_side_by_side_the_time_budget_holds(clock, limit):
     assert any(t.role is TrialRole.CONFIRM for t in result.trials)
     assert result.verdict.significant, result.verdict.text
     assert result.assignment.get("net.ipv4.tcp_congestion_control") == "bbr"
+
+
+def test_side_by_side_the_best_and_its_first_reductions_ride_in_the_searchs_last_batch(clock):
+    """The last search batch's spare sandboxes measure the best so far and its reductions (the
+    elimination's first step, as it would measure them after the search); a batch that finds a new
+    best gives the new best an elimination of its own, with its full runs."""
+    space = build_space(WorkloadKind.BULK, STOCK, facts=FACTS)
+    for seed in range(4):
+        measure = SideBySideMeasure(
+            WorkloadKind.BULK, _bulk_truth, repeats=2, width=16, on_repeat=clock.advance
+        )
+        config = SearchConfig(budget=8, seed=seed)
+        result = _study(space, measure, config).run()
+        batches: dict[float, list] = {}
+        for t in result.trials:
+            batches.setdefault(t.started, []).append(t)
+        order = list(batches.values())
+        mixed = [
+            i for i, b in enumerate(order) if {t.role for t in b} == {TrialRole.SEARCH, TrialRole.SIMPLIFY}
+        ]
+        assert len(mixed) == 1, [[t.role.value for t in b] for b in order]
+        ahead = [t for t in order[mixed[0]] if t.role is TrialRole.SIMPLIFY]
+        before = [t for b in order[: mixed[0]] for t in b if t.role is TrialRole.SEARCH]
+        best_before = max(before, key=lambda t: t.score.value)
+        assert ahead[0].key == best_before.key  # the best so far, measured again beside its reductions
+        changes = len(best_before.assignment)
+        assert len(ahead) == config.simplify_runs and all(len(t.assignment) < changes for t in ahead[1:])
+        # the study's best after the search: its search and elimination runs pooled, per setting
+        runs: dict[str, list] = {}
+        for t in result.trials:
+            if t.role in (TrialRole.SEARCH, TrialRole.SIMPLIFY) and t.usable:
+                runs.setdefault(t.key, []).append(t)
+        best_key = max(runs, key=lambda k: Score.pooled([t.score for t in runs[k]]).value)
+        best = runs[best_key][0]
+        if best.key != best_before.key and len(best.assignment) > 1:  # a new best, to be simplified
+            fresh = [t for t in result.trials if t.role is TrialRole.SIMPLIFY and t.key == best.key]
+            assert fresh  # measured again for its own elimination (perhaps as a reduction of the old best)

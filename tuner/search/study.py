@@ -20,7 +20,7 @@ import dataclasses
 import math
 import statistics
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -72,6 +72,9 @@ class Measure(Protocol):
     alone and stops there when that repeat is already clearly worse than the best (pruning)."""
 
     def __call__(self, assignment: Mapping[str, Value]) -> Measurement: ...
+
+
+_Item = tuple[Mapping[str, Value], tuple[int, ...] | None, tuple[int, ...] | None]  # assignment, point, asked
 
 
 @dataclass(frozen=True)
@@ -523,7 +526,7 @@ class Study:
     def _run_many(
         self,
         role: TrialRole,
-        items: Sequence[tuple[Mapping[str, Value], tuple[int, ...] | None, tuple[int, ...] | None]],
+        items: Sequence[_Item],
         repeats: int | Sequence[int] | None = None,
         roles: Sequence[TrialRole] | None = None,
     ) -> list[Trial]:
@@ -536,7 +539,7 @@ class Study:
         for i, (r, (assignment, _, _)) in enumerate(zip(roles, items)):
             log.info("trial.started", number=len(self.trials) + i, role=r.value, assignment=dict(assignment))
             self._phase_runs[r.value] = self._phase_runs.get(r.value, 0) + 1
-        self._emit(roles[-1].value, None, f"measuring {len(items)} side by side", running=True)
+        self._emit(role.value, None, f"measuring {len(items)} side by side", running=True)
         if repeats is None or isinstance(repeats, int):
             counts = [repeats or self._batch.repeats] * len(items)
         else:
@@ -784,8 +787,8 @@ class Study:
                 for cand, asked in retry:  # no room to measure them again: the sampler hears of them
                     self._tell([asked, cand.point], math.inf)
                 return stop
-            room = self._batch.measurements - (self._baseline is None)
-            room = min(room, self.config.budget - self._search_done())
+            capacity = self._batch.measurements - (self._baseline is None)
+            room = min(capacity, self.config.budget - self._search_done())
             batch: list[tuple[Candidate, tuple[int, ...]]] = retry[:room]
             retry = retry[room:]
             stop = None
@@ -797,20 +800,25 @@ class Study:
                     break
                 if vetted is not None and all(c.key != vetted.key for c, _ in batch):
                     batch.append((vetted, asked))
-            items: list[tuple[Mapping[str, Value], tuple[int, ...] | None, tuple[int, ...] | None]] = [
-                (c.assignment, c.point, a) for c, a in batch
-            ]
+            items: list[_Item] = [(c.assignment, c.point, a) for c, a in batch]
             roles = [TrialRole.SEARCH] * len(items)
             if self._baseline is None:
                 point = self.space.baseline_point()
                 items.insert(0, ({}, point, point))
                 roles.insert(0, TrialRole.BASELINE)
+            ahead_key: str | None = None
+            ahead: list[_Item] = []
+            if batch and self._search_done() + len(batch) >= self.config.budget:  # the search's last
+                ahead_key, ahead = self._simplify_ahead(capacity - len(batch))
+                items += ahead
+                roles += [TrialRole.SIMPLIFY] * len(ahead)
             if not items:
                 if stop is None and asks:
                     continue  # every point asked was refused or known: ask again (_vet stops a sampler
                     # that keeps doing so)
                 return stop or "every point of the space was measured"
             trials = self._run_many(TrialRole.SEARCH, items, roles=roles)
+            trials = trials[: len(trials) - len(ahead)]  # the elimination's runs are judged after the search
             if roles[0] is TrialRole.BASELINE:
                 base, trials = trials[0], trials[1:]
                 if base.usable and base.score is not None:
@@ -823,6 +831,10 @@ class Study:
                     retry.append((cand, asked))  # see the sequential search: an invalid run says nothing
                     continue
                 self._tell([asked, cand.point], self._told_loss(trial))
+            ranked = self._ranked()
+            if ahead and (not ranked or ranked[0] != ahead_key):
+                # the batch found a new best: its own elimination is still to come, with its full runs
+                self._phase_runs["simplify"] -= len(ahead)
             if stop is not None:
                 for cand, asked in retry:
                     self._tell([asked, cand.point], math.inf)
@@ -941,52 +953,14 @@ class Study:
             changed = [i for i, (a, b) in enumerate(zip(current.point, base_point)) if a != b]
             if len(changed) <= 1:
                 break  # without its last change it is the baseline, which the confirmation judges
-            options: list[tuple[float, Candidate, int | None]] = []
-            for i in changed:
-                dim = self.space.dimensions[i]
-                if dim.knob in held and dim.ordered and base_point[i] < current.point[i]:
-                    continue  # the flow was held back by this buffer at the best: never lower it
-                reduced = list(current.point)
-                reduced[i] = base_point[i]
-                try:
-                    cand = self.space.candidate(tuple(reduced))
-                except KnobError:
-                    continue
-                # a repair (e.g. a cap raised again for a backlog) can undo the reduction: only a
-                # candidate with fewer changes is a reduction, or the elimination would never end
-                if (
-                    cand.key == current.key
-                    or cand.point is None
-                    or sum(a != b for a, b in zip(cand.point, base_point)) >= len(changed)
-                ):
-                    continue
-                options.append((self.space.cost(cand.assignment), cand, i))
-            options.sort(key=lambda o: o[0])
-            jump = self._main_knob_only(current.point, changed, base_point)
-            if (
-                jump is not None
-                and len(changed) > 2
-                and jump.key != current.key
-                and jump.point is not None
-                and sum(a != b for a, b in zip(jump.point, base_point)) < len(changed) - 1
-                and all(c.key != jump.key for _, c, _ in options)
-                and not any(
-                    self.space.dimensions[j].knob in held and jump.point[j] != current.point[j]
-                    for j in changed
-                )
-            ):
-                options.insert(
-                    0, (0.0, jump, None)
-                )  # one run may remove every change but the one that matters
+            reductions = self._reductions(current, base_point, held)
             if self._batch is not None:
-                fresh_best = self._simplify_side_by_side(
-                    current, [c for _, c, _ in options], best, not reference
-                )
+                fresh_best = self._simplify_side_by_side(current, reductions, best, not reference)
                 if fresh_best is not None and fresh_best.usable and fresh_best.score is not None:
                     reference, best = [fresh_best], fresh_best.score
                     held = _held_back(reference)
             accepted = None
-            for _, cand, _i in options:
+            for cand in reductions:
                 if not self._simplify_runs_left() or not self._fits(1, self._confirm_runs()):
                     break
                 ts = [t for t in self._by_key.get(cand.key, ()) if t.usable]
@@ -1024,6 +998,50 @@ class Study:
         if current.key != best_key:
             self._simplified = current.key
 
+    def _reductions(
+        self, current: Trial, base_point: tuple[int, ...], held: Collection[str]
+    ) -> list[Candidate]:
+        """The elimination's next step from ``current``: each changed knob put back to its baseline level,
+        the biggest cost saving first (never a buffer that held the flow back at the best), and ahead of
+        them the one run that keeps only the change the search credits most, when that removes more."""
+        assert current.point is not None
+        changed = [i for i, (a, b) in enumerate(zip(current.point, base_point)) if a != b]
+        options: list[tuple[float, Candidate]] = []
+        for i in changed:
+            dim = self.space.dimensions[i]
+            if dim.knob in held and dim.ordered and base_point[i] < current.point[i]:
+                continue  # the flow was held back by this buffer at the best: never lower it
+            reduced = list(current.point)
+            reduced[i] = base_point[i]
+            try:
+                cand = self.space.candidate(tuple(reduced))
+            except KnobError:
+                continue
+            # a repair (e.g. a cap raised again for a backlog) can undo the reduction: only a
+            # candidate with fewer changes is a reduction, or the elimination would never end
+            if (
+                cand.key == current.key
+                or cand.point is None
+                or sum(a != b for a, b in zip(cand.point, base_point)) >= len(changed)
+            ):
+                continue
+            options.append((self.space.cost(cand.assignment), cand))
+        options.sort(key=lambda o: o[0])
+        jump = self._main_knob_only(current.point, changed, base_point)
+        if (
+            jump is not None
+            and len(changed) > 2
+            and jump.key != current.key
+            and jump.point is not None
+            and sum(a != b for a, b in zip(jump.point, base_point)) < len(changed) - 1
+            and all(c.key != jump.key for _, c in options)
+            and not any(
+                self.space.dimensions[j].knob in held and jump.point[j] != current.point[j] for j in changed
+            )
+        ):
+            options.insert(0, (0.0, jump))  # one run may remove every change but the one that matters
+        return [c for _, c in options]
+
     def _simplify_side_by_side(
         self, current: Trial, options: Sequence[Candidate], best: Score, reference: bool
     ) -> Trial | None:
@@ -1034,7 +1052,18 @@ class Study:
         if not self._fits(1, self._confirm_runs()):
             return None
         left = self._simplify_runs_left()
-        items: list[tuple[Mapping[str, Value], tuple[int, ...] | None, tuple[int, ...] | None]] = []
+        items = self._simplify_items(current, options, best, reference, left)
+        if not items:
+            return None
+        trials = self._run_many(TrialRole.SIMPLIFY, items)
+        return trials[0] if reference and left else None
+
+    def _simplify_items(
+        self, current: Trial, options: Sequence[Candidate], best: Score, reference: bool, left: int
+    ) -> list[_Item]:
+        """At most ``left`` runs of one elimination step: the best's fresh run (when ``reference``), then
+        the reductions not yet measured fresh and not clearly worse in the search already."""
+        items: list[_Item] = []
         if reference and left:
             items.append((current.assignment, current.point, None))
         for cand in options:
@@ -1048,10 +1077,28 @@ class Study:
                 if gain_interval(prior.samples, best.samples, best.direction, seed=self.config.seed).lo > 2.0:
                     continue  # clearly worse already in the search (as in the elimination)
             items.append((cand.assignment, cand.point, None))
-        if not items:
-            return None
-        trials = self._run_many(TrialRole.SIMPLIFY, items)
-        return trials[0] if reference and left else None
+        return items
+
+    def _simplify_ahead(self, room: int) -> tuple[str | None, list[_Item]]:
+        """Side by side, the search's last batch often has sandboxes to spare: the best so far rides in it
+        with its first reductions (the elimination's first step, as :meth:`_simplify` would measure it
+        after the search), so that the elimination finds them measured instead of taking a batch of its
+        own (a keepalive batch is ~20 s). Returns the best's key and the items (none without room for the
+        best and one reduction, or a best the confirmation would not judge)."""
+        left = min(room, self._simplify_runs_left())
+        ranked = self._ranked()
+        if left < 2 or not ranked or ranked[0] not in self._promising():
+            return None, []
+        best_key = ranked[0]
+        current = self._by_key[best_key][0]
+        base_point = self.space.baseline_point()
+        if current.point is None or sum(a != b for a, b in zip(current.point, base_point)) <= 1:
+            return None, []
+        if any(t.role is TrialRole.SIMPLIFY for t in self._by_key[best_key]):
+            return None, []
+        reductions = self._reductions(current, base_point, _held_back(self._by_key[best_key]))
+        items = self._simplify_items(current, reductions, self._search_score(best_key), True, left)
+        return (best_key, items) if len(items) > 1 else (None, [])
 
     # --- confirmation: side by side, until the samples can carry a claim ----------------------
 
