@@ -7,16 +7,23 @@ kills per repeat and the share of measurements of the search's size (2 repeats) 
 (5) that would show at least one kill (so refuse the setting), from the repeats measured.
 
     sudo .venv/bin/python bench/keepalive_exposure.py [--repeats 10] [--connections 128,512]
+        [--idle 2] [--interval 1] [--duration 0.5] [--workers 16] [--burners N]
+
+``--burners N`` runs N CPU burners (``yes``, started and stopped by this script, by PID) beside the
+probe, to see whether a loaded machine makes the emulated path kill live connections.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import json
+import subprocess
 import sys
 import time
 from pathlib import Path as FsPath
+from typing import Any
 
 REPO = FsPath(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -37,25 +44,20 @@ def _refused_share(kills: list[float], size: int) -> float:
     return sum(1 for g in groups if sum(g) > 0) / len(groups) if groups else float("nan")
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--repeats", type=int, default=10)
-    ap.add_argument("--connections", default="128,512")
-    ap.add_argument("--counts", default="1,2,3,4")
-    ap.add_argument("--out", default=str(REPO / "bench" / "results" / "keepalive_exposure"))
-    args = ap.parse_args()
-    configure(level="warning")
-    record = kind_spec(K)
-    path = NetworkPath(loss=record.default_loss)
-    target = read_target()
-    rows = []
+def _measure_all(args: argparse.Namespace, record: Any, path: NetworkPath, target: Any, rows: list) -> None:
+    duration = args.duration or record.duration
     for n, count in itertools.product(
         [int(x) for x in args.connections.split(",")], [int(x) for x in args.counts.split(",")]
     ):
         workload = DEFAULT_WORKLOADS[K].with_(idle_connections=n)
-        setting = {"SO_KEEPALIVE": True, "TCP_KEEPIDLE": 2, "TCP_KEEPINTVL": 1, "TCP_KEEPCNT": count}
+        setting = {
+            "SO_KEEPALIVE": True,
+            "TCP_KEEPIDLE": args.idle,
+            "TCP_KEEPINTVL": args.interval,
+            "TCP_KEEPCNT": count,
+        }
         t0 = time.monotonic()
-        with SideBySide(workload, path, record.duration, target, workers=args.repeats) as pool:
+        with SideBySide(workload, path, duration, target, workers=min(args.workers, args.repeats)) as pool:
             (m,) = pool.measure([Request(setting, args.repeats)])
         kills = list(m.metrics["false_kills"].samples) if "false_kills" in m.metrics else []
         probes = (
@@ -75,14 +77,40 @@ def main() -> int:
         }
         rows.append(row)
         print(json.dumps(row), flush=True)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeats", type=int, default=10)
+    ap.add_argument("--connections", default="128,512")
+    ap.add_argument("--counts", default="1,2,3,4")
+    ap.add_argument("--idle", type=int, default=2, help="TCP_KEEPIDLE, seconds")
+    ap.add_argument("--interval", type=int, default=1, help="TCP_KEEPINTVL, seconds")
+    ap.add_argument("--duration", type=float, default=None, help="the probe's duration (default: the kind's)")
+    ap.add_argument("--workers", type=int, default=16, help="repeats measured at once")
+    ap.add_argument("--burners", type=int, default=0, help="CPU burners beside the probe")
+    ap.add_argument("--out", default=str(REPO / "bench" / "results" / "keepalive_exposure"))
+    args = ap.parse_args()
+    configure(level="warning")
+    record = kind_spec(K)
+    path = NetworkPath(loss=record.default_loss)
+    target = read_target()
+    rows = []
+    with contextlib.ExitStack() as stack:
+        for _ in range(args.burners):
+            burner = subprocess.Popen(["yes"], stdout=subprocess.DEVNULL)
+            stack.callback(burner.wait)
+            stack.callback(burner.kill)
+        _measure_all(args, record, path, target, rows)
     out = FsPath(args.out)
     out.with_suffix(".json").write_text(json.dumps(rows, indent=1) + "\n")
     lines = [
         "# keepalive probe: false kills caught per repeat, by connections held",
         "",
-        f"`sudo .venv/bin/python bench/keepalive_exposure.py --repeats {args.repeats} --connections "
-        f"{args.connections}` ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}); path: 1% loss; "
-        "TCP_KEEPIDLE 2, TCP_KEEPINTVL 1; every repeat side by side in its own sandbox.",
+        f"`sudo .venv/bin/python bench/keepalive_exposure.py {' '.join(sys.argv[1:])}` "
+        f"({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}); path: 1% loss; "
+        f"TCP_KEEPIDLE {args.idle}, TCP_KEEPINTVL {args.interval}; {args.burners} CPU burners beside; "
+        f"up to {args.workers} repeats side by side, each in its own sandbox.",
         "",
         "| connections | TCP_KEEPCNT | false kills per repeat | keepalive probes per repeat (median) | "
         "measurements of 2 repeats refused | of 5 refused | wall s |",
