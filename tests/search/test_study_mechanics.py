@@ -70,6 +70,34 @@ def test_a_trial_clearly_worse_than_the_best_stops_after_its_first_repeat():
     assert sum(measure.repeat_calls) < 3 * len(measure.repeat_calls)
 
 
+def test_a_reduction_clearly_worse_than_the_best_stops_after_its_first_repeat():
+    """The elimination prunes like the search (a burst listener's backlog put back costs 13 s in full),
+    but never the best's own fresh run, which its reductions are judged against."""
+    space = build_space(WorkloadKind.BULK, STOCK, facts=FACTS)
+
+    def needs_both(a):
+        return a.get("net.ipv4.tcp_congestion_control") == "bbr" and (
+            a.get("net.ipv4.tcp_rmem", STOCK["net.ipv4.tcp_rmem"])[2] >= 8 << 20
+        )
+
+    pruned = 0
+    for seed in (0, 1, 2, 4):
+        measure = SyntheticMeasure(
+            WorkloadKind.BULK,
+            lambda a: {"goodput_mbps": 95.0 if needs_both(a) else 2.0},
+            seed=seed,
+            prunable=True,
+        )
+        result = _study(space, measure, SearchConfig(budget=8, seed=seed, sampler="random")).run()
+        simplify = [t for t in result.trials if t.role is TrialRole.SIMPLIFY]
+        assert simplify and not simplify[0].pruned and simplify[0].measurement.repeats == 3  # the reference
+        bad = [t for t in simplify if not needs_both(t.assignment)]
+        assert all(t.pruned and t.measurement.repeats == 1 for t in bad)
+        pruned += len(bad)
+        assert needs_both(result.assignment), result.verdict.text
+    assert pruned >= 3
+
+
 def test_without_pruning_every_trial_runs_all_its_repeats():
     space = build_space(RR, STOCK, facts=FACTS)
     measure = SyntheticMeasure(RR, rr_truth, prunable=True)

@@ -507,7 +507,11 @@ class Study:
         assignment: Mapping[str, Value],
         point: tuple[int, ...] | None,
         asked: tuple[int, ...] | None = None,
+        *,
+        prunable: bool = True,
     ) -> Trial:
+        """One trial, measured alone; a search or elimination trial may be pruned (``prunable``), never a
+        reference (the best measured again) or an arm of the confirmation."""
         started, t0 = time.time(), time.monotonic()
         log.info("trial.started", number=len(self.trials), role=role.value, assignment=dict(assignment))
         self._phase_runs[role.value] = self._phase_runs.get(role.value, 0) + 1
@@ -515,8 +519,8 @@ class Study:
         outcome: Measurement | BaseException
         pruned = False
         try:
-            if role is TrialRole.SEARCH:
-                outcome, pruned = self._measure_search(assignment)
+            if prunable and role in (TrialRole.SEARCH, TrialRole.SIMPLIFY):
+                outcome, pruned = self._measure_prunable(assignment)
             else:
                 outcome = self.measure(dict(assignment))
         except Exception as exc:  # noqa: BLE001 - any failure of one trial is recorded; the search goes on
@@ -616,10 +620,11 @@ class Study:
         self._emit(role.value, trial)
         return trial
 
-    def _measure_search(self, assignment: Mapping[str, Value]) -> tuple[Measurement, bool]:
-        """A search trial's measurement, and whether it was pruned: with a prunable measure and a best
-        score to compare with, the first repeat runs alone; when it is worse than the best by more than
-        ``prune`` (2x by default: far beyond the noise of one repeat) the trial stops there."""
+    def _measure_prunable(self, assignment: Mapping[str, Value]) -> tuple[Measurement, bool]:
+        """A search or elimination trial's measurement, and whether it was pruned: with a prunable measure
+        and a best score to compare with, the first repeat runs alone; when it is worse than the best by
+        more than ``prune`` (2x by default: far beyond the noise of one repeat) the trial stops there (a
+        reduction that bad is no free one: a burst listener's backlog put back costs 13 s in full)."""
         best, margin = self._best, self.config.prune
         if not self._repeats or best is None or margin is None:
             return self.measure(dict(assignment)), False
@@ -940,7 +945,7 @@ class Study:
         if not reference and self._batch is None:  # side by side, it is measured with the reductions
             if not self._simplify_runs_left() or not self._fits(1, self._confirm_runs()):
                 return
-            again = self._run(TrialRole.SIMPLIFY, current.assignment, current.point)
+            again = self._run(TrialRole.SIMPLIFY, current.assignment, current.point, prunable=False)
             reference = [again] if again.usable else []
         best = (
             Score.pooled([t.score for t in reference if t.score is not None])
@@ -972,7 +977,7 @@ class Study:
                 fresh = [t for t in ts if t.role is TrialRole.SIMPLIFY]
                 if not fresh:
                     trial = self._run(TrialRole.SIMPLIFY, cand.assignment, cand.point)
-                    if not trial.usable:
+                    if not trial.usable or trial.pruned:
                         continue
                     fresh = [trial]
                 lowered = {
