@@ -327,3 +327,21 @@ def test_side_by_side_the_best_and_its_first_reductions_ride_in_the_searchs_last
         if best.key != best_before.key and len(best.assignment) > 1:  # a new best, to be simplified
             fresh = [t for t in result.trials if t.role is TrialRole.SIMPLIFY and t.key == best.key]
             assert fresh  # measured again for its own elimination (perhaps as a reduction of the old best)
+
+
+def test_side_by_side_a_confirmation_of_more_repeats_than_one_wave_is_counted_in_waves(clock):
+    """Five arms of five repeats are two waves of 16 sandboxes: --time counts both."""
+    space = build_space(WorkloadKind.BULK, STOCK, facts=FACTS)
+    for limit in (None, 4.0, 4.5, 5.0):
+        clock.now = 1000.0
+        measure = SideBySideMeasure(
+            WorkloadKind.BULK, _bulk_truth, repeats=2, width=16, on_repeat=clock.advance
+        )
+        result = _study(space, measure, SearchConfig(budget=8, seed=1, confirm=3, time_budget=limit)).run()
+        confirm = [t for t in result.trials if t.role is TrialRole.CONFIRM]
+        waves = -(-sum(t.measurement.repeats for t in confirm) // measure.width)  # a wave takes 1 s here
+        if limit is None:
+            assert len(confirm) == 5 and waves == 2  # the baseline and four leaders
+        else:  # (before, a 4 s budget ran 5 s: the second wave was not counted)
+            assert result.elapsed <= limit, (limit, result.elapsed, len(confirm), waves)
+        assert result.verdict.significant, result.verdict.text

@@ -401,33 +401,42 @@ class Study:
             return 0
         return max(0, self.config.simplify_runs - self._phase_runs.get("simplify", 0))
 
-    def _fits(self, *runs: int) -> bool:
-        """Whether more measurements fit in the time budget (always, without one): each argument is a
-        phase's measurements, which side by side share batches only within their phase (the next search
-        batch and the confirmation are two batches, not one)."""
+    def _fits(self, runs: int = 0) -> bool:
+        """Whether ``runs`` more measurements and then the confirmation fit in the time budget (always,
+        without one). Side by side they are two phases, which share no batch (the next search batch and
+        the confirmation are two batches, not one)."""
         if self.config.time_budget is None:
             return True
         per = self._run_seconds() or 0.0
-        return self.elapsed() + sum(self._walls(n) for n in runs) * per <= self.config.time_budget
+        walls = self._walls(runs) + self._confirm_walls()
+        return self.elapsed() + walls * per <= self.config.time_budget
 
-    def _walls(self, runs: int) -> int:
+    def _walls(self, runs: int, repeats: int | None = None) -> int:
         """How many measurements' wall time ``runs`` measurements take: as many one at a time; side by
-        side (see :class:`Batch`), a batch takes about as long as one of its measurements."""
+        side (see :class:`Batch`), a wave of ``width`` repeats takes about as long as one measurement, so
+        the waves their repeats (``repeats`` each; the batch's default) fill."""
         if self._batch is None or runs <= 0:
             return runs
-        return math.ceil(runs / self._batch.measurements)
+        per = repeats or self._batch.repeats
+        return math.ceil(runs * per / max(self._batch.width, per))
+
+    def _confirm_walls(self, leaders: int | None = None) -> int:
+        """The confirmation's wall time in measurements: side by side, every arm's repeats of a first
+        look at once, in as many waves as they fill (4 arms of 5 repeats are two waves of 16)."""
+        return self._walls(self._confirm_runs(leaders), MIN_REPEATS if self._tops_up() else None)
 
     def _eta(self, phase: str) -> float | None:
         per = self._run_seconds()
         if per is None:
             return None
-        after = self._walls(self._simplify_runs_left()) + self._walls(self._confirm_runs())
+        after = self._walls(self._simplify_runs_left()) + self._confirm_walls()
         left = {
             "baseline": self._walls(self.config.budget) + after,
             "search": self._walls(max(0, self.config.budget - self._search_done())) + after,
             "simplify": after,
             "confirm": self._walls(
-                max(0, self._phase_total.get("confirm", 0) - self._phase_runs.get("confirm", 0))
+                max(0, self._phase_total.get("confirm", 0) - self._phase_runs.get("confirm", 0)),
+                MIN_REPEATS if self._tops_up() else None,
             ),
         }.get(phase, 0)
         eta = left * per
@@ -671,7 +680,7 @@ class Study:
         self._phase_total["simplify"] = self._simplify_runs_left()
         self._simplify()
         # --time bounds the whole run: confirm as many leaders as the time left allows
-        while self._max_leaders > 0 and not self._fits(self._confirm_runs()):
+        while self._max_leaders > 0 and not self._fits():
             self._max_leaders -= 1
         self._phase_total["confirm"] = self._confirm_runs(len(self._leaders()))
         self._confirm()
@@ -737,7 +746,7 @@ class Study:
             return "trial budget"
         # the time budget holds the confirmation too: stop while it fits (the simplification gets
         # what is left after the search, and is skipped when nothing is)
-        if cfg.time_budget is not None and not self._fits(1, self._confirm_runs()):
+        if cfg.time_budget is not None and not self._fits(1):
             return "time budget"
         if cfg.patience is not None and since_best >= cfg.patience:
             return f"converged: no better score in {cfg.patience} trials"
@@ -762,11 +771,7 @@ class Study:
             if cand is None:
                 continue
             trial = self._run(TrialRole.SEARCH, cand.assignment, cand.point, asked)
-            if (
-                trial.state is TrialState.INVALID
-                and self._search_done() < cfg.budget
-                and self._fits(1, self._confirm_runs())
-            ):
+            if trial.state is TrialState.INVALID and self._search_done() < cfg.budget and self._fits(1):
                 # an invalid run (the sandbox or the load generator could not keep up) says nothing
                 # about the setting; told as a penalty it would teach the sampler that, say, bbr is bad
                 # and the design's one try of it would be lost: measure it once more
@@ -943,7 +948,7 @@ class Study:
         # again and judge the reductions against that fresh run only.
         reference = [t for t in self._by_key[best_key] if t.role is TrialRole.SIMPLIFY and t.usable]
         if not reference and self._batch is None:  # side by side, it is measured with the reductions
-            if not self._simplify_runs_left() or not self._fits(1, self._confirm_runs()):
+            if not self._simplify_runs_left() or not self._fits(1):
                 return
             again = self._run(TrialRole.SIMPLIFY, current.assignment, current.point, prunable=False)
             reference = [again] if again.usable else []
@@ -966,7 +971,7 @@ class Study:
                     held = _held_back(reference)
             accepted = None
             for cand in reductions:
-                if not self._simplify_runs_left() or not self._fits(1, self._confirm_runs()):
+                if not self._simplify_runs_left() or not self._fits(1):
                     break
                 ts = [t for t in self._by_key.get(cand.key, ()) if t.usable]
                 if any(t.role is TrialRole.SEARCH for t in ts):
@@ -1054,7 +1059,7 @@ class Study:
         reductions that have no fresh run yet, at once, as many as the simplification's runs left allow;
         returns the best's fresh run when it was measured. The elimination then judges each reduction on
         its run as before."""
-        if not self._fits(1, self._confirm_runs()):
+        if not self._fits(1):
             return None
         left = self._simplify_runs_left()
         items = self._simplify_items(current, options, best, reference, left)
