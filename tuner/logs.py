@@ -12,10 +12,11 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from dataclasses import dataclass
 
 import structlog
 
-__all__ = ["configure", "get_logger", "journal_prefix"]
+__all__ = ["configure", "configured", "get_logger", "journal_prefix"]
 
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 # syslog priorities of structlog's level names (sd-daemon(3) prefixes)
@@ -65,10 +66,25 @@ class _CurrentStderr:
         return sys.stderr.fileno()
 
 
+@dataclass
+class _Settings:
+    level: str = "warning"
+    json: bool | None = None
+
+
+_SETTINGS = _Settings()  # the last configure()'s
+
+
+def configured() -> tuple[str, bool | None]:
+    """(level, json) of the last :func:`configure`: what a worker process configures in its turn."""
+    return _SETTINGS.level, _SETTINGS.json
+
+
 def configure(level: str = "info", *, json: bool | None = None, stream=None) -> None:
-    """Configure structlog. ``json=None`` means: JSON unless stderr is a terminal.
+    """Configure structlog. ``json=None`` means: JSON unless stderr is a terminal (or under systemd).
 
     Without ``stream``, events go to the *current* ``sys.stderr`` at each write."""
+    _SETTINGS.level, _SETTINGS.json = level, json
     stream = stream or _CurrentStderr()
     if json is None:
         json = not stream.isatty() or "INVOCATION_ID" in os.environ  # systemd sets INVOCATION_ID

@@ -62,3 +62,20 @@ def test_stopping_the_pool_mid_measurement_removes_every_sandbox_its_workers_bui
     # the stopped workers are gone: a queued repeat they took ended before it built a sandbox
     assert not [p for p in multiprocessing.active_children() if p not in children and p.is_alive()]
     assert _poll(lambda: _sandboxes() <= before), "a stopped worker left its sandbox behind"
+
+
+def test_the_workers_log_at_their_callers_level_and_format(capfd):
+    from tuner.logs import configure, configured
+
+    before = configured()
+    configure(level="info", json=True)
+    try:
+        rr = DEFAULT_WORKLOADS[WorkloadKind.RR]
+        with SideBySide(rr, NetworkPath(rtt=0.002), 0.3, None, workers=2) as pool:
+            (m,) = pool.measure([Request({}, 2)])
+    finally:
+        configure(level=before[0], json=before[1])
+    assert not m.failed
+    # the worker's own events (it builds the sandbox) reach the caller's stderr as JSON at info level
+    err = capfd.readouterr().err
+    assert any(line.startswith("{") and '"sandbox.created"' in line for line in err.splitlines()), err[-2000:]

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tuner.knobs import Value
-from tuner.logs import get_logger
+from tuner.logs import configured, get_logger
 from tuner.probe.measurement import Measurement, pool_measurements
 from tuner.probe.target import TargetBaseline
 from tuner.workload import NetworkPath, Workload
@@ -55,14 +55,15 @@ def _on_sigterm(*_: object) -> None:
     sys.exit(1)
 
 
-def _worker_init() -> None:
+def _worker_init(level: str = "warning", json: bool | None = None) -> None:
     """A worker leaves Ctrl-C to the caller (which stops the workers it started) and turns SIGTERM
-    into an exit, so that the probe it runs removes its sandbox on the way out."""
+    into an exit, so that the probe it runs removes its sandbox on the way out. It logs as its caller
+    does (level and format: JSON with journald priorities under systemd, tuner.logs)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _on_sigterm)
     from tuner.logs import configure
 
-    configure(level="warning")
+    configure(level=level, json=json)
 
 
 def _one_repeat(
@@ -109,7 +110,10 @@ class SideBySide:
         if self._pool is None:
             self._others = set(multiprocessing.active_children())
             self._pool = ProcessPoolExecutor(
-                self.workers, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init
+                self.workers,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_worker_init,
+                initargs=configured(),
             )
         return self._pool
 
