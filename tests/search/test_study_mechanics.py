@@ -297,6 +297,7 @@ def test_side_by_side_the_best_and_its_first_reductions_ride_in_the_searchs_last
     elimination's first step, as it would measure them after the search); a batch that finds a new
     best gives the new best an elimination of its own, with its full runs."""
     space = build_space(WorkloadKind.BULK, STOCK, facts=FACTS)
+    saved = 0
     for seed in range(4):
         measure = SideBySideMeasure(
             WorkloadKind.BULK, _bulk_truth, repeats=2, width=16, on_repeat=clock.advance
@@ -324,13 +325,19 @@ def test_side_by_side_the_best_and_its_first_reductions_ride_in_the_searchs_last
                 runs.setdefault(t.key, []).append(t)
         best_key = max(runs, key=lambda k: Score.pooled([t.score for t in runs[k]]).value)
         best = runs[best_key][0]
+        if not any(all(t.role is TrialRole.SIMPLIFY for t in b) for b in order[mixed[0] + 1 :]):
+            # no batch of its own: the elimination judged the runs the last search batch took (here a
+            # buffer knob is free to put back)
+            saved += 1
+            assert len(result.assignment) < changes, (seed, result.assignment)
         if best.key != best_before.key and len(best.assignment) > 1:  # a new best, to be simplified
             fresh = [t for t in result.trials if t.role is TrialRole.SIMPLIFY and t.key == best.key]
             assert fresh  # measured again for its own elimination (perhaps as a reduction of the old best)
+    assert saved >= 1
 
 
 def test_side_by_side_a_confirmation_of_more_repeats_than_one_wave_is_counted_in_waves(clock):
-    """Five arms of five repeats are two waves of 16 sandboxes: --time counts both."""
+    """Four arms of five repeats are two waves of 16 sandboxes: --time counts both."""
     space = build_space(WorkloadKind.BULK, STOCK, facts=FACTS)
     for limit in (None, 4.0, 4.5, 5.0):
         clock.now = 1000.0
@@ -341,7 +348,7 @@ def test_side_by_side_a_confirmation_of_more_repeats_than_one_wave_is_counted_in
         confirm = [t for t in result.trials if t.role is TrialRole.CONFIRM]
         waves = -(-sum(t.measurement.repeats for t in confirm) // measure.width)  # a wave takes 1 s here
         if limit is None:
-            assert len(confirm) == 5 and waves == 2  # the baseline and four leaders
+            assert len(confirm) == 4 and waves == 2  # the baseline and three leaders
         else:  # (before, a 4 s budget ran 5 s: the second wave was not counted)
             assert result.elapsed <= limit, (limit, result.elapsed, len(confirm), waves)
         assert result.verdict.significant, result.verdict.text

@@ -46,8 +46,9 @@ import socket
 import statistics
 import time
 from dataclasses import dataclass, field
-from typing import cast
+from typing import Any, cast
 
+from tuner.logs import get_logger
 from tuner.observe.counters import read_counters
 from tuner.probe.base import (
     DEFAULT_BACKLOG,
@@ -75,6 +76,8 @@ __all__ = [
     "serve",
     "window",
 ]
+
+log = get_logger(__name__)
 
 _PROBES_SENT = "TcpExt.TCPKeepAlive"
 HEALTHY_PROBES = 3  # keepalive probes per connection the healthy phase aims to cover
@@ -237,6 +240,20 @@ def hold(workload: Workload, options: SocketOptions, board: Board, host: str) ->
     return len(conns)
 
 
+def _heal(sandbox: Any, *, partitioned: bool, lossless: bool) -> Exception | None:
+    """Put the path back (heal the partition, resume the loss), trying both; the first error, which the
+    caller raises once its servers are stopped (logged only when another error is on its way already)."""
+    error: Exception | None = None
+    for on, undo in ((partitioned, sandbox.set_partitioned), (lossless, sandbox.set_lossless)):
+        if on:
+            try:
+                undo(False)
+            except Exception as exc:  # noqa: BLE001 - kept for the caller, after the other undo
+                log.warning("probe.path_restore_failed", error=f"{type(exc).__name__}: {exc}")
+                error = error or exc
+    return error
+
+
 def run_repeat(env: RepeatEnv) -> Sample:
     board = Board("port", "stop", "accepted", "connected", "partitioned_at", "healthy_s")
     w = env.workload
@@ -273,15 +290,14 @@ def run_repeat(env: RepeatEnv) -> Sample:
         board["partitioned_at"] = time.monotonic()
         report: SurvivorReport = stop_server(server, None, timeout=window(env.duration) + 10.0)
     finally:
-        if partitioned:
-            env.sandbox.set_partitioned(False)
-        if lossless:
-            env.sandbox.set_lossless(False)
+        heal_error = _heal(env.sandbox, partitioned=partitioned, lossless=lossless)
         board["stop"] = 1
         if client is not None:
             stop_server(client, board, role="client")
         if server is not None and server.alive():
             stop_server(server, board)
+    if heal_error is not None:  # (with another error on its way, that one is raised and this one logged)
+        raise heal_error
     sample = Sample()
     wait_s = report.window_s
     n = len(report.detect_times) + report.undetected

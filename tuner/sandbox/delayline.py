@@ -164,7 +164,8 @@ class LineStats:
         self.slots[_CTRL_PARTITIONED] = 1 if on else 0
 
     def set_lossless(self, on: bool) -> None:
-        """Pause the random loss (from the next packet on) while ``on``; the loss resumes where it was."""
+        """Pause the random loss while ``on``, from the forwarder's next wake-up (packets it reads in the
+        batch under way keep the old setting); the loss resumes where it was."""
         self.slots[_CTRL_LOSSLESS] = 1 if on else 0
 
     def set_trim(self, seconds: float) -> None:

@@ -366,9 +366,9 @@ class Sandbox:
         log.info("sandbox.partitioned" if on else "sandbox.healed", sandbox=self.name)
 
     def set_lossless(self, on: bool) -> None:
-        """Pause the path's random loss while ``on`` (a probe's setup, which is not what it measures,
-        e.g. opening hundreds of connections, where each lost SYN costs a 1 s retransmission); False
-        resumes it. The delay, the rate and the queue stay as they are."""
+        """Pause the path's random loss while ``on``, from the delay line's next wake-up (a probe's setup,
+        which is not what it measures, e.g. opening hundreds of connections, where each lost SYN costs a
+        1 s retransmission); False resumes it. The delay, the rate and the queue stay as they are."""
         self._require_open()
         assert self._link is not None
         self._link.set_lossless(on)

@@ -411,19 +411,22 @@ class Study:
         walls = self._walls(runs) + self._confirm_walls()
         return self.elapsed() + walls * per <= self.config.time_budget
 
-    def _walls(self, runs: int, repeats: int | None = None) -> int:
+    def _walls(self, runs: int) -> int:
         """How many measurements' wall time ``runs`` measurements take: as many one at a time; side by
-        side (see :class:`Batch`), a wave of ``width`` repeats takes about as long as one measurement, so
-        the waves their repeats (``repeats`` each; the batch's default) fill."""
+        side (see :class:`Batch`), a batch takes about as long as one of its measurements."""
         if self._batch is None or runs <= 0:
             return runs
-        per = repeats or self._batch.repeats
-        return math.ceil(runs * per / max(self._batch.width, per))
+        return math.ceil(runs / self._batch.measurements)
 
-    def _confirm_walls(self, leaders: int | None = None) -> int:
-        """The confirmation's wall time in measurements: side by side, every arm's repeats of a first
-        look at once, in as many waves as they fill (4 arms of 5 repeats are two waves of 16)."""
-        return self._walls(self._confirm_runs(leaders), MIN_REPEATS if self._tops_up() else None)
+    def _confirm_walls(self, runs: int | None = None) -> int:
+        """The wall time, in measurements, of ``runs`` confirmation measurements (default: the whole
+        confirmation). Side by side, every arm gets the repeats of a first look at once, in as many waves
+        of ``width`` repeats as they fill (4 arms of 5 repeats are two waves of 16)."""
+        runs = self._confirm_runs() if runs is None else runs
+        if self._batch is None or runs <= 0:
+            return runs
+        per = max(MIN_REPEATS, self._run_size()) if self._tops_up() else self._run_size()
+        return math.ceil(runs * per / max(self._batch.width, per))
 
     def _eta(self, phase: str) -> float | None:
         per = self._run_seconds()
@@ -434,9 +437,8 @@ class Study:
             "baseline": self._walls(self.config.budget) + after,
             "search": self._walls(max(0, self.config.budget - self._search_done())) + after,
             "simplify": after,
-            "confirm": self._walls(
-                max(0, self._phase_total.get("confirm", 0) - self._phase_runs.get("confirm", 0)),
-                MIN_REPEATS if self._tops_up() else None,
+            "confirm": self._confirm_walls(
+                max(0, self._phase_total.get("confirm", 0) - self._phase_runs.get("confirm", 0))
             ),
         }.get(phase, 0)
         eta = left * per
@@ -677,7 +679,8 @@ class Study:
             self._measure_baseline()
         stop_reason = self._search()  # side by side, the baseline is measured with the first batch
         log.info("study.search_stopped", reason=stop_reason, trials=self._search_done())
-        self._phase_total["simplify"] = self._simplify_runs_left()
+        # runs done already (side by side, in the search's last batch) and runs left
+        self._phase_total["simplify"] = self._phase_runs.get("simplify", 0) + self._simplify_runs_left()
         self._simplify()
         # --time bounds the whole run: confirm as many leaders as the time left allows
         while self._max_leaders > 0 and not self._fits():
@@ -819,7 +822,8 @@ class Study:
             ahead_key: str | None = None
             ahead: list[_Item] = []
             if batch and self._search_done() + len(batch) >= self.config.budget:  # the search's last
-                ahead_key, ahead = self._simplify_ahead(capacity - len(batch))
+                ahead_key, ahead = self._simplify_ahead(capacity - len(batch), {c.key for c, _ in batch})
+                self._phase_total["simplify"] = self.config.simplify_runs  # "simplify 2/3", not "2/1"
                 items += ahead
                 roles += [TrialRole.SIMPLIFY] * len(ahead)
             if not items:
@@ -842,8 +846,9 @@ class Study:
                     continue
                 self._tell([asked, cand.point], self._told_loss(trial))
             ranked = self._ranked()
-            if ahead and (not ranked or ranked[0] != ahead_key):
-                # the batch found a new best: its own elimination is still to come, with its full runs
+            if ahead and ranked and ranked[0] != ahead_key and ranked[0] in {c.key for c, _ in batch}:
+                # the batch's search found a new best: its own elimination is still to come, with its
+                # full runs (a reduction of the old best that leads is an elimination step taken)
                 self._phase_runs["simplify"] -= len(ahead)
             if stop is not None:
                 for cand, asked in retry:
@@ -918,8 +923,9 @@ class Study:
         ranked = self._promising()
         first = [self._simplified] if self._simplified in self._ranked() else []
         leaders = list(dict.fromkeys(first + ranked[: self.config.confirm]))
-        # fewer when the time budget cannot hold the confirmation of them all (see run)
-        return leaders[: self._max_leaders] if self._max_leaders < self.config.confirm else leaders
+        # at most ``confirm`` (what _confirm_runs counts), fewer when the time budget cannot hold the
+        # confirmation of them all (see run)
+        return leaders[: self._max_leaders]
 
     def _search_score(self, key: str) -> Score:
         return Score.pooled(
@@ -971,8 +977,6 @@ class Study:
                     held = _held_back(reference)
             accepted = None
             for cand in reductions:
-                if not self._simplify_runs_left() or not self._fits(1):
-                    break
                 ts = [t for t in self._by_key.get(cand.key, ()) if t.usable]
                 if any(t.role is TrialRole.SEARCH for t in ts):
                     prior = self._search_score(cand.key)
@@ -981,6 +985,8 @@ class Study:
                 # judged on a run taken right after the best's fresh run: the machine's load drifts
                 fresh = [t for t in ts if t.role is TrialRole.SIMPLIFY]
                 if not fresh:
+                    if not self._simplify_runs_left() or not self._fits(1):
+                        continue  # no run left for it; one measured already (side by side) is still judged
                     trial = self._run(TrialRole.SIMPLIFY, cand.assignment, cand.point)
                     if not trial.usable or trial.pruned:
                         continue
@@ -1089,12 +1095,13 @@ class Study:
             items.append((cand.assignment, cand.point, None))
         return items
 
-    def _simplify_ahead(self, room: int) -> tuple[str | None, list[_Item]]:
+    def _simplify_ahead(self, room: int, batch: Collection[str]) -> tuple[str | None, list[_Item]]:
         """Side by side, the search's last batch often has sandboxes to spare: the best so far rides in it
         with its first reductions (the elimination's first step, as :meth:`_simplify` would measure it
         after the search), so that the elimination finds them measured instead of taking a batch of its
         own (a keepalive batch is ~20 s). Returns the best's key and the items (none without room for the
-        best and one reduction, or a best the confirmation would not judge)."""
+        best and one reduction, or a best the confirmation would not judge); a reduction that is one of
+        the ``batch``'s own candidates (keys) is measured there already."""
         left = min(room, self._simplify_runs_left())
         ranked = self._ranked()
         if left < 2 or not ranked or ranked[0] not in self._promising():
@@ -1107,6 +1114,7 @@ class Study:
         if any(t.role is TrialRole.SIMPLIFY for t in self._by_key[best_key]):
             return None, []
         reductions = self._reductions(current, base_point, _held_back(self._by_key[best_key]))
+        reductions = [c for c in reductions if c.key not in batch]
         items = self._simplify_items(current, reductions, self._search_score(best_key), True, left)
         return (best_key, items) if len(items) > 1 else (None, [])
 
