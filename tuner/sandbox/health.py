@@ -8,7 +8,7 @@ saturated line, not the emulated path, sets the pace, and its backlog waits unse
 Emulated loss and queue drops are the path doing its job and do not make a run invalid. On a virtual
 machine the usual cause of a late line is the hypervisor taking the CPU away (steal): the health records
 that share, and a refusal names it. A limit looser than 1 ms would not do: a window-limited goodput over
-a 200 ms path was 2-4% low in repeats 3-7 ms late (bench/results/lateness_bias.md).
+a 200 ms path was 1.5% low in repeats 1-6 ms late and 4-5% beyond (bench/results/lateness_bias.md).
 
 Every PathHealth also says what was asked for (``rate_bps``) and what the path carried
 (``delivered_bps``, the busier direction's IP bytes per second), so a reader can tell a flow that

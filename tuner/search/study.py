@@ -936,20 +936,30 @@ class Study:
             ]
         )
 
+    def _simplifiable(self) -> Trial | None:
+        """The best candidate's first trial, when the elimination has work on it: the confirmation would
+        judge it (:meth:`_promising`; else no reduction of it is worth a run either) and it changes more
+        than one knob (without its only change it is the baseline, which the confirmation judges)."""
+        ranked = self._ranked()
+        if not ranked or ranked[0] not in self._promising():
+            return None
+        current = self._by_key[ranked[0]][0]
+        base_point = self.space.baseline_point()
+        if current.point is None or sum(a != b for a, b in zip(current.point, base_point)) <= 1:
+            return None
+        return current
+
     def _simplify(self) -> None:
         """Backward elimination from the best candidate: put its changed knobs back to their baseline
         level one at a time, the biggest cost saving first, and keep each reduction that performs like
         the best within noise (or within ``min_gain``). The profile then holds only knobs that matter."""
         if not self.config.simplify or self.config.confirm == 0:
             return
-        ranked = self._ranked()
-        if not ranked or ranked[0] not in self._promising():
-            return  # nothing the confirmation would judge: no reduction of it is worth a run either
-        best_key = ranked[0]
-        current = self._by_key[best_key][0]
+        current = self._simplifiable()
+        if current is None:
+            return
+        best_key = current.key
         base_point = self.space.baseline_point()
-        if current.point is None or sum(a != b for a, b in zip(current.point, base_point)) <= 1:
-            return  # without its only change it is the baseline, which the confirmation judges
         # The best of many noisy trials looks better than it is (it was chosen for its luck): measure it
         # again and judge the reductions against that fresh run only.
         reference = [t for t in self._by_key[best_key] if t.role is TrialRole.SIMPLIFY and t.usable]
@@ -1103,16 +1113,13 @@ class Study:
         best and one reduction, or a best the confirmation would not judge); a reduction that is one of
         the ``batch``'s own candidates (keys) is measured there already."""
         left = min(room, self._simplify_runs_left())
-        ranked = self._ranked()
-        if left < 2 or not ranked or ranked[0] not in self._promising():
+        current = self._simplifiable() if left >= 2 else None
+        if current is None:
             return None, []
-        best_key = ranked[0]
-        current = self._by_key[best_key][0]
-        base_point = self.space.baseline_point()
-        if current.point is None or sum(a != b for a, b in zip(current.point, base_point)) <= 1:
-            return None, []
+        best_key = current.key
         if any(t.role is TrialRole.SIMPLIFY for t in self._by_key[best_key]):
             return None, []
+        base_point = self.space.baseline_point()
         reductions = self._reductions(current, base_point, _held_back(self._by_key[best_key]))
         reductions = [c for c in reductions if c.key not in batch]
         items = self._simplify_items(current, reductions, self._search_score(best_key), True, left)
