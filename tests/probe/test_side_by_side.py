@@ -4,8 +4,11 @@ stopping the pool removes every sandbox its workers built."""
 from __future__ import annotations
 
 import multiprocessing
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -15,6 +18,8 @@ from tuner.probe.side_by_side import Request, SideBySide
 from tuner.workload import NetworkPath, WorkloadKind
 
 pytestmark = pytest.mark.root
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _sandboxes() -> set[str]:
@@ -64,18 +69,30 @@ def test_stopping_the_pool_mid_measurement_removes_every_sandbox_its_workers_bui
     assert _poll(lambda: _sandboxes() <= before), "a stopped worker left its sandbox behind"
 
 
-def test_the_workers_log_at_their_callers_level_and_format(capfd):
-    from tuner.logs import configure, configured
+_LOGGING_CALLER = """
+from tuner.kinds import DEFAULT_WORKLOADS
+from tuner.logs import configure
+from tuner.probe.side_by_side import Request, SideBySide
+from tuner.workload import NetworkPath, WorkloadKind
 
-    before = configured()
+if __name__ == "__main__":
     configure(level="info", json=True)
-    try:
-        rr = DEFAULT_WORKLOADS[WorkloadKind.RR]
-        with SideBySide(rr, NetworkPath(rtt=0.002), 0.3, None, workers=2) as pool:
-            (m,) = pool.measure([Request({}, 2)])
-    finally:
-        configure(level=before[0], json=before[1])
-    assert not m.failed
+    rr = DEFAULT_WORKLOADS[WorkloadKind.RR]
+    with SideBySide(rr, NetworkPath(rtt=0.002), 0.3, None, workers=2) as pool:
+        (m,) = pool.measure([Request({}, 2)])
+    assert not m.failed, m.error
+"""
+
+
+def test_the_workers_log_at_their_callers_level_and_format(tmp_path):
+    # a process of its own: the workers write to the stderr their caller had when its first pool started
+    # (they are forked from a fork server started then), which pytest swaps per test
+    script = tmp_path / "caller.py"
+    script.write_text(_LOGGING_CALLER)
+    proc = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=120, cwd=REPO
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
     # the worker's own events (it builds the sandbox) reach the caller's stderr as JSON at info level
-    err = capfd.readouterr().err
-    assert any(line.startswith("{") and '"sandbox.created"' in line for line in err.splitlines()), err[-2000:]
+    lines = proc.stderr.splitlines()
+    assert any(line.startswith("{") and '"sandbox.created"' in line for line in lines), proc.stderr[-2000:]

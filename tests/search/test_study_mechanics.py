@@ -13,6 +13,7 @@ from dataclasses import replace
 import pytest
 from search_doubles import FACTS, STOCK, SideBySideMeasure, SyntheticMeasure, rr_truth
 
+from tuner.probe.measurement import summarize
 from tuner.search import study as study_module
 from tuner.search.objective import Score, parse_objective
 from tuner.search.recommend import probe_settings
@@ -352,3 +353,111 @@ def test_side_by_side_a_confirmation_of_more_repeats_than_one_wave_is_counted_in
         else:  # (before, a 4 s budget ran 5 s: the second wave was not counted)
             assert result.elapsed <= limit, (limit, result.elapsed, len(confirm), waves)
         assert result.verdict.significant, result.verdict.text
+
+
+def test_side_by_side_the_confirmations_first_round_rides_in_the_last_batch_and_counts_if_the_leader_holds(
+    clock,
+):
+    """With sandboxes to spare, the search's last batch also measures the baseline and the leaders of the
+    moment with a claim's repeats. When the search ends with those leaders, that round is the
+    confirmation's (no batch of its own: a keepalive batch is ~20 s); else it is left out of every
+    judgement and the confirmation measures its own round, the baseline beside the leaders."""
+    space = build_space(WorkloadKind.BULK, STOCK, facts=FACTS)
+
+    def all_three(a):  # every change of the best matters: its elimination keeps it as it is
+        big = all(a.get(k, STOCK[k])[2] >= 8 << 20 for k in ("net.ipv4.tcp_rmem", "net.ipv4.tcp_wmem"))
+        return {"goodput_mbps": 90.0 if big and a.get("net.ipv4.tcp_congestion_control") == "bbr" else 2.0}
+
+    outcomes = set()
+    for seed in range(6):
+        measure = SideBySideMeasure(
+            WorkloadKind.BULK, all_three, repeats=2, width=40, on_repeat=clock.advance
+        )
+        result = _study(space, measure, SearchConfig(budget=8, seed=seed)).run()
+        searched_at = {t.started for t in result.trials if t.searched}
+        riding = [t for t in result.trials if not t.searched and t.started in searched_at]
+        if not riding:  # no candidate worth a confirmation before the last batches: none measured ahead
+            outcomes.add("nothing ahead")
+            continue
+        assert all(t.measurement.repeats == MIN_REPEATS for t in riding)
+        for at in {t.started for t in riding}:  # each round: the baseline first, beside the leaders
+            assert next(t for t in riding if t.started == at).assignment == {}
+        confirm = [t for t in result.trials if t.role is TrialRole.CONFIRM]
+        assert confirm, result.verdict.text
+        adopted = [t for t in riding if t.role is TrialRole.CONFIRM]
+        if adopted:
+            # one round, measured ahead, is the confirmation's first: every arm of it, and no first round
+            # of its own follows (only top-up rounds of one run's repeats may)
+            outcomes.add("adopted")
+            assert len({t.started for t in adopted}) == 1
+            assert {t.key for t in confirm} == {t.key for t in adopted}
+            assert all(t in adopted or t.measurement.repeats < MIN_REPEATS for t in confirm)
+        else:  # the leaders changed: a round of their own, the baseline beside them, after the search
+            outcomes.add("measured again")
+            assert all(t.role is TrialRole.AHEAD for t in riding)
+            assert not {t.started for t in confirm} & searched_at and confirm[0].assignment == {}
+        assert (
+            result.verdict.significant and result.assignment.get("net.ipv4.tcp_congestion_control") == "bbr"
+        )
+    assert {"adopted", "measured again"} <= outcomes, outcomes
+
+
+def test_a_round_measured_ahead_never_ranks_a_candidate_or_teaches_the_sampler(clock):
+    """Its runs are the confirmation's: a lucky one must not make its setting the leader it then confirms,
+    nor teach the sampler. Here the round measured ahead reads 10x the truth for every candidate."""
+
+    class LuckyAhead(SideBySideMeasure):
+        def many(self, requests):
+            out = super().many(requests)
+            return [
+                replace(m, metrics={k: summarize([x * 10 for x in v.samples]) for k, v in m.metrics.items()})
+                if n == MIN_REPEATS and a
+                else m
+                for (a, n), m in zip(requests, out)
+            ]
+
+    space = build_space(WorkloadKind.BULK, STOCK, facts=FACTS)
+    measure = LuckyAhead(WorkloadKind.BULK, _bulk_truth, repeats=2, width=40, on_repeat=clock.advance)
+    study = _study(space, measure, SearchConfig(budget=8, seed=0))
+    told = []
+    tell = study.sampler.tell
+    study.sampler.tell = lambda p, loss: (told.append(loss), tell(p, loss))[1]
+    result = study.run()
+    lucky = [t for t in result.trials if not t.searched and t.assignment and t.score.value > 200]
+    assert lucky  # the round measured ahead (then the confirmation's, or left out) read 10x
+    assert study._best is not None and study._best.value < 200  # the search's best: search runs only
+    searched = [t.score.loss for t in result.trials if t.searched and t.usable]
+    assert min(told) >= min(searched)  # nothing better than a search run was told
+
+
+def test_side_by_side_a_first_batch_whose_baseline_failed_is_scored_against_the_baseline_measured_again(
+    clock,
+):
+    """The udp objective holds candidates to the baseline's reader latency: a batch scored without one
+    would take a buffer that only queues (500 ms) for the best."""
+
+    def queues(a):
+        big = (a.get("SO_RCVBUF") or 0) >= 1 << 20
+        return {"delivered_fraction": 1.0 if big else 0.4, "reader_latency_ms": 500.0 if big else 2.0}
+
+    class FirstBaselineSpoiled(SideBySideMeasure):
+        def many(self, requests):
+            out = super().many(requests)
+            if len(self.batches) == 1:
+                return [
+                    replace(m, valid=False, invalid_reason="sandbox: the path was late") if not a else m
+                    for (a, _), m in zip(requests, out)
+                ]
+            return out
+
+    space = build_space(WorkloadKind.UDP, STOCK, facts=FACTS)
+    measure = FirstBaselineSpoiled(WorkloadKind.UDP, queues, repeats=2, width=16, on_repeat=clock.advance)
+    study = _study(space, measure, SearchConfig(budget=8, seed=0, confirm=0))
+    study.run()
+    first = [t for t in study.trials if t.started == study.trials[0].started]
+    assert first[0].role is TrialRole.BASELINE and not first[0].usable
+    again = study.trials[1]
+    assert again.role is TrialRole.BASELINE and again.usable  # measured alone, before the batch is scored
+    big = [t for t in first if t.role is TrialRole.SEARCH and (t.assignment.get("SO_RCVBUF") or 0) >= 1 << 20]
+    assert big and all(not t.score.feasible for t in big)  # held to the baseline's 2 ms
+    assert study._best is None or study._best.value < 0.5

@@ -71,6 +71,7 @@ class _ProgressView:
         "search": "trial",
         "simplify": "simplify",
         "confirm": "confirm",
+        "confirm-ahead": "confirm, measured ahead",
     }
 
     def __init__(self, budget: int, objective: str, *, file: Any = None) -> None:

@@ -46,6 +46,8 @@ KEEPALIVE = KindSpec(
     max_late_p99_ms=20.0,
     # a repeat is a healthy phase of seconds and a dead-peer window of up to 18 s with the CPU idle: a
     # search measures its design, the model's batches and the confirmation side by side (8 measurements
-    # of 2 repeats at once cost about one: bench/results/recommend_time.md)
-    side_by_side=16,
+    # of 2 repeats at once cost about one: bench/results/recommend_time.md). 30 sandboxes hold the last
+    # search batch (4 candidates and 3 elimination runs of 2 repeats) with the confirmation's first round
+    # (the baseline and two leaders, 5 repeats each), which then needs no ~20 s batch of its own
+    side_by_side=30,
 )

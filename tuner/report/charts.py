@@ -20,6 +20,7 @@ _ROLE_STYLE = {
     "search": ("#1f77b4", "o"),
     "simplify": ("#9467bd", "D"),
     "confirm": ("#2ca02c", "^"),
+    "confirm-ahead": ("#98df8a", "^"),  # measured in the search's last batch (see TrialRole.AHEAD)
 }
 
 

@@ -7,7 +7,9 @@
 3. The search stops on the trial budget, the time budget, or convergence (the sampler keeps proposing
    settings already measured, has nothing left, or ``patience`` trials brought nothing better).
 4. The leading candidates and the baseline are measured again, interleaved, so the winner is judged on
-   fresh samples taken side by side; the gain gets a bootstrap confidence interval. Among the settings
+   fresh samples taken side by side; the gain gets a bootstrap confidence interval. (Side by side, that
+   first round may ride in the search's last batch, for the baseline and the leaders known then; it
+   counts only when the search ends with the same leader first, see ``TrialRole.AHEAD``.) Among the settings
    that perform like the best within noise, the cheapest wins (see :func:`tuner.search.space.knob_cost`).
    When even that one is not clearly better than the baseline the verdict is: keep the defaults.
 
@@ -188,6 +190,10 @@ class TrialRole(Enum):
     SEARCH = "search"
     SIMPLIFY = "simplify"  # the best candidate with one changed knob put back to the baseline
     CONFIRM = "confirm"
+    # side by side: the confirmation's first round for the baseline and the leaders of the moment, taken in
+    # the search's last batch where it has sandboxes to spare; never used to rank, and it becomes the
+    # confirmation's first round (role CONFIRM) only if the search ends with the same leader first
+    AHEAD = "confirm-ahead"
 
 
 class TrialState(Enum):
@@ -219,6 +225,12 @@ class Trial:
     @property
     def usable(self) -> bool:
         return self.state is TrialState.COMPLETE and self.score is not None
+
+    @property
+    def searched(self) -> bool:
+        """A measurement of the search (baseline, search, elimination) rather than of a confirmation: the
+        ones that rank candidates and teach the sampler."""
+        return self.role not in (TrialRole.CONFIRM, TrialRole.AHEAD)
 
     def to_record(self) -> dict[str, Any]:
         r: dict[str, Any] = {
@@ -425,7 +437,7 @@ class Study:
         runs = self._confirm_runs() if runs is None else runs
         if self._batch is None or runs <= 0:
             return runs
-        per = max(MIN_REPEATS, self._run_size()) if self._tops_up() else self._run_size()
+        per = self._confirm_repeats()
         return math.ceil(runs * per / max(self._batch.width, per))
 
     def _eta(self, phase: str) -> float | None:
@@ -478,7 +490,7 @@ class Study:
             self._by_key.setdefault(trial.key, []).append(trial)
         if trial.role is TrialRole.BASELINE and trial.usable:
             self._baseline = self._baseline or trial
-        if trial.usable and trial.role is not TrialRole.CONFIRM:
+        if trial.usable and trial.searched:
             assert trial.score is not None
             self._losses.append(trial.score.loss)
             if trial.score.feasible and (self._best is None or trial.score.better_than(self._best)):
@@ -547,7 +559,8 @@ class Study:
     ) -> list[Trial]:
         """Measure ``items`` (assignment, point, asked) side by side (see :class:`Batch`) and record one
         trial each, in order; ``roles`` gives each item its own role (the baseline in the first batch).
-        Each trial's elapsed time is the batch's: that is how long each of them took."""
+        Each trial's elapsed time is the batch's: that is how long each of them took. An unusable
+        baseline is measured again, alone, before the batch's candidates are scored."""
         assert self._batch is not None
         roles = list(roles or [role] * len(items))
         started, t0 = time.time(), time.monotonic()
@@ -569,6 +582,10 @@ class Study:
         out = []
         for r, (assignment, point, asked), m in zip(roles, items, ms):
             out.append(self._finish(r, assignment, point, asked, m, started, elapsed))
+            if r is TrialRole.BASELINE and not out[-1].usable:
+                # the batch's candidates are judged against a usable baseline (the memory and udp
+                # objectives hold them to it): measured alone now, before they are scored
+                self._measure_baseline()
         return out
 
     def _finish(
@@ -663,7 +680,7 @@ class Study:
                 )
             self._record(trial, write=False)
             self._prior_elapsed += trial.elapsed
-            if trial.role is TrialRole.CONFIRM:
+            if not trial.searched:
                 continue
             self._tell([trial.asked, trial.point], self._told_loss(trial))
         if records:
@@ -682,10 +699,11 @@ class Study:
         # runs done already (side by side, in the search's last batch) and runs left
         self._phase_total["simplify"] = self._phase_runs.get("simplify", 0) + self._simplify_runs_left()
         self._simplify()
-        # --time bounds the whole run: confirm as many leaders as the time left allows
-        while self._max_leaders > 0 and not self._fits():
-            self._max_leaders -= 1
-        self._phase_total["confirm"] = self._confirm_runs(len(self._leaders()))
+        if not self._adopt_ahead():
+            # --time bounds the whole run: confirm as many leaders as the time left allows
+            while self._max_leaders > 0 and not self._fits():
+                self._max_leaders -= 1
+            self._phase_total["confirm"] = self._confirm_runs(len(self._leaders()))
         self._confirm()
         result = self._decide(stop_reason)
         self._emit("done", None, result.verdict.text)
@@ -733,7 +751,7 @@ class Study:
                 return "the sampler proposed only settings the catalogue rejects"
             return None
         self._rejected = 0
-        known = [t for t in self._by_key.get(cand.key, ()) if t.role is not TrialRole.CONFIRM]
+        known = [t for t in self._by_key.get(cand.key, ()) if t.searched]
         if known:
             self._tell([asked, cand.point], self._told_loss(known[-1]))
             self._duplicates += 1
@@ -821,24 +839,29 @@ class Study:
                 roles.insert(0, TrialRole.BASELINE)
             ahead_key: str | None = None
             ahead: list[_Item] = []
+            early: list[_Item] = []
+            searched = len(items)
             if batch and self._search_done() + len(batch) >= self.config.budget:  # the search's last
                 ahead_key, ahead = self._simplify_ahead(capacity - len(batch), {c.key for c, _ in batch})
                 self._phase_total["simplify"] = self.config.simplify_runs  # "simplify 2/3", not "2/1"
-                items += ahead
-                roles += [TrialRole.SIMPLIFY] * len(ahead)
+                early = self._confirm_ahead(self._batch.width - self._batch.repeats * (searched + len(ahead)))
+                self._phase_total[TrialRole.AHEAD.value] = len(early)
+                items += early + ahead
+                roles += [TrialRole.AHEAD] * len(early) + [TrialRole.SIMPLIFY] * len(ahead)
             if not items:
                 if stop is None and asks:
                     continue  # every point asked was refused or known: ask again (_vet stops a sampler
                     # that keeps doing so)
                 return stop or "every point of the space was measured"
-            trials = self._run_many(TrialRole.SEARCH, items, roles=roles)
-            trials = trials[: len(trials) - len(ahead)]  # the elimination's runs are judged after the search
+            counts = [self._batch.repeats] * len(items)
+            counts[searched : searched + len(early)] = [self._confirm_repeats()] * len(early)
+            trials = self._run_many(TrialRole.SEARCH, items, repeats=counts, roles=roles)
+            # the elimination's runs are judged after the search, the confirmation's after the elimination
+            trials = trials[:searched]
             if roles[0] is TrialRole.BASELINE:
                 base, trials = trials[0], trials[1:]
                 if base.usable and base.score is not None:
-                    self._tell([base.point], base.score.loss)
-                else:
-                    self._measure_baseline()  # alone, twice more: a baseline is needed to judge anything
+                    self._tell([base.point], base.score.loss)  # (else _run_many measured it again, alone)
             for (cand, asked), trial in zip(batch, trials):
                 runs = sum(1 for t in self._by_key.get(cand.key, ()) if t.role is TrialRole.SEARCH)
                 if trial.state is TrialState.INVALID and runs == 1:
@@ -865,7 +888,7 @@ class Study:
         search (the best of many noisy draws looks better than it is) does not inflate its gain."""
         out = {}
         for k, ts in self._by_key.items():
-            usable = [t for t in ts if t.usable]
+            usable = [t for t in ts if t.usable and t.role is not TrialRole.AHEAD]  # unless adopted
             confirmed = [t for t in usable if t.role is TrialRole.CONFIRM]
             out[k] = confirmed or usable
         return out
@@ -892,9 +915,7 @@ class Study:
         and measuring it side by side would only spend time (a search that found nothing moved on a
         200 ms path spent 11 of its 20 runs confirming that)."""
         base = [
-            t.score
-            for t in self._by_key.get(assignment_key({}), ())
-            if t.usable and t.score and t.role is not TrialRole.CONFIRM
+            t.score for t in self._by_key.get(assignment_key({}), ()) if t.usable and t.score and t.searched
         ]
         if not base:
             return []
@@ -929,11 +950,7 @@ class Study:
 
     def _search_score(self, key: str) -> Score:
         return Score.pooled(
-            [
-                t.score
-                for t in self._by_key[key]
-                if t.usable and t.score is not None and t.role is not TrialRole.CONFIRM
-            ]
+            [t.score for t in self._by_key[key] if t.usable and t.score is not None and t.searched]
         )
 
     def _simplifiable(self) -> Trial | None:
@@ -1081,7 +1098,16 @@ class Study:
         items = self._simplify_items(current, options, best, reference, left)
         if not items:
             return None
-        trials = self._run_many(TrialRole.SIMPLIFY, items)
+        assert self._batch is not None
+        early = (
+            []
+            if self._ahead_round()
+            else self._confirm_ahead(self._batch.width - self._batch.repeats * len(items))
+        )
+        self._phase_total[TrialRole.AHEAD.value] = len(early)
+        counts = [self._batch.repeats] * len(items) + [self._confirm_repeats()] * len(early)
+        roles = [TrialRole.SIMPLIFY] * len(items) + [TrialRole.AHEAD] * len(early)
+        trials = self._run_many(TrialRole.SIMPLIFY, items + early, repeats=counts, roles=roles)
         return trials[0] if reference and left else None
 
     def _simplify_items(
@@ -1126,6 +1152,59 @@ class Study:
         return (best_key, items) if len(items) > 1 else (None, [])
 
     # --- confirmation: side by side, until the samples can carry a claim ----------------------
+
+    def _confirm_repeats(self) -> int:
+        """Repeats of an arm's first confirmation run side by side: a claim's minimum at once."""
+        return max(MIN_REPEATS, self._run_size()) if self._tops_up() else self._run_size()
+
+    def _confirm_ahead(self, spare: int) -> list[_Item]:
+        """Side by side, the confirmation's first round in the search's last batch, in the ``spare``
+        repeats it has left (a keepalive batch is ~20 s; spare sandboxes cost little): the baseline and
+        every leader of the moment (see :meth:`_leaders`), or nothing when they do not all fit. It is
+        used only if the search ends with those leaders (:meth:`_adopt_ahead`)."""
+        if self._batch is None or self.config.confirm == 0 or not self._tops_up():
+            return []
+        leaders = self._leaders()
+        if not leaders or spare < self._confirm_repeats() * (1 + len(leaders)):
+            return []
+        arms = [self._by_key[k][0] for k in (assignment_key({}), *leaders)]
+        return [(t.assignment, t.point, None) for t in arms]
+
+    def _ahead_round(self) -> list[Trial]:
+        """The latest round measured ahead (one batch's :attr:`TrialRole.AHEAD` trials) that holds the
+        baseline and every leader of the moment, all usable; [] when there is none."""
+        keys = {assignment_key({}), *self._leaders()}
+        rounds: dict[float, list[Trial]] = {}
+        for t in self.trials:
+            if t.role is TrialRole.AHEAD:
+                rounds.setdefault(t.started, []).append(t)
+        for _, trials in sorted(rounds.items(), reverse=True):
+            usable = [t for t in trials if t.usable and t.key in keys]
+            if len(keys) > 1 and {t.key for t in usable} == keys:
+                return usable
+        return []
+
+    def _adopt_ahead(self) -> bool:
+        """Make a round measured ahead (:meth:`_confirm_ahead`, in the search's last batch or the
+        elimination's) the confirmation's first round, when it holds the baseline and every leader the
+        search ended with, all usable (:meth:`_ahead_round`). Those arms were then measured side by side,
+        and no choice looked at them (they never rank a candidate), so the winner's luck in the search
+        stays out of the verdict as with a round measured after it. Otherwise the confirmation measures
+        its own round and the rounds measured ahead are left out of every judgement."""
+        if not any(t.role is TrialRole.AHEAD for t in self.trials):
+            return False
+        round_ = self._ahead_round()
+        if not round_:
+            log.info("study.ahead_unused", leaders=len(self._leaders()))
+            return False
+        adopted = {id(t): dataclasses.replace(t, role=TrialRole.CONFIRM) for t in round_}
+        keys = {t.key for t in round_}
+        self.trials = [adopted.get(id(t), t) for t in self.trials]
+        for key in keys:
+            self._by_key[key] = [adopted.get(id(t), t) for t in self._by_key[key]]
+        self._phase_runs["confirm"] = self._phase_total["confirm"] = len(adopted)
+        log.info("study.ahead_adopted", leaders=len(keys) - 1, runs=len(adopted))
+        return True
 
     def _tops_up(self) -> bool:
         """Whether the confirmation may add runs: not when the user fixed --repeats below the minimum
