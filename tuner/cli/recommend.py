@@ -237,7 +237,14 @@ def cmd_recommend(args: argparse.Namespace) -> int:
             hint="e.g. `tuner recommend rr`; kinds: " + ", ".join(k.value for k in KINDS),
         )
     workload = workload_from_args(args)
-    path = path_from_args(args)
+    path = path_from_args(args, search=True)
+    if path != path_from_args(args):
+        print(
+            f"tuner recommend: {workload.kind.value} over a plain link measures this machine's CPU, not the "
+            f"settings: searching over {path.describe()} (give --rtt and --rate for your path)",
+            file=sys.stderr,
+            flush=True,
+        )
     config = _config(args)
     if args.output and FsPath(args.output).is_dir():
         raise InputError(f"-o {args.output} is a directory", hint="name the profile file, e.g. -o rr.toml")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from tuner.errors import InputError
@@ -147,7 +148,7 @@ def add_path_arguments(parser: argparse.ArgumentParser) -> None:
         type=_wrap(parse_duration, "--rtt"),
         default=0.0,
         metavar="DURATION",
-        help="round-trip time, e.g. 50ms",
+        help="round-trip time, e.g. 50ms (bulk searches: 50ms with --rate 100mbit unless either is given)",
     )
     group.add_argument(
         "--rate", type=_wrap(parse_rate, "--rate"), metavar="RATE", help="bottleneck rate, e.g. 100mbit"
@@ -161,11 +162,22 @@ def add_path_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def path_from_args(args: argparse.Namespace) -> NetworkPath:
+def path_from_args(args: argparse.Namespace, *, search: bool = False) -> NetworkPath:
+    """The path the flags describe; for a ``search`` given neither --rtt nor --rate, the kind's search
+    path where it has one (see ``KindSpec.search_path``), with the flags' loss."""
+    kind = getattr(args, "workload", None)
+    record = spec(WorkloadKind(kind)) if kind in {k.value for k in WorkloadKind} else None
     loss = args.loss
     if loss is None:
-        kind = getattr(args, "workload", None)
-        loss = spec(WorkloadKind(kind)).default_loss if kind in {k.value for k in WorkloadKind} else 0.0
+        loss = record.default_loss if record is not None else 0.0
+    if (
+        search
+        and record is not None
+        and record.search_path is not None
+        and not args.rtt
+        and args.rate is None
+    ):
+        return replace(record.search_path, loss=loss)
     return NetworkPath(rtt=args.rtt, rate_bps=args.rate, loss=loss)
 
 

@@ -67,6 +67,9 @@ class KindSpec:
     duration: float = 0.5
     window: Callable[[float, float], float] | None = None
     default_loss: float = 0.0  # NetworkPath loss the kind is measured over unless the user gives one
+    # the path a search measures over when the user gives neither an RTT nor a rate (None: a plain link),
+    # for a kind whose metric a plain link cannot move (the loss is still the user's or default_loss)
+    search_path: NetworkPath | None = None
     # p99 lateness of the delay line (ms) a repeat of this kind tolerates, where its metric resolves a
     # coarser time scale than the path's default limit (None; tuner.sandbox.health.MAX_LATE_P99_MS):
     # packets a millisecond late spoil a latency or a goodput figure, not a keepalive timer's.
