@@ -34,7 +34,7 @@ sys.path.insert(0, str(FsPath(__file__).resolve().parents[1]))
 from tuner.kinds import DEFAULT_WORKLOADS
 from tuner.knobs import Value
 from tuner.logs import configure
-from tuner.probe.target import CONGESTION, namespace_algorithms, read_target
+from tuner.probe.target import CONGESTION, TargetBaseline, namespace_algorithms, read_target
 from tuner.profiles import save_profile
 from tuner.search import SearchConfig, recommend
 from tuner.workload import NetworkPath, Workload, WorkloadKind, WritePattern
@@ -134,6 +134,26 @@ def make_target_namespace(name: str) -> list[str]:
     return refused
 
 
+def stock_target(name: str) -> TargetBaseline | None:
+    """Create the namespace ``name`` with Debian 12's values and return it as a search's target (host-only
+    values and a congestion control the namespace refuses emulated per socket); None, with a message, when
+    this kernel refuses another stock value in a namespace. The caller removes the namespace."""
+    refused = make_target_namespace(name)
+    cc_emulated = CONGESTION in refused
+    refused = [k for k in refused if k != CONGESTION]
+    if refused:
+        print(
+            f"this kernel refused {', '.join(refused)} in a namespace: the search would not be measured "
+            "against the documented baseline",
+            file=sys.stderr,
+        )
+        return None
+    source = f"netns {name}: Debian 12 stock values (bench/regenerate_profiles.py)"
+    if cc_emulated:
+        source += "; cubic set per socket with TCP_CONGESTION (this host does not let a namespace select it)"
+    return read_target(name).with_values({**DEBIAN12_HOST, CONGESTION: "cubic"}, source=source)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--only", help=f"comma-separated subset of: {', '.join(PROFILES)}")
@@ -153,22 +173,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     ns = f"tuner-stock-{os.getpid()}"
     try:
-        refused = make_target_namespace(ns)
-        cc_emulated = CONGESTION in refused
-        refused = [k for k in refused if k != CONGESTION]
-        if refused:
-            print(
-                f"this kernel refused {', '.join(refused)} in a namespace: the profiles would not be measured "
-                "against the documented baseline",
-                file=sys.stderr,
-            )
+        target = stock_target(ns)
+        if target is None:
             return 1
-        source = f"netns {ns}: Debian 12 stock values (bench/regenerate_profiles.py)"
-        if cc_emulated:
-            source += (
-                "; cubic set per socket with TCP_CONGESTION (this host does not let a namespace select it)"
-            )
-        target = read_target(ns).with_values({**DEBIAN12_HOST, CONGESTION: "cubic"}, source=source)
         out = FsPath(args.out)
         out.mkdir(parents=True, exist_ok=True)
         for name in names:

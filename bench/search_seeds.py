@@ -19,7 +19,9 @@ Per scenario and sampler, over ``--seeds`` seeds:
 - for the lossy scenarios: in how many seeds the best setting found within the default budget uses bbr.
 
 The first ``--budget`` trials of a run capped at ``--cap`` are exactly those of a run with the default
-budget (same sampler seed, same noise seed, no early stop), so one run per seed gives both figures.
+budget (same sampler seed, same noise seed, no early stop), so one run per seed gives both figures --
+except for a kind measured side by side (keepalive), whose batches are sized from what is left of the
+budget: its quality at a budget is that of a run with ``--cap`` equal to it (``--kinds keepalive --cap 8``).
 """
 
 from __future__ import annotations
