@@ -33,8 +33,6 @@ sys.path.insert(0, str(REPO))
 
 sys.path.insert(0, str(REPO / "bench"))
 
-from regenerate_profiles import stock_target  # noqa: E402
-
 from tuner.profiles import load_profile  # noqa: E402
 
 SCENARIOS: dict[str, list[str]] = {
@@ -75,6 +73,8 @@ def run(flags: list[str], out: FsPath, *, stock: bool = False) -> dict[str, Any]
 
 def child(argv: list[str]) -> int:
     """One `tuner recommend ARGV` against a fresh Debian 12 stock namespace (see --stock)."""
+    from regenerate_profiles import stock_target
+
     from tuner.cli import build_parser
     from tuner.cli.recommend import _config, _ProgressView
     from tuner.cli.workload_args import path_from_args, workload_from_args
@@ -85,7 +85,7 @@ def child(argv: list[str]) -> int:
 
     args = build_parser().parse_args(["recommend", *argv])
     configure(level=os.environ.get("TUNER_LOG_LEVEL", "warning"))
-    workload, path, config = workload_from_args(args), path_from_args(args), _config(args)
+    workload, path, config = workload_from_args(args), path_from_args(args, search=True), _config(args)
     ns = f"tuner-time-{os.getpid()}"
     try:
         target = stock_target(ns)
@@ -94,7 +94,14 @@ def child(argv: list[str]) -> int:
         objective = parse_objective(config.objective, workload.kind).name.split(":")[0]
         view = _ProgressView(config.budget, objective)
         try:
-            rec = recommend(workload, path, config, view, target=target)
+            rec = recommend(
+                workload,
+                path,
+                config,
+                view,
+                target=target,
+                notify=lambda text: print(f"tuner recommend: {text}", file=sys.stderr, flush=True),
+            )
         finally:
             view.close()
         save_profile(rec.profile, FsPath(args.output))

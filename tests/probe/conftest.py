@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tuner.netns import NETNS_DIR
+from tuner.probe.side_by_side import start_fork_server
 
 
 def child_pids(parent: int | None = None) -> set[int]:
@@ -35,9 +36,11 @@ def own_namespaces() -> set[str]:
 def leaves_nothing_behind():
     """Asserts after the test that no child process and no namespace of this process was left.
 
-    Python's own multiprocessing resource tracker (started once, by the first spawned pool, and kept
-    for the life of the interpreter) is not a probe's: it is started first so that it counts as before."""
+    Python's own multiprocessing resource tracker and the fork server side-by-side workers come from
+    (each started once, by the first pool, and kept for the life of the interpreter) are not a probe's:
+    they are started first so that they count as before."""
     resource_tracker.ensure_running()
+    start_fork_server()
     procs_before, ns_before = child_pids(), own_namespaces()
     yield
     assert child_pids() - procs_before == set(), "a probe left a process running"

@@ -12,13 +12,17 @@ another's connections.
 The workers are started once and serve the whole search. They are forked from a fork server (not from
 the caller, which may run a progress thread) that has imported the probes already: a freshly spawned
 interpreter spends ~0.4 s of CPU importing them, and the 14 workers a keepalive search added for its
-last batch took 6 s to start on two cores. On an interrupt or an error in the caller, the workers are sent SIGTERM (which their
-initializer turns into an exit that unwinds the probe and removes its sandbox; a repeat still queued
-then ends before it builds one) and joined before the exception goes on.
+last batch took 6 s to start on two cores. The fork server is started from ``/``, so that it imports
+the installed ``tuner`` rather than a ``tuner/`` directory the caller's working directory may hold;
+the workers write to the stderr the caller had when its first pool started. On an interrupt or an
+error in the caller, the workers are sent SIGTERM (which their initializer turns into an exit that
+unwinds the probe and removes its sandbox; a repeat still queued then ends before it builds one) and
+joined before the exception goes on.
 """
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import signal
 import sys
@@ -27,6 +31,7 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
+from multiprocessing import forkserver
 from typing import Any
 
 from tuner.knobs import Value
@@ -35,7 +40,7 @@ from tuner.probe.measurement import Measurement, pool_measurements
 from tuner.probe.target import TargetBaseline
 from tuner.workload import NetworkPath, Workload
 
-__all__ = ["Request", "SideBySide"]
+__all__ = ["Request", "SideBySide", "start_fork_server"]
 
 log = get_logger(__name__)
 
@@ -86,6 +91,17 @@ def _one_repeat(
     return run_probe(workload, path, assignment, repeats=1, duration=duration, target=target)
 
 
+def start_fork_server() -> multiprocessing.context.ForkServerContext:
+    """The context whose fork server the workers come from, started (once per process, from ``/``, with
+    the probes imported; see the module documentation). Like multiprocessing's resource tracker, it lives
+    as long as this process and ends with it."""
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(list(_PRELOAD))
+    with contextlib.chdir("/"):  # its first sys.path entry is its working directory
+        forkserver.ensure_running()
+    return context
+
+
 class SideBySide:
     """A pool of up to ``workers`` sandboxes at once; a context manager (the workers end with it)."""
 
@@ -113,11 +129,9 @@ class SideBySide:
     def _started(self) -> ProcessPoolExecutor:
         if self._pool is None:
             self._others = set(multiprocessing.active_children())
-            context = multiprocessing.get_context("forkserver")
-            context.set_forkserver_preload(list(_PRELOAD))
             self._pool = ProcessPoolExecutor(
                 self.workers,
-                mp_context=context,
+                mp_context=start_fork_server(),
                 initializer=_worker_init,
                 initargs=configured(),
             )

@@ -8,8 +8,8 @@
    settings already measured, has nothing left, or ``patience`` trials brought nothing better).
 4. The leading candidates and the baseline are measured again, interleaved, so the winner is judged on
    fresh samples taken side by side; the gain gets a bootstrap confidence interval. (Side by side, that
-   first round may ride in the search's last batch, for the baseline and the leaders known then; it
-   counts only when the search ends with the same leader first, see ``TrialRole.AHEAD``.) Among the settings
+   first round may ride in a batch of the search's end, for the baseline and the leaders known then; it
+   counts only when it holds every leader the search ends with, see ``TrialRole.AHEAD``.) Among the settings
    that perform like the best within noise, the cheapest wins (see :func:`tuner.search.space.knob_cost`).
    When even that one is not clearly better than the baseline the verdict is: keep the defaults.
 
@@ -191,8 +191,9 @@ class TrialRole(Enum):
     SIMPLIFY = "simplify"  # the best candidate with one changed knob put back to the baseline
     CONFIRM = "confirm"
     # side by side: the confirmation's first round for the baseline and the leaders of the moment, taken in
-    # the search's last batch where it has sandboxes to spare; never used to rank, and it becomes the
-    # confirmation's first round (role CONFIRM) only if the search ends with the same leader first
+    # the search's last batch or the elimination's where it has sandboxes to spare; never used to rank, and
+    # it becomes the confirmation's first round (role CONFIRM) only if it holds every leader the search
+    # ends with
     AHEAD = "confirm-ahead"
 
 
@@ -280,7 +281,7 @@ class TrialEvent:
     """Progress of a study, sent when a measurement starts (``running``, ``trial`` None), after every
     trial, and once at the end (``phase`` "done")."""
 
-    phase: str  # "baseline", "search", "simplify", "confirm", "done"
+    phase: str  # "baseline", "search", "simplify", "confirm-ahead", "confirm", "done"
     trial: Trial | None
     done: int  # search trials measured so far
     total: int  # the trial budget
@@ -449,6 +450,7 @@ class Study:
             "baseline": self._walls(self.config.budget) + after,
             "search": self._walls(max(0, self.config.budget - self._search_done())) + after,
             "simplify": after,
+            TrialRole.AHEAD.value: after,  # reported within the search's or the elimination's batch
             "confirm": self._confirm_walls(
                 max(0, self._phase_total.get("confirm", 0) - self._phase_runs.get("confirm", 0))
             ),
@@ -580,12 +582,18 @@ class Study:
             ms = [exc] * len(items)
         elapsed = time.monotonic() - t0
         out = []
+        failed: SearchError | None = None
         for r, (assignment, point, asked), m in zip(roles, items, ms):
             out.append(self._finish(r, assignment, point, asked, m, started, elapsed))
             if r is TrialRole.BASELINE and not out[-1].usable:
                 # the batch's candidates are judged against a usable baseline (the memory and udp
                 # objectives hold them to it): measured alone now, before they are scored
-                self._measure_baseline()
+                try:
+                    self._measure_baseline()
+                except SearchError as exc:
+                    failed = exc  # the batch's measurements are still recorded (and journaled)
+        if failed is not None:
+            raise failed
         return out
 
     def _finish(
@@ -703,7 +711,8 @@ class Study:
             # --time bounds the whole run: confirm as many leaders as the time left allows
             while self._max_leaders > 0 and not self._fits():
                 self._max_leaders -= 1
-            self._phase_total["confirm"] = self._confirm_runs(len(self._leaders()))
+            if not self._adopt_ahead():  # fewer leaders: a round measured ahead may hold them now
+                self._phase_total["confirm"] = self._confirm_runs(len(self._leaders()))
         self._confirm()
         result = self._decide(stop_reason)
         self._emit("done", None, result.verdict.text)
@@ -838,23 +847,23 @@ class Study:
                 items.insert(0, ({}, point, point))
                 roles.insert(0, TrialRole.BASELINE)
             ahead_key: str | None = None
-            ahead: list[_Item] = []
-            early: list[_Item] = []
+            simplify_ahead: list[_Item] = []
             searched = len(items)
+            counts = [self._batch.repeats] * searched
             if batch and self._search_done() + len(batch) >= self.config.budget:  # the search's last
-                ahead_key, ahead = self._simplify_ahead(capacity - len(batch), {c.key for c, _ in batch})
+                ahead_key, simplify_ahead = self._simplify_ahead(
+                    capacity - len(batch), {c.key for c, _ in batch}
+                )
                 self._phase_total["simplify"] = self.config.simplify_runs  # "simplify 2/3", not "2/1"
-                early = self._confirm_ahead(self._batch.width - self._batch.repeats * (searched + len(ahead)))
-                self._phase_total[TrialRole.AHEAD.value] = len(early)
-                items += early + ahead
-                roles += [TrialRole.AHEAD] * len(early) + [TrialRole.SIMPLIFY] * len(ahead)
+                items += simplify_ahead
+                roles += [TrialRole.SIMPLIFY] * len(simplify_ahead)
+                counts += [self._batch.repeats] * len(simplify_ahead)
+                self._add_confirm_ahead(items, roles, counts)
             if not items:
                 if stop is None and asks:
                     continue  # every point asked was refused or known: ask again (_vet stops a sampler
                     # that keeps doing so)
                 return stop or "every point of the space was measured"
-            counts = [self._batch.repeats] * len(items)
-            counts[searched : searched + len(early)] = [self._confirm_repeats()] * len(early)
             trials = self._run_many(TrialRole.SEARCH, items, repeats=counts, roles=roles)
             # the elimination's runs are judged after the search, the confirmation's after the elimination
             trials = trials[:searched]
@@ -869,10 +878,15 @@ class Study:
                     continue
                 self._tell([asked, cand.point], self._told_loss(trial))
             ranked = self._ranked()
-            if ahead and ranked and ranked[0] != ahead_key and ranked[0] in {c.key for c, _ in batch}:
+            if (
+                simplify_ahead
+                and ranked
+                and ranked[0] != ahead_key
+                and ranked[0] in {c.key for c, _ in batch}
+            ):
                 # the batch's search found a new best: its own elimination is still to come, with its
                 # full runs (a reduction of the old best that leads is an elimination step taken)
-                self._phase_runs["simplify"] -= len(ahead)
+                self._phase_runs["simplify"] -= len(simplify_ahead)
             if stop is not None:
                 for cand, asked in retry:
                     self._tell([asked, cand.point], math.inf)
@@ -991,7 +1005,7 @@ class Study:
             else self._search_score(best_key)
         )
         direction = best.direction
-        held = _held_back(reference or self._by_key[best_key])
+        held = _held_back(reference or [t for t in self._by_key[best_key] if t.searched])
         while current.point is not None:
             changed = [i for i, (a, b) in enumerate(zip(current.point, base_point)) if a != b]
             if len(changed) <= 1:
@@ -1099,15 +1113,11 @@ class Study:
         if not items:
             return None
         assert self._batch is not None
-        early = (
-            []
-            if self._ahead_round()
-            else self._confirm_ahead(self._batch.width - self._batch.repeats * len(items))
-        )
-        self._phase_total[TrialRole.AHEAD.value] = len(early)
-        counts = [self._batch.repeats] * len(items) + [self._confirm_repeats()] * len(early)
-        roles = [TrialRole.SIMPLIFY] * len(items) + [TrialRole.AHEAD] * len(early)
-        trials = self._run_many(TrialRole.SIMPLIFY, items + early, repeats=counts, roles=roles)
+        roles = [TrialRole.SIMPLIFY] * len(items)
+        counts = [self._batch.repeats] * len(items)
+        if not self._ahead_round():  # no round measured ahead holds the leaders of the moment yet
+            self._add_confirm_ahead(items, roles, counts)
+        trials = self._run_many(TrialRole.SIMPLIFY, items, repeats=counts, roles=roles)
         return trials[0] if reference and left else None
 
     def _simplify_items(
@@ -1146,7 +1156,8 @@ class Study:
         if any(t.role is TrialRole.SIMPLIFY for t in self._by_key[best_key]):
             return None, []
         base_point = self.space.baseline_point()
-        reductions = self._reductions(current, base_point, _held_back(self._by_key[best_key]))
+        searched = [t for t in self._by_key[best_key] if t.searched]
+        reductions = self._reductions(current, base_point, _held_back(searched))
         reductions = [c for c in reductions if c.key not in batch]
         items = self._simplify_items(current, reductions, self._search_score(best_key), True, left)
         return (best_key, items) if len(items) > 1 else (None, [])
@@ -1157,28 +1168,41 @@ class Study:
         """Repeats of an arm's first confirmation run side by side: a claim's minimum at once."""
         return max(MIN_REPEATS, self._run_size()) if self._tops_up() else self._run_size()
 
-    def _confirm_ahead(self, spare: int) -> list[_Item]:
-        """Side by side, the confirmation's first round in the search's last batch, in the ``spare``
-        repeats it has left (a keepalive batch is ~20 s; spare sandboxes cost little): the baseline and
-        every leader of the moment (see :meth:`_leaders`), or nothing when they do not all fit. It is
-        used only if the search ends with those leaders (:meth:`_adopt_ahead`)."""
+    def _round_size(self) -> int:
+        """Samples a confirmation round adds per arm: one measurement's repeats, one after another; side by
+        side, a claim's minimum at once (the first look at 5 vs 5, then 10, 15, 20: four looks, so that
+        the first can pass at all; with top-ups of 2 the 8 looks' level needs p < 0.00625, beyond what
+        5 vs 5 repeats can give)."""
+        return self._confirm_repeats() if self._batch is not None else self._run_size()
+
+    def _add_confirm_ahead(self, items: list[_Item], roles: list[TrialRole], counts: list[int]) -> None:
+        """Side by side, the confirmation's first round rides in a batch of the search's end (its last
+        batch, or the elimination's) in the repeats that batch leaves of ``width`` (a keepalive batch is
+        ~20 s; spare sandboxes cost little): the baseline and every leader of the moment (see
+        :meth:`_leaders`), a claim's repeats each, appended to ``items``, ``roles`` and ``counts``; nothing
+        when they do not all fit. It counts only if the search ends with those leaders
+        (:meth:`_adopt_ahead`)."""
         if self._batch is None or self.config.confirm == 0 or not self._tops_up():
-            return []
+            return
         leaders = self._leaders()
-        if not leaders or spare < self._confirm_repeats() * (1 + len(leaders)):
-            return []
+        per = self._confirm_repeats()
+        if not leaders or self._batch.width - sum(counts) < per * (1 + len(leaders)):
+            return
         arms = [self._by_key[k][0] for k in (assignment_key({}), *leaders)]
-        return [(t.assignment, t.point, None) for t in arms]
+        items += [(t.assignment, t.point, None) for t in arms]
+        roles += [TrialRole.AHEAD] * len(arms)
+        counts += [per] * len(arms)
+        self._phase_total[TrialRole.AHEAD.value] = self._phase_total.get(TrialRole.AHEAD.value, 0) + len(arms)
 
     def _ahead_round(self) -> list[Trial]:
         """The latest round measured ahead (one batch's :attr:`TrialRole.AHEAD` trials) that holds the
         baseline and every leader of the moment, all usable; [] when there is none."""
         keys = {assignment_key({}), *self._leaders()}
-        rounds: dict[float, list[Trial]] = {}
+        rounds: dict[float, list[Trial]] = {}  # per batch (its trials share its start), in trial order
         for t in self.trials:
             if t.role is TrialRole.AHEAD:
                 rounds.setdefault(t.started, []).append(t)
-        for _, trials in sorted(rounds.items(), reverse=True):
+        for trials in sorted(rounds.values(), key=lambda ts: ts[0].number, reverse=True):
             usable = [t for t in trials if t.usable and t.key in keys]
             if len(keys) > 1 and {t.key for t in usable} == keys:
                 return usable
@@ -1213,14 +1237,18 @@ class Study:
 
     def _run_size(self) -> int:
         """Samples one measurement gives (its repeats), from the baseline's runs."""
-        base = [t for t in self._by_key.get(assignment_key({}), ()) if t.usable and t.score is not None]
+        base = [
+            t
+            for t in self._by_key.get(assignment_key({}), ())
+            if t.usable and t.score is not None and t.searched  # not a confirmation's claim-sized runs
+        ]
         return max(1, max((len(t.score.samples) for t in base if t.score is not None), default=1))
 
     def _looks(self) -> int:
         """How many times the confirmation may test the same comparison (first look + adaptive ones)."""
         if not self._tops_up():
             return 1
-        size = self._run_size()
+        size = self._round_size()
         first = math.ceil(MIN_REPEATS / size)
         most = max(first, math.ceil(self.config.max_repeats / size))
         return most - first + 1
@@ -1258,7 +1286,7 @@ class Study:
         look (``MIN_REPEATS``), or one measurement's repeats after that; a key whose run was not usable
         is measured again once, with the others that failed."""
         want = {
-            k: max(MIN_REPEATS - self._confirm_samples(k), self._run_size()) if self._tops_up() else 0
+            k: max(MIN_REPEATS - self._confirm_samples(k), self._round_size()) if self._tops_up() else 0
             for k in keys
         }
         todo = list(keys)
