@@ -76,7 +76,7 @@ def child(argv: list[str]) -> int:
     from regenerate_profiles import stock_target
 
     from tuner.cli import build_parser
-    from tuner.cli.recommend import _config, _ProgressView
+    from tuner.cli.recommend import _config, _ProgressView, notify
     from tuner.cli.workload_args import path_from_args, workload_from_args
     from tuner.logs import configure
     from tuner.profiles import save_profile
@@ -94,14 +94,7 @@ def child(argv: list[str]) -> int:
         objective = parse_objective(config.objective, workload.kind).name.split(":")[0]
         view = _ProgressView(config.budget, objective)
         try:
-            rec = recommend(
-                workload,
-                path,
-                config,
-                view,
-                target=target,
-                notify=lambda text: print(f"tuner recommend: {text}", file=sys.stderr, flush=True),
-            )
+            rec = recommend(workload, path, config, view, target=target, notify=notify)
         finally:
             view.close()
         save_profile(rec.profile, FsPath(args.output))

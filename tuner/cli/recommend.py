@@ -199,6 +199,11 @@ def render_recommendation(rec: Recommendation, file=None) -> None:
         print(rec.snippets.rstrip(), file=file)
 
 
+def notify(text: str) -> None:
+    """A message of the search to the user (what it decided on their behalf), on stderr."""
+    print(f"tuner recommend: {text}", file=sys.stderr, flush=True)
+
+
 def _config(args: argparse.Namespace) -> SearchConfig:
     return SearchConfig(
         budget=args.budget,
@@ -264,7 +269,7 @@ def cmd_recommend(args: argparse.Namespace) -> int:
             config,
             view,
             target=target,
-            notify=lambda text: print(f"tuner recommend: {text}", file=sys.stderr, flush=True),
+            notify=notify,
         )
     except KeyboardInterrupt:
         view.close()
