@@ -1209,7 +1209,7 @@ class Study:
         return []
 
     def _adopt_ahead(self) -> bool:
-        """Make a round measured ahead (:meth:`_confirm_ahead`, in the search's last batch or the
+        """Make a round measured ahead (:meth:`_add_confirm_ahead`, in the search's last batch or the
         elimination's) the confirmation's first round, when it holds the baseline and every leader the
         search ended with, all usable (:meth:`_ahead_round`). Those arms were then measured side by side,
         and no choice looked at them (they never rank a candidate), so the winner's luck in the search
@@ -1283,8 +1283,8 @@ class Study:
 
     def _confirm_side_by_side(self, keys: Sequence[str]) -> bool:
         """One round of every key at once (see :class:`Batch`), each with the repeats it lacks for a first
-        look (``MIN_REPEATS``), or one measurement's repeats after that; a key whose run was not usable
-        is measured again once, with the others that failed."""
+        look (``MIN_REPEATS``), or a claim's repeats again after that (:meth:`_round_size`); a key whose
+        run was not usable is measured again once, with the others that failed."""
         want = {
             k: max(MIN_REPEATS - self._confirm_samples(k), self._round_size()) if self._tops_up() else 0
             for k in keys
