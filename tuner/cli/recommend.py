@@ -244,11 +244,9 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     workload = workload_from_args(args)
     path = path_from_args(args, search=True)
     if path != path_from_args(args):
-        print(
-            f"tuner recommend: {workload.kind.value} over a plain link measures this machine's CPU, not the "
-            f"settings: searching over {path.describe()} (give --rtt and --rate for your path)",
-            file=sys.stderr,
-            flush=True,
+        notify(
+            f"{workload.kind.value} over a plain link measures this machine's CPU, not the settings: "
+            f"searching over {path.describe()} (give --rtt and --rate for your path)"
         )
     config = _config(args)
     if args.output and FsPath(args.output).is_dir():
