@@ -59,6 +59,9 @@ class Score:
     direction: Goal
     feasible: bool = True
     reason: str | None = None
+    # how far a refused setting is from the objective's limit, a ratio >= 0 (0: at it, or not known):
+    # healthy connections killed per repeat, a bound exceeded by 30% -> 0.3. A search steers by it.
+    violation: float = 0.0
 
     @property
     def loss(self) -> float:
@@ -80,6 +83,8 @@ class Score:
         }
         if self.reason:
             d["reason"] = self.reason
+        if self.violation:
+            d["violation"] = self.violation
         return d
 
     @classmethod
@@ -90,6 +95,7 @@ class Score:
             Goal(d["direction"]),
             bool(d.get("feasible", True)),
             d.get("reason"),
+            float(d.get("violation", 0.0)),
         )
 
     @classmethod
@@ -215,6 +221,7 @@ class KeepaliveObjective:
                     False,
                     f"{kills:g} healthy connection(s) killed over the lossy path: the timers give up "
                     "on a live peer",
+                    violation=kills / max(n, 1),
                 )
         else:
             return Score(
@@ -268,6 +275,7 @@ class MemoryObjective:
                             False,
                             f"{metric} {m.value(metric):.4g} is below the floor {need:.4g} "
                             f"({self.floor:.0%} of the baseline)",
+                            violation=need / max(m.value(metric), _EPS) - 1.0,
                         )
                     break
         return Score(value, xs, Goal.MIN)
@@ -321,6 +329,7 @@ class UdpObjective:
                 False,
                 f"reader latency {latency:.4g} ms is above the bound {bound:.4g} ms (two bursts' service "
                 f"time + {UDP_LATENCY_SLACK_MS:g} ms): the buffer holds a standing queue",
+                violation=latency / bound - 1.0,
             )
         return Score(value, xs, Goal.MAX)
 

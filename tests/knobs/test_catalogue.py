@@ -55,6 +55,14 @@ def test_host_only_sysctls_are_marked_host_scope():
     assert get_knob("TCP_NODELAY").scope is Scope.SOCKET
 
 
+def test_an_option_unset_in_favour_of_a_sysctl_names_a_catalogued_per_namespace_sysctl():
+    inheriting = {k.name: k.unset for k in CATALOGUE.values() if isinstance(k.unset, str)}
+    assert inheriting["TCP_KEEPIDLE"] == "net.ipv4.tcp_keepalive_time"
+    for name, sysctl in inheriting.items():
+        knob = get_knob(sysctl)
+        assert knob.is_sysctl and knob.scope is Scope.NETNS, name  # read from the target's namespace
+
+
 @pytest.mark.parametrize(
     "name",
     [

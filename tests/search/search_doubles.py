@@ -34,6 +34,9 @@ STOCK = {
     "net.core.wmem_max": 212992,
     "net.core.rmem_default": 212992,
     "net.core.wmem_default": 212992,
+    "net.ipv4.tcp_keepalive_time": 7200,
+    "net.ipv4.tcp_keepalive_intvl": 75,
+    "net.ipv4.tcp_keepalive_probes": 9,
 }
 FACTS = KernelFacts(frozenset({"reno", "cubic", "bbr"}), frozenset({"reno", "cubic", "bbr"}))
 

@@ -77,6 +77,7 @@ def test_keepalive_scores_measured_detection_a_lower_bound_as_such_and_refuses_f
     lower = obj.score(missed)
     assert lower.value == pytest.approx(5.0) and lower.feasible and "lower bound" in lower.reason  # no model
     assert not obj.score(killer).feasible and "killed" in obj.score(killer).reason
+    assert obj.score(killer).violation == pytest.approx(1.5)  # healthy connections killed per repeat
     assert obj.score(detected).better_than(lower)
     assert not obj.score(_m(WorkloadKind.KEEPALIVE, detect_s=[1.0])).feasible  # risk not measured: no claim
 

@@ -159,6 +159,15 @@ def test_categories_are_categories():
     assert kinds["net.ipv4.tcp_congestion_control"] and switches["TCP_NODELAY"]
     assert kinds["SO_RCVBUF"]  # "unset" is not a buffer size
     assert not kinds["net.ipv4.tcp_rmem"]  # a scale of sizes
+    timers = {
+        d.knob: is_categorical(d) for d in build_space(WorkloadKind.KEEPALIVE, STOCK, facts=FACTS).dimensions
+    }
+    # an unset timer is the kernel's default (7200 s, 75 s, 9 probes) or no limit: a value on the scale
+    assert not any(timers[k] for k in ("TCP_KEEPIDLE", "TCP_KEEPINTVL", "TCP_KEEPCNT", "TCP_USER_TIMEOUT"))
+    assert timers["SO_KEEPALIVE"]
+    unknown = {k: v for k, v in STOCK.items() if not k.startswith("net.ipv4.tcp_keepalive")}
+    idle = build_space(WorkloadKind.KEEPALIVE, unknown, facts=FACTS).dimensions[1]
+    assert idle.knob == "TCP_KEEPIDLE" and is_categorical(idle)  # the default unknown: unset is a category
 
 
 def test_skopt_proposes_a_new_neighbour_of_the_best_instead_of_a_point_already_measured():

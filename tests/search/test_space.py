@@ -146,3 +146,18 @@ def test_every_keepalive_setting_that_detects_is_measured_within_the_probes_wind
     slowest = max(levels["TCP_KEEPIDLE"]) + max(levels["TCP_KEEPINTVL"]) * max(levels["TCP_KEEPCNT"])
     assert 1.5 * slowest <= WINDOW_MIN
     assert max(levels["TCP_USER_TIMEOUT"]) / 1e3 + max(levels["TCP_KEEPIDLE"]) <= WINDOW_MIN
+
+
+def test_an_unset_timer_sits_on_its_scale_where_the_kernels_default_puts_it():
+    def levels(baseline):
+        space = build_space(WorkloadKind.KEEPALIVE, baseline, facts=FACTS)
+        return {d.knob: d.levels for d in space.dimensions}
+
+    stock = levels(STOCK)
+    assert stock["TCP_KEEPIDLE"] == (1, 2, 3, None)  # unset: net.ipv4.tcp_keepalive_time, 7200 s
+    assert stock["TCP_KEEPCNT"] == (1, 2, 3, 4, None)  # 9 probes
+    assert stock["TCP_USER_TIMEOUT"] == (1000, 3000, None)  # unset: no limit
+    short = levels({**STOCK, "net.ipv4.tcp_keepalive_time": 2})
+    assert short["TCP_KEEPIDLE"] == (1, 2, None, 3)  # a host that probes after 2 s idle
+    space = build_space(WorkloadKind.KEEPALIVE, STOCK, facts=FACTS)
+    assert space.candidate(space.baseline_point()).assignment == {}  # unset is still the baseline

@@ -469,3 +469,33 @@ def test_side_by_side_a_first_batch_whose_baseline_failed_is_scored_against_the_
     big = [t for t in first if t.role is TrialRole.SEARCH and (t.assignment.get("SO_RCVBUF") or 0) >= 1 << 20]
     assert big and all(not t.score.feasible for t in big)  # held to the baseline's 2 ms
     assert study._best is None or study._best.value < 0.5
+
+
+def test_a_leader_its_confirmation_refuses_is_never_recommended(clock):
+    """A large buffer passed its search run by luck (no standing queue then) and queued 500 ms in every
+    later run: the confirmation refuses it, so the verdict keeps the defaults and says why, however much
+    more it delivered."""
+
+    def truth(a):
+        big = (a.get("SO_RCVBUF") or 0) >= 1 << 20
+        return {"delivered_fraction": 1.0 if big else 0.4, "reader_latency_ms": 2.0}
+
+    class LuckyOnce(SideBySideMeasure):
+        def many(self, requests):
+            before = [a for batch in self.batches for a, _ in batch]
+            out = super().many(requests)
+            return [
+                replace(m, metrics={**m.metrics, "reader_latency_ms": summarize([500.0] * n)})
+                if (a.get("SO_RCVBUF") or 0) >= 1 << 20 and a in before
+                else m
+                for (a, n), m in zip(requests, out)
+            ]
+
+    space = build_space(WorkloadKind.UDP, STOCK, facts=FACTS)
+    measure = LuckyOnce(WorkloadKind.UDP, truth, repeats=2, width=16, on_repeat=clock.advance)
+    result = _study(space, measure, SearchConfig(budget=8, seed=0)).run()
+    confirmed = [t for t in result.trials if t.role is TrialRole.CONFIRM and t.assignment]
+    assert confirmed and all(not t.score.feasible for t in confirmed)  # the leaders were measured again
+    assert not result.verdict.significant and result.assignment == {}
+    assert "the confirmation refused every leader" in result.verdict.text
+    assert "reader latency" in result.verdict.text

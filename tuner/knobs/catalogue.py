@@ -7,6 +7,7 @@ here by exact name, and a sysctl's ``/proc/sys`` path is derived only from a cat
 from __future__ import annotations
 
 import difflib
+import math
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -49,10 +50,16 @@ class Knob:
     description: str
     sockopt: tuple[int, int] | None = None  # (level, optname) for SOCKOPT knobs
     host_only: bool = False  # a sysctl absent or read-only inside a network namespace
+    # what the kernel does while a socket option is unset, where that is a value on the option's own
+    # scale: the sysctl whose value applies (TCP_KEEPIDLE: net.ipv4.tcp_keepalive_time), or a number
+    # (math.inf: no limit). None: unset is a mechanism of its own (SO_RCVBUF unset: autotuning).
+    unset: str | float | None = None
 
     def __post_init__(self) -> None:
         if self.host_only and self.kind is not Kind.SYSCTL:
             raise ValueError(f"{self.name}: only a sysctl can be host-only")
+        if self.unset is not None and self.kind is not Kind.SOCKOPT:
+            raise ValueError(f"{self.name}: only a socket option can be unset")
         if (self.sockopt is not None) != (self.kind is Kind.SOCKOPT):
             raise ValueError(f"{self.name}: a socket option, and only one, has (level, optname)")
 
@@ -100,8 +107,10 @@ def _sysctl(name: str, scope: Scope, domain: Domain, description: str) -> Knob:
     return Knob(name, Kind.SYSCTL, domain, description, host_only=scope is Scope.HOST)
 
 
-def _sockopt(name: str, level: int, opt: int, domain: Domain, description: str) -> Knob:
-    return Knob(name, Kind.SOCKOPT, domain, description, sockopt=(level, opt))
+def _sockopt(
+    name: str, level: int, opt: int, domain: Domain, description: str, unset: str | float | None = None
+) -> Knob:
+    return Knob(name, Kind.SOCKOPT, domain, description, sockopt=(level, opt), unset=unset)
 
 
 _TCP = socket.IPPROTO_TCP
@@ -268,6 +277,7 @@ _KNOBS: tuple[Knob, ...] = (
         socket.TCP_KEEPIDLE,
         IntRange(1, 32767, search_lo=1, search_hi=7200, log=True, unit="s"),
         "idle time before the first probe",
+        unset="net.ipv4.tcp_keepalive_time",
     ),
     _sockopt(
         "TCP_KEEPINTVL",
@@ -275,6 +285,7 @@ _KNOBS: tuple[Knob, ...] = (
         socket.TCP_KEEPINTVL,
         IntRange(1, 32767, search_lo=1, search_hi=75, log=True, unit="s"),
         "time between probes",
+        unset="net.ipv4.tcp_keepalive_intvl",
     ),
     _sockopt(
         "TCP_KEEPCNT",
@@ -282,6 +293,7 @@ _KNOBS: tuple[Knob, ...] = (
         socket.TCP_KEEPCNT,
         IntRange(1, 127, search_lo=1, search_hi=9),
         "unanswered probes before the connection is dropped",
+        unset="net.ipv4.tcp_keepalive_probes",
     ),
     _sockopt(
         "TCP_USER_TIMEOUT",
@@ -289,6 +301,7 @@ _KNOBS: tuple[Knob, ...] = (
         getattr(socket, "TCP_USER_TIMEOUT", 18),
         IntRange(0, INT_MAX, search_lo=1000, search_hi=600000, log=True, unit="ms"),
         "longest time sent data may stay unacknowledged before the connection is dropped",
+        unset=math.inf,  # 0, the default: sent data may wait for an acknowledgement forever
     ),
     _sockopt(
         "TCP_NOTSENT_LOWAT",

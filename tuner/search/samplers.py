@@ -75,8 +75,10 @@ _DESIGN_CANDIDATES = 200
 
 def is_categorical(dim: Dimension) -> bool:
     """A dimension the model treats as categories, not as a scale: algorithms and choices (not
-    ``ordered``), on/off switches, and any knob whose levels include "unset" (``None`` is not a size)."""
-    return not dim.ordered or len(dim.levels) <= 2 or None in dim.levels
+    ``ordered``), on/off switches, and any knob whose levels include "unset" (``None`` is not a size),
+    unless unset stands for a known value on the knob's scale (a keepalive timer left at the kernel's
+    default: the levels are ordered with it, see :attr:`Dimension.unset`)."""
+    return not dim.ordered or len(dim.levels) <= 2 or (None in dim.levels and dim.unset is None)
 
 
 def initial_design(space: Space, size: int, *, seed: int = 0) -> list[Point]:

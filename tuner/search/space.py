@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +30,7 @@ from tuner.knobs import (
     IntChoice,
     IntRange,
     KernelFacts,
+    Knob,
     OrderedTuple,
     Value,
     ceiling,
@@ -104,6 +105,24 @@ def _default_levels(name: str, facts: KernelFacts | None) -> tuple[Value | None,
     raise InputError(f"{name} cannot be searched", hint="set it in a profile by hand instead")
 
 
+def _unset_value(knob: Knob, baseline: Mapping[str, Value]) -> float | None:
+    """The value in effect while ``knob`` is unset, when that is a number on its scale: the sysctl it
+    inherits (its value in ``baseline``, if known) or the catalogue's constant."""
+    unset = baseline.get(knob.unset) if isinstance(knob.unset, str) else knob.unset
+    if isinstance(unset, (int, float)) and not isinstance(unset, bool):
+        return float(unset)
+    return None
+
+
+def _ranked_key(unset: float) -> Callable[[Value | None], tuple[int, Any]]:
+    """A sort key that puts ``None`` where the value it stands for falls (after an equal level)."""
+
+    def key(v: Value | None) -> tuple[int, Any]:
+        return (1, (unset, 1)) if v is None else (1, (v, 0))
+
+    return key
+
+
 def _sort_key(v: Value | None) -> tuple[int, Any]:
     if v is None:
         return (0, 0)
@@ -116,12 +135,16 @@ def _sort_key(v: Value | None) -> tuple[int, Any]:
 
 @dataclass(frozen=True)
 class Dimension:
-    """One searched knob. ``part`` names the searched part of an ordered tuple (tcp_rmem: 2, the max)."""
+    """One searched knob. ``part`` names the searched part of an ordered tuple (tcp_rmem: 2, the max).
+    ``unset`` is the value the kernel uses while a socket option is left unset, where it is known and on
+    the option's own scale (see :attr:`Knob.unset`): the levels are then ordered with ``None`` at its
+    rank (TCP_KEEPIDLE: 1, 2, 3, unset = 7200 s), and a sampler may treat them as a scale."""
 
     knob: str
     levels: tuple[Value | None, ...]
     ordered: bool = True
     part: int | None = None
+    unset: float | None = None
 
     def index_of(self, value: Value | None) -> int | None:
         try:
@@ -133,6 +156,8 @@ class Dimension:
         d: dict[str, Any] = {"knob": self.knob, "levels": list(self.levels), "ordered": self.ordered}
         if self.part is not None:
             d["part"] = self.part
+        if self.unset is not None:
+            d["unset"] = self.unset
         return d
 
 
@@ -412,9 +437,10 @@ def build_space(
                 f"the live value of {name} is unknown, so it cannot be searched",
                 hint="this kernel or namespace may lack it; drop it with --no-knob",
             )
-        levels = sorted(dict.fromkeys(levels), key=_sort_key)
+        unset = _unset_value(knob, baseline) if None in levels else None
+        levels = sorted(dict.fromkeys(levels), key=_sort_key if unset is None else _ranked_key(unset))
         ordered = not isinstance(knob.domain, (Algorithm, IntChoice))
-        dims.append(Dimension(name, tuple(levels), ordered, part))
+        dims.append(Dimension(name, tuple(levels), ordered, part, unset))
     return Space(kind, tuple(dims), dict(baseline), facts)
 
 

@@ -62,7 +62,11 @@ _MAX_DUPLICATES_IN_ROW = 3
 # a latency bound, lost throughput): its own value made this much worse (log 2: half as good). Told as
 # "worse than anything" instead, the refusal would teach the model that the whole region is bad, when
 # the best feasible settings are often one step away (keepalive: 3 probes instead of 1, the same short
-# timers); bench/search_seeds.py, keepalive worst-of-10 quality 0.29 -> see bench/results/search_seeds.md
+# timers); bench/search_seeds.py, keepalive worst-of-10 quality 0.29 -> see bench/results/search_seeds.md.
+# Graded by the violation (Score.violation, see Study._told_loss): with a flat log 2, keepalive settings
+# that kill forty live connections a repeat (a user timeout of 1 s) looked better to the model than a
+# feasible 12 s detection, and its batches kept proposing user timeouts (keepalive median over 20 seeds
+# at a budget of 24: 0.52 flat -> 0.88 graded).
 INFEASIBLE_PENALTY = math.log(2.0)
 
 
@@ -471,14 +475,17 @@ class Study:
 
     def _told_loss(self, trial: Trial) -> float:
         """The loss the sampler learns from a trial: the score's, or for a measured but refused setting its
-        own value made worse by :data:`INFEASIBLE_PENALTY`; a trial with no score is infinite (told as
-        worse than anything, see :meth:`_tell`)."""
+        own value made worse by :data:`INFEASIBLE_PENALTY` and by how far it is from the objective's limit
+        (``log(1 + violation)``: one healthy connection killed per repeat doubles it again, forty make it
+        41 times worse), so the model learns which changes go too far rather than that the region is bad;
+        a trial with no score is infinite (told as worse than anything, see :meth:`_tell`)."""
         score = trial.score
         if not trial.usable or score is None:
             return math.inf
         if score.feasible or not math.isfinite(score.value):
             return score.loss
-        return dataclasses.replace(score, feasible=True).loss + INFEASIBLE_PENALTY
+        own = dataclasses.replace(score, feasible=True).loss
+        return own + INFEASIBLE_PENALTY + math.log1p(max(score.violation, 0.0))
 
     def _tell(self, points: Sequence[tuple[int, ...] | None], loss: float) -> None:
         if not math.isfinite(loss):
@@ -1402,23 +1409,57 @@ class Study:
         base_score = Score.pooled([t.score for t in base_trials if t.score is not None])
         base_m = pool_measurements([t.measurement for t in base_trials if t.measurement is not None])
         direction = base_score.direction
+        elapsed = self.elapsed()
+
+        def kept(
+            verdict: Verdict, best: Mapping[str, Value] | None, interval: GainInterval | None
+        ) -> StudyResult:
+            """The defaults stay: nothing is recommended (``best``: the leader that was not good enough)."""
+            return StudyResult(
+                base_m,
+                base_m,
+                {},
+                base_score,
+                base_score,
+                verdict,
+                tuple(self.trials),
+                stop_reason,
+                dict(best or {}),
+                interval,
+                elapsed,
+            )
+
         leaders = self._leaders()
         # judge only on what was measured side by side when the leaders were confirmed
         pooled = {
             k: Score.pooled([t.score for t in arms[k] if t.score is not None]) for k in leaders if arms.get(k)
         }
+        # a leader its confirmation refused (it killed a live connection, broke a bound) is no choice,
+        # however well it scored: the search's runs passed it by luck
+        refused = {k: s for k, s in pooled.items() if not s.feasible}
+        pooled = {k: s for k, s in pooled.items() if s.feasible}
+        for k, s in refused.items():
+            log.info("confirm.refused", assignment=k, reason=s.reason)
         seed = self.config.seed
         level = self._confidence()
 
         def compare(b: Score, a: Score) -> GainInterval:
             return gain_interval(b.samples, a.samples, direction, seed=seed, confidence=level)
 
+        if refused and not pooled:
+            key, score = min(refused.items(), key=lambda kv: dataclasses.replace(kv[1], feasible=True).loss)
+            interval = compare(base_score, score)
+            text = (
+                f"no claim, keep the defaults: the confirmation refused every leader (the best measured "
+                f"{interval.gain:.3g}x the baseline, but {score.reason})"
+            )
+            return kept(Verdict(False, interval, text), arms[key][0].assignment, interval)
+
         def beats(a: Score, b: Score) -> bool:
             """``a`` is better than ``b`` beyond noise, and by at least ``min_gain``."""
             iv = compare(b, a)
             return iv.significant and iv.lo > 1.0 and iv.gain >= 1.0 + self.config.min_gain
 
-        elapsed = self.elapsed()
         ranked = self._ranked()
         if not pooled and ranked:
             # the search's runs already show every candidate short of a worthwhile gain (see _promising)
@@ -1441,18 +1482,8 @@ class Study:
                     f"{search_interval.hi:.3g}x: short of the {self.config.min_gain:.0%} worth a change, "
                     "so it was not confirmed)"
                 )
-            return StudyResult(
-                base_m,
-                base_m,
-                {},
-                base_score,
-                base_score,
-                Verdict(False, search_interval, text),
-                tuple(self.trials),
-                stop_reason,
-                dict(self._by_key[ranked[0]][0].assignment),
-                search_interval,
-                elapsed,
+            return kept(
+                Verdict(False, search_interval, text), self._by_key[ranked[0]][0].assignment, search_interval
             )
         if not pooled:
             measured = [
@@ -1469,17 +1500,7 @@ class Study:
             keep = Verdict(
                 False, GainInterval(1.0, 1.0, 1.0, level), f"no significant gain, keep the defaults{why}"
             )
-            return StudyResult(
-                base_m,
-                base_m,
-                {},
-                base_score,
-                base_score,
-                keep,
-                tuple(self.trials),
-                stop_reason,
-                elapsed=elapsed,
-            )
+            return kept(keep, None, None)
         best_key = min(pooled, key=lambda k: pooled[k].loss)
         best_trial = arms[best_key][0]
         leader_interval = compare(base_score, pooled[best_key])
@@ -1511,19 +1532,7 @@ class Study:
                     f"no claim, keep the defaults: {interval.why_not} (the best candidate measured "
                     f"{interval.gain:.3g}x the baseline){self._quick_look_hint()}"
                 )
-            return StudyResult(
-                base_m,
-                base_m,
-                {},
-                base_score,
-                base_score,
-                Verdict(False, interval, text),
-                tuple(self.trials),
-                stop_reason,
-                dict(best_trial.assignment),
-                leader_interval,
-                elapsed,
-            )
+            return kept(Verdict(False, interval, text), best_trial.assignment, leader_interval)
 
         if not leader_interval.enough:
             return keep_defaults(leader_interval, "not enough samples")
