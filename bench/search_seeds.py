@@ -69,6 +69,9 @@ STOCK: dict[str, Value] = {
     "net.core.wmem_max": 212992,
     "net.core.rmem_default": 212992,
     "net.core.wmem_default": 212992,
+    "net.ipv4.tcp_keepalive_time": 7200,
+    "net.ipv4.tcp_keepalive_intvl": 75,
+    "net.ipv4.tcp_keepalive_probes": 9,
 }
 KEEPALIVE_LOSS = kind_spec(WorkloadKind.KEEPALIVE).default_loss
 FACTS = KernelFacts(frozenset({"reno", "cubic", "bbr"}), frozenset({"reno", "cubic", "bbr"}))
