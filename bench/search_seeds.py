@@ -43,7 +43,7 @@ from tuner.kinds import DEFAULT_WORKLOADS
 from tuner.kinds import spec as kind_spec
 from tuner.knobs import KernelFacts, Value
 from tuner.logs import configure
-from tuner.probe.keepalive import HEALTHY_PROBES, WINDOW_MIN, Timers
+from tuner.probe.keepalive import HEALTHY_PROBES, WINDOW_MIN, Timers, healthy_phase
 from tuner.probe.measurement import Measurement, summarize
 from tuner.search.objective import Goal, default_objective
 from tuner.search.samplers import make_sampler
@@ -158,7 +158,9 @@ def keepalive_truth(a: Mapping[str, Any]) -> dict[str, float]:
     counts (a lower bound); over the 1% loss path each healthy connection risks a kill where its timers
     give up after k lost probe rounds in a row (k = TCP_KEEPCNT, or the rounds of TCP_USER_TIMEOUT), a
     round lost when the probe or its ACK is: ``false_kills`` is the expected count over the probe's
-    exposure (the kind's idle_connections, HEALTHY_PROBES + 1 rounds each), drawn per repeat by the replay."""
+    exposure (the kind's idle_connections, HEALTHY_PROBES + 1 rounds each), drawn per repeat by the replay.
+    As in the probe, timers whose healthy phase would not fit (tuner.probe.keepalive.healthy_phase: a
+    first probe after 7200 s) report no ``false_kills``: their risk is unknown and the objective refuses them."""
     on = bool(a.get("SO_KEEPALIVE"))
     ut = a.get("TCP_USER_TIMEOUT") or 0
     timers = Timers(
@@ -171,12 +173,14 @@ def keepalive_truth(a: Mapping[str, Any]) -> dict[str, float]:
         lost_round = 1 - (1 - KEEPALIVE_LOSS) ** 2
         workload = DEFAULT_WORKLOADS[K.KEEPALIVE]
         kills = workload.idle_connections * (HEALTHY_PROBES + 1) * lost_round**timers.rounds
-    return {
+    out = {
         "detect_s": detect if found else WINDOW_MIN,
         "detected_fraction": 1.0 if found else 0.0,
-        "false_kills": kills,
         "keepalive_packets_per_conn_hour": 3600.0 / timers.idle_s if on else 0.0,
     }
+    if healthy_phase(kind_spec(K.KEEPALIVE).duration, timers, KEEPALIVE_LOSS)[1]:
+        out["false_kills"] = kills  # else, as the probe: the healthy phase cannot show the risk (unknown)
+    return out
 
 
 # name -> (kind, path, knobs added, removed, landscape)

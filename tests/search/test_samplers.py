@@ -160,7 +160,8 @@ def test_categories_are_categories():
     assert kinds["SO_RCVBUF"]  # "unset" is not a buffer size
     assert not kinds["net.ipv4.tcp_rmem"]  # a scale of sizes
     timers = {
-        d.knob: is_categorical(d) for d in build_space(WorkloadKind.KEEPALIVE, STOCK, facts=FACTS).dimensions
+        d.knob: is_categorical(d)
+        for d in build_space(WorkloadKind.KEEPALIVE, STOCK, facts=FACTS, add=["TCP_USER_TIMEOUT"]).dimensions
     }
     # an unset timer is the kernel's default (7200 s, 75 s, 9 probes) or no limit: a value on the scale
     assert not any(timers[k] for k in ("TCP_KEEPIDLE", "TCP_KEEPINTVL", "TCP_KEEPCNT", "TCP_USER_TIMEOUT"))

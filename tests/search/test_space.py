@@ -141,7 +141,7 @@ def test_a_backlog_above_somaxconn_raises_somaxconn_when_it_is_no_dimension():
 def test_every_keepalive_setting_that_detects_is_measured_within_the_probes_window():
     from tuner.probe.keepalive import WINDOW_MIN
 
-    space = build_space(WorkloadKind.KEEPALIVE, STOCK, facts=FACTS)
+    space = build_space(WorkloadKind.KEEPALIVE, STOCK, facts=FACTS, add=["TCP_USER_TIMEOUT"])
     levels = {d.knob: [v for v in d.levels if v is not None] for d in space.dimensions}
     slowest = max(levels["TCP_KEEPIDLE"]) + max(levels["TCP_KEEPINTVL"]) * max(levels["TCP_KEEPCNT"])
     assert 1.5 * slowest <= WINDOW_MIN
@@ -150,7 +150,7 @@ def test_every_keepalive_setting_that_detects_is_measured_within_the_probes_wind
 
 def test_an_unset_timer_sits_on_its_scale_where_the_kernels_default_puts_it():
     def levels(baseline):
-        space = build_space(WorkloadKind.KEEPALIVE, baseline, facts=FACTS)
+        space = build_space(WorkloadKind.KEEPALIVE, baseline, facts=FACTS, add=["TCP_USER_TIMEOUT"])
         return {d.knob: d.levels for d in space.dimensions}
 
     stock = levels(STOCK)
@@ -161,3 +161,9 @@ def test_an_unset_timer_sits_on_its_scale_where_the_kernels_default_puts_it():
     assert short["TCP_KEEPIDLE"] == (1, 2, None, 3)  # a host that probes after 2 s idle
     space = build_space(WorkloadKind.KEEPALIVE, STOCK, facts=FACTS)
     assert space.candidate(space.baseline_point()).assignment == {}  # unset is still the baseline
+
+
+def test_a_keepalive_search_leaves_the_user_timeout_to_a_user_who_asks_for_it():
+    # on idle connections it only cuts the keepalive count short, which TCP_KEEPCNT does explicitly
+    assert "TCP_USER_TIMEOUT" not in build_space(WorkloadKind.KEEPALIVE, STOCK, facts=FACTS).knobs
+    assert "TCP_USER_TIMEOUT" in spec(WorkloadKind.KEEPALIVE).optional_knobs

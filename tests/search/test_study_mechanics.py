@@ -471,6 +471,24 @@ def test_side_by_side_a_first_batch_whose_baseline_failed_is_scored_against_the_
     assert study._best is None or study._best.value < 0.5
 
 
+def _lucky_once(queues):
+    """A side-by-side double under which the settings ``queues`` names pass their first run and queue
+    500 ms (reader latency) in every later one: a lucky search run, refused when measured again."""
+
+    class LuckyOnce(SideBySideMeasure):
+        def many(self, requests):
+            before = [a for batch in self.batches for a, _ in batch]
+            out = super().many(requests)
+            return [
+                replace(m, metrics={**m.metrics, "reader_latency_ms": summarize([500.0] * n)})
+                if queues(a) and a in before
+                else m
+                for (a, n), m in zip(requests, out)
+            ]
+
+    return LuckyOnce
+
+
 def test_a_leader_its_confirmation_refuses_is_never_recommended(clock):
     """A large buffer passed its search run by luck (no standing queue then) and queued 500 ms in every
     later run: the confirmation refuses it, so the verdict keeps the defaults and says why, however much
@@ -480,22 +498,37 @@ def test_a_leader_its_confirmation_refuses_is_never_recommended(clock):
         big = (a.get("SO_RCVBUF") or 0) >= 1 << 20
         return {"delivered_fraction": 1.0 if big else 0.4, "reader_latency_ms": 2.0}
 
-    class LuckyOnce(SideBySideMeasure):
-        def many(self, requests):
-            before = [a for batch in self.batches for a, _ in batch]
-            out = super().many(requests)
-            return [
-                replace(m, metrics={**m.metrics, "reader_latency_ms": summarize([500.0] * n)})
-                if (a.get("SO_RCVBUF") or 0) >= 1 << 20 and a in before
-                else m
-                for (a, n), m in zip(requests, out)
-            ]
-
     space = build_space(WorkloadKind.UDP, STOCK, facts=FACTS)
-    measure = LuckyOnce(WorkloadKind.UDP, truth, repeats=2, width=16, on_repeat=clock.advance)
+    lucky = _lucky_once(lambda a: (a.get("SO_RCVBUF") or 0) >= 1 << 20)
+    measure = lucky(WorkloadKind.UDP, truth, repeats=2, width=16, on_repeat=clock.advance)
     result = _study(space, measure, SearchConfig(budget=8, seed=0)).run()
     confirmed = [t for t in result.trials if t.role is TrialRole.CONFIRM and t.assignment]
     assert confirmed and all(not t.score.feasible for t in confirmed)  # the leaders were measured again
     assert not result.verdict.significant and result.assignment == {}
     assert "the confirmation refused every leader" in result.verdict.text
     assert "reader latency" in result.verdict.text
+
+
+def test_a_refused_leaders_place_goes_to_the_next_promising_candidate(clock):
+    """Buffers of 16 MiB and more pass their first run by luck and queue 500 ms in every later one; a
+    1-4 MiB buffer delivers 90% every time. The confirmation refuses the lucky leaders, confirms the next
+    candidates in their place and recommends one of those."""
+
+    def truth(a):
+        buf = a.get("SO_RCVBUF") or a.get("net.core.rmem_default") or 212992
+        return {
+            "delivered_fraction": 1.0 if buf >= 16 << 20 else 0.9 if buf >= 1 << 20 else 0.4,
+            "reader_latency_ms": 2.0,
+        }
+
+    space = build_space(WorkloadKind.UDP, STOCK, facts=FACTS)
+    lucky = _lucky_once(lambda a: truth(a)["delivered_fraction"] == 1.0)
+    measure = lucky(WorkloadKind.UDP, truth, repeats=2, width=16, on_repeat=clock.advance)
+    result = _study(space, measure, SearchConfig(budget=8, seed=0)).run()
+    refused = {t.key for t in result.trials if t.role is TrialRole.CONFIRM and not t.score.feasible}
+    assert refused  # the lucky leaders were confirmed first, and refused
+    assert result.verdict.significant, result.verdict.text
+    assert truth(result.assignment)["delivered_fraction"] == 0.9  # confirmed in their place
+    assert all(
+        t.score.feasible for t in result.trials if t.role is TrialRole.CONFIRM and t.key not in refused
+    )

@@ -72,7 +72,7 @@ def test_a_gain_over_a_baseline_measured_as_a_lower_bound_says_at_least():
     config = SearchConfig(
         budget=3,
         sampler="grid",
-        no_knobs=("TCP_KEEPIDLE", "TCP_KEEPINTVL", "TCP_KEEPCNT", "TCP_USER_TIMEOUT"),
+        no_knobs=("TCP_KEEPIDLE", "TCP_KEEPINTVL", "TCP_KEEPCNT"),
     )
     rec = recommend(
         DEFAULT_WORKLOADS[WorkloadKind.KEEPALIVE],

@@ -76,7 +76,6 @@ SYMPTOM_KNOBS: Mapping[str, tuple[str, ...]] = MappingProxyType(
             "TCP_KEEPIDLE",
             "TCP_KEEPINTVL",
             "TCP_KEEPCNT",
-            "TCP_USER_TIMEOUT",
             "net.ipv4.tcp_keepalive_time",
             "net.ipv4.tcp_keepalive_intvl",
             "net.ipv4.tcp_keepalive_probes",

@@ -58,6 +58,8 @@ log = get_logger(__name__)
 DEFAULT_BUDGET = 8
 _MAX_REJECTED_IN_ROW = 50
 _MAX_DUPLICATES_IN_ROW = 3
+# Leaders a confirmation refused are replaced by the next promising candidates this many times at most.
+_CONFIRM_REPLACEMENTS = 2
 # What a sampler is told for a setting that was measured but refused (it killed a live connection, broke
 # a latency bound, lost throughput): its own value made this much worse (log 2: half as good). Told as
 # "worse than anything" instead, the refusal would teach the model that the whole region is bad, when
@@ -934,7 +936,8 @@ class Study:
         ``1 + min_gain``) and, after the first, within the pruning margin of the best (2x by default): a
         confirmation cannot turn a candidate the search already shows short of either into the choice,
         and measuring it side by side would only spend time (a search that found nothing moved on a
-        200 ms path spent 11 of its 20 runs confirming that)."""
+        200 ms path spent 11 of its 20 runs confirming that). A candidate its confirmation refused
+        (:meth:`_refused`) is none: the next one takes its place."""
         base = [
             t.score for t in self._by_key.get(assignment_key({}), ()) if t.usable and t.score and t.searched
         ]
@@ -943,7 +946,10 @@ class Study:
         base_score = Score.pooled(base)
         margin = 1.0 + (self.config.prune if self.config.prune is not None else 1.0)
         out: list[str] = []
+        refused = self._refused()
         for key in self._ranked():
+            if key in refused:
+                continue
             score = self._search_score(key)
             iv = gain_interval(
                 base_score.samples,
@@ -963,11 +969,20 @@ class Study:
         """The candidates to confirm: the simplified best (if any), then the best promising ones (see
         :meth:`_promising`), best first."""
         ranked = self._promising()
-        first = [self._simplified] if self._simplified in self._ranked() else []
+        first = [self._simplified] if self._simplified in ranked else []
         leaders = list(dict.fromkeys(first + ranked[: self.config.confirm]))
         # at most ``confirm`` (what _confirm_runs counts), fewer when the time budget cannot hold the
         # confirmation of them all (see run)
         return leaders[: self._max_leaders]
+
+    def _refused(self) -> set[str]:
+        """Candidates a confirmation run refused (it killed a live connection, broke a bound): their search
+        runs passed by luck, and no verdict may choose them."""
+        return {
+            t.key
+            for t in self.trials
+            if t.role is TrialRole.CONFIRM and t.usable and t.score is not None and not t.score.feasible
+        }
 
     def _search_score(self, key: str) -> Score:
         return Score.pooled(
@@ -1324,6 +1339,7 @@ class Study:
             for k in keys
             if k != base_key and arms.get(k)
         }
+        pooled = {k: p for k, p in pooled.items() if p.feasible}  # a refused leader is no choice
         if not pooled:
             return False
         best = min(pooled, key=lambda k: pooled[k].loss)
@@ -1375,22 +1391,37 @@ class Study:
         return singles[i]
 
     def _confirm(self) -> None:
+        """Confirm the leaders; when the confirmation refuses one, the next promising candidate takes its
+        place and is confirmed in turn (at most :data:`_CONFIRM_REPLACEMENTS` times)."""
         if self.config.confirm == 0:
             return
-        leaders = self._leaders()
-        if not leaders:
-            return
+        confirmed: set[str] = set()
+        for _ in range(1 + _CONFIRM_REPLACEMENTS):
+            leaders = self._leaders()
+            if not leaders or set(leaders) <= confirmed:
+                return
+            if confirmed and not self._fits():  # a replacement only where --time holds a confirmation
+                return
+            if not self._confirm_leaders(leaders):
+                return
+            confirmed |= set(leaders)
+            if not confirmed & self._refused():
+                return
+
+    def _confirm_leaders(self, leaders: Sequence[str]) -> bool:
+        """The confirmation of ``leaders`` against the baseline (False: the time budget or failed runs
+        stopped it)."""
         keys = [assignment_key({}), *leaders]
         missing = [
             k for k in keys if not any(t.usable for t in self._by_key[k] if t.role is TrialRole.CONFIRM)
         ]
         if missing and not self._confirm_round(missing):
-            return
+            return False
         if not self._tops_up():
-            return
+            return True
         while min(self._confirm_samples(k) for k in keys) < MIN_REPEATS:
             if not self._confirm_round([k for k in keys if self._confirm_samples(k) < MIN_REPEATS]):
-                return
+                return False
         while self._unclear(keys) and min(self._confirm_samples(k) for k in keys) < self.config.max_repeats:
             log.info(
                 "study.more_repeats",
@@ -1398,7 +1429,8 @@ class Study:
                 cap=self.config.max_repeats,
             )
             if not self._confirm_round(keys):
-                return
+                return False
+        return True
 
     def _decide(self, stop_reason: str) -> StudyResult:
         arms = self._arms()
@@ -1429,7 +1461,7 @@ class Study:
                 elapsed,
             )
 
-        leaders = self._leaders()
+        leaders = [*self._leaders(), *sorted(self._refused())]
         # judge only on what was measured side by side when the leaders were confirmed
         pooled = {
             k: Score.pooled([t.score for t in arms[k] if t.score is not None]) for k in leaders if arms.get(k)
