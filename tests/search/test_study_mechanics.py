@@ -532,3 +532,28 @@ def test_a_refused_leaders_place_goes_to_the_next_promising_candidate(clock):
     assert all(
         t.score.feasible for t in result.trials if t.role is TrialRole.CONFIRM and t.key not in refused
     )
+
+
+def test_side_by_side_the_next_promising_candidate_rides_with_the_confirmations_first_round(clock):
+    """Where the search's last batch has room, the candidate next in line rides in the round measured
+    ahead: when the confirmation refuses the leader, its replacement is judged on that round, with no
+    batch of its own. Here one setting (a 64 MiB SO_RCVBUF alone) is lucky in the search."""
+
+    def lucky(a):
+        return a.get("SO_RCVBUF") == 64 << 20 and "net.core.rmem_default" not in a
+
+    def truth(a):
+        buf = a.get("SO_RCVBUF") or a.get("net.core.rmem_default") or 212992
+        delivered = 1.0 if lucky(a) else 0.9 if buf >= 1 << 20 else 0.4
+        return {"delivered_fraction": delivered, "reader_latency_ms": 2.0}
+
+    space = build_space(WorkloadKind.UDP, STOCK, facts=FACTS)
+    measure = _lucky_once(lucky)(WorkloadKind.UDP, truth, repeats=2, width=40, on_repeat=clock.advance)
+    result = _study(space, measure, SearchConfig(budget=8, seed=0, confirm=1)).run()
+    confirm = [t for t in result.trials if t.role is TrialRole.CONFIRM]
+    assert any(lucky(t.assignment) and not t.score.feasible for t in confirm)  # the leader, refused
+    assert (
+        len({t.started for t in confirm}) == 1
+    )  # its replacement was in the same round: no batch of its own
+    assert result.verdict.significant, result.verdict.text
+    assert truth(result.assignment)["delivered_fraction"] == 0.9

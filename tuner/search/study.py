@@ -389,6 +389,7 @@ class Study:
         self._phase_runs: dict[str, int] = {}
         self._phase_total: dict[str, int] = {}
         self._max_leaders = config.confirm
+        self._adopted_round: float | None = None  # when the round measured ahead that was adopted started
         self._batch: Batch | None = getattr(measure, "side_by_side", None)
         self._rejected = self._duplicates = 0  # the sampler's proposals in a row that were not measured
 
@@ -930,14 +931,14 @@ class Study:
         scored.sort()
         return [k for _, k in scored]
 
-    def _promising(self) -> list[str]:
+    def _promising(self, exclude: Collection[str] = ()) -> list[str]:
         """The ranked candidates worth a confirmation: those whose search runs leave room for the gain a
         recommendation needs (the upper end of their interval against the baseline's search runs reaches
         ``1 + min_gain``) and, after the first, within the pruning margin of the best (2x by default): a
         confirmation cannot turn a candidate the search already shows short of either into the choice,
         and measuring it side by side would only spend time (a search that found nothing moved on a
         200 ms path spent 11 of its 20 runs confirming that). A candidate its confirmation refused
-        (:meth:`_refused`) is none: the next one takes its place."""
+        (:meth:`_refused`) is none, nor one in ``exclude``: the next one takes its place."""
         base = [
             t.score for t in self._by_key.get(assignment_key({}), ()) if t.usable and t.score and t.searched
         ]
@@ -946,9 +947,9 @@ class Study:
         base_score = Score.pooled(base)
         margin = 1.0 + (self.config.prune if self.config.prune is not None else 1.0)
         out: list[str] = []
-        refused = self._refused()
+        skip = self._refused() | set(exclude)
         for key in self._ranked():
-            if key in refused:
+            if key in skip:
                 continue
             score = self._search_score(key)
             iv = gain_interval(
@@ -1203,14 +1204,19 @@ class Study:
         ~20 s; spare sandboxes cost little): the baseline and every leader of the moment (see
         :meth:`_leaders`), a claim's repeats each, appended to ``items``, ``roles`` and ``counts``; nothing
         when they do not all fit. It counts only if the search ends with those leaders
-        (:meth:`_adopt_ahead`)."""
+        (:meth:`_adopt_ahead`). Where room is left, the next promising candidate rides too: it takes a
+        refused leader's place without a batch of its own (:meth:`_adopt_reserve`)."""
         if self._batch is None or self.config.confirm == 0 or not self._tops_up():
             return
         leaders = self._leaders()
         per = self._confirm_repeats()
         if not leaders or self._batch.width - sum(counts) < per * (1 + len(leaders)):
             return
-        arms = [self._by_key[k][0] for k in (assignment_key({}), *leaders)]
+        keys = [assignment_key({}), *leaders]
+        reserve = next(iter(self._promising(exclude=leaders)), None)
+        if reserve is not None and self._batch.width - sum(counts) >= per * (2 + len(leaders)):
+            keys.append(reserve)  # the leaders' replacement, should the confirmation refuse one
+        arms = [self._by_key[k][0] for k in keys]
         items += [(t.assignment, t.point, None) for t in arms]
         roles += [TrialRole.AHEAD] * len(arms)
         counts += [per] * len(arms)
@@ -1249,8 +1255,37 @@ class Study:
         for key in keys:
             self._by_key[key] = [adopted.get(id(t), t) for t in self._by_key[key]]
         self._phase_runs["confirm"] = self._phase_total["confirm"] = len(adopted)
+        self._adopted_round = round_[0].started
         log.info("study.ahead_adopted", leaders=len(keys) - 1, runs=len(adopted))
         return True
+
+    def _adopt_reserve(self) -> str | None:
+        """When the confirmation refused every leader, the promising candidate that rode as the reserve in
+        the adopted round (:meth:`_add_confirm_ahead`) takes that run as its confirmation's first: it was
+        measured side by side with the baseline's, and nothing chose it by its values (the refusal looked
+        at other candidates' runs). Its key, if there was one."""
+        if self._adopted_round is None:
+            return None
+        promising = set(self._promising())
+        for t in self.trials:
+            if (
+                t.role is TrialRole.AHEAD
+                and t.usable
+                and t.started == self._adopted_round
+                and t.key in promising
+                and not any(x.role is TrialRole.CONFIRM for x in self._by_key[t.key])
+            ):
+                adopted = dataclasses.replace(t, role=TrialRole.CONFIRM)
+                self.trials = [adopted if x is t else x for x in self.trials]
+                self._by_key[t.key] = [adopted if x is t else x for x in self._by_key[t.key]]
+                log.info("study.reserve_adopted", assignment=t.key)
+                return t.key
+        return None
+
+    def _confirmed_keys(self) -> set[str]:
+        """Candidates (not the baseline) with a usable confirmation run."""
+        base = assignment_key({})
+        return {t.key for t in self.trials if t.role is TrialRole.CONFIRM and t.usable and t.key != base}
 
     def _tops_up(self) -> bool:
         """Whether the confirmation may add runs: not when the user fixed --repeats below the minimum
@@ -1391,21 +1426,28 @@ class Study:
         return singles[i]
 
     def _confirm(self) -> None:
-        """Confirm the leaders; when the confirmation refuses one, the next promising candidate takes its
-        place and is confirmed in turn (at most :data:`_CONFIRM_REPLACEMENTS` times)."""
+        """Confirm the leaders. When the confirmation refuses every one of them, the candidate that rode as
+        the reserve in the adopted round takes their place (:meth:`_adopt_reserve`), else the next
+        promising candidates are confirmed in turn (at most :data:`_CONFIRM_REPLACEMENTS` times)."""
         if self.config.confirm == 0:
             return
         confirmed: set[str] = set()
         for _ in range(1 + _CONFIRM_REPLACEMENTS):
+            refused = self._refused()
+            if refused and not self._confirmed_keys() - refused:  # every leader confirmed so far refused
+                reserve = self._adopt_reserve()
+                if reserve is not None:
+                    self._confirm_leaders([reserve])  # its top-ups, where the gain is unclear
+                    return
+                if not self._fits():  # --time must hold a replacement
+                    return
             leaders = self._leaders()
             if not leaders or set(leaders) <= confirmed:
-                return
-            if confirmed and not self._fits():  # a replacement only where --time holds a confirmation
                 return
             if not self._confirm_leaders(leaders):
                 return
             confirmed |= set(leaders)
-            if not confirmed & self._refused():
+            if self._confirmed_keys() - self._refused():
                 return
 
     def _confirm_leaders(self, leaders: Sequence[str]) -> bool:
@@ -1461,7 +1503,13 @@ class Study:
                 elapsed,
             )
 
-        leaders = [*self._leaders(), *sorted(self._refused())]
+        # the confirmed candidates (with those refused) where a confirmation ran, else the leaders
+        confirmed_keys = self._confirmed_keys()
+        leaders = (
+            sorted(confirmed_keys, key=lambda k: k not in self._leaders())
+            if confirmed_keys
+            else self._leaders()
+        )
         # judge only on what was measured side by side when the leaders were confirmed
         pooled = {
             k: Score.pooled([t.score for t in arms[k] if t.score is not None]) for k in leaders if arms.get(k)
