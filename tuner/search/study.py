@@ -1506,7 +1506,7 @@ class Study:
         # the confirmed candidates (with those refused) where a confirmation ran, else the leaders
         confirmed_keys = self._confirmed_keys()
         leaders = (
-            sorted(confirmed_keys, key=lambda k: k not in self._leaders())
+            sorted(confirmed_keys, key=lambda k: (k not in self._leaders(), k))
             if confirmed_keys
             else self._leaders()
         )
