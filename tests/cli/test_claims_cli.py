@@ -9,17 +9,24 @@ import pytest
 
 @pytest.mark.root
 def test_recommend_rr_with_one_repeat_makes_no_significance_claim(cli):
+    # the Nagle trap and its one fix: a gap of ~1000x at any window length, and nothing to simplify
     r = cli(
         "recommend",
         "rr",
         "--write-pattern",
         "split",
+        "--no-knob",
+        "TCP_QUICKACK",
+        "--no-knob",
+        "SO_SNDBUF",
+        "--no-knob",
+        "SO_RCVBUF",
         "--budget",
         "2",
         "--repeats",
         "1",
         "--duration",
-        "0.3s",
+        "0.1s",
         "--json",
     )
     assert r.code == 0, r.err

@@ -75,7 +75,22 @@ def _journal_lines(path: Path) -> list[dict]:
 @pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_a_signal_to_the_group_stops_a_search_and_leaves_a_resumable_journal(tmp_path, sig, code):
     journal = tmp_path / "search.jsonl"
-    proc = _start("recommend", "rr", "--budget", "6", "--duration", "0.5s", "--journal", str(journal))
+    # single writes and one repeat: no Nagle wait in the baseline (split writes stretch each of its
+    # repeats to 4x the window), so the search reaches its first trial in a few seconds
+    proc = _start(
+        "recommend",
+        "rr",
+        "--write-pattern",
+        "single",
+        "--repeats",
+        "1",
+        "--budget",
+        "6",
+        "--duration",
+        "0.5s",
+        "--journal",
+        str(journal),
+    )
     # evidence that the search runs trials: the baseline is journaled, and the next trial is being measured
     _wait_for(lambda: any(r.get("type") == "trial" for r in _journal_lines(journal)) and _measuring(proc.pid))
     rc, seconds, err = _signal_group(proc, sig)

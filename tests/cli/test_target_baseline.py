@@ -82,9 +82,27 @@ def test_probe_settings_override_the_copied_baseline(cli, target_ns):
 def test_recommend_profile_records_the_namespace_baseline(cli, target_ns, tmp_path):
     ns, algorithm = target_ns
     out = tmp_path / "p.toml"
-    # rr with split writes: a light load generator (Nagle-bound), so a busy machine cannot invalidate it
+    # rr with split writes: a light load generator (Nagle-bound), so a busy machine cannot invalidate it;
+    # one knob: the baseline is what is checked, not the search
     r = cli(
-        "recommend", "rr", "--netns", ns, "--budget", "1", "--repeats", "1", "--duration", "0.2", "-o", out
+        "recommend",
+        "rr",
+        "--netns",
+        ns,
+        "--no-knob",
+        "TCP_QUICKACK",
+        "--no-knob",
+        "SO_SNDBUF",
+        "--no-knob",
+        "SO_RCVBUF",
+        "--budget",
+        "1",
+        "--repeats",
+        "1",
+        "--duration",
+        "0.2",
+        "-o",
+        out,
     )
     assert r.code == 0, r.err
     baseline = tomllib.loads(out.read_text())["evidence"]["baseline"]
