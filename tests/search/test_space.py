@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 
 import pytest
 from search_doubles import FACTS, STOCK
@@ -159,8 +160,9 @@ def test_an_unset_timer_sits_on_its_scale_where_the_kernels_default_puts_it():
     assert stock["TCP_USER_TIMEOUT"] == (1000, 3000, None)  # unset: no limit
     short = levels({**STOCK, "net.ipv4.tcp_keepalive_time": 2})
     assert short["TCP_KEEPIDLE"] == (1, 2, None, 3)  # a host that probes after 2 s idle
-    space = build_space(WorkloadKind.KEEPALIVE, STOCK, facts=FACTS)
+    space = build_space(WorkloadKind.KEEPALIVE, STOCK, facts=FACTS, add=["TCP_USER_TIMEOUT"])
     assert space.candidate(space.baseline_point()).assignment == {}  # unset is still the baseline
+    json.dumps(space.to_dict(), allow_nan=False)  # a journal header: no infinity
 
 
 def test_a_keepalive_search_leaves_the_user_timeout_to_a_user_who_asks_for_it():

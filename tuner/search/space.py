@@ -156,8 +156,8 @@ class Dimension:
         d: dict[str, Any] = {"knob": self.knob, "levels": list(self.levels), "ordered": self.ordered}
         if self.part is not None:
             d["part"] = self.part
-        if self.unset is not None:
-            d["unset"] = self.unset
+        if self.unset is not None:  # JSON has no infinity: an unset that means no limit says so
+            d["unset"] = self.unset if math.isfinite(self.unset) else "no limit"
         return d
 
 
