@@ -1505,11 +1505,8 @@ class Study:
 
         # the confirmed candidates (with those refused) where a confirmation ran, else the leaders
         confirmed_keys = self._confirmed_keys()
-        leaders = (
-            sorted(confirmed_keys, key=lambda k: (k not in self._leaders(), k))
-            if confirmed_keys
-            else self._leaders()
-        )
+        current = self._leaders()  # (each call ranks the candidates with bootstrap intervals)
+        leaders = sorted(confirmed_keys, key=lambda k: (k not in current, k)) if confirmed_keys else current
         # judge only on what was measured side by side when the leaders were confirmed
         pooled = {
             k: Score.pooled([t.score for t in arms[k] if t.score is not None]) for k in leaders if arms.get(k)
