@@ -26,6 +26,14 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.skip(reason="needs root for network namespaces"))
 
 
+@pytest.fixture(scope="session")
+def nagle_fix_only() -> tuple[str, ...]:
+    """`tuner recommend rr` flags that search the Nagle trap's one fix (TCP_NODELAY) alone: for tests of a
+    search's path to a verdict, a profile or a report, which more knobs only lengthen (trials,
+    simplification and confirmation rounds)."""
+    return ("--no-knob", "TCP_QUICKACK", "--no-knob", "SO_SNDBUF", "--no-knob", "SO_RCVBUF")
+
+
 @pytest.fixture
 def netns():
     """A fresh, empty network namespace with loopback up; deleted afterwards."""

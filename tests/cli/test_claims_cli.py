@@ -8,19 +8,14 @@ import pytest
 
 
 @pytest.mark.root
-def test_recommend_rr_with_one_repeat_makes_no_significance_claim(cli):
+def test_recommend_rr_with_one_repeat_makes_no_significance_claim(cli, nagle_fix_only):
     # the Nagle trap and its one fix: a gap of ~1000x at any window length, and nothing to simplify
     r = cli(
         "recommend",
         "rr",
         "--write-pattern",
         "split",
-        "--no-knob",
-        "TCP_QUICKACK",
-        "--no-knob",
-        "SO_SNDBUF",
-        "--no-knob",
-        "SO_RCVBUF",
+        *nagle_fix_only,
         "--budget",
         "2",
         "--repeats",

@@ -79,7 +79,7 @@ def test_probe_settings_override_the_copied_baseline(cli, target_ns):
     assert "net.core.somaxconn" not in m["baseline"]["settings"]  # set by the assignment, not the baseline
 
 
-def test_recommend_profile_records_the_namespace_baseline(cli, target_ns, tmp_path):
+def test_recommend_profile_records_the_namespace_baseline(cli, target_ns, tmp_path, nagle_fix_only):
     ns, algorithm = target_ns
     out = tmp_path / "p.toml"
     # rr with split writes: a light load generator (Nagle-bound), so a busy machine cannot invalidate it;
@@ -89,12 +89,7 @@ def test_recommend_profile_records_the_namespace_baseline(cli, target_ns, tmp_pa
         "rr",
         "--netns",
         ns,
-        "--no-knob",
-        "TCP_QUICKACK",
-        "--no-knob",
-        "SO_SNDBUF",
-        "--no-knob",
-        "SO_RCVBUF",
+        *nagle_fix_only,
         "--budget",
         "1",
         "--repeats",

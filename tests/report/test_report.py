@@ -23,19 +23,14 @@ def tuner(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def search(tmp_path_factory):
+def search(tmp_path_factory, nagle_fix_only):
     """A real search: rr over the one knob that fixes its Nagle trap (the knobs figure then has one panel;
     more knobs only add trials, simplification and confirmation rounds), its journal and its profile."""
     d = tmp_path_factory.mktemp("search")
     done = tuner(
         "recommend",
         "rr",
-        "--no-knob",
-        "TCP_QUICKACK",
-        "--no-knob",
-        "SO_SNDBUF",
-        "--no-knob",
-        "SO_RCVBUF",
+        *nagle_fix_only,
         "--budget",
         "2",
         "--duration",
