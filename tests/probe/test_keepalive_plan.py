@@ -1,8 +1,30 @@
-"""How long the keepalive probe's phases last, planned from the timers the kernel reports (pure)."""
+"""How long the keepalive probe's phases last, planned from the timers the kernel reports, and which
+settings a search can leave unmeasured because the probe could not judge them."""
 
 from __future__ import annotations
 
-from tuner.probe.keepalive import HEALTHY_PROBES, PHASE_CAP, WINDOW_MIN, Timers, healthy_phase, window
+import socket
+from pathlib import Path
+
+import pytest
+
+from tuner.probe.keepalive import (
+    HEALTHY_PROBES,
+    PHASE_CAP,
+    WINDOW_MIN,
+    Timers,
+    _timers,
+    healthy_phase,
+    risk_unjudged,
+    timers_in_effect,
+    window,
+)
+
+STOCK_TIMERS = {
+    "net.ipv4.tcp_keepalive_time": 7200,
+    "net.ipv4.tcp_keepalive_intvl": 75,
+    "net.ipv4.tcp_keepalive_probes": 9,
+}
 
 
 def test_the_healthy_phase_covers_a_few_probes_and_the_give_up_after_a_lost_one():
@@ -29,3 +51,30 @@ def test_with_a_user_timeout_the_timer_gives_up_at_its_first_firing_past_it_what
     assert Timers(True, idle_s=4, intvl_s=2, count=9, user_timeout_ms=1000).detection_s == 4 + 2
     assert Timers(True, idle_s=1, intvl_s=1, count=9, user_timeout_ms=3000).detection_s == 1 + 2
     assert Timers(True, idle_s=1, intvl_s=1, count=9).detection_s == 1 + 9
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"SO_KEEPALIVE": True}, {"SO_KEEPALIVE": True, "TCP_KEEPIDLE": 2, "TCP_KEEPCNT": 3}],
+    ids=["nothing set", "keepalive on", "idle and count set"],
+)
+def test_the_timers_in_effect_are_those_the_kernel_reports_for_a_socket(options):
+    # an option that is not set inherits this namespace's sysctl, as the kernel's getsockopt says
+    sysctls = {name: int(Path("/proc/sys", *name.split(".")).read_text()) for name in STOCK_TIMERS}
+    with socket.socket() as sock:
+        if options.get("SO_KEEPALIVE"):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        for name in ("TCP_KEEPIDLE", "TCP_KEEPCNT"):
+            if name in options:
+                sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, name), options[name])
+        assert timers_in_effect({**sysctls, **options}) == _timers(sock)
+
+
+def test_timers_too_slow_for_the_healthy_phase_are_named_and_others_are_judged():
+    on = {**STOCK_TIMERS, "SO_KEEPALIVE": True}
+    knob, why = risk_unjudged({**on, "TCP_KEEPINTVL": 1}, 0.01)  # idle: the stock 2 hours
+    assert knob == "TCP_KEEPIDLE" and "7200 s" in why and f"{PHASE_CAP:g} s" in why
+    assert risk_unjudged({**on, "TCP_KEEPIDLE": 2}, 0.01)[0] == "TCP_KEEPINTVL"  # 75 s between probes
+    assert risk_unjudged({**on, "TCP_KEEPIDLE": 3, "TCP_KEEPINTVL": 2}, 0.01) is None  # 9 probes: 30 s
+    assert risk_unjudged(on, 0.0) is None  # no loss: nothing to judge, nothing left unjudged
+    assert risk_unjudged(STOCK_TIMERS, 0.01) is None  # keepalive off: nothing can kill

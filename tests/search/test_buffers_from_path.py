@@ -11,6 +11,7 @@ from search_doubles import FACTS, STOCK, SyntheticMeasure
 
 from tuner.kinds.bulk import bdp_levels
 from tuner.search.objective import parse_objective
+from tuner.search.samplers import make_sampler
 from tuner.search.space import build_space
 from tuner.search.study import SearchConfig, Study, TrialRole
 from tuner.workload import NetworkPath, WorkloadKind
@@ -111,3 +112,39 @@ def test_a_buffer_the_best_was_held_back_by_is_never_tried_lower():
     simplify = [t for t in result.trials if t.role is TrialRole.SIMPLIFY]
     tried_lower = [t for t in simplify if t.assignment.get("net.ipv4.tcp_rmem", (0, 0, 0))[2] < rmem]
     assert simplify and not tried_lower
+
+
+def _window_limited_truth(a):
+    """Goodput held by the smaller of the two windows (about half of each buffer's maximum) over PATH:
+    only a search that raises both buffers past the BDP reaches the path's rate."""
+    rmem = a.get("net.ipv4.tcp_rmem", STOCK["net.ipv4.tcp_rmem"])[2]
+    wmem = a.get("net.ipv4.tcp_wmem", STOCK["net.ipv4.tcp_wmem"])[2]
+    window = min(rmem, wmem) / 2
+    return {"goodput_mbps": min(400.0, window * 8 / PATH.rtt / 1e6)}
+
+
+def test_the_search_measures_the_paths_textbook_buffers_first():
+    # both buffers' maximum at 2x the BDP: the static profile a user would copy for this path, so a
+    # search whose own trials never raise both buffers at once still recommends at least as much
+    space = build_space(BULK, STOCK, facts=FACTS, path=PATH)
+    anchor = space.candidate(space.anchor()).assignment
+    assert anchor["net.ipv4.tcp_rmem"][2] == anchor["net.ipv4.tcp_wmem"][2] == 20 * MiB
+    measure = SyntheticMeasure(BULK, _window_limited_truth, noise=0.02)
+    result = Study(
+        space,
+        parse_objective(None, BULK),
+        make_sampler("skopt", space, seed=1, budget=8),
+        measure,
+        config=SearchConfig(budget=8, seed=1),
+    ).run()
+    searched = [t for t in result.trials if t.role is TrialRole.SEARCH]
+    assert searched[0].assignment == anchor
+    assert result.best.metrics["goodput_mbps"].median >= 0.95 * 400
+    # a target whose buffers are already as large keeps them; without a rate there is no BDP
+    big = {
+        **STOCK,
+        "net.ipv4.tcp_rmem": (4096, 131072, 32 * MiB),
+        "net.ipv4.tcp_wmem": (4096, 16384, 32 * MiB),
+    }
+    assert build_space(BULK, big, facts=FACTS, path=PATH).anchor() is None
+    assert build_space(BULK, STOCK, facts=FACTS, path=NetworkPath(rtt=0.2)).anchor() is None

@@ -21,7 +21,7 @@ from tuner.search.samplers import (
 )
 from tuner.search.space import build_space
 from tuner.search.study import SearchConfig, Study
-from tuner.workload import WorkloadKind
+from tuner.workload import NetworkPath, WorkloadKind
 
 MiB = 1024 * 1024
 # live values where a searched max below the live default would unorder the triple, and a socket
@@ -221,3 +221,13 @@ def test_skopt_batches_give_the_design_alone_then_the_models_points():
         sampler.tell(p, float(p[0]))
     second = ask_batch(sampler, 4)
     assert len(second) == 4 and not set(second) & set(first)
+
+
+def test_a_keepalive_design_over_a_lossy_path_spends_no_point_on_a_setting_the_probe_cannot_judge():
+    from tuner.probe.keepalive import healthy_phase, timers_in_effect
+
+    space = build_space(WorkloadKind.KEEPALIVE, STOCK, facts=FACTS, path=NetworkPath(loss=0.01))
+    for seed in range(10):
+        for point in make_sampler("skopt", space, seed=seed, budget=8).design:
+            timers = timers_in_effect({**STOCK, **space.candidate(point).assignment})
+            assert healthy_phase(0.5, timers, 0.01)[1]

@@ -12,7 +12,7 @@ from tuner.errors import InputError, KnobError
 from tuner.kinds import spec
 from tuner.knobs import check_assignment
 from tuner.search.space import build_space, knob_cost
-from tuner.workload import WorkloadKind
+from tuner.workload import NetworkPath, WorkloadKind
 
 
 @pytest.mark.parametrize("kind", list(WorkloadKind))
@@ -169,3 +169,32 @@ def test_a_keepalive_search_leaves_the_user_timeout_to_a_user_who_asks_for_it():
     # on idle connections it only cuts the keepalive count short, which TCP_KEEPCNT does explicitly
     assert "TCP_USER_TIMEOUT" not in build_space(WorkloadKind.KEEPALIVE, STOCK, facts=FACTS).knobs
     assert "TCP_USER_TIMEOUT" in spec(WorkloadKind.KEEPALIVE).optional_knobs
+
+
+def test_keepalive_settings_the_probe_could_not_judge_over_a_lossy_path_are_no_candidates():
+    from tuner.probe.keepalive import healthy_phase, timers_in_effect
+
+    lossy = build_space(WorkloadKind.KEEPALIVE, STOCK, facts=FACTS, path=NetworkPath(loss=0.01))
+    judged, refused = {}, {}
+    for point in lossy.points():
+        values = lossy.values(point)
+        try:
+            cand = lossy.candidate(point)
+        except KnobError as exc:
+            refused[str(sorted((k, str(v)) for k, v in values.items()))] = exc
+        else:
+            judged[cand.key] = cand
+    # every setting with keepalive on and an unset idle (2 hours) or interval (75 s) is left out, and
+    # only those: what is left is exactly what the probe's healthy phase can judge
+    assert len(judged) == 31 and refused
+    assert all(
+        "healthy phase" in str(e) and e.knob in {"TCP_KEEPIDLE", "TCP_KEEPINTVL"} for e in refused.values()
+    )
+    for cand in judged.values():
+        assert healthy_phase(0.5, timers_in_effect({**STOCK, **cand.assignment}), 0.01)[1]
+    lossless = build_space(WorkloadKind.KEEPALIVE, STOCK, facts=FACTS, path=NetworkPath())
+    assert len({lossless.candidate(p).key for p in lossless.points()}) == 61  # nothing to judge, all kept
+    # a host whose own sysctls probe soon makes the unset timers judgeable
+    quick = {**STOCK, "net.ipv4.tcp_keepalive_time": 2, "net.ipv4.tcp_keepalive_intvl": 1}
+    space = build_space(WorkloadKind.KEEPALIVE, quick, facts=FACTS, path=NetworkPath(loss=0.01))
+    assert space.candidate(space.point_of({"SO_KEEPALIVE": True})).assignment == {"SO_KEEPALIVE": True}

@@ -79,7 +79,14 @@ def test_a_gain_over_a_baseline_measured_as_a_lower_bound_says_at_least():
         NetworkPath(loss=0.01),
         config,
         measure=measure,
-        live=dict(STOCK),
+        # a host whose keepalive sysctls are those timers: with the stock 2-hour idle the probe could
+        # not judge the setting's risk and the search would never measure it
+        live={
+            **STOCK,
+            "net.ipv4.tcp_keepalive_time": 1,
+            "net.ipv4.tcp_keepalive_intvl": 1,
+            "net.ipv4.tcp_keepalive_probes": 3,
+        },
     )
     assert rec.assignment == {"SO_KEEPALIVE": True}
     assert "at least" in rec.verdict.text and "lower bound" in rec.verdict.text

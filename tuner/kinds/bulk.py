@@ -26,13 +26,13 @@ BULK_WINDOW_RTTS = 8
 def bdp_levels(rate_bps: float, rtt: float) -> tuple[int, ...]:
     """Buffer sizes spanning 1/2x to 4x the bandwidth-delay product (rounded up: to 64 KiB below
     1 MiB, to 1 MiB above), at least 64 KiB."""
-    bdp = rate_bps * rtt / 8
-    out = []
-    for m in BDP_MULTIPLES:
-        size = m * bdp
-        step = MiB if size >= MiB else 64 * KiB
-        out.append(max(64 * KiB, math.ceil(size / step) * step))
-    return tuple(dict.fromkeys(out))
+    return tuple(dict.fromkeys(_bdp_size(m, rate_bps, rtt) for m in BDP_MULTIPLES))
+
+
+def _bdp_size(multiple: float, rate_bps: float, rtt: float) -> int:
+    size = multiple * rate_bps * rtt / 8
+    step = MiB if size >= MiB else 64 * KiB
+    return max(64 * KiB, math.ceil(size / step) * step)
 
 
 def _path_levels(path: NetworkPath) -> Mapping[str, tuple[int, ...]]:
@@ -42,6 +42,16 @@ def _path_levels(path: NetworkPath) -> Mapping[str, tuple[int, ...]]:
         return {}
     levels = bdp_levels(path.rate_bps, path.rtt)
     return dict.fromkeys(BDP_KNOBS, levels)
+
+
+def _path_anchor(path: NetworkPath) -> Mapping[str, int]:
+    """The static setting a user would copy for the path: both buffers' autotuning maximum at twice the
+    bandwidth-delay product, so that the advertised window (about half the receive buffer) holds one
+    BDP. The search's design measures it first, so it never recommends less than that profile does."""
+    if not (path.rate_bps and path.rtt):
+        return {}
+    size = _bdp_size(2, path.rate_bps, path.rtt)
+    return {"net.ipv4.tcp_rmem": size, "net.ipv4.tcp_wmem": size}
 
 
 def _window(duration: float, rtt: float) -> float:
@@ -68,6 +78,7 @@ BULK = KindSpec(
         "net.ipv4.tcp_notsent_lowat": (16 * KiB, 1 * MiB, UINT_MAX),
     },
     path_levels=_path_levels,
+    path_anchor=_path_anchor,
     # over a plain link the bulk sender saturates a core before any buffer or congestion control matters:
     # the baseline is held back by the load generator and a search has nothing to judge (measured: the
     # sender 92-99% busy, `tuner recommend bulk` failed in 6 s); a search names a WAN path instead

@@ -60,6 +60,9 @@ class KindSpec:
     inert_knobs: Mapping[str, str] = field(default_factory=dict)
     levels: Mapping[str, Levels] = field(default_factory=dict)
     path_levels: Callable[[NetworkPath], Mapping[str, tuple[int, ...]]] | None = None
+    # the textbook setting for a path (knob -> level of its searched part; a knob whose baseline is
+    # already higher stays there), which the search's design measures first (tuner.search.space.Space.anchor)
+    path_anchor: Callable[[NetworkPath], Mapping[str, int]] | None = None
     counter_metrics: Mapping[str, tuple[str, str]] = field(default_factory=dict)  # metric -> (side, counter)
     # (repeats, seconds per repeat) of each probe in a search, unless the user chooses: short enough
     # that the default budget finishes in about a minute, long enough for a stable median
@@ -77,6 +80,10 @@ class KindSpec:
     # repeats a search may measure at once, each in a sandbox of its own (tuner.probe.side_by_side), for
     # a probe that waits on timers rather than on the CPU; 1: one at a time (the probe needs the CPU)
     side_by_side: int = 1
+    # (knob, why) for a setting whose measurement over a path this kind's probe could not judge, so that
+    # the objective would refuse it whatever it measured (keepalive timers too slow for the healthy phase
+    # to show their risk): a search never measures such a setting
+    unjudgeable: Callable[[Mapping[str, Value | None], NetworkPath], tuple[str, str] | None] | None = None
 
     def __post_init__(self) -> None:
         if self.workload.kind is not self.kind:

@@ -45,9 +45,11 @@ import selectors
 import socket
 import statistics
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, cast
 
+from tuner.knobs import Value
 from tuner.logs import get_logger
 from tuner.observe.counters import read_counters
 from tuner.probe.base import (
@@ -72,8 +74,10 @@ __all__ = [
     "Timers",
     "healthy_phase",
     "hold",
+    "risk_unjudged",
     "run_repeat",
     "serve",
+    "timers_in_effect",
     "window",
 ]
 
@@ -133,6 +137,56 @@ def healthy_phase(duration: float, timers: Timers, loss: float) -> tuple[float, 
     if planned > PHASE_CAP:
         return duration, False
     return max(duration, planned), True
+
+
+# the kernel's defaults, for a namespace whose sysctls are not known
+_SYSCTL_DEFAULTS = {
+    "net.ipv4.tcp_keepalive_time": 7200,
+    "net.ipv4.tcp_keepalive_intvl": 75,
+    "net.ipv4.tcp_keepalive_probes": 9,
+}
+# socket option -> the namespace's sysctl a socket inherits when the option is not set
+_INHERITS = {
+    "TCP_KEEPIDLE": "net.ipv4.tcp_keepalive_time",
+    "TCP_KEEPINTVL": "net.ipv4.tcp_keepalive_intvl",
+    "TCP_KEEPCNT": "net.ipv4.tcp_keepalive_probes",
+}
+
+
+def timers_in_effect(values: Mapping[str, Value | None]) -> Timers:
+    """The timers a survivor's socket runs with under ``values`` (socket options and the namespace's
+    sysctls, by knob name): a timer option that is not set inherits its sysctl, as in the kernel."""
+
+    def timer(option: str) -> int:
+        v = values.get(option)
+        if v is None:
+            sysctl = _INHERITS[option]
+            v = values.get(sysctl, _SYSCTL_DEFAULTS[sysctl])
+        return int(cast(int, v))
+
+    return Timers(
+        bool(values.get("SO_KEEPALIVE")),
+        timer("TCP_KEEPIDLE"),
+        timer("TCP_KEEPINTVL"),
+        timer("TCP_KEEPCNT"),
+        int(cast(int, values.get("TCP_USER_TIMEOUT") or 0)),
+    )
+
+
+def risk_unjudged(values: Mapping[str, Value | None], loss: float) -> tuple[str, str] | None:
+    """(knob, why) when a measurement of ``values`` over a path with ``loss`` could not show the timers'
+    risk (:func:`healthy_phase`): the objective refuses every such measurement, so a search need not make
+    it. The knob named is the timer that takes most of the time."""
+    timers = timers_in_effect(values)
+    if healthy_phase(0.0, timers, loss)[1]:
+        return None
+    idle = timers.idle_s + HEALTHY_PROBES * max(timers.idle_s, 1)
+    knob = "TCP_KEEPIDLE" if idle >= timers.intvl_s * timers.rounds else "TCP_KEEPINTVL"
+    return knob, (
+        f"the probe cannot judge this setting's risk: its timers (idle {timers.idle_s} s, interval "
+        f"{timers.intvl_s} s, {timers.rounds} probes) need {idle + timers.intvl_s * timers.rounds:,} s "
+        f"for {HEALTHY_PROBES} keepalive probes and a give-up, the healthy phase lasts at most {PHASE_CAP:g} s"
+    )
 
 
 def _timers(sock: socket.socket) -> Timers:

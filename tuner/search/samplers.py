@@ -183,7 +183,13 @@ class SkoptSampler:
     def __init__(self, space: Space, *, seed: int = 0, initial_points: int = 4, screen: int = 0) -> None:
         dims = [LevelDimension(len(d.levels), not is_categorical(d)) for d in space.dimensions]
         self._design = list(
-            dict.fromkeys([*switch_screen(space, screen), *initial_design(space, initial_points, seed=seed)])
+            dict.fromkeys(
+                [
+                    *([] if (anchor := space.anchor()) is None else [anchor]),
+                    *switch_screen(space, screen),
+                    *initial_design(space, initial_points, seed=seed),
+                ]
+            )
         )
         # the baseline is told first, then the design: the model leads after those tells
         self._opt = GaussianProcessOptimizer(dims, seed=seed, initial_points=len(self._design) + 1)

@@ -9,7 +9,10 @@ so the baseline is a point of the space.
 A point (one level index per dimension) becomes a :class:`Candidate`: the *changes* from the baseline,
 repaired so that every catalogue rule holds (ordered triples stay ordered, a socket value capped by a
 sysctl gets that sysctl raised) and then checked as an :class:`tuner.knobs.Assignment`. A point that
-cannot be repaired is rejected; nothing unchecked ever reaches a probe. Building the space is pure.
+cannot be repaired is rejected; nothing unchecked ever reaches a probe. So is a setting the kind's probe
+could not judge over the space's path (:attr:`tuner.kinds.spec.KindSpec.unjudgeable`: keepalive timers
+too slow for the healthy phase to show their risk), which the objective would refuse whatever it
+measured. Building the space is pure.
 """
 
 from __future__ import annotations
@@ -188,6 +191,9 @@ class Space:
     dimensions: tuple[Dimension, ...]
     baseline: Mapping[str, Value] = field(default_factory=dict)  # knob -> value in effect when not set
     facts: KernelFacts | None = None
+    # the path the search measures over: a setting the kind's probe could not judge on it is no candidate
+    # (KindSpec.unjudgeable); without a path every setting is one
+    path: NetworkPath | None = None
 
     @property
     def knobs(self) -> tuple[str, ...]:
@@ -211,6 +217,27 @@ class Space:
                 raise InputError(f"the baseline value of {dim.knob} is not one of its levels")
             point.append(idx)
         return tuple(point)
+
+    def anchor(self) -> tuple[int, ...] | None:
+        """The kind's textbook setting for the space's path (:attr:`KindSpec.path_anchor`) as a point: each
+        knob it names at its level where the baseline is lower; ``None`` without one, or when the
+        baseline already holds it."""
+        rule = spec(self.kind).path_anchor
+        if rule is None or self.path is None:
+            return None
+        want = rule(self.path)
+        base = self.baseline_point()
+        point = list(base)
+        for i, dim in enumerate(self.dimensions):
+            if dim.knob not in want:
+                continue
+            current = self._baseline_level(dim)
+            if isinstance(current, int) and current >= want[dim.knob]:
+                continue
+            idx = dim.index_of(want[dim.knob])
+            if idx is not None:
+                point[i] = idx
+        return tuple(point) if tuple(point) != base else None
 
     def points(self) -> Iterator[tuple[int, ...]]:
         """Every point of the space, in lexicographic order of level indices."""
@@ -243,7 +270,8 @@ class Space:
         return out
 
     def candidate(self, point: Sequence[int]) -> Candidate:
-        """The checked assignment for ``point``; raises :class:`KnobError` when no repair makes it valid."""
+        """The checked assignment for ``point``; raises :class:`KnobError` when no repair makes it valid,
+        or when the kind's probe could not judge it over the space's path (:attr:`KindSpec.unjudgeable`)."""
         values = self.values(point)
         changes: dict[str, Value] = {}
         for name, v in values.items():
@@ -293,6 +321,11 @@ class Space:
                 break
         # a repair may bring a knob back to its baseline value (somaxconn 1024 raised to the live 4096)
         changes = {k: v for k, v in changes.items() if v != self.baseline.get(k)}
+        unjudgeable = spec(self.kind).unjudgeable
+        if unjudgeable is not None and self.path is not None and changes:
+            why = unjudgeable({**self.baseline, **changes}, self.path)
+            if why is not None:
+                raise KnobError(why[0], why[1], value=changes.get(why[0]))
         checked = Assignment.checked(changes, self.facts)
         return Candidate(self.point_of(checked) or tuple(point), checked, tuple(repairs))
 
@@ -441,7 +474,7 @@ def build_space(
         levels = sorted(dict.fromkeys(levels), key=_sort_key if unset is None else _ranked_key(unset))
         ordered = not isinstance(knob.domain, (Algorithm, IntChoice))
         dims.append(Dimension(name, tuple(levels), ordered, part, unset))
-    return Space(kind, tuple(dims), dict(baseline), facts)
+    return Space(kind, tuple(dims), dict(baseline), facts, path)
 
 
 def searchable_knobs(kind: WorkloadKind, names: Sequence[str]) -> tuple[list[str], dict[str, str]]:

@@ -207,7 +207,9 @@ class TrialState(Enum):
     COMPLETE = "complete"
     FAILED = "failed"  # measure raised, or returned a failed measurement
     INVALID = "invalid"  # the measurement ran but cannot be trusted (a sandbox or load bottleneck)
-    REJECTED = "rejected"  # the candidate broke a catalogue rule; never measured
+    REJECTED = (
+        "rejected"  # a catalogue rule, or the probe could not judge it (Space.candidate); never measured
+    )
 
 
 @dataclass(frozen=True)
@@ -767,7 +769,7 @@ class Study:
             self._tell([asked], math.inf)
             self._rejected += 1
             if self._rejected >= _MAX_REJECTED_IN_ROW:
-                return "the sampler proposed only settings the catalogue rejects"
+                return "the sampler proposed only settings the catalogue rejects or the probe cannot judge"
             return None
         self._rejected = 0
         known = [t for t in self._by_key.get(cand.key, ()) if t.searched]
