@@ -92,7 +92,7 @@ def child(argv: list[str]) -> int:
         if target is None:
             return 1
         objective = parse_objective(config.objective, workload.kind).name.split(":")[0]
-        view = _ProgressView(config.budget, objective)
+        view = _ProgressView(objective)
         try:
             rec = recommend(workload, path, config, view, target=target, notify=notify)
         finally:

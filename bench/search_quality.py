@@ -318,7 +318,7 @@ def main() -> int:
         objective = default_objective(workload.kind)
         with Sandbox(path) as sb:
             live = live_baseline(sb)
-            space = build_space(workload.kind, live, facts=facts, add=add, remove=remove)
+            space = build_space(workload.kind, live, facts=facts, add=add, remove=remove, path=path)
 
             def measure(a, sb=sb, w=workload, p=path, repeats=repeats, duration=duration):
                 return run_probe(w, p, a, repeats=repeats, duration=duration, sandbox=sb)

@@ -18,7 +18,7 @@ from tuner.search import study as study_module
 from tuner.search.objective import Score, parse_objective
 from tuner.search.recommend import probe_settings
 from tuner.search.samplers import make_sampler
-from tuner.search.space import build_space
+from tuner.search.space import assignment_key, build_space
 from tuner.search.stats import MIN_REPEATS
 from tuner.search.study import SearchConfig, Study, TrialRole
 from tuner.workload import NetworkPath, WorkloadKind
@@ -557,3 +557,41 @@ def test_side_by_side_the_next_promising_candidate_rides_with_the_confirmations_
     )  # its replacement was in the same round: no batch of its own
     assert result.verdict.significant, result.verdict.text
     assert truth(result.assignment)["delivered_fraction"] == 0.9
+
+
+def _keepalive_truth(a):
+    """Detection after idle + interval x count (stock: not within the window); a count under 3 gives up
+    on live peers over the lossy path."""
+    on = bool(a.get("SO_KEEPALIVE"))
+    idle, intvl, count = (
+        a.get(k) or d for k, d in (("TCP_KEEPIDLE", 7200), ("TCP_KEEPINTVL", 75), ("TCP_KEEPCNT", 9))
+    )
+    detect = idle + intvl * count if on else 18.0
+    return {
+        "detect_s": min(detect, 18.0),
+        "detected_fraction": 1.0 if detect <= 18.0 else 0.0,
+        "false_kills": 5.0 if on and count < 3 else 0.0,
+        "keepalive_packets_per_conn_hour": 3600.0 / idle if on else 0.0,
+    }
+
+
+def test_side_by_side_keepalive_by_default_fills_its_first_batch_with_the_design_and_the_model_gets_one(
+    clock,
+):
+    # a kind measured side by side: 15 trials at the wall time of two batches, 11 of them the design
+    space = build_space(WorkloadKind.KEEPALIVE, STOCK, facts=FACTS, path=NetworkPath(loss=0.01))
+    measure = SideBySideMeasure(
+        WorkloadKind.KEEPALIVE, _keepalive_truth, repeats=2, width=30, on_repeat=clock.advance
+    )
+    result = _study(space, measure, SearchConfig(seed=1)).run()
+    assert result.search_trials == 15
+    searched = {t.key for t in result.trials if t.role is TrialRole.SEARCH and t.measurement}
+    per_batch, seen = [], set()
+    for batch in measure.batches:  # a search trial's first measurement; later ones are other roles
+        keys = {assignment_key(a) for a, _ in batch} & searched - seen
+        seen |= keys
+        per_batch.append(len(keys))
+    assert per_batch[:2] == [11, 4] and sum(per_batch[2:]) == 0  # the design, then the model's batch
+    assert measure.batches[0][0] == ({}, 2)  # the baseline rides with the design
+    assert len(measure.batches) <= 4  # search, then at most the confirmation's further rounds
+    assert result.verdict.significant and result.assignment["TCP_KEEPCNT"] >= 3

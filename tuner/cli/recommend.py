@@ -33,7 +33,7 @@ from tuner.search.objective import Score, parse_objective
 from tuner.search.recommend import Recommendation, metric_comparison, recommend
 from tuner.search.samplers import SAMPLERS
 from tuner.search.stats import MIN_REPEATS
-from tuner.search.study import DEFAULT_BUDGET, SearchConfig, TrialEvent
+from tuner.search.study import SearchConfig, TrialEvent, budget_defaults
 from tuner.units import format_value
 
 __all__ = ["cmd_recommend", "register", "render_recommendation"]
@@ -74,11 +74,10 @@ class _ProgressView:
         "confirm-ahead": "confirm, measured ahead",
     }
 
-    def __init__(self, budget: int, objective: str, *, file: Any = None) -> None:
+    def __init__(self, objective: str, *, file: Any = None) -> None:
         self.file = file or sys.stderr
         self.tty = self.file.isatty()
         self.objective = objective
-        self.budget = budget
         self._start = time.monotonic()
         self._lock = threading.Lock()
         self._head = ""
@@ -259,7 +258,7 @@ def cmd_recommend(args: argparse.Namespace) -> int:
         )
     require_root("searching in sandboxes (network namespaces)")
     target = read_target(args.netns)
-    view = _ProgressView(config.budget, parse_objective(config.objective, workload.kind).name.split(":")[0])
+    view = _ProgressView(parse_objective(config.objective, workload.kind).name.split(":")[0])
     try:
         rec = recommend(
             workload,
@@ -342,9 +341,7 @@ def cmd_recommend_auto(args: argparse.Namespace) -> int:
     for i, svc in enumerate(targets, 1):
         symptoms = ", ".join(s.name for s in svc.symptoms)
         print(f"[{i}/{len(targets)}] {svc.key} ({svc.service_class.value}): {symptoms}", file=sys.stderr)
-        view = _ProgressView(
-            config.budget, parse_objective(config.objective, svc.workload.kind).name.split(":")[0]
-        )
+        view = _ProgressView(parse_objective(config.objective, svc.workload.kind).name.split(":")[0])
         try:
             rec = recommend_for_service(svc, obs, config, view, target)
         finally:
@@ -414,9 +411,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument(
         "--budget",
         type=int,
-        default=DEFAULT_BUDGET,
         metavar="N",
-        help=f"search trials, not counting the baseline and the confirmation (default {DEFAULT_BUDGET})",
+        help=f"search trials, not counting the baseline and the confirmation (default {budget_defaults()})",
     )
     g.add_argument(
         "--time", type=positive_duration, metavar="DURATION", help="stop searching after this long, e.g. 5m"

@@ -58,6 +58,11 @@ KEEPALIVE = KindSpec(
     # search batch (4 candidates and 3 elimination runs of 2 repeats) with the confirmation's first round
     # (the baseline and two leaders, 5 repeats each), which then needs no ~20 s batch of its own
     side_by_side=30,
+    # measured side by side, trials cost batches: 11 design points ride in the first batch with the
+    # baseline (24 sandboxes) and the model's 4 in the second with the elimination and the confirmation's
+    # first round, the two batches that 8 trials took. Replayed (bench/search_seeds.py), the setting a
+    # search recommends reached a median 0.87 of the optimum at 8 trials (10 seeds), 1.0 at 15 (20 seeds)
+    budget=15,
     # timers too slow for the healthy phase to show their risk (an unset TCP_KEEPIDLE inherits a stock
     # tcp_keepalive_time of 2 hours, an unset TCP_KEEPINTVL 75 s) are refused by the objective whatever
     # they measure, so the search does not spend trials on them: from the Debian stock sysctls, 30 of the

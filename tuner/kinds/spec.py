@@ -80,6 +80,9 @@ class KindSpec:
     # repeats a search may measure at once, each in a sandbox of its own (tuner.probe.side_by_side), for
     # a probe that waits on timers rather than on the CPU; 1: one at a time (the probe needs the CPU)
     side_by_side: int = 1
+    # the default trial budget of a search, where the kind's differs from the search's (8): a kind
+    # measured side by side fills its first batch with the design at the wall time of one measurement
+    budget: int | None = None
     # (knob, why) for a setting whose measurement over a path this kind's probe could not judge, so that
     # the objective would refuse it whatever it measured (keepalive timers too slow for the healthy phase
     # to show their risk): a search never measures such a setting

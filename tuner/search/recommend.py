@@ -43,6 +43,7 @@ from tuner.search.study import (
     TrialEvent,
     TrialState,
     Verdict,
+    default_budget,
 )
 from tuner.workload import NetworkPath, Workload, WorkloadKind
 
@@ -397,6 +398,8 @@ def recommend(
     result claims nothing (keep the defaults; ``[evidence.path_health]`` says why).
     """
     objective = parse_objective(config.objective, workload.kind)
+    budget = config.budget or default_budget(workload.kind)
+    config = replace(config, budget=budget)
     space_knobs(workload.kind, config.knobs, config.no_knobs)  # bad flags fail before a sandbox is built
     facts = KernelFacts.read()
     if ceiling is None and measure is None and path.rate_bps:
@@ -438,7 +441,7 @@ def recommend(
         space = build_space(
             workload.kind, live, facts=facts, add=config.knobs, remove=config.no_knobs, path=path
         )
-        sampler = make_sampler(config.sampler, space, seed=config.seed, budget=config.budget)
+        sampler = make_sampler(config.sampler, space, seed=config.seed, budget=budget)
         journal = None
         if config.journal is not None:
             header = {
@@ -459,7 +462,7 @@ def recommend(
             knobs=list(space.knobs),
             points=space.size,
             sampler=config.sampler,
-            budget=config.budget,
+            budget=budget,
         )
         study = Study(space, objective, sampler, measure, config=config, journal=journal, progress=progress)
         result = study.run()

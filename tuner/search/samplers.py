@@ -16,21 +16,26 @@ A sampler never sees knob values, only indices; the study turns a point into a c
 
 from __future__ import annotations
 
+import itertools
 import random
 from collections.abc import Sequence
 from typing import Protocol
 
 from tuner.adapters.skopt import GaussianProcessOptimizer, LevelDimension
 from tuner.errors import InputError, KnobError
+from tuner.kinds import spec
 from tuner.search.space import Dimension, Space
+from tuner.workload import WorkloadKind
 
 __all__ = [
+    "DEFAULT_BUDGET",
     "SAMPLERS",
     "GridSampler",
     "RandomSampler",
     "Sampler",
     "SkoptSampler",
     "ask_batch",
+    "default_budget",
     "design_size",
     "initial_design",
     "is_categorical",
@@ -39,6 +44,12 @@ __all__ = [
 
 Point = tuple[int, ...]
 GRID_LIMIT = 100_000
+DEFAULT_BUDGET = 8  # search trials, unless the kind has its own (KindSpec.budget) or the user chooses
+
+
+def default_budget(kind: WorkloadKind) -> int:
+    """The trial budget of a search of ``kind`` when the user gives none: the kind's own, else 8."""
+    return spec(kind).budget or DEFAULT_BUDGET
 
 
 class Sampler(Protocol):
@@ -138,7 +149,20 @@ def initial_design(space: Space, size: int, *, seed: int = 0) -> list[Point]:
         if best is None or key > best[0]:
             best = (key, points)
     assert best is not None
-    return best[1]
+    # a point rejected, or repaired onto the baseline or onto another point, would be a trial lost (in a
+    # space that the probe's limits thin out, such as keepalive's, most designs hold some): keep the
+    # first of each setting and fill up with untried settings drawn at random
+    kept: list[Point] = []
+    settings: set[Point] = set()
+    draws = iter(lambda: tuple(rng.randrange(n) for n in sizes), None)
+    for p in itertools.chain(best[1], itertools.islice(draws, 50 * size)):
+        if len(kept) >= size:
+            break
+        q = repair(p)
+        if q is not None and q not in settings:
+            kept.append(p)
+            settings.add(q)
+    return kept
 
 
 def switch_screen(space: Space, limit: int) -> list[Point]:
@@ -169,7 +193,13 @@ def switch_screen(space: Space, limit: int) -> list[Point]:
 
 def design_size(space: Space, budget: int) -> int:
     """How many space-filling points before the model leads: about a third of the budget (at least two,
-    at most one more than the knobs), grown by :func:`initial_design` to cover every few-level knob."""
+    at most one more than the knobs), grown by :func:`initial_design` to cover every few-level knob.
+
+    A kind measured side by side gets three quarters of it: its design is one batch, which takes about as
+    long as one measurement, and the model's one batch after it shares its room with the elimination and
+    the confirmation measured ahead (keepalive at 15: 11 and 4, the wall time of two batches)."""
+    if spec(space.kind).side_by_side > 1:
+        return max(2, 3 * budget // 4)
     return max(2, min(len(space.dimensions) + 1, budget // 3))
 
 
@@ -313,7 +343,9 @@ class GridSampler:
 SAMPLERS = ("skopt", "random", "grid")
 
 
-def make_sampler(name: str, space: Space, *, seed: int = 0, budget: int = 12) -> Sampler:
+def make_sampler(name: str, space: Space, *, seed: int = 0, budget: int | None = None) -> Sampler:
+    """The sampler ``name`` for a search of ``budget`` trials (None: the kind's default)."""
+    budget = budget or default_budget(space.kind)
     if name == "skopt":
         # a few space-filling points before the model leads (the baseline, told first, is one of them)
         return SkoptSampler(space, seed=seed, initial_points=design_size(space, budget), screen=budget // 4)

@@ -29,14 +29,16 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from tuner.errors import InputError, KnobError, SearchError
+from tuner.kinds import spec
 from tuner.knobs import Value, json_value
 from tuner.logs import get_logger
 from tuner.probe.measurement import Measurement, pool_measurements
 from tuner.search.journal import SearchJournal
 from tuner.search.objective import Objective, Score, gain
-from tuner.search.samplers import SAMPLERS, Sampler, ask_batch
+from tuner.search.samplers import DEFAULT_BUDGET, SAMPLERS, Sampler, ask_batch, default_budget
 from tuner.search.space import Candidate, Space, assignment_key
 from tuner.search.stats import CONFIDENCE, MIN_REPEATS, GainInterval, gain_interval, looks_confidence
+from tuner.workload import WorkloadKind
 
 __all__ = [
     "DEFAULT_BUDGET",
@@ -50,12 +52,12 @@ __all__ = [
     "TrialRole",
     "TrialState",
     "Verdict",
+    "default_budget",
     "pool_measurements",
 ]
 
 log = get_logger(__name__)
 
-DEFAULT_BUDGET = 8
 _MAX_REJECTED_IN_ROW = 50
 _MAX_DUPLICATES_IN_ROW = 3
 # Leaders a confirmation refused are replaced by the next promising candidates this many times at most.
@@ -114,7 +116,7 @@ def _prunable_repeats(measure: Measure) -> int:
 class SearchConfig:
     """How to search. ``time_budget`` is in seconds; ``duration`` is seconds per repeat of a probe."""
 
-    budget: int = DEFAULT_BUDGET
+    budget: int | None = None  # search trials; None: the kind's default (see default_budget)
     time_budget: float | None = None
     sampler: str = "skopt"
     seed: int = 0
@@ -138,10 +140,10 @@ class SearchConfig:
         _check_bounds(self)
         if self.sampler not in SAMPLERS:
             raise InputError(f"unknown sampler {self.sampler!r}", hint=f"one of: {', '.join(SAMPLERS)}")
-        if self.budget < 1:
+        if self.budget is not None and self.budget < 1:
             raise InputError(
                 f"--budget {self.budget}: a search needs at least one trial",
-                hint=f"the default is {DEFAULT_BUDGET}",
+                hint=f"the default is {budget_defaults()}",
             )
         if self.time_budget is not None and self.time_budget <= 0:
             raise InputError("--time must be positive", hint="e.g. --time 5m")
@@ -174,6 +176,12 @@ MAX_BUDGET = 1000  # trials; a search that needs more is looking at the wrong kn
 MAX_TIME = 7 * 86400.0  # seconds of --time
 MAX_REPEATS = 100  # repeats per probe
 MAX_DURATION = 600.0  # seconds per repeat
+
+
+def budget_defaults() -> str:
+    """The default trial budgets, for a user: "8; keepalive 15"."""
+    own = [f"{k.value} {spec(k).budget}" for k in WorkloadKind if spec(k).budget]
+    return "; ".join([str(DEFAULT_BUDGET), *own])
 
 
 def _check_bounds(cfg: SearchConfig) -> None:
@@ -377,6 +385,7 @@ class Study:
         self.sampler = sampler
         self.measure = measure
         self.config = config
+        self.budget = config.budget or default_budget(space.kind)  # search trials
         self.journal = journal
         self.progress = progress
         self.trials: list[Trial] = []
@@ -456,8 +465,8 @@ class Study:
             return None
         after = self._walls(self._simplify_runs_left()) + self._confirm_walls()
         left = {
-            "baseline": self._walls(self.config.budget) + after,
-            "search": self._walls(max(0, self.config.budget - self._search_done())) + after,
+            "baseline": self._walls(self.budget) + after,
+            "search": self._walls(max(0, self.budget - self._search_done())) + after,
             "simplify": after,
             TrialRole.AHEAD.value: after,  # reported within the search's or the elimination's batch
             "confirm": self._confirm_walls(
@@ -516,7 +525,7 @@ class Study:
         if self.progress is None:
             return
         base = self._baseline.score if self._baseline else None
-        total = self.config.budget if phase == "search" else self._phase_total.get(phase, 1)
+        total = self.budget if phase == "search" else self._phase_total.get(phase, 1)
         # search trials are counted from the study's record, so a resumed search goes on from its count
         count = self._search_done() + running if phase == "search" else self._phase_runs.get(phase, 0)
         self.progress(
@@ -524,7 +533,7 @@ class Study:
                 phase,
                 trial,
                 self._search_done(),
-                self.config.budget,
+                self.budget,
                 self._best,
                 base,
                 self.elapsed(),
@@ -784,7 +793,7 @@ class Study:
 
     def _stop_reason(self, since_best: int) -> str | None:
         cfg = self.config
-        if self._search_done() >= cfg.budget:
+        if self._search_done() >= self.budget:
             return "trial budget"
         # the time budget holds the confirmation too: stop while it fits (the simplification gets
         # what is left after the search, and is skipped when nothing is)
@@ -797,7 +806,6 @@ class Study:
     def _search(self) -> str:
         if self._batch is not None:
             return self._search_side_by_side()
-        cfg = self.config
         since_best = 0
         best = self._best
         while True:
@@ -813,7 +821,7 @@ class Study:
             if cand is None:
                 continue
             trial = self._run(TrialRole.SEARCH, cand.assignment, cand.point, asked)
-            if trial.state is TrialState.INVALID and self._search_done() < cfg.budget and self._fits(1):
+            if trial.state is TrialState.INVALID and self._search_done() < self.budget and self._fits(1):
                 # an invalid run (the sandbox or the load generator could not keep up) says nothing
                 # about the setting; told as a penalty it would teach the sampler that, say, bbr is bad
                 # and the design's one try of it would be lost: measure it once more
@@ -840,18 +848,29 @@ class Study:
                     self._tell([asked, cand.point], math.inf)
                 return stop
             capacity = self._batch.measurements - (self._baseline is None)
-            room = min(capacity, self.config.budget - self._search_done())
+            room = min(capacity, self.budget - self._search_done())
             batch: list[tuple[Candidate, tuple[int, ...]]] = retry[:room]
             retry = retry[room:]
             stop = None
-            asks = ask_batch(self.sampler, room - len(batch)) if room > len(batch) else []
-            for asked in asks:
-                vetted = self._vet(asked)
-                if isinstance(vetted, str):
-                    stop = vetted
-                    break
-                if vetted is not None and all(c.key != vetted.key for c, _ in batch):
-                    batch.append((vetted, asked))
+            # a point the sampler gives that is rejected or already measured leaves its place in the batch
+            # to another ask (not the design's places: the model leads only once it has heard the design)
+            asks: list[tuple[int, ...]] = []
+            want = asked_for = room - len(batch)
+            while want > 0 and stop is None:
+                more = [p for p in ask_batch(self.sampler, asked_for) if p not in asks][:want]
+                if not more:
+                    break  # the sampler, told nothing new, gives the same points again
+                asks += more
+                asked_for = room  # untold, the points taken come back first: ask past them
+                before = len(batch)
+                for asked in more:
+                    vetted = self._vet(asked)
+                    if isinstance(vetted, str):
+                        stop = vetted
+                        break
+                    if vetted is not None and all(c.key != vetted.key for c, _ in batch):
+                        batch.append((vetted, asked))
+                want = min(room - len(batch), len(more) - (len(batch) - before))
             items: list[_Item] = [(c.assignment, c.point, a) for c, a in batch]
             roles = [TrialRole.SEARCH] * len(items)
             if self._baseline is None:
@@ -862,7 +881,7 @@ class Study:
             simplify_ahead: list[_Item] = []
             searched = len(items)
             counts = [self._batch.repeats] * searched
-            if batch and self._search_done() + len(batch) >= self.config.budget:  # the search's last
+            if batch and self._search_done() + len(batch) >= self.budget:  # the search's last
                 ahead_key, simplify_ahead = self._simplify_ahead(
                     capacity - len(batch), {c.key for c, _ in batch}
                 )
