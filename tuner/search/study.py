@@ -853,7 +853,7 @@ class Study:
             retry = retry[room:]
             stop = None
             # a point the sampler gives that is rejected or already measured leaves its place in the batch
-            # to another ask (not the design's places: the model leads only once it has heard the design)
+            # to another ask (a design holds neither, see initial_design: the model's points fill them)
             asks: list[tuple[int, ...]] = []
             want = asked_for = room - len(batch)
             while want > 0 and stop is None:
