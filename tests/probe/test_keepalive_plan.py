@@ -13,9 +13,9 @@ from tuner.probe.keepalive import (
     PHASE_CAP,
     WINDOW_MIN,
     Timers,
-    _timers,
     healthy_phase,
     risk_unjudged,
+    socket_timers,
     timers_in_effect,
     window,
 )
@@ -67,7 +67,7 @@ def test_the_timers_in_effect_are_those_the_kernel_reports_for_a_socket(options)
         for name in ("TCP_KEEPIDLE", "TCP_KEEPCNT"):
             if name in options:
                 sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, name), options[name])
-        assert timers_in_effect({**sysctls, **options}) == _timers(sock)
+        assert timers_in_effect({**sysctls, **options}) == socket_timers(sock)
 
 
 def test_timers_too_slow_for_the_healthy_phase_are_named_and_others_are_judged():

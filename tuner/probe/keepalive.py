@@ -77,6 +77,7 @@ __all__ = [
     "risk_unjudged",
     "run_repeat",
     "serve",
+    "socket_timers",
     "timers_in_effect",
     "window",
 ]
@@ -189,7 +190,8 @@ def risk_unjudged(values: Mapping[str, Value | None], loss: float) -> tuple[str,
     )
 
 
-def _timers(sock: socket.socket) -> Timers:
+def socket_timers(sock: socket.socket) -> Timers:
+    """The timers in effect on ``sock``, as the kernel reports them (an unset option: its sysctl)."""
     return Timers(
         bool(sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE)),
         sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE),
@@ -221,7 +223,7 @@ def serve(
     board["port"] = listener.getsockname()[1]
     conns = accept_many(listener, max(workload.idle_connections, 1), options, dead_peer=True)
     listener.close()
-    timers = _timers(conns[0])
+    timers = socket_timers(conns[0])
     wait_s = window(duration)
     board["healthy_s"], risk_seen = healthy_phase(duration, timers, loss)
     board["accepted"] = len(conns)
