@@ -49,7 +49,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from tuner.knobs import Value
+from tuner.knobs import Value, get_knob
 from tuner.logs import get_logger
 from tuner.observe.counters import read_counters
 from tuner.probe.base import (
@@ -146,12 +146,6 @@ _SYSCTL_DEFAULTS = {
     "net.ipv4.tcp_keepalive_intvl": 75,
     "net.ipv4.tcp_keepalive_probes": 9,
 }
-# socket option -> the namespace's sysctl a socket inherits when the option is not set
-_INHERITS = {
-    "TCP_KEEPIDLE": "net.ipv4.tcp_keepalive_time",
-    "TCP_KEEPINTVL": "net.ipv4.tcp_keepalive_intvl",
-    "TCP_KEEPCNT": "net.ipv4.tcp_keepalive_probes",
-}
 
 
 def timers_in_effect(values: Mapping[str, Value | None]) -> Timers:
@@ -160,8 +154,8 @@ def timers_in_effect(values: Mapping[str, Value | None]) -> Timers:
 
     def timer(option: str) -> int:
         v = values.get(option)
-        if v is None:
-            sysctl = _INHERITS[option]
+        if v is None:  # the sysctl the catalogue says the option inherits (Knob.unset)
+            sysctl = cast(str, get_knob(option).unset)
             v = values.get(sysctl, _SYSCTL_DEFAULTS[sysctl])
         return int(cast(int, v))
 
